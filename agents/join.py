@@ -1,0 +1,268 @@
+"""Join agent: predictions + labels -> exactly one scored pair per labeled prediction.
+
+How "exactly one" holds without Kafka transactions (Tansu has none):
+
+1. The agent takes a batch of input events and applies them to the in-memory
+   :class:`~driftline.agents.joinstate.PartitionJoin` of each input partition.
+2. It sends the batch's scored pairs (to the *same partition number* of
+   ``scored``), dead letters and forwards, and waits for every ack.
+3. Then it appends the batch's state records to the compacted ``join-state``
+   topic, ending with a checkpoint: the next ``scored`` offset of the partition.
+   It waits for those acks too.
+4. Only then does Faust acknowledge the batch and later commit its offsets.
+
+After a crash (or when a partition moves to another worker) the partition's
+state is rebuilt by reading ``join-state`` to its true end, then reading
+``scored`` from the checkpoint: any pair found there was written before the
+crash, so its id is marked done before input is consumed again. A re-delivered
+label for it is then a duplicate, not a second pair.
+
+An event whose ``prediction_id`` does not hash (Kafka's murmur2) to the
+partition it arrived on, e.g. inside a batch message keyed by something else,
+is forwarded to its home partition first, so both sides of a pair always meet
+in the same partition state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
+from driftline.agents.joinstate import PartitionJoin
+from driftline.agents.outbox import Outbox
+from driftline.kafka import partition_for, read_partition, reader
+from driftline.models.events import LABEL, PREDICTION
+from driftline.models.wire import Rejection, decode
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = b"c"
+ENTRY_PREFIX = b"i:"
+# A forwarded batch stays well under the broker's message size.
+_FORWARD_BYTES = 256 * 1024
+
+
+class Joiner:
+    """Everything the join agent does, minus the Faust wiring (see :func:`install`)."""
+
+    def __init__(self, settings: Settings, send, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.send = send
+        self.clock = clock
+        self.predictions_topic = settings.topic("predictions")
+        self.labels_topic = settings.topic("labels")
+        self.scored_topic = settings.topic("scored")
+        self.state_topic = settings.topic("join_state")
+        self.deadletter_topic = settings.topic("deadletter")
+        self.expired_topic = settings.topic("expired")
+        self.parts: dict[int, PartitionJoin] = {}
+        self.dead_letters = DeadLetterCounter()
+        self.expired_by_model: Counter[str] = Counter()
+        self.forwarded = 0
+        self.lock = asyncio.Lock()
+        self._retired = Counter()  # stats of partitions handed to another worker
+
+    @property
+    def stats(self) -> Counter[str]:
+        total = Counter(self._retired)
+        for part in self.parts.values():
+            total.update(part.stats)
+        return total
+
+    # --- the batch ---------------------------------------------------------------
+
+    async def process(self, messages: Sequence[Any]) -> None:
+        """One batch of Faust events (anything with ``.message``) from either input topic."""
+        async with self.lock:
+            now = self.clock()
+            out = Outbox()
+            accepted: list[tuple[int, bool, dict]] = []
+            forwards: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+            for event in messages:
+                msg = event.message
+                is_label = msg.topic == self.labels_topic
+                good, bad = decode(msg.value, LABEL if is_label else PREDICTION,
+                                   max_bytes=self.settings.max_message_bytes,
+                                   max_batch=self.settings.max_batch_events)
+                for rejection in bad:
+                    self._dead_letter(out, msg, rejection)
+                for ev in good:
+                    if "ts" not in ev:
+                        ev["ts"] = msg.timestamp  # broker time, seconds
+                    home = partition_for(ev["prediction_id"].encode(), self.settings.partitions)
+                    if home == msg.partition:
+                        accepted.append((home, is_label, ev))
+                    else:
+                        forwards[(msg.topic, home)].append(orjson.dumps(ev))
+            for topic_partition, events in forwards.items():
+                self._forward(out, *topic_partition, events)
+            for partition in sorted({p for p, _, _ in accepted}):
+                await self._ensure_loaded(partition)
+            for partition, is_label, ev in accepted:
+                part = self.parts[partition]
+                if is_label:
+                    part.add_label(ev, now)
+                else:
+                    part.add_prediction(ev, now)
+            await self._persist(out, {p for p, _, _ in accepted})
+
+    async def _persist(self, out: Outbox, partitions: Iterable[int],
+                       expired: dict[int, list[dict]] | None = None) -> None:
+        """Steps 2 and 3 of the module docstring, for the given partitions."""
+        drained = {p: self.parts[p].drain() for p in partitions}
+        scored_index: dict[int, int] = {}
+        for p, (scored, _) in drained.items():
+            for pair in scored:
+                scored_index[p] = out.add(self.scored_topic, pair["prediction_id"].encode(),
+                                          orjson.dumps(pair), p)
+        for p, events in (expired or {}).items():
+            for ev in events:
+                out.add(self.expired_topic, ev["prediction_id"].encode(),
+                        orjson.dumps({**ev, "expired_ts": self.clock()}), p)
+        if len(out):
+            offsets = await out.flush(self.send)
+        state = Outbox()
+        for p, (_, records) in drained.items():
+            if not records and p not in scored_index:
+                continue
+            for pid, record in records.items():
+                state.add(self.state_topic, ENTRY_PREFIX + pid.encode(),
+                          None if record is None else orjson.dumps(record), p)
+            if p in scored_index:
+                self.parts[p].scored_next = offsets[scored_index[p]] + 1
+            state.add(self.state_topic, CHECKPOINT_KEY,
+                      orjson.dumps({"scored_next": self.parts[p].scored_next}), p)
+        if len(state):
+            await state.flush(self.send)
+
+    def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
+        self.dead_letters.count(rejection)
+        value = dead_letter_value(msg.topic, msg.partition, msg.offset, rejection)
+        limit = self.settings.max_message_bytes
+        if len(value) > limit:  # keep the record deliverable; say what was cut
+            cut = Rejection(rejection.kind, rejection.error, rejection.raw[: limit // 8],
+                            rejection.index)
+            record = orjson.loads(dead_letter_value(msg.topic, msg.partition, msg.offset, cut))
+            value = orjson.dumps({**record, "raw_truncated": True,
+                                  "raw_bytes": len(rejection.raw)})
+        log.debug("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset,
+                  rejection.error)
+        out.add(self.deadletter_topic, msg.key, value, None)
+
+    def _forward(self, out: Outbox, topic: str, partition: int, events: list[bytes]) -> None:
+        self.forwarded += len(events)
+        chunk: list[bytes] = []
+        size = 0
+        for ev in events + [b""]:
+            if chunk and (not ev or size + len(ev) > _FORWARD_BYTES):
+                out.add(topic, orjson.loads(chunk[0])["prediction_id"].encode(),
+                        b"[" + b",".join(chunk) + b"]", partition)
+                chunk, size = [], 0
+            if ev:
+                chunk.append(ev)
+                size += len(ev) + 1
+
+    # --- recovery and rebalance --------------------------------------------------
+
+    async def _ensure_loaded(self, partition: int) -> None:
+        if partition in self.parts:
+            return
+        started = time.monotonic()
+        part = PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
+        checkpoint = 0
+        consumer = reader(self.settings)
+        await consumer.start()
+        try:
+            n_state = 0
+            async for records in read_partition(consumer, self.state_topic, partition):
+                n_state += len(records)
+                for r in records:
+                    if r.key == CHECKPOINT_KEY:
+                        checkpoint = orjson.loads(r.value)["scored_next"]
+                    elif r.key is not None and r.key.startswith(ENTRY_PREFIX):
+                        part.restore(r.key[len(ENTRY_PREFIX):].decode(),
+                                     None if r.value is None else orjson.loads(r.value))
+            part.drain()  # restoring writes nothing
+            part.scored_next = checkpoint
+            n_scored = 0
+            async for records in read_partition(consumer, self.scored_topic, partition,
+                                                start=checkpoint):
+                for r in records:
+                    part.mark_done(r.key.decode(), self.clock())
+                    part.scored_next = r.offset + 1
+                n_scored += len(records)
+        finally:
+            await consumer.stop()
+        self.parts[partition] = part
+        log.info("join partition %d recovered in %.2fs: %d state records, %d scored pairs "
+                 "after the checkpoint; %d waiting predictions, %d waiting labels, %d done ids",
+                 partition, time.monotonic() - started, n_state, n_scored,
+                 len(part.predictions), len(part.labels), len(part.done))
+
+    async def drop(self, partitions: Iterable[int]) -> None:
+        """Forget partitions this worker no longer owns; they are reloaded if they return."""
+        async with self.lock:
+            for p in partitions:
+                part = self.parts.pop(p, None)
+                if part is not None:
+                    self._retired.update(part.stats)
+
+    # --- time --------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire old join entries of every loaded partition and persist the removals."""
+        async with self.lock:
+            now = self.clock()
+            expired: dict[int, list[dict]] = {}
+            touched = []
+            for p, part in self.parts.items():
+                gone = part.expire(now)
+                if gone.predictions or gone.labels or gone.forgotten:
+                    touched.append(p)
+                    expired[p] = gone.predictions
+                    for ev in gone.predictions:
+                        self.expired_by_model[ev["model"]] += 1
+            if touched:
+                await self._persist(Outbox(), touched, expired)
+
+
+def install(app: faust.App, settings: Settings) -> Joiner:
+    """Register the join agent, its expiry timer and rebalance hooks on ``app``."""
+    topic = app.topic(settings.topic("predictions"), settings.topic("labels"),
+                      key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+    inputs = {settings.topic("predictions"), settings.topic("labels")}
+
+    async def send(topic: str, key, value, partition):
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    joiner = Joiner(settings, send)
+
+    @app.agent(topic, name="driftline.join")
+    async def join(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
+            await joiner.process(events)
+
+    @app.timer(settings.expiry_interval, name="driftline.join.expiry")
+    async def expiry() -> None:
+        await joiner.sweep()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
+        await joiner.drop({tp.partition for tp in revoked if tp.topic in inputs})
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned, **kwargs) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic in inputs}
+        await joiner.drop(set(joiner.parts) - mine)
+
+    return joiner

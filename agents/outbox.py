@@ -1,0 +1,84 @@
+"""Messages a batch must get onto Kafka before its input offsets may be committed.
+
+The agent collects a batch's output here and :meth:`Outbox.flush` sends it,
+retrying only the records that failed (so a retry never duplicates one that
+already landed), until every record is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+# (topic, key, value, partition) -> awaitable of a future of RecordMetadata
+SendFn = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[asyncio.Future]]
+
+
+@dataclass
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.records: list[Outgoing] = []
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            partition: int | None) -> int:
+        """Queue a record; returns its index, to find its offset after :meth:`flush`."""
+        self.records.append(Outgoing(topic, key, value, partition))
+        return len(self.records) - 1
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    async def flush(self, send: SendFn, *, max_delay: float = 5.0) -> list[int]:
+        """Send everything, wait for every ack; returns the offset of each record.
+
+        Failed records are re-sent with exponential backoff, forever: the batch's
+        input is only acknowledged once its output is durable, so giving up would
+        either lose output or stall the partition. Broker outages show in the log.
+        """
+        offsets: list[int] = [-1] * len(self.records)
+        todo = list(range(len(self.records)))
+        delay = 0.1
+        while todo:
+            futures = []
+            for i in todo:
+                r = self.records[i]
+                try:
+                    futures.append(await send(r.topic, r.key, r.value, r.partition))
+                except KafkaError as exc:
+                    futures.append(_failed(exc))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = []
+            for i, result in zip(todo, results):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, (KafkaError, asyncio.TimeoutError, OSError)):
+                        raise result
+                    failed.append((i, result))
+                else:
+                    offsets[i] = result.offset
+            todo = [i for i, _ in failed]
+            if todo:
+                log.warning("%d of %d records not acknowledged (%s); retrying in %.1fs",
+                            len(todo), len(self.records), failed[0][1], delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+        self.records.clear()
+        return offsets
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut

@@ -1,0 +1,68 @@
+"""Run one service binary and take it down with its owner, whatever kills the owner.
+
+Usage (driftline.stack does this): ``python -m driftline._supervise -- BINARY ARGS...``
+with stdin a pipe whose write end only the owner holds.
+
+* The supervisor starts a new session, so the service sits in its own process
+  group: stopping kills the whole group, and a Ctrl-C meant for the owner's
+  terminal never reaches the broker half-way through a test.
+* It watches stdin: when the owner dies (even by SIGKILL) the kernel closes the
+  pipe, ``read`` returns EOF, and the supervisor terminates the group.
+* On Linux the service also gets ``PR_SET_PDEATHSIG``, so it dies even if the
+  supervisor itself is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 5.0) -> int:
+    pgid = os.getpgid(0)
+    try:
+        proc.terminate()
+        return proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)  # takes this supervisor down too
+        return -9
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        print("usage: python -m driftline._supervise -- BINARY [ARGS...]", file=sys.stderr)
+        return 2
+    if os.getpid() != os.getsid(0):
+        os.setsid()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+
+    def watch_owner() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        _stop_group(proc)
+
+    threading.Thread(target=watch_owner, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: _stop_group(proc))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

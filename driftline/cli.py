@@ -1,0 +1,154 @@
+"""The ``driftline`` command.
+
+Exit codes: 0 ok, 1 runtime failure (a service failed, a broker is unreachable),
+2 bad usage or configuration (the message says what to change).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from .errors import ConfigError, DriftlineError
+from .settings import Settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def settings_options(fn):
+    """Flags shared by every command that talks to Kafka or Redis; each overrides its env var."""
+    options = [
+        click.option("--kafka-url", help="Kafka bootstrap, kafka://host:port. [env: DRIFTLINE_KAFKA_URL]"),
+        click.option("--redis-url", help="Redis URL. [env: DRIFTLINE_REDIS_URL]"),
+        click.option("--topic-prefix", help="Topic name prefix. [env: DRIFTLINE_TOPIC_PREFIX]"),
+        click.option("--partitions", type=click.IntRange(min=1),
+                     help="Partitions of created topics. [env: DRIFTLINE_PARTITIONS]"),
+        click.option("--group-id", help="Consumer group of the worker. [env: DRIFTLINE_GROUP_ID]"),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                     help="[env: DRIFTLINE_LOG_LEVEL]"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        overrides = {k: kwargs.pop(k) for k in
+                     ("kafka_url", "redis_url", "topic_prefix", "partitions", "group_id",
+                      "log_level")}
+        try:
+            settings = Settings.from_env(**overrides)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        return fn(settings=settings, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="driftline")
+def main() -> None:
+    """driftline: monitor ML models in production from their Kafka prediction and label streams."""
+
+
+@main.command()
+@settings_options
+def worker(settings: Settings) -> None:
+    """Run the Faust worker (all agents) until SIGTERM or Ctrl-C.
+
+    Creates the topics it needs with --partitions partitions first, and refuses
+    to start if they exist with another partition count.
+    """
+    from .worker import run_worker
+
+    _setup_logging(settings.log_level)
+    try:
+        code = run_worker(settings)
+    except DriftlineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    sys.exit(code)
+
+
+@main.group()
+def stack() -> None:
+    """The embedded Kafka (Tansu) and Redis (Valkey) servers, for laptops and tests."""
+
+
+@stack.command("up")
+@click.option("--kafka-port", type=click.IntRange(0, 65535), default=9092, show_default=True,
+              help="0 picks a free port.")
+@click.option("--redis-port", type=click.IntRange(0, 65535), default=6379, show_default=True,
+              help="0 picks a free port.")
+def stack_up(kafka_port: int, redis_port: int) -> None:
+    """Start Tansu and Valkey on loopback, print their URLs, run until Ctrl-C."""
+    from .stack import EmbeddedStack
+
+    with _started_stack(EmbeddedStack, kafka_port, redis_port) as st:
+        for name, value in st.env().items():
+            click.echo(f"{name}={value}")
+        _wait_for_signal(lambda: st.kafka.alive() and st.redis.alive())
+        click.echo("stopping the embedded stack", err=True)
+
+
+@main.command()
+@click.option("--kafka-port", type=click.IntRange(0, 65535), default=9092, show_default=True)
+@click.option("--redis-port", type=click.IntRange(0, 65535), default=6379, show_default=True)
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="[env: DRIFTLINE_PARTITIONS]")
+def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
+    """The embedded stack plus a worker, until Ctrl-C: everything on one laptop."""
+    from .stack import EmbeddedStack
+
+    with _started_stack(EmbeddedStack, kafka_port, redis_port) as st:
+        env = {**os.environ, **st.env()}
+        if partitions:
+            env["DRIFTLINE_PARTITIONS"] = str(partitions)
+        for name, value in st.env().items():
+            click.echo(f"{name}={value}")
+        proc = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env)
+        try:
+            _wait_for_signal(lambda: proc.poll() is None and st.kafka.alive())
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if proc.returncode not in (0, -signal.SIGTERM):
+            click.echo(f"the worker exited with code {proc.returncode}", err=True)
+            sys.exit(EXIT_FAILURE)
+
+
+def _started_stack(factory, kafka_port: int, redis_port: int):
+    try:
+        return factory(kafka_port=kafka_port, redis_port=redis_port).start()
+    except DriftlineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+def _wait_for_signal(healthy) -> None:
+    """Sleep until SIGINT/SIGTERM, or until ``healthy()`` turns false."""
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    while not stop and healthy():
+        time.sleep(0.2)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    main()

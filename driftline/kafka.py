@@ -1,0 +1,143 @@
+"""Small Kafka helpers shared by the worker, the SDK and the tests.
+
+The one broker quirk driftline works around lives here: Tansu's
+``ListOffsets(latest)`` returns the base offset of a partition's last record
+batch + 1 instead of the last offset + 1 (DESIGN.md, "Traps"). Anything that
+needs "the end of a partition" calls :func:`true_end_offset`, which trusts the
+high watermark of a real Fetch; on Apache Kafka both agree, so the code is
+correct there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+from .errors import TopicError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (Java, murmur2) partitioner picks for ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str], *,
+                        configs: dict[str, dict[str, str]] | None = None,
+                        timeout: float = 30.0) -> None:
+    """Create missing topics with ``settings.partitions``; refuse existing ones that differ.
+
+    A topic that exists with another partition count would silently break the
+    co-partitioning the join relies on, so it is an error, not a warning.
+    """
+    names = list(dict.fromkeys(names))
+    configs = configs or {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                request_timeout_ms=int(timeout * 1000))
+    await _retry_start(admin.start, "admin client", timeout)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            new = [NewTopic(n, settings.partitions, settings.replication_factor,
+                            topic_configs=configs.get(n, {})) for n in missing]
+            try:
+                await admin.create_topics(new, timeout_ms=int(timeout * 1000))
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race; checked below
+            log.info("created topics %s with %d partitions", missing, settings.partitions)
+        counts = await partition_counts(admin, names, timeout)
+    finally:
+        await admin.close()
+    wrong = {n: c for n, c in counts.items() if c != settings.partitions}
+    if wrong:
+        listed = ", ".join(f"{n} has {c}" for n, c in sorted(wrong.items()))
+        raise TopicError(
+            f"topics exist with the wrong partition count ({listed}; expected "
+            f"{settings.partitions}): set DRIFTLINE_PARTITIONS to match, or use another "
+            f"DRIFTLINE_TOPIC_PREFIX")
+
+
+async def partition_counts(admin: AIOKafkaAdminClient, names: list[str],
+                           timeout: float = 30.0) -> dict[str, int]:
+    """Partition count of each topic, waiting until metadata shows all of them."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        counts = {d["topic"]: len(d["partitions"]) for d in described
+                  if not d.get("error_code") and d["partitions"]}
+        if len(counts) == len(names):
+            return counts
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicError(f"topics {sorted(set(names) - counts.keys())} did not appear")
+        await asyncio.sleep(0.1)
+
+
+async def _retry_start(start, what: str, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.1
+    while True:
+        try:
+            await start()
+            return
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise TopicError(f"could not start the Kafka {what}: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def reader(settings: Settings) -> AIOKafkaConsumer:
+    """A group-less consumer for reading partitions by hand (recovery, tests)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=None,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+    )
+
+
+async def true_end_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """Offset after the last record of ``tp``, from a Fetch's high watermark.
+
+    ``end_offsets`` is only a lower bound on Tansu; fetching from just before it
+    returns the real high watermark. ``consumer`` must have ``tp`` assigned; its
+    position is left wherever the probe fetch ended.
+    """
+    listed = (await consumer.end_offsets([tp]))[tp]
+    if listed == 0:
+        return 0
+    consumer.seek(tp, listed - 1)
+    for _ in range(50):
+        await consumer.getmany(tp, timeout_ms=200, max_records=1)
+        high = consumer.highwater(tp)
+        if high is not None:
+            return max(high, listed)
+    raise TopicError(f"no fetch response for {tp.topic}[{tp.partition}] in 10s")
+
+
+async def read_partition(consumer: AIOKafkaConsumer, topic: str, partition: int,
+                         start: int = 0, batch: int = 10_000) -> AsyncIterator[list]:
+    """Yield lists of records of one partition from ``start`` to its true end, then stop."""
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    end = await true_end_offset(consumer, tp)
+    if start >= end:
+        return
+    consumer.seek(tp, start)
+    position = start
+    while position < end:
+        got = await consumer.getmany(tp, timeout_ms=1000, max_records=batch)
+        records = got.get(tp, [])
+        if records:
+            position = records[-1].offset + 1
+            yield records
+        else:
+            position = await consumer.position(tp)

