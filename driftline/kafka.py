@@ -32,11 +32,12 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 async def ensure_topics(settings: Settings, names: Iterable[str], *,
                         configs: dict[str, dict[str, str]] | None = None,
-                        timeout: float = 30.0) -> None:
+                        check_counts: bool = True, timeout: float = 30.0) -> None:
     """Create missing topics with ``settings.partitions``; refuse existing ones that differ.
 
     A topic that exists with another partition count would silently break the
-    co-partitioning the join relies on, so it is an error, not a warning.
+    co-partitioning the join relies on, so it is an error, not a warning (unless
+    ``check_counts`` is false: a producer only needs the topics to exist).
     """
     names = list(dict.fromkeys(names))
     configs = configs or {}
@@ -57,7 +58,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str], *,
         counts = await partition_counts(admin, names, timeout)
     finally:
         await admin.close()
-    wrong = {n: c for n, c in counts.items() if c != settings.partitions}
+    wrong = {n: c for n, c in counts.items() if check_counts and c != settings.partitions}
     if wrong:
         listed = ", ".join(f"{n} has {c}" for n, c in sorted(wrong.items()))
         raise TopicError(

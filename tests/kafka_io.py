@@ -1,0 +1,80 @@
+"""Test helpers that talk to the real broker: produce raw messages, read topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from driftline.app import topic_configs, topics_to_create
+from driftline.kafka import ensure_topics, read_partition, reader
+from driftline.settings import Settings
+
+
+def create_topics(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings, topics_to_create(settings),
+                              configs=topic_configs(settings)))
+
+
+def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, bytes | None]],
+            partition: int | None = None) -> list[tuple[str, int, int]]:
+    """Send (logical topic, key, value) in order; returns (topic, partition, offset) of each."""
+    async def run():
+        p = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                             max_request_size=4 * 1024 * 1024)
+        await p.start()
+        try:
+            futures = [await p.send(settings.topic(t), v, key=k, partition=partition)
+                       for t, k, v in messages]
+            meta = await asyncio.gather(*futures)
+        finally:
+            await p.stop()
+        return [(m.topic, m.partition, m.offset) for m in meta]
+    return asyncio.run(run())
+
+
+def read_all(settings: Settings, name: str) -> list:
+    """Every record on every partition of a logical topic, read to the true end."""
+    async def run():
+        consumer = reader(settings)
+        await consumer.start()
+        out = []
+        try:
+            for p in range(settings.partitions):
+                async for records in read_partition(consumer, settings.topic(name), p):
+                    out.extend(records)
+        finally:
+            await consumer.stop()
+        return out
+    return asyncio.run(run())
+
+
+def read_values(settings: Settings, name: str) -> list[dict]:
+    return [orjson.loads(r.value) for r in read_all(settings, name)]
+
+
+def wait_for(settings: Settings, name: str, count: int, timeout: float = 60.0,
+             settle: float = 1.5) -> list:
+    """Records of ``name`` once there are at least ``count``, plus ``settle`` seconds for
+    any extra (duplicate) record to show up, which the caller then sees and fails on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_all(settings, name)
+        if len(records) >= count:
+            time.sleep(settle)
+            return read_all(settings, name)
+        if time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
+def prediction(pid: str, value: float = 1.0, model: str = "m", **extra) -> bytes:
+    return orjson.dumps({"prediction_id": pid, "model": model, "version": 1,
+                         "prediction": value, **extra})
+
+
+def label(pid: str, value: float = 0.0, **extra) -> bytes:
+    return orjson.dumps({"prediction_id": pid, "label": value, **extra})
