@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 runtime failure (a service failed, a broker is unreachable),
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -89,9 +90,7 @@ def stack() -> None:
               help="0 picks a free port.")
 def stack_up(kafka_port: int, redis_port: int) -> None:
     """Start Tansu and Valkey on loopback, print their URLs, run until Ctrl-C."""
-    from .stack import EmbeddedStack
-
-    with _started_stack(EmbeddedStack, kafka_port, redis_port) as st:
+    with _embedded_stack(kafka_port, redis_port) as st:
         for name, value in st.env().items():
             click.echo(f"{name}={value}")
         _wait_for_signal(lambda: st.kafka.alive() and st.redis.alive())
@@ -105,9 +104,7 @@ def stack_up(kafka_port: int, redis_port: int) -> None:
               help="[env: DRIFTLINE_PARTITIONS]")
 def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
     """The embedded stack plus a worker, until Ctrl-C: everything on one laptop."""
-    from .stack import EmbeddedStack
-
-    with _started_stack(EmbeddedStack, kafka_port, redis_port) as st:
+    with _embedded_stack(kafka_port, redis_port) as st:
         env = {**os.environ, **st.env()}
         if partitions:
             env["DRIFTLINE_PARTITIONS"] = str(partitions)
@@ -128,12 +125,19 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
             sys.exit(EXIT_FAILURE)
 
 
-def _started_stack(factory, kafka_port: int, redis_port: int):
+@contextlib.contextmanager
+def _embedded_stack(kafka_port: int, redis_port: int):
+    from .stack import EmbeddedStack
+
     try:
-        return factory(kafka_port=kafka_port, redis_port=redis_port).start()
+        st = EmbeddedStack(kafka_port=kafka_port, redis_port=redis_port).start()
     except DriftlineError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
+    try:
+        yield st
+    finally:
+        st.stop()
 
 
 def _wait_for_signal(healthy) -> None:

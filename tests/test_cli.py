@@ -1,0 +1,99 @@
+"""The `driftline` command: help, usage errors, and the long-running commands as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from driftline.cli import main
+from driftline.settings import Settings
+
+
+@pytest.mark.parametrize("args", [["--help"], ["worker", "--help"], ["stack", "--help"],
+                                  ["stack", "up", "--help"], ["up", "--help"]],
+                         ids=lambda a: " ".join(a))
+def test_help_everywhere(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+
+
+def test_bad_flag_is_a_usage_error_with_the_fix():
+    result = CliRunner().invoke(main, ["worker", "--partitions", "0"])
+    assert result.exit_code == 2
+    assert "--partitions" in result.output and "x>=1" in result.output
+
+
+def test_bad_environment_is_a_usage_error_with_the_fix():
+    result = CliRunner().invoke(main, ["worker"], env={"DRIFTLINE_KAFKA_URL": "http://k:9092"})
+    assert result.exit_code == 2
+    assert "use kafka://host:port" in result.output
+
+
+def test_unknown_environment_variable_is_named():
+    result = CliRunner().invoke(main, ["worker"], env={"DRIFTLINE_PARTITONS": "4"})
+    assert result.exit_code == 2
+    assert "DRIFTLINE_PARTITONS" in result.output
+
+
+def _read_env_lines(proc: subprocess.Popen, count: int) -> dict[str, str]:
+    env = {}
+    while len(env) < count:
+        line = proc.stdout.readline()
+        assert line, "the command exited before printing its URLs"
+        name, _, value = line.strip().partition("=")
+        env[name] = value
+    return env
+
+
+@pytest.mark.integration
+def test_stack_up_prints_urls_and_stops_on_ctrl_c():
+    proc = subprocess.Popen([sys.executable, "-m", "driftline", "stack", "up",
+                             "--kafka-port", "0", "--redis-port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        env = _read_env_lines(proc, 2)
+        import redis
+
+        assert redis.Redis.from_url(env["DRIFTLINE_REDIS_URL"]).ping()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+@pytest.mark.integration
+def test_up_runs_stack_and_worker_end_to_end(tmp_path):
+    from kafka_io import label, prediction, produce, wait_for
+
+    with open(tmp_path / "up.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "driftline", "up", "--kafka-port", "0",
+                                 "--redis-port", "0", "--partitions", "2"],
+                                stdout=subprocess.PIPE, stderr=log, text=True,
+                                env={k: v for k, v in os.environ.items()
+                                     if not k.startswith("DRIFTLINE_")})
+    try:
+        env = _read_env_lines(proc, 2)
+        settings = Settings.from_env(env, partitions=2)
+        time.sleep(2)  # the worker creates the topics
+        produce(settings, [("predictions", b"q1", prediction("q1", 4.0)),
+                           ("labels", b"q1", label("q1", 1.0))])
+        scored = wait_for(settings, "scored", 1, timeout=60, settle=0)
+        assert [orjson.loads(r.value)["error"] for r in scored] == [3.0]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0, (tmp_path / "up.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()

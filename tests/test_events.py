@@ -1,0 +1,125 @@
+"""Event schemas and wire decoding: pure, no services."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from driftline.errors import SchemaError
+from driftline.models.events import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
+                                     SCORED, make_scored, validate_many)
+from driftline.models.wire import decode
+
+GOOD_PREDICTION = {"prediction_id": "p-1", "model": "houses.v2_a-b", "version": 3,
+                   "prediction": 412.5, "features": {"rooms": 4, "area": 88.0}, "ts": 1.7e9}
+
+
+def test_prediction_is_normalised():
+    out = PREDICTION.validate(GOOD_PREDICTION)
+    assert out == {**GOOD_PREDICTION, "features": {"rooms": 4.0, "area": 88.0}}
+    assert isinstance(out["features"]["rooms"], float)
+
+
+@pytest.mark.parametrize("change,kind,path", [
+    ({"prediction_id": ""}, "bad_id", "prediction_id"),
+    ({"prediction_id": "x" * 257}, "bad_id", "prediction_id"),
+    ({"prediction_id": 5}, "wrong_type", "prediction_id"),
+    ({"model": "a b"}, "bad_model", "model"),
+    ({"model": "m" * 129}, "bad_model", "model"),
+    ({"model": "ünï"}, "bad_model", "model"),
+    ({"version": 0}, "out_of_range", "version"),
+    ({"version": 1.5}, "wrong_type", "version"),
+    ({"version": True}, "wrong_type", "version"),
+    ({"prediction": True}, "wrong_type", "prediction"),
+    ({"prediction": None}, "wrong_type", "prediction"),
+    ({"prediction": float("inf")}, "not_finite", "prediction"),
+    ({"prediction": 10**400}, "not_finite", "prediction"),
+    ({"features": {"a": float("nan")}}, "not_finite", "features.a"),
+    ({"features": {"a": "1"}}, "wrong_type", "features.a"),
+    ({"features": [1, 2]}, "wrong_type", "features"),
+    ({"features": {f"f{i}": 1 for i in range(1025)}}, "oversized", "features"),
+    ({"ts": -1}, "out_of_range", "ts"),
+    ({"ts": 1.7e12}, "out_of_range", "ts"),
+    ({"colour": "red"}, "unknown_field", ""),
+], ids=lambda v: str(v)[:40])
+def test_prediction_errors_name_the_field(change, kind, path):
+    with pytest.raises(SchemaError) as err:
+        PREDICTION.validate({**GOOD_PREDICTION, **change})
+    assert err.value.kind == kind
+    assert err.value.path == path
+    assert isinstance(err.value, ValueError)
+
+
+def test_prediction_optional_fields_and_missing_required():
+    minimal = PREDICTION.validate({"prediction_id": "a", "model": "m", "prediction": 1})
+    assert minimal == {"prediction_id": "a", "model": "m", "prediction": 1.0, "version": None,
+                       "features": {}}
+    with pytest.raises(SchemaError, match="prediction: required field is missing"):
+        PREDICTION.validate({"prediction_id": "a", "model": "m"})
+
+
+def test_label_accepts_model_hint_and_rejects_bad_label():
+    assert LABEL.validate({"prediction_id": "a", "label": 0, "model": "m"}) == {
+        "prediction_id": "a", "label": 0.0, "model": "m"}
+    with pytest.raises(SchemaError, match="label: must be a finite number, got str"):
+        LABEL.validate({"prediction_id": "a", "label": "0"})
+
+
+def test_scored_pair_from_make_scored_validates():
+    pair = make_scored({**GOOD_PREDICTION}, {"prediction_id": "p-1", "label": 400.0, "ts": 2e9},
+                       0, 0)
+    assert SCORED.validate(pair) == pair
+    assert pair["error"] == 12.5 and pair["label_ts"] == 2e9 and pair["ts"] == 1.7e9
+
+
+def test_other_event_kinds_validate():
+    alert = {"alert_id": "a1", "model": "m", "version": 2, "kind": "concept_drift",
+             "status": "firing", "severity": "critical", "detector": "ADWIN", "feature": None,
+             "ts": 1.7e9, "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 5},
+             "message": "MSE doubled."}
+    assert ALERT.validate(alert) == alert
+    with pytest.raises(SchemaError, match="kind: must be one of"):
+        ALERT.validate({**alert, "kind": "vibes"})
+    request = {"request_id": "r1", "model": "m", "base_version": 2, "alert_id": "a1",
+               "reason": "drift", "ts": 1.7e9}
+    assert RETRAIN_REQUEST.validate(request) == request
+    event = {"model": "m", "version": 3, "event": "promoted", "parent_version": 2,
+             "request_id": "r1", "metrics": {"challenger": {"mse": 1.0}, "champion": {"mse": 2.0}},
+             "ts": 1.7e9}
+    assert MODEL_EVENT.validate(event) == event
+    with pytest.raises(SchemaError, match="metrics.champion.mse: must be a finite number"):
+        MODEL_EVENT.validate({**event, "metrics": {"champion": {"mse": float("nan")}}})
+
+
+def test_validate_many_batches_and_singles():
+    assert len(validate_many(LABEL, [{"prediction_id": "a", "label": 1}] * 3)) == 3
+    with pytest.raises(SchemaError, match=r"\[1\].label"):
+        validate_many(LABEL, [{"prediction_id": "a", "label": 1}, {"prediction_id": "a"}])
+
+
+@pytest.mark.parametrize("raw,kind", [
+    (b"{oops", "invalid_json"),
+    (b"\xff\xfe", "invalid_json"),
+    (b"[" * 1100 + b"]" * 1100, "invalid_json"),
+    (b'"a string"', "wrong_type"),
+    (b"[]", "empty"),
+    (None, "empty"),
+    (b'{"prediction_id": "a", "label": Infinity}', "not_finite"),
+    (b'{"prediction_id": "a", "label": -1e400}', "not_finite"),
+    (b" " * 20_000, "oversized"),
+], ids=["syntax", "not-utf8", "deep-nesting", "not-object", "empty-batch", "null",
+        "infinity", "overflow", "oversized"])
+def test_decode_refuses_bad_messages(raw, kind):
+    good, bad = decode(raw, LABEL, max_bytes=10_000)
+    assert good == [] and len(bad) == 1 and bad[0].kind == kind
+    assert bad[0].raw == (raw or b"")
+
+
+def test_decode_batch_limit_and_mixed_batch():
+    items = [{"prediction_id": str(i), "label": i} for i in range(5)]
+    good, bad = decode(orjson.dumps(items), LABEL, max_batch=4)
+    assert good == [] and bad[0].kind == "oversized"
+    items[3] = {"prediction_id": "3", "label": [1]}
+    good, bad = decode(orjson.dumps(items), LABEL)
+    assert [g["prediction_id"] for g in good] == ["0", "1", "2", "4"]
+    assert (bad[0].index, bad[0].kind, orjson.loads(bad[0].raw)) == (3, "wrong_type", items[3])

@@ -1,0 +1,90 @@
+"""The pure join state machine: arrival orders, duplicates, expiry, replay."""
+
+from __future__ import annotations
+
+import random
+
+from driftline.agents.joinstate import PartitionJoin
+
+
+def pred(pid, value=1.0, model="m"):
+    return {"prediction_id": pid, "model": model, "version": 1, "prediction": value,
+            "features": {}, "ts": 10.0}
+
+
+def lab(pid, value=0.0):
+    return {"prediction_id": pid, "label": value, "ts": 20.0}
+
+
+def test_every_arrival_order_gives_one_pair():
+    for order in (["p", "l"], ["l", "p"], ["p", "p", "l", "l"], ["l", "l", "p", "p", "l"]):
+        j = PartitionJoin(ttl=100, dedupe_window=100)
+        for side in order:
+            if side == "p":
+                j.add_prediction(pred("a", 3.0), now=1)
+            else:
+                j.add_label(lab("a", 1.0), now=1)
+        scored, _ = j.drain()
+        assert [(s["prediction_id"], s["error"]) for s in scored] == [("a", 2.0)], order
+
+
+def test_first_label_wins_when_labels_disagree():
+    j = PartitionJoin(ttl=100, dedupe_window=100)
+    j.add_label(lab("a", 1.0), now=1)
+    j.add_label(lab("a", 5.0), now=2)
+    j.add_prediction(pred("a", 3.0), now=3)
+    scored, _ = j.drain()
+    assert scored[0]["label"] == 1.0 and j.stats["duplicate_labels"] == 1
+
+
+def test_expiry_drops_old_entries_in_arrival_order():
+    j = PartitionJoin(ttl=10, dedupe_window=30)
+    j.add_prediction(pred("old", model="x"), now=0)
+    j.add_label(lab("orphan"), now=1)
+    j.add_prediction(pred("new"), now=8)
+    j.add_prediction(pred("done"), now=2)
+    j.add_label(lab("done"), now=2)
+    j.drain()
+    gone = j.expire(now=11.5)
+    assert [e["prediction_id"] for e in gone.predictions] == ["old"]
+    assert [e["prediction_id"] for e in gone.labels] == ["orphan"]
+    assert gone.forgotten == 0 and "new" in j.predictions
+    _, records = j.drain()
+    assert records == {"old": None, "orphan": None}
+    assert j.expire(now=40).forgotten == 1 and "done" not in j.done
+    # A label for an expired prediction waits on its own; it never pairs with the old one.
+    j.add_label(lab("old"), now=41)
+    assert j.drain()[0] == [] and "old" in j.labels
+
+
+def test_replaying_state_records_rebuilds_the_same_state():
+    rng = random.Random(3)
+    live = PartitionJoin(ttl=50, dedupe_window=200)
+    log = []
+    for t in range(2000):
+        pid = f"id{rng.randrange(400)}"
+        if rng.random() < 0.5:
+            live.add_prediction(pred(pid), now=t)
+        else:
+            live.add_label(lab(pid), now=t)
+        if t % 97 == 0:
+            live.expire(now=t)
+        log.extend(live.drain()[1].items())
+    replayed = PartitionJoin(ttl=50, dedupe_window=200)
+    for pid, record in log:
+        replayed.restore(pid, record)
+    assert replayed.predictions == live.predictions
+    assert replayed.labels == live.labels
+    assert replayed.done == live.done
+    assert list(replayed.done) == list(live.done)  # same order: sweeps stay correct
+
+
+def test_mark_done_turns_pending_into_done_and_records_it():
+    j = PartitionJoin(ttl=10, dedupe_window=10)
+    j.add_prediction(pred("a"), now=0)
+    j.drain()
+    j.mark_done("a", when=5)
+    assert "a" not in j.predictions and j.done["a"] == 5
+    assert j.drain()[1] == {"a": {"s": "d", "t": 5}}
+    j.add_label(lab("a"), now=6)
+    assert j.drain()[0] == [] and j.stats["duplicate_labels"] == 1

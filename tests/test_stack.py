@@ -1,0 +1,80 @@
+"""The embedded stack: starts real services, stops them, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from driftline.stack import EmbeddedStack, port_is_free
+
+pytestmark = pytest.mark.integration
+
+
+def processes_in_groups(pgids: set[int]) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) in pgids:  # state, ppid, pgrp
+                found.append(int(entry))
+    return found
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_context_manager_serves_and_cleans_up():
+    with EmbeddedStack() as st:
+        assert redis.Redis.from_url(st.redis_url).ping()
+        groups = {st.kafka.pid, st.redis.pid}
+        assert len(processes_in_groups(groups)) == 4  # two supervisors, two servers
+        ports = (st.kafka_port, st.redis_port)
+    assert processes_in_groups(groups) == []
+    assert all(port_is_free(p) for p in ports)
+
+
+OWNER = """
+import sys, time
+from driftline.stack import EmbeddedStack
+st = EmbeddedStack().start()
+print(st.kafka.pid, st.redis.pid, st.kafka_port, st.redis_port, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_no_service_survives_its_owner(sig):
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    kafka_group, redis_group, *ports = map(int, owner.stdout.readline().split())
+    groups = {kafka_group, redis_group}
+    assert len(processes_in_groups(groups)) == 4
+    owner.send_signal(sig)
+    owner.wait(10)
+    owner.stdout.close()
+    assert wait_until(lambda: processes_in_groups(groups) == [], timeout=10), \
+        processes_in_groups(groups)
+    assert all(port_is_free(p) for p in ports)
+
+
+def test_busy_port_is_a_clear_error():
+    with EmbeddedStack() as st:
+        from driftline.errors import StackError
+
+        with pytest.raises(StackError, match=f"port {st.redis_port} .* is in use"):
+            EmbeddedStack(redis_port=st.redis_port).start()
