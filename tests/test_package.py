@@ -64,3 +64,12 @@ def test_nothing_unpickles_or_evaluates_outside_data():
                 if UNSAFE.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_readme_documents_every_setting_and_ci_runs_its_test_command():
+    from driftline.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [env for env in Settings.env_names().values() if f"`{env}`" not in readme]
+    assert missing == []
+    assert "./dev test" in readme and "./dev test" in (ROOT / ".ci" / "run").read_text()
