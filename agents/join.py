@@ -105,8 +105,7 @@ class Joiner:
                         forwards[(msg.topic, home)].append(orjson.dumps(ev))
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
-            for partition in sorted({p for p, _, _ in accepted}):
-                await self._ensure_loaded(partition)
+            await self._ensure_loaded({p for p, _, _ in accepted})
             for partition, is_label, ev in accepted:
                 part = self.parts[partition]
                 if is_label:
@@ -173,40 +172,46 @@ class Joiner:
 
     # --- recovery and rebalance --------------------------------------------------
 
-    async def _ensure_loaded(self, partition: int) -> None:
-        if partition in self.parts:
+    async def _ensure_loaded(self, partitions: Iterable[int]) -> None:
+        missing = sorted(set(partitions) - self.parts.keys())
+        if not missing:
             return
-        started = time.monotonic()
-        part = PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
-        checkpoint = 0
         consumer = reader(self.settings)
         await consumer.start()
         try:
-            n_state = 0
-            async for records in read_partition(consumer, self.state_topic, partition):
-                n_state += len(records)
-                for r in records:
-                    if r.key == CHECKPOINT_KEY:
-                        checkpoint = orjson.loads(r.value)["scored_next"]
-                    elif r.key is not None and r.key.startswith(ENTRY_PREFIX):
-                        part.restore(r.key[len(ENTRY_PREFIX):].decode(),
-                                     None if r.value is None else orjson.loads(r.value))
-            part.drain()  # restoring writes nothing
-            part.scored_next = checkpoint
-            n_scored = 0
-            async for records in read_partition(consumer, self.scored_topic, partition,
-                                                start=checkpoint):
-                for r in records:
-                    part.mark_done(r.key.decode(), self.clock())
-                    part.scored_next = r.offset + 1
-                n_scored += len(records)
+            for partition in missing:
+                self.parts[partition] = await self._recover(consumer, partition)
         finally:
             await consumer.stop()
-        self.parts[partition] = part
+
+    async def _recover(self, consumer: Any, partition: int) -> PartitionJoin:
+        """Rebuild one partition: ``join-state`` to its end, then ``scored`` after the checkpoint."""
+        started = time.monotonic()
+        part = PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
+        checkpoint = 0
+        n_state = 0
+        async for records in read_partition(consumer, self.state_topic, partition):
+            n_state += len(records)
+            for r in records:
+                if r.key == CHECKPOINT_KEY:
+                    checkpoint = orjson.loads(r.value)["scored_next"]
+                elif r.key is not None and r.key.startswith(ENTRY_PREFIX):
+                    part.restore(r.key[len(ENTRY_PREFIX):].decode(),
+                                 None if r.value is None else orjson.loads(r.value))
+        part.drain()  # restoring writes nothing
+        part.scored_next = checkpoint
+        n_scored = 0
+        async for records in read_partition(consumer, self.scored_topic, partition,
+                                            start=checkpoint):
+            for r in records:
+                part.mark_done(r.key.decode(), self.clock())
+                part.scored_next = r.offset + 1
+            n_scored += len(records)
         log.info("join partition %d recovered in %.2fs: %d state records, %d scored pairs "
                  "after the checkpoint; %d waiting predictions, %d waiting labels, %d done ids",
                  partition, time.monotonic() - started, n_state, n_scored,
                  len(part.predictions), len(part.labels), len(part.done))
+        return part
 
     async def drop(self, partitions: Iterable[int]) -> None:
         """Forget partitions this worker no longer owns; they are reloaded if they return."""
@@ -215,6 +220,18 @@ class Joiner:
                 part = self.parts.pop(p, None)
                 if part is not None:
                     self._retired.update(part.stats)
+
+    def summary(self) -> str:
+        """One log line of what the join has done since this worker started."""
+        st = self.stats
+        dead = ", ".join(f"{k}={v}" for k, v in sorted(self.dead_letters.items())) or "none"
+        return (f"join: {st['scored']} scored, {st['predictions']} predictions, "
+                f"{st['labels']} labels, {st['duplicate_predictions'] + st['duplicate_labels']} "
+                f"duplicates, {st['expired_predictions']} expired predictions, "
+                f"{self.forwarded} forwarded; waiting: "
+                f"{sum(len(p.predictions) for p in self.parts.values())} predictions, "
+                f"{sum(len(p.labels) for p in self.parts.values())} labels; "
+                f"dead letters: {dead}")
 
     # --- time --------------------------------------------------------------------
 
@@ -255,6 +272,15 @@ def install(app: faust.App, settings: Settings) -> Joiner:
     @app.timer(settings.expiry_interval, name="driftline.join.expiry")
     async def expiry() -> None:
         await joiner.sweep()
+
+    last_summary = [""]
+
+    @app.timer(30.0, name="driftline.join.summary")
+    async def summary() -> None:
+        line = joiner.summary()
+        if line != last_summary[0]:
+            log.info("%s", line)
+            last_summary[0] = line
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked, **kwargs) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import time
 import uuid
 
@@ -26,7 +27,7 @@ def shared(stack, tmp_path_factory):
                         topic_prefix=f"m{tag}.", group_id=f"g{tag}", partitions=4)
     worker = WorkerProcess(settings, tmp_path_factory.mktemp("join") / "worker.log").start()
     yield settings, worker
-    assert worker.stop() == 0, worker.log()
+    assert worker.stop(sig=signal.SIGINT) == 0, worker.log()  # Ctrl-C stops it cleanly
 
 
 def scored_for(settings, prefix: str, count: int, timeout: float = 60.0) -> list[dict]:
