@@ -20,7 +20,7 @@ FAST_GROUP_TIMEOUTS = {
 def topics_to_create(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in
             ("predictions", "labels", "scored", "alerts", "retrain", "models",
-             "deadletter", "expired", "join_state")]
+             "deadletter", "expired", "join_state", "monitor_input", "metrics")]
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -45,7 +45,8 @@ def create_app(settings: Settings, *, datadir: str | None = None) -> faust.App:
         web_enabled=False,
         **FAST_GROUP_TIMEOUTS,
     )
-    from driftline.agents import join
+    from driftline.agents import join, monitor
 
     app.driftline_joiner = join.install(app, settings)  # type: ignore[attr-defined]
+    app.driftline_monitor = monitor.install(app, settings)  # type: ignore[attr-defined]
     return app

@@ -22,8 +22,9 @@ from .errors import ConfigError
 
 ENV_PREFIX = "DRIFTLINE_"
 
-# Logical topic names (DESIGN.md) -> suffix after the prefix. The last two are
-# driftline's own: the join's durable state and predictions that expired unlabeled.
+# Logical topic names (DESIGN.md) -> suffix after the prefix. From "expired" on they are
+# driftline's own: predictions that expired unlabeled, the join's durable state, the
+# monitor's input regrouped by model, and the monitor's periodic metrics per version.
 TOPICS = {
     "predictions": "predictions",
     "labels": "labels",
@@ -34,6 +35,8 @@ TOPICS = {
     "deadletter": "deadletter",
     "expired": "expired",
     "join_state": "join-state",
+    "monitor_input": "monitor-input",
+    "metrics": "metrics",
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
@@ -95,6 +98,14 @@ class Settings:
         default=0.05,
         metadata=_doc("Seconds the join waits to fill a batch before processing what it has."),
     )
+    monitor_config: str = field(
+        default="",
+        metadata=_doc("Path of the per-model monitoring TOML file (empty: defaults for all)."),
+    )
+    metrics_interval: float = field(
+        default=5.0,
+        metadata=_doc("Seconds between the monitor's metric records on the metrics topic."),
+    )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
 
     # --- derived -----------------------------------------------------------------
@@ -108,7 +119,8 @@ class Settings:
                      "max_batch_events", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait"):
+        for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait",
+                     "metrics_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
         self.bootstrap_servers  # validates kafka_url

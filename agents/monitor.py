@@ -1,0 +1,269 @@
+"""Monitor agents: regroup by model, then metrics, drift and alerts per model version.
+
+Two Faust agents:
+
+* **route** reads ``scored``, ``predictions`` and ``expired`` (keyed by
+  ``prediction_id``) and forwards each event to ``monitor-input``, on the
+  partition of its *model*, tagged with where it came from: (partition, offset,
+  index in a batch). It keeps no state; after a crash it forwards some events
+  again, and the monitor drops them because their source position is not newer
+  than the last one it applied from that source partition.
+* **monitor** reads ``monitor-input`` and feeds the pure
+  :class:`~driftline.agents.monitor_core.Monitor` of that partition. Every
+  alert it computes has an id derived from the input order alone.
+
+Recovery (start-up, kill -9, rebalance): the partition's Monitor is rebuilt by
+replaying its ``monitor-input`` partition from the start, which reproduces the
+same numbers and the same alert ids. The ids already on the matching
+``alerts`` partition are read first; an alert is published only if its id is
+not there, so a replay never repeats an alert and re-publishes any alert a
+crash lost. Nothing is unpickled: the state is re-derived from JSON events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor_core import Monitor
+from driftline.agents.outbox import Outbox
+from driftline.kafka import partition_for, read_partition, reader
+from driftline.models.events import PREDICTION
+from driftline.models.wire import decode
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CHUNK_BYTES = 256 * 1024
+SCORED, PREDICTION_KIND, EXPIRED = "s", "p", "x"
+
+
+class Router:
+    """Forwards scored pairs, predictions and expirations to their model's partition."""
+
+    def __init__(self, settings: Settings, send) -> None:
+        self.settings = settings
+        self.send = send
+        self.kinds = {settings.topic("scored"): SCORED,
+                      settings.topic("predictions"): PREDICTION_KIND,
+                      settings.topic("expired"): EXPIRED}
+        self.target = settings.topic("monitor_input")
+        self.routed = 0
+
+    async def process(self, messages: Sequence[Any]) -> None:
+        parts: dict[int, list[bytes]] = defaultdict(list)
+        n = self.settings.partitions
+        for event in messages:
+            msg = event.message
+            kind = self.kinds[msg.topic]
+            for index, ev in enumerate(self._events(kind, msg)):
+                element = {"k": kind, "s": [msg.partition, msg.offset, index], "e": ev}
+                parts[partition_for(ev["model"].encode(), n)].append(orjson.dumps(element))
+        out = Outbox()
+        for q, elements in parts.items():
+            self.routed += len(elements)
+            for chunk in _chunks(elements):
+                out.add(self.target, None, b"[" + b",".join(chunk) + b"]", q)
+        if len(out):
+            await out.flush(self.send)
+
+    def _events(self, kind: str, msg: Any) -> list[dict[str, Any]]:
+        if kind != PREDICTION_KIND:
+            try:
+                return [orjson.loads(msg.value)]  # written by driftline itself
+            except orjson.JSONDecodeError:
+                log.error("unreadable %s record at %s[%d]@%d", kind, msg.topic, msg.partition,
+                          msg.offset)
+                return []
+        # Bad predictions are dead-lettered by the join; here they are only skipped. An
+        # event off its home partition is skipped too: the join forwards it home, where
+        # it is counted once.
+        good, _ = decode(msg.value, PREDICTION, max_bytes=self.settings.max_message_bytes,
+                         max_batch=self.settings.max_batch_events)
+        home = [ev for ev in good if partition_for(ev["prediction_id"].encode(),
+                                                   self.settings.partitions) == msg.partition]
+        for ev in home:
+            ev.setdefault("ts", msg.timestamp)
+        return home
+
+
+def _chunks(elements: list[bytes]):
+    chunk: list[bytes] = []
+    size = 0
+    for element in elements:
+        if chunk and size + len(element) > _CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(element)
+        size += len(element) + 1
+    if chunk:
+        yield chunk
+
+
+class PartitionMonitor:
+    """The Monitor of one ``monitor-input`` partition plus what makes replays exact."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.monitor = Monitor(config)
+        self.next_offset = 0                        # of monitor-input
+        self.applied: dict[tuple[str, int], tuple[int, int]] = {}  # source -> last position
+        self.published: set[str] = set()            # alert ids on the alerts partition
+        self.duplicates = 0
+
+    def apply(self, offset: int, value: bytes) -> list[dict[str, Any]]:
+        """One monitor-input record, in offset order; returns the alerts it raised."""
+        if offset < self.next_offset:
+            return []
+        self.next_offset = offset + 1
+        alerts: list[dict[str, Any]] = []
+        run: list[dict[str, Any]] = []
+        run_kind = None
+        for element in orjson.loads(value):
+            kind = element["k"]
+            partition, src_offset, index = element["s"]
+            source, position = (kind, partition), (src_offset, index)
+            last = self.applied.get(source)
+            if last is not None and position <= last:
+                self.duplicates += 1
+                continue
+            self.applied[source] = position
+            if kind != run_kind and run:
+                alerts.extend(self._feed(run_kind, run))
+                run = []
+            run_kind = kind
+            run.append(element["e"])
+        if run:
+            alerts.extend(self._feed(run_kind, run))
+        return alerts
+
+    def _feed(self, kind: str | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if kind == SCORED:
+            return self.monitor.process_pairs(events)
+        if kind == PREDICTION_KIND:
+            return self.monitor.process_predictions(events)
+        return self.monitor.process_expired(events)
+
+
+class MonitorAgent:
+    def __init__(self, settings: Settings, send, config: MonitorConfig) -> None:
+        self.settings = settings
+        self.send = send
+        self.config = config
+        self.input_topic = settings.topic("monitor_input")
+        self.alerts_topic = settings.topic("alerts")
+        self.metrics_topic = settings.topic("metrics")
+        self.parts: dict[int, PartitionMonitor] = {}
+
+    async def process(self, messages: Sequence[Any]) -> None:
+        await self._ensure_loaded({e.message.partition for e in messages})
+        out = Outbox()
+        for event in messages:
+            msg = event.message
+            part = self.parts[msg.partition]
+            try:
+                alerts = part.apply(msg.offset, msg.value)
+            except Exception as exc:  # a bug must not stop monitoring of every other model
+                log.exception("monitor-input %d@%d could not be applied", msg.partition,
+                              msg.offset)
+                out.add(self.settings.topic("deadletter"), msg.key, orjson.dumps({
+                    "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                    "error": f"internal_error: {exc!r}",
+                    "raw": msg.value.decode("utf-8", "replace")}), None)
+                continue
+            self._publish(out, msg.partition, part, alerts)
+        if len(out):
+            await out.flush(self.send)
+
+    def _publish(self, out: Outbox, q: int, part: PartitionMonitor,
+                 alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            if alert["alert_id"] in part.published:
+                continue
+            part.published.add(alert["alert_id"])
+            log.warning("alert %s: %s", alert["alert_id"], alert["message"])
+            out.add(self.alerts_topic, alert["model"].encode(), orjson.dumps(alert), q)
+
+    async def _ensure_loaded(self, partitions: set[int]) -> None:
+        missing = sorted(partitions - self.parts.keys())
+        if not missing:
+            return
+        consumer = reader(self.settings)
+        await consumer.start()
+        out = Outbox()
+        try:
+            for q in missing:
+                started = time.monotonic()
+                part = PartitionMonitor(self.config)
+                async for records in read_partition(consumer, self.alerts_topic, q):
+                    part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
+                n = 0
+                async for records in read_partition(consumer, self.input_topic, q):
+                    for r in records:
+                        self._publish(out, q, part, part.apply(r.offset, r.value))
+                    n += len(records)
+                self.parts[q] = part
+                log.info("monitor partition %d recovered in %.2fs: replayed %d records, "
+                         "%d versions, %d alerts already published, %d to re-publish", q,
+                         time.monotonic() - started, n, len(part.monitor.versions),
+                         len(part.published) - len(out), len(out))
+        finally:
+            await consumer.stop()
+        if len(out):
+            await out.flush(self.send)
+
+    def drop(self, partitions: set[int]) -> None:
+        for q in partitions:
+            self.parts.pop(q, None)
+
+    async def publish_metrics(self) -> None:
+        """A record per version on the metrics topic: what dashboards and tests read."""
+        out = Outbox()
+        for q, part in self.parts.items():
+            for vm in part.monitor.versions.values():
+                out.add(self.metrics_topic, vm.model.encode(),
+                        orjson.dumps({**vm.report(), "input_offset": part.next_offset}), q)
+        if len(out):
+            await out.flush(self.send)
+
+
+def install(app: faust.App, settings: Settings) -> MonitorAgent:
+    """Register the route and monitor agents and the metrics timer on ``app``."""
+    config = MonitorConfig.load(settings.monitor_config or None)
+
+    async def send(topic: str, key, value, partition):
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    router = Router(settings, send)
+    agent = MonitorAgent(settings, send, config)
+    sources = app.topic(settings.topic("scored"), settings.topic("predictions"),
+                        settings.topic("expired"), key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw")
+    regrouped = app.topic(settings.topic("monitor_input"), key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")
+
+    @app.agent(sources, name="driftline.monitor.route")
+    async def route(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
+            await router.process(events)
+
+    @app.agent(regrouped, name="driftline.monitor")
+    async def monitor(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
+            await agent.process(events)
+
+    @app.timer(settings.metrics_interval, name="driftline.monitor.metrics")
+    async def metrics() -> None:
+        await agent.publish_metrics()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
+        agent.drop({tp.partition for tp in revoked if tp.topic == agent.input_topic})
+
+    return agent
