@@ -1,0 +1,194 @@
+"""The pure monitor: metrics equal River's, drift found, stationary streams stay quiet."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from river import metrics as river_metrics
+from river import utils as river_utils
+
+from driftline.agents.metrics import RollingErrors
+from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor_core import Monitor
+from driftline.models.events import ALERT
+from simulate import FEATURES, stream
+
+
+def run(monitor: Monitor, predictions, pairs, batch: int = 500, expired=()):
+    """Feed predictions then their pairs batch by batch, the way the agent sees them."""
+    alerts = []
+    for i in range(0, max(len(predictions), len(pairs)), batch):
+        alerts += [(i, a) for a in monitor.process_predictions(predictions[i:i + batch])]
+        alerts += [(i, a) for a in monitor.process_pairs(pairs[i:i + batch])]
+    return alerts
+
+
+def test_rolling_mse_equals_rivers_rolling_mse():
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=5000), rng.normal(size=5000)
+    river = river_utils.Rolling(river_metrics.MSE(), window_size=1000)
+    expected = []
+    for yi, pi in zip(y.tolist(), p.tolist()):
+        river.update(yi, pi)
+        expected.append(river.get())
+    ours = RollingErrors(1000)
+    got = np.concatenate([ours.extend(p[i:i + 333], y[i:i + 333]) for i in range(0, 5000, 333)])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    report = ours.report()
+    for name, metric in (("rolling_mae", river_metrics.MAE()), ("rolling_r2", river_metrics.R2()),
+                         ("rolling_rmse", river_metrics.RMSE())):
+        rolling = river_utils.Rolling(metric, window_size=1000)
+        for yi, pi in zip(y.tolist(), p.tolist()):
+            rolling.update(yi, pi)
+        assert report[name] == pytest.approx(rolling.get(), abs=1e-9), name
+
+
+def test_classification_metrics_match_river():
+    rng = np.random.default_rng(1)
+    y = (rng.random(3000) < 0.3).astype(float)
+    proba = np.clip(0.3 + 0.4 * (y - 0.3) + rng.normal(scale=0.2, size=3000), 0, 1)
+    ours = RollingErrors(1000)
+    ours.extend(proba, y)
+    got = ours.classification_report()
+    last_y, last_p = y[-1000:].astype(bool).tolist(), proba[-1000:].tolist()
+    for name, metric in (("rolling_accuracy", river_metrics.Accuracy()),
+                         ("rolling_precision", river_metrics.Precision()),
+                         ("rolling_recall", river_metrics.Recall()),
+                         ("rolling_f1", river_metrics.F1())):
+        for yi, pi in zip(last_y, last_p):
+            metric.update(yi, pi >= 0.5)
+        assert got[name] == pytest.approx(metric.get(), abs=1e-12), name
+    log_loss = river_metrics.LogLoss()
+    for yi, pi in zip(last_y, last_p):
+        log_loss.update(yi, pi)
+    assert got["rolling_log_loss"] == pytest.approx(log_loss.get(), abs=1e-6)
+
+
+def test_classification_model_gets_classification_metrics_and_refuses_bad_pairs():
+    config = MonitorConfig.from_dict({"models": {"churn": {"task": "classification"}}})
+    mon = Monitor(config)
+    pairs = [{"prediction_id": str(i), "model": "churn", "version": 1,
+              "prediction": 0.9 if i % 2 else 0.2, "label": float(i % 2), "error": 0.0,
+              "features": {}, "ts": 0.0, "label_ts": float(i)} for i in range(100)]
+    pairs.append({**pairs[0], "label": 3.0})  # not a 0/1 label
+    mon.process_pairs(pairs)
+    report = mon.versions[("churn", 1)].report()
+    assert report["rolling_accuracy"] == 1.0 and report["rolling_f1"] == 1.0
+    assert report["n_scored"] == 100 and mon.versions[("churn", 1)].rejected == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stationary_stream_of_100k_pairs_raises_no_alert(seed):
+    predictions, pairs = stream(100_000, seed=seed)
+    alerts = run(Monitor(MonitorConfig()), predictions, pairs)
+    assert alerts == []
+
+
+def test_abrupt_drift_raises_one_concept_drift_alert_quickly():
+    predictions, pairs = stream(30_000, seed=5, drift_at=15_000)
+    mon = Monitor(MonitorConfig())
+    alerts = run(mon, predictions, pairs)
+    concept = [a for _, a in alerts if a["kind"] == "concept_drift"]
+    assert [a["status"] for a in concept] == ["firing"]
+    delay = concept[0]["metrics"]["n_scored"] - 15_000
+    print(f"abrupt drift detected after {delay} pairs")
+    assert 0 < delay < 200
+    assert ALERT.validate(concept[0]) == concept[0]
+    kinds = sorted(a["kind"] for _, a in alerts)
+    assert kinds == ["concept_drift", "metric_threshold"]  # once each, no repeats
+
+
+def test_gradual_drift_is_detected():
+    predictions, pairs = stream(30_000, seed=6, drift_at=10_000, kind="gradual")
+    alerts = run(Monitor(MonitorConfig()), predictions, pairs)
+    firing = {a["kind"]: a["metrics"]["n_scored"] for _, a in alerts if a["status"] == "firing"}
+    print(f"gradual drift (ramp over 5,000 pairs from 10,000): {firing}")
+    assert 10_000 < firing["concept_drift"] < 15_000
+    assert 10_000 < firing["metric_threshold"] < 16_000
+
+
+def test_feature_shift_names_that_feature_only():
+    predictions, pairs = stream(20_000, seed=7, drift_at=10_000, kind="feature-shift",
+                                shift_feature="x3")
+    alerts = run(Monitor(MonitorConfig()), predictions, [])  # no labels needed
+    assert [(a["kind"], a["feature"], a["status"]) for _, a in alerts] == [
+        ("data_drift", "x3", "firing")]
+    first_batch = alerts[0][0]
+    assert 10_000 <= first_batch < 11_000
+    assert "'x3'" in alerts[0][1]["message"]
+
+
+def test_prediction_drift_without_labels():
+    predictions, _ = stream(20_000, seed=8)
+    for p in predictions[10_000:]:
+        p["prediction"] += 3.0
+    alerts = run(Monitor(MonitorConfig()), predictions, [])
+    assert [(a["kind"], a["feature"]) for _, a in alerts] == [("prediction_drift", None)]
+
+
+def test_threshold_episode_fires_once_then_resolves_once_with_cooldown():
+    config = MonitorConfig.from_dict({"defaults": {"cooldown": 1000.0,
+                                                   "threshold": {"consecutive": 100}}})
+    _, calm = stream(5_000, seed=9)
+    _, bad = stream(5_000, seed=10, drift_at=0)
+    _, calm2 = stream(5_000, seed=11)
+    _, bad2 = stream(3_000, seed=12, drift_at=0)
+    pairs = calm + bad + calm2 + bad2
+    for i, p in enumerate(pairs):  # one continuous event time
+        p["label_ts"] = 1_700_000_000.0 + i * 0.1
+    alerts = run(Monitor(config), [], pairs)
+    threshold = [(a["status"], a["alert_id"]) for _, a in alerts if a["kind"] == "metric_threshold"]
+    assert threshold == [("firing", "m.v1.metric_threshold.1.firing"),
+                         ("resolved", "m.v1.metric_threshold.1.resolved")]
+    # bad2 starts a few hundred seconds of event time after the resolve, inside the
+    # 1000 s cooldown: without the cooldown it would open a second episode.
+    resolved = [a for _, a in alerts if a["status"] == "resolved"
+                and a["kind"] == "metric_threshold"][0]
+    assert resolved["metrics"]["rolling_mse"] <= 1.5 * resolved["metrics"]["baseline_mse"]
+    assert "back to" in resolved["message"]
+
+
+def test_label_starvation():
+    _, pairs = stream(300, seed=13)
+    expired = [{**p, "expired_ts": p["ts"] + 86400} for p in stream(400, seed=14)[0]]
+    mon = Monitor(MonitorConfig())
+    alerts = mon.process_pairs(pairs) + mon.process_expired(expired)
+    assert [(a["kind"], a["status"]) for a in alerts] == [("label_starvation", "firing")]
+    assert "expired without a label" in alerts[0]["message"]
+    assert alerts[0]["metrics"]["expired_share"] > 0.5
+
+
+def test_batch_boundaries_do_not_change_results():
+    predictions, pairs = stream(20_000, seed=15, drift_at=12_000)
+    results = []
+    for batch in (1_000, 137, 4_999):
+        mon = Monitor(MonitorConfig())
+        alerts = run(mon, predictions, pairs, batch=batch)
+        results.append(([a["alert_id"] for _, a in alerts], mon.versions[("m", 1)].report()))
+    (ids0, rep0), *others = results
+    for ids, rep in others:
+        assert sorted(ids) == sorted(ids0)
+        assert rep["rolling_mse"] == pytest.approx(rep0["rolling_mse"], abs=1e-9)
+        assert rep["psi"] == pytest.approx(rep0["psi"], abs=1e-12)
+
+
+def test_versions_are_monitored_separately():
+    _, v1 = stream(3_000, seed=16, version=1)
+    _, v2 = stream(3_000, seed=17, version=2, drift_at=0)
+    mon = Monitor(MonitorConfig())
+    mon.process_pairs([p for pair in zip(v1, v2) for p in pair])  # interleaved
+    r1, r2 = mon.versions[("m", 1)].report(), mon.versions[("m", 2)].report()
+    assert r1["n_scored"] == r2["n_scored"] == 3_000
+    assert r1["rolling_mse"] < 1.5 < r2["rolling_mse"]
+    assert math.isclose(r1["baseline_mse"], np.mean([p["error"] ** 2 for p in v1[:1000]]))
+
+
+def test_features_missing_from_some_events_are_ignored_not_fatal():
+    predictions, _ = stream(3_000, seed=18)
+    for p in predictions[1::7]:  # the first event names the columns
+        del p["features"]["x5"]
+    mon = Monitor(MonitorConfig())
+    run(mon, predictions, [])
+    assert set(mon.versions[("m", 1)].report()["psi"]) == set(FEATURES) | {"prediction"}
