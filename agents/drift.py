@@ -30,36 +30,51 @@ class ErrorDrift:
         if config.detector == "adwin":
             # delta 2e-5, not River's 0.002: on squared errors (heavy-tailed) 0.002 raised
             # a false alarm in 1 of 8 stationary 100k-pair streams; 2e-5 in none, and still
-            # caught an abrupt change after 47 pairs (tests/test_monitor_core.py).
+            # catches an abrupt change within ~100 pairs (tests/test_monitor_core.py).
             self._detector = drift.ADWIN(**{"delta": 2e-5, **config.params})
         else:
             params = {"mode": "up", **config.params}
             self._detector = drift.PageHinkley(**params)
         self.detections = 0
         self.last_change: tuple[float, float] | None = None  # (mean before, mean after)
+        # River's ADWIN starts afresh after each detection and drops nothing otherwise,
+        # so its window is "everything since the last detection": running sums give
+        # the mean before a cut without reading River's (Python-level) estimation
+        # after every update.
+        self._count = 0
+        self._total = 0.0
+        self._base_count = 0
+        self._base_total = 0.0
 
     def update_many(self, errors: np.ndarray) -> list[int]:
         """Feed errors in order; returns the positions where an increase was detected."""
-        hits = []
         detector = self._detector
-        if self.name == "adwin":
-            for i, e in enumerate(errors.tolist()):
-                before = detector.estimation
-                detector.update(e)
-                if detector.drift_detected:
-                    after = detector.estimation
-                    if after > before:
-                        self.detections += 1
-                        self.last_change = (before, after)
-                        hits.append(i)
-        else:
-            for i, e in enumerate(errors.tolist()):
-                detector.update(e)
-                if detector.drift_detected:
-                    self.detections += 1
-                    self.last_change = None
-                    hits.append(i)
-        return hits
+        update = detector.update
+        adwin = self.name == "adwin"
+        hits = []
+        for i, e in enumerate(errors.tolist()):
+            update(e)
+            if detector.drift_detected:
+                hits.append((i, detector.estimation if adwin else 0.0))
+        if not adwin:
+            self._count += len(errors)
+            self.detections += len(hits)
+            return [i for i, _ in hits]
+        increases = []
+        before_sums = np.concatenate(([0.0], np.cumsum(errors)))
+        for i, after in hits:
+            count = self._count + i  # values in before this one
+            total = self._total + before_sums[i]
+            before = (total - self._base_total) / max(count - self._base_count, 1)
+            self._base_count = count + 1
+            self._base_total = total + float(errors[i])
+            if after > before:
+                self.detections += 1
+                self.last_change = (before, after)
+                increases.append(i)
+        self._count += len(errors)
+        self._total += before_sums[-1]
+        return increases
 
 
 @dataclass
@@ -71,7 +86,12 @@ class PSICheck:
 
 
 class PSIDrift:
-    """PSI of ``len(columns)`` columns, reference = first events, current = sliding window."""
+    """PSI of ``len(columns)`` columns, reference = first events, current = sliding window.
+
+    Each value is binned once, when it arrives (quantile edges of the reference,
+    NaN = missing, left out); a check is then one ``bincount`` over the window's
+    bin numbers for all columns at once.
+    """
 
     def __init__(self, columns: list[str], config: DataDriftConfig) -> None:
         self.columns = columns
@@ -79,8 +99,8 @@ class PSIDrift:
         self._reference: list[np.ndarray] = []
         self._reference_rows = 0
         self.edges: list[np.ndarray] | None = None
-        self.expected: list[np.ndarray] | None = None
-        self._recent = np.empty((0, len(columns)))
+        self.expected: np.ndarray | None = None          # columns x bins
+        self._bins = np.empty((0, len(columns)), np.int64)  # the window, binned
         self._since_check = 0
         self.seen = 0
 
@@ -105,45 +125,52 @@ class PSIDrift:
         position = start
         while position < len(rows):
             take = min(every - self._since_check, len(rows) - position)
-            chunk = rows[position:position + take]
-            self._recent = np.concatenate((self._recent, chunk))[-self.config.window:]
+            binned = self._bin(rows[position:position + take])
+            self._bins = np.concatenate((self._bins, binned))[-self.config.window:]
             self._since_check += take
             position += take
-            if self._since_check == every and len(self._recent) >= self.config.window:
+            if self._since_check == every:
                 self._since_check = 0
-                checks.append(PSICheck(position - 1, self._psi(self._recent)))
-            elif self._since_check == every:
-                self._since_check = 0
+                if len(self._bins) >= self.config.window:
+                    checks.append(PSICheck(position - 1, self._psi()))
         return checks
 
     def _fit_reference(self, reference: np.ndarray) -> None:
         qs = np.linspace(0, 1, self.config.bins + 1)[1:-1]
-        self.edges, self.expected = [], []
+        self.edges = []
         for j in range(reference.shape[1]):
             col = reference[:, j]
             col = col[~np.isnan(col)]
             edges = np.unique(np.quantile(col, qs)) if len(col) else np.empty(0)
             self.edges.append(edges)
-            self.expected.append(_proportions(col, edges))
+        self.expected = _shares(self._bin(reference), self.config.bins)
 
-    def _psi(self, window: np.ndarray) -> np.ndarray:
-        assert self.edges is not None and self.expected is not None
-        out = np.zeros(window.shape[1])
-        for j in range(window.shape[1]):
-            col = window[:, j]
-            col = col[~np.isnan(col)]
-            if len(col) == 0:
-                continue
-            actual = _proportions(col, self.edges[j])
-            expected = self.expected[j]
-            out[j] = float(np.sum((actual - expected) * np.log(actual / expected)))
+    def _bin(self, rows: np.ndarray) -> np.ndarray:
+        """Bin numbers 0..bins-1 per value; ``bins`` marks a missing value."""
+        assert self.edges is not None
+        out = np.empty(rows.shape, np.int64)
+        for j, edges in enumerate(self.edges):
+            out[:, j] = np.searchsorted(edges, rows[:, j], side="right")
+        missing = np.isnan(rows)
+        if missing.any():
+            out[missing] = self.config.bins
         return out
 
+    def _psi(self) -> np.ndarray:
+        assert self.expected is not None
+        actual = _shares(self._bins, self.config.bins)
+        psi = np.sum((actual - self.expected) * np.log(actual / self.expected), axis=1)
+        psi[~(self._bins < self.config.bins).any(axis=0)] = 0.0  # nothing seen: no drift
+        return psi
 
-def _proportions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    counts = np.bincount(np.searchsorted(edges, values, side="right"),
-                         minlength=len(edges) + 1).astype(float)
-    total = counts.sum()
-    share = counts / total if total else counts
-    return np.maximum(share, _PSI_EPS)
 
+def _shares(binned: np.ndarray, bins: int) -> np.ndarray:
+    """Columns x bins shares of the binned values (missing left out), floored at a small
+    epsilon so that an empty bin does not make the PSI infinite."""
+    n_cols = binned.shape[1]
+    offsets = np.arange(n_cols) * (bins + 1)
+    counts = np.bincount((binned + offsets).ravel(), minlength=n_cols * (bins + 1))
+    counts = counts.reshape(n_cols, bins + 1)[:, :bins].astype(float)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.maximum(np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0),
+                      _PSI_EPS)

@@ -41,6 +41,11 @@ class RollingErrors:
         self.count += len(predictions)
         return rolling
 
+    def mse(self) -> float | None:
+        if self.count == 0:
+            return None
+        return float(np.mean((self.predictions - self.labels) ** 2))
+
     def report(self) -> dict[str, float | None]:
         """Rolling MSE, RMSE, MAE and R^2 over the window (None before any pair)."""
         if self.count == 0:

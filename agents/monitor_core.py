@@ -19,7 +19,9 @@ how the agent survives kill -9 (see the README).
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -89,29 +91,45 @@ class VersionMonitor:
         sq = (preds - labels) ** 2
         baseline_from = self._update_baseline(sq)
         errors = (np.abs(preds - labels) >= 0.5).astype(float) if self.classification else sq
-        hits = set(self.concept.update_many(errors))
-        out: list[Alert] = []
-        self._starvation_outcomes(pairs, [0] * len(pairs), out)
-        window = self.config.window
-        factor = self.config.threshold.factor
-        needed = self.config.threshold.consecutive
-        for i, p in enumerate(pairs):
+        hits = self.concept.update_many(errors)
+        out = self._starvation_outcomes(pairs, 0)
+        events = [(i, 0) for i in hits]  # (position, 0 drift / 1 fire / 2 resolve), in order
+        if self.baseline_mse is not None:
+            # The rule applies once the baseline is set and the window is full.
+            start = max(baseline_from, self.config.window - first - 1, 0)
+            events += self._threshold_runs(rolling, start)
+        events.sort()
+        for i, what in events:
             n = first + i + 1
-            if i in hits:
-                self._concept_drift(p, rolling[i], n, out)
-            if self.baseline_mse is None or i < baseline_from or n < window:
-                continue
-            if rolling[i] > factor * self.baseline_mse:
-                self._above += 1
-                self._below = 0
-                if self._above == needed:
-                    self._threshold_fire(p, rolling[i], n, out)
+            if what == 0:
+                self._concept_drift(pairs[i], rolling[i], n, out)
+            elif what == 1:
+                self._threshold_fire(pairs[i], rolling[i], n, out)
             else:
-                self._below += 1
-                self._above = 0
-                if self._below == needed:
-                    self._threshold_resolve(p, rolling[i], n, out)
+                self._threshold_resolve(pairs[i], rolling[i], n, out)
         return out
+
+    def _threshold_runs(self, rolling: list[float], start: int) -> list[tuple[int, int]]:
+        """Where ``consecutive`` pairs in a row above (1) or not above (2) the limit end.
+
+        Vectorised: counts carry over from the previous batch, so a run may span
+        batches; the positions are the same whatever the batch boundaries."""
+        if start >= len(rolling):
+            return []
+        above = np.asarray(rolling[start:]) > self.config.threshold.factor * self.baseline_mse
+        needed = self.config.threshold.consecutive
+        bounds = np.flatnonzero(above[1:] != above[:-1]) + 1
+        starts = [0, *bounds.tolist()]
+        ends = [*bounds.tolist(), len(above)]
+        events = []
+        for s, e in zip(starts, ends):
+            is_above = bool(above[s])
+            carried = (self._above if is_above else self._below) if s == 0 else 0
+            if carried < needed <= carried + (e - s):
+                events.append((start + s + needed - carried - 1, 1 if is_above else 2))
+            total = carried + (e - s)
+            self._above, self._below = (total, 0) if is_above else (0, total)
+        return events
 
     def _update_baseline(self, sq: np.ndarray) -> int:
         """Feed the first ``baseline_pairs`` squared errors; returns the batch index from
@@ -176,15 +194,12 @@ class VersionMonitor:
     def process_predictions(self, events: list[dict[str, Any]]) -> list[Alert]:
         self.n_predictions += len(events)
         out: list[Alert] = []
-        if self.features is None:
+        if self.features is None:  # the version's first prediction names the columns
             self.features = sorted(events[0]["features"])
             self.data_drift = PSIDrift(self.features, self.config.data_drift)
+            self._getter = operator.itemgetter(*self.features) if self.features else None
         names = self.features
-        order = tuple(names)
-        rows = np.array([list(f.values()) if tuple(f) == order else
-                         [f.get(n, math.nan) for n in names]
-                         for f in (e["features"] for e in events)], float).reshape(
-            len(events), len(names))
+        rows = self._rows([e["features"] for e in events])
         assert self.data_drift is not None
         if names:
             for check in self.data_drift.extend(rows):
@@ -193,6 +208,21 @@ class VersionMonitor:
         for check in self.prediction_drift.extend(preds.reshape(-1, 1)):
             self._psi_rules("prediction_drift", [None], check.psi, events[check.position], out)
         return out
+
+    def _rows(self, features: list[dict[str, float]]) -> np.ndarray:
+        """Events x columns, NaN where an event lacks a column."""
+        names = self.features or []
+        if not names:
+            return np.empty((len(features), 0))
+        get = self._getter
+        try:  # the common case: every event has every column; one C call per event
+            flat = itertools.chain.from_iterable(map(get, features)) if len(names) > 1 \
+                else map(get, features)
+            return np.fromiter(flat, float, len(features) * len(names)).reshape(
+                len(features), len(names))
+        except KeyError:
+            return np.array([[f.get(n, math.nan) for n in names] for f in features],
+                            float).reshape(len(features), len(names))
 
     def _psi_rules(self, kind: str, names: list[str | None], psi: np.ndarray,
                    event: dict, out: list[Alert]) -> None:
@@ -207,10 +237,9 @@ class VersionMonitor:
                 (0, under + 1) if value < cfg.psi_resolve else (0, 0))
             self._psi_over[label], self._psi_under[label] = over, under
             what = f"feature {name!r}" if name else "the prediction"
-            metrics = self._metrics_now(psi=value)
             if over >= cfg.consecutive and not self.alerts.is_firing(key):
                 alert = self.alerts.fire(
-                    key, ts=event["ts"], detector="psi", metrics=metrics,
+                    key, ts=event["ts"], detector="psi", metrics=self._metrics_now(psi=value),
                     severity="critical" if value > 2 * cfg.psi_threshold else "warning",
                     message=f"{'Data' if name else 'Prediction'} drift on {self.model} "
                             f"{_v(self.version)}: PSI of {what} is {value:.3f} over the last "
@@ -220,14 +249,14 @@ class VersionMonitor:
                     out.append(alert)
             elif under >= cfg.consecutive and self.alerts.is_firing(key):
                 alert = self.alerts.resolve(
-                    key, ts=event["ts"], detector="psi", metrics=metrics,
+                    key, ts=event["ts"], detector="psi", metrics=self._metrics_now(psi=value),
                     message=f"PSI of {what} on {self.model} {_v(self.version)} is back to "
                             f"{value:.3f} (below {cfg.psi_resolve}).")
                 if alert:
                     out.append(alert)
 
     def _metrics_now(self, **extra: float) -> dict[str, Any]:
-        mse = self.rolling.report()["rolling_mse"]
+        mse = self.rolling.mse()
         return {"rolling_mse": mse, "baseline_mse": self.baseline_mse,
                 "n_scored": self.rolling.count, **extra}
 
@@ -235,16 +264,22 @@ class VersionMonitor:
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
         self.n_expired += len(events)
-        out: list[Alert] = []
-        self._starvation_outcomes(events, [1] * len(events), out)
-        return out
+        return self._starvation_outcomes(events, 1)
 
-    def _starvation_outcomes(self, events: list[dict], outcomes: list[int],
-                             out: list[Alert]) -> None:
-        cfg = self.config.starvation
+    def _starvation_outcomes(self, events: list[dict], outcome: int) -> list[Alert]:
+        """Scored pairs (outcome 0) and expired predictions (1) slide the window."""
         window = self._outcomes
         key = self._key("label_starvation")
-        for event, outcome in zip(events, outcomes):
+        if outcome == 0 and not self.alerts.is_firing(key):
+            # A scored pair can only lower the share, and nothing is firing: no alert
+            # can come out of this batch, so slide the window in bulk.
+            dropped = max(0, len(window) + len(events) - window.maxlen)
+            self._expired_in_window -= sum(itertools.islice(window, 0, dropped))
+            window.extend(itertools.repeat(0, len(events)))
+            return []
+        cfg = self.config.starvation
+        out: list[Alert] = []
+        for event in events:
             if len(window) == window.maxlen:
                 self._expired_in_window -= window[0]
             window.append(outcome)
@@ -252,10 +287,11 @@ class VersionMonitor:
             if len(window) < cfg.min_events:
                 continue
             share = self._expired_in_window / len(window)
+            ts = event.get("expired_ts", event.get("label_ts", 0.0))
             firing = self.alerts.is_firing(key)
             if not firing and share > cfg.threshold:
                 alert = self.alerts.fire(
-                    key, ts=event.get("expired_ts", event.get("label_ts", 0.0)),
+                    key, ts=ts,
                     severity="critical" if share > (1 + cfg.threshold) / 2 else "warning",
                     detector="expiry", metrics=self._metrics_now(expired_share=share),
                     message=f"Label starvation on {self.model} {_v(self.version)}: "
@@ -265,12 +301,12 @@ class VersionMonitor:
                     out.append(alert)
             elif firing and share <= cfg.threshold / 2:
                 alert = self.alerts.resolve(
-                    key, ts=event.get("expired_ts", event.get("label_ts", 0.0)),
-                    detector="expiry", metrics=self._metrics_now(expired_share=share),
+                    key, ts=ts, detector="expiry", metrics=self._metrics_now(expired_share=share),
                     message=f"Labels arrive again for {self.model} {_v(self.version)}: "
                             f"{share:.0%} of the last {len(window)} predictions expired.")
                 if alert:
                     out.append(alert)
+        return out
 
     # --- reading -----------------------------------------------------------------
 
@@ -312,9 +348,15 @@ class Monitor:
 
     def _dispatch(self, events: Iterable[dict[str, Any]], method) -> list[Alert]:
         """Each version gets its events in their order; versions share no state."""
-        groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
-        for ev in events:
-            groups.setdefault((ev["model"], ev.get("version")), []).append(ev)
+        events = events if isinstance(events, list) else list(events)
+        keys = [(ev["model"], ev.get("version")) for ev in events]
+        groups: dict[tuple[str, int | None], list[dict[str, Any]]]
+        if keys and keys.count(keys[0]) == len(keys):  # the common case: one version
+            groups = {keys[0]: events}
+        else:
+            groups = {}
+            for key, ev in zip(keys, events):
+                groups.setdefault(key, []).append(ev)
         out: list[Alert] = []
         for (model, version), group in groups.items():
             out.extend(method(self.version(model, version), group))

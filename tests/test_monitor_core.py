@@ -192,3 +192,30 @@ def test_features_missing_from_some_events_are_ignored_not_fatal():
     mon = Monitor(MonitorConfig())
     run(mon, predictions, [])
     assert set(mon.versions[("m", 1)].report()["psi"]) == set(FEATURES) | {"prediction"}
+
+
+def test_adwin_mean_before_a_cut_is_tracked_exactly():
+    """ErrorDrift derives ADWIN's pre-cut mean from running sums; check it against River."""
+    from river import drift
+
+    from driftline.agents.drift import ErrorDrift
+    from driftline.agents.monitor_config import ConceptDriftConfig
+
+    rng = np.random.default_rng(3)
+    errors = np.concatenate([rng.normal(1, 0.3, 4000), rng.normal(3, 0.3, 4000),
+                             rng.normal(0.5, 0.3, 4000), rng.normal(4, 0.3, 4000)]) ** 2
+    river = drift.ADWIN(delta=2e-5)
+    expected = []
+    for i, e in enumerate(errors.tolist()):
+        before = river.estimation
+        river.update(e)
+        if river.drift_detected and river.estimation > before:
+            expected.append((i, before, river.estimation))
+    ours = ErrorDrift(ConceptDriftConfig())
+    got = []
+    for start in range(0, len(errors), 777):
+        for i in ours.update_many(errors[start:start + 777]):
+            got.append((start + i, *ours.last_change))
+    assert [g[0] for g in got] == [e[0] for e in expected] and len(got) >= 2
+    for g, e in zip(got, expected):
+        assert g[1] == pytest.approx(e[1], rel=1e-9) and g[2] == pytest.approx(e[2], rel=1e-9)

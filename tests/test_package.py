@@ -43,7 +43,9 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
 
 
 DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
-             "driftline.agents.joinstate", "driftline.agents.deadletter"]
+             "driftline.agents.joinstate", "driftline.agents.deadletter",
+             "driftline.agents.alerting", "driftline.agents.metrics",
+             "driftline.agents.monitor_core"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)
