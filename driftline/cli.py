@@ -78,6 +78,11 @@ def worker(settings: Settings) -> None:
     sys.exit(code)
 
 
+from .cli_models import models  # noqa: E402
+
+main.add_command(models)
+
+
 @main.group()
 def stack() -> None:
     """The embedded Kafka (Tansu) and Redis (Valkey) servers, for laptops and tests."""

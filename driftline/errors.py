@@ -38,6 +38,20 @@ class TopicError(DriftlineError):
     """A topic is missing or exists with a layout driftline cannot use."""
 
 
+class RegistryError(DriftlineError):
+    """A registry operation was refused: unknown model or version, alias rules, conflicts."""
+
+
+class RegistryUnavailable(RegistryError):
+    """Redis could not be reached; trying again later can help."""
+
+    retriable = True
+
+
+class ArtifactError(DriftlineError, ValueError):
+    """A model artifact is malformed, unsafe (object arrays) or fails its checksum."""
+
+
 class PublishError(DriftlineError):
     """Events could not be delivered to Kafka."""
 

@@ -16,8 +16,6 @@ event goes to the partition Kafka's default partitioner gives its
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -26,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from ._loop import LoopThread
 from .errors import PublishError, TopicError
 from .kafka import ensure_topics, partition_for
 from .models.events import LABEL, PREDICTION, Schema
@@ -197,10 +196,7 @@ class SyncPublisher:
     def __init__(self, kafka_url: str | None = None, *, timeout: float = 30.0,
                  **options: Any) -> None:
         self.timeout = timeout
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name="driftline-publisher", daemon=True)
-        self._thread.start()
+        self._loop = LoopThread("driftline-publisher")
         self._publisher = self._call(self._make(kafka_url, options))
 
     async def _make(self, kafka_url: str | None, options: dict[str, Any]) -> Publisher:
@@ -209,11 +205,9 @@ class SyncPublisher:
         return pub
 
     def _call(self, coro) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(self.timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
+            return self._loop.run(coro, self.timeout)
+        except TimeoutError:
             raise PublishError(f"Kafka did not answer within {self.timeout}s") from None
 
     def log_prediction(self, prediction_id: str, **fields: Any) -> None:
@@ -226,13 +220,11 @@ class SyncPublisher:
         self._call(self._publisher.flush())
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._loop.closed:
             return
         try:
             self._call(self._publisher.close())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
             self._loop.close()
 
     def __enter__(self) -> "SyncPublisher":

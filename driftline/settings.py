@@ -58,6 +58,9 @@ class Settings:
         default="redis://127.0.0.1:6379/0",
         metadata=_doc("Redis URL for the model registry (`redis://`, `rediss://` for TLS)."),
     )
+    registry_prefix: str = field(
+        default="driftline:", metadata=_doc("Prefix of every Redis key of the model registry.")
+    )
     topic_prefix: str = field(
         default="driftline.", metadata=_doc("Prefix of every topic name.")
     )

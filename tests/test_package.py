@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_public_surface_is_exactly_all():
     assert sorted(driftline.__all__) == sorted([
-        "ConfigError", "DriftlineError", "Publisher", "PublishError", "SchemaError",
-        "Settings", "StackError", "SyncPublisher", "TopicError"])
+        "ArtifactError", "ConfigError", "DriftlineError", "LinearModel", "ModelClient",
+        "ModelRegistry", "Publisher", "PublishError", "RegistryError", "RegistryUnavailable",
+        "SchemaError", "Settings", "StackError", "SyncPublisher", "TopicError"])
     for name in driftline.__all__:
         assert getattr(driftline, name) is not None
 
@@ -45,7 +46,7 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
 DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
              "driftline.agents.joinstate", "driftline.agents.deadletter",
              "driftline.agents.alerting", "driftline.agents.metrics",
-             "driftline.agents.monitor_core"]
+             "driftline.agents.monitor_core", "driftline.models.linear"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)

@@ -1,0 +1,199 @@
+"""``driftline models``: the registry from the command line. ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import ArtifactError, ConfigError, RegistryError, RegistryUnavailable
+from .settings import Settings
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+
+
+def registry_command(fn=None, *, events: bool = False):
+    """Adds --redis-url and --json (and, for commands that change the registry, --kafka-url
+    and --no-events); opens the registry; maps errors to exit codes."""
+    if fn is None:
+        return functools.partial(registry_command, events=events)
+
+    @click.option("--redis-url", help="[env: DRIFTLINE_REDIS_URL]")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @functools.wraps(fn)
+    def wrapper(redis_url, as_json, kafka_url=None, no_events=True, **kwargs):
+        from .models.registry import ModelRegistry
+
+        try:
+            settings = Settings.from_env(redis_url=redis_url, kafka_url=kafka_url)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        registry = None
+        try:
+            # Model events go to Kafka when a broker is configured (flag or environment).
+            configured = kafka_url or "DRIFTLINE_KAFKA_URL" in os.environ
+            registry = ModelRegistry.from_url(
+                settings.redis_url, prefix=settings.registry_prefix,
+                kafka_url=settings.kafka_url if configured and not no_events else None,
+                topic_prefix=settings.topic_prefix)
+            fn(registry=registry, as_json=as_json, **kwargs)
+        except RegistryUnavailable as exc:
+            click.echo(f"error: {exc} (is DRIFTLINE_REDIS_URL right?)", err=True)
+            sys.exit(EXIT_FAILURE)
+        except (RegistryError, ArtifactError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILURE)
+        except Exception as exc:  # Kafka unreachable for events, and the like
+            if type(exc).__module__.startswith(("aiokafka", "driftline")):
+                click.echo(f"error: {exc}; pass --no-events to skip model events", err=True)
+                sys.exit(EXIT_FAILURE)
+            raise
+        finally:
+            if registry is not None:
+                registry.close()
+
+    if events:
+        wrapper = click.option("--no-events", is_flag=True,
+                               help="Do not publish model events to Kafka.")(wrapper)
+        wrapper = click.option("--kafka-url", help="Where model events go. "
+                               "[env: DRIFTLINE_KAFKA_URL]")(wrapper)
+    return wrapper
+
+
+@click.group()
+def models() -> None:
+    """The model registry in Redis: versions, aliases, promotions, history."""
+
+
+@models.command("list")
+@registry_command
+def list_models(registry, as_json: bool) -> None:
+    """Models with their latest version and aliases."""
+    rows = []
+    for name in registry.models():
+        versions = registry.versions(name)
+        rows.append({"model": name, "versions": len(versions),
+                     "latest": versions[-1].version if versions else None,
+                     "aliases": registry.aliases(name)})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    _table(["MODEL", "VERSIONS", "LATEST", "ALIASES"],
+           [[r["model"], r["versions"], r["latest"],
+             ", ".join(f"{a}=v{v}" for a, v in sorted(r["aliases"].items()))] for r in rows])
+
+
+@models.command()
+@click.argument("name")
+@registry_command
+def show(registry, as_json: bool, name: str) -> None:
+    """Every version of NAME with its status, aliases and holdout MSE."""
+    versions = registry.versions(name)
+    if not versions:
+        raise RegistryError(f"no model {name!r}")
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in versions]))
+        return
+    _table(["VERSION", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT MSE"],
+           [[v.version, v.status, ", ".join(v.aliases), _when(v.created),
+             v.meta.get("parent_version"), _mse(v.meta)] for v in versions])
+
+
+@models.command()
+@click.argument("name")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--metrics", default="{}", help='Holdout metrics as JSON, e.g. \'{"mse": 1.2}\'.')
+@click.option("--promote", "promote_to", is_flag=True, help="Also make it the champion.")
+@click.option("--reason", default="", help="Recorded in the history.")
+@registry_command(events=True)
+def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
+             promote_to: bool, reason: str) -> None:
+    """Register ARTIFACT (a LinearModel .npz) as the next version of NAME."""
+    from .models.linear import LinearModel
+
+    try:
+        parsed = json.loads(metrics)
+        if not isinstance(parsed, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise click.BadParameter(f"must be a JSON object ({exc})", param_hint="--metrics")
+    model = LinearModel.from_bytes(artifact.read_bytes())
+    version = registry.register(name, model, metrics=parsed, reason=reason)
+    if promote_to:
+        registry.promote(name, version, reason=reason)
+    if as_json:
+        click.echo(json.dumps({"model": name, "version": version, "promoted": promote_to}))
+    else:
+        click.echo(f"registered {name} v{version}" + (" and promoted it" if promote_to else ""))
+
+
+@models.command()
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--alias", default="champion", show_default=True)
+@click.option("--reason", default="", help="Recorded in the history.")
+@registry_command(events=True)
+def promote(registry, as_json: bool, name: str, version: int, alias: str, reason: str) -> None:
+    """Point ALIAS (champion) of NAME at VERSION."""
+    previous = registry.promote(name, version, alias, reason=reason)
+    if as_json:
+        click.echo(json.dumps({"model": name, "alias": alias, "version": version,
+                               "previous": previous}))
+    else:
+        click.echo(f"{name} {alias}: v{previous} -> v{version}" if previous
+                   else f"{name} {alias}: v{version}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--alias", default="champion", show_default=True)
+@click.option("--reason", default="", help="Recorded in the history.")
+@registry_command(events=True)
+def rollback(registry, as_json: bool, name: str, alias: str, reason: str) -> None:
+    """Point ALIAS (champion) of NAME back at its previous version."""
+    before = registry.resolve(name, alias)
+    version = registry.rollback(name, alias, reason=reason)
+    if as_json:
+        click.echo(json.dumps({"model": name, "alias": alias, "version": version,
+                               "previous": before}))
+    else:
+        click.echo(f"{name} {alias}: v{before} -> v{version} (rolled back)")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Oldest N entries.")
+@registry_command
+def history(registry, as_json: bool, name: str, limit: int | None) -> None:
+    """Who did what to NAME, when and why, oldest first."""
+    rows = registry.history(name, count=limit)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    _table(["TIME", "ACTION", "VERSION", "ALIAS", "PREVIOUS", "ACTOR", "REASON"],
+           [[_when(r["time"]), r["action"], r["version"], r["alias"], r["previous"],
+             r["actor"], r["reason"]] for r in rows])
+
+
+def _table(headers: list[str], rows: list[list]) -> None:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    for row in [headers] + cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+def _mse(meta: dict) -> str:
+    value = (meta.get("metrics") or {}).get("mse")
+    if value is None:
+        value = ((meta.get("metrics") or {}).get("challenger") or {}).get("mse")
+    return "" if value is None else f"{value:.4g}"

@@ -1,0 +1,44 @@
+"""Model lifecycle events to the ``models`` topic, for the synchronous registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from ._loop import LoopThread
+from .models.events import MODEL_EVENT
+from .settings import Settings
+
+
+class KafkaModelEvents:
+    """Callable sink: validates a model event and waits until Kafka has it."""
+
+    def __init__(self, kafka_url: str | None = None, *, topic_prefix: str | None = None,
+                 timeout: float = 30.0) -> None:
+        settings = Settings.from_env(kafka_url=kafka_url, topic_prefix=topic_prefix)
+        self.topic = settings.topic("models")
+        self.timeout = timeout
+        self._loop = LoopThread("driftline-model-events")
+        try:
+            self._producer = self._loop.run(self._start(settings.bootstrap_servers), timeout)
+        except BaseException:
+            self._loop.close()
+            raise
+
+    @staticmethod
+    async def _start(servers: list[str]) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")  # binds this loop
+        await producer.start()
+        return producer
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        event = MODEL_EVENT.validate(event)
+        self._loop.run(self._producer.send_and_wait(self.topic, orjson.dumps(event),
+                                                    key=event["model"].encode()), self.timeout)
+
+    def close(self) -> None:
+        if not self._loop.closed:
+            self._loop.run(self._producer.stop(), self.timeout)
+            self._loop.close()

@@ -1,0 +1,388 @@
+"""Model registry in Redis: immutable numbered versions, atomic aliases, history.
+
+Keys, under a configurable prefix ``P`` (default ``driftline:``), for model ``M``:
+
+=========================  ======  ===================================================
+``P models``               set     model names
+``P M:next``               string  version counter (INCR)
+``P M:v:N``                hash    ``artifact`` (.npz), ``checksum`` (sha256), ``meta``
+                                   (JSON), ``created``, ``status`` (active, rejected,
+                                   archived)
+``P M:versions``           zset    version numbers
+``P M:aliases``            hash    alias -> version
+``P M:prev:A``             list    earlier targets of alias A, newest first (rollback)
+``P M:history``            stream  action, version, alias, previous, actor, reason, time
+``P events:M`` (channel)   pubsub  ``alias=version`` after every alias change
+=========================  ======  ===================================================
+
+Every write is one Lua script, so a reader never sees a version without its
+artifact, and concurrent promotes leave alias, rollback list and history in step.
+The scripts build version keys from their arguments, so they need all of a model's
+keys in one slot: fine on a single Redis or with a ``{hash tag}`` prefix on a cluster.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
+from driftline.models.events import MODEL_RE
+from driftline.models.linear import LinearModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "driftline:"
+CHAMPION = "champion"
+
+# KEYS: counter, versions zset, models set, history stream
+# ARGV: model, version key prefix, artifact, checksum, meta JSON, created, status, actor, reason
+_REGISTER = """
+local v = redis.call('INCR', KEYS[1])
+redis.call('HSET', ARGV[2] .. v, 'artifact', ARGV[3], 'checksum', ARGV[4], 'meta', ARGV[5],
+           'created', ARGV[6], 'status', ARGV[7])
+redis.call('ZADD', KEYS[2], v, v)
+redis.call('SADD', KEYS[3], ARGV[1])
+local action = 'registered'
+if ARGV[7] == 'rejected' then action = 'rejected' end
+redis.call('XADD', KEYS[4], '*', 'action', action, 'version', v, 'alias', '', 'previous', '',
+           'actor', ARGV[8], 'reason', ARGV[9], 'time', ARGV[6])
+return v
+"""
+
+# KEYS: aliases hash, previous-targets list of the alias, history stream, version hash
+# ARGV: alias, version, actor, reason, time, action, channel
+_SET_ALIAS = """
+if redis.call('EXISTS', KEYS[4]) == 0 then return redis.error_reply('NOVERSION') end
+if redis.call('HGET', KEYS[4], 'status') == 'archived' then
+  return redis.error_reply('ARCHIVED')
+end
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev == ARGV[2] then return {prev, 0} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if prev then redis.call('LPUSH', KEYS[2], prev) end
+redis.call('XADD', KEYS[3], '*', 'action', ARGV[6], 'version', ARGV[2], 'alias', ARGV[1],
+           'previous', prev or '', 'actor', ARGV[3], 'reason', ARGV[4], 'time', ARGV[5])
+redis.call('PUBLISH', ARGV[7], ARGV[1] .. '=' .. ARGV[2])
+return {prev or '', 1}
+"""
+
+# KEYS: aliases hash, previous-targets list of the alias, history stream
+# ARGV: alias, actor, reason, time, channel, version key prefix
+_ROLLBACK = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local prev = redis.call('LPOP', KEYS[2])
+while prev and redis.call('HGET', ARGV[6] .. prev, 'status') == 'archived' do
+  prev = redis.call('LPOP', KEYS[2])
+end
+if not prev then return redis.error_reply('NOPREVIOUS') end
+redis.call('HSET', KEYS[1], ARGV[1], prev)
+redis.call('XADD', KEYS[3], '*', 'action', 'rolled_back', 'version', prev, 'alias', ARGV[1],
+           'previous', current or '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[1] .. '=' .. prev)
+return {prev, current or ''}
+"""
+
+# KEYS: aliases hash, history stream;  ARGV: alias, actor, reason, time, channel
+_DELETE_ALIAS = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return redis.error_reply('NOALIAS') end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'action', 'alias_deleted', 'version', current,
+           'alias', ARGV[1], 'previous', current, 'actor', ARGV[2], 'reason', ARGV[3],
+           'time', ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[1] .. '=')
+return current
+"""
+
+# KEYS: aliases hash, version hash, history stream;  ARGV: version, actor, reason, time
+_ARCHIVE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOVERSION') end
+local aliases = redis.call('HGETALL', KEYS[1])
+for i = 1, #aliases, 2 do
+  if aliases[i + 1] == ARGV[1] then return redis.error_reply('ALIASED ' .. aliases[i]) end
+end
+redis.call('HSET', KEYS[2], 'status', 'archived')
+redis.call('XADD', KEYS[3], '*', 'action', 'archived', 'version', ARGV[1], 'alias', '',
+           'previous', '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    model: str
+    version: int
+    created: float
+    status: str
+    checksum: str
+    meta: dict[str, Any]
+    aliases: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "created": self.created,
+                "status": self.status, "checksum": self.checksum, "aliases": list(self.aliases),
+                "meta": self.meta}
+
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class ModelRegistry:
+    """Versions, aliases and history of models in Redis.
+
+    ``events``, when given, is called with a model event (DESIGN.md) after each
+    registration, promotion, rejection and rollback; :meth:`from_url` wires it to the
+    ``models`` topic when a Kafka URL is given.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX,
+                 events: EventSink | None = None, actor: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.events = events
+        self.actor = actor or _default_actor()
+        self.clock = clock
+        self._register = client.register_script(_REGISTER)
+        self._set_alias = client.register_script(_SET_ALIAS)
+        self._rollback = client.register_script(_ROLLBACK)
+        self._delete_alias = client.register_script(_DELETE_ALIAS)
+        self._archive = client.register_script(_ARCHIVE)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, kafka_url: str | None = None,
+                 topic_prefix: str | None = None, **kwargs: Any) -> "ModelRegistry":
+        """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS); ``kafka_url`` turns
+        on model events on the ``models`` topic."""
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+                                      health_check_interval=30)
+        events = None
+        if kafka_url:
+            from driftline.model_events import KafkaModelEvents
+
+            events = KafkaModelEvents(kafka_url, topic_prefix=topic_prefix)
+        return cls(client, prefix=prefix, events=events, **kwargs)
+
+    def close(self) -> None:
+        close = getattr(self.events, "close", None)
+        if close:
+            close()
+        self.redis.close()
+
+    # --- keys --------------------------------------------------------------------
+
+    def _k(self, model: str, *parts: str) -> str:
+        return ":".join((f"{self.prefix}{model}", *parts))
+
+    def _version_key(self, model: str, version: int) -> str:
+        return self._k(model, "v", str(version))
+
+    def _channel(self, model: str) -> str:
+        return f"{self.prefix}events:{model}"
+
+    # --- writing -----------------------------------------------------------------
+
+    def register(self, name: str, model: LinearModel, *, metrics: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None, rejected: str | None = None,
+                 reason: str = "") -> int:
+        """Store a new immutable version; returns its number (1, 2, 3, ... per model).
+
+        ``rejected`` registers it with status ``rejected`` and that reason (a challenger
+        that lost). ``meta`` may hold ``parent_version``, ``request_id``, the training
+        window, anything JSON; ``metrics`` the holdout scores.
+        """
+        _check_name(name)
+        artifact = model.to_bytes()
+        document = {**(meta or {}), "metrics": metrics or {}}
+        if rejected is not None:
+            document["rejected_reason"] = rejected
+        meta_json = _dumps(document, "meta/metrics")
+        now = self.clock()
+        status = "rejected" if rejected is not None else "active"
+        version = int(self._call(self._register, keys=[
+            self._k(name, "next"), self._k(name, "versions"), f"{self.prefix}models",
+            self._k(name, "history")], args=[
+            name, self._k(name, "v", ""), artifact, hashlib.sha256(artifact).hexdigest(),
+            meta_json, repr(now), status, self.actor, rejected if rejected is not None else reason]))
+        self._emit(name, version, "rejected" if rejected is not None else "registered", document,
+                   now)
+        return version
+
+    def promote(self, name: str, version: int, alias: str = CHAMPION, *,
+                reason: str = "") -> int | None:
+        """Point ``alias`` at ``version``; returns the version it pointed at before."""
+        previous, changed = self._alias_script(name, alias, version, "promoted", reason)
+        if changed:
+            info = self.get(name, version)
+            self._emit(name, version, "promoted", info.meta, self.clock())
+        return previous
+
+    def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> int | None:
+        previous, _ = self._alias_script(name, alias, version, "alias_set", reason)
+        return previous
+
+    def _alias_script(self, name: str, alias: str, version: int, action: str,
+                      reason: str) -> tuple[int | None, bool]:
+        _check_alias(alias)
+        result = self._call(self._set_alias, keys=[
+            self._k(name, "aliases"), self._k(name, "prev", alias), self._k(name, "history"),
+            self._version_key(name, version)], args=[
+            alias, str(version), self.actor, reason, repr(self.clock()), action,
+            self._channel(name)], what=f"{name} v{version}")
+        previous = result[0].decode() if result[0] else ""
+        return (int(previous) if previous else None), bool(result[1])
+
+    def rollback(self, name: str, alias: str = CHAMPION, *, reason: str = "") -> int:
+        """Point ``alias`` back at its previous target; returns that version."""
+        result = self._call(self._rollback, keys=[
+            self._k(name, "aliases"), self._k(name, "prev", alias), self._k(name, "history")],
+            args=[alias, self.actor, reason, repr(self.clock()), self._channel(name),
+                  self._k(name, "v", "")], what=f"{name} {alias}")
+        version = int(result[0])
+        self._emit(name, version, "rolled_back", self.get(name, version).meta, self.clock())
+        return version
+
+    def delete_alias(self, name: str, alias: str, *, reason: str = "") -> int:
+        result = self._call(self._delete_alias, keys=[
+            self._k(name, "aliases"), self._k(name, "history")],
+            args=[alias, self.actor, reason, repr(self.clock()), self._channel(name)],
+            what=f"{name} alias {alias}")
+        return int(result)
+
+    def archive(self, name: str, version: int, *, reason: str = "") -> None:
+        """Mark a version archived; refused while an alias points at it."""
+        self._call(self._archive, keys=[
+            self._k(name, "aliases"), self._version_key(name, version), self._k(name, "history")],
+            args=[str(version), self.actor, reason, repr(self.clock())], what=f"{name} v{version}")
+
+    # --- reading -----------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        return sorted(m.decode() for m in self._do(self.redis.smembers, f"{self.prefix}models"))
+
+    def aliases(self, name: str) -> dict[str, int]:
+        raw = self._do(self.redis.hgetall, self._k(name, "aliases"))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def resolve(self, name: str, alias: str = CHAMPION) -> int | None:
+        raw = self._do(self.redis.hget, self._k(name, "aliases"), alias)
+        return int(raw) if raw else None
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        numbers = [int(v) for v in self._do(self.redis.zrange, self._k(name, "versions"), 0, -1)]
+        return [self.get(name, v) for v in numbers]
+
+    def get(self, name: str, version: int) -> VersionInfo:
+        """Metadata of one version (no artifact)."""
+        raw = self._do(self.redis.hmget, self._version_key(name, version),
+                       ["created", "status", "checksum", "meta"])
+        if raw[0] is None:
+            raise RegistryError(f"{name} has no version {version}")
+        aliases = tuple(sorted(a for a, v in self.aliases(name).items() if v == version))
+        return VersionInfo(name, version, float(raw[0]), raw[1].decode(), raw[2].decode(),
+                           json.loads(raw[3]), aliases)
+
+    def load(self, name: str, version: int | None = None, alias: str | None = None) -> LinearModel:
+        """The model of a version (or of an alias, default ``champion``), checksum verified."""
+        if version is None:
+            alias = alias or CHAMPION
+            version = self.resolve(name, alias)
+            if version is None:
+                raise RegistryError(f"{name} has no alias {alias!r}"
+                                    + ("" if name in self.models() else f" (no model {name!r})"))
+        artifact, checksum, meta = self._do(self.redis.hmget, self._version_key(name, version),
+                                            ["artifact", "checksum", "meta"])
+        if artifact is None:
+            raise RegistryError(f"{name} has no version {version}")
+        if hashlib.sha256(artifact).hexdigest() != checksum.decode():
+            raise ArtifactError(f"{name} v{version}: artifact checksum mismatch; refusing to "
+                                f"load a modified artifact")
+        model = LinearModel.from_bytes(artifact)
+        model.version = version
+        model.meta = json.loads(meta)
+        return model
+
+    def history(self, name: str, count: int | None = None) -> list[dict[str, Any]]:
+        """Lifecycle actions of ``name``, oldest first."""
+        entries = self._do(self.redis.xrange, self._k(name, "history"), count=count)
+        out = []
+        for entry_id, fields in entries:
+            row = {k.decode(): v.decode() for k, v in fields.items()}
+            row["id"] = entry_id.decode()
+            row["time"] = float(row["time"])
+            for key in ("version", "previous"):
+                row[key] = int(row[key]) if row.get(key) else None
+            out.append(row)
+        return out
+
+    # --- plumbing ----------------------------------------------------------------
+
+    def _emit(self, name: str, version: int, event: str, meta: dict[str, Any], ts: float) -> None:
+        if self.events is None:
+            return
+        record = {"model": name, "version": version, "event": event,
+                  "parent_version": meta.get("parent_version"),
+                  "request_id": meta.get("request_id"), "metrics": meta.get("metrics", {}),
+                  "ts": ts}
+        try:
+            self.events(record)
+        except Exception:  # the registry changed; the history stream has the record
+            log.exception("could not publish the model event %s", record)
+
+    def _call(self, script, *, keys: list[str], args: list[Any], what: str = "") -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except redis.ResponseError as exc:
+            raise _refusal(str(exc), what) from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    def _do(self, fn, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+def _refusal(message: str, what: str) -> RegistryError:
+    code, _, rest = message.partition(" ")
+    return RegistryError({
+        "NOVERSION": f"{what}: no such version",
+        "ARCHIVED": f"{what}: the version is archived",
+        "NOPREVIOUS": f"{what}: nothing to roll back to",
+        "NOALIAS": f"{what}: no such alias",
+        "ALIASED": f"{what}: alias {rest!r} points at it; move the alias first",
+    }.get(code, f"{what}: {message}"))
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not MODEL_RE.fullmatch(name):
+        raise RegistryError(f"model name {name!r} must match [A-Za-z0-9._-]{{1,128}}")
+
+
+def _check_alias(alias: str) -> None:
+    if not isinstance(alias, str) or not MODEL_RE.fullmatch(alias):
+        raise RegistryError(f"alias {alias!r} must match [A-Za-z0-9._-]{{1,128}}")
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{what} must be JSON with finite numbers: {exc}") from None
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"

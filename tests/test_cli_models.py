@@ -1,0 +1,77 @@
+"""`driftline models ...` against a real Valkey, through the CLI runner."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from driftline import LinearModel
+from driftline.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(stack):
+    env = {"DRIFTLINE_REDIS_URL": stack.redis_url,
+           "DRIFTLINE_REGISTRY_PREFIX": f"cli{uuid.uuid4().hex[:8]}:"}
+
+    def invoke(*args: str, code: int = 0):
+        result = CliRunner().invoke(main, ["models", *args], env=env)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    return invoke
+
+
+def test_register_promote_rollback_history_as_json(run, tmp_path):
+    for k in (1, 2):
+        (tmp_path / f"m{k}.npz").write_bytes(LinearModel([float(k)], 0.0, ["x"]).to_bytes())
+    assert json.loads(run("register", "houses", str(tmp_path / "m1.npz"), "--promote",
+                          "--metrics", '{"mse": 2.5}', "--json")) == {
+        "model": "houses", "version": 1, "promoted": True}
+    assert "registered houses v2" in run("register", "houses", str(tmp_path / "m2.npz"))
+    assert json.loads(run("promote", "houses", "2", "--reason", "better", "--json")) == {
+        "model": "houses", "alias": "champion", "version": 2, "previous": 1}
+    assert "v2 -> v1 (rolled back)" in run("rollback", "houses", "--reason", "oops")
+    listed = json.loads(run("list", "--json"))
+    assert listed == [{"model": "houses", "versions": 2, "latest": 2,
+                       "aliases": {"champion": 1}}]
+    shown = json.loads(run("show", "houses", "--json"))
+    assert [(v["version"], v["aliases"], v["meta"]["metrics"]) for v in shown] == [
+        (1, ["champion"], {"mse": 2.5}), (2, [], {})]
+    history = json.loads(run("history", "houses", "--json"))
+    assert [(h["action"], h["version"], h["reason"]) for h in history] == [
+        ("registered", 1, ""), ("promoted", 1, ""), ("registered", 2, ""),
+        ("promoted", 2, "better"), ("rolled_back", 1, "oops")]
+
+
+def test_human_tables(run, tmp_path):
+    (tmp_path / "m.npz").write_bytes(LinearModel([1.0], 0.0).to_bytes())
+    run("register", "houses", str(tmp_path / "m.npz"), "--promote", "--metrics", '{"mse": 1.25}')
+    table = run("show", "houses").splitlines()
+    assert table[0].split() == ["VERSION", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT",
+                                "MSE"]
+    assert table[1].split()[:3] == ["1", "active", "champion"] and table[1].endswith("1.25")
+    assert "houses" in run("list") and "promoted" in run("history", "houses")
+
+
+def test_errors_say_what_is_wrong(run, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    assert "malformed artifact" in run("register", "m", str(bad), code=1)
+    assert "no model 'ghost'" in run("show", "ghost", code=1)
+    assert "nothing to roll back to" in run("rollback", "ghost", code=1)
+    (tmp_path / "ok.npz").write_bytes(LinearModel([1.0], 0.0).to_bytes())
+    assert "--metrics" in run("register", "m", str(tmp_path / "ok.npz"), "--metrics", "[1]",
+                              code=2)
+    assert "does not exist" in run("register", "m", str(tmp_path / "none.npz"), code=2)
+
+
+def test_unreachable_redis_is_exit_1_with_a_hint():
+    result = CliRunner().invoke(main, ["models", "list", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert result.exit_code == 1
+    assert "Redis is unreachable" in result.output and "DRIFTLINE_REDIS_URL" in result.output

@@ -1,0 +1,199 @@
+"""The Redis model registry against a real Valkey server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+
+import orjson
+import pytest
+import redis
+
+from driftline import ArtifactError, LinearModel, ModelRegistry, RegistryError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def registry(stack):
+    reg = ModelRegistry.from_url(stack.redis_url, prefix=f"t{uuid.uuid4().hex[:8]}:",
+                                 actor="tester")
+    yield reg
+    reg.close()
+
+
+def model(k: float = 1.0) -> LinearModel:
+    return LinearModel([k, 2 * k], 0.5, ["a", "b"])
+
+
+def test_register_numbers_versions_and_load_round_trips(registry):
+    v1 = registry.register("houses", model(1), metrics={"mse": 2.0},
+                           meta={"parent_version": None, "request_id": "r1"})
+    v2 = registry.register("houses", model(2))
+    assert (v1, v2) == (1, 2)
+    assert registry.register("other", model(3)) == 1
+    loaded = registry.load("houses", version=1)
+    assert loaded == model(1) and loaded.version == 1
+    assert loaded.meta == {"metrics": {"mse": 2.0}, "parent_version": None, "request_id": "r1"}
+    assert registry.models() == ["houses", "other"]
+    infos = registry.versions("houses")
+    assert [(i.version, i.status, i.aliases) for i in infos] == [(1, "active", ()),
+                                                                  (2, "active", ())]
+    assert len(infos[0].checksum) == 64
+
+
+def test_promote_rollback_and_history(registry):
+    for k in (1, 2, 3):
+        registry.register("m", model(k))
+    with pytest.raises(RegistryError, match="no alias 'champion'"):
+        registry.load("m")
+    assert registry.promote("m", 1, reason="first") is None
+    assert registry.promote("m", 2) == 1
+    assert registry.promote("m", 3, reason="better") == 2
+    assert registry.load("m").version == 3
+    assert registry.rollback("m", reason="v3 is bad") == 2
+    assert registry.load("m") == model(2)
+    assert registry.rollback("m") == 1
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback("m")
+    actions = [(h["action"], h["version"], h["alias"], h["previous"], h["reason"])
+               for h in registry.history("m")]
+    assert actions == [
+        ("registered", 1, "", None, ""), ("registered", 2, "", None, ""),
+        ("registered", 3, "", None, ""), ("promoted", 1, "champion", None, "first"),
+        ("promoted", 2, "champion", 1, ""), ("promoted", 3, "champion", 2, "better"),
+        ("rolled_back", 2, "champion", 3, "v3 is bad"), ("rolled_back", 1, "champion", 2, "")]
+    assert {h["actor"] for h in registry.history("m")} == {"tester"}
+
+
+def test_aliases_archive_and_rejected_versions(registry):
+    registry.register("m", model(1))
+    registry.register("m", model(2), rejected="holdout MSE 3.1 not below champion's 2.0")
+    registry.promote("m", 1)
+    registry.set_alias("m", "shadow", 2)
+    assert registry.aliases("m") == {"champion": 1, "shadow": 2}
+    assert registry.get("m", 2).status == "rejected"
+    assert "3.1" in registry.get("m", 2).meta["rejected_reason"]
+    with pytest.raises(RegistryError, match="alias 'shadow' points at it"):
+        registry.archive("m", 2)
+    registry.delete_alias("m", "shadow")
+    registry.archive("m", 2, reason="lost")
+    assert registry.get("m", 2).status == "archived"
+    with pytest.raises(RegistryError, match="archived"):
+        registry.promote("m", 2)
+    with pytest.raises(RegistryError, match="no such version"):
+        registry.promote("m", 9)
+    with pytest.raises(RegistryError, match="must match"):
+        registry.register("bad name", model())
+
+
+def test_tampered_artifact_is_refused(registry):
+    registry.register("m", model(1))
+    key = f"{registry.prefix}m:v:1"
+    artifact = registry.redis.hget(key, "artifact")
+    forged = LinearModel([100.0, 100.0], 0.0, ["a", "b"]).to_bytes()
+    assert forged != artifact
+    registry.redis.hset(key, "artifact", forged)
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        registry.load("m", version=1)
+
+
+REGISTER_ONE = """
+import sys
+from driftline import LinearModel, ModelRegistry
+reg = ModelRegistry.from_url(sys.argv[1], prefix=sys.argv[2])
+print(reg.register("race", LinearModel([1.0], 0.0)))
+"""
+
+
+def test_eight_processes_registering_at_once_get_versions_1_to_8(registry, stack):
+    procs = [subprocess.Popen([sys.executable, "-c", REGISTER_ONE, stack.redis_url,
+                               registry.prefix], stdout=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    versions = sorted(int(p.communicate(timeout=60)[0]) for p in procs)
+    assert versions == list(range(1, 9))
+    assert [v.version for v in registry.versions("race")] == list(range(1, 9))
+
+
+def test_concurrent_promotes_keep_alias_and_history_consistent(registry):
+    for k in range(1, 6):
+        registry.register("m", model(k))
+    errors = []
+
+    def promote_many(seed: int) -> None:
+        try:
+            for i in range(60):
+                registry.promote("m", (seed + i) % 5 + 1)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=promote_many, args=(s,)) for s in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    promotions = [h for h in registry.history("m") if h["action"] == "promoted"]
+    # Every promotion's "previous" is the version the one before it set: no lost update.
+    for before, after in zip(promotions, promotions[1:]):
+        assert after["previous"] == before["version"]
+    assert registry.resolve("m") == promotions[-1]["version"]
+    # The rollback list holds exactly the earlier targets, newest first.
+    stack_ = [int(v) for v in registry.redis.lrange(f"{registry.prefix}m:prev:champion", 0, -1)]
+    assert stack_ == [p["previous"] for p in reversed(promotions[1:])]
+
+
+def test_model_events_on_the_models_topic(stack, settings):
+    from kafka_io import create_topics, read_all
+
+    create_topics(settings)
+    reg = ModelRegistry.from_url(stack.redis_url, prefix=f"e{uuid.uuid4().hex[:8]}:",
+                                 kafka_url=settings.kafka_url,
+                                 topic_prefix=settings.topic_prefix)
+    try:
+        v1 = reg.register("m", model(1), metrics={"mse": 1.0})
+        v2 = reg.register("m", model(2), metrics={"mse": 0.5},
+                          meta={"parent_version": 1, "request_id": "req-7"})
+        reg.promote("m", v1)
+        reg.promote("m", v2)
+        reg.rollback("m")
+        reg.register("m", model(3), rejected="worse")
+    finally:
+        reg.close()
+    events = [orjson.loads(r.value) for r in read_all(settings, "models")]
+    assert [(e["event"], e["version"]) for e in events] == [
+        ("registered", 1), ("registered", 2), ("promoted", 1), ("promoted", 2),
+        ("rolled_back", 1), ("rejected", 3)]
+    assert events[3]["parent_version"] == 1 and events[3]["request_id"] == "req-7"
+    assert events[3]["metrics"] == {"mse": 0.5}
+
+
+def test_password_protected_redis(tmp_path):
+    from driftline.stack import Service, _valkey_binary, free_port
+
+    port = free_port()
+    server = Service("valkey", [_valkey_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                "--requirepass", "s3cret", "--save", "", "--dir", str(tmp_path)],
+                     port, log_path=tmp_path / "valkey.log")
+    server.start()
+    try:
+        reg = ModelRegistry.from_url(f"redis://:s3cret@127.0.0.1:{port}/0")
+        assert reg.register("m", model()) == 1
+        reg.close()
+        anonymous = ModelRegistry.from_url(f"redis://127.0.0.1:{port}/0")
+        with pytest.raises(RegistryError):
+            anonymous.register("m", model())
+        anonymous.close()
+    finally:
+        server.stop()
+
+
+def test_rediss_url_uses_tls():
+    reg = ModelRegistry.from_url("rediss://:pw@redis.example:6380/2")
+    pool = reg.redis.connection_pool
+    assert pool.connection_class is redis.SSLConnection
+    assert pool.connection_kwargs["password"] == "pw" and pool.connection_kwargs["db"] == 2
+    reg.close()
