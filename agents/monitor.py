@@ -110,8 +110,8 @@ def _chunks(elements: list[bytes]):
 class PartitionMonitor:
     """The Monitor of one ``monitor-input`` partition plus what makes replays exact."""
 
-    def __init__(self, config: MonitorConfig) -> None:
-        self.monitor = Monitor(config)
+    def __init__(self, config: MonitorConfig, baselines=None) -> None:
+        self.monitor = Monitor(config, baselines)
         self.next_offset = 0                        # of monitor-input
         self.applied: dict[tuple[str, int], tuple[int, int]] = {}  # source -> last position
         self.published: set[str] = set()            # alert ids on the alerts partition
@@ -151,11 +151,56 @@ class PartitionMonitor:
         return self.monitor.process_expired(events)
 
 
+class RegistryBaselines:
+    """A version's baseline MSE from its registry metadata: ``baseline_mse``, else the
+    holdout ``metrics.mse``. Versions are immutable, so the answer is cached; an unknown
+    model or version has none. If Redis is down the lookup retries for a few seconds and
+    then falls back to the version's first pairs (logged: a replay could then differ)."""
+
+    def __init__(self, settings: Settings, attempts: int = 3) -> None:
+        self.settings = settings
+        self.attempts = attempts
+        self._registry = None
+        self._cache: dict[tuple[str, int], float | None] = {}
+
+    def __call__(self, model: str, version: int | None) -> float | None:
+        if version is None:
+            return None
+        key = (model, version)
+        if key not in self._cache:
+            self._cache[key] = self._lookup(model, version)
+        return self._cache[key]
+
+    def _lookup(self, model: str, version: int) -> float | None:
+        from driftline.errors import RegistryError, RegistryUnavailable
+        from driftline.models.registry import ModelRegistry
+
+        for attempt in range(self.attempts):
+            try:
+                if self._registry is None:
+                    self._registry = ModelRegistry.from_url(
+                        self.settings.redis_url, prefix=self.settings.registry_prefix)
+                meta = self._registry.get(model, version).meta
+            except RegistryUnavailable as exc:
+                log.warning("registry unreachable for the baseline of %s v%d (%s)", model,
+                            version, exc)
+                time.sleep(1.0 * (attempt + 1))
+                continue
+            except RegistryError:
+                return None
+            value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
+            return float(value) if isinstance(value, (int, float)) else None
+        log.error("no registry baseline for %s v%d: using its first pairs", model, version)
+        return None
+
+
 class MonitorAgent:
-    def __init__(self, settings: Settings, send, config: MonitorConfig) -> None:
+    def __init__(self, settings: Settings, send, config: MonitorConfig,
+                 baselines=None) -> None:
         self.settings = settings
         self.send = send
         self.config = config
+        self.baselines = baselines
         self.input_topic = settings.topic("monitor_input")
         self.alerts_topic = settings.topic("alerts")
         self.metrics_topic = settings.topic("metrics")
@@ -200,7 +245,7 @@ class MonitorAgent:
         try:
             for q in missing:
                 started = time.monotonic()
-                part = PartitionMonitor(self.config)
+                part = PartitionMonitor(self.config, self.baselines)
                 async for records in read_partition(consumer, self.alerts_topic, q):
                     part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
                 n = 0
@@ -241,7 +286,7 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
         return await app.producer.send(topic, key, value, partition, None, None)
 
     router = Router(settings, send)
-    agent = MonitorAgent(settings, send, config)
+    agent = MonitorAgent(settings, send, config, RegistryBaselines(settings))
     sources = app.topic(settings.topic("scored"), settings.topic("predictions"),
                         settings.topic("expired"), key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")

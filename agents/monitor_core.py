@@ -23,7 +23,7 @@ import itertools
 import math
 import operator
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -40,11 +40,13 @@ class VersionMonitor:
     """Everything the monitor knows about one version of one model."""
 
     def __init__(self, model: str, version: int | None, config: ModelConfig,
-                 alerts: AlertBook) -> None:
+                 alerts: AlertBook, baseline_mse: float | None = None) -> None:
         self.model, self.version, self.config = model, version, config
         self.alerts = alerts
         self.rolling = RollingErrors(config.window)
-        self.baseline_mse = config.baseline_mse
+        # The version's own baseline (registry metadata) wins over the model's (config
+        # file); without either, the first `baseline_pairs` pairs set it.
+        self.baseline_mse = baseline_mse if baseline_mse is not None else config.baseline_mse
         self._baseline_sum = 0.0
         self._baseline_n = 0
         self.concept = ErrorDrift(config.concept_drift)
@@ -320,11 +322,19 @@ class VersionMonitor:
                 "drift_detections": self.concept.detections, "psi": dict(self.last_psi)}
 
 
-class Monitor:
-    """All models and versions; feed it scored pairs, predictions and expirations in order."""
+BaselineLookup = Callable[[str, int | None], float | None]
 
-    def __init__(self, config: MonitorConfig) -> None:
+
+class Monitor:
+    """All models and versions; feed it scored pairs, predictions and expirations in order.
+
+    ``baselines(model, version)``, when given, supplies a version's baseline MSE (the
+    agent reads it from the registry's metadata), asked once per version.
+    """
+
+    def __init__(self, config: MonitorConfig, baselines: BaselineLookup | None = None) -> None:
         self.config = config
+        self.baselines = baselines
         self.versions: dict[tuple[str, int | None], VersionMonitor] = {}
         self.books: dict[str, AlertBook] = {}
 
@@ -334,7 +344,8 @@ class Monitor:
         if vm is None:
             cfg = self.config.for_model(model)
             book = self.books.setdefault(model, AlertBook(cfg.cooldown))
-            vm = self.versions[key] = VersionMonitor(model, version, cfg, book)
+            baseline = self.baselines(model, version) if self.baselines else None
+            vm = self.versions[key] = VersionMonitor(model, version, cfg, book, baseline)
         return vm
 
     def process_pairs(self, pairs: Iterable[dict[str, Any]]) -> list[Alert]:

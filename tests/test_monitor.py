@@ -91,3 +91,19 @@ def test_kill_9_twice_gives_the_uninterrupted_results(settings, worker_factory):
     assert sorted(published) == sorted(a["alert_id"] for a in expected)
     assert {"m.v1.concept_drift.1.firing", "m.v1.metric_threshold.1.firing"} <= set(published)
     assert worker.stop() == 0
+
+
+def test_baseline_comes_from_the_registry_when_the_version_has_one(settings, worker_factory,
+                                                                   stack):
+    from driftline import LinearModel, ModelRegistry
+
+    settings = settings.replace(metrics_interval=0.5)
+    registry = ModelRegistry.from_url(stack.redis_url, prefix=settings.registry_prefix)
+    registry.register("m", LinearModel([2.0], 0.0), metrics={"mse": 0.75})
+    registry.close()
+    create_topics(settings)
+    predictions, pairs = stream(500, seed=22)
+    produce(settings, messages(predictions, pairs))
+    worker_factory(settings)
+    final = wait_for_metrics(settings, 500, timeout=90)
+    assert final["baseline_mse"] == 0.75  # not the MSE of its first pairs (~1.0)

@@ -219,3 +219,15 @@ def test_adwin_mean_before_a_cut_is_tracked_exactly():
     assert [g[0] for g in got] == [e[0] for e in expected] and len(got) >= 2
     for g, e in zip(got, expected):
         assert g[1] == pytest.approx(e[1], rel=1e-9) and g[2] == pytest.approx(e[2], rel=1e-9)
+
+
+def test_version_baseline_from_a_lookup_wins_over_config_and_first_pairs():
+    config = MonitorConfig.from_dict({"models": {"m": {"baseline_mse": 9.0}}})
+    known = {("m", 2): 0.25}
+    mon = Monitor(config, baselines=lambda model, version: known.get((model, version)))
+    _, v1 = stream(10, seed=19, version=1)
+    _, v2 = stream(10, seed=20, version=2)
+    mon.process_pairs(v1 + v2)
+    assert mon.versions[("m", 2)].baseline_mse == 0.25   # registry metadata
+    assert mon.versions[("m", 1)].baseline_mse == 9.0    # config file
+    assert Monitor(MonitorConfig()).version("m", 1).baseline_mse is None  # first pairs later
