@@ -16,12 +16,15 @@ from driftline.models.events import ALERT
 from simulate import FEATURES, stream
 
 
-def run(monitor: Monitor, predictions, pairs, batch: int = 500, expired=()):
-    """Feed predictions then their pairs batch by batch, the way the agent sees them."""
+def run(monitor: Monitor, predictions, pairs, batch: int = 500):
+    """Feed predictions then their pairs batch by batch, the way the agent sees them.
+    Every alert must be a valid DESIGN.md alert event."""
     alerts = []
     for i in range(0, max(len(predictions), len(pairs)), batch):
         alerts += [(i, a) for a in monitor.process_predictions(predictions[i:i + batch])]
         alerts += [(i, a) for a in monitor.process_pairs(pairs[i:i + batch])]
+    for _, alert in alerts:
+        assert ALERT.validate(alert) == alert
     return alerts
 
 
@@ -155,6 +158,7 @@ def test_label_starvation():
     expired = [{**p, "expired_ts": p["ts"] + 86400} for p in stream(400, seed=14)[0]]
     mon = Monitor(MonitorConfig())
     alerts = mon.process_pairs(pairs) + mon.process_expired(expired)
+    assert all(ALERT.validate(a) == a for a in alerts)
     assert [(a["kind"], a["status"]) for a in alerts] == [("label_starvation", "firing")]
     assert "expired without a label" in alerts[0]["message"]
     assert alerts[0]["metrics"]["expired_share"] > 0.5
