@@ -36,7 +36,6 @@ class ErrorDrift:
             params = {"mode": "up", **config.params}
             self._detector = drift.PageHinkley(**params)
         self.detections = 0
-        self.last_change: tuple[float, float] | None = None  # (mean before, mean after)
         # River's ADWIN starts afresh after each detection and drops nothing otherwise,
         # so its window is "everything since the last detection": running sums give
         # the mean before a cut without reading River's (Python-level) estimation
@@ -46,8 +45,9 @@ class ErrorDrift:
         self._base_count = 0
         self._base_total = 0.0
 
-    def update_many(self, errors: np.ndarray) -> list[int]:
-        """Feed errors in order; returns the positions where an increase was detected."""
+    def update_many(self, errors: np.ndarray) -> list[tuple[int, float | None, float | None]]:
+        """Feed errors in order; returns (position, mean before, mean after) of each
+        detected increase (the means are None for PageHinkley)."""
         detector = self._detector
         update = detector.update
         adwin = self.name == "adwin"
@@ -59,7 +59,7 @@ class ErrorDrift:
         if not adwin:
             self._count += len(errors)
             self.detections += len(hits)
-            return [i for i, _ in hits]
+            return [(i, None, None) for i, _ in hits]
         increases = []
         before_sums = np.concatenate(([0.0], np.cumsum(errors)))
         for i, after in hits:
@@ -70,8 +70,7 @@ class ErrorDrift:
             self._base_total = total + float(errors[i])
             if after > before:
                 self.detections += 1
-                self.last_change = (before, after)
-                increases.append(i)
+                increases.append((i, before, after))
         self._count += len(errors)
         self._total += before_sums[-1]
         return increases

@@ -7,8 +7,8 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
 2. It sends the batch's scored pairs (to the *same partition number* of
    ``scored``), dead letters and forwards, and waits for every ack.
 3. Then it appends the batch's state records to the compacted ``join-state``
-   topic, ending with a checkpoint: the next ``scored`` offset of the partition.
-   It waits for those acks too.
+   topic and waits for their acks; then a checkpoint per partition: the next
+   ``scored`` offset. It waits for those acks too.
 4. Only then does Faust acknowledge the batch and later commit its offsets.
 
 After a crash (or when a partition moves to another worker) the partition's
@@ -129,7 +129,9 @@ class Joiner:
                         orjson.dumps({**ev, "expired_ts": self.clock()}), p)
         if len(out):
             offsets = await out.flush(self.send)
-        state = Outbox()
+        # Entries first, then - once they are all acknowledged - the checkpoints: a
+        # checkpoint must never be on the log ahead of a done entry it vouches for.
+        state, checkpoints = Outbox(), Outbox()
         for p, (_, records) in drained.items():
             if not records and p not in scored_index:
                 continue
@@ -138,10 +140,10 @@ class Joiner:
                           None if record is None else orjson.dumps(record), p)
             if p in scored_index:
                 self.parts[p].scored_next = offsets[scored_index[p]] + 1
-            state.add(self.state_topic, CHECKPOINT_KEY,
-                      orjson.dumps({"scored_next": self.parts[p].scored_next}), p)
-        if len(state):
-            await state.flush(self.send)
+            checkpoints.add(self.state_topic, CHECKPOINT_KEY,
+                            orjson.dumps({"scored_next": self.parts[p].scored_next}), p)
+        await state.flush(self.send)
+        await checkpoints.flush(self.send)
 
     def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
         self.dead_letters.count(rejection)

@@ -30,6 +30,7 @@ from typing import Any
 
 import faust
 import orjson
+import redis
 
 from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.monitor_core import Monitor
@@ -66,12 +67,17 @@ class Router:
             for index, ev in enumerate(self._events(kind, msg)):
                 element = {"k": kind, "s": [msg.partition, msg.offset, index], "e": ev}
                 parts[partition_for(ev["model"].encode(), n)].append(orjson.dumps(element))
-        out = Outbox()
+        # The monitor drops what is not newer than the last position it applied from a
+        # source, so a partition's chunks must land in order: a retried first chunk
+        # landing after the second would be lost. Chunk k+1 waits for chunk k's ack.
+        rounds: list[Outbox] = []
         for q, elements in parts.items():
             self.routed += len(elements)
-            for chunk in _chunks(elements):
-                out.add(self.target, None, b"[" + b",".join(chunk) + b"]", q)
-        if len(out):
+            for k, chunk in enumerate(_chunks(elements)):
+                if k == len(rounds):
+                    rounds.append(Outbox())
+                rounds[k].add(self.target, None, b"[" + b",".join(chunk) + b"]", q)
+        for out in rounds:
             await out.flush(self.send)
 
     def _events(self, kind: str, msg: Any) -> list[dict[str, Any]]:
@@ -153,13 +159,13 @@ class PartitionMonitor:
 
 class RegistryBaselines:
     """A version's baseline MSE from its registry metadata: ``baseline_mse``, else the
-    holdout ``metrics.mse``. Versions are immutable, so the answer is cached; an unknown
-    model or version has none. If Redis is down the lookup retries for a few seconds and
-    then falls back to the version's first pairs (logged: a replay could then differ)."""
+    holdout ``metrics.mse``. Asked once per version (versions are immutable); an unknown
+    model or version has none. The call blocks the event loop, so it gets one short try:
+    if Redis is down the version falls back to its first pairs (logged; a replay with
+    Redis up would then pick the registry's baseline instead)."""
 
-    def __init__(self, settings: Settings, attempts: int = 3) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.attempts = attempts
         self._registry = None
         self._cache: dict[tuple[str, int], float | None] = {}
 
@@ -175,23 +181,21 @@ class RegistryBaselines:
         from driftline.errors import RegistryError, RegistryUnavailable
         from driftline.models.registry import ModelRegistry
 
-        for attempt in range(self.attempts):
-            try:
-                if self._registry is None:
-                    self._registry = ModelRegistry.from_url(
-                        self.settings.redis_url, prefix=self.settings.registry_prefix)
-                meta = self._registry.get(model, version).meta
-            except RegistryUnavailable as exc:
-                log.warning("registry unreachable for the baseline of %s v%d (%s)", model,
-                            version, exc)
-                time.sleep(1.0 * (attempt + 1))
-                continue
-            except RegistryError:
-                return None
-            value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
-            return float(value) if isinstance(value, (int, float)) else None
-        log.error("no registry baseline for %s v%d: using its first pairs", model, version)
-        return None
+        try:
+            if self._registry is None:
+                self._registry = ModelRegistry(
+                    redis.Redis.from_url(self.settings.redis_url, socket_timeout=1,
+                                         socket_connect_timeout=1),
+                    prefix=self.settings.registry_prefix)
+            meta = self._registry.get(model, version).meta
+        except RegistryUnavailable as exc:
+            log.error("registry unreachable (%s): the baseline of %s v%d comes from its "
+                      "first pairs", exc, model, version)
+            return None
+        except RegistryError:
+            return None
+        value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 class MonitorAgent:
@@ -211,20 +215,27 @@ class MonitorAgent:
         out = Outbox()
         for event in messages:
             msg = event.message
-            part = self.parts[msg.partition]
-            try:
-                alerts = part.apply(msg.offset, msg.value)
-            except Exception as exc:  # a bug must not stop monitoring of every other model
-                log.exception("monitor-input %d@%d could not be applied", msg.partition,
-                              msg.offset)
-                out.add(self.settings.topic("deadletter"), msg.key, orjson.dumps({
-                    "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
-                    "error": f"internal_error: {exc!r}",
-                    "raw": msg.value.decode("utf-8", "replace")}), None)
-                continue
-            self._publish(out, msg.partition, part, alerts)
+            self._apply(out, msg.partition, msg.offset, msg.value, replay=False)
         if len(out):
             await out.flush(self.send)
+
+    def _apply(self, out: Outbox, q: int, offset: int, value: bytes, *, replay: bool) -> None:
+        """Apply one record and queue its new alerts. A record that raises is skipped, the
+        same way live and on replay (dead-lettered once, live), so a poison record can
+        neither stop the stream nor make every rebuild crash."""
+        part = self.parts[q]
+        try:
+            alerts = part.apply(offset, value)
+        except Exception as exc:  # a bug must not stop monitoring of every other model
+            part.next_offset = max(part.next_offset, offset + 1)
+            log.exception("monitor-input %d@%d could not be applied; skipped", q, offset)
+            if not replay:
+                out.add(self.settings.topic("deadletter"), None, orjson.dumps({
+                    "topic": self.input_topic, "partition": q, "offset": offset,
+                    "error": f"internal_error: {exc!r}",
+                    "raw": value.decode("utf-8", "replace")}), None)
+            return
+        self._publish(out, q, part, alerts)
 
     def _publish(self, out: Outbox, q: int, part: PartitionMonitor,
                  alerts: list[dict[str, Any]]) -> None:
@@ -245,15 +256,19 @@ class MonitorAgent:
         try:
             for q in missing:
                 started = time.monotonic()
-                part = PartitionMonitor(self.config, self.baselines)
-                async for records in read_partition(consumer, self.alerts_topic, q):
-                    part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
+                part = self.parts[q] = PartitionMonitor(self.config, self.baselines)
                 n = 0
-                async for records in read_partition(consumer, self.input_topic, q):
-                    for r in records:
-                        self._publish(out, q, part, part.apply(r.offset, r.value))
-                    n += len(records)
-                self.parts[q] = part
+                try:
+                    async for records in read_partition(consumer, self.alerts_topic, q):
+                        part.published.update(orjson.loads(r.value)["alert_id"]
+                                              for r in records)
+                    async for records in read_partition(consumer, self.input_topic, q):
+                        for r in records:
+                            self._apply(out, q, r.offset, r.value, replay=True)
+                        n += len(records)
+                except BaseException:
+                    del self.parts[q]  # half a replay is no state: start over next time
+                    raise
                 log.info("monitor partition %d recovered in %.2fs: replayed %d records, "
                          "%d versions, %d alerts already published, %d to re-publish", q,
                          time.monotonic() - started, n, len(part.monitor.versions),

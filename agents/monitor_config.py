@@ -54,7 +54,8 @@ class DataDriftConfig:
 @dataclass(frozen=True)
 class ThresholdConfig:
     factor: float = 1.5          # rolling MSE above factor x baseline ...
-    consecutive: int = 200       # ... for this many pairs in a row
+    consecutive: int = 200       # ... for this many pairs in a row fires;
+    resolve_factor: float = 1.1  # at or under this x baseline for as many pairs resolves
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class ModelConfig:
             raise ConfigError("data_drift: need bins >= 2 and reference_size, window >= bins")
         if self.threshold.factor <= 1.0:
             raise ConfigError("threshold.factor must be above 1")
+        if not 1.0 <= self.threshold.resolve_factor <= self.threshold.factor:
+            raise ConfigError("threshold: need 1 <= resolve_factor <= factor")
         if not 0 < self.starvation.threshold < 1:
             raise ConfigError("starvation.threshold must be between 0 and 1")
 

@@ -50,8 +50,8 @@ class VersionMonitor:
         self._baseline_sum = 0.0
         self._baseline_n = 0
         self.concept = ErrorDrift(config.concept_drift)
-        self._above = 0
-        self._below = 0
+        self._above = 0  # pairs in a row above the limit
+        self._good = 0   # pairs in a row at or under the resolve limit
         self.features: list[str] | None = None
         self.data_drift: PSIDrift | None = None
         self.prediction_drift = PSIDrift(["prediction"], config.data_drift)
@@ -88,50 +88,62 @@ class VersionMonitor:
                 preds, labels = preds[ok], labels[ok]
             if not pairs:
                 return []
+        with np.errstate(over="ignore"):
+            sq = (preds - labels) ** 2
+        finite = np.isfinite(sq)  # 1e200 - 0 is finite, its square is not
+        if not finite.all():
+            self.rejected += int((~finite).sum())
+            pairs = [p for p, good in zip(pairs, finite) if good]
+            preds, labels, sq = preds[finite], labels[finite], sq[finite]
+            if not pairs:
+                return []
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels).tolist()
-        sq = (preds - labels) ** 2
         baseline_from = self._update_baseline(sq)
         errors = (np.abs(preds - labels) >= 0.5).astype(float) if self.classification else sq
         hits = self.concept.update_many(errors)
         out = self._starvation_outcomes(pairs, 0)
-        events = [(i, 0) for i in hits]  # (position, 0 drift / 1 fire / 2 resolve), in order
+        changes = {i: (before, after) for i, before, after in hits}
+        if self.baseline_mse is None and changes:
+            self._good = 0
+        events = [(i, 0) for i in changes]  # (position, 0 drift / 1 fire / 2 resolve)
         if self.baseline_mse is not None:
             # The rule applies once the baseline is set and the window is full.
             start = max(baseline_from, self.config.window - first - 1, 0)
-            events += self._threshold_runs(rolling, start)
+            events += self._threshold_runs(rolling, start, sorted(changes))
         events.sort()
         for i, what in events:
             n = first + i + 1
             if what == 0:
-                self._concept_drift(pairs[i], rolling[i], n, out)
+                self._concept_drift(pairs[i], rolling[i], n, changes[i], out)
             elif what == 1:
                 self._threshold_fire(pairs[i], rolling[i], n, out)
             else:
                 self._threshold_resolve(pairs[i], rolling[i], n, out)
         return out
 
-    def _threshold_runs(self, rolling: list[float], start: int) -> list[tuple[int, int]]:
-        """Where ``consecutive`` pairs in a row above (1) or not above (2) the limit end.
+    def _threshold_runs(self, rolling: list[float], start: int,
+                        resets: list[int]) -> list[tuple[int, int]]:
+        """Positions where the rule fires (1) or resolves (2), for pairs ``start`` on.
 
-        Vectorised: counts carry over from the previous batch, so a run may span
-        batches; the positions are the same whatever the batch boundaries."""
+        Fires after ``consecutive`` pairs in a row above ``factor`` x baseline; resolves
+        after ``consecutive`` pairs in a row at or under ``resolve_factor`` x baseline
+        (hysteresis). A detected rise of the error (``resets``) restarts the count of
+        good pairs, so a drift episode resolves only on good pairs seen after it.
+        Vectorised over runs; counts carry over, so batch boundaries change nothing."""
+        if any(r < start for r in resets):
+            self._good = 0
         if start >= len(rolling):
             return []
-        above = np.asarray(rolling[start:]) > self.config.threshold.factor * self.baseline_mse
-        needed = self.config.threshold.consecutive
-        bounds = np.flatnonzero(above[1:] != above[:-1]) + 1
-        starts = [0, *bounds.tolist()]
-        ends = [*bounds.tolist(), len(above)]
-        events = []
-        for s, e in zip(starts, ends):
-            is_above = bool(above[s])
-            carried = (self._above if is_above else self._below) if s == 0 else 0
-            if carried < needed <= carried + (e - s):
-                events.append((start + s + needed - carried - 1, 1 if is_above else 2))
-            total = carried + (e - s)
-            self._above, self._below = (total, 0) if is_above else (0, total)
-        return events
+        assert self.baseline_mse is not None
+        cfg = self.config.threshold
+        values = np.asarray(rolling[start:])
+        local_resets = [r - start for r in resets if r >= start]
+        fires, self._above = _run_ends(values > cfg.factor * self.baseline_mse, self._above,
+                                       cfg.consecutive, [])
+        resolves, self._good = _run_ends(values <= cfg.resolve_factor * self.baseline_mse,
+                                         self._good, cfg.consecutive, local_resets)
+        return [(start + i, 1) for i in fires] + [(start + i, 2) for i in resolves]
 
     def _update_baseline(self, sq: np.ndarray) -> int:
         """Feed the first ``baseline_pairs`` squared errors; returns the batch index from
@@ -147,10 +159,10 @@ class VersionMonitor:
             return len(take)
         return len(sq)
 
-    def _concept_drift(self, pair: dict, rolling_mse: float, n: int, out: list[Alert]) -> None:
-        change = self.concept.last_change
+    def _concept_drift(self, pair: dict, rolling_mse: float, n: int,
+                       change: tuple[float | None, float | None], out: list[Alert]) -> None:
         what = "error rate" if self.classification else "squared error"
-        if change is not None:
+        if change[0] is not None and change[1] is not None:
             detail = f"saw the mean {what} rise from {change[0]:.4g} to {change[1]:.4g}"
         else:
             detail = f"saw the {what} rise"
@@ -186,7 +198,8 @@ class VersionMonitor:
                 self._key(kind), ts=pair["label_ts"], metrics=self._metrics(rolling_mse, n),
                 detector="threshold" if kind == "metric_threshold" else self.concept.name,
                 message=f"Rolling MSE of {self.model} {_v(self.version)} is back to "
-                        f"{rolling_mse:.4g} (baseline {self.baseline_mse:.4g}) for "
+                        f"{rolling_mse:.4g} (baseline {self.baseline_mse:.4g}, resolve limit "
+                        f"{self.config.threshold.resolve_factor}x) for "
                         f"{self.config.threshold.consecutive} pairs in a row.")
             if alert:
                 out.append(alert)
@@ -372,6 +385,26 @@ class Monitor:
         for (model, version), group in groups.items():
             out.extend(method(self.version(model, version), group))
         return out
+
+
+def _run_ends(flags: np.ndarray, carried: int, needed: int,
+              resets: list[int]) -> tuple[list[int], int]:
+    """Positions where a run of True reaches ``needed`` (the run may have started
+    ``carried`` items before ``flags``; a reset position starts a run afresh), and the
+    length of the run still open at the end."""
+    cuts = set((np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist()) | set(resets)
+    bounds = sorted(cuts | {0, len(flags)})
+    hits = []
+    for s, e in zip(bounds, bounds[1:]):
+        if s in resets:
+            carried = 0
+        if not flags[s]:
+            carried = 0
+            continue
+        if carried < needed <= carried + (e - s):
+            hits.append(s + needed - carried - 1)
+        carried += e - s
+    return hits, carried
 
 
 def _v(version: int | None) -> str:

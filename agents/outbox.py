@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,11 @@ class Outbox:
     async def flush(self, send: SendFn, *, max_delay: float = 5.0) -> list[int]:
         """Send everything, wait for every ack; returns the offset of each record.
 
-        Failed records are re-sent with exponential backoff, forever: the batch's
-        input is only acknowledged once its output is durable, so giving up would
-        either lose output or stall the partition. Broker outages show in the log.
+        Records that failed with a retriable error (broker down, leader moving,
+        timeout) are re-sent with exponential backoff, forever: the batch's input is only
+        acknowledged once its output is durable, so giving up would lose output. A
+        non-retriable error (a record too large, no authorisation) raises at once:
+        retrying could not help and would stall the partition silently.
         """
         offsets: list[int] = [-1] * len(self.records)
         todo = list(range(len(self.records)))
@@ -58,12 +60,14 @@ class Outbox:
                 try:
                     futures.append(await send(r.topic, r.key, r.value, r.partition))
                 except KafkaError as exc:
+                    if not _retriable(exc):
+                        raise
                     futures.append(_failed(exc))
             results = await asyncio.gather(*futures, return_exceptions=True)
             failed = []
             for i, result in zip(todo, results):
                 if isinstance(result, BaseException):
-                    if not isinstance(result, (KafkaError, asyncio.TimeoutError, OSError)):
+                    if not _retriable(result):
                         raise result
                     failed.append((i, result))
                 else:
@@ -76,6 +80,12 @@ class Outbox:
                 delay = min(delay * 2, max_delay)
         self.records.clear()
         return offsets
+
+
+def _retriable(exc: BaseException) -> bool:
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaTimeoutError)
+    return isinstance(exc, (asyncio.TimeoutError, OSError))
 
 
 def _failed(exc: BaseException) -> asyncio.Future:

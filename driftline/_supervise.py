@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 _PR_SET_PDEATHSIG = 1
 
@@ -30,14 +31,19 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _stop_group(proc: subprocess.Popen, grace: float = 5.0) -> int:
-    pgid = os.getpgid(0)
-    try:
-        proc.terminate()
-        return proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)  # takes this supervisor down too
-        return -9
+def _stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the service; SIGKILL the whole group if it is still there after ``grace``.
+
+    Never waits on ``proc`` itself: the main thread sits in ``proc.wait()`` holding
+    Popen's lock, so a second wait (from a signal handler or the watcher) could not reap
+    it. The main thread's wait returns when the service exits, ending this process."""
+    proc.terminate()
+
+    def kill_later() -> None:
+        time.sleep(grace)
+        os.killpg(os.getpgid(0), signal.SIGKILL)  # takes this supervisor down too
+
+    threading.Thread(target=kill_later, daemon=True).start()
 
 
 def main(argv: list[str]) -> int:

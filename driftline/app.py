@@ -24,8 +24,16 @@ def topics_to_create(settings: Settings) -> list[str]:
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    # The join state is keyed by prediction_id: compaction keeps the latest per id.
-    return {settings.topic("join_state"): {"cleanup.policy": "compact"}}
+    keep = {"retention.ms": "-1", "retention.bytes": "-1"}
+    return {
+        # The join state is keyed by prediction_id: compaction keeps the latest per id.
+        settings.topic("join_state"): {"cleanup.policy": "compact"},
+        # The monitor rebuilds itself by replaying its input from the start and publishes
+        # an alert only if its id is not on the alerts topic yet: both must be kept whole
+        # (Kafka's default retention of 7 days would make a replay start half-way).
+        settings.topic("monitor_input"): keep,
+        settings.topic("alerts"): keep,
+    }
 
 
 def create_app(settings: Settings, *, datadir: str | None = None) -> faust.App:

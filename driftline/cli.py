@@ -115,7 +115,13 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
             env["DRIFTLINE_PARTITIONS"] = str(partitions)
         for name, value in st.env().items():
             click.echo(f"{name}={value}")
-        proc = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env)
+        # Under the same supervisor as the services: if this process is SIGKILLed, the
+        # pipe closes and the worker is stopped too.
+        read_end, owner_pipe = os.pipe()
+        proc = subprocess.Popen([sys.executable, "-m", "driftline._supervise", "--",
+                                 sys.executable, "-m", "driftline", "worker"], env=env,
+                                stdin=read_end)
+        os.close(read_end)
         try:
             _wait_for_signal(lambda: proc.poll() is None and st.kafka.alive())
         finally:
@@ -125,6 +131,7 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            os.close(owner_pipe)
         if proc.returncode not in (0, -signal.SIGTERM):
             click.echo(f"the worker exited with code {proc.returncode}", err=True)
             sys.exit(EXIT_FAILURE)

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 class ModelClient:
     def __init__(self, registry: ModelRegistry, name: str, alias: str = CHAMPION, *,
-                 poll_interval: float = 5.0, start: bool = True) -> None:
+                 poll_interval: float = 5.0, start: bool = True,
+                 owns_registry: bool = False) -> None:
         self.registry = registry
+        self._owns_registry = owns_registry
         self.name = name
         self.alias = alias
         self.poll_interval = poll_interval
@@ -47,7 +49,12 @@ class ModelClient:
     @classmethod
     def from_url(cls, url: str, name: str, alias: str = CHAMPION, *,
                  prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> "ModelClient":
-        return cls(ModelRegistry.from_url(url, prefix=prefix), name, alias, **kwargs)
+        registry = ModelRegistry.from_url(url, prefix=prefix)
+        try:
+            return cls(registry, name, alias, owns_registry=True, **kwargs)
+        except BaseException:
+            registry.close()
+            raise
 
     @property
     def model(self) -> LinearModel:
@@ -74,6 +81,8 @@ class ModelClient:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        if self._owns_registry:
+            self.registry.close()
 
     def __enter__(self) -> "ModelClient":
         return self
@@ -110,8 +119,12 @@ class ModelClient:
                     if message is not None or time.monotonic() >= next_poll:
                         self.refresh()
                         next_poll = time.monotonic() + self.poll_interval
-            except (redis.ConnectionError, redis.TimeoutError, DriftlineError, OSError) as exc:
-                if isinstance(exc, RegistryError) and not _is_outage(exc):
+            except Exception as exc:  # the watcher must outlive any error, or swaps stop
+                if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError,
+                                        DriftlineError, OSError)):
+                    log.exception("%s: unexpected error while watching %s; still serving v%s",
+                                  self.name, self.alias, self.model.version)
+                elif isinstance(exc, RegistryError) and not _is_outage(exc):
                     log.error("%s: cannot load the new %s: %s; still serving v%s", self.name,
                               self.alias, exc, self.model.version)
                 elif self.redis_ok:

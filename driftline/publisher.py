@@ -16,6 +16,7 @@ event goes to the partition Kafka's default partitioner gives its
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from typing import Any
@@ -29,6 +30,8 @@ from .errors import PublishError, TopicError
 from .kafka import ensure_topics, partition_for
 from .models.events import LABEL, PREDICTION, Schema
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Publisher:
@@ -58,6 +61,11 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
         self._buffers: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self._buffer_bytes: dict[tuple[str, int], int] = defaultdict(int)
+        # A batch is sent before it would pass the broker's message size (and the join's
+        # DRIFTLINE_MAX_MESSAGE_BYTES, which would dead-letter it whole).
+        self.max_batch_bytes = self.settings.max_message_bytes - 1024
+        self._lock = asyncio.Lock()  # the periodic flusher and flush() take turns
         self._first_buffered: float | None = None
         self._in_flight: list[asyncio.Future] = []
         self._flusher: asyncio.Task | None = None
@@ -117,12 +125,20 @@ class Publisher:
         topic = self.settings.topic(name)
         key = event["prediction_id"].encode()
         partition = partition_for(key, await self._partition_count(topic))
-        buffer = self._buffers[(topic, partition)]
-        buffer.append(orjson.dumps(event))
-        if self._first_buffered is None:
-            self._first_buffered = time.monotonic()
-        if len(buffer) >= self.max_batch:
-            await self._send(topic, partition)
+        encoded = orjson.dumps(event)
+        if len(encoded) > self.max_batch_bytes:
+            raise ValueError(f"event is {len(encoded)} bytes encoded; the limit is "
+                             f"{self.max_batch_bytes} (DRIFTLINE_MAX_MESSAGE_BYTES)")
+        slot = (topic, partition)
+        async with self._lock:
+            if self._buffer_bytes[slot] + len(encoded) + 1 > self.max_batch_bytes:
+                await self._send(topic, partition)
+            self._buffers[slot].append(encoded)
+            self._buffer_bytes[slot] += len(encoded) + 1
+            if self._first_buffered is None:
+                self._first_buffered = time.monotonic()
+            if len(self._buffers[slot]) >= self.max_batch:
+                await self._send(topic, partition)
 
     async def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
@@ -132,8 +148,10 @@ class Publisher:
         return count
 
     async def _send(self, topic: str, partition: int) -> None:
+        """Hand one buffer to the producer. Callers hold ``self._lock``."""
         assert self._producer is not None
         events = self._buffers.pop((topic, partition), [])
+        self._buffer_bytes.pop((topic, partition), None)
         if not events:
             return
         if len(events) == 1:
@@ -146,15 +164,18 @@ class Publisher:
             self._in_flight.append(await self._producer.send(topic, value, key=key,
                                                              partition=partition))
         except KafkaError as exc:
+            self._buffers[(topic, partition)][:0] = events  # keep them for the next try
+            self._buffer_bytes[(topic, partition)] += sum(len(e) + 1 for e in events)
             raise PublishError(f"could not queue {len(events)} events for {topic}: {exc}") from exc
         self.sent_events += len(events)
 
     async def flush(self) -> None:
         """Send every buffered event and wait until Kafka has acknowledged all of them."""
-        for topic, partition in list(self._buffers):
-            await self._send(topic, partition)
-        self._first_buffered = None
-        in_flight, self._in_flight = self._in_flight, []
+        async with self._lock:
+            for topic, partition in list(self._buffers):
+                await self._send(topic, partition)
+            self._first_buffered = None
+            in_flight, self._in_flight = self._in_flight, []
         results = await asyncio.gather(*in_flight, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -164,24 +185,32 @@ class Publisher:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.linger)
-            if self._first_buffered is not None:
-                for topic, partition in list(self._buffers):
-                    await self._send(topic, partition)
-                self._first_buffered = None
-            # Forget delivered messages so the list stays short; failures wait for flush().
-            self._in_flight = [f for f in self._in_flight
-                               if not f.done() or f.exception() is not None]
+            try:
+                async with self._lock:
+                    if self._first_buffered is not None:
+                        for topic, partition in list(self._buffers):
+                            await self._send(topic, partition)
+                        self._first_buffered = None
+                    # Forget delivered messages; failures stay for flush() to report.
+                    self._in_flight = [f for f in self._in_flight
+                                       if not f.done() or f.exception() is not None]
+            except PublishError as exc:  # the events stay buffered; flush() will raise
+                log.warning("background flush failed: %s", exc)
 
     async def close(self) -> None:
         """Flush, then disconnect. Safe to call twice."""
         if self._producer is None:
             return
+        if self._flusher is not None:  # stop it first: nothing may be half-sent after flush
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+            self._flusher = None
         try:
             await self.flush()
         finally:
-            if self._flusher is not None:
-                self._flusher.cancel()
-                self._flusher = None
             await self._producer.stop()
             self._producer = None
 

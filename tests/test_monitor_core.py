@@ -218,8 +218,8 @@ def test_adwin_mean_before_a_cut_is_tracked_exactly():
     ours = ErrorDrift(ConceptDriftConfig())
     got = []
     for start in range(0, len(errors), 777):
-        for i in ours.update_many(errors[start:start + 777]):
-            got.append((start + i, *ours.last_change))
+        for i, before, after in ours.update_many(errors[start:start + 777]):
+            got.append((start + i, before, after))
     assert [g[0] for g in got] == [e[0] for e in expected] and len(got) >= 2
     for g, e in zip(got, expected):
         assert g[1] == pytest.approx(e[1], rel=1e-9) and g[2] == pytest.approx(e[2], rel=1e-9)
@@ -235,3 +235,31 @@ def test_version_baseline_from_a_lookup_wins_over_config_and_first_pairs():
     assert mon.versions[("m", 2)].baseline_mse == 0.25   # registry metadata
     assert mon.versions[("m", 1)].baseline_mse == 9.0    # config file
     assert Monitor(MonitorConfig()).version("m", 1).baseline_mse is None  # first pairs later
+
+
+def test_a_small_rise_caught_by_adwin_resolves_once_the_error_is_back():
+    """ADWIN may fire while the rolling MSE is still under the threshold; the episode
+    must still resolve after `consecutive` good pairs counted from the detection."""
+    rng = np.random.default_rng(4)
+    sq_err = np.concatenate([rng.normal(size=20_000), 1.6 * rng.normal(size=5_000),
+                             rng.normal(size=20_000)])
+    pairs = [{"prediction_id": str(i), "model": "m", "version": 1, "prediction": float(e),
+              "label": 0.0, "error": float(e), "features": {}, "ts": 0.0,
+              "label_ts": float(i)} for i, e in enumerate(sq_err)]
+    config = MonitorConfig.from_dict({"defaults": {"threshold": {"factor": 3.0}}})
+    alerts = run(Monitor(config), [], pairs)
+    concept = [(a["status"], a["metrics"]["n_scored"]) for _, a in alerts
+               if a["kind"] == "concept_drift"]
+    assert [s for s, _ in concept] == ["firing", "resolved"], concept
+    assert 20_000 < concept[0][1] < 25_000 < concept[1][1]
+    assert not [a for _, a in alerts if a["kind"] == "metric_threshold"]
+
+
+def test_overflowing_squared_error_is_rejected_not_nan():
+    mon = Monitor(MonitorConfig())
+    _, pairs = stream(100, seed=23)
+    pairs[50] = {**pairs[50], "prediction": 1e200}
+    mon.process_pairs(pairs)
+    vm = mon.versions[("m", 1)]
+    assert vm.rejected == 1 and vm.rolling.count == 99
+    assert math.isfinite(vm.report()["rolling_mse"])

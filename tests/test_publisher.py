@@ -105,3 +105,25 @@ def test_unreachable_broker_is_a_publish_error():
     with pytest.raises(PublishError, match="cannot reach Kafka at kafka://127.0.0.1:1"):
         asyncio.run(publish())
     assert time.monotonic() - started < 60
+
+
+def test_batches_stay_under_the_message_size_limit(settings):
+    create_topics(settings)
+    small = settings.replace(max_message_bytes=20_000)
+    features = {f"feature_{j}": float(j) for j in range(100)}  # ~2.8 kB per event
+
+    async def publish():
+        async with Publisher(settings=small, max_batch=500, linger=5.0) as pub:
+            for i in range(60):
+                await pub.log_prediction(f"big-{i}", model="m", prediction=1.0,
+                                         features=features)
+            with pytest.raises(ValueError, match="bytes encoded; the limit is"):
+                await pub.log_prediction("huge", model="m", prediction=1.0,
+                                         features={f"a_rather_long_feature_name_{j}": 1.0
+                                                   for j in range(1000)})
+
+    asyncio.run(publish())
+    records = read_all(settings, "predictions")
+    assert all(len(r.value) <= small.max_message_bytes for r in records)
+    assert sum(len(orjson.loads(r.value)) if r.value.startswith(b"[") else 1
+               for r in records) == 60
