@@ -38,6 +38,7 @@ import orjson
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.joinstate import PartitionJoin
 from driftline.agents.outbox import Outbox
+from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition, reader
 from driftline.models.events import LABEL, PREDICTION
 from driftline.models.wire import Rejection, decode
@@ -256,20 +257,10 @@ class Joiner:
 
 def install(app: faust.App, settings: Settings) -> Joiner:
     """Register the join agent, its expiry timer and rebalance hooks on ``app``."""
-    topic = app.topic(settings.topic("predictions"), settings.topic("labels"),
-                      key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
     inputs = {settings.topic("predictions"), settings.topic("labels")}
-
-    async def send(topic: str, key, value, partition):
-        return await app.producer.send(topic, key, value, partition, None, None)
-
-    joiner = Joiner(settings, send)
-
-    @app.agent(topic, name="driftline.join")
-    async def join(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
-            await joiner.process(events)
+    joiner = Joiner(settings, sender(app))
+    batch_agent(app, raw_topic(app, *sorted(inputs)), "driftline.join", settings,
+                joiner.process)
 
     @app.timer(settings.expiry_interval, name="driftline.join.expiry")
     async def expiry() -> None:

@@ -35,6 +35,7 @@ import redis
 from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.monitor_core import Monitor
 from driftline.agents.outbox import Outbox
+from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition, reader
 from driftline.models.events import PREDICTION
 from driftline.models.wire import decode
@@ -297,26 +298,14 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
     """Register the route and monitor agents and the metrics timer on ``app``."""
     config = MonitorConfig.load(settings.monitor_config or None)
 
-    async def send(topic: str, key, value, partition):
-        return await app.producer.send(topic, key, value, partition, None, None)
-
+    send = sender(app)
     router = Router(settings, send)
     agent = MonitorAgent(settings, send, config, RegistryBaselines(settings))
-    sources = app.topic(settings.topic("scored"), settings.topic("predictions"),
-                        settings.topic("expired"), key_type=bytes, value_type=bytes,
-                        key_serializer="raw", value_serializer="raw")
-    regrouped = app.topic(settings.topic("monitor_input"), key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
-
-    @app.agent(sources, name="driftline.monitor.route")
-    async def route(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
-            await router.process(events)
-
-    @app.agent(regrouped, name="driftline.monitor")
-    async def monitor(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
-            await agent.process(events)
+    sources = raw_topic(app, settings.topic("scored"), settings.topic("predictions"),
+                        settings.topic("expired"))
+    batch_agent(app, sources, "driftline.monitor.route", settings, router.process)
+    batch_agent(app, raw_topic(app, settings.topic("monitor_input")), "driftline.monitor",
+                settings, agent.process)
 
     @app.timer(settings.metrics_interval, name="driftline.monitor.metrics")
     async def metrics() -> None:

@@ -1,0 +1,35 @@
+"""What every driftline agent needs from Faust: raw topics, batches, and a producer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+
+from driftline.settings import Settings
+
+
+def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    """Topics read as bytes: driftline decodes and validates JSON itself, per batch."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")
+
+
+def sender(app: faust.App):
+    """``send(topic, key, value, partition)`` -> awaitable delivery future (for Outbox)."""
+    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None):
+        return await app.producer.send(topic, key, value, partition, None, None)
+    return send
+
+
+def batch_agent(app: faust.App, topic: faust.TopicT, name: str, settings: Settings,
+                handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+    """A Faust agent that hands ``handle`` batches of events; Faust acknowledges a batch
+    (and may commit its offsets) only after ``handle`` has returned."""
+    async def run(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
+            await handle(events)
+
+    run.__name__ = run.__qualname__ = name.rsplit(".", 1)[-1]
+    app.agent(topic, name=name)(run)
