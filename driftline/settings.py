@@ -95,11 +95,11 @@ class Settings:
         metadata=_doc("Most events in one JSON-array message; larger batches are dead-lettered."),
     )
     batch_size: int = field(
-        default=2_000, metadata=_doc("Most events the join processes as one batch.")
+        default=2_000, metadata=_doc("Most events an agent (join, route, monitor) processes as one batch.")
     )
     batch_wait: float = field(
         default=0.05,
-        metadata=_doc("Seconds the join waits to fill a batch before processing what it has."),
+        metadata=_doc("Seconds an agent waits to fill a batch before processing what it has."),
     )
     monitor_config: str = field(
         default="",
