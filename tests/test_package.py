@@ -46,7 +46,8 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
 DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
              "driftline.agents.joinstate", "driftline.agents.deadletter",
              "driftline.agents.alerting", "driftline.agents.metrics",
-             "driftline.agents.monitor_core", "driftline.models.linear"]
+             "driftline.agents.monitor_core", "driftline.models.linear",
+             "driftline.models.training"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)
