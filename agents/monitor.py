@@ -216,15 +216,16 @@ class MonitorAgent:
         out = Outbox()
         for event in messages:
             msg = event.message
-            self._apply(out, msg.partition, msg.offset, msg.value, replay=False)
+            self._apply(out, msg.partition, self.parts[msg.partition], msg.offset, msg.value,
+                        replay=False)
         if len(out):
             await out.flush(self.send)
 
-    def _apply(self, out: Outbox, q: int, offset: int, value: bytes, *, replay: bool) -> None:
+    def _apply(self, out: Outbox, q: int, part: PartitionMonitor, offset: int, value: bytes,
+               *, replay: bool) -> None:
         """Apply one record and queue its new alerts. A record that raises is skipped, the
         same way live and on replay (dead-lettered once, live), so a poison record can
         neither stop the stream nor make every rebuild crash."""
-        part = self.parts[q]
         try:
             alerts = part.apply(offset, value)
         except Exception as exc:  # a bug must not stop monitoring of every other model
@@ -257,19 +258,15 @@ class MonitorAgent:
         try:
             for q in missing:
                 started = time.monotonic()
-                part = self.parts[q] = PartitionMonitor(self.config, self.baselines)
+                part = PartitionMonitor(self.config, self.baselines)
                 n = 0
-                try:
-                    async for records in read_partition(consumer, self.alerts_topic, q):
-                        part.published.update(orjson.loads(r.value)["alert_id"]
-                                              for r in records)
-                    async for records in read_partition(consumer, self.input_topic, q):
-                        for r in records:
-                            self._apply(out, q, r.offset, r.value, replay=True)
-                        n += len(records)
-                except BaseException:
-                    del self.parts[q]  # half a replay is no state: start over next time
-                    raise
+                async for records in read_partition(consumer, self.alerts_topic, q):
+                    part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
+                async for records in read_partition(consumer, self.input_topic, q):
+                    for r in records:
+                        self._apply(out, q, part, r.offset, r.value, replay=True)
+                    n += len(records)
+                self.parts[q] = part  # only a whole replay is state
                 log.info("monitor partition %d recovered in %.2fs: replayed %d records, "
                          "%d versions, %d alerts already published, %d to re-publish", q,
                          time.monotonic() - started, n, len(part.monitor.versions),

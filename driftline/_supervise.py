@@ -1,7 +1,8 @@
 """Run one service binary and take it down with its owner, whatever kills the owner.
 
-Usage (driftline.stack does this): ``python -m driftline._supervise -- BINARY ARGS...``
-with stdin a pipe whose write end only the owner holds.
+Usage (driftline.stack does this): ``python -m driftline._supervise [--grace S] -- BINARY
+ARGS...`` with stdin a pipe whose write end only the owner holds. The exit status is the
+service's, or 128 + N if a signal N ended it (the shell's convention).
 
 * The supervisor starts a new session, so the service sits in its own process
   group: stopping kills the whole group, and a Ctrl-C meant for the owner's
@@ -47,6 +48,9 @@ def _stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
 
 
 def main(argv: list[str]) -> int:
+    grace = 5.0
+    if argv[:1] == ["--grace"]:
+        grace, argv = float(argv[1]), argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
@@ -62,12 +66,13 @@ def main(argv: list[str]) -> int:
                 pass
         except OSError:
             pass
-        _stop_group(proc)
+        _stop_group(proc, grace)
 
     threading.Thread(target=watch_owner, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: _stop_group(proc))
+    signal.signal(signal.SIGTERM, lambda *_: _stop_group(proc, grace))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return proc.wait()
+    code = proc.wait()
+    return code if code >= 0 else 128 - code
 
 
 if __name__ == "__main__":

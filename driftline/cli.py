@@ -118,8 +118,8 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
         # Under the same supervisor as the services: if this process is SIGKILLed, the
         # pipe closes and the worker is stopped too.
         read_end, owner_pipe = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-m", "driftline._supervise", "--",
-                                 sys.executable, "-m", "driftline", "worker"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "driftline._supervise", "--grace", "30",
+                                 "--", sys.executable, "-m", "driftline", "worker"], env=env,
                                 stdin=read_end)
         os.close(read_end)
         try:
@@ -128,11 +128,11 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(30)
+                    proc.wait(40)
                 except subprocess.TimeoutExpired:
                     proc.kill()
             os.close(owner_pipe)
-        if proc.returncode not in (0, -signal.SIGTERM):
+        if proc.returncode not in (0, 128 + signal.SIGTERM):
             click.echo(f"the worker exited with code {proc.returncode}", err=True)
             sys.exit(EXIT_FAILURE)
 

@@ -46,7 +46,7 @@ class Publisher:
 
     def __init__(self, kafka_url: str | None = None, *, topic_prefix: str | None = None,
                  linger: float = 0.05, max_batch: int = 500, create_topics: bool = True,
-                 settings: Settings | None = None) -> None:
+                 max_buffered: int = 100_000, settings: Settings | None = None) -> None:
         base = settings or Settings.from_env()
         self.settings = base.replace(
             **{k: v for k, v in (("kafka_url", kafka_url), ("topic_prefix", topic_prefix))
@@ -57,6 +57,7 @@ class Publisher:
             raise ValueError(f"max_batch must be 1 to {self.settings.max_batch_events}")
         self.linger = linger
         self.create_topics = create_topics
+        self.max_buffered = max_buffered
         self.max_batch = max_batch
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
@@ -131,14 +132,20 @@ class Publisher:
                              f"{self.max_batch_bytes} (DRIFTLINE_MAX_MESSAGE_BYTES)")
         slot = (topic, partition)
         async with self._lock:
-            if self._buffer_bytes[slot] + len(encoded) + 1 > self.max_batch_bytes:
+            # A full batch goes out *before* this event joins the buffer: if sending fails,
+            # the caller gets the error and this event was not kept, so a retry by the
+            # caller cannot publish it twice.
+            buffer = self._buffers.get(slot, [])
+            if buffer and (len(buffer) >= self.max_batch or
+                           self._buffer_bytes[slot] + len(encoded) + 1 > self.max_batch_bytes):
                 await self._send(topic, partition)
+            if sum(map(len, self._buffers.values())) >= self.max_buffered:
+                raise PublishError(f"{self.max_buffered} events are waiting for Kafka; "
+                                   f"refusing more until it is reachable again")
             self._buffers[slot].append(encoded)
             self._buffer_bytes[slot] += len(encoded) + 1
             if self._first_buffered is None:
                 self._first_buffered = time.monotonic()
-            if len(self._buffers[slot]) >= self.max_batch:
-                await self._send(topic, partition)
 
     async def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
@@ -163,10 +170,13 @@ class Publisher:
         try:
             self._in_flight.append(await self._producer.send(topic, value, key=key,
                                                              partition=partition))
-        except KafkaError as exc:
-            self._buffers[(topic, partition)][:0] = events  # keep them for the next try
+        except BaseException as exc:  # KafkaError, or cancelled mid-send: keep the events
+            self._buffers[(topic, partition)][:0] = events
             self._buffer_bytes[(topic, partition)] += sum(len(e) + 1 for e in events)
-            raise PublishError(f"could not queue {len(events)} events for {topic}: {exc}") from exc
+            if isinstance(exc, KafkaError):
+                raise PublishError(f"could not queue {len(events)} events for {topic}: "
+                                   f"{exc}") from exc
+            raise
         self.sent_events += len(events)
 
     async def flush(self) -> None:
@@ -194,15 +204,18 @@ class Publisher:
                     # Forget delivered messages; failures stay for flush() to report.
                     self._in_flight = [f for f in self._in_flight
                                        if not f.done() or f.exception() is not None]
-            except PublishError as exc:  # the events stay buffered; flush() will raise
+            except Exception as exc:  # the events stay buffered; flush() will raise
                 log.warning("background flush failed: %s", exc)
 
     async def close(self) -> None:
         """Flush, then disconnect. Safe to call twice."""
         if self._producer is None:
             return
-        if self._flusher is not None:  # stop it first: nothing may be half-sent after flush
-            self._flusher.cancel()
+        if self._flusher is not None:
+            # Cancel it while holding the lock: it is then asleep or waiting for the lock,
+            # never half-way through a send.
+            async with self._lock:
+                self._flusher.cancel()
             try:
                 await self._flusher
             except asyncio.CancelledError:

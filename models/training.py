@@ -66,6 +66,11 @@ def ridge_sgd(Xs: np.ndarray, y: np.ndarray, alpha: float, *, epochs: int = 200,
     gradient of a batch. For windows too large for one lstsq: only a batch is dense."""
     n, d = Xs.shape
     rng = np.random.default_rng(seed)
+    # The gradient is Lipschitz with constant 2 (lambda_max(X'X/n) + alpha/n), plus 2 for
+    # the intercept; a step above 1/L diverges (correlated features make lambda_max large).
+    sample = Xs[rng.choice(n, size=min(n, 20_000), replace=False)]
+    lam = float(np.linalg.eigvalsh(sample.T @ sample / len(sample))[-1]) if d else 0.0
+    learning_rate = min(learning_rate, 0.5 / (max(lam, 1.0) + alpha / n))
     w, b = np.zeros(d), float(y.mean())
     for epoch in range(epochs):
         rate = learning_rate / (1.0 + epoch / 20.0)
@@ -76,22 +81,24 @@ def ridge_sgd(Xs: np.ndarray, y: np.ndarray, alpha: float, *, epochs: int = 200,
             grad_b = 2.0 * float(residual.mean())
             w -= rate * grad_w
             b -= rate * grad_b
+    if not (np.all(np.isfinite(w)) and math.isfinite(b)):
+        raise ValueError("gradient descent diverged (non-finite weights)")
     return w, b
 
 
 def cv_alpha(Xs: np.ndarray, y: np.ndarray, alphas: Sequence[float] = DEFAULT_ALPHAS,
              folds: int = 5) -> tuple[float, dict[float, float]]:
-    """The alpha with the lowest mean validation MSE over ``folds`` contiguous folds
-    (contiguous: the data are a time series, shuffled folds would leak the future)."""
+    """The alpha with the lowest mean validation MSE, walking forward through time: the
+    rows (in time order) are cut into ``folds`` blocks, and each block after the first is
+    predicted by a model trained on all the blocks before it - never on its future."""
     n = len(y)
     folds = max(2, min(folds, n // 2))
     bounds = np.linspace(0, n, folds + 1).astype(int)
     scores: dict[float, float] = {}
     for alpha in alphas:
         errors = []
-        for lo, hi in zip(bounds, bounds[1:]):
-            train = np.r_[0:lo, hi:n]
-            w, b = ridge_closed_form(Xs[train], y[train], alpha)
+        for lo, hi in zip(bounds[1:], bounds[2:]):
+            w, b = ridge_closed_form(Xs[:lo], y[:lo], alpha)
             errors.append(float(np.mean((Xs[lo:hi] @ w + b - y[lo:hi]) ** 2)))
         scores[alpha] = float(np.mean(errors))
     best = min(scores, key=lambda a: (scores[a], a))
@@ -109,7 +116,7 @@ class Fit:
 def train_ridge(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *,
                 alphas: Sequence[float] = DEFAULT_ALPHAS, folds: int = 5,
                 max_closed_form_rows: int = 200_000) -> Fit:
-    """Standardise, pick alpha by k-fold CV, fit; SGD above ``max_closed_form_rows``."""
+    """Standardise, pick alpha by walk-forward CV, fit; SGD above ``max_closed_form_rows``."""
     if len(y) < 2 * max(folds, 2):
         raise ValueError(f"need at least {2 * max(folds, 2)} rows to train, got {len(y)}")
     mean, scale = standardisation(X)
@@ -145,6 +152,8 @@ def decide(challenger: LinearModel, champion: LinearModel | None, X_holdout: np.
     """Promote when the challenger's holdout MSE beats the champion's by ``margin``
     (a fraction: 0.02 = at least 2 % lower), both scored on the same holdout rows."""
     challenger_mse = float(np.mean((challenger.predict(X_holdout) - y_holdout) ** 2))
+    if not math.isfinite(challenger_mse):
+        return Decision(False, challenger_mse, None, "challenger's holdout MSE is not finite")
     if champion is None:
         return Decision(True, challenger_mse, None, "no champion yet")
     champion_mse = float(np.mean((champion.predict(X_holdout) - y_holdout) ** 2))

@@ -78,3 +78,9 @@ def test_busy_port_is_a_clear_error():
 
         with pytest.raises(StackError, match=f"port {st.redis_port} .* is in use"):
             EmbeddedStack(redis_port=st.redis_port).start()
+
+
+def test_supervisor_reports_a_signal_the_shell_way():
+    done = subprocess.run([sys.executable, "-m", "driftline._supervise", "--", "sh", "-c",
+                           "kill -TERM $$"], stdin=subprocess.DEVNULL, timeout=30)
+    assert done.returncode == 128 + signal.SIGTERM

@@ -98,3 +98,25 @@ def test_decide_needs_the_margin():
     assert win.promote and win.challenger_mse < 0.98 * win.champion_mse
     tie = decide(good, good, X, y, margin=0.02)
     assert not tie.promote and "not 2% below" in tie.reason
+
+
+def test_sgd_step_adapts_to_correlated_features_instead_of_diverging():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(3_000, 1))
+    X = base + 0.05 * rng.normal(size=(3_000, 40))  # 40 nearly identical columns
+    y = X.sum(axis=1) + rng.normal(scale=0.1, size=3_000)
+    mean, scale = standardisation(X)
+    Xs = (X - mean) / scale
+    w, b = ridge_sgd(Xs, y, 1.0, epochs=100)
+    w_exact, b_exact = ridge_closed_form(Xs, y, 1.0)
+    mse = float(np.mean((Xs @ w + b - y) ** 2))
+    mse_exact = float(np.mean((Xs @ w_exact + b_exact - y) ** 2))
+    assert np.all(np.isfinite(w)) and mse < 1.5 * mse_exact + 1e-3
+
+
+def test_a_challenger_with_a_non_finite_holdout_mse_is_never_promoted():
+    X = np.ones((10, 1))
+    broken = LinearModel([1e308], 1e308)
+    with np.errstate(over="ignore"):
+        decision = decide(broken, None, X * 1e10, np.zeros(10))
+    assert not decision.promote and "not finite" in decision.reason
