@@ -59,7 +59,6 @@ class Joiner:
         self.settings = settings
         self.send = send
         self.clock = clock
-        self.predictions_topic = settings.topic("predictions")
         self.labels_topic = settings.topic("labels")
         self.scored_topic = settings.topic("scored")
         self.state_topic = settings.topic("join_state")

@@ -57,7 +57,6 @@ class Router:
                       settings.topic("predictions"): PREDICTION_KIND,
                       settings.topic("expired"): EXPIRED}
         self.target = settings.topic("monitor_input")
-        self.routed = 0
 
     async def process(self, messages: Sequence[Any]) -> None:
         parts: dict[int, list[bytes]] = defaultdict(list)
@@ -73,7 +72,6 @@ class Router:
         # landing after the second would be lost. Chunk k+1 waits for chunk k's ack.
         rounds: list[Outbox] = []
         for q, elements in parts.items():
-            self.routed += len(elements)
             for k, chunk in enumerate(_chunks(elements)):
                 if k == len(rounds):
                     rounds.append(Outbox())
@@ -267,9 +265,10 @@ class MonitorAgent:
                         self._apply(out, q, part, r.offset, r.value, replay=True)
                     n += len(records)
                 self.parts[q] = part  # only a whole replay is state
-                log.info("monitor partition %d recovered in %.2fs: replayed %d records, "
-                         "%d versions, %d alerts already published, %d to re-publish", q,
-                         time.monotonic() - started, n, len(part.monitor.versions),
+                log.info("monitor partition %d recovered in %.2fs: replayed %d records "
+                         "(%d re-forwarded events dropped), %d versions, %d alerts already "
+                         "published, %d to re-publish", q, time.monotonic() - started, n,
+                         part.duplicates, len(part.monitor.versions),
                          len(part.published) - len(out), len(out))
         finally:
             await consumer.stop()

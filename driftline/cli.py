@@ -21,7 +21,6 @@ from .errors import ConfigError, DriftlineError
 from .settings import Settings
 
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def settings_options(fn):

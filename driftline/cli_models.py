@@ -14,7 +14,7 @@ import click
 from .errors import ArtifactError, ConfigError, RegistryError, RegistryUnavailable
 from .settings import Settings
 
-EXIT_FAILURE, EXIT_USAGE = 1, 2
+EXIT_FAILURE = 1
 
 
 def registry_command(fn=None, *, events: bool = False):

@@ -161,12 +161,6 @@ def number_map(value: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def any_object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise SchemaError(f"must be an object, got {_type_name(value)}", path=path,
-                          kind="wrong_type")
-    return value
-
 
 @dataclass(frozen=True)
 class Field:
@@ -282,9 +276,6 @@ MODEL_EVENT = Schema(
     Field("metrics", number_map),
     Field("ts", timestamp),
 )
-
-SCHEMAS = {s.name: s for s in (PREDICTION, LABEL, SCORED, ALERT, RETRAIN_REQUEST, MODEL_EVENT)}
-
 
 def validate_many(schema: Schema, obj: Any) -> list[dict[str, Any]]:
     """Validate a single event or a JSON-array batch; raise on the first bad element."""

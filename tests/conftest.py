@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -73,15 +72,6 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
-    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log_path.read_text(errors="replace"):
-                return
-            if not self.alive():
-                raise AssertionError(f"worker exited with {self.proc.returncode}\n{self.log()}")
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} not in the worker log after {timeout}s\n{self.log()}")
 
 
 @pytest.fixture

@@ -52,9 +52,6 @@ def read_all(settings: Settings, name: str) -> list:
     return asyncio.run(run())
 
 
-def read_values(settings: Settings, name: str) -> list[dict]:
-    return [orjson.loads(r.value) for r in read_all(settings, name)]
-
 
 def wait_for(settings: Settings, name: str, count: int, timeout: float = 60.0,
              settle: float = 1.5) -> list:

@@ -44,9 +44,6 @@ def scored_for(settings, prefix: str, count: int, timeout: float = 60.0) -> list
         time.sleep(0.3)
 
 
-def dead_letters_for(settings, topic_suffix: str) -> list[dict]:
-    return [orjson.loads(r.value) for r in read_all(settings, "deadletter")]
-
 
 def test_in_order_pairs_carry_both_sides(shared):
     settings, _ = shared
