@@ -65,6 +65,21 @@ class StarvationConfig:
     min_events: int = 100
 
 
+RETRAIN_KINDS = ("concept_drift", "data_drift", "prediction_drift", "metric_threshold",
+                 "label_starvation")
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """When an alert asks for a retrain (the trigger agent, :mod:`driftline.agents.trigger`)."""
+
+    enabled: bool = True
+    kinds: tuple[str, ...] = ("concept_drift", "metric_threshold")  # firing alerts that trigger
+    min_pairs: int = 500         # scored pairs of the version after the alert, before training
+    cooldown: float = 1800.0     # event-time seconds after a triggering alert: no second one
+    max_per_hour: int = 2        # retrains per model per hour of event time
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     task: str = "regression"
@@ -76,6 +91,7 @@ class ModelConfig:
     data_drift: DataDriftConfig = field(default_factory=DataDriftConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     starvation: StarvationConfig = field(default_factory=StarvationConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self) -> None:
         if self.task not in ("regression", "classification"):
@@ -103,6 +119,13 @@ class ModelConfig:
             raise ConfigError("threshold: need 1 <= resolve_factor <= factor")
         if not 0 < self.starvation.threshold < 1:
             raise ConfigError("starvation.threshold must be between 0 and 1")
+        rt = self.retrain
+        unknown = set(rt.kinds) - set(RETRAIN_KINDS)
+        if unknown:
+            raise ConfigError(f"retrain.kinds: {', '.join(sorted(unknown))} not an alert kind "
+                              f"({', '.join(RETRAIN_KINDS)})")
+        if rt.min_pairs < 0 or rt.max_per_hour < 1 or rt.cooldown < 0:
+            raise ConfigError("retrain: need min_pairs >= 0, max_per_hour >= 1, cooldown >= 0")
 
 
 @dataclass(frozen=True)
@@ -152,6 +175,10 @@ def _build(kind: type, table: Any, where: str, base: Any) -> Any:
         current = getattr(base, name)
         if dataclasses.is_dataclass(current):
             values[name] = _build(type(current), value, f"{where}.{name}", current)
+        elif name == "kinds":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}.kinds: must be a list of alert kinds")
+            values[name] = tuple(value)
         elif name == "params":
             if not isinstance(value, dict) or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
@@ -166,6 +193,8 @@ def _build(kind: type, table: Any, where: str, base: Any) -> Any:
 
 
 def _check_type(value: Any, annotation: str, where: str) -> Any:
+    if annotation == "bool" and isinstance(value, bool):
+        return value
     if "float" in annotation and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation == "int" and isinstance(value, int) and not isinstance(value, bool):

@@ -6,6 +6,7 @@ import tempfile
 
 import faust
 
+from .errors import ConfigError
 from .settings import Settings
 
 # A new consumer group joins in ~3 s on Tansu with these, ~30 s with Faust's
@@ -36,7 +37,18 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def create_app(settings: Settings, *, datadir: str | None = None) -> faust.App:
+AGENTS = ("join", "monitor", "trigger", "trainer")
+WORKER_AGENTS = ("join", "monitor", "trigger")  # `driftline worker`; the trainer runs apart
+
+
+def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
+               datadir: str | None = None) -> faust.App:
+    """The Faust app with ``agents``; ``app.driftline`` maps each name to what
+    its ``install`` returned (the agent objects, for tests and shutdown)."""
+    unknown = set(agents) - set(AGENTS)
+    if unknown:
+        raise ConfigError(f"unknown agent(s) {', '.join(sorted(unknown))}; known: "
+                          f"{', '.join(AGENTS)}")
     app = faust.App(
         settings.group_id,
         broker=settings.faust_broker,
@@ -53,8 +65,10 @@ def create_app(settings: Settings, *, datadir: str | None = None) -> faust.App:
         web_enabled=False,
         **FAST_GROUP_TIMEOUTS,
     )
-    from driftline.agents import join, monitor
+    from driftline.agents import join, monitor, trainer, trigger
 
-    app.driftline_joiner = join.install(app, settings)  # type: ignore[attr-defined]
-    app.driftline_monitor = monitor.install(app, settings)  # type: ignore[attr-defined]
+    installers = {"join": join.install, "monitor": monitor.install,
+                  "trigger": trigger.install, "trainer": trainer.install}
+    app.driftline = {name: installers[name](app, settings)  # type: ignore[attr-defined]
+                     for name in AGENTS if name in agents}
     return app

@@ -58,19 +58,57 @@ def main() -> None:
     """driftline: monitor ML models in production from their Kafka prediction and label streams."""
 
 
+def _agents(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    from .app import WORKER_AGENTS
+
+    if value is None:
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in WORKER_AGENTS]
+    if not names or unknown:
+        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from "
+                                 f"{', '.join(WORKER_AGENTS)} (comma-separated)")
+    return names
+
+
 @main.command()
 @settings_options
-def worker(settings: Settings) -> None:
-    """Run the Faust worker (all agents) until SIGTERM or Ctrl-C.
+@click.option("--agents", callback=_agents, metavar="NAMES",
+              help="Comma-separated subset of join,monitor,trigger (default: all).")
+def worker(settings: Settings, agents: tuple[str, ...] | None) -> None:
+    """Run the Faust worker until SIGTERM or Ctrl-C: the join, the monitor and the
+    retrain trigger (or the --agents subset).
 
     Creates the topics it needs with --partitions partitions first, and refuses
     to start if they exist with another partition count.
     """
+    from .app import WORKER_AGENTS
     from .worker import run_worker
 
+    _run(settings, lambda: run_worker(settings, agents or WORKER_AGENTS))
+
+
+@main.command()
+@settings_options
+def trainer(settings: Settings) -> None:
+    """Run the training worker until SIGTERM or Ctrl-C: train, compare and register a
+    challenger for each retrain request, and promote it if it wins.
+
+    Uses its own consumer group (DRIFTLINE_GROUP_ID + "-trainer"); start more
+    than one to train several models at once.
+    """
+    from .worker import run_trainer
+
+    _run(settings, lambda: run_trainer(settings))
+
+
+def _run(settings: Settings, run) -> None:
     _setup_logging(settings.log_level)
     try:
-        code = run_worker(settings)
+        code = run()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except DriftlineError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -107,7 +145,8 @@ def stack_up(kafka_port: int, redis_port: int) -> None:
 @click.option("--partitions", type=click.IntRange(min=1), default=None,
               help="[env: DRIFTLINE_PARTITIONS]")
 def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
-    """The embedded stack plus a worker, until Ctrl-C: everything on one laptop."""
+    """The embedded stack plus a worker and a trainer, until Ctrl-C: the whole loop on
+    one laptop."""
     with _embedded_stack(kafka_port, redis_port) as st:
         env = {**os.environ, **st.env()}
         if partitions:
@@ -115,24 +154,31 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
         for name, value in st.env().items():
             click.echo(f"{name}={value}")
         # Under the same supervisor as the services: if this process is SIGKILLed, the
-        # pipe closes and the worker is stopped too.
+        # pipe closes and the worker and trainer are stopped too.
         read_end, owner_pipe = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-m", "driftline._supervise", "--grace", "30",
-                                 "--", sys.executable, "-m", "driftline", "worker"], env=env,
-                                stdin=read_end)
+        procs = [subprocess.Popen([sys.executable, "-m", "driftline._supervise", "--grace", "30",
+                                   "--", sys.executable, "-m", "driftline", command], env=env,
+                                  stdin=read_end)
+                 for command in ("worker", "trainer")]
         os.close(read_end)
         try:
-            _wait_for_signal(lambda: proc.poll() is None and st.kafka.alive())
+            _wait_for_signal(lambda: all(p.poll() is None for p in procs) and st.kafka.alive())
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
                 try:
                     proc.wait(40)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
             os.close(owner_pipe)
-        if proc.returncode not in (0, 128 + signal.SIGTERM):
-            click.echo(f"the worker exited with code {proc.returncode}", err=True)
+        failed = [(name, p.returncode) for name, p in zip(("worker", "trainer"), procs)
+                  if p.returncode not in (0, 128 + signal.SIGTERM)]
+        for name, code in failed:
+            click.echo(f"the {name} exited with code {code}", err=True)
+        if failed:
             sys.exit(EXIT_FAILURE)
 
 

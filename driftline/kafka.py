@@ -125,11 +125,14 @@ async def true_end_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int
 
 
 async def read_partition(consumer: AIOKafkaConsumer, topic: str, partition: int,
-                         start: int = 0, batch: int = 10_000) -> AsyncIterator[list]:
-    """Yield lists of records of one partition from ``start`` to its true end, then stop."""
+                         start: int = 0, batch: int = 10_000,
+                         end: int | None = None) -> AsyncIterator[list]:
+    """Yield lists of the records of one partition with ``start <= offset < end``
+    (default: to its true end when called), then stop."""
     tp = TopicPartition(topic, partition)
     consumer.assign([tp])
-    end = await true_end_offset(consumer, tp)
+    if end is None:
+        end = await true_end_offset(consumer, tp)
     if start >= end:
         return
     consumer.seek(tp, start)
@@ -139,6 +142,8 @@ async def read_partition(consumer: AIOKafkaConsumer, topic: str, partition: int,
         records = got.get(tp, [])
         if records:
             position = records[-1].offset + 1
+            if position > end:
+                records = [r for r in records if r.offset < end]
             yield records
         else:
             position = await consumer.position(tp)

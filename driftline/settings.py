@@ -109,6 +109,22 @@ class Settings:
         default=5.0,
         metadata=_doc("Seconds between the monitor's metric records on the metrics topic."),
     )
+    training_max_pairs: int = field(
+        default=50_000,
+        metadata=_doc("Most scored pairs a retrain trains on: the model's most recent ones after the drift point."),
+    )
+    holdout_fraction: float = field(
+        default=0.2,
+        metadata=_doc("Most recent share of the training pairs held out to compare challenger and champion."),
+    )
+    promotion_margin: float = field(
+        default=0.02,
+        metadata=_doc("A challenger is promoted when its holdout MSE is this fraction below the champion's."),
+    )
+    trainer: str = field(
+        default="driftline.models.training:train_ridge",
+        metadata=_doc("Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`."),
+    )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
 
     # --- derived -----------------------------------------------------------------
@@ -122,6 +138,12 @@ class Settings:
                      "max_batch_events", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction}")
+        if not 0 <= self.promotion_margin < 1:
+            raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin}")
+        if self.training_max_pairs < 20:
+            raise ConfigError(f"training_max_pairs must be at least 20, got {self.training_max_pairs}")
         for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait",
                      "metrics_interval"):
             if not getattr(self, name) > 0:
@@ -190,6 +212,11 @@ class Settings:
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = value
         return cls(**values)
+
+    @property
+    def trainer_group_id(self) -> str:
+        """Consumer group of ``driftline trainer`` (apart from the worker's)."""
+        return f"{self.group_id}-trainer"
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -1,18 +1,19 @@
-"""``driftline worker``: create the topics, then run the Faust worker until stopped."""
+"""``driftline worker`` and ``driftline trainer``: create the topics, then run a Faust
+worker until stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from .app import create_app, topic_configs, topics_to_create
+from .app import WORKER_AGENTS, create_app, topic_configs, topics_to_create
 from .kafka import ensure_topics
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings) -> int:
+def run_worker(settings: Settings, agents: tuple[str, ...] = WORKER_AGENTS) -> int:
     """Blocks until SIGTERM / Ctrl-C; returns the exit code."""
     import faust
 
@@ -20,7 +21,7 @@ def run_worker(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings, topics_to_create(settings),
                                           configs=topic_configs(settings)))
-    app = create_app(settings)
+    app = create_app(settings, agents=agents)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper(),
                           redirect_stdouts=False, quiet=True)
     # mode's Worker handles SIGINT and SIGTERM itself and stops the app cleanly.
@@ -28,4 +29,14 @@ def run_worker(settings: Settings) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        for component in app.driftline.values():
+            close = getattr(component, "close", None)
+            if close is not None:
+                close()
     return 0
+
+
+def run_trainer(settings: Settings) -> int:
+    """The trainer in its own consumer group, so it scales and restarts apart."""
+    return run_worker(settings.replace(group_id=settings.trainer_group_id), ("trainer",))

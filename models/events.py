@@ -264,6 +264,9 @@ RETRAIN_REQUEST = Schema(
     Field("alert_id", optional(prediction_id)),
     Field("reason", text),
     Field("ts", timestamp),
+    # driftline's addition: train on pairs labelled at or after this event time (the
+    # drift point); absent, the most recent pairs whatever their time.
+    Field("since", optional(timestamp), required=False),
 )
 
 MODEL_EVENT = Schema(

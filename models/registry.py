@@ -12,6 +12,7 @@ Keys, under a configurable prefix ``P`` (default ``driftline:``), for model ``M`
 ``P M:aliases``            hash    alias -> version
 ``P M:prev:A``             list    earlier targets of alias A, newest first (rollback)
 ``P M:history``            stream  action, version, alias, previous, actor, reason, time
+``P M:requests``           hash    retrain request_id -> the version it registered
 ``P events:M`` (channel)   pubsub  ``alias=version`` after every alias change
 =========================  ======  ===================================================
 
@@ -43,9 +44,15 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "driftline:"
 CHAMPION = "champion"
 
-# KEYS: counter, versions zset, models set, history stream
-# ARGV: model, version key prefix, artifact, checksum, meta JSON, created, status, actor, reason
+# KEYS: counter, versions zset, models set, history stream, requests hash
+# ARGV: model, version key prefix, artifact, checksum, meta JSON, created, status, actor, reason,
+#       request id ('' for none)
+# Returns {version, 1} for a new version, {version, 0} when the request already made one.
 _REGISTER = """
+if ARGV[10] ~= '' then
+  local done = redis.call('HGET', KEYS[5], ARGV[10])
+  if done then return {tonumber(done), 0} end
+end
 local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', ARGV[2] .. v, 'artifact', ARGV[3], 'checksum', ARGV[4], 'meta', ARGV[5],
            'created', ARGV[6], 'status', ARGV[7])
@@ -55,7 +62,8 @@ local action = 'registered'
 if ARGV[7] == 'rejected' then action = 'rejected' end
 redis.call('XADD', KEYS[4], '*', 'action', action, 'version', v, 'alias', '', 'previous', '',
            'actor', ARGV[8], 'reason', ARGV[9], 'time', ARGV[6])
-return v
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[5], ARGV[10], v) end
+return {v, 1}
 """
 
 # KEYS: aliases hash, previous-targets list of the alias, history stream, version hash
@@ -193,26 +201,36 @@ class ModelRegistry:
 
     def register(self, name: str, model: LinearModel, *, metrics: dict[str, Any] | None = None,
                  meta: dict[str, Any] | None = None, rejected: str | None = None,
-                 reason: str = "") -> int:
+                 reason: str = "", request_id: str | None = None) -> int:
         """Store a new immutable version; returns its number (1, 2, 3, ... per model).
 
         ``rejected`` registers it with status ``rejected`` and that reason (a challenger
-        that lost). ``meta`` may hold ``parent_version``, ``request_id``, the training
-        window, anything JSON; ``metrics`` the holdout scores.
+        that lost). ``meta`` may hold ``parent_version``, the training window, anything
+        JSON; ``metrics`` the holdout scores. ``request_id`` (a retrain request) makes the
+        call idempotent: a second call with the same id registers nothing and returns the
+        version the first one made. It is also stored in ``meta``.
         """
         _check_name(name)
         artifact = model.to_bytes()
         document = {**(meta or {}), "metrics": metrics or {}}
+        if request_id is not None:
+            document["request_id"] = request_id
         if rejected is not None:
             document["rejected_reason"] = rejected
         meta_json = _dumps(document, "meta/metrics")
         now = self.clock()
         status = "rejected" if rejected is not None else "active"
-        version = int(self._call(self._register, keys=[
+        version, new = self._call(self._register, keys=[
             self._k(name, "next"), self._k(name, "versions"), f"{self.prefix}models",
-            self._k(name, "history")], args=[
+            self._k(name, "history"), self._k(name, "requests")], args=[
             name, self._k(name, "v", ""), artifact, hashlib.sha256(artifact).hexdigest(),
-            meta_json, repr(now), status, self.actor, rejected if rejected is not None else reason]))
+            meta_json, repr(now), status, self.actor, rejected if rejected is not None else reason,
+            request_id or ""])
+        version = int(version)
+        if not new:
+            log.info("%s: request %s already registered v%d; nothing registered", name,
+                     request_id, version)
+            return version
         self._emit(name, version, "rejected" if rejected is not None else "registered", document,
                    now)
         return version
@@ -275,6 +293,11 @@ class ModelRegistry:
 
     def resolve(self, name: str, alias: str = CHAMPION) -> int | None:
         raw = self._do(self.redis.hget, self._k(name, "aliases"), alias)
+        return int(raw) if raw else None
+
+    def version_for_request(self, name: str, request_id: str) -> int | None:
+        """The version a retrain request registered, if it did."""
+        raw = self._do(self.redis.hget, self._k(name, "requests"), request_id)
         return int(raw) if raw else None
 
     def versions(self, name: str) -> list[VersionInfo]:

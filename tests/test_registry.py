@@ -196,3 +196,19 @@ def test_rediss_url_uses_tls():
     assert pool.connection_class is redis.SSLConnection
     assert pool.connection_kwargs["password"] == "pw" and pool.connection_kwargs["db"] == 2
     reg.close()
+
+
+def test_register_is_idempotent_per_request_id(registry):
+    events = []
+    registry.events = events.append
+    first = registry.register("houses", model(1), metrics={"mse": 1.0}, request_id="req-1")
+    again = registry.register("houses", model(2), metrics={"mse": 9.0}, request_id="req-1",
+                              rejected="lost")
+    other = registry.register("houses", model(3), request_id="req-2")
+    assert (first, again, other) == (1, 1, 2)
+    assert registry.version_for_request("houses", "req-1") == 1
+    assert registry.version_for_request("houses", "req-3") is None
+    assert registry.load("houses", version=1) == model(1)
+    assert registry.get("houses", 1).meta["request_id"] == "req-1"
+    assert [e["event"] for e in events] == ["registered", "registered"]
+    assert [h["action"] for h in registry.history("houses")] == ["registered", "registered"]

@@ -1,0 +1,247 @@
+"""The training worker (``driftline trainer``): retrain requests in, registered versions out.
+
+For each request on ``retrain``:
+
+1. If the registry already has a version for the ``request_id``, the request was
+   handled before (a re-delivery): nothing is trained again; a promotion that a
+   crash interrupted is completed.
+2. Otherwise the model's most recent scored pairs after the drift point are read
+   back from Kafka (:mod:`driftline.agents.training_data`), the rows prepared
+   (non-finite or incomplete rows dropped, the champion's feature order kept), the
+   oldest ``1 - DRIFTLINE_HOLDOUT_FRACTION`` given to the training function
+   (``DRIFTLINE_TRAINER``, numpy ridge regression by default), and the challenger
+   and the current champion scored on the same most recent rows.
+3. The challenger is registered - ``active`` if it beats the champion by
+   ``DRIFTLINE_PROMOTION_MARGIN``, else ``rejected`` with the reason - with its
+   lineage in the metadata, atomically together with its ``request_id`` (so a
+   request can never register twice), then promoted if it won. The registry
+   publishes the model events.
+
+Redis or Kafka being unreachable is retried with backoff, forever: the request's
+offset is committed only after it is handled. A request that cannot be trained
+(too few pairs, the training function failed) goes to the dead-letter topic with
+the reason; the agent goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+from aiokafka.errors import KafkaError
+
+from driftline.agents.deadletter import dead_letter_value
+from driftline.agents.outbox import Outbox
+from driftline.agents.training_data import TrainingWindow, recent_pairs
+from driftline.agents.wiring import batch_agent, raw_topic, sender
+from driftline.errors import (ArtifactError, ConfigError, RegistryError, RegistryUnavailable,
+                              TopicError)
+from driftline.models.events import RETRAIN_REQUEST
+from driftline.models.linear import LinearModel
+from driftline.models.registry import ModelRegistry
+from driftline.models.training import decide, rows_to_arrays, time_holdout
+from driftline.models.wire import Rejection, decode
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIN_ROWS = 20
+TrainFn = Callable[[np.ndarray, np.ndarray, Sequence[str]], Any]
+
+
+class TrainingFailed(Exception):
+    """The request cannot be trained; the message says why."""
+
+
+def load_train_fn(path: str) -> TrainFn:
+    """``package.module:function`` (or ``package.module.function``) -> the function."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"DRIFTLINE_TRAINER={path!r} cannot be imported ({exc}); use "
+                          f"'package.module:function'") from None
+    if not callable(fn):
+        raise ConfigError(f"DRIFTLINE_TRAINER={path!r} is not a function")
+    return fn
+
+
+@dataclass
+class Outcome:
+    version: int
+    promoted: bool
+    reason: str
+    trained: bool  # False: the request had been handled before
+
+
+class Trainer:
+    def __init__(self, settings: Settings, registry: ModelRegistry, train_fn: TrainFn,
+                 send=None, *, max_delay: float = 15.0) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.train_fn = train_fn
+        self.send = send
+        self.max_delay = max_delay
+        self.outcomes: list[Outcome] = []
+
+    def close(self) -> None:
+        self.registry.close()
+
+    async def process(self, messages: Sequence[Any]) -> None:
+        for event in messages:
+            msg = event.message
+            requests, bad = decode(msg.value, RETRAIN_REQUEST,
+                                   max_bytes=self.settings.max_message_bytes)
+            rejections = list(bad)
+            for request in requests:
+                try:
+                    self.outcomes.append(await self.handle(request))
+                except TrainingFailed as exc:
+                    log.error("retrain request %s not trained: %s", request["request_id"], exc)
+                    rejections.append(Rejection("training_failed", str(exc),
+                                                msg.value or b""))
+            if rejections and self.send is not None:
+                out = Outbox()
+                for rejection in rejections:
+                    out.add(self.settings.topic("deadletter"), msg.key,
+                            dead_letter_value(msg.topic, msg.partition, msg.offset, rejection),
+                            None)
+                await out.flush(self.send)
+
+    async def handle(self, request: dict[str, Any]) -> Outcome:
+        """Handle one request, retrying while Redis or Kafka is unreachable."""
+        delay = 0.5
+        while True:
+            try:
+                return await self._handle(request)
+            except (RegistryUnavailable, KafkaError, TopicError, OSError) as exc:
+                log.warning("retrain request %s: %s; retrying in %.1fs", request["request_id"],
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_delay)
+
+    async def _handle(self, request: dict[str, Any]) -> Outcome:
+        model, rid = request["model"], request["request_id"]
+        done = await asyncio.to_thread(self.registry.version_for_request, model, rid)
+        if done is not None:
+            return await asyncio.to_thread(self._finish, model, done)
+        window = await recent_pairs(self.settings, model, since=request.get("since"))
+        return await asyncio.to_thread(self._train, request, window)
+
+    def _finish(self, model: str, version: int) -> Outcome:
+        """A re-delivered request: complete the promotion a crash may have cut off."""
+        info = self.registry.get(model, version)
+        meta = info.meta
+        promote = info.status == "active" and meta.get("decision") == "promote"
+        if promote and self.registry.resolve(model) == meta.get("parent_version"):
+            self.registry.promote(model, version, reason=meta.get("decision_reason", ""))
+            log.warning("%s v%d: completed the promotion of request %s", model, version,
+                        meta.get("request_id"))
+        else:
+            log.info("retrain request %s was handled before: v%d", meta.get("request_id"),
+                     version)
+        return Outcome(version, promote, meta.get("decision_reason", ""), trained=False)
+
+    def _train(self, request: dict[str, Any], window: TrainingWindow) -> Outcome:
+        model_name, rid = request["model"], request["request_id"]
+        started = time.monotonic()
+        champion_version = self.registry.resolve(model_name)
+        try:
+            champion = (self.registry.load(model_name, version=champion_version)
+                        if champion_version is not None else None)
+        except RegistryUnavailable:
+            raise
+        except (RegistryError, ArtifactError) as exc:
+            raise TrainingFailed(f"the champion v{champion_version} cannot be loaded: {exc}")
+        names = _feature_names(window.pairs, champion)
+        X, y, dropped = rows_to_arrays(window.pairs, names)
+        if len(y) < MIN_ROWS:
+            raise TrainingFailed(
+                f"{len(y)} usable pairs of {model_name} since {request.get('since')} "
+                f"({len(window.pairs)} read, {dropped} dropped as incomplete or non-finite); "
+                f"need at least {MIN_ROWS}")
+        train, holdout = time_holdout(len(y), self.settings.holdout_fraction)
+        fit_started = time.monotonic()
+        try:
+            result = self.train_fn(X[train], y[train], names)
+        except Exception as exc:
+            raise TrainingFailed(f"{self.settings.trainer} raised {exc!r}") from exc
+        fit_seconds = time.monotonic() - fit_started
+        challenger = getattr(result, "model", result)
+        if not isinstance(challenger, LinearModel):
+            raise TrainingFailed(f"{self.settings.trainer} returned {type(result).__name__}, "
+                                 f"not a LinearModel (or an object with .model)")
+        decision = decide(challenger, champion, X[holdout], y[holdout],
+                          self.settings.promotion_margin)
+        metrics = {"mse": _finite(decision.challenger_mse),
+                   "champion_mse": _finite(decision.champion_mse),
+                   "train_rows": train.stop - train.start,
+                   "holdout_rows": holdout.stop - holdout.start}
+        meta = {
+            "parent_version": champion_version,
+            "base_version": request.get("base_version"),
+            "alert_id": request.get("alert_id"),
+            "request_reason": request.get("reason"),
+            "data": {**window.describe(self.settings.topic("monitor_input")),
+                     "since": request.get("since"), "dropped_rows": dropped,
+                     "older_skipped": window.older_skipped},
+            "features": names,
+            "holdout": {"fraction": self.settings.holdout_fraction,
+                        "challenger_mse": _finite(decision.challenger_mse),
+                        "champion_mse": _finite(decision.champion_mse)},
+            "baseline_mse": _finite(decision.challenger_mse),
+            "trainer": self.settings.trainer,
+            "training": {key: value for key, value in (
+                ("alpha", getattr(result, "alpha", None)),
+                ("method", getattr(result, "method", None))) if value is not None},
+            "training_seconds": round(fit_seconds, 4),
+            "decision": "promote" if decision.promote else "reject",
+            "decision_reason": decision.reason,
+        }
+        version = self.registry.register(
+            model_name, challenger, metrics=metrics, meta=meta, request_id=rid,
+            rejected=None if decision.promote else decision.reason,
+            reason=f"retrain request {rid}")
+        if decision.promote:
+            self.registry.promote(model_name, version, reason=f"{rid}: {decision.reason}")
+        log.warning("%s v%d %s in %.2fs (%d train, %d holdout rows): %s", model_name, version,
+                    "promoted" if decision.promote else "rejected",
+                    time.monotonic() - started, metrics["train_rows"], metrics["holdout_rows"],
+                    decision.reason)
+        return Outcome(version, decision.promote, decision.reason, trained=True)
+
+
+def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None) -> list[str]:
+    """The champion's feature order if the data has those features, else the data's (sorted)."""
+    seen: set[str] = set()
+    for pair in pairs:
+        seen.update(pair.get("features") or ())
+    if champion is not None and set(champion.feature_names) <= seen:
+        return list(champion.feature_names)
+    return sorted(seen)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def install(app: faust.App, settings: Settings) -> Trainer:
+    train_fn = load_train_fn(settings.trainer)
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix,
+                                      kafka_url=settings.kafka_url,
+                                      topic_prefix=settings.topic_prefix,
+                                      actor="driftline-trainer")
+    trainer = Trainer(settings, registry, train_fn, sender(app))
+    batch_agent(app, raw_topic(app, settings.topic("retrain")), "driftline.trainer",
+                settings, trainer.process)
+    return trainer

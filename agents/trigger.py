@@ -1,0 +1,148 @@
+"""The retrain trigger agent: alerts (and the monitor's progress) in, retrain requests out.
+
+One Faust agent reads ``alerts`` and ``metrics``; both are keyed by model and
+written to the model's partition, so a model's alerts and progress meet in one
+:class:`~driftline.agents.retrain_policy.RetrainTrigger`. Requests go to the
+same partition of ``retrain``, keyed by model.
+
+Recovery (start-up, kill -9, rebalance): the partition's trigger is rebuilt by
+replaying its ``alerts`` partition from the start (alerts are few and kept
+forever), after reading the request ids already on its ``retrain`` partition; a
+request is published only if its id is not there. A re-delivered alert is
+applied once (ids are remembered), so it never makes a second request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from driftline.agents.deadletter import dead_letter_value
+from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.outbox import Outbox
+from driftline.agents.retrain_policy import RetrainTrigger
+from driftline.agents.wiring import batch_agent, raw_topic, sender
+from driftline.kafka import read_partition, reader
+from driftline.models.events import ALERT, RETRAIN_REQUEST
+from driftline.models.wire import decode
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TriggerAgent:
+    def __init__(self, settings: Settings, send, config: MonitorConfig) -> None:
+        self.settings = settings
+        self.send = send
+        self.config = config
+        self.alerts_topic = settings.topic("alerts")
+        self.metrics_topic = settings.topic("metrics")
+        self.retrain_topic = settings.topic("retrain")
+        self.parts: dict[int, RetrainTrigger] = {}
+        self.published: dict[int, set[str]] = {}
+
+    async def process(self, messages: Sequence[Any]) -> None:
+        await self._ensure_loaded({e.message.partition for e in messages})
+        out = Outbox()
+        for event in messages:
+            msg = event.message
+            q = msg.partition
+            if msg.topic == self.alerts_topic:
+                alerts, bad = decode(msg.value, ALERT, max_bytes=self.settings.max_message_bytes)
+                for rejection in bad:
+                    out.add(self.settings.topic("deadletter"), msg.key,
+                            dead_letter_value(msg.topic, q, msg.offset, rejection), None)
+                for alert in alerts:
+                    self._publish(out, q, self.parts[q].on_alert(alert))
+            else:
+                record = _metrics_record(msg.value)
+                if record is not None:
+                    self._publish(out, q, self.parts[q].on_metrics(record))
+        if len(out):
+            await out.flush(self.send)
+
+    def _publish(self, out: Outbox, q: int, requests: list[dict[str, Any]]) -> None:
+        for request in requests:
+            if request["request_id"] in self.published[q]:
+                continue
+            self.published[q].add(request["request_id"])
+            request = RETRAIN_REQUEST.validate(request)
+            log.warning("retrain request %s for %s v%s: %s", request["request_id"],
+                        request["model"], request["base_version"], request["reason"])
+            out.add(self.retrain_topic, request["model"].encode(), orjson.dumps(request), q)
+
+    async def _ensure_loaded(self, partitions: set[int]) -> None:
+        missing = sorted(partitions - self.parts.keys())
+        if not missing:
+            return
+        consumer = reader(self.settings)
+        await consumer.start()
+        out = Outbox()
+        try:
+            for q in missing:
+                started = time.monotonic()
+                trigger = RetrainTrigger(self.config)
+                published: set[str] = set()
+                async for records in read_partition(consumer, self.retrain_topic, q):
+                    for r in records:
+                        try:
+                            published.add(orjson.loads(r.value)["request_id"])
+                        except (orjson.JSONDecodeError, KeyError, TypeError):
+                            log.error("unreadable retrain request at %d@%d", q, r.offset)
+                self.published[q] = published
+                ready: list[dict[str, Any]] = []
+                n = 0
+                async for records in read_partition(consumer, self.alerts_topic, q):
+                    for r in records:
+                        alerts, _ = decode(r.value, ALERT,
+                                           max_bytes=self.settings.max_message_bytes)
+                        for alert in alerts:
+                            ready.extend(trigger.on_alert(alert))
+                    n += len(records)
+                for rid in published & trigger.pending.keys():
+                    del trigger.pending[rid]  # made before the crash
+                self.parts[q] = trigger
+                self._publish(out, q, ready)
+                log.info("trigger partition %d recovered in %.2fs: %d alert records, %d "
+                         "requests already published, %d waiting for pairs", q,
+                         time.monotonic() - started, n, len(published), len(trigger.pending))
+        finally:
+            await consumer.stop()
+        if len(out):
+            await out.flush(self.send)
+
+    def drop(self, partitions: set[int]) -> None:
+        for q in partitions:
+            self.parts.pop(q, None)
+            self.published.pop(q, None)
+
+
+def _metrics_record(value: bytes | None) -> dict[str, Any] | None:
+    """A monitor metrics record (written by driftline), or None if it is not one."""
+    try:
+        record = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if (isinstance(record, dict) and isinstance(record.get("model"), str)
+            and isinstance(record.get("n_scored"), int)
+            and (record.get("version") is None or isinstance(record.get("version"), int))):
+        return record
+    return None
+
+
+def install(app: faust.App, settings: Settings) -> TriggerAgent:
+    config = MonitorConfig.load(settings.monitor_config or None)
+    agent = TriggerAgent(settings, sender(app), config)
+    batch_agent(app, raw_topic(app, agent.alerts_topic, agent.metrics_topic),
+                "driftline.trigger", settings, agent.process)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
+        agent.drop({tp.partition for tp in revoked if tp.topic == agent.alerts_topic})
+
+    return agent

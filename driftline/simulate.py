@@ -1,0 +1,167 @@
+"""A simulated production service, for the demo and the end-to-end tests.
+
+:class:`World` is the truth, row by row, seeded and deterministic: features
+``x0 .. x{d-1}`` ~ N(0, 1) and
+
+* ``abrupt``: y = 2 x0 + noise, and from row ``drift_at`` on y = 3 x0 + 1 + noise;
+* ``gradual``: the same change, reached linearly over ``span`` rows;
+* ``feature-shift``: y = 2 x0 + 0.5 x1^2 + noise throughout, and from ``drift_at``
+  on x1 is shifted by +2: a linear model fitted where x1 was centred on 0 is wrong
+  where it now lives (covariate shift that hurts, not only data drift).
+
+:class:`ProductionService` serves it like a real service would: it predicts each
+row with the registry's current champion (``ModelClient``, so a promotion is
+picked up without a restart), publishes the prediction with the version that
+made it, and publishes the label ``label_delay`` rows later.
+
+>>> w = World("abrupt", drift_at=2, seed=1)
+>>> X, y = w.rows(0, 4)
+>>> X.shape, bool(np.allclose(X, w.rows(0, 4)[0])), bool(np.allclose(X[3], w.rows(3, 4)[0][0]))
+((4, 3), True, True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from driftline.models.linear import LinearModel
+from driftline.models.registry import ModelRegistry
+from driftline.models.training import time_holdout, train_ridge
+
+SCENARIOS = ("abrupt", "gradual", "feature-shift")
+_BLOCK = 1000
+
+
+@dataclass(frozen=True)
+class World:
+    scenario: str = "abrupt"
+    drift_at: int | None = 20_000
+    features: int = 3
+    noise: float = 1.0
+    span: int = 5_000   # rows over which a gradual drift completes
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, "
+                             f"got {self.scenario!r}")
+        if self.features < 2:
+            raise ValueError("a world needs at least 2 features")
+
+    @property
+    def names(self) -> list[str]:
+        return [f"x{j}" for j in range(self.features)]
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Features and truth of rows ``start .. stop - 1``; the same rows always get the
+        same values, however the range is cut (blocks of 1,000 rows, each its own seed)."""
+        blocks = []
+        for b in range(start // _BLOCK, (stop - 1) // _BLOCK + 1 if stop > start else 0):
+            rng = np.random.default_rng([self.seed, b])
+            Z = rng.normal(size=(_BLOCK, self.features + 1))
+            lo, hi = max(start, b * _BLOCK), min(stop, (b + 1) * _BLOCK)
+            blocks.append(Z[lo - b * _BLOCK:hi - b * _BLOCK])
+        Z = np.vstack(blocks) if blocks else np.empty((0, self.features + 1))
+        X, noise = Z[:, :-1].copy(), Z[:, -1] * self.noise
+        index = np.arange(start, stop)
+        after = np.zeros(len(index)) if self.drift_at is None else (
+            np.clip((index - self.drift_at) / self.span, 0.0, 1.0) if self.scenario == "gradual"
+            else (index >= self.drift_at).astype(float))
+        if self.scenario == "feature-shift":
+            X[:, 1] += 2.0 * after
+            y = 2 * X[:, 0] + 0.5 * X[:, 1] ** 2 + noise
+        else:
+            y = (2 + after) * X[:, 0] + after + noise
+        return X, y
+
+
+def bootstrap(registry: ModelRegistry, model: str, world: World, n: int = 2_000) -> int:
+    """Train v1 on ``n`` rows of the world before any drift (rows far from the stream's),
+    register it with its holdout MSE as the baseline and promote it; returns the version."""
+    before = World(world.scenario, None, world.features, world.noise, world.span, world.seed + 1)
+    X, y = before.rows(0, n)
+    train, holdout = time_holdout(n)
+    fit = train_ridge(X[train], y[train], before.names)
+    mse = float(np.mean((fit.model.predict(X[holdout]) - y[holdout]) ** 2))
+    version = registry.register(model, fit.model, metrics={"mse": mse},
+                                meta={"parent_version": None, "baseline_mse": mse,
+                                      "trainer": "driftline.simulate.bootstrap",
+                                      "data": {"rows": n, "scenario": "before drift"}})
+    registry.promote(model, version, reason="bootstrap")
+    return version
+
+
+@dataclass
+class ServiceStats:
+    predictions: int = 0
+    labels: int = 0
+    by_version: dict[int | None, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class ProductionService:
+    """Predict with ``current()`` (a ``ModelClient``'s model), publish through ``publisher``
+    (a started :class:`~driftline.publisher.Publisher`), label ``label_delay`` rows later."""
+
+    def __init__(self, publisher, current: Callable[[], LinearModel], world: World, *,
+                 model: str = "houses", label_delay: int = 200, step: int = 100,
+                 rate: float | None = None) -> None:
+        self.publisher = publisher
+        self.current = current
+        self.world = world
+        self.model = model
+        self.label_delay = label_delay
+        self.step = step
+        self.rate = rate  # rows per second, None: as fast as the publisher takes them
+        self.position = 0
+        self.stats = ServiceStats()
+        self._unlabelled: deque[tuple[str, float]] = deque()
+
+    async def run(self, n: int, *, until: Callable[[], bool] | None = None) -> ServiceStats:
+        """Serve ``n`` more rows (or stop early when ``until()`` is true), then label the
+        rest and flush."""
+        started = time.monotonic()
+        end = self.position + n
+        while self.position < end and not (until and until()):
+            stop = min(end, self.position + self.step)
+            await self._serve(self.position, stop)
+            self.position = stop
+            if self.rate:
+                ahead = self.stats.predictions / self.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await self._label(0)
+        await self.publisher.flush()
+        self.stats.seconds += time.monotonic() - started
+        return self.stats
+
+    async def _serve(self, start: int, stop: int) -> None:
+        X, y = self.world.rows(start, stop)
+        model = self.current()  # one model for the whole step: never a mix
+        columns = [self.world.names.index(name) for name in model.feature_names]
+        predictions = np.asarray(model.predict(X[:, columns]), dtype=float).tolist()
+        now = time.time()
+        names = self.world.names
+        for i, (row, y_hat) in enumerate(zip(X.tolist(), predictions)):
+            pid = f"{self.model}-{self.world.seed}-{start + i}"
+            await self.publisher.log_prediction(pid, model=self.model, version=model.version,
+                                                prediction=y_hat, features=dict(zip(names, row)),
+                                                ts=now)
+            self._unlabelled.append((pid, float(y[i])))
+        self.stats.predictions += stop - start
+        self.stats.by_version[model.version] = (self.stats.by_version.get(model.version, 0)
+                                                + stop - start)
+        await self._label(self.label_delay)
+
+    async def _label(self, keep: int) -> None:
+        now = time.time()
+        while len(self._unlabelled) > keep:
+            pid, label = self._unlabelled.popleft()
+            await self.publisher.log_label(pid, label=label, ts=now)
+            self.stats.labels += 1
