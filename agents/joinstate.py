@@ -104,6 +104,11 @@ class PartitionJoin:
         self._scored.append(make_scored(prediction, label, now, now))
         self.stats["scored"] += 1
 
+    @property
+    def undrained(self) -> int:
+        """Scored pairs waiting for :meth:`drain`."""
+        return len(self._scored)
+
     def drain(self) -> tuple[list[Event], dict[str, StateRecord]]:
         """Scored pairs and state records produced since the last drain."""
         scored, records = self._scored, self._records

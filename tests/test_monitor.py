@@ -47,8 +47,7 @@ def test_kill_9_twice_gives_the_uninterrupted_results(settings, worker_factory):
     n = 30_000
     predictions, pairs = stream(n, seed=21, drift_at=15_000)
     msgs = messages(predictions, pairs)
-    thirds = [msgs[: len(msgs) // 3], msgs[len(msgs) // 3: 2 * len(msgs) // 3],
-              msgs[2 * len(msgs) // 3:]]
+    first = msgs[: len(msgs) // 3]
     worker = worker_factory(settings, "w0")
     at_kill = []
 
@@ -66,12 +65,14 @@ def test_kill_9_twice_gives_the_uninterrupted_results(settings, worker_factory):
         m = latest_metrics(settings)
         return m is not None and m["n_predictions"] + m["n_scored"] >= events
 
-    produce(settings, thirds[0])
+    produce(settings, first)
     kill_when(lambda: progressed(n / 3), "w1")  # mid-stream, before any alert
-    produce(settings, thirds[1])
-    produce(settings, thirds[2])
-    # ... and again once alerts are out, so the restart replays them.
+    # ... and again once alerts are out, so the restart replays them: the labels of the
+    # pairs after 17,000 are held back until then, so the kill is mid-stream too.
+    cut = n + 17_000
+    produce(settings, msgs[len(first):cut])
     kill_when(lambda: len(read_all(settings, "alerts")) >= 1, "w2")
+    produce(settings, msgs[cut:])
     assert all(0 < c < 2 * n for c in at_kill), at_kill
     assert len(read_all(settings, "alerts")) >= 1
     final = wait_for_metrics(settings, n)

@@ -1,0 +1,206 @@
+"""The trainer against real Kafka and Redis: data window, lineage, idempotence, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import numpy as np
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from driftline import ConfigError, LinearModel, ModelRegistry, RegistryUnavailable
+from driftline.agents.trainer import Trainer, TrainingFailed, load_train_fn
+from driftline.agents.training_data import recent_pairs
+from driftline.kafka import partition_for
+from driftline.simulate import World, bootstrap
+from kafka_io import create_topics, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+
+def pairs_of(world: World, start: int, stop: int, model: str = "houses", version: int = 1,
+             champion: LinearModel | None = None) -> list[dict]:
+    X, y = world.rows(start, stop)
+    y_hat = champion.predict(X) if champion is not None else np.zeros(len(y))
+    return [{"prediction_id": f"{model}-{i}", "model": model, "version": version,
+             "prediction": float(p), "label": float(t), "error": float(p - t),
+             "features": dict(zip(world.names, row)), "ts": float(i), "label_ts": float(i)}
+            for i, row, p, t in zip(range(start, stop), X.tolist(), y_hat, y)]
+
+
+def put_pairs(settings, pairs: list[dict], per_record: int = 50) -> None:
+    """Pairs on monitor-input as the route agent writes them: on their model's partition."""
+    by_partition: dict[int, list] = {}
+    for i, pair in enumerate(pairs):
+        q = partition_for(pair["model"].encode(), settings.partitions)
+        by_partition.setdefault(q, []).append({"k": "s", "s": [0, i, 0], "e": pair})
+    for q, elements in by_partition.items():
+        produce(settings, [("monitor_input", None, orjson.dumps(elements[i:i + per_record]))
+                           for i in range(0, len(elements), per_record)], partition=q)
+
+
+def request(rid="r-1", since=None, model="houses"):
+    return {"request_id": rid, "model": model, "base_version": 1, "alert_id": "a-1",
+            "reason": "test", "ts": 1.0, "since": since}
+
+
+@pytest.fixture
+def registry(settings):
+    events: list[dict] = []
+    reg = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    reg.events = events.append
+    reg.recorded = events
+    yield reg
+    reg.close()
+
+
+def trainer_for(settings, registry, send=None):
+    return Trainer(settings, registry, load_train_fn(settings.trainer), send, max_delay=0.2)
+
+
+def test_recent_pairs_reads_back_only_the_window(settings):
+    settings = settings.replace(partitions=1)
+    create_topics(settings)
+    world = World(drift_at=None, seed=3)
+    mine = pairs_of(world, 0, 3000)
+    other = pairs_of(world, 0, 3000, model="other")
+    put_pairs(settings, [p for pair in zip(mine, other) for p in pair])
+    put_pairs(settings, mine[2990:])  # re-forwarded after a route crash
+
+    window = asyncio.run(recent_pairs(settings, "houses", since=1000.0))
+    assert [p["label_ts"] for p in window.pairs] == [float(i) for i in range(1000, 3000)]
+    assert window.duplicates == 10 and window.older_skipped > 0
+    assert window.first_offset > 0  # it did not read the whole partition
+
+    window = asyncio.run(recent_pairs(settings, "houses", max_pairs=500))
+    assert [p["label_ts"] for p in window.pairs] == [float(i) for i in range(2500, 3000)]
+    assert asyncio.run(recent_pairs(settings, "nobody")).pairs == []
+
+
+def test_trains_registers_with_lineage_and_promotes_once(settings, registry):
+    create_topics(settings)
+    world = World("abrupt", drift_at=0, seed=4)  # every streamed row is after the drift
+    assert bootstrap(registry, "houses", world) == 1
+    v1 = registry.load("houses")
+    put_pairs(settings, pairs_of(world, 0, 2000, champion=v1))
+    trainer = trainer_for(settings, registry)
+
+    outcome = asyncio.run(trainer.handle(request(since=0.0)))
+    assert (outcome.version, outcome.promoted, outcome.trained) == (2, True, True)
+    assert registry.resolve("houses") == 2
+    v2 = registry.load("houses")
+    assert v2.feature_names == v1.feature_names
+    np.testing.assert_allclose(v2.predict(np.array([[1.0, 0.0, 0.0]]) ) -
+                               v2.predict(np.array([[0.0, 0.0, 0.0]])), 3.0, atol=0.15)
+    meta = v2.meta
+    assert meta["parent_version"] == 1 and meta["request_id"] == "r-1"
+    assert meta["alert_id"] == "a-1" and meta["base_version"] == 1
+    assert meta["data"]["pairs"] == 2000 and meta["data"]["since"] == 0.0
+    assert meta["data"]["first_label_ts"] == 0.0 and meta["data"]["last_label_ts"] == 1999.0
+    assert meta["metrics"]["train_rows"] == 1600 and meta["metrics"]["holdout_rows"] == 400
+    assert meta["holdout"]["challenger_mse"] < 0.98 * meta["holdout"]["champion_mse"]
+    assert meta["baseline_mse"] == meta["holdout"]["challenger_mse"]
+    assert meta["training"]["method"] == "closed_form" and meta["training_seconds"] > 0
+    assert meta["decision"] == "promote"
+
+    again = asyncio.run(trainer.handle(request(since=0.0)))
+    assert (again.version, again.trained) == (2, False)
+    assert [v.version for v in registry.versions("houses")] == [1, 2]
+    assert [(e["event"], e["version"]) for e in registry.recorded] == [
+        ("registered", 1), ("promoted", 1), ("registered", 2), ("promoted", 2)]
+    assert registry.recorded[2]["request_id"] == "r-1"
+    assert registry.recorded[2]["metrics"]["champion_mse"] == meta["holdout"]["champion_mse"]
+
+
+def test_a_challenger_that_does_not_win_is_registered_as_rejected(settings, registry):
+    create_topics(settings)
+    world = World("abrupt", drift_at=None, seed=6)  # no drift: v1 is as good as it gets
+    bootstrap(registry, "houses", world)
+    put_pairs(settings, pairs_of(world, 0, 1500, champion=registry.load("houses")))
+    outcome = asyncio.run(trainer_for(settings, registry).handle(request()))
+    assert (outcome.version, outcome.promoted) == (2, False)
+    info = registry.get("houses", 2)
+    assert info.status == "rejected" and "not 2% below the champion's" in outcome.reason
+    assert info.meta["rejected_reason"] == outcome.reason
+    assert registry.resolve("houses") == 1
+    assert [e["event"] for e in registry.recorded][-1] == "rejected"
+
+
+def test_a_promotion_cut_off_by_a_redis_outage_is_completed_not_repeated(settings, registry):
+    create_topics(settings)
+    world = World("abrupt", drift_at=0, seed=7)
+    bootstrap(registry, "houses", world)
+    put_pairs(settings, pairs_of(world, 0, 1500, champion=registry.load("houses")))
+    real_promote = registry.promote
+    failures = []
+
+    def promote_after_an_outage(*args, **kwargs):
+        if not failures:
+            failures.append(args)
+            raise RegistryUnavailable("Redis is unreachable: connection refused")
+        return real_promote(*args, **kwargs)
+
+    registry.promote = promote_after_an_outage
+    outcome = asyncio.run(trainer_for(settings, registry).handle(request(since=0.0)))
+    assert failures and registry.resolve("houses") == 2
+    assert (outcome.version, outcome.trained) == (2, False)  # finished by the retry
+    actions = [(h["action"], h["version"]) for h in registry.history("houses")]
+    assert actions == [("registered", 1), ("promoted", 1), ("registered", 2), ("promoted", 2)]
+
+
+def mean_only(X, y, feature_names):
+    """A user's training function: predicts the mean."""
+    return LinearModel(np.zeros(len(feature_names)), float(np.mean(y)), list(feature_names))
+
+
+def not_a_model(X, y, feature_names):
+    return {"coef": [1.0]}
+
+
+def test_a_pluggable_training_function_and_bad_ones(settings, registry):
+    create_topics(settings)
+    world = World("abrupt", drift_at=None, seed=8)
+    put_pairs(settings, pairs_of(world, 0, 500))
+    custom = settings.replace(trainer="test_trainer:mean_only")
+    outcome = asyncio.run(trainer_for(custom, registry).handle(request()))
+    assert outcome.promoted  # no champion yet: the first model wins
+    model = registry.load("houses")
+    assert np.all(model.coef == 0) and model.meta["trainer"] == "test_trainer:mean_only"
+
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        load_train_fn("test_trainer:nothing_here")
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        load_train_fn("no_such_module:train")
+    junk = settings.replace(trainer="test_trainer:not_a_model")
+    with pytest.raises(TrainingFailed, match="returned dict, not a LinearModel"):
+        asyncio.run(trainer_for(junk, registry).handle(request("r-2")))
+
+
+def test_requests_it_cannot_train_go_to_the_dead_letter_topic(settings, registry):
+    create_topics(settings)
+    world = World("abrupt", drift_at=None, seed=9)
+    put_pairs(settings, pairs_of(world, 0, 5))
+
+    async def run():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        await producer.start()
+
+        async def send(topic, key, value, partition):
+            return await producer.send(topic, value, key=key, partition=partition)
+        try:
+            trainer = trainer_for(settings, registry, send)
+            messages = [orjson.dumps(request("few")), b'{"request_id": 7}']
+            await trainer.process([SimpleNamespace(message=SimpleNamespace(
+                topic=settings.topic("retrain"), partition=0, offset=i, key=b"houses",
+                value=value)) for i, value in enumerate(messages)])
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+    dead = sorted((orjson.loads(r.value) for r in read_all(settings, "deadletter")),
+                  key=lambda d: d["offset"])
+    assert [d["error"].split(":")[0] for d in dead] == ["training_failed", "wrong_type"]
+    assert "5 usable pairs" in dead[0]["error"] and dead[0]["offset"] == 0
+    assert registry.models() == []
