@@ -11,7 +11,6 @@ import functools
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -116,8 +115,10 @@ def _run(settings: Settings, run) -> None:
 
 
 from .cli_models import models  # noqa: E402
+from .cli_ops import alerts, health, publish, replay, simulate  # noqa: E402
 
-main.add_command(models)
+for command in (models, publish, alerts, replay, health, simulate):
+    main.add_command(command)
 
 
 @main.group()
@@ -155,31 +156,70 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
             click.echo(f"{name}={value}")
         # Under the same supervisor as the services: if this process is SIGKILLed, the
         # pipe closes and the worker and trainer are stopped too.
-        read_end, owner_pipe = os.pipe()
-        procs = [subprocess.Popen([sys.executable, "-m", "driftline._supervise", "--grace", "30",
-                                   "--", sys.executable, "-m", "driftline", command], env=env,
-                                  stdin=read_end)
-                 for command in ("worker", "trainer")]
-        os.close(read_end)
-        try:
+        from .processes import STOPPED_OK, supervised
+
+        names = ("worker", "trainer")
+        with supervised([[name] for name in names], env) as procs:
             _wait_for_signal(lambda: all(p.poll() is None for p in procs) and st.kafka.alive())
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(40)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            os.close(owner_pipe)
-        failed = [(name, p.returncode) for name, p in zip(("worker", "trainer"), procs)
-                  if p.returncode not in (0, 128 + signal.SIGTERM)]
+        failed = [(name, p.returncode) for name, p in zip(names, procs)
+                  if p.returncode not in STOPPED_OK]
         for name, code in failed:
             click.echo(f"the {name} exited with code {code}", err=True)
         if failed:
             sys.exit(EXIT_FAILURE)
+
+
+@main.command()
+@click.option("--events", type=click.IntRange(3_000, 1_000_000), default=30_000,
+              show_default=True, help="Predictions the simulated service makes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the world.")
+@click.option("--scenario", type=click.Choice(["abrupt", "gradual", "feature-shift"]),
+              default="abrupt", show_default=True,
+              help="The drift, a third of the way in.")
+@click.option("--rate", type=click.FloatRange(min=100), default=1_000, show_default=True,
+              help="Predictions per second (one worker keeps up with 1,000 here).")
+@click.option("--no-live", is_flag=True, help="Plain log lines instead of the live view.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(events: int, seed: int, scenario: str, rate: float, no_live: bool,
+         as_json: bool) -> None:
+    """The whole loop in about a minute: embedded stack, worker, trainer, a simulated
+    production service, a drift, an alert, a retrain and a promotion. Leaves nothing
+    running; exits 1 if no new version was promoted."""
+    import asyncio
+    import tempfile
+
+    import orjson
+
+    from .demo import run_demo, summary_lines
+    from .processes import supervised
+
+    live = not no_live and sys.stdout.isatty()
+    log_path = os.path.join(tempfile.mkdtemp(prefix="driftline-demo-"), "services.log")
+    with _embedded_stack(0, 0) as st:
+        settings = Settings(kafka_url=st.kafka_url, redis_url=st.redis_url, partitions=4,
+                            metrics_interval=0.5, log_level="warning")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+        env.update(settings.as_env())
+        if not as_json:
+            click.echo(f"embedded Kafka {st.kafka_url}, Redis {st.redis_url}; worker and "
+                       f"trainer logs: {log_path}")
+        with open(log_path, "ab") as log, supervised([["worker"], ["trainer"]], env,
+                                                     output=log):
+            try:
+                result = asyncio.run(run_demo(settings, events=events, seed=seed,
+                                              scenario=scenario, live=live, rate=rate,
+                                              echo=click.echo))
+            except KeyboardInterrupt:
+                click.echo("interrupted; stopping", err=True)
+                sys.exit(130)
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+    else:
+        click.echo("\n".join(["", "summary:", *(f"  {line}" for line in summary_lines(result)),
+                              f"  {result['seconds']:.0f} s in all"]))
+    if not result["promoted_version"]:
+        click.echo(f"the loop did not close: see {log_path}", err=True)
+        sys.exit(EXIT_FAILURE)
 
 
 @contextlib.contextmanager

@@ -147,3 +147,37 @@ async def read_partition(consumer: AIOKafkaConsumer, topic: str, partition: int,
             yield records
         else:
             position = await consumer.position(tp)
+
+
+async def group_states(admin, groups: list[str]) -> dict[str, tuple[str, int]]:
+    """(state, number of members) of each consumer group, e.g. ``("Stable", 1)``."""
+    states = {}
+    for group in groups:  # one per request: Tansu drops the connection otherwise
+        for response in await admin.describe_consumer_groups([group]):
+            # DescribeGroups: (error, group_id, state, protocol_type, protocol, members)
+            for g in response.groups:
+                states[g[1]] = (g[2], len(g[5]))
+    return states
+
+
+async def wait_for_groups(settings: Settings, groups: list[str], timeout: float = 60.0) -> None:
+    """Wait until each consumer group is ``Stable`` with at least one member (its workers
+    have joined and own their partitions); raises TopicError after ``timeout`` seconds."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await _retry_start(admin.start, "admin client", timeout)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            states = await group_states(admin, groups)
+            waiting = [g for g in groups if states.get(g, ("", 0))[0] != "Stable"
+                       or not states[g][1]]
+            if not waiting:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicError(f"consumer group(s) {', '.join(waiting)} not ready after "
+                                 f"{timeout:.0f}s")
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()

@@ -125,6 +125,18 @@ class Settings:
         default="driftline.models.training:train_ridge",
         metadata=_doc("Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`."),
     )
+    web_host: str = field(
+        default="127.0.0.1",
+        metadata=_doc("Address the worker's HTTP server (API, `/metrics`, dashboard) binds to."),
+    )
+    web_port: int = field(
+        default=6066,
+        metadata=_doc("Port of the worker's HTTP server; `0` turns it off."),
+    )
+    api_token: str = field(
+        default="",
+        metadata=_doc("Bearer token for the API, `/metrics` and the dashboard; required when `DRIFTLINE_WEB_HOST` is not loopback."),
+    )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
 
     # --- derived -----------------------------------------------------------------
@@ -142,6 +154,8 @@ class Settings:
             raise ConfigError(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction}")
         if not 0 <= self.promotion_margin < 1:
             raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin}")
+        if not 0 <= self.web_port <= 65535:
+            raise ConfigError(f"web_port must be 0 (off) to 65535, got {self.web_port}")
         if self.training_max_pairs < 20:
             raise ConfigError(f"training_max_pairs must be at least 20, got {self.training_max_pairs}")
         for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait",

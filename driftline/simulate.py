@@ -81,20 +81,53 @@ class World:
         return X, y
 
 
-def bootstrap(registry: ModelRegistry, model: str, world: World, n: int = 2_000) -> int:
-    """Train v1 on ``n`` rows of the world before any drift (rows far from the stream's),
-    register it with its holdout MSE as the baseline and promote it; returns the version."""
+def initial_model(world: World, n: int = 2_000) -> tuple[LinearModel, float]:
+    """A model trained on ``n`` rows of the world before any drift (rows far from the
+    stream's), and its holdout MSE."""
     before = World(world.scenario, None, world.features, world.noise, world.span, world.seed + 1)
     X, y = before.rows(0, n)
     train, holdout = time_holdout(n)
     fit = train_ridge(X[train], y[train], before.names)
-    mse = float(np.mean((fit.model.predict(X[holdout]) - y[holdout]) ** 2))
-    version = registry.register(model, fit.model, metrics={"mse": mse},
+    return fit.model, float(np.mean((fit.model.predict(X[holdout]) - y[holdout]) ** 2))
+
+
+def bootstrap(registry: ModelRegistry, model: str, world: World, n: int = 2_000) -> int:
+    """Register :func:`initial_model` with its holdout MSE as the baseline and promote it;
+    returns the version."""
+    trained, mse = initial_model(world, n)
+    version = registry.register(model, trained, metrics={"mse": mse},
                                 meta={"parent_version": None, "baseline_mse": mse,
                                       "trainer": "driftline.simulate.bootstrap",
                                       "data": {"rows": n, "scenario": "before drift"}})
     registry.promote(model, version, reason="bootstrap")
     return version
+
+
+def event_log(world: World, events: int, *, model: str = "houses", label_delay: int = 200,
+              start_ts: float = 1_767_225_600.0, rows_per_second: float = 100.0):
+    """The log a service serving :func:`initial_model` (as v1) would have produced: each
+    prediction, and each label ``label_delay`` rows later, with event times, in order."""
+    trained, _ = initial_model(world)
+    labels: deque[tuple[str, float]] = deque()
+
+    def label(pid: str, y: float, i: int) -> dict:
+        return {"prediction_id": pid, "label": y, "ts": start_ts + i / rows_per_second}
+
+    for start in range(0, events, _BLOCK):
+        stop = min(events, start + _BLOCK)
+        X, y = world.rows(start, stop)
+        predictions = trained.predict(X).tolist()
+        for i in range(start, stop):
+            pid = f"{model}-{world.seed}-{i}"
+            yield {"prediction_id": pid, "model": model, "version": 1,
+                   "prediction": predictions[i - start],
+                   "features": dict(zip(world.names, X[i - start].tolist())),
+                   "ts": start_ts + i / rows_per_second}
+            labels.append((pid, float(y[i - start])))
+            if len(labels) > label_delay:
+                yield label(*labels.popleft(), i)
+    for k, (pid, y) in enumerate(labels):
+        yield label(pid, y, events + k)
 
 
 @dataclass
@@ -103,6 +136,7 @@ class ServiceStats:
     labels: int = 0
     by_version: dict[int | None, int] = field(default_factory=dict)
     seconds: float = 0.0
+    drift_ts: float | None = None  # wall-clock time the first post-drift label was published
 
 
 class ProductionService:
@@ -127,13 +161,14 @@ class ProductionService:
         """Serve ``n`` more rows (or stop early when ``until()`` is true), then label the
         rest and flush."""
         started = time.monotonic()
+        first = self.position
         end = self.position + n
         while self.position < end and not (until and until()):
             stop = min(end, self.position + self.step)
             await self._serve(self.position, stop)
             self.position = stop
             if self.rate:
-                ahead = self.stats.predictions / self.rate - (time.monotonic() - started)
+                ahead = (stop - first) / self.rate - (time.monotonic() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         await self._label(0)
@@ -161,7 +196,10 @@ class ProductionService:
 
     async def _label(self, keep: int) -> None:
         now = time.time()
+        drift_at = self.world.drift_at
         while len(self._unlabelled) > keep:
             pid, label = self._unlabelled.popleft()
             await self.publisher.log_label(pid, label=label, ts=now)
+            if drift_at is not None and self.stats.labels == drift_at:
+                self.stats.drift_ts = now
             self.stats.labels += 1

@@ -19,9 +19,13 @@ def run_worker(settings: Settings, agents: tuple[str, ...] = WORKER_AGENTS) -> i
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings, topics_to_create(settings),
-                                          configs=topic_configs(settings)))
-    app = create_app(settings, agents=agents)
+    try:
+        loop.run_until_complete(ensure_topics(settings, topics_to_create(settings),
+                                              configs=topic_configs(settings)))
+        app = create_app(settings, agents=agents)
+    except BaseException:
+        loop.close()
+        raise
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper(),
                           redirect_stdouts=False, quiet=True)
     # mode's Worker handles SIGINT and SIGTERM itself and stops the app cleanly.

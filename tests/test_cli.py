@@ -16,9 +16,13 @@ from driftline.cli import main
 from driftline.settings import Settings
 
 
-@pytest.mark.parametrize("args", [["--help"], ["worker", "--help"], ["stack", "--help"],
-                                  ["stack", "up", "--help"], ["up", "--help"]],
-                         ids=lambda a: " ".join(a))
+def every_command(group=main, path=()):
+    yield [*path, "--help"]
+    for name, command in getattr(group, "commands", {}).items():
+        yield from every_command(command, (*path, name))
+
+
+@pytest.mark.parametrize("args", list(every_command()), ids=lambda a: " ".join(a))
 def test_help_everywhere(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -29,6 +33,20 @@ def test_bad_flag_is_a_usage_error_with_the_fix():
     result = CliRunner().invoke(main, ["worker", "--partitions", "0"])
     assert result.exit_code == 2
     assert "--partitions" in result.output and "x>=1" in result.output
+
+
+def test_unknown_agent_is_a_usage_error_that_lists_the_agents():
+    result = CliRunner().invoke(main, ["worker", "--agents", "join,trainer"])
+    assert result.exit_code == 2
+    assert "trainer: choose from join, monitor, trigger" in result.output
+
+
+def test_a_training_function_that_cannot_be_imported_stops_the_trainer(stack):
+    result = CliRunner().invoke(main, ["trainer"], env={
+        "DRIFTLINE_KAFKA_URL": stack.kafka_url, "DRIFTLINE_REDIS_URL": stack.redis_url,
+        "DRIFTLINE_TOPIC_PREFIX": "cli-trainer.", "DRIFTLINE_TRAINER": "nowhere:fit"})
+    assert result.exit_code == 2
+    assert "DRIFTLINE_TRAINER='nowhere:fit' cannot be imported" in result.output
 
 
 def test_bad_environment_is_a_usage_error_with_the_fix():

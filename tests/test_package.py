@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +49,8 @@ DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.
              "driftline.agents.joinstate", "driftline.agents.deadletter",
              "driftline.agents.alerting", "driftline.agents.metrics",
              "driftline.agents.monitor_core", "driftline.models.linear",
-             "driftline.models.training"]
+             "driftline.models.training", "driftline.agents.retrain_policy",
+             "driftline.simulate", "driftline.eventfile"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)
@@ -77,3 +80,33 @@ def test_readme_documents_every_setting_and_ci_runs_its_test_command():
     missing = [env for env in Settings.env_names().values() if f"`{env}`" not in readme]
     assert missing == []
     assert "./dev test" in readme and "./dev test" in (ROOT / ".ci" / "run").read_text()
+
+
+def readme_blocks(marker: str, until: str = "\n## ") -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(marker):]
+    section = section[:section.index(until)]
+    return re.findall(r"```(?:json|sh)\n(.*?)```", section, re.S)
+
+
+def test_readme_event_examples_are_valid_events():
+    from driftline.models.events import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
+                                         SCORED)
+
+    blocks = readme_blocks("<!-- event-examples -->", "**Dead letters.**")
+    schemas = [PREDICTION, LABEL, SCORED, ALERT, RETRAIN_REQUEST, MODEL_EVENT]
+    assert len(blocks) == len(schemas)
+    for block, schema in zip(blocks, schemas):
+        schema.validate(json.loads(block))
+
+
+def test_readme_offline_cli_examples_run_as_written(tmp_path):
+    [block] = readme_blocks("<!-- cli-examples -->")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for line in block.strip().splitlines():
+        result = subprocess.run(shlex.split(line), cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+    assert (tmp_path / "report" / "report.png").stat().st_size > 20_000
+    assert json.loads(result.stdout)["alerts"] >= 1

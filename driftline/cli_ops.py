@@ -1,0 +1,301 @@
+"""Operator commands: ``publish`` a file, ``alerts tail``, ``replay`` a log offline,
+``health`` for health checks.
+
+Exit codes (as for every command): 0 ok, 1 runtime failure, 2 usage; ``publish``
+and ``replay`` exit 3 when they skipped bad rows (each reported with its line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from .cli import EXIT_FAILURE, settings_options
+from .errors import ConfigError, DriftlineError
+from .settings import Settings
+
+EXIT_SKIPPED_ROWS = 3
+MAX_REPORTED = 20
+
+
+def _report_bad_rows(bad: list, total_bad: int) -> None:
+    for row in bad[:MAX_REPORTED]:
+        click.echo(f"skipped {row.error}", err=True)
+    if total_bad > MAX_REPORTED:
+        click.echo(f"... and {total_bad - MAX_REPORTED} more bad rows", err=True)
+
+
+@click.command()
+@settings_options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="Events per Kafka message (1: one event per message, keyed by prediction_id).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def publish(settings: Settings, file: Path, batch: int, as_json: bool) -> None:
+    """Publish the predictions and labels of FILE (JSON lines, or CSV by extension).
+
+    JSONL: one prediction or label event per line. CSV: columns prediction_id, model,
+    version, prediction, label, ts, label_ts; the other columns are features. Bad rows
+    are reported with their line numbers and skipped (exit code 3).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .eventfile import open_events
+    from .publisher import Publisher
+
+    async def run() -> dict[str, Any]:
+        counts = {"predictions": 0, "labels": 0, "bad_rows": 0}
+        bad = []
+        with open(file, "rb") as f:
+            total = sum(1 for _ in f)
+        progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(),
+                            transient=True, disable=not sys.stderr.isatty())
+        async with Publisher(settings=settings, max_batch=batch) as pub:
+            with progress:
+                task = progress.add_task("publish", total=total)
+                for row in open_events(file):
+                    progress.update(task, completed=row.line)
+                    if row.error is not None:
+                        counts["bad_rows"] += 1
+                        bad.append(row)
+                        continue
+                    event = dict(row.event or {})
+                    pid = event.pop("prediction_id")
+                    if row.kind == "prediction":
+                        await pub.log_prediction(pid, **event)
+                        counts["predictions"] += 1
+                    else:
+                        await pub.log_label(pid, **event)
+                        counts["labels"] += 1
+        _report_bad_rows(bad, counts["bad_rows"])
+        return counts
+
+    try:
+        counts = asyncio.run(run())
+    except DriftlineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    if as_json:
+        click.echo(orjson.dumps(counts).decode())
+    else:
+        click.echo(f"published {counts['predictions']:,} predictions and {counts['labels']:,} "
+                   f"labels to {settings.topic('predictions')} / {settings.topic('labels')}; "
+                   f"{counts['bad_rows']:,} bad rows skipped")
+    sys.exit(EXIT_SKIPPED_ROWS if counts["bad_rows"] else 0)
+
+
+@click.group()
+def alerts() -> None:
+    """Alerts published by the monitor."""
+
+
+@alerts.command("tail")
+@settings_options
+@click.option("--model", help="Only this model's alerts.")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the latest alerts to show first.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new alerts until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="One alert event (JSON) per line.")
+def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
+                as_json: bool) -> None:
+    """Show the latest alerts (all models, or --model), and with -f follow new ones."""
+    from aiokafka import TopicPartition
+
+    from .kafka import partition_for, read_partition, reader
+
+    topic = settings.topic("alerts")
+
+    def show(alert: dict[str, Any]) -> None:
+        if model and alert.get("model") != model:
+            return
+        if as_json:
+            click.echo(orjson.dumps(alert).decode())
+            return
+        when = datetime.fromtimestamp(alert["ts"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{when}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<17} "
+                   f"{alert['model']} v{alert['version']}  {alert['message']}")
+
+    async def run() -> None:
+        consumer = reader(settings)
+        try:
+            await consumer.start()
+            partitions = ([partition_for(model.encode(), settings.partitions)] if model
+                          else range(settings.partitions))
+            existing: list[dict[str, Any]] = []
+            ends = {}
+            for q in partitions:
+                async for records in read_partition(consumer, topic, q):
+                    existing.extend(_alert(r.value) for r in records)
+                ends[q] = await consumer.position(TopicPartition(topic, q))
+            mine = [a for a in existing if a and (not model or a["model"] == model)]
+            for alert in sorted(mine, key=lambda a: a["ts"])[-lines:] if lines else []:
+                show(alert)
+            if not follow:
+                return
+            tps = [TopicPartition(topic, q) for q in ends]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, ends[tp.partition])
+            while True:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for r in records:
+                        alert = _alert(r.value)
+                        if alert:
+                            show(alert)
+        finally:
+            await consumer.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # Kafka unreachable, or the topic missing
+        click.echo(f"error: cannot read {topic} from {settings.kafka_url}: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+def _alert(value: bytes | None) -> dict[str, Any] | None:
+    try:
+        alert = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return alert if isinstance(alert, dict) and "alert_id" in alert else None
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              envvar="DRIFTLINE_MONITOR_CONFIG",
+              help="Monitoring TOML (thresholds, detectors). [env: DRIFTLINE_MONITOR_CONFIG]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("driftline-report"), show_default=True,
+              help="Folder for report.png, alerts.json and summary.json.")
+@click.option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
+              show_default=True, help="Seconds (event time) a prediction waits for its label.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
+           as_json: bool) -> None:
+    """Run the monitor offline over FILE, a log of predictions and labels (JSON lines,
+    or CSV by extension), in its order, and write a report: a plot of rolling MSE per
+    version with the baseline, drift points and alerts marked, plus the alerts as JSON -
+    the same alerts the streaming worker would publish for that input. No Kafka needed.
+    """
+    from .agents.monitor_config import MonitorConfig
+    from .eventfile import open_events
+    from .replay import Replay, write_report
+
+    try:
+        config = MonitorConfig.load(config_path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    started = time.monotonic()
+    result = Replay(config, ttl=join_ttl).feed(open_events(file)).finish()
+    paths = write_report(result, out)
+    _report_bad_rows(result.bad_rows, len(result.bad_rows))
+    summary = {"events": result.events, "scored": result.scored, "expired": result.expired,
+               "bad_rows": len(result.bad_rows), "alerts": len(result.alerts),
+               "seconds": round(time.monotonic() - started, 3),
+               "files": {k: str(v) for k, v in paths.items()}}
+    if as_json:
+        click.echo(orjson.dumps(summary).decode())
+    else:
+        click.echo(f"replayed {result.events:,} events in {summary['seconds']:.1f}s: "
+                   f"{result.scored:,} scored pairs, {len(result.alerts)} alerts")
+        for alert in result.alerts:
+            click.echo(f"  {alert['alert_id']}: {alert['message']}")
+        click.echo(f"report: {paths['plot']}, {paths['alerts']}, {paths['summary']}")
+    sys.exit(EXIT_SKIPPED_ROWS if result.bad_rows else 0)
+
+
+@click.command()
+@settings_options
+@click.option("--group", "which", type=click.Choice(["worker", "trainer", "all"]),
+              default="all", show_default=True, help="Whose consumer group must be running.")
+@click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
+              help="Seconds to wait for Kafka and Redis.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def health(settings: Settings, which: str, timeout: float, as_json: bool) -> None:
+    """Check that Kafka and Redis answer and that the worker's (and/or trainer's) consumer
+    group is Stable with members. Exit 0 when all is well, 1 otherwise (for health checks)."""
+    import redis
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from .kafka import group_states
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
+    groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id}
+    wanted = list(groups) if which == "all" else [which]
+    checks: dict[str, dict[str, Any]] = {}
+
+    async def kafka() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                    request_timeout_ms=int(timeout * 1000))
+        try:
+            await asyncio.wait_for(admin.start(), timeout)
+            checks["kafka"] = {"ok": True, "url": settings.kafka_url}
+            states = await asyncio.wait_for(
+                group_states(admin, [groups[w] for w in wanted]), timeout)
+            for name in wanted:
+                state, members = states.get(groups[name], ("Dead", 0))
+                checks[name] = {"ok": state == "Stable" and members > 0, "group": groups[name],
+                                "state": state, "members": members}
+        except Exception as exc:
+            checks.setdefault("kafka", {"ok": False, "url": settings.kafka_url,
+                                        "error": str(exc) or type(exc).__name__})
+        finally:
+            await admin.close()
+
+    asyncio.run(kafka())
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout,
+                                      socket_connect_timeout=timeout)
+        client.ping()
+        client.close()
+        checks["redis"] = {"ok": True}
+    except redis.RedisError as exc:
+        checks["redis"] = {"ok": False, "error": str(exc)}
+    for name in wanted:
+        checks.setdefault(name, {"ok": False, "group": groups[name],
+                                 "error": "Kafka unreachable"})
+    healthy = all(c["ok"] for c in checks.values())
+    if as_json:
+        click.echo(orjson.dumps({"healthy": healthy, "checks": checks}).decode())
+    else:
+        for name, check in checks.items():
+            detail = ", ".join(f"{k}={v}" for k, v in check.items() if k != "ok")
+            click.echo(f"{'ok  ' if check['ok'] else 'FAIL'} {name}: {detail}")
+    sys.exit(0 if healthy else EXIT_FAILURE)
+
+
+@click.command()
+@click.option("--events", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Predictions (each followed by its label).")
+@click.option("--scenario", type=click.Choice(["abrupt", "gradual", "feature-shift"]),
+              default="abrupt", show_default=True)
+@click.option("--drift-at", type=click.IntRange(min=0), default=None,
+              help="Row of the drift (default: half-way).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--label-delay", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Labels arrive this many predictions later.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON-lines file to write (for publish or replay).")
+def simulate(events: int, scenario: str, drift_at: int | None, seed: int, label_delay: int,
+             out: Path) -> None:
+    """Write the prediction and label log of the simulated service (model houses v1,
+    trained before the drift) - input to try `driftline replay` or `publish` with."""
+    from .simulate import World, event_log
+
+    world = World(scenario, drift_at=events // 2 if drift_at is None else drift_at, seed=seed)
+    with open(out, "wb") as f:
+        for n, event in enumerate(event_log(world, events, label_delay=label_delay), 1):
+            f.write(orjson.dumps(event) + b"\n")
+    click.echo(f"wrote {n:,} events ({events:,} predictions and their labels, {scenario} drift "
+               f"at row {world.drift_at:,}) to {out}")

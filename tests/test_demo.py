@@ -1,0 +1,53 @@
+"""`driftline demo`, the quick start's first command, run as a user would (non-interactive)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def processes_mentioning(text: bytes) -> list[str]:
+    """Command lines of live processes whose arguments (NUL-separated) or environment
+    contain ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if text in cmdline or text in environ:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_demo_closes_the_loop_and_leaves_nothing_behind():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    result = subprocess.run([sys.executable, "-m", "driftline", "demo", "--no-live",
+                             "--events", "6000", "--seed", "1"], env=env, capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "drift injected at pair 2,000" in out
+    assert re.search(r"drift detected [\d.]+ s after the first post-drift label "
+                     r"\(concept_drift at v1's pair \d[\d,]*\)", out), out
+    assert re.search(r"retrained and promoted v2 in [\d.]+ s after the alert "
+                     r"\(1 retrain request\)", out), out
+    assert "model houses v2 promoted" in out and "alert houses.v1.concept_drift.1.firing" in out
+    kafka = re.search(r"embedded Kafka kafka://(127\.0\.0\.1:\d+)", out).group(1)
+    redis = re.search(r"Redis redis://(127\.0\.0\.1:\d+)", out).group(1)
+    port = redis.split(":")[1]
+    leftovers = (processes_mentioning(kafka.encode())           # tansu, worker, trainer
+                 + processes_mentioning(redis.encode())         # worker, trainer
+                 + processes_mentioning(f"--port\0{port}\0".encode()))  # valkey
+    assert leftovers == [], leftovers
