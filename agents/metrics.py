@@ -73,3 +73,37 @@ class RollingErrors:
         log_loss = float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
         return {"rolling_accuracy": float(np.mean(y == yhat)), "rolling_precision": precision,
                 "rolling_recall": recall, "rolling_f1": f1, "rolling_log_loss": log_loss}
+
+
+# Label delay buckets, seconds: a second to a week.
+DELAY_BUCKETS = np.array([1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400,
+                          3 * 86400, 7 * 86400], dtype=float)
+
+
+class LabelDelays:
+    """A histogram of label time - prediction time (Prometheus ``le`` buckets).
+
+    >>> d = LabelDelays()
+    >>> d.add(np.array([0.5, 3.0, 3.0, 1e7]), newest_label_ts=100.0)
+    >>> d.buckets()[:3], d.buckets()[-1], d.total
+    ([('1.0', 1), ('5.0', 3), ('15.0', 3)], ('+Inf', 4), 10000006.5)
+    """
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(len(DELAY_BUCKETS) + 1, dtype=np.int64)
+        self.total = 0.0
+        self.newest_label_ts: float | None = None
+
+    def add(self, delays: np.ndarray, newest_label_ts: float | None) -> None:
+        delays = delays[np.isfinite(delays)]
+        self.counts += np.bincount(np.searchsorted(DELAY_BUCKETS, delays, side="left"),
+                                   minlength=len(self.counts))
+        self.total += float(delays.sum())
+        if newest_label_ts is not None and (self.newest_label_ts is None
+                                            or newest_label_ts > self.newest_label_ts):
+            self.newest_label_ts = newest_label_ts
+
+    def buckets(self) -> list[tuple[str, int]]:
+        cumulative = np.cumsum(self.counts).tolist()
+        return [(str(b), c) for b, c in zip(DELAY_BUCKETS.tolist(), cumulative)] + [
+            ("+Inf", cumulative[-1])]

@@ -23,16 +23,19 @@ crash lost. Nothing is unpickled: the state is re-derived from JSON events.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import faust
+import numpy as np
 import orjson
 import redis
 
 from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.metrics import LabelDelays
 from driftline.agents.monitor_core import Monitor
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
@@ -121,6 +124,7 @@ class PartitionMonitor:
         self.applied: dict[tuple[str, int], tuple[int, int]] = {}  # source -> last position
         self.published: set[str] = set()            # alert ids on the alerts partition
         self.duplicates = 0
+        self.label_delays: dict[str, LabelDelays] = {}  # per model, for /metrics
 
     def apply(self, offset: int, value: bytes) -> list[dict[str, Any]]:
         """One monitor-input record, in offset order; returns the alerts it raised."""
@@ -150,10 +154,25 @@ class PartitionMonitor:
 
     def _feed(self, kind: str | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == SCORED:
+            self._label_delays(events)
             return self.monitor.process_pairs(events)
         if kind == PREDICTION_KIND:
             return self.monitor.process_predictions(events)
         return self.monitor.process_expired(events)
+
+
+    def _label_delays(self, pairs: list[dict[str, Any]]) -> None:
+        label_ts = np.fromiter((p["label_ts"] if p.get("label_ts") is not None else math.nan
+                                for p in pairs), float, len(pairs))
+        ts = np.fromiter((p["ts"] if p.get("ts") is not None else math.nan for p in pairs),
+                         float, len(pairs))
+        models = [p["model"] for p in pairs]
+        for model in set(models):
+            mine = (np.fromiter((m == model for m in models), bool, len(models))
+                    if len(set(models)) > 1 else slice(None))
+            newest = np.nanmax(label_ts[mine]) if np.isfinite(label_ts[mine]).any() else None
+            self.label_delays.setdefault(model, LabelDelays()).add(
+                label_ts[mine] - ts[mine], None if newest is None else float(newest))
 
 
 class RegistryBaselines:

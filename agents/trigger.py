@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ class TriggerAgent:
         self.retrain_topic = settings.topic("retrain")
         self.parts: dict[int, RetrainTrigger] = {}
         self.published: dict[int, set[str]] = {}
+        self.requested: dict[int, Counter[str]] = {}  # per partition: requests per model
 
     async def process(self, messages: Sequence[Any]) -> None:
         await self._ensure_loaded({e.message.partition for e in messages})
@@ -71,6 +73,7 @@ class TriggerAgent:
             if request["request_id"] in self.published[q]:
                 continue
             self.published[q].add(request["request_id"])
+            self.requested[q][request["model"]] += 1
             request = RETRAIN_REQUEST.validate(request)
             log.warning("retrain request %s for %s v%s: %s", request["request_id"],
                         request["model"], request["base_version"], request["reason"])
@@ -88,13 +91,17 @@ class TriggerAgent:
                 started = time.monotonic()
                 trigger = RetrainTrigger(self.config)
                 published: set[str] = set()
+                requested: Counter[str] = Counter()
                 async for records in read_partition(consumer, self.retrain_topic, q):
                     for r in records:
                         try:
-                            published.add(orjson.loads(r.value)["request_id"])
+                            value = orjson.loads(r.value)
+                            published.add(value["request_id"])
+                            requested[value["model"]] += 1
                         except (orjson.JSONDecodeError, KeyError, TypeError):
                             log.error("unreadable retrain request at %d@%d", q, r.offset)
                 self.published[q] = published
+                self.requested[q] = requested
                 ready: list[dict[str, Any]] = []
                 n = 0
                 async for records in read_partition(consumer, self.alerts_topic, q):
@@ -120,6 +127,7 @@ class TriggerAgent:
         for q in partitions:
             self.parts.pop(q, None)
             self.published.pop(q, None)
+            self.requested.pop(q, None)
 
 
 def _metrics_record(value: bytes | None) -> dict[str, Any] | None:

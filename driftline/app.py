@@ -62,7 +62,17 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
         producer_max_request_size=settings.max_message_bytes + 65_536,
         producer_acks=-1,
         stream_wait_empty=True,
-        web_enabled=False,
+        web_enabled=bool(settings.web_port),
+        web_port=settings.web_port or 6066,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        # Faust's own pages (router, tables, graph, stats) stay off: driftline serves
+        # its API, /metrics and the dashboard (driftline.web), and "/" is the dashboard.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         **FAST_GROUP_TIMEOUTS,
     )
     from driftline.agents import join, monitor, trainer, trigger
@@ -71,4 +81,8 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
                   "trigger": trigger.install, "trainer": trainer.install}
     app.driftline = {name: installers[name](app, settings)  # type: ignore[attr-defined]
                      for name in AGENTS if name in agents}
+    if settings.web_port:
+        from driftline import web
+
+        app.driftline["web"] = web.install(app, settings)
     return app

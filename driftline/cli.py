@@ -154,6 +154,12 @@ def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
             env["DRIFTLINE_PARTITIONS"] = str(partitions)
         for name, value in st.env().items():
             click.echo(f"{name}={value}")
+        try:
+            web = Settings.from_env(env)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        if web.web_port:
+            click.echo(f"dashboard: http://{web.web_host}:{web.web_port}/")
         # Under the same supervisor as the services: if this process is SIGKILLed, the
         # pipe closes and the worker and trainer are stopped too.
         from .processes import STOPPED_OK, supervised
@@ -196,13 +202,16 @@ def demo(events: int, seed: int, scenario: str, rate: float, no_live: bool,
     live = not no_live and sys.stdout.isatty()
     log_path = os.path.join(tempfile.mkdtemp(prefix="driftline-demo-"), "services.log")
     with _embedded_stack(0, 0) as st:
+        from .stack import free_port
+
         settings = Settings(kafka_url=st.kafka_url, redis_url=st.redis_url, partitions=4,
-                            metrics_interval=0.5, log_level="warning")
+                            metrics_interval=0.5, log_level="warning", web_port=free_port())
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
         env.update(settings.as_env())
         if not as_json:
             click.echo(f"embedded Kafka {st.kafka_url}, Redis {st.redis_url}; worker and "
                        f"trainer logs: {log_path}")
+            click.echo(f"dashboard: http://127.0.0.1:{settings.web_port}/ (while the demo runs)")
         with open(log_path, "ab") as log, supervised([["worker"], ["trainer"]], env,
                                                      output=log):
             try:

@@ -17,6 +17,10 @@ def run_worker(settings: Settings, agents: tuple[str, ...] = WORKER_AGENTS) -> i
     """Blocks until SIGTERM / Ctrl-C; returns the exit code."""
     import faust
 
+    if settings.web_port:
+        from .web import check_access
+
+        check_access(settings)  # before anything is created
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -43,4 +47,5 @@ def run_worker(settings: Settings, agents: tuple[str, ...] = WORKER_AGENTS) -> i
 
 def run_trainer(settings: Settings) -> int:
     """The trainer in its own consumer group, so it scales and restarts apart."""
-    return run_worker(settings.replace(group_id=settings.trainer_group_id), ("trainer",))
+    return run_worker(settings.replace(group_id=settings.trainer_group_id, web_port=0),
+                      ("trainer",))

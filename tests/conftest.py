@@ -28,7 +28,7 @@ def settings(stack) -> Settings:
     tag = uuid.uuid4().hex[:10]
     return Settings(kafka_url=stack.kafka_url, redis_url=stack.redis_url,
                     topic_prefix=f"t{tag}.", group_id=f"g{tag}", partitions=4,
-                    expiry_interval=0.5, registry_prefix=f"r{tag}:")
+                    expiry_interval=0.5, registry_prefix=f"r{tag}:", web_port=0)
 
 
 class WorkerProcess:

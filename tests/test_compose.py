@@ -11,6 +11,7 @@ import yaml
 
 from driftline.cli import main
 from driftline.settings import Settings
+from driftline.web import check_access
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "compose-spec.json"
@@ -46,6 +47,7 @@ def test_driftline_services_use_only_known_settings_with_valid_values(compose):
         assert env, name
         assert set(env) <= known, f"{name} sets unknown variables {set(env) - known}"
         settings = Settings.from_env(env)  # valid values, or ConfigError
+        check_access(settings)  # not on 0.0.0.0 without a token
         assert settings.bootstrap_servers == ["kafka:9092"]
         assert settings.redis_url.startswith("redis://:change-me@redis:6379")
         command = services[name]["command"][0]
@@ -53,6 +55,13 @@ def test_driftline_services_use_only_known_settings_with_valid_values(compose):
         assert services[name]["build"] == "."
         assert services[name]["healthcheck"]["test"][1:3] == ["driftline", "health"]
         assert {"kafka", "redis"} <= set(services[name]["depends_on"])
+
+
+def test_the_worker_publishes_its_web_port_with_a_token(compose):
+    worker = compose["services"]["worker"]
+    assert worker["ports"] == ["6066:6066"]
+    assert worker["environment"]["DRIFTLINE_WEB_HOST"] == "0.0.0.0"
+    assert interpolate(worker["environment"]["DRIFTLINE_API_TOKEN"])
 
 
 def test_kafka_is_kraft_and_redis_has_a_password_and_append_only(compose):

@@ -1,0 +1,133 @@
+"""What the dashboard and the HTTP API show: a view rebuilt from driftline's own topics.
+
+:class:`Observatory` is fed the records of ``metrics`` (each version's report,
+every ``DRIFTLINE_METRICS_INTERVAL`` s), ``alerts`` and ``models`` (lifecycle
+events); :func:`follow` feeds it from Kafka, reading every partition, so every
+worker answers for every model whichever partitions it owns. Bounded: a series
+of at most ``max_points`` per version and ``max_alerts`` alerts per model.
+
+>>> obs = Observatory()
+>>> obs.apply("metrics", {"model": "m", "version": 1, "rolling_mse": 1.5, "baseline_mse": 1.0,
+...                       "n_scored": 10, "n_predictions": 12, "n_expired": 0}, ts=100.0)
+>>> obs.apply("alerts", {"alert_id": "m.v1.metric_threshold.1.firing", "model": "m",
+...                      "version": 1, "kind": "metric_threshold", "status": "firing",
+...                      "ts": 99.0}, ts=100.0)
+>>> [a["alert_id"] for a in obs.open_alerts("m")]
+['m.v1.metric_threshold.1.firing']
+>>> obs.series[("m", 1)][-1]
+(100.0, 1.5, 1.0, 10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from driftline.kafka import true_end_offset
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KINDS = ("metrics", "alerts", "models")
+METRICS_HISTORY = 5_000  # records per metrics partition read back at start
+
+
+def episode(alert_id: str) -> str:
+    """``m.v1.kind.1.firing`` -> ``m.v1.kind.1`` (firing and resolved share it)."""
+    return alert_id.rsplit(".", 1)[0]
+
+
+class Observatory:
+    def __init__(self, max_points: int = 2_000, max_alerts: int = 500) -> None:
+        self.max_points = max_points
+        self.max_alerts = max_alerts
+        self.reports: dict[str, dict[int | None, dict[str, Any]]] = {}
+        self.series: dict[tuple[str, int | None], deque[tuple[float, float | None,
+                                                               float | None, int]]] = {}
+        self.alerts: dict[str, deque[dict[str, Any]]] = {}
+        self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
+        self.events: dict[str, deque[dict[str, Any]]] = {}
+        self.ready = False  # history read
+
+    def apply(self, kind: str, value: dict[str, Any], ts: float) -> None:
+        model = value.get("model")
+        if not isinstance(model, str):
+            return
+        if kind == "metrics":
+            version = value.get("version")
+            self.reports.setdefault(model, {})[version] = {**value, "updated": ts}
+            points = self.series.setdefault((model, version), deque(maxlen=self.max_points))
+            point = (ts, value.get("rolling_mse"), value.get("baseline_mse"),
+                     value.get("n_scored", 0))
+            if not points or points[-1][1:] != point[1:]:  # an idle version adds nothing
+                points.append(point)
+        elif kind == "alerts":
+            # The series is in publication time (the metrics records'), the alert's ts in
+            # event time; the dashboard places it by when it was published.
+            value = {**value, "published": ts}
+            self.alerts.setdefault(model, deque(maxlen=self.max_alerts)).append(value)
+            firing = self.firing.setdefault(model, {})
+            if value.get("status") == "firing":
+                firing[episode(value["alert_id"])] = value
+            else:
+                firing.pop(episode(value.get("alert_id", "")), None)
+        elif kind == "models":
+            self.events.setdefault(model, deque(maxlen=self.max_alerts)).append(value)
+
+    # --- reading -----------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        return sorted(set(self.reports) | set(self.alerts) | set(self.events))
+
+    def open_alerts(self, model: str | None = None) -> list[dict[str, Any]]:
+        models = [model] if model else list(self.firing)
+        return sorted((a for m in models for a in self.firing.get(m, {}).values()),
+                      key=lambda a: a["ts"])
+
+    def recent_alerts(self, model: str | None = None, status: str | None = None,
+                      limit: int = 100) -> list[dict[str, Any]]:
+        models = [model] if model else list(self.alerts)
+        found = [a for m in models for a in self.alerts.get(m, ())
+                 if status is None or a.get("status") == status
+                 or (status == "open" and episode(a["alert_id"]) in self.firing.get(m, {})
+                     and a.get("status") == "firing")]
+        return sorted(found, key=lambda a: a["ts"])[-limit:] if limit else []
+
+
+async def follow(observatory: Observatory, settings: Settings,
+                 stop: asyncio.Event | None = None) -> None:
+    """Feed ``observatory`` from the topics: their recent history, then as records come."""
+    topics = {settings.topic(kind): kind for kind in KINDS}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        ends = {}
+        for tp in tps:
+            end = await true_end_offset(consumer, tp)
+            ends[tp] = end
+            start = max(0, end - METRICS_HISTORY) if topics[tp.topic] == "metrics" else 0
+            consumer.seek(tp, start)
+        while stop is None or not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+            for tp, records in batches.items():
+                kind = topics[tp.topic]
+                for r in records:
+                    try:
+                        value = orjson.loads(r.value)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(value, dict):
+                        observatory.apply(kind, value, r.timestamp / 1000)
+            if not observatory.ready:
+                positions = [await consumer.position(tp) for tp in ends]
+                observatory.ready = all(p >= end for p, end in zip(positions, ends.values()))
+    finally:
+        await consumer.stop()

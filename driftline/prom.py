@@ -1,0 +1,156 @@
+"""``GET /metrics``: the worker's state in the Prometheus exposition format.
+
+Everything is read from the agents at scrape time, so the hot path pays nothing.
+Counters of the join are this process's since it started (Prometheus handles the
+reset on restart); per-model values come from the monitor partitions this worker
+owns, so summing over workers never counts a model twice. Names follow Prometheus
+conventions: base units, ``_total`` for counters.
+
+========================================  =========  ==================================
+``driftline_events_consumed_total``       counter    ``kind``: prediction, label
+``driftline_pairs_scored_total``          counter    scored pairs made by the join
+``driftline_duplicates_total``            counter    ``kind``: prediction, label
+``driftline_predictions_expired_total``   counter    unlabelled after the join TTL
+``driftline_dead_letters_total``          counter    ``reason``: the error kind
+``driftline_label_delay_seconds``         histogram  label time - prediction time
+``driftline_rolling_mse``                 gauge      ``model``, ``version``
+``driftline_baseline_mse``                gauge      ``model``, ``version``
+``driftline_version_pairs_total``         counter    ``model``, ``version``
+``driftline_alerts_firing``               gauge      ``model``, ``kind``
+``driftline_alerts_total``                counter    ``model``, ``kind``: episodes fired
+``driftline_retrain_requests_total``      counter    ``model``
+``driftline_promotions_total``            counter    ``model``
+``driftline_consumer_lag_records``        gauge      ``topic``, ``partition``
+``driftline_event_time_lag_seconds``      gauge      ``model``: now - newest label time
+========================================  =========  ==================================
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from driftline.kafka import partition_for
+
+
+class _Collector:
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+async def exposition(app, state) -> tuple[bytes, str]:
+    families = list(_join_families(app.driftline.get("join")))
+    monitor = app.driftline.get("monitor")
+    owned: set[int] = set(monitor.parts) if monitor is not None else set()
+    families += _monitor_families(monitor)
+    families += _loop_families(app, state, owned)
+    families += [await _lag_family(app, state.settings.topic_prefix)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(families))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _join_families(joiner) -> list:
+    consumed = CounterMetricFamily("driftline_events_consumed", "Prediction and label events "
+                                   "read by the join.", labels=["kind"])
+    scored = CounterMetricFamily("driftline_pairs_scored", "Scored pairs made by the join.")
+    duplicates = CounterMetricFamily("driftline_duplicates", "Re-sent events the join "
+                                     "recognised.", labels=["kind"])
+    expired = CounterMetricFamily("driftline_predictions_expired", "Predictions that got no "
+                                  "label within DRIFTLINE_JOIN_TTL.")
+    dead = CounterMetricFamily("driftline_dead_letters", "Refused inputs sent to the "
+                               "dead-letter topic.", labels=["reason"])
+    stats = joiner.stats if joiner is not None else Counter()
+    for kind in ("prediction", "label"):
+        consumed.add_metric([kind], stats[f"{kind}s"])
+        duplicates.add_metric([kind], stats[f"duplicate_{kind}s"])
+    scored.add_metric([], stats["scored"])
+    expired.add_metric([], stats["expired_predictions"])
+    for reason, count in sorted((joiner.dead_letters if joiner is not None else {}).items()):
+        dead.add_metric([reason], count)
+    return [consumed, scored, duplicates, expired, dead]
+
+
+def _monitor_families(monitor) -> list:
+    mse = GaugeMetricFamily("driftline_rolling_mse", "Rolling MSE over the version's window.",
+                            labels=["model", "version"])
+    baseline = GaugeMetricFamily("driftline_baseline_mse", "The version's baseline MSE.",
+                                 labels=["model", "version"])
+    pairs = CounterMetricFamily("driftline_version_pairs", "Scored pairs of the version.",
+                                labels=["model", "version"])
+    firing = GaugeMetricFamily("driftline_alerts_firing", "Alert episodes firing now.",
+                               labels=["model", "kind"])
+    fired = CounterMetricFamily("driftline_alerts", "Alert episodes fired.",
+                                labels=["model", "kind"])
+    delay = HistogramMetricFamily("driftline_label_delay_seconds", "Label time minus "
+                                  "prediction time of scored pairs.", labels=["model"],
+                                  unit="")
+    event_lag = GaugeMetricFamily("driftline_event_time_lag_seconds", "Now minus the newest "
+                                  "label time the monitor has applied.", labels=["model"])
+    now = time.time()
+    for part in (monitor.parts.values() if monitor is not None else ()):
+        for (model, version), vm in part.monitor.versions.items():
+            labels = [model, str(version)]
+            if vm.rolling.count:
+                mse.add_metric(labels, vm.rolling.mse())
+            if vm.baseline_mse is not None:
+                baseline.add_metric(labels, vm.baseline_mse)
+            pairs.add_metric(labels, vm.rolling.count)
+        counts_firing: Counter[tuple[str, str]] = Counter()
+        counts_fired: Counter[tuple[str, str]] = Counter()
+        for model, book in part.monitor.books.items():
+            for key, episode in book.episodes.items():
+                counts_fired[(model, key.kind)] += episode.number
+                counts_firing[(model, key.kind)] += int(episode.firing)
+        for (model, kind), n in sorted(counts_fired.items()):
+            fired.add_metric([model, kind], n)
+            firing.add_metric([model, kind], counts_firing[(model, kind)])
+        for model, histogram in sorted(part.label_delays.items()):
+            delay.add_metric([model], histogram.buckets(), histogram.total)
+            if histogram.newest_label_ts is not None:
+                event_lag.add_metric([model], max(0.0, now - histogram.newest_label_ts))
+    return [mse, baseline, pairs, firing, fired, delay, event_lag]
+
+
+def _loop_families(app, state, owned: set[int]) -> list:
+    requests = CounterMetricFamily("driftline_retrain_requests", "Retrain requests the "
+                                   "trigger published.", labels=["model"])
+    promotions = CounterMetricFamily("driftline_promotions", "Versions promoted "
+                                     "(model events).", labels=["model"])
+    trigger = app.driftline.get("trigger")
+    per_model: Counter[str] = Counter()
+    for counts in (trigger.requested.values() if trigger is not None else ()):
+        per_model.update(counts)
+    for model, n in sorted(per_model.items()):
+        requests.add_metric([model], n)
+    n = state.settings.partitions
+    for model, events in sorted(state.observatory.events.items()):
+        if partition_for(model.encode(), n) in owned:  # one worker reports each model
+            promotions.add_metric([model], sum(1 for e in events if e.get("event") == "promoted"))
+    return [requests, promotions]
+
+
+async def _lag_family(app, prefix: str) -> Any:
+    lag = GaugeMetricFamily("driftline_consumer_lag_records", "Records on the partition not "
+                            "yet fetched by this worker.", labels=["topic", "partition"])
+    consumer = app.consumer
+    for tp in sorted(consumer.assignment()):
+        if not tp.topic.startswith(prefix):  # Faust's own (the assignor's leader topic)
+            continue
+        try:
+            position = await consumer.position(tp)
+            high = consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            continue
+        if position is not None and high is not None:
+            lag.add_metric([tp.topic, str(tp.partition)], max(0, high - position))
+    return lag

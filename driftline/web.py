@@ -1,0 +1,256 @@
+"""The worker's HTTP side, on Faust's aiohttp web server: JSON API, Prometheus, dashboard.
+
+=========================  =============================================================
+``GET /``                  the dashboard (one HTML page, no build step, polls the API)
+``GET /api/models``        models with their versions and aliases
+``GET /api/models/{m}``    rolling metrics per version, baseline, detector state, open
+                           alerts, label-join rate, the MSE series, model events
+``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=``
+``GET /metrics``           Prometheus exposition format (:mod:`driftline.prom`)
+``GET /healthz``           broker and Redis reachable, partitions assigned (200 / 503)
+=========================  =============================================================
+
+Models, series and alerts come from the :class:`~driftline.observe.Observatory`,
+which reads driftline's topics, so any worker answers for every model. With
+``DRIFTLINE_API_TOKEN`` set, every path but ``/healthz`` needs
+``Authorization: Bearer <token>`` (the dashboard: ``/?token=<token>``). Binding to
+an address other than loopback without a token is refused at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from importlib import resources
+from typing import Any
+
+import faust
+from faust import web
+
+from driftline.errors import ConfigError, RegistryError
+from driftline.observe import Observatory, follow
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("firing", "resolved", "open")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_access(settings: Settings) -> None:
+    if not settings.api_token and not is_loopback(settings.web_host):
+        raise ConfigError(
+            f"DRIFTLINE_WEB_HOST={settings.web_host} is reachable from other machines, but "
+            f"DRIFTLINE_API_TOKEN is empty: set a token (clients send 'Authorization: Bearer "
+            f"<token>'), or bind to 127.0.0.1")
+
+
+class WebState:
+    """What the views read: the observatory, the registry, and the worker's agents."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.observatory = Observatory()
+        self._registry = None
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            import redis
+
+            from driftline.models.registry import ModelRegistry
+
+            self._registry = ModelRegistry(
+                redis.Redis.from_url(self.settings.redis_url, socket_timeout=2,
+                                     socket_connect_timeout=2),
+                prefix=self.settings.registry_prefix)
+        return self._registry
+
+    async def registry_view(self, model: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """Versions and aliases per model from Redis, or ({}, why) if it cannot be read."""
+        def read() -> dict[str, Any]:
+            names = [model] if model else self.registry.models()
+            out = {}
+            for name in names:
+                versions = self.registry.versions(name)
+                if versions:
+                    out[name] = {"aliases": self.registry.aliases(name),
+                                 "versions": [_version(v) for v in versions]}
+            return out
+        try:
+            return await asyncio.to_thread(read), None
+        except RegistryError as exc:
+            return {}, str(exc)
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+
+
+def _version(info) -> dict[str, Any]:
+    meta = info.meta
+    holdout = meta.get("holdout") or {}
+    return {"version": info.version, "status": info.status, "created": info.created,
+            "aliases": list(info.aliases), "parent_version": meta.get("parent_version"),
+            "request_id": meta.get("request_id"), "alert_id": meta.get("alert_id"),
+            "holdout_mse": holdout.get("challenger_mse", (meta.get("metrics") or {}).get("mse")),
+            "decision_reason": meta.get("decision_reason")}
+
+
+def install(app: faust.App, settings: Settings) -> WebState:
+    check_access(settings)
+    state = WebState(app, settings)
+    token = settings.api_token.encode()
+
+    @app.task
+    async def observe() -> None:
+        while True:  # the topics may not exist for a moment at first start
+            try:
+                await follow(state.observatory, settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the dashboard's topic reader failed; restarting in 2 s")
+                await asyncio.sleep(2)
+                state.observatory = Observatory()  # the restart reads the history again
+
+    def denied(view: web.View, request: web.Request) -> web.Response | None:
+        if not token:
+            return None
+        given = request.headers.get("Authorization", "")
+        supplied = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
+        if hmac.compare_digest(supplied.encode(), token):
+            return None
+        return view.json({"error": "unauthorized: send 'Authorization: Bearer <token>' "
+                                   "(DRIFTLINE_API_TOKEN)"}, status=401,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+    @app.page("/")
+    class Dashboard(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return denied(self, request) or self.html(
+                resources.files("driftline").joinpath("dashboard.html").read_text())
+
+    @app.page("/api/models")
+    class Models(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            registry, problem = await state.registry_view()
+            obs = state.observatory
+            names = sorted(set(registry) | set(obs.models()))
+            return self.json({"models": [
+                {"model": name, "aliases": registry.get(name, {}).get("aliases", {}),
+                 "versions": registry.get(name, {}).get("versions", []),
+                 "monitored_versions": sorted(
+                     (v for v in obs.reports.get(name, {}) if v is not None)),
+                 "open_alerts": len(obs.open_alerts(name))} for name in names],
+                "registry_error": problem})
+
+    @app.page("/api/models/{model}")
+    class Model(web.View):
+        async def get(self, request: web.Request, model: str) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            obs = state.observatory
+            registry, problem = await state.registry_view(model)
+            if model not in registry and model not in obs.models():
+                return self.json({"error": f"unknown model {model!r}"}, status=404)
+            entry = registry.get(model, {"aliases": {}, "versions": []})
+            reports = obs.reports.get(model, {})
+            return self.json({
+                "model": model, "champion": entry["aliases"].get("champion"),
+                "aliases": entry["aliases"], "versions": entry["versions"],
+                "metrics": {str(v): _report(r) for v, r in reports.items()},
+                "open_alerts": obs.open_alerts(model),
+                "alerts": obs.recent_alerts(model, limit=50),
+                "events": list(obs.events.get(model, ())),
+                "series": {str(v): list(points) for (m, v), points in obs.series.items()
+                           if m == model},
+                "registry_error": problem})
+
+    @app.page("/api/alerts")
+    class Alerts(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            status = request.query.get("status") or None
+            if status is not None and status not in STATUSES:
+                return self.json({"error": f"status must be one of {', '.join(STATUSES)}"},
+                                 status=400)
+            try:
+                limit = int(request.query.get("limit", "100"))
+            except ValueError:
+                limit = -1
+            if not 1 <= limit <= 1000:
+                return self.json({"error": "limit must be an integer from 1 to 1000"},
+                                 status=400)
+            model = request.query.get("model") or None
+            return self.json({"alerts": state.observatory.recent_alerts(model, status, limit)})
+
+    @app.page("/metrics")
+    class Metrics(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            from driftline.prom import exposition
+
+            body, content_type = await exposition(app, state)
+            # aiohttp refuses a charset in content_type=; the header carries it.
+            return self.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/healthz")
+    class Health(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            checks = await health_checks(app, settings)
+            ok = all(c["ok"] for c in checks.values())
+            return self.json({"ok": ok, "checks": checks}, status=200 if ok else 503)
+
+    return state
+
+
+def _report(record: dict[str, Any]) -> dict[str, Any]:
+    scored, predictions = record.get("n_scored", 0), record.get("n_predictions", 0)
+    return {**record, "label_join_rate": scored / predictions if predictions else None}
+
+
+async def health_checks(app: faust.App, settings: Settings) -> dict[str, dict[str, Any]]:
+    async def reachable(host: str, port: int) -> dict[str, Any]:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+            writer.close()
+            await writer.wait_closed()
+            return {"ok": True}
+        except (OSError, asyncio.TimeoutError) as exc:
+            return {"ok": False, "error": str(exc) or type(exc).__name__}
+
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
+    kafka = await reachable(host, int(port))
+
+    def ping() -> dict[str, Any]:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2,
+                                      socket_connect_timeout=2)
+        try:
+            client.ping()
+            return {"ok": True}
+        except redis.RedisError as exc:
+            return {"ok": False, "error": str(exc)}
+        finally:
+            client.close()
+
+    assigned = len(app.consumer.assignment())
+    return {"kafka": kafka, "redis": await asyncio.to_thread(ping),
+            "consumer": {"ok": assigned > 0, "assigned_partitions": assigned}}

@@ -1,0 +1,175 @@
+"""The worker's HTTP API, Prometheus metrics and access rules, against a live worker."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from driftline import LinearModel, ModelRegistry
+from driftline.cli import main
+from driftline.settings import Settings
+from driftline.stack import free_port
+from conftest import WorkerProcess
+from kafka_io import create_topics, produce
+from simulate import stream
+
+pytestmark = pytest.mark.integration
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    except OSError:
+        return 0, b"", ""
+
+
+def wait_until(check, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    return check()
+
+
+@pytest.fixture(scope="module")
+def live(stack, tmp_path_factory):
+    """A worker with its web server, a registered model, and a drifting stream of it
+    (one for the module: the tests below only read)."""
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings(kafka_url=stack.kafka_url, redis_url=stack.redis_url,
+                        topic_prefix=f"w{tag}.", group_id=f"w{tag}", partitions=4,
+                        registry_prefix=f"w{tag}:", metrics_interval=0.5, web_port=free_port(),
+                        api_token="s3cret")
+    port = settings.web_port
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    v1 = registry.register("m", LinearModel([2.0] + [0.0] * 9, 0.0,
+                                            [f"x{j}" for j in range(10)]), metrics={"mse": 1.0})
+    registry.promote("m", v1)
+    registry.close()
+    create_topics(settings)
+    predictions, pairs = stream(6_000, seed=31, drift_at=3_000)
+    produce(settings, [("predictions", p["prediction_id"].encode(), orjson.dumps(p))
+                       for p in predictions])
+    produce(settings, [("labels", p["prediction_id"].encode(),
+                        orjson.dumps({"prediction_id": p["prediction_id"], "label": p["label"],
+                                      "ts": p["label_ts"]})) for p in pairs])
+    produce(settings, [("predictions", b"bad", b'{"prediction_id": "bad"}')])
+    worker = WorkerProcess(settings, tmp_path_factory.mktemp("web") / "worker.log").start()
+    base = f"http://127.0.0.1:{port}"
+
+    def model_done():
+        status, body, _ = get(f"{base}/api/models/m", "s3cret")
+        if status != 200:
+            return None
+        detail = json.loads(body)
+        report = detail["metrics"].get("1")
+        return detail if report and report["n_scored"] == 6_000 and detail["open_alerts"] \
+            else None
+    try:
+        assert wait_until(lambda: get(f"{base}/healthz")[0] == 200), worker.log()
+        detail = wait_until(model_done, 120)
+        assert detail, worker.log()
+        yield base, {**detail, "prefix": settings.topic_prefix}
+    finally:
+        worker.stop()
+
+
+def test_model_detail_and_listing(live):
+    base, detail = live
+    report = detail["metrics"]["1"]
+    assert detail["champion"] == 1 and detail["versions"][0]["holdout_mse"] == 1.0
+    assert report["baseline_mse"] == 1.0 and report["label_join_rate"] == 1.0
+    assert report["rolling_mse"] > 1.5 and report["detector"] == "adwin"
+    assert report["drift_detections"] >= 1 and "psi" in report
+    assert {a["kind"] for a in detail["open_alerts"]} >= {"concept_drift", "metric_threshold"}
+    series = detail["series"]["1"]
+    assert len(series) >= 2 and series[-1][3] == 6_000  # [time, mse, baseline, n_scored]
+    status, body, kind = get(f"{base}/api/models", "s3cret")
+    assert status == 200 and kind.startswith("application/json")
+    [listed] = json.loads(body)["models"]
+    assert listed["model"] == "m" and listed["aliases"] == {"champion": 1}
+    assert listed["monitored_versions"] == [1] and listed["open_alerts"] >= 2
+
+
+def test_unknown_model_and_bad_queries_are_json_errors(live):
+    base, _ = live
+    status, body, kind = get(f"{base}/api/models/nope", "s3cret")
+    assert status == 404 and json.loads(body) == {"error": "unknown model 'nope'"}
+    assert kind.startswith("application/json")
+    for query, message in (("status=burning", "status must be one of"),
+                           ("limit=0", "limit must be an integer"),
+                           ("limit=many", "limit must be an integer")):
+        status, body, _ = get(f"{base}/api/alerts?{query}", "s3cret")
+        assert status == 400 and message in json.loads(body)["error"], query
+
+
+def test_alerts_filtered_by_model_status_and_limit(live):
+    base, _ = live
+    status, body, _ = get(f"{base}/api/alerts?model=m&status=firing&limit=1", "s3cret")
+    alerts = json.loads(body)["alerts"]
+    assert status == 200 and len(alerts) == 1 and alerts[0]["status"] == "firing"
+    status, body, _ = get(f"{base}/api/alerts?model=other", "s3cret")
+    assert json.loads(body)["alerts"] == []
+    status, body, _ = get(f"{base}/api/alerts?status=open", "s3cret")
+    assert {a["kind"] for a in json.loads(body)["alerts"]} >= {"concept_drift"}
+
+
+def test_prometheus_metrics(live):
+    base, detail = live
+    prefix = detail["prefix"]
+    status, body, kind = get(f"{base}/metrics", "s3cret")
+    assert status == 200 and kind.startswith("text/plain")
+    text = body.decode()
+    for line in ('driftline_events_consumed_total{kind="prediction"} 6000.0',
+                 'driftline_events_consumed_total{kind="label"} 6000.0',
+                 "driftline_pairs_scored_total 6000.0",
+                 'driftline_dead_letters_total{reason="missing_field"} 1.0',
+                 'driftline_version_pairs_total{model="m",version="1"} 6000.0',
+                 'driftline_baseline_mse{model="m",version="1"} 1.0',
+                 'driftline_alerts_firing{kind="concept_drift",model="m"} 1.0',
+                 'driftline_label_delay_seconds_count{model="m"} 6000.0',
+                 'driftline_label_delay_seconds_bucket{le="1.0",model="m"} 6000.0'):
+        assert line in text, line
+    assert 'driftline_rolling_mse{model="m",version="1"}' in text
+    assert "# TYPE driftline_label_delay_seconds histogram" in text
+    assert f'driftline_consumer_lag_records{{partition="0",topic="{prefix}labels"}}' in text
+    assert "__assignor" not in text
+    assert 'driftline_event_time_lag_seconds{model="m"}' in text
+
+
+def test_token_is_required_except_for_healthz(live):
+    base, _ = live
+    for path in ("/", "/api/models", "/api/models/m", "/api/alerts", "/metrics"):
+        status, body, _ = get(base + path)
+        assert status == 401 and "Bearer" in json.loads(body)["error"], path
+        assert get(base + path, "wrong")[0] == 401, path
+    status, body, kind = get(f"{base}/?token=s3cret")
+    assert status == 200 and kind.startswith("text/html") and b"<svg" not in body
+    assert b"/api/models" in body
+    status, body, _ = get(f"{base}/healthz")
+    checks = json.loads(body)["checks"]
+    assert status == 200 and all(c["ok"] for c in checks.values())
+    assert checks["consumer"]["assigned_partitions"] > 0
+
+
+def test_binding_beyond_loopback_without_a_token_is_refused(settings):
+    result = CliRunner().invoke(main, ["worker"], env={
+        "DRIFTLINE_KAFKA_URL": settings.kafka_url, "DRIFTLINE_WEB_HOST": "0.0.0.0",
+        "DRIFTLINE_WEB_PORT": "6099"})
+    assert result.exit_code == 2
+    assert "DRIFTLINE_WEB_HOST=0.0.0.0 is reachable from other machines" in result.output
+    assert "DRIFTLINE_API_TOKEN" in result.output
