@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections import deque
 import logging
 import math
 import time
@@ -92,7 +93,7 @@ class Trainer:
         self.train_fn = train_fn
         self.send = send
         self.max_delay = max_delay
-        self.outcomes: list[Outcome] = []
+        self.outcomes: deque[Outcome] = deque(maxlen=100)  # the latest, for tests and logs
 
     def close(self) -> None:
         self.registry.close()

@@ -41,6 +41,31 @@ AGENTS = ("join", "monitor", "trigger", "trainer")
 WORKER_AGENTS = ("join", "monitor", "trigger")  # `driftline worker`; the trainer runs apart
 
 
+# Faust builds its consumer with fetch_max_wait_ms=1500, hard-coded. Tansu then answers a
+# fetch only after ~450 ms even when records are waiting (measured: 450 ms per hop at
+# 1500, 5 ms at 100; tests/test_kafka_quirks.py), and every stage of the pipeline is a
+# hop, so a label took seconds to reach the monitor. Real Kafka answers as soon as
+# fetch_min_bytes (1) is there, so a short wait only adds empty fetches while idle.
+FETCH_MAX_WAIT_MS = 100
+
+
+def _short_fetch_wait() -> None:
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    if getattr(thread, "_driftline_fetch_wait", False):
+        return
+    create = thread._create_worker_consumer
+
+    def create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
+
+    thread._create_worker_consumer = create_worker_consumer
+    thread._driftline_fetch_wait = True
+
+
 def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
                datadir: str | None = None) -> faust.App:
     """The Faust app with ``agents``; ``app.driftline`` maps each name to what
@@ -49,6 +74,7 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
     if unknown:
         raise ConfigError(f"unknown agent(s) {', '.join(sorted(unknown))}; known: "
                           f"{', '.join(AGENTS)}")
+    _short_fetch_wait()
     app = faust.App(
         settings.group_id,
         broker=settings.faust_broker,

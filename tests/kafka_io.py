@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
+from types import SimpleNamespace
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -34,6 +36,29 @@ def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, byte
             await p.stop()
         return [(m.topic, m.partition, m.offset) for m in meta]
     return asyncio.run(run())
+
+
+@contextlib.asynccontextmanager
+async def agent_sender(settings: Settings):
+    """The ``send(topic, key, value, partition)`` an agent gets from Faust, on a plain
+    producer: for driving an agent object directly in a test."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+
+    async def send(topic, key, value, partition):
+        return await producer.send(topic, value, key=key, partition=partition)
+    try:
+        yield send
+    finally:
+        await producer.stop()
+
+
+def as_messages(values, *, topic: str, partition: int, key: bytes, first_offset: int = 0):
+    """Raw values as what Faust hands an agent (``event.message``)."""
+    return [SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition,
+                                                    offset=first_offset + i, key=key,
+                                                    value=value))
+            for i, value in enumerate(values)]
 
 
 def read_all(settings: Settings, name: str) -> list:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from driftline import ConfigError, LinearModel, ModelRegistry, RegistryUnavailable
 from driftline.agents.trainer import Trainer, TrainingFailed, load_train_fn
 from driftline.agents.training_data import recent_pairs
 from driftline.kafka import partition_for
 from driftline.simulate import World, bootstrap
-from kafka_io import create_topics, produce, read_all
+from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -184,19 +182,11 @@ def test_requests_it_cannot_train_go_to_the_dead_letter_topic(settings, registry
     put_pairs(settings, pairs_of(world, 0, 5))
 
     async def run():
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-        await producer.start()
-
-        async def send(topic, key, value, partition):
-            return await producer.send(topic, value, key=key, partition=partition)
-        try:
+        async with agent_sender(settings) as send:
             trainer = trainer_for(settings, registry, send)
-            messages = [orjson.dumps(request("few")), b'{"request_id": 7}']
-            await trainer.process([SimpleNamespace(message=SimpleNamespace(
-                topic=settings.topic("retrain"), partition=0, offset=i, key=b"houses",
-                value=value)) for i, value in enumerate(messages)])
-        finally:
-            await producer.stop()
+            await trainer.process(as_messages(
+                [orjson.dumps(request("few")), b'{"request_id": 7}'],
+                topic=settings.topic("retrain"), partition=0, key=b"houses"))
 
     asyncio.run(run())
     dead = sorted((orjson.loads(r.value) for r in read_all(settings, "deadletter")),

@@ -4,46 +4,34 @@ second request, and a request still waiting for pairs survives it."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.trigger import TriggerAgent
 from driftline.kafka import partition_for
-from kafka_io import create_topics, produce, read_all
+from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
 from test_retrain_policy import alert, progress
 
 pytestmark = pytest.mark.integration
 
 
-def as_messages(settings, records, first_offset=0):
-    """(logical topic, record) -> what Faust hands the agent."""
-    out = []
-    for i, (topic, record) in enumerate(records):
-        out.append(SimpleNamespace(message=SimpleNamespace(
-            topic=settings.topic(topic), partition=partition_for(b"m", settings.partitions),
-            offset=first_offset + i, key=b"m", value=orjson.dumps(record))))
-    return out
+def messages(settings, records, first_offset=0):
+    """(logical topic, record) -> what Faust hands the agent, on the model's partition."""
+    return [m for i, (topic, record) in enumerate(records) for m in as_messages(
+        [orjson.dumps(record)], topic=settings.topic(topic), key=b"m",
+        partition=partition_for(b"m", settings.partitions), first_offset=first_offset + i)]
 
 
 def run_agent(settings, batches):
     async def run():
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-        await producer.start()
-
-        async def send(topic, key, value, partition):
-            return await producer.send(topic, value, key=key, partition=partition)
-        try:
+        async with agent_sender(settings) as send:
             agent = TriggerAgent(settings, send, MonitorConfig.from_dict(
                 {"defaults": {"retrain": {"min_pairs": 100}}}))
             for batch in batches:
                 await agent.process(batch)
             return agent
-        finally:
-            await producer.stop()
     return asyncio.run(run())
 
 
@@ -56,16 +44,16 @@ def test_restart_neither_repeats_nor_loses_a_request(settings):
     produce(settings, [("alerts", b"m", orjson.dumps(a)) for a in (first, second)], partition=q)
 
     # Run 1: the first alert gets its pairs and a request; the second is still waiting.
-    run_agent(settings, [as_messages(settings, [("alerts", first), ("alerts", second),
+    run_agent(settings, [messages(settings, [("alerts", first), ("alerts", second),
                                                 ("metrics", progress(1200))])])
     assert [orjson.loads(r.value)["request_id"] for r in read_all(settings, "retrain")] == [
         "m.v1.concept_drift.1.retrain"]
 
     # Run 2 (after a crash): everything since the last commit is delivered again, and the
     # second alert's pairs arrive.
-    agent = run_agent(settings, [as_messages(settings, [("alerts", first), ("alerts", second),
+    agent = run_agent(settings, [messages(settings, [("alerts", first), ("alerts", second),
                                                         ("metrics", progress(1200))]),
-                                 as_messages(settings, [("metrics", progress(5100))], 3)])
+                                 messages(settings, [("metrics", progress(5100))], 3)])
     requests = [orjson.loads(r.value) for r in read_all(settings, "retrain")]
     assert [r["request_id"] for r in requests] == ["m.v1.concept_drift.1.retrain",
                                                    "m.v1.concept_drift.2.retrain"]
@@ -76,7 +64,7 @@ def test_restart_neither_repeats_nor_loses_a_request(settings):
 def test_a_bad_alert_is_dead_lettered(settings):
     create_topics(settings)
     bad = dict(alert(), kind="meltdown")
-    run_agent(settings, [as_messages(settings, [("alerts", bad), ("metrics", {"junk": 1})])])
+    run_agent(settings, [messages(settings, [("alerts", bad), ("metrics", {"junk": 1})])])
     [dead] = [orjson.loads(r.value) for r in read_all(settings, "deadletter")]
     assert dead["error"].startswith("out_of_range: kind") and dead["topic"] == settings.topic(
         "alerts")

@@ -1,0 +1,277 @@
+"""driftline against a bare aiokafka consumer, on the embedded broker, in one run.
+
+    .venv/bin/python bench/harness.py [--pairs 200000] [--partitions 8] [--workers 1]
+                                      [--shapes single,batched] [--latency-seconds 20]
+
+For each input shape - single-event messages (any Kafka client) and the Publisher's
+batches - it produces N predictions and N labels (10 features, labels shuffled in
+among the predictions) into fresh topics, then measures:
+
+(a) a bare aiokafka consumer that only reads and JSON-decodes the same messages;
+(b) driftline end to end - `driftline worker` processes (join, route, monitor with
+    ADWIN, rolling MSE and PSI on all 10 features, trigger) - from the moment their
+    consumer group is ready to the moment the monitor has applied all N pairs and N
+    predictions (its metrics records say so; they come every 0.1 s);
+(c) label-to-metric latency at a fixed offered rate (half of (b)'s pair rate): the
+    time from publishing a label to the first metrics record that counts its pair
+    (resolution 0.1 s), p50 and p99;
+(d) the worker's peak RSS (VmHWM).
+
+It prints a table with b / a. `--smoke` runs 1,000 batched pairs, for CI (the numbers
+then say nothing; start-up dominates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from driftline import Publisher
+from driftline.app import topic_configs, topics_to_create
+from driftline.kafka import ensure_topics, reader, true_end_offset, wait_for_groups
+from driftline.settings import Settings
+from driftline.stack import EmbeddedStack
+
+METRICS_INTERVAL = 0.1
+
+
+def events(n: int, seed: int = 1) -> list[tuple[str, dict]]:
+    """N predictions and their labels; each label comes after its prediction, shuffled
+    among the predictions that follow it (up to ~2,000 events later)."""
+    rng = random.Random(seed)
+    out: list[tuple[str, dict]] = []
+    pending: list[dict] = []
+    for i in range(n):
+        pid = f"b{i}"
+        x = [rng.gauss(0, 1) for _ in range(10)]
+        out.append(("predictions", {"prediction_id": pid, "model": "m", "version": 1,
+                                    "prediction": 2 * x[0],
+                                    "features": {f"x{j}": x[j] for j in range(10)},
+                                    "ts": 1.7e9 + i / 1000}))
+        pending.append({"prediction_id": pid, "label": 2 * x[0] + rng.gauss(0, 1),
+                        "ts": 1.7e9 + i / 1000 + 1})
+        if len(pending) > 1000 or i == n - 1:
+            rng.shuffle(pending)
+            take = pending if i == n - 1 else pending[:500]
+            out.extend(("labels", label) for label in take)
+            del pending[:len(take)]
+    return out
+
+
+async def produce_single(settings: Settings, evs) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=20,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.topic(t), orjson.dumps(e),
+                                       key=e["prediction_id"].encode()) for t, e in evs]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_batched(settings: Settings, evs) -> None:
+    async with Publisher(settings=settings, max_batch=500, linger=0.05) as pub:
+        for t, e in evs:
+            e = dict(e)
+            pid = e.pop("prediction_id")
+            if t == "predictions":
+                await pub.log_prediction(pid, **e)
+            else:
+                await pub.log_label(pid, **e)
+
+
+async def bare_consumer(settings: Settings) -> float:
+    """Events per second read and decoded by a plain consumer (all partitions)."""
+    topics = [settings.topic("predictions"), settings.topic("labels")]
+    probe = reader(settings)
+    await probe.start()
+    ends = {}
+    for t in topics:
+        for p in range(settings.partitions):
+            tp = TopicPartition(t, p)
+            probe.assign([tp])
+            ends[tp] = await true_end_offset(probe, tp)
+    await probe.stop()
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers,
+                                group_id=None, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    await consumer.start()
+    total, seen, decoded = sum(ends.values()), 0, 0
+    started = time.perf_counter()
+    try:
+        while seen < total:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                for record in records:
+                    value = json.loads(record.value)
+                    decoded += len(value) if isinstance(value, list) else 1
+                seen += len(records)
+    finally:
+        await consumer.stop()
+    return decoded / (time.perf_counter() - started)
+
+
+class Workers:
+    """`driftline worker` processes on ``settings``; peak RSS read from /proc."""
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+        env.update(settings.as_env())
+        self.procs = [subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                      for _ in range(count)]
+
+    def peak_rss_mb(self) -> list[float]:
+        out = []
+        for proc in self.procs:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kb = next(int(line.split()[1]) for line in status.splitlines()
+                      if line.startswith("VmHWM:"))
+            out.append(kb / 1024)
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def monitor_progress(settings: Settings, until: int, deadline: float,
+                           on_record=None) -> float:
+    """Read the metrics topic until the monitor has applied ``until`` pairs and
+    predictions of model m; returns when (perf_counter)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(settings.topic("metrics"), p)
+                         for p in range(settings.partitions)])
+        while time.perf_counter() < deadline:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for record in records:
+                    report = orjson.loads(record.value)
+                    if on_record is not None:
+                        on_record(report, record.timestamp / 1000)
+                    if report["n_scored"] >= until and report["n_predictions"] >= until:
+                        return time.perf_counter()
+        raise TimeoutError(f"the monitor did not reach {until} pairs in time")
+    finally:
+        await consumer.stop()
+
+
+def settings_for(stack: EmbeddedStack, partitions: int) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(kafka_url=stack.kafka_url, redis_url=stack.redis_url,
+                    topic_prefix=f"bench{tag}.", group_id=f"bench{tag}", partitions=partitions,
+                    metrics_interval=METRICS_INTERVAL, web_port=0, log_level="warning",
+                    registry_prefix=f"bench{tag}:")
+
+
+def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
+               workers: int) -> dict:
+    settings = settings_for(stack, partitions)
+    asyncio.run(ensure_topics(settings, topics_to_create(settings),
+                              configs=topic_configs(settings)))
+    asyncio.run((produce_single if shape == "single" else produce_batched)(settings, events(n)))
+    bare = asyncio.run(bare_consumer(settings))
+    group = Workers(settings, workers)
+    try:
+        asyncio.run(wait_for_groups(settings, [settings.group_id], timeout=120))
+        started = time.perf_counter()
+        done = asyncio.run(monitor_progress(settings, n, started + 1800))
+        rss = group.peak_rss_mb()
+    finally:
+        group.stop()
+    rate = 2 * n / (done - started)
+    return {"shape": shape, "bare": bare, "driftline": rate, "ratio": rate / bare,
+            "rss_mb": max(rss), "seconds": done - started}
+
+
+def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float) -> dict:
+    """Label-to-metric latency with batched input at a fixed offered rate."""
+    settings = settings_for(stack, partitions)
+    asyncio.run(ensure_topics(settings, topics_to_create(settings),
+                              configs=topic_configs(settings)))
+    group = Workers(settings, 1)
+    n = int(pairs_per_s * seconds)
+    sent: list[float] = []
+    seen: list[tuple[float, int]] = []
+
+    async def run() -> None:
+        watcher = asyncio.create_task(monitor_progress(
+            settings, n, time.perf_counter() + seconds + 60,
+            on_record=lambda r, ts: seen.append((ts, r["n_scored"]))))
+        async with Publisher(settings=settings, max_batch=500, linger=0.01) as pub:
+            started = time.perf_counter()
+            for i in range(n):
+                pid = f"l{i}"
+                await pub.log_prediction(pid, model="m", version=1, prediction=0.0,
+                                         features={f"x{j}": 0.0 for j in range(10)})
+                await pub.log_label(pid, label=0.0)
+                sent.append(time.time())
+                ahead = (i + 1) / pairs_per_s - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await watcher
+
+    try:
+        asyncio.run(wait_for_groups(settings, [settings.group_id], timeout=120))
+        asyncio.run(run())
+    finally:
+        group.stop()
+    times = np.array([ts for ts, _ in seen])
+    counts = np.array([c for _, c in seen])
+    order = np.argsort(times)
+    times, counts = times[order], np.maximum.accumulate(counts[order])
+    first_record = np.searchsorted(counts, np.arange(1, n + 1), side="left")
+    latencies = times[np.minimum(first_record, len(times) - 1)] - np.array(sent)
+    return {"rate": pairs_per_s, "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+            "p99_ms": 1000 * float(np.percentile(latencies, 99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--shapes", default="single,batched")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--smoke", action="store_true", help="a few thousand pairs, for CI")
+    args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.latency_seconds, args.shapes = 1_000, 2.0, "batched"
+    rows = []
+    with EmbeddedStack() as stack:
+        for shape in args.shapes.split(","):
+            rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers))
+        batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
+        lat = latency(stack, args.partitions, batched["driftline"] / 4, args.latency_seconds)
+    print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
+          f"{args.workers} worker process(es), {os.cpu_count()} CPUs")
+    print(f"{'input':8} {'(a) bare ev/s':>14} {'(b) driftline ev/s':>19} {'b/a':>6} "
+          f"{'(d) peak RSS MB':>16}")
+    for r in rows:
+        print(f"{r['shape']:8} {r['bare']:14,.0f} {r['driftline']:19,.0f} {r['ratio']:6.3f} "
+              f"{r['rss_mb']:16,.0f}")
+    print(f"(c) label-to-metric latency at {lat['rate']:,.0f} pairs/s (half of (b), batched): "
+          f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

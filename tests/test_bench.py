@@ -1,0 +1,25 @@
+"""The benchmark harness runs (a smoke run: it must work; its numbers are not checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_harness_smoke_prints_its_table():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "harness.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("1,000 pairs (2,000 events), 8 partitions, 1 worker")
+    assert lines[1].split()[:2] == ["input", "(a)"]
+    row = lines[2].split()
+    assert row[0] == "batched" and float(row[3]) > 0  # b / a
+    assert lines[3].startswith("(c) label-to-metric latency at ")

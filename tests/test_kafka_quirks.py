@@ -1,0 +1,61 @@
+"""Tansu's two quirks that driftline works around, shown on the live broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from driftline.app import FETCH_MAX_WAIT_MS, create_app
+from driftline.kafka import ensure_topics, read_partition, reader, true_end_offset
+
+pytestmark = pytest.mark.integration
+
+
+def test_end_offsets_undercounts_and_true_end_offset_does_not(settings):
+    """ListOffsets(latest) says 'base offset of the last batch + 1' on Tansu."""
+    topic = settings.topic_prefix + "quirk"
+
+    async def run():
+        await ensure_topics(settings.replace(partitions=1), [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
+                                    linger_ms=50)
+        await producer.start()
+        try:
+            for size in (10, 7):  # two record batches
+                futures = [await producer.send(topic, b"x", partition=0) for _ in range(size)]
+                await producer.flush()
+                await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        consumer = reader(settings)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            listed = (await consumer.end_offsets([tp]))[tp]
+            true_end = await true_end_offset(consumer, tp)
+            read = sum([len(r) async for r in read_partition(consumer, topic, 0)])
+        finally:
+            await consumer.stop()
+        return listed, true_end, read
+
+    listed, true_end, read = asyncio.run(run())
+    assert (true_end, read) == (17, 17)
+    # Tansu's answer (real Kafka says 17, and true_end_offset is right on both). If this
+    # starts failing, Tansu was fixed: the adapter can stay, the README's note can go.
+    assert listed == 11  # 10 + 1: where the second batch starts, plus one
+
+
+def test_the_worker_consumer_does_not_wait_1500_ms_per_fetch(settings):
+    """Faust hard-codes fetch_max_wait_ms=1500; on Tansu that costs ~450 ms per stage."""
+    async def build():
+        app = create_app(settings.replace(web_port=0), agents=("join",))
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()  # never started; stop() closes its client
+
+    assert asyncio.run(build()) == FETCH_MAX_WAIT_MS == 100
