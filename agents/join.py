@@ -9,7 +9,10 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
 3. Then it appends the batch's state records to the compacted ``join-state``
    topic and waits for their acks; then a checkpoint per partition: the next
    ``scored`` offset. It waits for those acks too.
-4. Only then does Faust acknowledge the batch and later commit its offsets.
+4. It sends the batch's valid predictions to ``monitor-input`` (on their model's
+   partition, tagged with their source position, for the monitor's data drift)
+   and waits for those acks.
+5. Only then does Faust acknowledge the batch and later commit its offsets.
 
 After a crash (or when a partition moves to another worker) the partition's
 state is rebuilt by reading ``join-state`` to its true end, then reading
@@ -37,6 +40,7 @@ import orjson
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.joinstate import PartitionJoin
+from driftline.agents.monitor import PREDICTION_KIND, element, send_in_order
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition, reader
@@ -64,6 +68,7 @@ class Joiner:
         self.state_topic = settings.topic("join_state")
         self.deadletter_topic = settings.topic("deadletter")
         self.expired_topic = settings.topic("expired")
+        self.monitor_topic = settings.topic("monitor_input")
         self.parts: dict[int, PartitionJoin] = {}
         self.dead_letters = DeadLetterCounter()
         self.expired_by_model: Counter[str] = Counter()
@@ -87,6 +92,8 @@ class Joiner:
             out = Outbox()
             accepted: list[tuple[int, bool, dict]] = []
             forwards: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+            to_monitor: dict[int, list[bytes]] = defaultdict(list)
+            n = self.settings.partitions
             for event in messages:
                 msg = event.message
                 is_label = msg.topic == self.labels_topic
@@ -95,14 +102,19 @@ class Joiner:
                                    max_batch=self.settings.max_batch_events)
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
+                index = 0  # of the message's events that are at home here
                 for ev in good:
                     if "ts" not in ev:
                         ev["ts"] = msg.timestamp  # broker time, seconds
-                    home = partition_for(ev["prediction_id"].encode(), self.settings.partitions)
-                    if home == msg.partition:
-                        accepted.append((home, is_label, ev))
-                    else:
+                    home = partition_for(ev["prediction_id"].encode(), n)
+                    if home != msg.partition:
                         forwards[(msg.topic, home)].append(orjson.dumps(ev))
+                        continue
+                    accepted.append((home, is_label, ev))
+                    if not is_label:  # the monitor's data drift, from a validated copy
+                        to_monitor[partition_for(ev["model"].encode(), n)].append(
+                            element(PREDICTION_KIND, msg.partition, msg.offset, index, ev))
+                    index += 1
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self._ensure_loaded({p for p, _, _ in accepted})
@@ -113,6 +125,9 @@ class Joiner:
                 else:
                     part.add_prediction(ev, now)
             await self._persist(out, {p for p, _, _ in accepted})
+            # Before the input is acknowledged: a crash re-delivers the predictions, and
+            # the monitor drops the copies by their source position.
+            await send_in_order(self.send, self.monitor_topic, to_monitor)
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
                        expired: dict[int, list[dict]] | None = None) -> None:

@@ -2,12 +2,14 @@
 
 Two Faust agents:
 
-* **route** reads ``scored``, ``predictions`` and ``expired`` (keyed by
-  ``prediction_id``) and forwards each event to ``monitor-input``, on the
-  partition of its *model*, tagged with where it came from: (partition, offset,
-  index in a batch). It keeps no state; after a crash it forwards some events
-  again, and the monitor drops them because their source position is not newer
-  than the last one it applied from that source partition.
+* **route** reads ``scored`` and ``expired`` (keyed by ``prediction_id``) and
+  forwards each event to ``monitor-input``, on the partition of its *model*,
+  tagged with where it came from: (partition, offset, index in a batch). It keeps
+  no state; after a crash it forwards some events again, and the monitor drops
+  them because their source position is not newer than the last one it applied
+  from that source partition. Predictions take the same path, but the join
+  forwards them (:func:`send_in_order`): it has just validated them, so they are
+  neither read nor validated a second time.
 * **monitor** reads ``monitor-input`` and feeds the pure
   :class:`~driftline.agents.monitor_core.Monitor` of that partition. Every
   alert it computes has an id derived from the input order alone.
@@ -40,8 +42,6 @@ from driftline.agents.monitor_core import Monitor
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition, reader
-from driftline.models.events import PREDICTION
-from driftline.models.wire import decode
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,34 @@ _CHUNK_BYTES = 256 * 1024
 SCORED, PREDICTION_KIND, EXPIRED = "s", "p", "x"
 
 
+def element(kind: str, partition: int, offset: int, index: int, event: dict) -> bytes:
+    """One monitor-input element: the event and its source position."""
+    return orjson.dumps({"k": kind, "s": [partition, offset, index], "e": event})
+
+
+async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> None:
+    """Elements to their monitor-input partitions as chunked JSON arrays, in order.
+
+    The monitor drops what is not newer than the last position it applied from a
+    source, so a partition's chunks must land in order: a retried first chunk landing
+    after the second would be lost. Chunk k+1 waits for chunk k's ack."""
+    rounds: list[Outbox] = []
+    for q, elements in parts.items():
+        for k, chunk in enumerate(_chunks(elements)):
+            if k == len(rounds):
+                rounds.append(Outbox())
+            rounds[k].add(target, None, b"[" + b",".join(chunk) + b"]", q)
+    for out in rounds:
+        await out.flush(send)
+
+
 class Router:
-    """Forwards scored pairs, predictions and expirations to their model's partition."""
+    """Forwards scored pairs and expirations to their model's partition."""
 
     def __init__(self, settings: Settings, send) -> None:
         self.settings = settings
         self.send = send
-        self.kinds = {settings.topic("scored"): SCORED,
-                      settings.topic("predictions"): PREDICTION_KIND,
-                      settings.topic("expired"): EXPIRED}
+        self.kinds = {settings.topic("scored"): SCORED, settings.topic("expired"): EXPIRED}
         self.target = settings.topic("monitor_input")
 
     async def process(self, messages: Sequence[Any]) -> None:
@@ -66,40 +85,15 @@ class Router:
         n = self.settings.partitions
         for event in messages:
             msg = event.message
-            kind = self.kinds[msg.topic]
-            for index, ev in enumerate(self._events(kind, msg)):
-                element = {"k": kind, "s": [msg.partition, msg.offset, index], "e": ev}
-                parts[partition_for(ev["model"].encode(), n)].append(orjson.dumps(element))
-        # The monitor drops what is not newer than the last position it applied from a
-        # source, so a partition's chunks must land in order: a retried first chunk
-        # landing after the second would be lost. Chunk k+1 waits for chunk k's ack.
-        rounds: list[Outbox] = []
-        for q, elements in parts.items():
-            for k, chunk in enumerate(_chunks(elements)):
-                if k == len(rounds):
-                    rounds.append(Outbox())
-                rounds[k].add(self.target, None, b"[" + b",".join(chunk) + b"]", q)
-        for out in rounds:
-            await out.flush(self.send)
-
-    def _events(self, kind: str, msg: Any) -> list[dict[str, Any]]:
-        if kind != PREDICTION_KIND:
             try:
-                return [orjson.loads(msg.value)]  # written by driftline itself
+                ev = orjson.loads(msg.value)  # written by driftline itself
             except orjson.JSONDecodeError:
-                log.error("unreadable %s record at %s[%d]@%d", kind, msg.topic, msg.partition,
+                log.error("unreadable record at %s[%d]@%d", msg.topic, msg.partition,
                           msg.offset)
-                return []
-        # Bad predictions are dead-lettered by the join; here they are only skipped. An
-        # event off its home partition is skipped too: the join forwards it home, where
-        # it is counted once.
-        good, _ = decode(msg.value, PREDICTION, max_bytes=self.settings.max_message_bytes,
-                         max_batch=self.settings.max_batch_events)
-        home = [ev for ev in good if partition_for(ev["prediction_id"].encode(),
-                                                   self.settings.partitions) == msg.partition]
-        for ev in home:
-            ev.setdefault("ts", msg.timestamp)
-        return home
+                continue
+            parts[partition_for(ev["model"].encode(), n)].append(
+                element(self.kinds[msg.topic], msg.partition, msg.offset, 0, ev))
+        await send_in_order(self.send, self.target, parts)
 
 
 def _chunks(elements: list[bytes]):
@@ -316,8 +310,7 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
     send = sender(app)
     router = Router(settings, send)
     agent = MonitorAgent(settings, send, config, RegistryBaselines(settings))
-    sources = raw_topic(app, settings.topic("scored"), settings.topic("predictions"),
-                        settings.topic("expired"))
+    sources = raw_topic(app, settings.topic("scored"), settings.topic("expired"))
     batch_agent(app, sources, "driftline.monitor.route", settings, router.process)
     batch_agent(app, raw_topic(app, settings.topic("monitor_input")), "driftline.monitor",
                 settings, agent.process)
