@@ -111,6 +111,10 @@ class Trainer:
                     log.error("retrain request %s not trained: %s", request["request_id"], exc)
                     rejections.append(Rejection("training_failed", str(exc),
                                                 msg.value or b""))
+                except Exception as exc:  # a bug must not stop the trainer on every restart
+                    log.exception("retrain request %s failed", request["request_id"])
+                    rejections.append(Rejection("training_failed", f"internal error: {exc!r}",
+                                                msg.value or b""))
             if rejections and self.send is not None:
                 out = Outbox()
                 for rejection in rejections:
@@ -182,6 +186,9 @@ class Trainer:
         if not isinstance(challenger, LinearModel):
             raise TrainingFailed(f"{self.settings.trainer} returned {type(result).__name__}, "
                                  f"not a LinearModel (or an object with .model)")
+        if list(challenger.feature_names) != names:
+            raise TrainingFailed(f"{self.settings.trainer} returned a model of features "
+                                 f"{challenger.feature_names}, not the {names} it was given")
         decision = decide(challenger, champion, X[holdout], y[holdout],
                           self.settings.promotion_margin)
         metrics = {"mse": _finite(decision.challenger_mse),

@@ -37,6 +37,7 @@ class Seen:
     after: dict[int, deque] = field(default_factory=dict)              # newer versions
     metrics: dict[int | None, dict[str, Any]] = field(default_factory=dict)  # latest per version
     timeline: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # in arrival order
+    alert_published: dict[str, float] = field(default_factory=dict)  # alert id -> Kafka time
     alerts: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     model_events: list[dict[str, Any]] = field(default_factory=list)
@@ -64,11 +65,12 @@ class Watcher:
                 batches = await consumer.getmany(timeout_ms=200)
                 for tp, records in batches.items():
                     for r in records:
-                        self._apply(self.topics[tp.topic], orjson.loads(r.value))
+                        self._apply(self.topics[tp.topic], orjson.loads(r.value),
+                                    r.timestamp / 1000)
         finally:
             await consumer.stop()
 
-    def _apply(self, kind: str, value: dict[str, Any]) -> None:
+    def _apply(self, kind: str, value: dict[str, Any], published: float) -> None:
         seen = self.seen
         if kind == "scored":
             row = int(value["prediction_id"].rsplit("-", 1)[1])
@@ -83,6 +85,8 @@ class Watcher:
             if value["model"] == MODEL:
                 seen.metrics[value["version"]] = value
         else:
+            if kind == "alerts":
+                seen.alert_published[value["alert_id"]] = published
             {"alerts": seen.alerts, "retrain": seen.requests,
              "models": seen.model_events}[kind].append(value)
             seen.timeline.append((kind, value))
@@ -115,14 +119,15 @@ def summary(watcher: Watcher, drift_at: int, drift_ts: float | None = None) -> d
         "drift_at_pair": drift_at,
         "detected": alert is not None,
         "detection_kind": alert["kind"] if alert else None,
-        # In time: from the first post-drift label to the pair that raised the alert. The
-        # alert's n_scored counts pairs as they came from the partitions, so near the drift
-        # it is the row number only give or take the partitions' skew.
-        "detection_delay_s": round(alert["ts"] - drift_ts, 2) if alert and drift_ts else None,
+        # In time: from the first post-drift label to the alert's publication. (The alert's
+        # own ts is its pair's label time, and that pair can be an older one that came late
+        # from another partition; n_scored likewise counts pairs in arrival order.)
+        "detection_delay_s": round(seen.alert_published[alert["alert_id"]] - drift_ts, 2)
+        if alert and drift_ts else None,
         "detection_at_pair": alert["metrics"]["n_scored"] if alert else None,
         "retrain_requests": len(seen.requests),
         "promoted_version": promoted["version"] if promoted else None,
-        "alert_to_promotion_s": round(promoted["ts"] - alert["ts"], 2)
+        "alert_to_promotion_s": round(promoted["ts"] - seen.alert_published[alert["alert_id"]], 2)
         if alert and promoted else None,
         "mse_before": _mean(seen.before),
         "mse_during": _mean(seen.during),
@@ -145,7 +150,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     num = _num
     lines = [f"drift injected at pair {s['drift_at_pair']:,}"]
     if s["detected"]:
-        lines.append(f"drift detected {s['detection_delay_s']:.1f} s after the first "
+        lines.append(f"drift alert published {s['detection_delay_s']:.1f} s after the first "
                      f"post-drift label ({s['detection_kind']} at v1's pair "
                      f"{s['detection_at_pair']:,})")
     else:
@@ -195,7 +200,7 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
                                         label_delay=200, rate=rate)
             showing = asyncio.create_task(view.run(service, started))
             try:
-                await service.run(events)
+                await service.run(events, finish=False)
                 # Production goes on while the trainer works: keep serving (at most 45 s)
                 # until a promoted version has made 2,000 predictions, so that "after"
                 # has something to show.
@@ -205,14 +210,16 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
                     if promoted is not None:
                         made = service.stats.by_version
                         await service.run(int(rate * 45), until=lambda: time.monotonic() > until
-                                          or made.get(promoted["version"], 0) >= 2_000)
+                                          or made.get(promoted["version"], 0) >= 2_000,
+                                          finish=False)
                         break
                     if watcher.settled(service.stats.labels):
                         break
                     if watcher.first_drift_alert() is not None:
-                        await service.run(service.step)
+                        await service.run(service.step, finish=False)
                     else:
                         await asyncio.sleep(0.25)
+                await service.run(0)  # the last labels, then flush
                 # Let the worker catch up and the trainer decide (bounded).
                 deadline = time.monotonic() + 45
                 while time.monotonic() < deadline and not watcher.settled(service.stats.labels):

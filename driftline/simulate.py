@@ -157,9 +157,10 @@ class ProductionService:
         self.stats = ServiceStats()
         self._unlabelled: deque[tuple[str, float]] = deque()
 
-    async def run(self, n: int, *, until: Callable[[], bool] | None = None) -> ServiceStats:
-        """Serve ``n`` more rows (or stop early when ``until()`` is true), then label the
-        rest and flush."""
+    async def run(self, n: int, *, until: Callable[[], bool] | None = None,
+                  finish: bool = True) -> ServiceStats:
+        """Serve ``n`` more rows (or stop early when ``until()`` is true); then, with
+        ``finish``, label the rest at once and flush (else they keep their delay)."""
         started = time.monotonic()
         first = self.position
         end = self.position + n
@@ -171,8 +172,9 @@ class ProductionService:
                 ahead = (stop - first) / self.rate - (time.monotonic() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-        await self._label(0)
-        await self.publisher.flush()
+        if finish:
+            await self._label(0)
+            await self.publisher.flush()
         self.stats.seconds += time.monotonic() - started
         return self.stats
 

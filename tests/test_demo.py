@@ -39,7 +39,7 @@ def test_demo_closes_the_loop_and_leaves_nothing_behind():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "drift injected at pair 2,000" in out
-    assert re.search(r"drift detected [\d.]+ s after the first post-drift label "
+    assert re.search(r"drift alert published [\d.]+ s after the first post-drift label "
                      r"\(concept_drift at v1's pair \d[\d,]*\)", out), out
     assert re.search(r"retrained and promoted v2 in [\d.]+ s after the alert "
                      r"\(1 retrain request\)", out), out

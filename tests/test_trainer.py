@@ -157,6 +157,10 @@ def not_a_model(X, y, feature_names):
     return {"coef": [1.0]}
 
 
+def shuffled_names(X, y, feature_names):
+    return LinearModel(np.zeros(len(feature_names)), 0.0, list(reversed(feature_names)))
+
+
 def test_a_pluggable_training_function_and_bad_ones(settings, registry):
     create_topics(settings)
     world = World("abrupt", drift_at=None, seed=8)
@@ -174,6 +178,9 @@ def test_a_pluggable_training_function_and_bad_ones(settings, registry):
     junk = settings.replace(trainer="test_trainer:not_a_model")
     with pytest.raises(TrainingFailed, match="returned dict, not a LinearModel"):
         asyncio.run(trainer_for(junk, registry).handle(request("r-2")))
+    shuffled = settings.replace(trainer="test_trainer:shuffled_names")
+    with pytest.raises(TrainingFailed, match=r"features \['x2', 'x1', 'x0'\], not the"):
+        asyncio.run(trainer_for(shuffled, registry).handle(request("r-3")))
 
 
 def test_requests_it_cannot_train_go_to_the_dead_letter_topic(settings, registry):
