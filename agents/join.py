@@ -43,7 +43,7 @@ from driftline.agents.joinstate import PartitionJoin
 from driftline.agents.monitor import PREDICTION_KIND, element, send_in_order
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.kafka import partition_for, read_partition, reader
+from driftline.kafka import opened_reader, partition_for, read_partition
 from driftline.models.events import LABEL, PREDICTION
 from driftline.models.wire import Rejection, decode
 from driftline.settings import Settings
@@ -193,13 +193,9 @@ class Joiner:
         missing = sorted(set(partitions) - self.parts.keys())
         if not missing:
             return
-        consumer = reader(self.settings)
-        await consumer.start()
-        try:
+        async with opened_reader(self.settings) as consumer:
             for partition in missing:
                 self.parts[partition] = await self._recover(consumer, partition)
-        finally:
-            await consumer.stop()
 
     async def _recover(self, consumer: Any, partition: int) -> PartitionJoin:
         """Rebuild one partition: ``join-state`` to its end, then ``scored`` after the checkpoint."""

@@ -40,8 +40,8 @@ from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.metrics import LabelDelays
 from driftline.agents.monitor_core import Monitor
 from driftline.agents.outbox import Outbox
-from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.kafka import partition_for, read_partition, reader
+from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
+from driftline.kafka import partition_for, read_partition
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,17 +156,18 @@ class PartitionMonitor:
 
 
     def _label_delays(self, pairs: list[dict[str, Any]]) -> None:
+        """Label time - prediction time of a run of pairs, into each model's histogram."""
         label_ts = np.fromiter((p["label_ts"] if p.get("label_ts") is not None else math.nan
                                 for p in pairs), float, len(pairs))
         ts = np.fromiter((p["ts"] if p.get("ts") is not None else math.nan for p in pairs),
                          float, len(pairs))
-        models = [p["model"] for p in pairs]
-        for model in set(models):
-            mine = (np.fromiter((m == model for m in models), bool, len(models))
-                    if len(set(models)) > 1 else slice(None))
-            newest = np.nanmax(label_ts[mine]) if np.isfinite(label_ts[mine]).any() else None
-            self.label_delays.setdefault(model, LabelDelays()).add(
-                label_ts[mine] - ts[mine], None if newest is None else float(newest))
+        models = np.array([p["model"] for p in pairs], dtype=object)
+        names = set(models.tolist())
+        for model in names:
+            mine = slice(None) if len(names) == 1 else models == model
+            labelled = label_ts[mine]
+            newest = float(np.nanmax(labelled)) if np.isfinite(labelled).any() else None
+            self.label_delays.setdefault(model, LabelDelays()).add(labelled - ts[mine], newest)
 
 
 class RegistryBaselines:
@@ -260,33 +261,27 @@ class MonitorAgent:
             out.add(self.alerts_topic, alert["model"].encode(), orjson.dumps(alert), q)
 
     async def _ensure_loaded(self, partitions: set[int]) -> None:
-        missing = sorted(partitions - self.parts.keys())
-        if not missing:
-            return
-        consumer = reader(self.settings)
-        await consumer.start()
-        out = Outbox()
-        try:
-            for q in missing:
-                started = time.monotonic()
-                part = PartitionMonitor(self.config, self.baselines)
-                n = 0
-                async for records in read_partition(consumer, self.alerts_topic, q):
-                    part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
-                async for records in read_partition(consumer, self.input_topic, q):
-                    for r in records:
-                        self._apply(out, q, part, r.offset, r.value, replay=True)
-                    n += len(records)
-                self.parts[q] = part  # only a whole replay is state
-                log.info("monitor partition %d recovered in %.2fs: replayed %d records "
-                         "(%d re-forwarded events dropped), %d versions, %d alerts already "
-                         "published, %d to re-publish", q, time.monotonic() - started, n,
-                         part.duplicates, len(part.monitor.versions),
-                         len(part.published) - len(out), len(out))
-        finally:
-            await consumer.stop()
-        if len(out):
-            await out.flush(self.send)
+        await recover_missing(self.settings, self.send, partitions - self.parts.keys(),
+                              self._recover)
+
+    async def _recover(self, consumer, q: int, out: Outbox) -> None:
+        """Replay ``monitor-input`` partition ``q`` into a new PartitionMonitor; alerts a crash
+        lost are queued on ``out``."""
+        started = time.monotonic()
+        part = PartitionMonitor(self.config, self.baselines)
+        n = 0
+        async for records in read_partition(consumer, self.alerts_topic, q):
+            part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
+        async for records in read_partition(consumer, self.input_topic, q):
+            for r in records:
+                self._apply(out, q, part, r.offset, r.value, replay=True)
+            n += len(records)
+        self.parts[q] = part  # only a whole replay is state
+        log.info("monitor partition %d recovered in %.2fs: replayed %d records "
+                 "(%d re-forwarded events dropped), %d versions, %d alerts already "
+                 "published, %d to re-publish", q, time.monotonic() - started, n,
+                 part.duplicates, len(part.monitor.versions),
+                 len(part.published) - len(out), len(out))
 
     def drop(self, partitions: set[int]) -> None:
         for q in partitions:

@@ -76,7 +76,7 @@ class RetrainTrigger:
         if alert_id in self.seen:
             return []
         self.seen.add(alert_id)
-        model, version = alert["model"], alert["version"]
+        model = alert["model"]
         if alert["status"] == "resolved":
             rid = request_id_for(alert_id.removesuffix(".resolved") + ".firing")
             if self.pending.pop(rid, None) is not None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections import deque
 import logging
 import math
 import time
@@ -93,7 +92,6 @@ class Trainer:
         self.train_fn = train_fn
         self.send = send
         self.max_delay = max_delay
-        self.outcomes: deque[Outcome] = deque(maxlen=100)  # the latest, for tests and logs
 
     def close(self) -> None:
         self.registry.close()
@@ -106,7 +104,7 @@ class Trainer:
             rejections = list(bad)
             for request in requests:
                 try:
-                    self.outcomes.append(await self.handle(request))
+                    await self.handle(request)
                 except TrainingFailed as exc:
                     log.error("retrain request %s not trained: %s", request["request_id"], exc)
                     rejections.append(Rejection("training_failed", str(exc),

@@ -18,10 +18,9 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from driftline.kafka import partition_for, read_partition, reader, true_end_offset
+from driftline.agents.monitor import SCORED
+from driftline.kafka import opened_reader, partition_for, read_partition, true_end_offset
 from driftline.settings import Settings
-
-SCORED = "s"  # element kind on monitor-input (driftline.agents.monitor)
 
 
 @dataclass
@@ -49,9 +48,7 @@ async def recent_pairs(settings: Settings, model: str, *, since: float | None = 
     max_pairs = max_pairs or settings.training_max_pairs
     topic = settings.topic("monitor_input")
     q = partition_for(model.encode(), settings.partitions)
-    consumer = reader(settings)
-    await consumer.start()
-    try:
+    async with opened_reader(settings) as consumer:
         tp = TopicPartition(topic, q)
         consumer.assign([tp])
         end = await true_end_offset(consumer, tp)
@@ -75,13 +72,11 @@ async def recent_pairs(settings: Settings, model: str, *, since: float | None = 
             chunks.append(chunk)
             total += len(chunk)
             hi, step = lo, min(step * 2, 4096)
-    finally:
-        await consumer.stop()
     window = TrainingWindow([], q, hi, end, older_skipped=older)
     seen: set[str] = set()
     for chunk in reversed(chunks):
         for pair in chunk:
-            if pair["prediction_id"] in seen:  # re-forwarded by the route after a crash
+            if pair["prediction_id"] in seen:  # re-forwarded after a crash
                 window.duplicates += 1
                 continue
             seen.add(pair["prediction_id"])

@@ -27,8 +27,8 @@ from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.outbox import Outbox
 from driftline.agents.retrain_policy import RetrainTrigger
-from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.kafka import read_partition, reader
+from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
+from driftline.kafka import read_partition
 from driftline.models.events import ALERT, RETRAIN_REQUEST
 from driftline.models.wire import decode
 from driftline.settings import Settings
@@ -80,48 +80,42 @@ class TriggerAgent:
             out.add(self.retrain_topic, request["model"].encode(), orjson.dumps(request), q)
 
     async def _ensure_loaded(self, partitions: set[int]) -> None:
-        missing = sorted(partitions - self.parts.keys())
-        if not missing:
-            return
-        consumer = reader(self.settings)
-        await consumer.start()
-        out = Outbox()
-        try:
-            for q in missing:
-                started = time.monotonic()
-                trigger = RetrainTrigger(self.config)
-                published: set[str] = set()
-                requested: Counter[str] = Counter()
-                async for records in read_partition(consumer, self.retrain_topic, q):
-                    for r in records:
-                        try:
-                            value = orjson.loads(r.value)
-                            published.add(value["request_id"])
-                            requested[value["model"]] += 1
-                        except (orjson.JSONDecodeError, KeyError, TypeError):
-                            log.error("unreadable retrain request at %d@%d", q, r.offset)
-                self.published[q] = published
-                self.requested[q] = requested
-                ready: list[dict[str, Any]] = []
-                n = 0
-                async for records in read_partition(consumer, self.alerts_topic, q):
-                    for r in records:
-                        alerts, _ = decode(r.value, ALERT,
-                                           max_bytes=self.settings.max_message_bytes)
-                        for alert in alerts:
-                            ready.extend(trigger.on_alert(alert))
-                    n += len(records)
-                for rid in published & trigger.pending.keys():
-                    del trigger.pending[rid]  # made before the crash
-                self.parts[q] = trigger
-                self._publish(out, q, ready)
-                log.info("trigger partition %d recovered in %.2fs: %d alert records, %d "
-                         "requests already published, %d waiting for pairs", q,
-                         time.monotonic() - started, n, len(published), len(trigger.pending))
-        finally:
-            await consumer.stop()
-        if len(out):
-            await out.flush(self.send)
+        await recover_missing(self.settings, self.send, partitions - self.parts.keys(),
+                              self._recover)
+
+    async def _recover(self, consumer, q: int, out: Outbox) -> None:
+        """Rebuild the trigger of partition ``q`` from its ``retrain`` and ``alerts``
+        partitions; requests a crash lost are queued on ``out``."""
+        started = time.monotonic()
+        trigger = RetrainTrigger(self.config)
+        published: set[str] = set()
+        requested: Counter[str] = Counter()
+        async for records in read_partition(consumer, self.retrain_topic, q):
+            for r in records:
+                try:
+                    value = orjson.loads(r.value)
+                    published.add(value["request_id"])
+                    requested[value["model"]] += 1
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    log.error("unreadable retrain request at %d@%d", q, r.offset)
+        self.published[q] = published
+        self.requested[q] = requested
+        ready: list[dict[str, Any]] = []
+        n = 0
+        async for records in read_partition(consumer, self.alerts_topic, q):
+            for r in records:
+                alerts, _ = decode(r.value, ALERT,
+                                   max_bytes=self.settings.max_message_bytes)
+                for alert in alerts:
+                    ready.extend(trigger.on_alert(alert))
+            n += len(records)
+        for rid in published & trigger.pending.keys():
+            del trigger.pending[rid]  # made before the crash
+        self.parts[q] = trigger
+        self._publish(out, q, ready)
+        log.info("trigger partition %d recovered in %.2fs: %d alert records, %d "
+                 "requests already published, %d waiting for pairs", q,
+                 time.monotonic() - started, n, len(published), len(trigger.pending))
 
     def drop(self, partitions: set[int]) -> None:
         for q in partitions:

@@ -11,6 +11,7 @@ correct there too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 
@@ -94,6 +95,17 @@ async def _retry_start(start, what: str, timeout: float) -> None:
                 raise TopicError(f"could not start the Kafka {what}: {exc}") from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+@contextlib.asynccontextmanager
+async def opened_reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started :func:`reader`, stopped on leaving."""
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def reader(settings: Settings) -> AIOKafkaConsumer:

@@ -20,15 +20,14 @@ of at most ``max_points`` per version and ``max_alerts`` alerts per model.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from driftline.kafka import true_end_offset
+from driftline.kafka import opened_reader, true_end_offset
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,6 @@ class Observatory:
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
         self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
         self.events: dict[str, deque[dict[str, Any]]] = {}
-        self.ready = False  # history read
 
     def apply(self, kind: str, value: dict[str, Any], ts: float) -> None:
         model = value.get("model")
@@ -99,23 +97,17 @@ class Observatory:
         return sorted(found, key=lambda a: a["ts"])[-limit:] if limit else []
 
 
-async def follow(observatory: Observatory, settings: Settings,
-                 stop: asyncio.Event | None = None) -> None:
+async def follow(observatory: Observatory, settings: Settings) -> None:
     """Feed ``observatory`` from the topics: their recent history, then as records come."""
     topics = {settings.topic(kind): kind for kind in KINDS}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
+    async with opened_reader(settings) as consumer:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         consumer.assign(tps)
-        ends = {}
         for tp in tps:
             end = await true_end_offset(consumer, tp)
-            ends[tp] = end
             start = max(0, end - METRICS_HISTORY) if topics[tp.topic] == "metrics" else 0
             consumer.seek(tp, start)
-        while stop is None or not stop.is_set():
+        while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
             for tp, records in batches.items():
                 kind = topics[tp.topic]
@@ -126,8 +118,3 @@ async def follow(observatory: Observatory, settings: Settings,
                         continue
                     if isinstance(value, dict):
                         observatory.apply(kind, value, r.timestamp / 1000)
-            if not observatory.ready:
-                positions = [await consumer.position(tp) for tp in ends]
-                observatory.ready = all(p >= end for p, end in zip(positions, ends.values()))
-    finally:
-        await consumer.stop()
