@@ -45,15 +45,13 @@ from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import opened_reader, partition_for, read_partition
 from driftline.models.events import LABEL, PREDICTION
-from driftline.models.wire import Rejection, decode
+from driftline.models.wire import Rejection, array, arrays, decode, unbatch
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = b"c"
 ENTRY_PREFIX = b"i:"
-# A forwarded batch stays well under the broker's message size.
-_FORWARD_BYTES = 256 * 1024
 
 
 class Joiner:
@@ -135,13 +133,12 @@ class Joiner:
         drained = {p: self.parts[p].drain() for p in partitions}
         scored_index: dict[int, int] = {}
         for p, (scored, _) in drained.items():
-            for pair in scored:
-                scored_index[p] = out.add(self.scored_topic, pair["prediction_id"].encode(),
-                                          orjson.dumps(pair), p)
+            for run in arrays([orjson.dumps(pair) for pair in scored]):
+                scored_index[p] = out.add(self.scored_topic, _first_id(run), array(run), p)
         for p, events in (expired or {}).items():
-            for ev in events:
-                out.add(self.expired_topic, ev["prediction_id"].encode(),
-                        orjson.dumps({**ev, "expired_ts": self.clock()}), p)
+            now = self.clock()
+            for run in arrays([orjson.dumps({**ev, "expired_ts": now}) for ev in events]):
+                out.add(self.expired_topic, _first_id(run), array(run), p)
         if len(out):
             offsets = await out.flush(self.send)
         # Entries first, then - once they are all acknowledged - the checkpoints: a
@@ -176,16 +173,8 @@ class Joiner:
 
     def _forward(self, out: Outbox, topic: str, partition: int, events: list[bytes]) -> None:
         self.forwarded += len(events)
-        chunk: list[bytes] = []
-        size = 0
-        for ev in events + [b""]:
-            if chunk and (not ev or size + len(ev) > _FORWARD_BYTES):
-                out.add(topic, orjson.loads(chunk[0])["prediction_id"].encode(),
-                        b"[" + b",".join(chunk) + b"]", partition)
-                chunk, size = [], 0
-            if ev:
-                chunk.append(ev)
-                size += len(ev) + 1
+        for run in arrays(events):
+            out.add(topic, _first_id(run), array(run), partition)
 
     # --- recovery and rebalance --------------------------------------------------
 
@@ -217,9 +206,10 @@ class Joiner:
         async for records in read_partition(consumer, self.scored_topic, partition,
                                             start=checkpoint):
             for r in records:
-                part.mark_done(r.key.decode(), self.clock())
+                for pair in unbatch(r.value):
+                    part.mark_done(pair["prediction_id"], self.clock())
+                    n_scored += 1
                 part.scored_next = r.offset + 1
-            n_scored += len(records)
         log.info("join partition %d recovered in %.2fs: %d state records, %d scored pairs "
                  "after the checkpoint; %d waiting predictions, %d waiting labels, %d done ids",
                  partition, time.monotonic() - started, n_state, n_scored,
@@ -263,6 +253,11 @@ class Joiner:
                         self.expired_by_model[ev["model"]] += 1
             if touched:
                 await self._persist(Outbox(), touched, expired)
+
+
+def _first_id(run: list[bytes]) -> bytes:
+    """The key of an array message: its first event's ``prediction_id``."""
+    return orjson.loads(run[0])["prediction_id"].encode()
 
 
 def install(app: faust.App, settings: Settings) -> Joiner:

@@ -2,8 +2,8 @@
 
 Two Faust agents:
 
-* **route** reads ``scored`` and ``expired`` (keyed by ``prediction_id``) and
-  forwards each event to ``monitor-input``, on the partition of its *model*,
+* **route** reads ``scored`` and ``expired`` (arrays of events, written by the join)
+  and forwards each event to ``monitor-input``, on the partition of its *model*,
   tagged with where it came from: (partition, offset, index in a batch). It keeps
   no state; after a crash it forwards some events again, and the monitor drops
   them because their source position is not newer than the last one it applied
@@ -42,11 +42,11 @@ from driftline.agents.monitor_core import Monitor
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
 from driftline.kafka import partition_for, read_partition
+from driftline.models.wire import array, arrays, unbatch
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 256 * 1024
 SCORED, PREDICTION_KIND, EXPIRED = "s", "p", "x"
 
 
@@ -63,10 +63,10 @@ async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> Non
     after the second would be lost. Chunk k+1 waits for chunk k's ack."""
     rounds: list[Outbox] = []
     for q, elements in parts.items():
-        for k, chunk in enumerate(_chunks(elements)):
+        for k, run in enumerate(arrays(elements)):
             if k == len(rounds):
                 rounds.append(Outbox())
-            rounds[k].add(target, None, b"[" + b",".join(chunk) + b"]", q)
+            rounds[k].add(target, None, array(run), q)
     for out in rounds:
         await out.flush(send)
 
@@ -86,27 +86,16 @@ class Router:
         for event in messages:
             msg = event.message
             try:
-                ev = orjson.loads(msg.value)  # written by driftline itself
+                events = unbatch(msg.value)  # written by driftline itself
             except orjson.JSONDecodeError:
                 log.error("unreadable record at %s[%d]@%d", msg.topic, msg.partition,
                           msg.offset)
                 continue
-            parts[partition_for(ev["model"].encode(), n)].append(
-                element(self.kinds[msg.topic], msg.partition, msg.offset, 0, ev))
+            kind = self.kinds[msg.topic]
+            for index, ev in enumerate(events):
+                parts[partition_for(ev["model"].encode(), n)].append(
+                    element(kind, msg.partition, msg.offset, index, ev))
         await send_in_order(self.send, self.target, parts)
-
-
-def _chunks(elements: list[bytes]):
-    chunk: list[bytes] = []
-    size = 0
-    for element in elements:
-        if chunk and size + len(element) > _CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(element)
-        size += len(element) + 1
-    if chunk:
-        yield chunk
 
 
 class PartitionMonitor:

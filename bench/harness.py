@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -184,19 +185,30 @@ def settings_for(stack: EmbeddedStack, partitions: int) -> Settings:
 
 
 def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
-               workers: int) -> dict:
+               workers: int, profile: str | None = None) -> dict:
     settings = settings_for(stack, partitions)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
                               configs=topic_configs(settings)))
     asyncio.run((produce_single if shape == "single" else produce_batched)(settings, events(n)))
     bare = asyncio.run(bare_consumer(settings))
     group = Workers(settings, workers)
+    spies = []
     try:
         asyncio.run(wait_for_groups(settings, [settings.group_id], timeout=120))
+        if profile:
+            spy = Path(sys.executable).with_name("py-spy")  # pip install py-spy
+            spies = [subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(proc.pid), "--format",
+                                       "raw", "--rate", "200", "--output",
+                                       str(Path(profile) / f"{shape}-worker{i}.txt")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for i, proc in enumerate(group.procs)]
         started = time.perf_counter()
         done = asyncio.run(monitor_progress(settings, n, started + 1800))
         rss = group.peak_rss_mb()
     finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         group.stop()
     rate = 2 * n / (done - started)
     return {"shape": shape, "bare": bare, "driftline": rate, "ratio": rate / bare,
@@ -252,6 +264,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--shapes", default="single,batched")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record each worker with py-spy (raw collapsed stacks) into DIR")
     parser.add_argument("--smoke", action="store_true", help="a few thousand pairs, for CI")
     args = parser.parse_args()
     if args.smoke:
@@ -259,9 +273,11 @@ def main() -> None:
     rows = []
     with EmbeddedStack() as stack:
         for shape in args.shapes.split(","):
-            rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers))
+            rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
+                                   args.profile))
         batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
-        lat = latency(stack, args.partitions, batched["driftline"] / 4, args.latency_seconds)
+        lat = (latency(stack, args.partitions, batched["driftline"] / 4, args.latency_seconds)
+               if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
           f"{args.workers} worker process(es), {os.cpu_count()} CPUs")
     print(f"{'input':8} {'(a) bare ev/s':>14} {'(b) driftline ev/s':>19} {'b/a':>6} "
@@ -269,6 +285,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['shape']:8} {r['bare']:14,.0f} {r['driftline']:19,.0f} {r['ratio']:6.3f} "
               f"{r['rss_mb']:16,.0f}")
+    if lat is None:
+        return
     print(f"(c) label-to-metric latency at {lat['rate']:,.0f} pairs/s (half of (b), batched): "
           f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms")
 

@@ -17,11 +17,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from driftline.app import topic_configs, topics_to_create
 from driftline.kafka import ensure_topics, wait_for_groups
+from driftline.models.wire import unbatch
 from driftline.settings import Settings
 
 MODEL = "houses"
@@ -65,8 +65,8 @@ class Watcher:
                 batches = await consumer.getmany(timeout_ms=200)
                 for tp, records in batches.items():
                     for r in records:
-                        self._apply(self.topics[tp.topic], orjson.loads(r.value),
-                                    r.timestamp / 1000)
+                        for value in unbatch(r.value):  # scored pairs come in arrays
+                            self._apply(self.topics[tp.topic], value, r.timestamp / 1000)
         finally:
             await consumer.stop()
 

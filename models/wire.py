@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -92,3 +93,40 @@ def _decode_batch(items: list[Any], raw: bytes, schema: Schema,
 def encode(obj: Any) -> bytes:
     """Events to wire bytes (compact UTF-8 JSON)."""
     return orjson.dumps(obj)
+
+
+ARRAY_BYTES = 256 * 1024  # what driftline's own batch messages stay under
+
+
+def arrays(encoded: list[bytes], max_bytes: int = ARRAY_BYTES) -> Iterator[list[bytes]]:
+    """Encoded events in order, cut into runs whose JSON array stays under ``max_bytes``
+    (a single larger event still gets a run of its own).
+
+    >>> [len(run) for run in arrays([b"1234"] * 5, max_bytes=11)]
+    [2, 2, 1]
+    """
+    run: list[bytes] = []
+    size = 1
+    for item in encoded:
+        if run and size + len(item) + 1 > max_bytes:
+            yield run
+            run, size = [], 1
+        run.append(item)
+        size += len(item) + 1
+    if run:
+        yield run
+
+
+def array(run: list[bytes]) -> bytes:
+    """A run of encoded events as one JSON array value."""
+    return b"[" + b",".join(run) + b"]"
+
+
+def unbatch(raw: bytes) -> list[dict[str, Any]]:
+    """The events of a message driftline wrote itself: one object or an array of them.
+
+    >>> unbatch(b'{"a": 1}'), unbatch(b'[{"a": 1}, {"a": 2}]')
+    ([{'a': 1}], [{'a': 1}, {'a': 2}])
+    """
+    value = orjson.loads(raw)
+    return value if isinstance(value, list) else [value]

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from driftline.app import topic_configs, topics_to_create
 from driftline.kafka import ensure_topics, read_partition, reader
+from driftline.models.wire import unbatch
 from driftline.settings import Settings
 
 
@@ -90,6 +91,26 @@ def wait_for(settings: Settings, name: str, count: int, timeout: float = 60.0,
             return read_all(settings, name)
         if time.monotonic() > deadline:
             return records
+        time.sleep(0.5)
+
+
+def read_events(settings: Settings, name: str) -> list[dict]:
+    """Every event of a logical topic, arrays unpacked (``scored`` and ``expired`` carry
+    JSON arrays of events)."""
+    return [e for r in read_all(settings, name) for e in unbatch(r.value)]
+
+
+def wait_for_events(settings: Settings, name: str, count: int, timeout: float = 60.0,
+                    settle: float = 1.5) -> list[dict]:
+    """:func:`wait_for`, counting events instead of messages."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = read_events(settings, name)
+        if len(events) >= count:
+            time.sleep(settle)
+            return read_events(settings, name)
+        if time.monotonic() > deadline:
+            return events
         time.sleep(0.5)
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -92,7 +91,7 @@ def test_stack_up_prints_urls_and_stops_on_ctrl_c():
 
 @pytest.mark.integration
 def test_up_runs_stack_and_worker_end_to_end(tmp_path):
-    from kafka_io import label, prediction, produce, wait_for
+    from kafka_io import label, prediction, produce, wait_for_events
 
     with open(tmp_path / "up.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "driftline", "up", "--kafka-port", "0",
@@ -106,8 +105,8 @@ def test_up_runs_stack_and_worker_end_to_end(tmp_path):
         time.sleep(2)  # the worker creates the topics
         produce(settings, [("predictions", b"q1", prediction("q1", 4.0)),
                            ("labels", b"q1", label("q1", 1.0))])
-        scored = wait_for(settings, "scored", 1, timeout=60, settle=0)
-        assert [orjson.loads(r.value)["error"] for r in scored] == [3.0]
+        scored = wait_for_events(settings, "scored", 1, timeout=60, settle=0)
+        assert [p["error"] for p in scored] == [3.0]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0, (tmp_path / "up.log").read_text()[-3000:]
     finally:

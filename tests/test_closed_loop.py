@@ -15,7 +15,7 @@ import pytest
 
 from driftline import ModelClient, ModelRegistry, Publisher
 from driftline.simulate import ProductionService, World, bootstrap
-from kafka_io import create_topics, read_all
+from kafka_io import create_topics, read_all, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def test_drift_is_retrained_and_promoted_end_to_end(settings, worker_factory, tm
         # Wait until every pair is scored.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            scored = [orjson.loads(r.value) for r in read_all(settings, "scored")]
+            scored = read_events(settings, "scored")
             if len(scored) >= stats.labels:
                 break
             time.sleep(1)

@@ -11,7 +11,9 @@ import orjson
 import pytest
 
 from driftline.kafka import partition_for
-from kafka_io import create_topics, label, prediction, produce, read_all, wait_for
+from driftline.models.wire import unbatch
+from kafka_io import (create_topics, label, prediction, produce, read_all, read_events,
+                      wait_for_events)
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +37,12 @@ def scored_for(settings, prefix: str, count: int, timeout: float = 60.0) -> list
     """Scored pairs whose prediction_id starts with ``prefix``, waiting for ``count``."""
     deadline = time.monotonic() + timeout
     while True:
-        pairs = [orjson.loads(r.value) for r in read_all(settings, "scored")
-                 if r.key.decode().startswith(prefix)]
+        pairs = [p for p in read_events(settings, "scored")
+                 if p["prediction_id"].startswith(prefix)]
         if len(pairs) >= count or time.monotonic() > deadline:
             time.sleep(1.0)  # room for a wrong extra pair to show up
-            return [orjson.loads(r.value) for r in read_all(settings, "scored")
-                    if r.key.decode().startswith(prefix)]
+            return [p for p in read_events(settings, "scored")
+                    if p["prediction_id"].startswith(prefix)]
         time.sleep(0.3)
 
 
@@ -97,9 +99,10 @@ def test_batch_messages_meet_their_labels_on_the_home_partition(shared):
     produce(settings, [("labels", None, labels)], partition=1)
     produce(settings, [("labels", i.encode(), label(i, 1.0)) for i in ids[30:]])
     assert len(scored_for(settings, "batch-", 60)) == 60
-    records = [r for r in read_all(settings, "scored") if r.key.startswith(b"batch-")]
-    assert len(records) == 60
-    assert all(r.partition == partition_for(r.key, settings.partitions) for r in records)
+    placed = [(r.partition, pair["prediction_id"]) for r in read_all(settings, "scored")
+              for pair in unbatch(r.value) if pair["prediction_id"].startswith("batch-")]
+    assert len(placed) == 60
+    assert all(p == partition_for(pid.encode(), settings.partitions) for p, pid in placed)
 
 
 BAD_INPUTS = [
@@ -168,9 +171,9 @@ def test_unlabeled_predictions_expire_and_are_counted(settings, worker_factory):
     worker = worker_factory(settings)
     produce(settings, [("predictions", f"ttl-{i}".encode(), prediction(f"ttl-{i}", model=m))
                        for i, m in enumerate(["a", "a", "b"])])
-    expired = wait_for(settings, "expired", 3, timeout=60)
-    assert sorted((orjson.loads(r.value)["prediction_id"], orjson.loads(r.value)["model"])
-                  for r in expired) == [("ttl-0", "a"), ("ttl-1", "a"), ("ttl-2", "b")]
+    expired = wait_for_events(settings, "expired", 3, timeout=60)
+    assert sorted((e["prediction_id"], e["model"]) for e in expired) == [
+        ("ttl-0", "a"), ("ttl-1", "a"), ("ttl-2", "b")]
     # A label after expiry finds nothing to pair with.
     produce(settings, [("labels", b"ttl-0", label("ttl-0"))])
     time.sleep(3)
@@ -207,8 +210,8 @@ def test_ten_thousand_shuffled_with_duplicates_and_malformed(settings, worker_fa
     msgs, bad = _stream(n, seed=7)
     worker = worker_factory(settings)
     sent = produce(settings, msgs)
-    scored = wait_for(settings, "scored", n, timeout=120, settle=3)
-    ids = [r.key for r in scored]
+    scored = wait_for_events(settings, "scored", n, timeout=120, settle=3)
+    ids = [p["prediction_id"] for p in scored]
     assert len(ids) == n and len(set(ids)) == n
     where = {m[1]: s for m, s in zip(msgs, sent) if m[1].startswith(b"bad-")}
     letters = {r.key: orjson.loads(r.value) for r in read_all(settings, "deadletter")}
@@ -228,15 +231,15 @@ def test_kill_9_mid_stream_still_one_pair_per_labeled_prediction(settings, worke
     produce(settings, msgs[: len(msgs) // 2])
     # Kill while it is busy: after some pairs exist, before all of this half is done.
     deadline = time.monotonic() + 60
-    while len(read_all(settings, "scored")) < 2_000 and time.monotonic() < deadline:
+    while len(read_events(settings, "scored")) < 2_000 and time.monotonic() < deadline:
         time.sleep(0.2)
     first.kill()
-    produced_at_kill = len(read_all(settings, "scored"))
+    produced_at_kill = len(read_events(settings, "scored"))
     assert 0 < produced_at_kill < n
     produce(settings, msgs[len(msgs) // 2:])
     second = worker_factory(settings, "second")
-    scored = wait_for(settings, "scored", n, timeout=120, settle=4)
-    ids = [r.key for r in scored]
+    scored = wait_for_events(settings, "scored", n, timeout=120, settle=4)
+    ids = [p["prediction_id"] for p in scored]
     assert len(set(ids)) == n, f"{n - len(set(ids))} labeled predictions never scored"
     assert len(ids) == n, f"{len(ids) - n} pairs scored twice"
     assert "recovered" in second.log()

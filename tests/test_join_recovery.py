@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from driftline.agents.join import Joiner
 from driftline.kafka import partition_for
-from kafka_io import create_topics, label, prediction, read_all
+from kafka_io import create_topics, label, prediction, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +83,8 @@ def test_crash_after_scored_before_state_does_not_score_twice(settings):
         return second
 
     second = asyncio.run(run(settings, scenario))
-    keys = [r.key for r in read_all(settings, "scored")]
-    assert sorted(keys) == sorted(i.encode() for i in ids)
+    keys = [p["prediction_id"] for p in read_events(settings, "scored")]
+    assert sorted(keys) == sorted(ids)
     assert second.stats["duplicate_predictions"] == len(ids)
     assert second.stats["duplicate_labels"] == len(ids)
 
@@ -116,7 +115,7 @@ def test_without_reading_back_scored_the_same_crash_would_double(settings, monke
         await second.process(events)
 
     asyncio.run(run(settings, scenario))
-    assert len(read_all(settings, "scored")) == 2 * len(ids)
+    assert len(read_events(settings, "scored")) == 2 * len(ids)
 
 
 def test_state_survives_handing_a_partition_away_and_back(settings):
@@ -137,6 +136,6 @@ def test_state_survives_handing_a_partition_away_and_back(settings):
         return other
 
     other = asyncio.run(run(settings, scenario))
-    pairs = [orjson.loads(r.value) for r in read_all(settings, "scored")]
+    pairs = read_events(settings, "scored")
     assert sorted(p["prediction_id"] for p in pairs) == sorted(ids)
     assert other.stats["duplicate_labels"] == 60

@@ -9,7 +9,7 @@ import pytest
 
 from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.monitor_core import Monitor
-from kafka_io import create_topics, produce, read_all
+from kafka_io import create_topics, produce, read_all, read_events
 from simulate import stream
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_kill_9_twice_gives_the_uninterrupted_results(settings, worker_factory):
     assert final is not None and final["n_scored"] == n and final["n_predictions"] == n, final
     assert "monitor partition 0 recovered" in worker.log()
 
-    scored = [orjson.loads(r.value) for r in read_all(settings, "scored")]
+    scored = read_events(settings, "scored")
     offline = Monitor(MonitorConfig())
     expected = offline.process_predictions(predictions) + offline.process_pairs(scored)
     report = offline.versions[("m", 1)].report()

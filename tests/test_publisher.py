@@ -10,7 +10,7 @@ import pytest
 
 from driftline import Publisher, PublishError, SchemaError, SyncPublisher
 from driftline.kafka import partition_for
-from kafka_io import create_topics, read_all, wait_for
+from kafka_io import create_topics, read_all, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_published_pairs_are_scored(settings, worker_factory):
                 await pub.log_label(f"pub-{i}", label=float(i) - 0.5)
 
     asyncio.run(publish())
-    scored = [orjson.loads(r.value) for r in wait_for(settings, "scored", 300)]
+    scored = wait_for_events(settings, "scored", 300)
     assert len(scored) == 300 and {p["error"] for p in scored} == {0.5}
     assert {p["model"] for p in scored} == {"houses"} and {p["version"] for p in scored} == {2}
 
