@@ -6,9 +6,9 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
    :class:`~driftline.agents.joinstate.PartitionJoin` of each input partition.
 2. It sends the batch's scored pairs (to the *same partition number* of
    ``scored``), dead letters and forwards, and waits for every ack.
-3. Then it appends the batch's state records to the compacted ``join-state``
-   topic and waits for their acks; then a checkpoint per partition: the next
-   ``scored`` offset. It waits for those acks too.
+3. Then it appends the batch's state records to the partition's ``join-state``
+   log as one *delta* message (more if large), whose last one carries the
+   checkpoint: the next ``scored`` offset. It waits for those acks.
 4. It sends the batch's valid predictions to ``monitor-input`` (on their model's
    partition, tagged with their source position, for the monitor's data drift)
    and waits for those acks.
@@ -19,6 +19,14 @@ state is rebuilt by reading ``join-state`` to its true end, then reading
 ``scored`` from the checkpoint: any pair found there was written before the
 crash, so its id is marked done before input is consumed again. A re-delivered
 label for it is then a duplicate, not a second pair.
+
+The ``join-state`` log (a compacted topic) holds three kinds of record, see
+:class:`StateLog`: deltas (``d:<seq>``), snapshot chunks (``s:<seq>:<k>``, the
+whole state as of delta ``seq``) and a head (``h``) naming the latest complete
+snapshot. Once the deltas since the last snapshot hold more records than the
+state itself, a new snapshot is written, then its head, then tombstones for
+the deltas and chunks it replaces, so compaction keeps the log near the size of
+the state, and writing it costs at most one extra record per state record.
 
 An event whose ``prediction_id`` does not hash (Kafka's murmur2) to the
 partition it arrived on, e.g. inside a batch message keyed by something else,
@@ -33,6 +41,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -50,8 +59,24 @@ from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = b"c"
-ENTRY_PREFIX = b"i:"
+DELTA, SNAPSHOT, HEAD = b"d:", b"s:", b"h"
+# A snapshot is written only once the deltas since the last one hold this many records.
+SNAPSHOT_MIN_RECORDS = 50_000
+
+
+@dataclass
+class StateLog:
+    """Where a partition's ``join-state`` log stands."""
+
+    seq: int = 0                # of the last delta written
+    snapshot_seq: int = 0       # delta the latest snapshot includes (0: none yet)
+    snapshot_chunks: int = 0
+    since_snapshot: int = 0     # records in the deltas written since
+
+
+def _delta(records: list[bytes], checkpoint: int | None) -> bytes:
+    body = b'{"r":' + array(records)
+    return body + (b"}" if checkpoint is None else b',"c":%d}' % checkpoint)
 
 
 class Joiner:
@@ -68,6 +93,7 @@ class Joiner:
         self.expired_topic = settings.topic("expired")
         self.monitor_topic = settings.topic("monitor_input")
         self.parts: dict[int, PartitionJoin] = {}
+        self.logs: dict[int, StateLog] = {}
         self.dead_letters = DeadLetterCounter()
         self.expired_by_model: Counter[str] = Counter()
         self.forwarded = 0
@@ -141,21 +167,56 @@ class Joiner:
                 out.add(self.expired_topic, _first_id(run), array(run), p)
         if len(out):
             offsets = await out.flush(self.send)
-        # Entries first, then - once they are all acknowledged - the checkpoints: a
-        # checkpoint must never be on the log ahead of a done entry it vouches for.
-        state, checkpoints = Outbox(), Outbox()
+        # Each partition's delta: its last message carries the checkpoint and goes out
+        # only once the others are acknowledged, so a checkpoint is never on the log ahead
+        # of a done record it vouches for.
+        entries, checkpoints = Outbox(), Outbox()
         for p, (_, records) in drained.items():
-            if not records and p not in scored_index:
-                continue
-            for pid, record in records.items():
-                state.add(self.state_topic, ENTRY_PREFIX + pid.encode(),
-                          None if record is None else orjson.dumps(record), p)
             if p in scored_index:
                 self.parts[p].scored_next = offsets[scored_index[p]] + 1
-            checkpoints.add(self.state_topic, CHECKPOINT_KEY,
-                            orjson.dumps({"scored_next": self.parts[p].scored_next}), p)
-        await state.flush(self.send)
+            if not records:
+                continue
+            log_ = self.logs[p]
+            log_.since_snapshot += len(records)
+            runs = list(arrays([orjson.dumps([pid, record]) for pid, record in records.items()]))
+            for k, run in enumerate(runs):
+                log_.seq += 1
+                last = k == len(runs) - 1
+                (checkpoints if last else entries).add(
+                    self.state_topic, DELTA + b"%d" % log_.seq,
+                    _delta(run, self.parts[p].scored_next if last else None), p)
+        await entries.flush(self.send)
         await checkpoints.flush(self.send)
+        for p in drained:
+            log_ = self.logs[p]
+            if log_.since_snapshot >= max(SNAPSHOT_MIN_RECORDS, len(self.parts[p])):
+                await self._snapshot(p, log_)
+
+    async def _snapshot(self, p: int, log_: StateLog) -> None:
+        """The whole state of partition ``p`` as of its last delta, then the head that makes
+        it the one to restore from, then tombstones for what it replaces."""
+        part, seq = self.parts[p], log_.seq
+        if seq == log_.snapshot_seq:  # nothing since the last one (whose keys these would be)
+            return
+        chunks = Outbox()
+        runs = arrays([orjson.dumps([pid, record]) for pid, record in part.records()])
+        for k, run in enumerate(runs):
+            chunks.add(self.state_topic, SNAPSHOT + b"%d:%d" % (seq, k), array(run), p)
+        n_chunks = len(chunks)
+        await chunks.flush(self.send)
+        head = Outbox()
+        head.add(self.state_topic, HEAD, orjson.dumps(
+            {"seq": seq, "chunks": n_chunks, "c": part.scored_next}), p)
+        await head.flush(self.send)
+        old = Outbox()
+        for d in range(log_.snapshot_seq + 1, seq + 1):
+            old.add(self.state_topic, DELTA + b"%d" % d, None, p)
+        for k in range(log_.snapshot_chunks):
+            old.add(self.state_topic, SNAPSHOT + b"%d:%d" % (log_.snapshot_seq, k), None, p)
+        await old.flush(self.send)
+        log.debug("join partition %d: snapshot at delta %d, %d entries in %d chunks",
+                  p, seq, len(part), n_chunks)
+        log_.snapshot_seq, log_.snapshot_chunks, log_.since_snapshot = seq, n_chunks, 0
 
     def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
         self.dead_letters.count(rejection)
@@ -187,19 +248,52 @@ class Joiner:
                 self.parts[partition] = await self._recover(consumer, partition)
 
     async def _recover(self, consumer: Any, partition: int) -> PartitionJoin:
-        """Rebuild one partition: ``join-state`` to its end, then ``scored`` after the checkpoint."""
+        """Rebuild one partition: ``join-state`` to its end, then ``scored`` after the checkpoint.
+
+        The log is applied in order - every delta - except that a head replaces the state
+        with its snapshot, whose chunks were buffered as they came. On an uncompacted log
+        that snapshot equals the state already built; on a compacted one the deltas before
+        it may be gone, and the snapshot is what holds their effect."""
         started = time.monotonic()
-        part = PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
+        part = self._new_part()
+        log_ = self.logs[partition] = StateLog()
         checkpoint = 0
         n_state = 0
+        chunks_seq, chunks = -1, {}
         async for records in read_partition(consumer, self.state_topic, partition):
             n_state += len(records)
             for r in records:
-                if r.key == CHECKPOINT_KEY:
-                    checkpoint = orjson.loads(r.value)["scored_next"]
-                elif r.key is not None and r.key.startswith(ENTRY_PREFIX):
-                    part.restore(r.key[len(ENTRY_PREFIX):].decode(),
-                                 None if r.value is None else orjson.loads(r.value))
+                if r.value is None:  # a tombstone: what it removes was replaced
+                    continue
+                if r.key.startswith(DELTA):
+                    delta = orjson.loads(r.value)
+                    for pid, record in delta["r"]:
+                        part.restore(pid, record)
+                    log_.seq = int(r.key[len(DELTA):])
+                    log_.since_snapshot += len(delta["r"])
+                    checkpoint = delta.get("c", checkpoint)
+                elif r.key.startswith(SNAPSHOT):
+                    seq, k = map(int, r.key[len(SNAPSHOT):].split(b":"))
+                    if seq > chunks_seq:
+                        chunks_seq, chunks = seq, {}
+                    if seq == chunks_seq:
+                        chunks[k] = r.value
+                elif r.key == HEAD:
+                    head = orjson.loads(r.value)
+                    if head["seq"] != chunks_seq or len(chunks) < head["chunks"]:
+                        raise RuntimeError(
+                            f"join-state partition {partition}: the snapshot at delta "
+                            f"{head['seq']} is incomplete ({len(chunks)} of {head['chunks']} "
+                            f"chunks); refusing to guess the state")
+                    part = self._new_part()
+                    for k in range(head["chunks"]):
+                        for pid, record in orjson.loads(chunks[k]):
+                            part.restore(pid, record)
+                    log_.seq = max(log_.seq, head["seq"])
+                    log_.snapshot_seq, log_.snapshot_chunks = head["seq"], head["chunks"]
+                    log_.since_snapshot = 0
+                    checkpoint = head["c"]
+                    chunks_seq, chunks = -1, {}
         part.drain()  # restoring writes nothing
         part.scored_next = checkpoint
         n_scored = 0
@@ -216,10 +310,14 @@ class Joiner:
                  len(part.predictions), len(part.labels), len(part.done))
         return part
 
+    def _new_part(self) -> PartitionJoin:
+        return PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
+
     async def drop(self, partitions: Iterable[int]) -> None:
         """Forget partitions this worker no longer owns; they are reloaded if they return."""
         async with self.lock:
             for p in partitions:
+                self.logs.pop(p, None)
                 part = self.parts.pop(p, None)
                 if part is not None:
                     self._retired.update(part.stats)

@@ -153,6 +153,16 @@ class PartitionJoin:
         else:
             raise ValueError(f"unknown join state {state!r} for {pid!r}")
 
+    def records(self):
+        """The whole state as (pid, state record) pairs, each map in arrival order:
+        replaying them through :meth:`restore` into an empty join rebuilds this one."""
+        for pid, (event, seen) in self.predictions.items():
+            yield pid, {"s": PENDING_PREDICTION, "t": seen, "e": event}
+        for pid, (event, seen) in self.labels.items():
+            yield pid, {"s": PENDING_LABEL, "t": seen, "e": event}
+        for pid, seen in self.done.items():
+            yield pid, {"s": DONE, "t": seen}
+
     def mark_done(self, pid: str, when: float) -> None:
         """``pid`` was scored (found on the output topic): record it as done."""
         if pid in self.done:

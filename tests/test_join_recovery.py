@@ -139,3 +139,98 @@ def test_state_survives_handing_a_partition_away_and_back(settings):
     pairs = read_events(settings, "scored")
     assert sorted(p["prediction_id"] for p in pairs) == sorted(ids)
     assert other.stats["duplicate_labels"] == 60
+
+
+def _state(joiner: Joiner) -> dict:
+    """Every partition's maps, with their order (expiry relies on arrival order)."""
+    return {p: (list(part.predictions.items()), list(part.labels.items()),
+                list(part.done.items()))
+            for p, part in sorted(joiner.parts.items()) if len(part)}
+
+
+def _compacted(settings, other_settings) -> None:
+    """Copy ``join-state`` as Kafka's compaction would leave it (the last record of each
+    key, in log order, tombstones gone) to ``other_settings``' topic."""
+    from driftline.kafka import read_partition, reader
+
+    async def copy():
+        consumer, producer = reader(settings), AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            for p in range(settings.partitions):
+                latest = {}
+                async for records in read_partition(consumer, settings.topic("join_state"), p):
+                    for r in records:
+                        latest.pop(r.key, None)
+                        latest[r.key] = r.value
+                for key, value in latest.items():
+                    if value is not None:
+                        await producer.send_and_wait(other_settings.topic("join_state"), value,
+                                                     key=key, partition=p)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+    asyncio.run(copy())
+
+
+def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
+        settings, monkeypatch):
+    """Many batches of pending predictions, early labels, pairs and expirations, with a
+    snapshot every few records: a fresh Joiner rebuilds exactly the same state from the
+    log as written (every delta) and from the log as compaction leaves it (the snapshot
+    and the deltas after it)."""
+    import driftline.agents.join as join
+
+    monkeypatch.setattr(join, "SNAPSHOT_MIN_RECORDS", 30)
+    create_topics(settings)
+    clock = [1_000.0]
+    ids = [f"s-{i}" for i in range(400)]
+
+    def kind(e):  # 0: never labeled, 1: both in one batch, 2: label a batch early
+        return int(e.message.key.decode().split("-")[1]) % 3
+
+    async def scenario(producer):
+        joiner = Joiner(settings.replace(join_ttl=50.0, dedupe_window=50.0), sender(producer), clock=lambda: clock[0])
+        early: list = []
+        for k in range(0, len(ids), 40):
+            events = batch(settings, ids[k:k + 40], offset0=k)
+            preds = [e for e in events if e.message.topic.endswith("predictions")]
+            labels = [e for e in events if e.message.topic.endswith("labels")]
+            late = [e for e in preds if kind(e) == 2]
+            now = [e for e in preds if kind(e) != 2] + [e for e in labels if kind(e) == 1]
+            await joiner.process(early + (now[::-1] if k % 80 else now)
+                                 + [e for e in labels if kind(e) == 2])
+            early = late if k + 40 < len(ids) - 40 else []
+            clock[0] += 10.0
+            await joiner.sweep()  # what waited over 50 s expires
+        for p, log in joiner.logs.items():  # every partition's state in a snapshot, then
+            await joiner._snapshot(p, log)   # deltas after it
+        await joiner.process(batch(settings, ["tail-1", "tail-2"], offset0=10_000)[:3])
+        return joiner
+
+    first = asyncio.run(run(settings, scenario))
+    assert sum(log.snapshot_seq > 0 for log in first.logs.values()) >= 2
+
+    async def recover(s):
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
+        await producer.start()
+        try:
+            fresh = Joiner(s, sender(producer), clock=lambda: clock[0])
+            await fresh._ensure_loaded(range(s.partitions))
+            return fresh
+        finally:
+            await producer.stop()
+
+    expected = _state(first)
+    for i, what in enumerate(("waiting predictions", "waiting labels", "done ids")):
+        assert any(maps[i] for maps in expected.values()), f"no {what}: the test is too weak"
+    assert first.stats["expired_predictions"] > 0
+    assert _state(asyncio.run(recover(settings))) == expected
+    compacted = settings.replace(topic_prefix=settings.topic_prefix + "compacted.")
+    create_topics(compacted)
+    _compacted(settings, compacted)
+    # Every done record is in a delta at or before the last checkpoint, so the compacted
+    # copy (with an empty scored topic) must hold the whole state.
+    assert _state(asyncio.run(recover(compacted))) == expected
