@@ -49,7 +49,8 @@ import orjson
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.joinstate import PartitionJoin
-from driftline.agents.monitor import PREDICTION_KIND, element, send_in_order
+from driftline.agents.monitor import (MODEL_HEADER, PREDICTION_KIND, ModelPartitions,
+                                      element, send_in_order)
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import opened_reader, partition_for, read_partition
@@ -92,6 +93,7 @@ class Joiner:
         self.deadletter_topic = settings.topic("deadletter")
         self.expired_topic = settings.topic("expired")
         self.monitor_topic = settings.topic("monitor_input")
+        self.model_home = ModelPartitions(settings.partitions)
         self.parts: dict[int, PartitionJoin] = {}
         self.logs: dict[int, StateLog] = {}
         self.dead_letters = DeadLetterCounter()
@@ -126,7 +128,7 @@ class Joiner:
                                    max_batch=self.settings.max_batch_events)
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
-                index = 0  # of the message's events that are at home here
+                monitored: dict[int, list[bytes]] = defaultdict(list)
                 for ev in good:
                     if "ts" not in ev:
                         ev["ts"] = msg.timestamp  # broker time, seconds
@@ -136,9 +138,10 @@ class Joiner:
                         continue
                     accepted.append((home, is_label, ev))
                     if not is_label:  # the monitor's data drift, from a validated copy
-                        to_monitor[partition_for(ev["model"].encode(), n)].append(
-                            element(PREDICTION_KIND, msg.partition, msg.offset, index, ev))
-                    index += 1
+                        monitored[self.model_home(ev["model"])].append(orjson.dumps(ev))
+                for q, encoded in monitored.items():
+                    to_monitor[q].append(
+                        element(PREDICTION_KIND, msg.partition, msg.offset, encoded))
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self._ensure_loaded({p for p, _, _ in accepted})
@@ -159,12 +162,14 @@ class Joiner:
         drained = {p: self.parts[p].drain() for p in partitions}
         scored_index: dict[int, int] = {}
         for p, (scored, _) in drained.items():
-            for run in arrays([orjson.dumps(pair) for pair in scored]):
-                scored_index[p] = out.add(self.scored_topic, _first_id(run), array(run), p)
+            for model, run in _by_model(scored):
+                scored_index[p] = out.add(self.scored_topic, _first_id(run), array(run), p,
+                                          [(MODEL_HEADER, model.encode())])
         for p, events in (expired or {}).items():
             now = self.clock()
-            for run in arrays([orjson.dumps({**ev, "expired_ts": now}) for ev in events]):
-                out.add(self.expired_topic, _first_id(run), array(run), p)
+            for model, run in _by_model([{**ev, "expired_ts": now} for ev in events]):
+                out.add(self.expired_topic, _first_id(run), array(run), p,
+                        [(MODEL_HEADER, model.encode())])
         if len(out):
             offsets = await out.flush(self.send)
         # Each partition's delta: its last message carries the checkpoint and goes out
@@ -351,6 +356,17 @@ class Joiner:
                         self.expired_by_model[ev["model"]] += 1
             if touched:
                 await self._persist(Outbox(), touched, expired)
+
+
+def _by_model(events: list[dict]):
+    """(model, run of encoded events) for arrays of one model each, in event order per
+    model: what the route agent forwards without decoding."""
+    models: dict[str, list[bytes]] = defaultdict(list)
+    for ev in events:
+        models[ev["model"]].append(orjson.dumps(ev))
+    for model, encoded in models.items():
+        for run in arrays(encoded):
+            yield model, run
 
 
 def _first_id(run: list[bytes]) -> bytes:

@@ -2,14 +2,14 @@
 
 Two Faust agents:
 
-* **route** reads ``scored`` and ``expired`` (arrays of events, written by the join)
-  and forwards each event to ``monitor-input``, on the partition of its *model*,
-  tagged with where it came from: (partition, offset, index in a batch). It keeps
-  no state; after a crash it forwards some events again, and the monitor drops
-  them because their source position is not newer than the last one it applied
-  from that source partition. Predictions take the same path, but the join
-  forwards them (:func:`send_in_order`): it has just validated them, so they are
-  neither read nor validated a second time.
+* **route** reads ``scored`` and ``expired`` (arrays of one model's events, written
+  by the join) and forwards them to ``monitor-input``, on the partition of their
+  *model*, as an *element*: the events of one source message and where it came
+  from, (partition, offset). It keeps no state; after a crash it forwards some
+  messages again, and the monitor drops them because their source offset is not
+  newer than the last one it applied from that source partition. Predictions
+  take the same path, but the join forwards them (:func:`send_in_order`): it has
+  just validated them, so they are neither read nor validated a second time.
 * **monitor** reads ``monitor-input`` and feeds the pure
   :class:`~driftline.agents.monitor_core.Monitor` of that partition. Every
   alert it computes has an id derived from the input order alone.
@@ -50,9 +50,14 @@ log = logging.getLogger(__name__)
 SCORED, PREDICTION_KIND, EXPIRED = "s", "p", "x"
 
 
-def element(kind: str, partition: int, offset: int, index: int, event: dict) -> bytes:
-    """One monitor-input element: the event and its source position."""
-    return orjson.dumps({"k": kind, "s": [partition, offset, index], "e": event})
+MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
+
+
+def element(kind: str, partition: int, offset: int, events: list[bytes]) -> bytes:
+    """One monitor-input element: encoded events of one source message (those that go to
+    one monitor-input partition, in their order) and where they came from."""
+    return b'{"k":"%s","s":[%d,%d],"e":[%s]}' % (kind.encode(), partition, offset,
+                                                  b",".join(events))
 
 
 async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> None:
@@ -72,30 +77,64 @@ async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> Non
 
 
 class Router:
-    """Forwards scored pairs and expirations to their model's partition."""
+    """Forwards scored pairs and expirations to their model's partition.
+
+    The join writes one model's events per message and names the model in a header,
+    so a message is forwarded as it is, without being decoded; a message without the
+    header (or of several models) is decoded and split by model."""
 
     def __init__(self, settings: Settings, send) -> None:
         self.settings = settings
         self.send = send
         self.kinds = {settings.topic("scored"): SCORED, settings.topic("expired"): EXPIRED}
         self.target = settings.topic("monitor_input")
+        self.home = ModelPartitions(settings.partitions)
 
     async def process(self, messages: Sequence[Any]) -> None:
         parts: dict[int, list[bytes]] = defaultdict(list)
-        n = self.settings.partitions
         for event in messages:
             msg = event.message
+            kind = self.kinds[msg.topic]
+            model = _header(msg, MODEL_HEADER)
+            if model is not None and msg.value[:1] == b"[":
+                parts[self.home(model)].append(b'{"k":"%s","s":[%d,%d],"e":%s}' % (
+                    kind.encode(), msg.partition, msg.offset, msg.value))
+                continue
             try:
                 events = unbatch(msg.value)  # written by driftline itself
             except orjson.JSONDecodeError:
                 log.error("unreadable record at %s[%d]@%d", msg.topic, msg.partition,
                           msg.offset)
                 continue
-            kind = self.kinds[msg.topic]
-            for index, ev in enumerate(events):
-                parts[partition_for(ev["model"].encode(), n)].append(
-                    element(kind, msg.partition, msg.offset, index, ev))
+            by_home: dict[int, list[bytes]] = defaultdict(list)
+            for ev in events:
+                by_home[self.home(ev["model"])].append(orjson.dumps(ev))
+            for q, encoded in by_home.items():
+                parts[q].append(element(kind, msg.partition, msg.offset, encoded))
         await send_in_order(self.send, self.target, parts)
+
+
+class ModelPartitions:
+    """A model's ``monitor-input`` partition, hashed once per model name."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._known: dict[str, int] = {}
+
+    def __call__(self, model: str) -> int:
+        q = self._known.get(model)
+        if q is None:
+            if len(self._known) > 100_000:  # model names come from input: stay bounded
+                self._known.clear()
+            q = self._known[model] = partition_for(model.encode(), self.partitions)
+        return q
+
+
+def _header(msg: Any, name: str) -> str | None:
+    for key, value in getattr(msg, "headers", None) or ():
+        if key == name:
+            return value.decode()
+    return None
 
 
 class PartitionMonitor:
@@ -104,7 +143,7 @@ class PartitionMonitor:
     def __init__(self, config: MonitorConfig, baselines=None) -> None:
         self.monitor = Monitor(config, baselines)
         self.next_offset = 0                        # of monitor-input
-        self.applied: dict[tuple[str, int], tuple[int, int]] = {}  # source -> last position
+        self.applied: dict[tuple[str, int], int] = {}  # source -> last offset applied
         self.published: set[str] = set()            # alert ids on the alerts partition
         self.duplicates = 0
         self.label_delays: dict[str, LabelDelays] = {}  # per model, for /metrics
@@ -119,18 +158,18 @@ class PartitionMonitor:
         run_kind = None
         for element in orjson.loads(value):
             kind = element["k"]
-            partition, src_offset, index = element["s"]
-            source, position = (kind, partition), (src_offset, index)
+            partition, src_offset = element["s"]
+            source = (kind, partition)
             last = self.applied.get(source)
-            if last is not None and position <= last:
-                self.duplicates += 1
+            if last is not None and src_offset <= last:
+                self.duplicates += len(element["e"])
                 continue
-            self.applied[source] = position
+            self.applied[source] = src_offset
             if kind != run_kind and run:
                 alerts.extend(self._feed(run_kind, run))
                 run = []
             run_kind = kind
-            run.append(element["e"])
+            run.extend(element["e"])
         if run:
             alerts.extend(self._feed(run_kind, run))
         return alerts

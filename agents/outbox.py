@@ -16,8 +16,10 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
 
-# (topic, key, value, partition) -> awaitable of a future of RecordMetadata
-SendFn = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[asyncio.Future]]
+Headers = list[tuple[str, bytes]] | None
+# (topic, key, value, partition, headers) -> awaitable of a future of RecordMetadata
+SendFn = Callable[[str, bytes | None, bytes | None, int | None, Headers],
+                  Awaitable[asyncio.Future]]
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     partition: int | None
+    headers: Headers = None
 
 
 class Outbox:
@@ -33,9 +36,9 @@ class Outbox:
         self.records: list[Outgoing] = []
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
-            partition: int | None) -> int:
+            partition: int | None, headers: Headers = None) -> int:
         """Queue a record; returns its index, to find its offset after :meth:`flush`."""
-        self.records.append(Outgoing(topic, key, value, partition))
+        self.records.append(Outgoing(topic, key, value, partition, headers))
         return len(self.records) - 1
 
     def __len__(self) -> int:
@@ -58,7 +61,7 @@ class Outbox:
             for i in todo:
                 r = self.records[i]
                 try:
-                    futures.append(await send(r.topic, r.key, r.value, r.partition))
+                    futures.append(await send(r.topic, r.key, r.value, r.partition, r.headers))
                 except KafkaError as exc:
                     if not _retriable(exc):
                         raise

@@ -61,14 +61,16 @@ async def recent_pairs(settings: Settings, model: str, *, since: float | None = 
             async for records in read_partition(consumer, topic, q, lo, end=hi):
                 for record in records:
                     for element in orjson.loads(record.value):
-                        pair = element["e"]
-                        if element["k"] != SCORED or pair["model"] != model:
+                        if element["k"] != SCORED:
                             continue
-                        label_ts = pair.get("label_ts")
-                        if since is not None and label_ts is not None and label_ts < since:
-                            older += 1
-                        else:
-                            chunk.append(pair)
+                        for pair in element["e"]:
+                            if pair["model"] != model:
+                                continue
+                            label_ts = pair.get("label_ts")
+                            if since is not None and label_ts is not None and label_ts < since:
+                                older += 1
+                            else:
+                                chunk.append(pair)
             chunks.append(chunk)
             total += len(chunk)
             hi, step = lo, min(step * 2, 4096)

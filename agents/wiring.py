@@ -19,9 +19,11 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
 
 
 def sender(app: faust.App):
-    """``send(topic, key, value, partition)`` -> awaitable delivery future (for Outbox)."""
-    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None):
-        return await app.producer.send(topic, key, value, partition, None, None)
+    """``send(topic, key, value, partition, headers)`` -> awaitable delivery future (for
+    Outbox)."""
+    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   headers=None):
+        return await app.producer.send(topic, key, value, partition, None, headers)
     return send
 
 

@@ -46,8 +46,8 @@ async def agent_sender(settings: Settings):
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
 
-    async def send(topic, key, value, partition):
-        return await producer.send(topic, value, key=key, partition=partition)
+    async def send(topic, key, value, partition, headers=None):
+        return await producer.send(topic, value, key=key, partition=partition, headers=headers)
     try:
         yield send
     finally:

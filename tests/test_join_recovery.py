@@ -61,10 +61,10 @@ async def run(settings, scenario):
 
 
 def sender(producer, crash_on_topic=None):
-    async def send(topic, key, value, partition):
+    async def send(topic, key, value, partition, headers=None):
         if topic == crash_on_topic:
             raise Crash(topic)
-        return await producer.send(topic, value, key=key, partition=partition)
+        return await producer.send(topic, value, key=key, partition=partition, headers=headers)
     return send
 
 

@@ -33,7 +33,7 @@ def put_pairs(settings, pairs: list[dict], per_record: int = 50) -> None:
     by_partition: dict[int, list] = {}
     for i, pair in enumerate(pairs):
         q = partition_for(pair["model"].encode(), settings.partitions)
-        by_partition.setdefault(q, []).append({"k": "s", "s": [0, i, 0], "e": pair})
+        by_partition.setdefault(q, []).append({"k": "s", "s": [0, i], "e": [pair]})
     for q, elements in by_partition.items():
         produce(settings, [("monitor_input", None, orjson.dumps(elements[i:i + per_record]))
                            for i in range(0, len(elements), per_record)], partition=q)
