@@ -27,7 +27,15 @@ class SchemaError(DriftlineError, ValueError):
     def __init__(self, message: str, *, path: str = "", kind: str = "invalid") -> None:
         self.path = path
         self.kind = kind
+        self.detail = message
         super().__init__(f"{path}: {message}" if path else message)
+
+    def under(self, prefix: str) -> "SchemaError":
+        """The same error inside ``prefix`` (``"[3]"`` + ``"prediction"`` -> ``"[3].prediction"``)."""
+        if not prefix:
+            return self
+        return SchemaError(self.detail, path=f"{prefix}.{self.path}" if self.path else prefix,
+                           kind=self.kind)
 
 
 class StackError(DriftlineError):

@@ -114,6 +114,12 @@ def features(value: Any, path: str) -> dict[str, float]:
     if len(value) > MAX_FEATURES:
         raise SchemaError(f"has {len(value)} entries, at most {MAX_FEATURES} allowed", path=path,
                           kind="oversized")
+    # The common case in one pass each: every value a float (JSON numbers with a fraction
+    # or exponent), their sum finite (so each is), every name of a valid length. Anything
+    # else takes the loop below, which names the offending entry.
+    if (all(type(x) is float for x in value.values()) and math.isfinite(sum(value.values()))
+            and all(0 < len(name) <= MAX_FEATURE_NAME_CHARS for name in value)):
+        return value
     out: dict[str, float] = {}
     for name, x in value.items():
         if not 1 <= len(name) <= MAX_FEATURE_NAME_CHARS:
@@ -192,12 +198,15 @@ class Schema:
                 path=path, kind="unknown_field")
         out: dict[str, Any] = {}
         for f in self.fields:
-            sub = f"{path}.{f.name}" if path else f.name
             if f.name in obj:
-                out[f.name] = f.check(obj[f.name], sub)
+                try:  # the path is built only for an error: this loop runs for every event
+                    out[f.name] = f.check(obj[f.name], f.name)
+                except SchemaError as exc:
+                    raise exc.under(path) from None
             elif f.required:
                 raise SchemaError(f"required field is missing from a {self.name} event",
-                                  path=sub, kind="missing_field")
+                                  path=f"{path}.{f.name}" if path else f.name,
+                                  kind="missing_field")
             elif f.default is not None:
                 out[f.name] = f.default()
         return out
