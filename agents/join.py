@@ -95,6 +95,7 @@ class Joiner:
         self.monitor_topic = settings.topic("monitor_input")
         self.model_home = ModelPartitions(settings.partitions)
         self.parts: dict[int, PartitionJoin] = {}
+        self.assigned: set[int] = set()  # input partitions this worker owns
         self.logs: dict[int, StateLog] = {}
         self.dead_letters = DeadLetterCounter()
         self.expired_by_model: Counter[str] = Counter()
@@ -245,7 +246,9 @@ class Joiner:
     # --- recovery and rebalance --------------------------------------------------
 
     async def _ensure_loaded(self, partitions: Iterable[int]) -> None:
-        missing = sorted(set(partitions) - self.parts.keys())
+        # Every assigned partition at once, on the first batch that needs any: one reader,
+        # and no later batch waits for a rebuild of its own.
+        missing = sorted((set(partitions) | self.assigned) - self.parts.keys())
         if not missing:
             return
         async with opened_reader(self.settings) as consumer:
@@ -401,6 +404,7 @@ def install(app: faust.App, settings: Settings) -> Joiner:
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned, **kwargs) -> None:
         mine = {tp.partition for tp in assigned if tp.topic in inputs}
+        joiner.assigned = mine
         await joiner.drop(set(joiner.parts) - mine)
 
     return joiner

@@ -250,6 +250,7 @@ class MonitorAgent:
         self.alerts_topic = settings.topic("alerts")
         self.metrics_topic = settings.topic("metrics")
         self.parts: dict[int, PartitionMonitor] = {}
+        self.assigned: set[int] = set()  # monitor-input partitions this worker owns
 
     async def process(self, messages: Sequence[Any]) -> None:
         await self._ensure_loaded({e.message.partition for e in messages})
@@ -289,8 +290,9 @@ class MonitorAgent:
             out.add(self.alerts_topic, alert["model"].encode(), orjson.dumps(alert), q)
 
     async def _ensure_loaded(self, partitions: set[int]) -> None:
-        await recover_missing(self.settings, self.send, partitions - self.parts.keys(),
-                              self._recover)
+        # Every assigned partition at once, as the join does.
+        await recover_missing(self.settings, self.send,
+                              (partitions | self.assigned) - self.parts.keys(), self._recover)
 
     async def _recover(self, consumer, q: int, out: Outbox) -> None:
         """Replay ``monitor-input`` partition ``q`` into a new PartitionMonitor; alerts a crash
@@ -345,5 +347,10 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
         agent.drop({tp.partition for tp in revoked if tp.topic == agent.input_topic})
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned, **kwargs) -> None:
+        agent.assigned = {tp.partition for tp in assigned if tp.topic == agent.input_topic}
+        agent.drop(set(agent.parts) - agent.assigned)
 
     return agent

@@ -44,9 +44,11 @@ WORKER_AGENTS = ("join", "monitor", "trigger")  # `driftline worker`; the traine
 # Faust builds its consumer with fetch_max_wait_ms=1500, hard-coded. Tansu then answers a
 # fetch only after ~450 ms even when records are waiting (measured: 450 ms per hop at
 # 1500, 5 ms at 100; tests/test_kafka_quirks.py), and every stage of the pipeline is a
-# hop, so a label took seconds to reach the monitor. Real Kafka answers as soon as
-# fetch_min_bytes (1) is there, so a short wait only adds empty fetches while idle.
-FETCH_MAX_WAIT_MS = 100
+# hop, so a label took seconds to reach the monitor. A record produced while a fetch is
+# parked waits for that fetch to time out: at 100 ms a hop took ~60 ms (p50) between
+# stages, at 20 ms ~20 ms. Real Kafka answers as soon as fetch_min_bytes (1) is there,
+# so a short wait only adds empty fetches while idle (50 a second per consumer).
+FETCH_MAX_WAIT_MS = 20
 
 
 def _short_fetch_wait() -> None:

@@ -58,4 +58,4 @@ def test_the_worker_consumer_does_not_wait_1500_ms_per_fetch(settings):
         finally:
             await consumer.stop()  # never started; stop() closes its client
 
-    assert asyncio.run(build()) == FETCH_MAX_WAIT_MS == 100
+    assert asyncio.run(build()) == FETCH_MAX_WAIT_MS == 20
