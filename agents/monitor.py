@@ -300,6 +300,7 @@ class MonitorAgent:
         started = time.monotonic()
         part = PartitionMonitor(self.config, self.baselines)
         n = 0
+        queued_before = len(out)  # ``out`` is shared by every partition being rebuilt
         async for records in read_partition(consumer, self.alerts_topic, q):
             part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
         async for records in read_partition(consumer, self.input_topic, q):
@@ -311,7 +312,7 @@ class MonitorAgent:
                  "(%d re-forwarded events dropped), %d versions, %d alerts already "
                  "published, %d to re-publish", q, time.monotonic() - started, n,
                  part.duplicates, len(part.monitor.versions),
-                 len(part.published) - len(out), len(out))
+                 len(part.published) - (len(out) - queued_before), len(out) - queued_before)
 
     def drop(self, partitions: set[int]) -> None:
         for q in partitions:

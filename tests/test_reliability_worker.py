@@ -1,0 +1,171 @@
+"""A worker killed with SIGKILL three times, and partitions handed between two workers:
+every labeled prediction scored exactly once, the monitor's numbers those of an
+uninterrupted run, every alert published once."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import orjson
+import pytest
+
+from driftline.agents.monitor import PartitionMonitor
+from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor_core import Monitor
+from driftline.kafka import partition_for
+from kafka_io import create_topics, produce, read_all, read_events
+from simulate import stream
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+
+def batched(settings, events, topic, per_message=100):
+    """Events as batch messages, each on its events' home partition (as the Publisher
+    sends them)."""
+    homes: dict[int, list[bytes]] = {}
+    for ev in events:
+        homes.setdefault(partition_for(ev["prediction_id"].encode(), settings.partitions),
+                         []).append(orjson.dumps(ev))
+    out = []
+    for p, encoded in sorted(homes.items()):
+        for i in range(0, len(encoded), per_message):
+            run = encoded[i:i + per_message]
+            out.append((p, b"[" + b",".join(run) + b"]"))
+    return [(topic, None, value, p) for p, value in out]
+
+
+def send(settings, messages):
+    by_partition: dict[int, list] = {}
+    for topic, key, value, p in messages:
+        by_partition.setdefault(p, []).append((topic, key, value))
+    for p, msgs in by_partition.items():
+        produce(settings, msgs, partition=p)
+
+
+def labels_of(pairs):
+    return [{"prediction_id": p["prediction_id"], "label": p["label"], "ts": p["label_ts"]}
+            for p in pairs]
+
+
+def latest_metrics(settings, model="m", version=1):
+    records = [orjson.loads(r.value) for r in read_all(settings, "metrics")]
+    mine = [m for m in records if (m["model"], m["version"]) == (model, version)]
+    return mine[-1] if mine else None
+
+
+def progress(settings) -> int:
+    m = latest_metrics(settings)
+    return m["n_predictions"] + m["n_scored"] if m else 0
+
+
+def wait_until(condition, timeout=90.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def assert_scored_once(settings, pairs):
+    ids = [p["prediction_id"] for p in read_events(settings, "scored")]
+    assert len(set(ids)) == len(pairs), f"{len(pairs) - len(set(ids))} labeled ids never scored"
+    assert len(ids) == len(pairs), f"{len(ids) - len(set(ids))} pairs scored twice"
+    assert set(ids) == {p["prediction_id"] for p in pairs}
+
+
+def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_factory):
+    # One partition: the order of the pairs is then fixed by the input, so the offline
+    # run over the same order is the uninterrupted run.
+    settings = settings.replace(partitions=1, metrics_interval=0.3)
+    create_topics(settings)
+    n = 50_000
+    predictions, pairs = stream(n, seed=31, drift_at=25_000)
+    rng = random.Random(31)
+    # Two kills at random points of the stream, the third at a random point after the
+    # first alert is out, so that a restart has alerts to replay and not repeat.
+    points = [rng.uniform(0.1, 0.3) * 2 * n, rng.uniform(0.35, 0.6) * 2 * n]
+    send(settings, batched(settings, predictions, "predictions")
+         + batched(settings, labels_of(pairs), "labels"))
+    worker = worker_factory(settings, "w0")
+    at_kill = []
+    for k, point in enumerate(points):
+        wait_until(lambda: progress(settings) >= point, what=f"{point:.0f} events")
+        worker.kill()
+        at_kill.append(progress(settings))
+        worker = worker_factory(settings, f"w{k + 1}")
+    wait_until(lambda: len(read_all(settings, "alerts")) >= 1, what="an alert")
+    time.sleep(rng.uniform(0.0, 1.0))
+    worker.kill()
+    at_kill.append(progress(settings))
+    worker = worker_factory(settings, "w3")
+
+    wait_until(lambda: (latest_metrics(settings) or {}).get("n_scored") == n
+               and latest_metrics(settings)["n_predictions"] == n, timeout=120,
+               what="every pair and prediction")
+    assert all(0 < c < 2 * n for c in at_kill), at_kill
+    assert "monitor partition 0 recovered" in worker.log()
+    assert_scored_once(settings, pairs)
+
+    time.sleep(1.0)  # room for a wrong extra alert to show up
+    final = latest_metrics(settings)
+    scored = read_events(settings, "scored")
+    offline = Monitor(MonitorConfig())
+    expected = offline.process_predictions(predictions) + offline.process_pairs(scored)
+    report = offline.versions[("m", 1)].report()
+    assert (final["n_scored"], final["n_predictions"]) == (n, n)
+    assert final["rolling_mse"] == pytest.approx(report["rolling_mse"], abs=1e-9)
+    assert final["baseline_mse"] == pytest.approx(report["baseline_mse"], abs=1e-9)
+    assert final["drift_detections"] == report["drift_detections"]
+    published = [orjson.loads(r.value)["alert_id"] for r in read_all(settings, "alerts")]
+    assert len(published) == len(set(published)), "an alert was published twice"
+    assert sorted(published) == sorted(a["alert_id"] for a in expected)
+    assert "m.v1.concept_drift.1.firing" in published
+    assert worker.stop() == 0
+
+
+def test_a_second_worker_joining_then_leaving_mid_stream(settings, worker_factory):
+    """8 partitions; worker B joins while A is busy, takes half the partitions, and leaves
+    again before the stream ends: each hand-off rebuilds the partitions it moves."""
+    settings = settings.replace(partitions=8, metrics_interval=0.3)
+    create_topics(settings)
+    n = 30_000
+    predictions, pairs = stream(n, seed=32, drift_at=15_000)
+    thirds = [slice(0, n // 3), slice(n // 3, 2 * n // 3), slice(2 * n // 3, n)]
+
+    def part(k):
+        return (batched(settings, predictions[thirds[k]], "predictions")
+                + batched(settings, labels_of(pairs[thirds[k]]), "labels"))
+
+    a = worker_factory(settings, "a")
+    send(settings, part(0))
+    wait_until(lambda: progress(settings) >= n // 3, what="the first third")
+    b = worker_factory(settings, "b")
+    wait_until(lambda: "recovered" in b.log(), timeout=60, what="B to get partitions")
+    send(settings, part(1))
+    wait_until(lambda: progress(settings) >= 4 * n // 3, what="the second third")
+    assert b.stop() == 0  # leaves the group: A gets every partition back
+    send(settings, part(2))
+    wait_until(lambda: (latest_metrics(settings) or {}).get("n_scored") == n
+               and latest_metrics(settings)["n_predictions"] == n, timeout=120,
+               what="every pair and prediction")
+    assert a.alive()
+    assert_scored_once(settings, pairs)
+
+    # The live numbers equal a clean replay of the monitor's input (each source message
+    # applied once, whichever worker forwarded it, however often).
+    time.sleep(1.0)
+    final = latest_metrics(settings)
+    q = partition_for(b"m", settings.partitions)
+    replay = PartitionMonitor(MonitorConfig())
+    for r in read_all(settings, "monitor_input"):
+        if r.partition == q:
+            replay.apply(r.offset, r.value)
+    report = replay.monitor.versions[("m", 1)].report()
+    assert (report["n_scored"], report["n_predictions"]) == (n, n)
+    for key in ("rolling_mse", "baseline_mse", "drift_detections"):
+        assert final[key] == pytest.approx(report[key], abs=1e-9), key
+    published = [orjson.loads(r.value)["alert_id"] for r in read_all(settings, "alerts")]
+    assert len(published) == len(set(published)), "an alert was published twice"
+    assert "m.v1.concept_drift.1.firing" in published
+    assert a.stop() == 0
