@@ -40,7 +40,8 @@ from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.metrics import LabelDelays
 from driftline.agents.monitor_core import Monitor
 from driftline.agents.outbox import Outbox
-from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
+from driftline.agents.wiring import (ARRAY_BATCH, batch_agent, raw_topic, recover_missing,
+                                     sender)
 from driftline.kafka import partition_for, read_partition
 from driftline.models.wire import array, arrays, unbatch
 from driftline.settings import Settings
@@ -337,9 +338,10 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
     router = Router(settings, send)
     agent = MonitorAgent(settings, send, config, RegistryBaselines(settings))
     sources = raw_topic(app, settings.topic("scored"), settings.topic("expired"))
-    batch_agent(app, sources, "driftline.monitor.route", settings, router.process)
+    batch_agent(app, sources, "driftline.monitor.route", settings, router.process,
+                max_messages=ARRAY_BATCH)
     batch_agent(app, raw_topic(app, settings.topic("monitor_input")), "driftline.monitor",
-                settings, agent.process)
+                settings, agent.process, max_messages=ARRAY_BATCH)
 
     @app.timer(settings.metrics_interval, name="driftline.monitor.metrics")
     async def metrics() -> None:

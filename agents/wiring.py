@@ -27,12 +27,20 @@ def sender(app: faust.App):
     return send
 
 
+# driftline's own arrays are up to ARRAY_BYTES (256 KB): this many make a batch of 16 MB.
+ARRAY_BATCH = 64
+
+
 def batch_agent(app: faust.App, topic: faust.TopicT, name: str, settings: Settings,
-                handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
-    """A Faust agent that hands ``handle`` batches of events; Faust acknowledges a batch
-    (and may commit its offsets) only after ``handle`` has returned."""
+                handle: Callable[[Sequence[Any]], Awaitable[None]], *,
+                max_messages: int | None = None) -> None:
+    """A Faust agent that hands ``handle`` batches of events (at most ``max_messages``,
+    else ``DRIFTLINE_BATCH_SIZE``); Faust acknowledges a batch (and may commit its
+    offsets) only after ``handle`` has returned."""
+    size = min(settings.batch_size, max_messages or settings.batch_size)
+
     async def run(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_wait):
+        async for events in stream.take_events(size, settings.batch_wait):
             await handle(events)
 
     run.__name__ = run.__qualname__ = name.rsplit(".", 1)[-1]

@@ -7,7 +7,8 @@ For each input shape - single-event messages (any Kafka client) and the Publishe
 batches - it produces N predictions and N labels (10 features, labels shuffled in
 among the predictions) into fresh topics, then measures:
 
-(a) a bare aiokafka consumer that only reads and JSON-decodes the same messages;
+(a) a bare aiokafka consumer that only reads and JSON-decodes (orjson, as driftline)
+    the same messages;
 (b) driftline end to end - `driftline worker` processes (join, route, monitor with
     ADWIN, rolling MSE and PSI on all 10 features, trigger) - from the moment their
     consumer group is ready to the moment the monitor has applied all N pairs and N
@@ -18,9 +19,12 @@ among the predictions) into fresh topics, then measures:
     label to the Publisher to the first metrics record that counts its pair
     (resolution 20 ms), p50 and p99, after 200 warm-up pairs (the first batch
     rebuilds every partition, a one-off per assignment);
-(d) the worker's peak RSS (VmHWM).
+(d) the worker's peak RSS (VmHWM);
+(e) the floor of any Faust agent: one that only reads and decodes the same messages
+    (bench/faust_floor.py, timed from its first message), the ceiling for a stage that
+    stays a Faust agent.
 
-It prints a table with b / a. `--smoke` runs 1,000 batched pairs, for CI (the numbers
+It prints a table with b / a and b / e. `--smoke` runs 1,000 batched pairs, for CI (the numbers
 then say nothing; start-up dominates).
 """
 
@@ -119,7 +123,7 @@ async def bare_consumer(settings: Settings) -> float:
         while seen < total:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 for record in records:
-                    value = json.loads(record.value)
+                    value = orjson.loads(record.value)
                     decoded += len(value) if isinstance(value, list) else 1
                 seen += len(records)
     finally:
@@ -196,6 +200,7 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
                               configs=topic_configs(settings)))
     asyncio.run((produce_single if shape == "single" else produce_batched)(settings, events(n)))
     bare = asyncio.run(bare_consumer(settings))
+    floor = faust_floor(settings, 2 * n)
     group = Workers(settings, workers)
     spies = []
     try:
@@ -216,8 +221,20 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
             spy.wait(30)
         group.stop()
     rate = 2 * n / (done - started)
-    return {"shape": shape, "bare": bare, "driftline": rate, "ratio": rate / bare,
+    return {"shape": shape, "bare": bare, "floor": floor, "driftline": rate, "ratio": rate / bare,
             "rss_mb": max(rss), "seconds": done - started}
+
+
+def faust_floor(settings: Settings, events: int) -> float:
+    """(e): a Faust agent that only reads and decodes the same messages (its own group)."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("faust_floor.py")), settings.faust_broker,
+         f"{settings.group_id}-floor", str(events), settings.topic("predictions"),
+         settings.topic("labels")], capture_output=True, text=True, timeout=1800)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"faust_floor.py printed no result:\n{out.stderr[-2000:]}")
+    return json.loads(lines[-1])["rate"]
 
 
 def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float) -> dict:
@@ -296,11 +313,11 @@ def main() -> None:
                if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
           f"{args.workers} worker process(es), {os.cpu_count()} CPUs")
-    print(f"{'input':8} {'(a) bare ev/s':>14} {'(b) driftline ev/s':>19} {'b/a':>6} "
-          f"{'(d) peak RSS MB':>16}")
+    print(f"{'input':8} {'(a) bare ev/s':>14} {'(e) Faust floor ev/s':>21} "
+          f"{'(b) driftline ev/s':>19} {'b/a':>6} {'b/e':>6} {'(d) peak RSS MB':>16}")
     for r in rows:
-        print(f"{r['shape']:8} {r['bare']:14,.0f} {r['driftline']:19,.0f} {r['ratio']:6.3f} "
-              f"{r['rss_mb']:16,.0f}")
+        print(f"{r['shape']:8} {r['bare']:14,.0f} {r['floor']:21,.0f} {r['driftline']:19,.0f} "
+              f"{r['ratio']:6.3f} {r['driftline'] / r['floor']:6.3f} {r['rss_mb']:16,.0f}")
     if lat is None:
         return
     print(f"(c) label-to-metric latency at {lat['rate']:,.0f} pairs/s, batched: "

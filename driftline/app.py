@@ -90,6 +90,10 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
         producer_max_request_size=settings.max_message_bytes + 65_536,
         producer_acks=-1,
         stream_wait_empty=True,
+        # Messages buffered per stream between the consumer and an agent (Faust's default
+        # is 4,096). A message can be a 256 KB array: at 4,096 a backlog held ~1 GB; 256
+        # bounds it, with the same throughput (bench/harness.py, single and batched).
+        stream_buffer_maxsize=256,
         web_enabled=bool(settings.web_port),
         web_port=settings.web_port or 6066,
         web_bind=settings.web_host,

@@ -95,7 +95,7 @@ class Settings:
         metadata=_doc("Most events in one JSON-array message; larger batches are dead-lettered."),
     )
     batch_size: int = field(
-        default=2_000, metadata=_doc("Most events an agent (join, route, monitor) processes as one batch.")
+        default=500, metadata=_doc("Most messages an agent (join, route, monitor) takes as one batch (a message may be an array of events).")
     )
     batch_wait: float = field(
         default=0.05,
