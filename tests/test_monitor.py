@@ -39,6 +39,7 @@ def wait_for_metrics(settings, n, timeout=150.0):
     return latest_metrics(settings)
 
 
+@pytest.mark.reliability
 def test_kill_9_twice_gives_the_uninterrupted_results(settings, worker_factory):
     # One partition: the order of pairs is then fixed by the input, so the offline
     # run over the same order is the uninterrupted run.
