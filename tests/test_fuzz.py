@@ -16,7 +16,7 @@ import uuid
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 
 from driftline.models.events import LABEL, MAX_EPOCH_SECONDS, PREDICTION
 from driftline.models.wire import decode
@@ -26,6 +26,9 @@ pytestmark = pytest.mark.reliability
 
 FIXED = settings(derandomize=True, database=None, deadline=None, print_blob=False,
                  suppress_health_check=list(HealthCheck))
+# The wire test draws what it publishes: a few examples, kept (not shrunk: the broker test
+# checks the outcome afterwards, not inside the example).
+settings_for_wire = settings(FIXED, max_examples=8, phases=[Phase.generate])
 
 # A value the serializer writes as raw JSON text: what json.dumps cannot make on purpose.
 RAW = "\x00raw\x00"
@@ -224,3 +227,125 @@ def test_decode_accounts_for_every_event_and_never_raises(case):
         assert all(r.error.startswith(f"[{r.index}]") for r in bad)
     else:
         assert [r.index for r in bad] == [None] * len(bad)
+
+
+@st.composite
+def bad_message(draw):
+    """(kind, raw value) of a message with no good event in it."""
+    kind = draw(st.sampled_from(["prediction", "label"]))
+    shape = draw(st.sampled_from(["broken", "broken", "not-an-event", "all-bad-batch"]))
+    if shape == "broken":
+        return kind, to_wire(draw(broken(kind, pid=f"bad-{draw(st.integers(0, 999))}")))
+    if shape == "not-an-event":
+        return kind, draw(NOT_AN_EVENT)
+    return kind, to_wire(draw(st.lists(broken(kind), min_size=1, max_size=4)))
+
+
+@st.composite
+def bad_elements(draw):
+    """Refused elements to mix into a batch with good events (none that refuses the whole
+    message: no unpaired surrogate, no huge string)."""
+    kind = draw(st.sampled_from(["prediction", "label"]))
+    element = broken(kind).filter(lambda e: not any(isinstance(r, Surrogate) or len(r) > 1000
+                                                    for r in spliced(e))
+                                  and len(orjson.dumps({k: str(v) for k, v in e.items()}))
+                                  < 5000)
+    return kind, draw(st.lists(element | ANY_JSON.filter(lambda v: not isinstance(v, dict)),
+                               min_size=1, max_size=3))
+
+
+def scored_ids(records) -> list[str]:
+    """prediction_ids on the scored topic, whether a record holds one pair or an array."""
+    ids = []
+    for r in records:
+        value = orjson.loads(r.value)
+        ids += [p["prediction_id"] for p in (value if isinstance(value, list) else [value])]
+    return ids
+
+
+@pytest.mark.integration
+def test_worker_dead_letters_every_bad_message_and_scores_every_good_pair(settings,
+                                                                         worker_factory):
+    from aiokafka import AIOKafkaProducer
+    import asyncio
+
+    create_topics(settings)
+    worker = worker_factory(settings)
+    topic = {"prediction": settings.topic("predictions"), "label": settings.topic("labels")}
+    sent: list[tuple[str, bytes | None, int | None]] = []   # (topic, value, partition)
+    bad_runs: list[tuple[str, list]] = []
+
+    @settings_for_wire
+    @given(st.lists(bad_message(), min_size=25, max_size=25), bad_elements())
+    def draw(messages, mixed):
+        for kind, raw in messages:
+            sent.append((topic[kind], raw, None))
+        bad_runs.append(mixed)
+
+    draw()
+    good_ids = [f"good-{uuid.uuid4().hex[:6]}-{i}" for i in range(60)]
+    expected_dead: dict[int, list] = {}  # index in `sent` -> the rejections decode gives
+    # Good events: a third alone, the rest in batches that also hold refused elements.
+    for kind, make in (("prediction", good_prediction), ("label", good_label)):
+        events = [make(pid) for pid in good_ids]
+        sent += [(topic[kind], orjson.dumps(e), None) for e in events[:20]]
+        rest = events[20:]
+        for n, (bad_kind, bad) in enumerate(bad_runs):
+            chunk = rest[n * 4:(n + 1) * 4]
+            if bad_kind == kind and chunk:
+                sent.append((topic[kind], to_wire(chunk[:2] + bad + chunk[2:]), n % 4))
+                rest[n * 4:(n + 1) * 4] = []
+        sent += [(topic[kind], orjson.dumps(e), None) for e in rest]
+    sent.append((topic["label"], None, 0))                                   # no value
+    sent.append((topic["prediction"], to_wire({"prediction_id": "huge", "model": "m",
+                                                "prediction": 1.0, "features":
+                                                {"f": "x" * 1_100_000}}), 1))  # oversized
+    for i, (t, raw, _) in enumerate(sent):
+        schema = PREDICTION if t == topic["prediction"] else LABEL
+        good, bad = decode(raw, schema, max_bytes=settings.max_message_bytes)
+        assert all(e["prediction_id"] in good_ids for e in good)
+        if bad:
+            expected_dead[i] = bad
+
+    async def produce_all():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                    max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [await producer.send(t, raw, key=b"fuzz", partition=p if p is not None
+                                           else i % settings.partitions)
+                       for i, (t, raw, p) in enumerate(sent)]
+            return await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    # Good single events go to their home partition, as any Kafka client would send them.
+    from driftline.kafka import partition_for
+
+    for i, (t, raw, p) in enumerate(sent):
+        if p is None and raw is not None and i not in expected_dead:
+            sent[i] = (t, raw, partition_for(orjson.loads(raw)["prediction_id"].encode(),
+                                             settings.partitions))
+    where = {i: (m.topic, m.partition, m.offset) for i, m in
+             enumerate(asyncio.run(produce_all()))}
+    n_dead = sum(len(v) for v in expected_dead.values())
+    assert len(expected_dead) >= 150 and n_dead >= 200  # a few hundred bad inputs
+
+    deadline = time.monotonic() + 90
+    while True:
+        scored = scored_ids(read_all(settings, "scored"))
+        letters = [orjson.loads(r.value) for r in read_all(settings, "deadletter")]
+        if (len(scored) >= len(good_ids) and len(letters) >= n_dead) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    time.sleep(1.0)  # room for an extra (wrong) record to show up
+    scored = scored_ids(read_all(settings, "scored"))
+    letters = [orjson.loads(r.value) for r in read_all(settings, "deadletter")]
+    assert sorted(scored) == sorted(good_ids)  # every good pair, exactly once
+    got = sorted((d["topic"], d["partition"], d["offset"], d.get("index", -1),
+                  d["error"]) for d in letters)
+    want = sorted((*where[i], -1 if r.index is None else r.index, f"{r.kind}: {r.error}")
+                  for i, rejections in expected_dead.items() for r in rejections)
+    assert got == want
+    assert worker.alive(), worker.log()
