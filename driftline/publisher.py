@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 from ._loop import LoopThread
 from .errors import PublishError, TopicError
-from .kafka import ensure_topics, partition_for
+from .kafka import client_options, ensure_topics, partition_for
 from .models.events import LABEL, PREDICTION, Schema
 from .settings import Settings
 
@@ -105,7 +105,7 @@ class Publisher:
         self._producer = AIOKafkaProducer(
             # No linger of its own: the Publisher has batched already, and with one
             # message in flight per partition a linger would only delay each round trip.
-            bootstrap_servers=self.settings.bootstrap_servers, acks="all", linger_ms=0,
+            **client_options(self.settings), acks="all", linger_ms=0,
             max_request_size=self.settings.max_message_bytes + 65_536,
         )
         try:
