@@ -227,7 +227,8 @@ class RegistryBaselines:
             if self._registry is None:
                 self._registry = ModelRegistry(
                     redis.Redis.from_url(self.settings.redis_url, socket_timeout=1,
-                                         socket_connect_timeout=1),
+                                         socket_connect_timeout=1,
+                                         **self.settings.redis_options()),
                     prefix=self.settings.registry_prefix)
             meta = self._registry.get(model, version).meta
         except RegistryUnavailable as exc:

@@ -243,10 +243,7 @@ def _finite(value: float | None) -> float | None:
 
 def install(app: faust.App, settings: Settings) -> Trainer:
     train_fn = load_train_fn(settings.trainer)
-    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix,
-                                      kafka_url=settings.kafka_url,
-                                      topic_prefix=settings.topic_prefix,
-                                      actor="driftline-trainer")
+    registry = ModelRegistry.from_settings(settings, actor="driftline-trainer")
     trainer = Trainer(settings, registry, train_fn, sender(app))
     batch_agent(app, raw_topic(app, settings.topic("retrain")), "driftline.trainer",
                 settings, trainer.process)

@@ -7,6 +7,7 @@ import tempfile
 import faust
 
 from .errors import ConfigError
+from .kafka import ssl_context
 from .settings import Settings
 
 # A new consumer group joins in ~3 s on Tansu with these, ~30 s with Faust's
@@ -68,6 +69,22 @@ def _short_fetch_wait() -> None:
     thread._driftline_fetch_wait = True
 
 
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """``DRIFTLINE_KAFKA_SECURITY_PROTOCOL`` and its SASL / TLS settings as Faust's
+    ``broker_credentials`` (None for PLAINTEXT): the same connection every aiokafka
+    client of driftline makes (:func:`driftline.kafka.client_options`)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context(settings))
+    if protocol.startswith("SASL_"):
+        # Faust picks SASL_SSL when it is given a context, SASL_PLAINTEXT otherwise.
+        return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                     password=settings.kafka_sasl_password,
+                                     ssl_context=ssl_context(settings),
+                                     mechanism=settings.kafka_sasl_mechanism)
+    return None
+
+
 def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
                datadir: str | None = None) -> faust.App:
     """The Faust app with ``agents``; ``app.driftline`` maps each name to what
@@ -80,6 +97,7 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
     app = faust.App(
         settings.group_id,
         broker=settings.faust_broker,
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         autodiscover=False,
         datadir=datadir or tempfile.mkdtemp(prefix="driftline-faust-"),

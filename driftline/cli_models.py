@@ -37,10 +37,8 @@ def registry_command(fn=None, *, events: bool = False):
         try:
             # Model events go to Kafka when a broker is configured (flag or environment).
             configured = kafka_url or "DRIFTLINE_KAFKA_URL" in os.environ
-            registry = ModelRegistry.from_url(
-                settings.redis_url, prefix=settings.registry_prefix,
-                kafka_url=settings.kafka_url if configured and not no_events else None,
-                topic_prefix=settings.topic_prefix)
+            registry = ModelRegistry.from_settings(
+                settings, events=bool(configured and not no_events))
             fn(registry=registry, as_json=as_json, **kwargs)
         except RegistryUnavailable as exc:
             click.echo(f"error: {exc} (is DRIFTLINE_REDIS_URL right?)", err=True)

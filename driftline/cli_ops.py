@@ -228,7 +228,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     import redis
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from .kafka import group_states
+    from .kafka import client_options, group_states
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
     groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id}
@@ -236,7 +236,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     checks: dict[str, dict[str, Any]] = {}
 
     async def kafka() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+        admin = AIOKafkaAdminClient(**client_options(settings),
                                     request_timeout_ms=int(timeout * 1000))
         try:
             await asyncio.wait_for(admin.start(), timeout)
@@ -256,7 +256,8 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     asyncio.run(kafka())
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout)
+                                      socket_connect_timeout=timeout,
+                                      **settings.redis_options())
         client.ping()
         client.close()
         checks["redis"] = {"ok": True}

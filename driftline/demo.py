@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from driftline.app import topic_configs, topics_to_create
-from driftline.kafka import ensure_topics, wait_for_groups
+from driftline.kafka import client_options, ensure_topics, wait_for_groups
 from driftline.models.wire import unbatch
 from driftline.settings import Settings
 
@@ -54,7 +54,7 @@ class Watcher:
                                                       "scored")}
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+        consumer = AIOKafkaConsumer(**client_options(self.settings),
                                     group_id=None, auto_offset_reset="earliest",
                                     enable_auto_commit=False)
         await consumer.start()
@@ -179,9 +179,7 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
     drift_at = events // 3
     world = World(scenario, drift_at=drift_at, span=max(events // 6, 1), seed=seed)
     await ensure_topics(settings, topics_to_create(settings), configs=topic_configs(settings))
-    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix,
-                                      kafka_url=settings.kafka_url,
-                                      topic_prefix=settings.topic_prefix, actor="demo")
+    registry = ModelRegistry.from_settings(settings, actor="demo")
     try:
         await asyncio.to_thread(bootstrap, registry, MODEL, world)
     finally:

@@ -13,17 +13,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from .errors import TopicError
+from .errors import ConfigError, TopicError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Where and how every aiokafka client driftline builds connects: the bootstrap
+    servers and the security settings (``DRIFTLINE_KAFKA_SECURITY_PROTOCOL`` and the
+    SASL and TLS settings that go with it)."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
+                               "security_protocol": protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of ``SSL`` and ``SASL_SSL`` (None for the others): the system's CAs
+    or ``DRIFTLINE_KAFKA_SSL_CAFILE``, and a client certificate for mutual TLS."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile,
+                                    settings.kafka_ssl_keyfile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the Kafka TLS files (DRIFTLINE_KAFKA_SSL_CAFILE, "
+                          f"_CERTFILE, _KEYFILE): {exc}") from None
+    return context
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -42,7 +77,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str], *,
     """
     names = list(dict.fromkeys(names))
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+    admin = AIOKafkaAdminClient(**client_options(settings),
                                 request_timeout_ms=int(timeout * 1000))
     await _retry_start(admin.start, "admin client", timeout)
     try:
@@ -99,10 +134,11 @@ async def _retry_start(start, what: str, timeout: float) -> None:
 
 @contextlib.asynccontextmanager
 async def opened_reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    """A started :func:`reader`, stopped on leaving."""
+    """A started :func:`reader`, stopped on leaving (and if it could not start: an
+    unstopped consumer warns when collected)."""
     consumer = reader(settings)
-    await consumer.start()
     try:
+        await consumer.start()
         yield consumer
     finally:
         await consumer.stop()
@@ -111,7 +147,7 @@ async def opened_reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
 def reader(settings: Settings) -> AIOKafkaConsumer:
     """A group-less consumer for reading partitions by hand (recovery, tests)."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None,
+        **client_options(settings), group_id=None,
         enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
     )
@@ -175,9 +211,7 @@ async def group_states(admin, groups: list[str]) -> dict[str, tuple[str, int]]:
 async def wait_for_groups(settings: Settings, groups: list[str], timeout: float = 60.0) -> None:
     """Wait until each consumer group is ``Stable`` with at least one member (its workers
     have joined and own their partitions); raises TopicError after ``timeout`` seconds."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await _retry_start(admin.start, "admin client", timeout)
     try:
         deadline = asyncio.get_running_loop().time() + timeout

@@ -48,8 +48,11 @@ class ModelClient:
 
     @classmethod
     def from_url(cls, url: str, name: str, alias: str = CHAMPION, *,
-                 prefix: str = DEFAULT_PREFIX, **kwargs: Any) -> "ModelClient":
-        registry = ModelRegistry.from_url(url, prefix=prefix)
+                 prefix: str = DEFAULT_PREFIX, ssl_ca_certs: str | None = None,
+                 **kwargs: Any) -> "ModelClient":
+        """``url`` as in :meth:`ModelRegistry.from_url`; ``ssl_ca_certs`` verifies a
+        ``rediss://`` server (default: the system's CAs)."""
+        registry = ModelRegistry.from_url(url, prefix=prefix, ssl_ca_certs=ssl_ca_certs)
         try:
             return cls(registry, name, alias, owns_registry=True, **kwargs)
         except BaseException:

@@ -8,6 +8,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from ._loop import LoopThread
+from .kafka import client_options
 from .models.events import MODEL_EVENT
 from .settings import Settings
 
@@ -16,20 +17,22 @@ class KafkaModelEvents:
     """Callable sink: validates a model event and waits until Kafka has it."""
 
     def __init__(self, kafka_url: str | None = None, *, topic_prefix: str | None = None,
-                 timeout: float = 30.0) -> None:
-        settings = Settings.from_env(kafka_url=kafka_url, topic_prefix=topic_prefix)
+                 timeout: float = 30.0, settings: Settings | None = None) -> None:
+        settings = (settings or Settings.from_env()).replace(
+            **{k: v for k, v in (("kafka_url", kafka_url), ("topic_prefix", topic_prefix))
+               if v is not None})
         self.topic = settings.topic("models")
         self.timeout = timeout
         self._loop = LoopThread("driftline-model-events")
         try:
-            self._producer = self._loop.run(self._start(settings.bootstrap_servers), timeout)
+            self._producer = self._loop.run(self._start(settings), timeout)
         except BaseException:
             self._loop.close()
             raise
 
     @staticmethod
-    async def _start(servers: list[str]) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")  # binds this loop
+    async def _start(settings: Settings) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(**client_options(settings), acks="all")  # binds this loop
         await producer.start()
         return producer
 

@@ -23,15 +23,18 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 from ._loop import LoopThread
 from .errors import PublishError, TopicError
-from .kafka import ensure_topics, partition_for
+from .kafka import client_options, ensure_topics, partition_for
 from .models.events import LABEL, PREDICTION, Schema
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+Slot = tuple[str, int]  # (topic, partition)
 
 
 class Publisher:
@@ -42,11 +45,19 @@ class Publisher:
     ``max_batch`` events per message (``1`` sends one event per message, keyed by
     its ``prediction_id``, readable by any Kafka consumer). ``create_topics``
     creates missing input topics with ``DRIFTLINE_PARTITIONS`` partitions.
+
+    While Kafka is unreachable, events are kept and sent again when it is back
+    (one message in flight per partition, so a partition's events keep their order).
+    ``max_buffered`` bounds the events accepted but not yet acknowledged: at the bound a
+    ``log_*`` call waits up to ``max_block`` seconds for room, then raises
+    :class:`PublishError` (like Kafka's ``buffer.memory`` and ``max.block.ms``).
+    :meth:`flush` (and leaving the context) waits up to ``delivery_timeout`` seconds.
     """
 
     def __init__(self, kafka_url: str | None = None, *, topic_prefix: str | None = None,
                  linger: float = 0.05, max_batch: int = 500, create_topics: bool = True,
-                 max_buffered: int = 100_000, settings: Settings | None = None) -> None:
+                 max_buffered: int = 100_000, max_block: float = 60.0,
+                 delivery_timeout: float = 120.0, settings: Settings | None = None) -> None:
         base = settings or Settings.from_env()
         self.settings = base.replace(
             **{k: v for k, v in (("kafka_url", kafka_url), ("topic_prefix", topic_prefix))
@@ -55,22 +66,33 @@ class Publisher:
             raise ValueError("linger must be >= 0 seconds")
         if not 1 <= max_batch <= self.settings.max_batch_events:
             raise ValueError(f"max_batch must be 1 to {self.settings.max_batch_events}")
+        if max_buffered < 1 or max_block < 0 or delivery_timeout < 0:
+            raise ValueError("max_buffered must be >= 1, max_block and delivery_timeout >= 0")
         self.linger = linger
         self.create_topics = create_topics
         self.max_buffered = max_buffered
+        self.max_block = max_block
+        self.delivery_timeout = delivery_timeout
         self.max_batch = max_batch
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
-        self._buffers: dict[tuple[str, int], list[bytes]] = defaultdict(list)
-        self._buffer_bytes: dict[tuple[str, int], int] = defaultdict(int)
+        # Events not handed to Kafka yet, oldest first, and their encoded size.
+        self._buffers: dict[Slot, list[bytes]] = defaultdict(list)
+        self._buffer_bytes: dict[Slot, int] = defaultdict(int)
+        # At most one message per partition handed to the producer and not yet answered:
+        # aiokafka would otherwise block a send for its request timeout (40 s) once its
+        # own per-partition batch is full and the broker is down, and a message retried
+        # after a later one was delivered would land out of order.
+        self._in_flight: dict[Slot, tuple[asyncio.Future, list[bytes]]] = {}
+        self._pending = 0  # accepted, not yet acknowledged (buffered + in flight)
+        self._undeliverable: list[tuple[int, BaseException]] = []  # for flush() to report
+        self._last_error: BaseException | None = None
         # A batch is sent before it would pass the broker's message size (and the join's
         # DRIFTLINE_MAX_MESSAGE_BYTES, which would dead-letter it whole).
         self.max_batch_bytes = self.settings.max_message_bytes - 1024
         self._lock = asyncio.Lock()  # the periodic flusher and flush() take turns
-        self._first_buffered: float | None = None
-        self._in_flight: list[asyncio.Future] = []
         self._flusher: asyncio.Task | None = None
-        self.sent_events = 0
+        self.sent_events = 0  # acknowledged by Kafka
 
     async def __aenter__(self) -> "Publisher":
         await self.start()
@@ -81,8 +103,9 @@ class Publisher:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers, acks="all",
-            linger_ms=int(self.linger * 1000),
+            # No linger of its own: the Publisher has batched already, and with one
+            # message in flight per partition a linger would only delay each round trip.
+            **client_options(self.settings), acks="all", linger_ms=0,
             max_request_size=self.settings.max_message_bytes + 65_536,
         )
         try:
@@ -93,12 +116,20 @@ class Publisher:
                 await ensure_topics(self.settings, [self.settings.topic("predictions"),
                                                     self.settings.topic("labels")],
                                     check_counts=False)
-        except (KafkaError, TopicError) as exc:
+            # Known now, so that events can be buffered while Kafka is unreachable later.
+            for name in ("predictions", "labels"):
+                await self._partition_count(self.settings.topic(name))
+        except (KafkaError, TopicError, PublishError) as exc:
             await self._producer.stop()
             self._producer = None
             raise PublishError(f"cannot reach Kafka at {self.settings.kafka_url}: {exc}") from exc
         if self.linger > 0:
             self._flusher = asyncio.create_task(self._flush_periodically())
+
+    @property
+    def pending(self) -> int:
+        """Events accepted but not yet acknowledged by Kafka."""
+        return self._pending
 
     async def log_prediction(self, prediction_id: str, *, model: str, prediction: float,
                              version: int | None = None,
@@ -130,37 +161,91 @@ class Publisher:
         if len(encoded) > self.max_batch_bytes:
             raise ValueError(f"event is {len(encoded)} bytes encoded; the limit is "
                              f"{self.max_batch_bytes} (DRIFTLINE_MAX_MESSAGE_BYTES)")
+        await self._wait_for_room()
         slot = (topic, partition)
         async with self._lock:
-            # A full batch goes out *before* this event joins the buffer: if sending fails,
-            # the caller gets the error and this event was not kept, so a retry by the
-            # caller cannot publish it twice.
-            buffer = self._buffers.get(slot, [])
-            if buffer and (len(buffer) >= self.max_batch or
-                           self._buffer_bytes[slot] + len(encoded) + 1 > self.max_batch_bytes):
-                await self._send(topic, partition)
-            if sum(map(len, self._buffers.values())) >= self.max_buffered:
-                raise PublishError(f"{self.max_buffered} events are waiting for Kafka; "
-                                   f"refusing more until it is reachable again")
+            self._reap(slot)
+            # A full batch goes out *before* this event joins the buffer: if handing it to
+            # the producer fails, the caller gets the error and this event was not kept,
+            # so a retry by the caller cannot publish it twice.
+            if slot not in self._in_flight and self._full(slot, len(encoded)):
+                await self._send(slot)
             self._buffers[slot].append(encoded)
             self._buffer_bytes[slot] += len(encoded) + 1
-            if self._first_buffered is None:
-                self._first_buffered = time.monotonic()
+            self._pending += 1
+
+    async def _wait_for_room(self) -> None:
+        """Wait up to ``max_block`` seconds while ``max_buffered`` events are pending."""
+        if self._pending < self.max_buffered:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_block
+        while True:
+            async with self._lock:
+                try:
+                    await self._pump()  # the periodic flusher may be off (linger=0)
+                except PublishError as exc:
+                    if not exc.retriable:
+                        raise
+            if self._pending < self.max_buffered:
+                return
+            if loop.time() >= deadline:
+                last = repr(self._last_error) if self._last_error else "none yet"
+                raise PublishError(
+                    f"{self._pending} events are waiting for Kafka at {self.settings.kafka_url}"
+                    f", the most this Publisher holds (max_buffered={self.max_buffered}), and "
+                    f"no room came free within {self.max_block:g}s (last error: {last}); "
+                    f"this event was refused. Check that Kafka is reachable, then send it "
+                    f"again; the events accepted before it stay buffered and are sent when "
+                    f"Kafka is back (flush() or close() waits for them)")
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+
+    def _full(self, slot: Slot, extra: int) -> bool:
+        buffer = self._buffers.get(slot)
+        return bool(buffer) and (len(buffer) >= self.max_batch or
+                                 self._buffer_bytes[slot] + extra + 1 > self.max_batch_bytes)
 
     async def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
             assert self._producer is not None
-            count = self._partitions[topic] = len(await self._producer.partitions_for(topic))
+            try:
+                found = await asyncio.wait_for(self._producer.partitions_for(topic),
+                                               self.max_block)
+            except (KafkaError, TimeoutError) as exc:
+                raise PublishError(f"no partitions of {topic} from Kafka at "
+                                   f"{self.settings.kafka_url}: {exc!r}") from exc
+            count = self._partitions[topic] = len(found)
         return count
 
-    async def _send(self, topic: str, partition: int) -> None:
-        """Hand one buffer to the producer. Callers hold ``self._lock``."""
+    def _take(self, slot: Slot) -> list[bytes]:
+        """The oldest events of ``slot`` that fit one message."""
+        buffer = self._buffers[slot]
+        n, size = 0, 0
+        while n < len(buffer) and n < self.max_batch and (
+                n == 0 or size + len(buffer[n]) + 1 <= self.max_batch_bytes):
+            size += len(buffer[n]) + 1
+            n += 1
+        events = buffer[:n]
+        del buffer[:n]
+        self._buffer_bytes[slot] -= size
+        if not buffer:
+            del self._buffers[slot], self._buffer_bytes[slot]
+        return events
+
+    def _restore(self, slot: Slot, events: list[bytes]) -> None:
+        """Put events back at the head of their buffer (they are older than what is there)."""
+        self._buffers[slot][:0] = events
+        self._buffer_bytes[slot] += sum(len(e) + 1 for e in events)
+
+    async def _send(self, slot: Slot) -> None:
+        """Hand the oldest message of ``slot`` to the producer. Callers hold ``self._lock``
+        and have checked that nothing of ``slot`` is in flight."""
         assert self._producer is not None
-        events = self._buffers.pop((topic, partition), [])
-        self._buffer_bytes.pop((topic, partition), None)
+        events = self._take(slot)
         if not events:
             return
+        topic, partition = slot
         if len(events) == 1:
             value = events[0]
             key = orjson.loads(value)["prediction_id"].encode()
@@ -168,42 +253,90 @@ class Publisher:
             value = b"[" + b",".join(events) + b"]"
             key = None
         try:
-            self._in_flight.append(await self._producer.send(topic, value, key=key,
-                                                             partition=partition))
-        except BaseException as exc:  # KafkaError, or cancelled mid-send: keep the events
-            self._buffers[(topic, partition)][:0] = events
-            self._buffer_bytes[(topic, partition)] += sum(len(e) + 1 for e in events)
-            if isinstance(exc, KafkaError):
-                raise PublishError(f"could not queue {len(events)} events for {topic}: "
-                                   f"{exc}") from exc
+            future = await asyncio.wait_for(
+                self._producer.send(topic, value, key=key, partition=partition),
+                self.max_block)
+        except BaseException as exc:  # KafkaError, timed out, or cancelled: keep the events
+            self._restore(slot, events)
+            if isinstance(exc, (KafkaError, TimeoutError)):
+                self._last_error = exc
+                error = PublishError(f"could not hand {len(events)} events for {topic} to "
+                                     f"Kafka at {self.settings.kafka_url}: {exc!r}")
+                error.retriable = _retriable(exc)
+                raise error from exc
             raise
-        self.sent_events += len(events)
+        self._in_flight[slot] = (future, events)
 
-    async def flush(self) -> None:
-        """Send every buffered event and wait until Kafka has acknowledged all of them."""
-        async with self._lock:
-            for topic, partition in list(self._buffers):
-                await self._send(topic, partition)
-            self._first_buffered = None
-            in_flight, self._in_flight = self._in_flight, []
-        results = await asyncio.gather(*in_flight, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise PublishError(f"{len(errors)} of {len(results)} messages were not delivered: "
-                               f"{errors[0]!r}")
+    def _reap(self, only: Slot | None = None) -> None:
+        """Account for answered messages (of every partition, or ``only`` one's):
+        acknowledged, to send again, or undeliverable."""
+        slots = list(self._in_flight) if only is None else [only]
+        for slot in slots:
+            entry = self._in_flight.get(slot)
+            if entry is None or not entry[0].done():
+                continue
+            future, events = self._in_flight.pop(slot)
+            exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+            if exc is None:
+                self.sent_events += len(events)
+                self._pending -= len(events)
+            elif _retriable(exc):
+                self._last_error = exc
+                self._restore(slot, events)  # sent again, still before newer events
+            else:
+                self._pending -= len(events)
+                self._undeliverable.append((len(events), exc))
+
+    async def _pump(self) -> None:
+        """Send the oldest message of every partition with nothing in flight.
+        Callers hold ``self._lock``."""
+        self._reap()
+        for slot in [s for s in self._buffers if s not in self._in_flight]:
+            await self._send(slot)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Send every buffered event and wait until Kafka has acknowledged all of them.
+
+        Messages Kafka could not take for a reason that may pass (broker down, leader
+        moving) are sent again, for up to ``timeout`` seconds (``delivery_timeout`` by
+        default); then :class:`PublishError`, and the events stay buffered for a later
+        flush. Events Kafka refused for good are reported by the error and dropped."""
+        loop = asyncio.get_running_loop()
+        timeout = self.delivery_timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        while True:
+            async with self._lock:
+                try:
+                    await self._pump()
+                except PublishError as exc:
+                    if not exc.retriable:
+                        raise
+                failed, self._undeliverable = self._undeliverable, []
+                waiting = [future for future, _ in self._in_flight.values()]
+            if failed:
+                raise PublishError(f"{sum(n for n, _ in failed)} events in {len(failed)} "
+                                   f"messages were not delivered: {failed[0][1]!r}")
+            if not waiting and not self._buffers:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise PublishError(
+                    f"{self._pending} events not delivered to Kafka at "
+                    f"{self.settings.kafka_url} within {timeout:g}s (last error: "
+                    f"{self._last_error!r}); they stay buffered: flush() again once Kafka "
+                    f"is reachable")
+            if waiting:
+                await asyncio.wait(waiting, timeout=min(remaining, 1.0),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            else:  # nothing could be handed over: wait a little before trying again
+                await asyncio.sleep(min(remaining, 0.1))
 
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.linger)
             try:
                 async with self._lock:
-                    if self._first_buffered is not None:
-                        for topic, partition in list(self._buffers):
-                            await self._send(topic, partition)
-                        self._first_buffered = None
-                    # Forget delivered messages; failures stay for flush() to report.
-                    self._in_flight = [f for f in self._in_flight
-                                       if not f.done() or f.exception() is not None]
+                    await self._pump()
             except Exception as exc:  # the events stay buffered; flush() will raise
                 log.warning("background flush failed: %s", exc)
 
@@ -226,6 +359,18 @@ class Publisher:
         finally:
             await self._producer.stop()
             self._producer = None
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Whether sending the same message again later can succeed.
+
+    Beyond what aiokafka marks retriable: a batch that expired waiting for an unreachable
+    broker (KafkaTimeoutError), the typical outage; and UNKNOWN_SERVER_ERROR, which Tansu
+    answers to a produce request retried into a topic it lost in a restart (Kafka would
+    say UNKNOWN_TOPIC_OR_PARTITION, which is retriable). Sending a message twice is
+    harmless: the join makes one pair per prediction_id. ``delivery_timeout`` bounds it."""
+    return isinstance(exc, (KafkaTimeoutError, TimeoutError, UnknownError)) or (
+        isinstance(exc, KafkaError) and exc.retriable)
 
 
 class SyncPublisher:

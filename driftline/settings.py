@@ -41,6 +41,9 @@ TOPICS = {
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
 
 def _doc(text: str) -> dict[str, str]:
     return {"doc": text}
@@ -54,9 +57,40 @@ class Settings:
         default="kafka://127.0.0.1:9092",
         metadata=_doc("Kafka bootstrap servers, `kafka://host:port[,host:port]` or `host:port`."),
     )
+    kafka_security_protocol: str = field(
+        default="PLAINTEXT",
+        metadata=_doc("How every Kafka client connects: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`."),
+    )
+    kafka_sasl_mechanism: str = field(
+        default="PLAIN",
+        metadata=_doc("SASL mechanism with a `SASL_*` protocol: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`."),
+    )
+    kafka_sasl_username: str = field(
+        default="", metadata=_doc("SASL user name; required with a `SASL_*` protocol.")
+    )
+    kafka_sasl_password: str = field(
+        default="", repr=False,
+        metadata=_doc("SASL password; required with a `SASL_*` protocol (never printed)."),
+    )
+    kafka_ssl_cafile: str = field(
+        default="",
+        metadata=_doc("CA bundle (PEM) that signs the brokers' certificates, with `SSL` or `SASL_SSL` (empty: the system's CAs)."),
+    )
+    kafka_ssl_certfile: str = field(
+        default="",
+        metadata=_doc("Client certificate (PEM) for mutual TLS, with `SSL` or `SASL_SSL`."),
+    )
+    kafka_ssl_keyfile: str = field(
+        default="",
+        metadata=_doc("Private key (PEM) of `DRIFTLINE_KAFKA_SSL_CERTFILE` (empty: it is in the certificate file)."),
+    )
     redis_url: str = field(
         default="redis://127.0.0.1:6379/0",
-        metadata=_doc("Redis URL for the model registry (`redis://`, `rediss://` for TLS)."),
+        metadata=_doc("Redis URL for the model registry (`redis://`, `rediss://` for TLS; `redis://:password@host:port/db`)."),
+    )
+    redis_ssl_cafile: str = field(
+        default="",
+        metadata=_doc("CA bundle (PEM) that signs the Redis server's certificate, with a `rediss://` URL (empty: the system's CAs)."),
     )
     registry_prefix: str = field(
         default="driftline:", metadata=_doc("Prefix of every Redis key of the model registry.")
@@ -163,10 +197,43 @@ class Settings:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
         self.bootstrap_servers  # validates kafka_url
+        self._check_kafka_security()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"redis_url {self.redis_url!r} must start with redis://, rediss:// or unix://"
             )
+        if self.redis_ssl_cafile and not self.redis_url.startswith("rediss://"):
+            raise ConfigError("DRIFTLINE_REDIS_SSL_CAFILE is only used over TLS: make "
+                              "DRIFTLINE_REDIS_URL a rediss:// URL, or unset the CA file")
+
+    def _check_kafka_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"DRIFTLINE_KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of "
+                              f"{', '.join(SECURITY_PROTOCOLS)}")
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"DRIFTLINE_KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r}: "
+                              f"use one of {', '.join(SASL_MECHANISMS)}")
+        if protocol.startswith("SASL_"):
+            missing = [ENV_PREFIX + name.upper() for name in
+                       ("kafka_sasl_username", "kafka_sasl_password") if not getattr(self, name)]
+            if missing:
+                raise ConfigError(f"DRIFTLINE_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                                  f"{' and '.join(missing)}")
+        elif self.kafka_sasl_username or self.kafka_sasl_password:
+            raise ConfigError("DRIFTLINE_KAFKA_SASL_USERNAME and _PASSWORD are only used with "
+                              "DRIFTLINE_KAFKA_SECURITY_PROTOCOL=SASL_SSL or SASL_PLAINTEXT "
+                              f"(it is {protocol})")
+        files = [ENV_PREFIX + name.upper() for name in
+                 ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+                 if getattr(self, name)]
+        if files and protocol not in ("SSL", "SASL_SSL"):
+            raise ConfigError(f"{', '.join(files)} only apply to TLS: set "
+                              f"DRIFTLINE_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (it is "
+                              f"{protocol})")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ConfigError("DRIFTLINE_KAFKA_SSL_KEYFILE needs DRIFTLINE_KAFKA_SSL_CERTFILE "
+                              "(the certificate it belongs to)")
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -184,6 +251,10 @@ class Settings:
                 f"kafka_url {self.kafka_url!r}: use kafka://host:port[,host:port]"
             )
         return servers
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis.from_url`` beyond the URL (TLS CA file)."""
+        return {"ssl_ca_certs": self.redis_ssl_cafile} if self.redis_ssl_cafile else {}
 
     @property
     def faust_broker(self) -> str:

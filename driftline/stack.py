@@ -11,6 +11,7 @@ kafka://127.0.0.1:40123 redis://127.0.0.1:40125/0
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import StackError
@@ -156,11 +158,15 @@ class EmbeddedStack:
         return Service("tansu", argv, self.kafka_port, self.host, self.workdir / "tansu.log")
 
     def _valkey(self) -> Service:
+        # An append-only file in the workdir: Valkey stopped and started again (an outage,
+        # :meth:`restart`) comes back with the registry it had, as a production Redis with
+        # appendonly does. SIGTERM makes Valkey write and fsync the file before it exits.
+        # The workdir itself goes when the stack stops (unless the caller gave it).
         data = self.workdir / "valkey"
         data.mkdir(exist_ok=True)
         argv = [_valkey_binary(), "--port", str(self.redis_port), "--bind", self.host,
-                "--dir", str(data), "--save", "", "--appendonly", "no",
-                "--protected-mode", "yes"]
+                "--dir", str(data), "--save", "", "--appendonly", "yes",
+                "--appendfsync", "everysec", "--protected-mode", "yes"]
         return Service("valkey", argv, self.redis_port, self.host, self.workdir / "valkey.log")
 
     @property
@@ -170,6 +176,37 @@ class EmbeddedStack:
     @property
     def redis_url(self) -> str:
         return f"redis://{self.host}:{self.redis_port}/0"
+
+    def service(self, name: str) -> Service:
+        """``"kafka"`` (Tansu) or ``"redis"`` (Valkey)."""
+        if name not in ("kafka", "redis"):
+            raise StackError(f"unknown service {name!r}; the stack has 'kafka' and 'redis'")
+        return getattr(self, name)
+
+    @contextlib.contextmanager
+    def outage(self, name: str) -> Iterator[Service]:
+        """Stop one service for the ``with`` block, then start it again on the same port.
+
+        Fault injection for tests. Valkey comes back with its data (append-only file);
+        Tansu stores topics in memory only, so it comes back empty: no topics, no
+        records, no committed offsets.
+
+        >>> with stack.outage("redis"):     # doctest: +SKIP
+        ...     ...                         # Redis refuses connections here
+        """
+        service = self.service(name)
+        service.stop()
+        log.warning("embedded %s stopped (outage)", service.name)
+        try:
+            yield service
+        finally:
+            service.start()
+            log.warning("embedded %s back on port %d", service.name, service.port)
+
+    def restart(self, name: str) -> None:
+        """Stop one service and start it again on the same port (see :meth:`outage`)."""
+        with self.outage(name):
+            pass
 
     def env(self) -> dict[str, str]:
         """``DRIFTLINE_*`` variables that point a worker at this stack."""

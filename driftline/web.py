@@ -73,7 +73,8 @@ class WebState:
 
             self._registry = ModelRegistry(
                 redis.Redis.from_url(self.settings.redis_url, socket_timeout=2,
-                                     socket_connect_timeout=2),
+                                     socket_connect_timeout=2,
+                                     **self.settings.redis_options()),
                 prefix=self.settings.registry_prefix)
         return self._registry
 
@@ -242,7 +243,7 @@ async def health_checks(app: faust.App, settings: Settings) -> dict[str, dict[st
         import redis
 
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=2,
-                                      socket_connect_timeout=2)
+                                      socket_connect_timeout=2, **settings.redis_options())
         try:
             client.ping()
             return {"ok": True}

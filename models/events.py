@@ -28,6 +28,9 @@ MAX_FEATURE_NAME_CHARS = 256
 MAX_TEXT_CHARS = 4096
 # Epoch seconds above this are almost surely milliseconds (year 5138).
 MAX_EPOCH_SECONDS = 1e11
+# Integers driftline can write back out (orjson stops at 64 bits; the lenient parser of
+# models/wire.py reads any size).
+MAX_INT = 2**63 - 1
 
 MODEL_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -79,9 +82,10 @@ def version(value: Any, path: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SchemaError(f"must be an integer >= 1 or null, got {_type_name(value)}",
                           path=path, kind="wrong_type")
-    if value < 1:
-        raise SchemaError(f"must be an integer >= 1 or null, got {value}", path=path,
-                          kind="out_of_range")
+    if not 1 <= value <= MAX_INT:
+        shown = value if value < 1 else f"an integer of {len(str(value))} digits"
+        raise SchemaError(f"must be an integer >= 1 (at most 2**63 - 1) or null, got {shown}",
+                          path=path, kind="out_of_range")
     return value
 
 
@@ -89,8 +93,10 @@ def positive_int(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SchemaError(f"must be an integer >= 1, got {_type_name(value)}", path=path,
                           kind="wrong_type")
-    if value < 1:
-        raise SchemaError(f"must be an integer >= 1, got {value}", path=path, kind="out_of_range")
+    if not 1 <= value <= MAX_INT:
+        shown = value if value < 1 else f"an integer of {len(str(value))} digits"
+        raise SchemaError(f"must be an integer >= 1 (at most 2**63 - 1), got {shown}",
+                          path=path, kind="out_of_range")
     return value
 
 

@@ -168,17 +168,31 @@ class ModelRegistry:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, kafka_url: str | None = None,
-                 topic_prefix: str | None = None, **kwargs: Any) -> "ModelRegistry":
-        """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS); ``kafka_url`` turns
-        on model events on the ``models`` topic."""
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                      health_check_interval=30)
+                 topic_prefix: str | None = None, ssl_ca_certs: str | None = None,
+                 **kwargs: Any) -> "ModelRegistry":
+        """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS, verified against
+        ``ssl_ca_certs`` or the system's CAs); ``kafka_url`` turns on model events on the
+        ``models`` topic."""
         events = None
         if kafka_url:
             from driftline.model_events import KafkaModelEvents
 
             events = KafkaModelEvents(kafka_url, topic_prefix=topic_prefix)
-        return cls(client, prefix=prefix, events=events, **kwargs)
+        return cls(_redis(url, ssl_ca_certs), prefix=prefix, events=events, **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, events: bool = True,
+                      **kwargs: Any) -> "ModelRegistry":
+        """The registry ``settings`` (a :class:`~driftline.settings.Settings`) point at:
+        Redis URL, TLS CA file and key prefix; model events go to its Kafka, with its
+        security settings, unless ``events`` is false."""
+        sink = None
+        if events:
+            from driftline.model_events import KafkaModelEvents
+
+            sink = KafkaModelEvents(settings=settings)
+        return cls(_redis(settings.redis_url, settings.redis_ssl_cafile or None),
+                   prefix=settings.registry_prefix, events=sink, **kwargs)
 
     def close(self) -> None:
         close = getattr(self.events, "close", None)
@@ -374,6 +388,12 @@ class ModelRegistry:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+def _redis(url: str, ssl_ca_certs: str | None) -> redis.Redis:
+    extra = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30, **extra)
 
 
 def _refusal(message: str, what: str) -> RegistryError:

@@ -66,11 +66,33 @@ _INVALID = object()
 def _lenient_loads(raw: bytes) -> Any:
     """Second chance for what orjson refuses but Python's json writes: NaN, Infinity, 1e999
     and integers beyond 64 bits. They parse here so that validation can name the field
-    ("prediction: must be a finite number, got nan") instead of a bare syntax error."""
+    ("prediction: must be a finite number, got nan") instead of a bare syntax error.
+
+    A string with an unpaired surrogate escape (``"\\ud800"``) stays invalid, as orjson
+    said: it is not Unicode text, and an id made of it could never be written out again
+    (a scored pair, a join-state record) - it would stop the join instead."""
     try:
-        return json.loads(raw)
+        obj = json.loads(raw)
     except (ValueError, RecursionError):
         return _INVALID
+    return _INVALID if _has_unpaired_surrogate(obj) else obj
+
+
+def _has_unpaired_surrogate(obj: Any) -> bool:
+    stack = [obj]  # no recursion: the nesting can be as deep as json.loads allows
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _decode_batch(items: list[Any], raw: bytes, schema: Schema,
@@ -86,8 +108,17 @@ def _decode_batch(items: list[Any], raw: bytes, schema: Schema,
         try:
             good.append(schema.validate(item, f"[{i}]"))
         except SchemaError as exc:
-            bad.append(Rejection(exc.kind, str(exc), orjson.dumps(item), index=i))
+            bad.append(Rejection(exc.kind, str(exc), _element_raw(item, raw), index=i))
     return good, bad
+
+
+def _element_raw(item: Any, raw: bytes) -> bytes:
+    """The refused element as JSON, or the whole message if it cannot be written again
+    (orjson stops at 255 levels of nesting, which its parser allows up to 1024)."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return raw
 
 
 def encode(obj: Any) -> bytes:

@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from driftline.app import topic_configs, topics_to_create
-from driftline.kafka import ensure_topics, read_partition, reader
+from driftline.kafka import ensure_topics, opened_reader, read_partition
 from driftline.models.wire import unbatch
 from driftline.settings import Settings
 
@@ -65,15 +65,11 @@ def as_messages(values, *, topic: str, partition: int, key: bytes, first_offset:
 def read_all(settings: Settings, name: str) -> list:
     """Every record on every partition of a logical topic, read to the true end."""
     async def run():
-        consumer = reader(settings)
-        await consumer.start()
         out = []
-        try:
+        async with opened_reader(settings) as consumer:  # stopped even if start() fails
             for p in range(settings.partitions):
                 async for records in read_partition(consumer, settings.topic(name), p):
                     out.extend(records)
-        finally:
-            await consumer.stop()
         return out
     return asyncio.run(run())
 

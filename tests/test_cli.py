@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -91,6 +91,7 @@ def test_stack_up_prints_urls_and_stops_on_ctrl_c():
 
 @pytest.mark.integration
 def test_up_runs_stack_and_worker_end_to_end(tmp_path):
+    from driftline.kafka import wait_for_groups
     from kafka_io import label, prediction, produce, wait_for_events
 
     with open(tmp_path / "up.log", "wb") as log:
@@ -102,7 +103,9 @@ def test_up_runs_stack_and_worker_end_to_end(tmp_path):
     try:
         env = _read_env_lines(proc, 2)
         settings = Settings.from_env(env, partitions=2)
-        time.sleep(2)  # the worker creates the topics
+        # The worker creates the topics before it joins its group: producing earlier would
+        # make Tansu auto-create them with 4 partitions, and the worker would refuse them.
+        asyncio.run(wait_for_groups(settings, [settings.group_id], timeout=90))
         produce(settings, [("predictions", b"q1", prediction("q1", 4.0)),
                            ("labels", b"q1", label("q1", 1.0))])
         scored = wait_for_events(settings, "scored", 1, timeout=60, settle=0)

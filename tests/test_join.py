@@ -117,7 +117,7 @@ BAD_INPUTS = [
     pytest.param("predictions", orjson.dumps({"prediction_id": "x", "model": "m",
                                               "prediction": 1.0,
                                               "features": {"f": "x" * 2_000_000}}),
-                 "oversized", id="oversized"),
+                 "oversized", id="oversized", marks=pytest.mark.reliability),
     pytest.param("predictions", orjson.dumps({"prediction_id": "x", "model": "bad model!",
                                               "prediction": 1.0}), "bad_model",
                  id="bad-model-name"),
@@ -223,6 +223,7 @@ def test_ten_thousand_shuffled_with_duplicates_and_malformed(settings, worker_fa
     assert worker.stop() == 0
 
 
+@pytest.mark.reliability
 def test_kill_9_mid_stream_still_one_pair_per_labeled_prediction(settings, worker_factory):
     n = 20_000
     create_topics(settings)

@@ -68,6 +68,7 @@ def sender(producer, crash_on_topic=None):
     return send
 
 
+@pytest.mark.reliability
 def test_crash_after_scored_before_state_does_not_score_twice(settings):
     create_topics(settings)
     ids = [f"w-{i}" for i in range(200)]

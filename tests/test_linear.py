@@ -50,6 +50,7 @@ GOOD = dict(format=np.array("driftline.linear/1"), coef=np.array([1.0]),
             intercept=np.array(0.0), feature_names=np.array(["a"]))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("data,message", [
     (_npz(**{**GOOD, "coef": np.array([{"evil": 1}], dtype=object)}), "unsafe or malformed"),
     (_npz(**{**GOOD, "feature_names": np.array(["a"], dtype=object)}), "unsafe or malformed"),

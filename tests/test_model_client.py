@@ -83,6 +83,7 @@ def test_predict_from_many_threads_during_swaps_sees_whole_models(registry):
     assert bad == []
 
 
+@pytest.mark.reliability
 def test_keeps_serving_through_a_redis_restart(tmp_path, caplog):
     from driftline.stack import Service, _valkey_binary, free_port
 

@@ -63,6 +63,7 @@ UNSAFE = re.compile(r"pickle\.loads?\(|(^|[^.\w])eval\(|yaml\.load\(|allow_pickl
                     r"|marshal\.loads?\(|import pickle")
 
 
+@pytest.mark.reliability
 def test_nothing_unpickles_or_evaluates_outside_data():
     offenders = []
     for folder in ("driftline", "agents", "models"):

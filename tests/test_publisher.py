@@ -96,6 +96,7 @@ def test_sync_publisher(settings):
     assert len(read_all(settings, "labels")) == 1
 
 
+@pytest.mark.reliability
 def test_unreachable_broker_is_a_publish_error():
     async def publish():
         async with Publisher("kafka://127.0.0.1:1", topic_prefix="x."):

@@ -89,6 +89,7 @@ def test_aliases_archive_and_rejected_versions(registry):
         registry.register("bad name", model())
 
 
+@pytest.mark.reliability
 def test_tampered_artifact_is_refused(registry):
     registry.register("m", model(1))
     key = f"{registry.prefix}m:v:1"
@@ -170,6 +171,7 @@ def test_model_events_on_the_models_topic(stack, settings):
     assert events[3]["metrics"] == {"mse": 0.5}
 
 
+@pytest.mark.reliability
 def test_password_protected_redis(tmp_path):
     from driftline.stack import Service, _valkey_binary, free_port
 
@@ -190,6 +192,7 @@ def test_password_protected_redis(tmp_path):
         server.stop()
 
 
+@pytest.mark.reliability
 def test_rediss_url_uses_tls():
     reg = ModelRegistry.from_url("rediss://:pw@redis.example:6380/2")
     pool = reg.redis.connection_pool

@@ -126,6 +126,7 @@ def test_a_challenger_that_does_not_win_is_registered_as_rejected(settings, regi
     assert [e["event"] for e in registry.recorded][-1] == "rejected"
 
 
+@pytest.mark.reliability
 def test_a_promotion_cut_off_by_a_redis_outage_is_completed_not_repeated(settings, registry):
     create_topics(settings)
     world = World("abrupt", drift_at=0, seed=7)

@@ -35,6 +35,7 @@ def run_agent(settings, batches):
     return asyncio.run(run())
 
 
+@pytest.mark.reliability
 def test_restart_neither_repeats_nor_loses_a_request(settings):
     create_topics(settings)
     q = partition_for(b"m", settings.partitions)
