@@ -19,7 +19,8 @@ among the predictions) into fresh topics, then measures:
     label to the Publisher to the first metrics record that counts its pair
     (resolution 20 ms), p50 and p99, after 200 warm-up pairs (the first batch
     rebuilds every partition, a one-off per assignment);
-(d) the worker's peak RSS (VmHWM);
+(d) the worker's peak RSS (VmHWM), and its RSS once a fifth of the events are through
+    and at the end (summed over workers): whether memory stays flat with stream length;
 (e) the floor of any Faust agent: one that only reads and decodes the same messages
     (bench/faust_floor.py, timed from its first message), the ceiling for a stage that
     stays a Faust agent.
@@ -141,6 +142,15 @@ class Workers:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                       for _ in range(count)]
 
+    def rss_mb(self, field: str = "VmRSS:") -> list[float]:
+        out = []
+        for proc in self.procs:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kb = next(int(line.split()[1]) for line in status.splitlines()
+                      if line.startswith(field))
+            out.append(kb / 1024)
+        return out
+
     def peak_rss_mb(self) -> list[float]:
         out = []
         for proc in self.procs:
@@ -213,8 +223,15 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for i, proc in enumerate(group.procs)]
         started = time.perf_counter()
-        done = asyncio.run(monitor_progress(settings, n, started + 1800))
+        # RSS once a fifth of the events are through, and at the end: flat with length?
+        fifth: list[float] = []
+
+        def sample(report: dict, _ts: float) -> None:
+            if not fifth and report["n_scored"] + report["n_predictions"] >= 2 * n / 5:
+                fifth.append(sum(group.rss_mb()))
+        done = asyncio.run(monitor_progress(settings, n, started + 1800, on_record=sample))
         rss = group.peak_rss_mb()
+        rss_end = sum(group.rss_mb())
     finally:
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -222,7 +239,8 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
         group.stop()
     rate = 2 * n / (done - started)
     return {"shape": shape, "bare": bare, "floor": floor, "driftline": rate, "ratio": rate / bare,
-            "rss_mb": max(rss), "seconds": done - started}
+            "rss_mb": max(rss), "rss_fifth_mb": fifth[0] if fifth else float("nan"),
+            "rss_end_mb": rss_end, "seconds": done - started}
 
 
 def faust_floor(settings: Settings, events: int) -> float:
@@ -314,10 +332,12 @@ def main() -> None:
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
           f"{args.workers} worker process(es), {os.cpu_count()} CPUs")
     print(f"{'input':8} {'(a) bare ev/s':>14} {'(e) Faust floor ev/s':>21} "
-          f"{'(b) driftline ev/s':>19} {'b/a':>6} {'b/e':>6} {'(d) peak RSS MB':>16}")
+          f"{'(b) driftline ev/s':>19} {'b/a':>6} {'b/e':>6} {'(d) peak RSS MB':>16} "
+          f"{'RSS at 1/5, end':>16}")
     for r in rows:
         print(f"{r['shape']:8} {r['bare']:14,.0f} {r['floor']:21,.0f} {r['driftline']:19,.0f} "
-              f"{r['ratio']:6.3f} {r['driftline'] / r['floor']:6.3f} {r['rss_mb']:16,.0f}")
+              f"{r['ratio']:6.3f} {r['driftline'] / r['floor']:6.3f} {r['rss_mb']:16,.0f} "
+              f"{r['rss_fifth_mb']:8,.0f} {r['rss_end_mb']:7,.0f}")
     if lat is None:
         return
     print(f"(c) label-to-metric latency at {lat['rate']:,.0f} pairs/s, batched: "

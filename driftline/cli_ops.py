@@ -144,6 +144,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
             consumer.assign(tps)
             for tp in tps:
                 consumer.seek(tp, ends[tp.partition])
+            click.echo(f"following {topic} (Ctrl-C to stop)", err=True)
             while True:
                 for records in (await consumer.getmany(timeout_ms=1000)).values():
                     for r in records:

@@ -115,7 +115,12 @@ def test_alerts_tail_follows_new_alerts_until_interrupted(settings):
     with subprocess.Popen([sys.executable, "-m", "driftline", "alerts", "tail", "-f", "--json"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         try:
-            time.sleep(4)  # it has read the (empty) history and follows
+            # It has read the (empty) history and follows once it says so.
+            for _ in range(100):  # past any log lines
+                notice = proc.stderr.readline()
+                if not notice or notice.startswith(b"following "):
+                    break
+            assert notice.startswith(b"following "), "no follow notice"
             new = alert(model="m", ts=5.0)
             produce(settings, [("alerts", b"m", orjson.dumps(new))],
                     partition=partition_for(b"m", settings.partitions))
@@ -123,7 +128,11 @@ def test_alerts_tail_follows_new_alerts_until_interrupted(settings):
             assert orjson.loads(line)["alert_id"] == new["alert_id"]
         finally:
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=15)
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise AssertionError("alerts tail -f ignored SIGINT for 30 s") from None
         assert proc.returncode == 0, err
 
 

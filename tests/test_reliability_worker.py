@@ -4,16 +4,18 @@ uninterrupted run, every alert published once."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from driftline.agents.monitor import PartitionMonitor
 from driftline.agents.monitor_config import MonitorConfig
 from driftline.agents.monitor_core import Monitor
-from driftline.kafka import partition_for
+from driftline.kafka import client_options, group_states, partition_for
 from kafka_io import create_topics, produce, read_all, read_events
 from simulate import stream
 
@@ -65,6 +67,19 @@ def wait_until(condition, timeout=90.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def members(settings) -> int:
+    """Members of the worker group once it is Stable (0 while it rebalances)."""
+    async def ask():
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            state, n = (await group_states(admin, [settings.group_id]))[settings.group_id]
+        finally:
+            await admin.close()
+        return n if state == "Stable" else 0
+    return asyncio.run(ask())
 
 
 def assert_scored_once(settings, pairs):
@@ -141,7 +156,7 @@ def test_a_second_worker_joining_then_leaving_mid_stream(settings, worker_factor
     send(settings, part(0))
     wait_until(lambda: progress(settings) >= n // 3, what="the first third")
     b = worker_factory(settings, "b")
-    wait_until(lambda: "recovered" in b.log(), timeout=60, what="B to get partitions")
+    wait_until(lambda: members(settings) == 2, timeout=60, what="B to join the group")
     send(settings, part(1))
     wait_until(lambda: progress(settings) >= 4 * n // 3, what="the second third")
     assert b.stop() == 0  # leaves the group: A gets every partition back

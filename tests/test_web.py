@@ -64,12 +64,18 @@ def live(stack, tmp_path_factory):
     predictions, pairs = stream(6_000, seed=31, drift_at=3_000)
     produce(settings, [("predictions", p["prediction_id"].encode(), orjson.dumps(p))
                        for p in predictions])
-    produce(settings, [("labels", p["prediction_id"].encode(),
-                        orjson.dumps({"prediction_id": p["prediction_id"], "label": p["label"],
-                                      "ts": p["label_ts"]})) for p in pairs])
+    labels = [("labels", p["prediction_id"].encode(),
+               orjson.dumps({"prediction_id": p["prediction_id"], "label": p["label"],
+                             "ts": p["label_ts"]})) for p in pairs]
+    produce(settings, labels[:3_000])  # the rest once these are counted: a series of points
     produce(settings, [("predictions", b"bad", b'{"prediction_id": "bad"}')])
     worker = WorkerProcess(settings, tmp_path_factory.mktemp("web") / "worker.log").start()
     base = f"http://127.0.0.1:{port}"
+
+    def scored(n):
+        status, body, _ = get(f"{base}/api/models/m", "s3cret")
+        report = json.loads(body)["metrics"].get("1") if status == 200 else None
+        return report is not None and report["n_scored"] >= n
 
     def model_done():
         status, body, _ = get(f"{base}/api/models/m", "s3cret")
@@ -81,6 +87,8 @@ def live(stack, tmp_path_factory):
             else None
     try:
         assert wait_until(lambda: get(f"{base}/healthz")[0] == 200), worker.log()
+        assert wait_until(lambda: scored(3_000), 120), worker.log()
+        produce(settings, labels[3_000:])
         detail = wait_until(model_done, 120)
         assert detail, worker.log()
         yield base, {**detail, "prefix": settings.topic_prefix}
