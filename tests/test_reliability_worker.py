@@ -144,8 +144,8 @@ def test_a_second_worker_joining_then_leaving_mid_stream(settings, worker_factor
     again before the stream ends: each hand-off rebuilds the partitions it moves."""
     settings = settings.replace(partitions=8, metrics_interval=0.3)
     create_topics(settings)
-    n = 30_000
-    predictions, pairs = stream(n, seed=32, drift_at=15_000)
+    n = 15_000
+    predictions, pairs = stream(n, seed=32, drift_at=7_500)
     thirds = [slice(0, n // 3), slice(n // 3, 2 * n // 3), slice(2 * n // 3, n)]
 
     def part(k):
