@@ -112,8 +112,12 @@ def test_alerts_tail_follows_new_alerts_until_interrupted(settings):
     create_topics(settings)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")},
            **env_of(settings)}
+    # Ctrl-C as at a terminal: a suite started in the background (``cmd &``) has SIGINT
+    # ignored, and the child would inherit that.
     with subprocess.Popen([sys.executable, "-m", "driftline", "alerts", "tail", "-f", "--json"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+                          ) as proc:
         try:
             # It has read the (empty) history and follows once it says so.
             for _ in range(100):  # past any log lines
