@@ -161,11 +161,11 @@ class Joiner:
                        expired: dict[int, list[dict]] | None = None) -> None:
         """Steps 2 and 3 of the module docstring, for the given partitions."""
         drained = {p: self.parts[p].drain() for p in partitions}
-        scored_index: dict[int, int] = {}
+        scored_index: dict[int, list[int]] = defaultdict(list)
         for p, (scored, _) in drained.items():
             for model, run in _by_model(scored):
-                scored_index[p] = out.add(self.scored_topic, _first_id(run), array(run), p,
-                                          [(MODEL_HEADER, model.encode())])
+                scored_index[p].append(out.add(self.scored_topic, _first_id(run), array(run),
+                                               p, [(MODEL_HEADER, model.encode())]))
         for p, events in (expired or {}).items():
             now = self.clock()
             for model, run in _by_model([{**ev, "expired_ts": now} for ev in events]):
@@ -178,8 +178,8 @@ class Joiner:
         # of a done record it vouches for.
         entries, checkpoints = Outbox(), Outbox()
         for p, (_, records) in drained.items():
-            if p in scored_index:
-                self.parts[p].scored_next = offsets[scored_index[p]] + 1
+            if p in scored_index:  # a retried array can land after a later one
+                self.parts[p].scored_next = max(offsets[i] for i in scored_index[p]) + 1
             if not records:
                 continue
             log_ = self.logs[p]
