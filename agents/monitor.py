@@ -57,8 +57,11 @@ MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
 def element(kind: str, partition: int, offset: int, events: list[bytes]) -> bytes:
     """One monitor-input element: encoded events of one source message (those that go to
     one monitor-input partition, in their order) and where they came from."""
-    return b'{"k":"%s","s":[%d,%d],"e":[%s]}' % (kind.encode(), partition, offset,
-                                                  b",".join(events))
+    return _element(kind, partition, offset, array(events))
+
+
+def _element(kind: str, partition: int, offset: int, events_array: bytes) -> bytes:
+    return b'{"k":"%s","s":[%d,%d],"e":%s}' % (kind.encode(), partition, offset, events_array)
 
 
 async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> None:
@@ -98,8 +101,8 @@ class Router:
             kind = self.kinds[msg.topic]
             model = _header(msg, MODEL_HEADER)
             if model is not None and msg.value[:1] == b"[":
-                parts[self.home(model)].append(b'{"k":"%s","s":[%d,%d],"e":%s}' % (
-                    kind.encode(), msg.partition, msg.offset, msg.value))
+                parts[self.home(model)].append(
+                    _element(kind, msg.partition, msg.offset, msg.value))
                 continue
             try:
                 events = unbatch(msg.value)  # written by driftline itself
