@@ -22,13 +22,25 @@ def stack():
         yield st
 
 
-@pytest.fixture
-def settings(stack) -> Settings:
-    """Settings with this test's own topic prefix and consumer group."""
+@pytest.fixture(scope="module")
+def own_stack():
+    """A stack of the module's own, for tests that stop and restart its services."""
+    with EmbeddedStack() as st:
+        yield st
+
+
+def namespace(stack: EmbeddedStack) -> Settings:
+    """Settings with a fresh topic prefix, consumer group and registry prefix on ``stack``."""
     tag = uuid.uuid4().hex[:10]
     return Settings(kafka_url=stack.kafka_url, redis_url=stack.redis_url,
                     topic_prefix=f"t{tag}.", group_id=f"g{tag}", partitions=4,
                     expiry_interval=0.5, registry_prefix=f"r{tag}:", web_port=0)
+
+
+@pytest.fixture
+def settings(stack) -> Settings:
+    """Settings with this test's own topic prefix and consumer group."""
+    return namespace(stack)
 
 
 class WorkerProcess:

@@ -75,21 +75,6 @@ def read_all(settings: Settings, name: str) -> list:
 
 
 
-def wait_for(settings: Settings, name: str, count: int, timeout: float = 60.0,
-             settle: float = 1.5) -> list:
-    """Records of ``name`` once there are at least ``count``, plus ``settle`` seconds for
-    any extra (duplicate) record to show up, which the caller then sees and fails on."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = read_all(settings, name)
-        if len(records) >= count:
-            time.sleep(settle)
-            return read_all(settings, name)
-        if time.monotonic() > deadline:
-            return records
-        time.sleep(0.5)
-
-
 def read_events(settings: Settings, name: str) -> list[dict]:
     """Every event of a logical topic, arrays unpacked (``scored`` and ``expired`` carry
     JSON arrays of events)."""
@@ -98,7 +83,8 @@ def read_events(settings: Settings, name: str) -> list[dict]:
 
 def wait_for_events(settings: Settings, name: str, count: int, timeout: float = 60.0,
                     settle: float = 1.5) -> list[dict]:
-    """:func:`wait_for`, counting events instead of messages."""
+    """Events of ``name`` once there are at least ``count``, plus ``settle`` seconds for
+    any extra (duplicate) event to show up, which the caller then sees and fails on."""
     deadline = time.monotonic() + timeout
     while True:
         events = read_events(settings, name)

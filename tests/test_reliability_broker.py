@@ -11,41 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
-import orjson
 import pytest
 
 from driftline import Publisher, PublishError
 from driftline.app import topic_configs, topics_to_create
 from driftline.kafka import ensure_topics
 from driftline.settings import Settings
-from driftline.stack import EmbeddedStack
-from kafka_io import read_all
+from conftest import namespace
+from kafka_io import read_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
-@pytest.fixture(scope="module")
-def own_stack():
-    with EmbeddedStack() as st:
-        yield st
-
-
 @pytest.fixture
 def settings(own_stack) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return Settings(kafka_url=own_stack.kafka_url, redis_url=own_stack.redis_url,
-                    topic_prefix=f"t{tag}.", group_id=f"g{tag}", partitions=4,
-                    registry_prefix=f"r{tag}:", web_port=0)
-
-
-def ids_on(settings: Settings, name: str) -> list[str]:
-    ids = []
-    for record in read_all(settings, name):
-        value = orjson.loads(record.value)
-        ids += [e["prediction_id"] for e in (value if isinstance(value, list) else [value])]
-    return ids
+    return namespace(own_stack)
 
 
 def test_publisher_buffers_to_its_bound_then_delivers_after_the_broker_is_back(
@@ -78,7 +59,7 @@ def test_publisher_buffers_to_its_bound_then_delivers_after_the_broker_is_back(
     assert message.startswith(f"300 events are waiting for Kafka at {settings.kafka_url}")
     assert "max_buffered=300" in message and "Check that Kafka is reachable" in message
     assert "stay buffered and are sent when Kafka is back" in message
-    on_topic = ids_on(settings, "predictions")
+    on_topic = [e["prediction_id"] for e in read_events(settings, "predictions")]
     # Every event accepted during the outage lands once; the restart lost what came before.
     assert sorted(on_topic) == sorted(accepted + ["after-0"])
 

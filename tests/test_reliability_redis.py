@@ -12,7 +12,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from driftline.agents.trainer import Trainer
 from driftline.models.training import train_ridge
 from driftline.settings import Settings
 from driftline.simulate import World, bootstrap
-from driftline.stack import EmbeddedStack
+from conftest import namespace
 from kafka_io import create_topics
 from test_trainer import pairs_of, put_pairs, request
 
@@ -32,18 +31,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 PROBE = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]])
 
 
-@pytest.fixture(scope="module")
-def own_stack():
-    with EmbeddedStack() as st:
-        yield st
-
-
 @pytest.fixture
 def settings(own_stack) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return Settings(kafka_url=own_stack.kafka_url, redis_url=own_stack.redis_url,
-                    topic_prefix=f"t{tag}.", group_id=f"g{tag}", partitions=4,
-                    registry_prefix=f"r{tag}:", web_port=0)
+    return namespace(own_stack)
 
 
 def eventually(predicate, timeout: float, what: str) -> None:

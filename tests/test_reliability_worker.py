@@ -18,6 +18,7 @@ from driftline.agents.monitor_core import Monitor
 from driftline.kafka import client_options, group_states, partition_for
 from kafka_io import create_topics, produce, read_all, read_events
 from simulate import stream
+from test_monitor import latest_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -48,12 +49,6 @@ def send(settings, messages):
 def labels_of(pairs):
     return [{"prediction_id": p["prediction_id"], "label": p["label"], "ts": p["label_ts"]}
             for p in pairs]
-
-
-def latest_metrics(settings, model="m", version=1):
-    records = [orjson.loads(r.value) for r in read_all(settings, "metrics")]
-    mine = [m for m in records if (m["model"], m["version"]) == (model, version)]
-    return mine[-1] if mine else None
 
 
 def progress(settings) -> int:
