@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from river import drift, metrics, utils  # noqa: E402
 
-from driftline.agents.monitor_config import MonitorConfig  # noqa: E402
-from driftline.agents.monitor_core import Monitor  # noqa: E402
+from driftline.agents.monitor.config import MonitorConfig  # noqa: E402
+from driftline.agents.monitor.core import Monitor  # noqa: E402
 from simulate import stream  # noqa: E402
 
 

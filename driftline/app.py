@@ -125,7 +125,9 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
         web_metrics_enabled=False,
         **FAST_GROUP_TIMEOUTS,
     )
-    from driftline.agents import join, monitor, trainer, trigger
+    from driftline.agents.join import agent as join
+    from driftline.agents.monitor import agent as monitor
+    from driftline.agents.retrain import trainer, trigger
 
     installers = {"join": join.install, "monitor": monitor.install,
                   "trigger": trigger.install, "trainer": trainer.install}

@@ -189,7 +189,7 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
     version with the baseline, drift points and alerts marked, plus the alerts as JSON -
     the same alerts the streaming worker would publish for that input. No Kafka needed.
     """
-    from .agents.monitor_config import MonitorConfig
+    from .agents.monitor.config import MonitorConfig
     from .eventfile import open_events
     from .replay import Replay, write_report
 

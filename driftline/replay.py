@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from driftline.agents.joinstate import PartitionJoin
-from driftline.agents.monitor_config import MonitorConfig
-from driftline.agents.monitor_core import Monitor
+from driftline.agents.join.state import PartitionJoin
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.core import Monitor
 from driftline.eventfile import Row
 
 CHUNK = 250  # pairs per monitor call: also the resolution of the plotted series

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from driftline.agents.join import Joiner
+from driftline.agents.join.agent import Joiner
 from driftline.kafka import partition_for
 from kafka_io import create_topics, label, prediction, read_events
 
@@ -105,14 +105,14 @@ def test_without_reading_back_scored_the_same_crash_would_double(settings, monke
         with pytest.raises(Crash):
             await first.process(events)
         second = Joiner(settings, sender(producer))
-        real_read = __import__("driftline.agents.join", fromlist=["read_partition"]).read_partition
+        real_read = __import__("driftline.agents.join.agent", fromlist=["read_partition"]).read_partition
 
         def only_state(consumer, topic, partition, start=0, **kw):
             if topic == settings.topic("scored"):
                 return no_records()
             return real_read(consumer, topic, partition, start, **kw)
 
-        monkeypatch.setattr("driftline.agents.join.read_partition", only_state)
+        monkeypatch.setattr("driftline.agents.join.agent.read_partition", only_state)
         await second.process(events)
 
     asyncio.run(run(settings, scenario))
@@ -182,7 +182,7 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
     snapshot every few records: a fresh Joiner rebuilds exactly the same state from the
     log as written (every delta) and from the log as compaction leaves it (the snapshot
     and the deltas after it)."""
-    import driftline.agents.join as join
+    import driftline.agents.join.agent as join
 
     monkeypatch.setattr(join, "SNAPSHOT_MIN_RECORDS", 30)
     create_topics(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from driftline.agents.joinstate import PartitionJoin
+from driftline.agents.join.state import PartitionJoin
 
 
 def pred(pid, value=1.0, model="m"):

@@ -61,8 +61,8 @@ def test_route_forwards_model_arrays_whole_and_splits_anything_else(settings):
     import asyncio
     from types import SimpleNamespace
 
-    from driftline.agents.monitor import PartitionMonitor, Router
-    from driftline.agents.monitor_config import MonitorConfig
+    from driftline.agents.monitor.agent import PartitionMonitor, Router
+    from driftline.agents.monitor.config import MonitorConfig
     from driftline.kafka import partition_for
     from kafka_io import agent_sender
 

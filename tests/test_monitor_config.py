@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor.config import MonitorConfig
 from driftline.errors import ConfigError
 
 

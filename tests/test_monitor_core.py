@@ -9,9 +9,9 @@ import pytest
 from river import metrics as river_metrics
 from river import utils as river_utils
 
-from driftline.agents.metrics import RollingErrors
-from driftline.agents.monitor_config import MonitorConfig
-from driftline.agents.monitor_core import Monitor
+from driftline.agents.monitor.metrics import RollingErrors
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.core import Monitor
 from driftline.models.events import ALERT
 from simulate import FEATURES, stream
 
@@ -202,8 +202,8 @@ def test_adwin_mean_before_a_cut_is_tracked_exactly():
     """ErrorDrift derives ADWIN's pre-cut mean from running sums; check it against River."""
     from river import drift
 
-    from driftline.agents.drift import ErrorDrift
-    from driftline.agents.monitor_config import ConceptDriftConfig
+    from driftline.agents.monitor.drift import ErrorDrift
+    from driftline.agents.monitor.config import ConceptDriftConfig
 
     rng = np.random.default_rng(3)
     errors = np.concatenate([rng.normal(1, 0.3, 4000), rng.normal(3, 0.3, 4000),

@@ -36,7 +36,7 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
     assert Path(driftline.models.__file__).parent.name == "models"
     # Outside the checkout (where the folders are not on sys.path by accident), the
     # installed distribution offers driftline.* only, never bare `agents` / `models`.
-    probe = ("import importlib.util as u; import driftline.agents.join, driftline.models.events; "
+    probe = ("import importlib.util as u; import driftline.agents.join.agent, driftline.models.events; "
              "print(u.find_spec('agents'), u.find_spec('models'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
                          text=True, env={k: v for k, v in os.environ.items()
@@ -46,10 +46,10 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
 
 
 DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
-             "driftline.agents.joinstate", "driftline.agents.deadletter",
-             "driftline.agents.alerting", "driftline.agents.metrics",
-             "driftline.agents.monitor_core", "driftline.models.linear",
-             "driftline.models.training", "driftline.agents.retrain_policy",
+             "driftline.agents.join.state", "driftline.agents.deadletter",
+             "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
+             "driftline.agents.monitor.core", "driftline.models.linear",
+             "driftline.models.training", "driftline.agents.retrain.policy",
              "driftline.simulate", "driftline.eventfile"]
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from driftline import ModelClient, ModelRegistry
-from driftline.agents.monitor import RegistryBaselines
-from driftline.agents.trainer import Trainer
+from driftline.agents.monitor.agent import RegistryBaselines
+from driftline.agents.retrain.trainer import Trainer
 from driftline.models.training import train_ridge
 from driftline.settings import Settings
 from driftline.simulate import World, bootstrap
@@ -46,7 +46,7 @@ def eventually(predicate, timeout: float, what: str) -> None:
 
 def retry_delays(caplog) -> list[float]:
     return [float(m.group(1)) for r in caplog.records
-            if r.name == "driftline.agents.trainer"
+            if r.name == "driftline.agents.retrain.trainer"
             and (m := re.search(r"Redis is unreachable.*; retrying in ([\d.]+)s", r.getMessage()))]
 
 

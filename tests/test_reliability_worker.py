@@ -12,9 +12,9 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from driftline.agents.monitor import PartitionMonitor
-from driftline.agents.monitor_config import MonitorConfig
-from driftline.agents.monitor_core import Monitor
+from driftline.agents.monitor.agent import PartitionMonitor
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.core import Monitor
 from driftline.kafka import client_options, group_states, partition_for
 from kafka_io import create_topics, produce, read_all, read_events
 from simulate import stream

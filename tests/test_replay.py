@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor.config import MonitorConfig
 from driftline.eventfile import read_events
 from driftline.replay import Replay
 from driftline.simulate import World, event_log

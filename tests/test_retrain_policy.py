@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from driftline.agents.monitor_config import MonitorConfig
-from driftline.agents.retrain_policy import RetrainTrigger
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.errors import ConfigError
 
 

@@ -1,12 +1,12 @@
 """The monitor: metrics, drift detectors and alert rules per (model, version).
 
-Plain Python and numpy, no Kafka: the Faust agent in :mod:`driftline.agents.monitor`
+Plain Python and numpy, no Kafka: the Faust agent in :mod:`driftline.agents.monitor.agent`
 feeds it, tests and offline replay use it directly. Everything it computes is a
 function of the order of its inputs only (event times, never the wall clock), so
 replaying the same input gives the same numbers and the same alert ids; that is
 how the agent survives kill -9 (see the README).
 
->>> from driftline.agents.monitor_config import MonitorConfig
+>>> from driftline.agents.monitor.config import MonitorConfig
 >>> mon = Monitor(MonitorConfig())
 >>> pairs = [{"prediction_id": str(i), "model": "m", "version": 1, "prediction": 1.0,
 ...           "label": 0.0, "error": 1.0, "features": {}, "ts": 0.0, "label_ts": float(i)}
@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from driftline.agents.alerting import AlertBook, AlertKey
-from driftline.agents.drift import ErrorDrift, PSIDrift
-from driftline.agents.metrics import RollingErrors
-from driftline.agents.monitor_config import ModelConfig, MonitorConfig
+from driftline.agents.monitor.alerting import AlertBook, AlertKey
+from driftline.agents.monitor.drift import ErrorDrift, PSIDrift
+from driftline.agents.monitor.metrics import RollingErrors
+from driftline.agents.monitor.config import ModelConfig, MonitorConfig
 
 Alert = dict[str, Any]
 

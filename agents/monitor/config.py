@@ -71,7 +71,7 @@ RETRAIN_KINDS = ("concept_drift", "data_drift", "prediction_drift", "metric_thre
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """When an alert asks for a retrain (the trigger agent, :mod:`driftline.agents.trigger`)."""
+    """When an alert asks for a retrain (the trigger agent, :mod:`driftline.agents.retrain.trigger`)."""
 
     enabled: bool = True
     kinds: tuple[str, ...] = ("concept_drift", "metric_threshold")  # firing alerts that trigger

@@ -48,8 +48,8 @@ import faust
 import orjson
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
-from driftline.agents.joinstate import PartitionJoin
-from driftline.agents.monitor import (MODEL_HEADER, PREDICTION_KIND, ModelPartitions,
+from driftline.agents.join.state import PartitionJoin
+from driftline.agents.monitor.agent import (MODEL_HEADER, PREDICTION_KIND, ModelPartitions,
                                       element, send_in_order)
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from driftline.agents.monitor import SCORED
+from driftline.agents.monitor.agent import SCORED
 from driftline.kafka import opened_reader, partition_for, read_partition, true_end_offset
 from driftline.settings import Settings
 

@@ -36,9 +36,9 @@ import numpy as np
 import orjson
 import redis
 
-from driftline.agents.monitor_config import MonitorConfig
-from driftline.agents.metrics import LabelDelays
-from driftline.agents.monitor_core import Monitor
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.metrics import LabelDelays
+from driftline.agents.monitor.core import Monitor
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import (ARRAY_BATCH, batch_agent, raw_topic, recover_missing,
                                      sender)

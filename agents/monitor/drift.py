@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from river import drift
 
-from driftline.agents.monitor_config import ConceptDriftConfig, DataDriftConfig
+from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
 
 _PSI_EPS = 1e-4
 

@@ -24,9 +24,9 @@ import faust
 import orjson
 
 from driftline.agents.deadletter import dead_letter_value
-from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.outbox import Outbox
-from driftline.agents.retrain_policy import RetrainTrigger
+from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
 from driftline.kafka import read_partition
 from driftline.models.events import ALERT, RETRAIN_REQUEST

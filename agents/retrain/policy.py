@@ -1,6 +1,6 @@
 """When an alert becomes a retrain request: the trigger's policy, without Kafka.
 
-The trigger agent (:mod:`driftline.agents.trigger`) feeds :class:`RetrainTrigger`
+The trigger agent (:mod:`driftline.agents.retrain.trigger`) feeds :class:`RetrainTrigger`
 the ``alerts`` and ``metrics`` records of its partitions. Per model, from the
 ``retrain`` table of the monitoring config:
 
@@ -19,7 +19,7 @@ the alert id, so replaying the alerts partition after a crash makes the same
 decisions and the same ids; the agent publishes an id only if it is not on the
 ``retrain`` partition yet.
 
->>> from driftline.agents.monitor_config import MonitorConfig
+>>> from driftline.agents.monitor.config import MonitorConfig
 >>> trig = RetrainTrigger(MonitorConfig(), clock=lambda: 5.0)
 >>> alert = {"alert_id": "m.v1.concept_drift.1.firing", "model": "m", "version": 1,
 ...          "kind": "concept_drift", "status": "firing", "ts": 100.0,
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.agents.monitor_config import MonitorConfig
+from driftline.agents.monitor.config import MonitorConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The prediction-label join of one partition, as a plain state machine.
 
-No Kafka in here: :mod:`driftline.agents.join` feeds it decoded events and
+No Kafka in here: :mod:`driftline.agents.join.agent` feeds it decoded events and
 persists what :meth:`PartitionJoin.drain` hands back. Every change to the
 state is also returned as a *state record* (``prediction_id`` -> JSON-able
 value, ``None`` = delete), which the agent appends to the partition's

@@ -6,7 +6,7 @@ For each request on ``retrain``:
    handled before (a re-delivery): nothing is trained again; a promotion that a
    crash interrupted is completed.
 2. Otherwise the model's most recent scored pairs after the drift point are read
-   back from Kafka (:mod:`driftline.agents.training_data`), the rows prepared
+   back from Kafka (:mod:`driftline.agents.retrain.training_data`), the rows prepared
    (non-finite or incomplete rows dropped, the champion's feature order kept), the
    oldest ``1 - DRIFTLINE_HOLDOUT_FRACTION`` given to the training function
    (``DRIFTLINE_TRAINER``, numpy ridge regression by default), and the challenger
@@ -40,7 +40,7 @@ from aiokafka.errors import KafkaError
 
 from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.outbox import Outbox
-from driftline.agents.training_data import TrainingWindow, recent_pairs
+from driftline.agents.retrain.training_data import TrainingWindow, recent_pairs
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.errors import (ArtifactError, ConfigError, RegistryError, RegistryUnavailable,
                               TopicError)

@@ -1,0 +1,1 @@
+"""The join: predictions + labels -> exactly one scored pair per labeled prediction."""

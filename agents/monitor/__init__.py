@@ -1,0 +1,1 @@
+"""The monitor: metrics, drift detectors and alert rules per model version."""

@@ -1,0 +1,1 @@
+"""The closed loop: retrain trigger, training worker and its training data."""
