@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from driftline.errors import SchemaError
-from driftline.models.events import LABEL, PREDICTION
+from driftline.models.wire import LABEL, PREDICTION
+from driftline.models.wire.events import as_dict
 
 CSV_FIELDS = ("prediction_id", "model", "version", "prediction", "label", "ts", "label_ts")
 
@@ -122,7 +123,7 @@ def _cell(name: str, value: str) -> Any:
 def _validated(number: int, kind: str, obj: Any) -> Row:
     schema = PREDICTION if kind == "prediction" else LABEL
     try:
-        return Row(number, kind, schema.validate(obj))
+        return Row(number, kind, as_dict(schema.validate(obj)))
     except SchemaError as exc:
         return Row(number, error=f"{exc.kind}: line {number}: {exc}")
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from ._loop import LoopThread
 from .kafka import client_options
-from .models.events import MODEL_EVENT
+from .models.wire import MODEL_EVENT, encode
 from .settings import Settings
 
 
@@ -37,9 +36,9 @@ class KafkaModelEvents:
         return producer
 
     def __call__(self, event: dict[str, Any]) -> None:
-        event = MODEL_EVENT.validate(event)
-        self._loop.run(self._producer.send_and_wait(self.topic, orjson.dumps(event),
-                                                    key=event["model"].encode()), self.timeout)
+        valid = MODEL_EVENT.validate(event)
+        self._loop.run(self._producer.send_and_wait(self.topic, encode(valid),
+                                                    key=valid.model.encode()), self.timeout)
 
     def close(self) -> None:
         if not self._loop.closed:

@@ -21,20 +21,24 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 from ._loop import LoopThread
 from .errors import PublishError, TopicError
 from .kafka import client_options, ensure_topics, partition_for
-from .models.events import LABEL, PREDICTION, Schema
+from .models.wire import LABEL, PREDICTION, EventKind, array, encode
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 Slot = tuple[str, int]  # (topic, partition)
+
+
+def _prediction_id(encoded: bytes, is_label: bool) -> str:
+    """The key of a single-event message: the id of the event the Publisher encoded."""
+    return (LABEL if is_label else PREDICTION).decode_one(encoded).prediction_id
 
 
 class Publisher:
@@ -134,12 +138,14 @@ class Publisher:
     async def log_prediction(self, prediction_id: str, *, model: str, prediction: float,
                              version: int | None = None,
                              features: dict[str, float] | None = None,
-                             ts: float | None = None) -> None:
+                             ts: float | None = None, segment: str | None = None) -> None:
         event: dict[str, Any] = {"prediction_id": prediction_id, "model": model,
                                  "prediction": prediction, "version": version}
         if features is not None:
             event["features"] = features
         event["ts"] = time.time() if ts is None else ts
+        if segment is not None:
+            event["segment"] = segment
         await self._queue("predictions", PREDICTION, event)
 
     async def log_label(self, prediction_id: str, *, label: float, ts: float | None = None,
@@ -150,14 +156,14 @@ class Publisher:
             event["model"] = model
         await self._queue("labels", LABEL, event)
 
-    async def _queue(self, name: str, schema: Schema, event: dict[str, Any]) -> None:
+    async def _queue(self, name: str, kind: EventKind[Any], event: dict[str, Any]) -> None:
         if self._producer is None:
             raise PublishError("the Publisher is not started: use 'async with Publisher(...)'")
-        event = schema.validate(event)  # SchemaError is a ValueError naming the field
+        valid = kind.validate(event)  # SchemaError is a ValueError naming the field
         topic = self.settings.topic(name)
-        key = event["prediction_id"].encode()
+        key = valid.prediction_id.encode()
         partition = partition_for(key, await self._partition_count(topic))
-        encoded = orjson.dumps(event)
+        encoded = encode(valid)
         if len(encoded) > self.max_batch_bytes:
             raise ValueError(f"event is {len(encoded)} bytes encoded; the limit is "
                              f"{self.max_batch_bytes} (DRIFTLINE_MAX_MESSAGE_BYTES)")
@@ -248,9 +254,9 @@ class Publisher:
         topic, partition = slot
         if len(events) == 1:
             value = events[0]
-            key = orjson.loads(value)["prediction_id"].encode()
+            key = _prediction_id(value, topic == self.settings.topic("labels")).encode()
         else:
-            value = b"[" + b",".join(events) + b"]"
+            value = array(events)
             key = None
         try:
             future = await asyncio.wait_for(

@@ -27,6 +27,8 @@ from driftline.agents.join.state import PartitionJoin
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.eventfile import Row
+from driftline.models.wire import Label, Prediction
+from driftline.models.wire.events import as_dict
 
 CHUNK = 250  # pairs per monitor call: also the resolution of the plotted series
 
@@ -72,13 +74,16 @@ class Replay:
             event = dict(row.event or {})
             self._now = max(self._now, event.get("ts", self._now))
             event.setdefault("ts", self._now if math.isfinite(self._now) else 0.0)
+            # Validated by the event file already: the join takes them as the wire's types.
             if row.kind == "prediction":
+                if event.get("features") is None:
+                    event["features"] = {}
                 self._predictions.append(event)
-                self.join.add_prediction(event, self._now)
+                self.join.add_prediction(Prediction(**event), self._now)
                 if len(self._predictions) >= CHUNK:
                     self._flush_predictions()
             else:
-                self.join.add_label(event, self._now)
+                self.join.add_label(Label(**event), self._now)
             if self.join.undrained >= CHUNK:
                 self._flush_pairs()
             if self._now >= self._next_sweep:
@@ -99,9 +104,10 @@ class Replay:
 
     def _flush_pairs(self) -> None:
         self._flush_predictions()  # what came before the pairs is applied first
-        pairs, _ = self.join.drain()
-        if not pairs:
+        scored, _ = self.join.drain()
+        if not scored:
             return
+        pairs = [as_dict(pair) for pair in scored]  # what the monitor reads off monitor-input
         self.result.scored += len(pairs)
         self.result.alerts.extend(self.monitor.process_pairs(pairs))
         touched: dict[tuple[str, int | None], float] = {}
@@ -118,11 +124,10 @@ class Replay:
             return
         self._flush_pairs()
         expired = self.join.expire(self._now)
-        for event in expired.predictions:
-            event["expired_ts"] = self._now
         if expired.predictions:
-            self.result.expired += len(expired.predictions)
-            self.result.alerts.extend(self.monitor.process_expired(expired.predictions))
+            events = [{**as_dict(ev), "expired_ts": self._now} for ev in expired.predictions]
+            self.result.expired += len(events)
+            self.result.alerts.extend(self.monitor.process_expired(events))
         self._next_sweep = self._now + min(self.ttl, 60.0)
 
 

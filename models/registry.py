@@ -36,7 +36,7 @@ from typing import Any
 import redis
 
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
-from driftline.models.events import MODEL_RE
+from driftline.models.wire.events import MODEL_RE
 from driftline.models.linear import LinearModel
 
 log = logging.getLogger(__name__)

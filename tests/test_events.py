@@ -5,10 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from driftline.agents.join.state import make_scored
 from driftline.errors import SchemaError
-from driftline.models.events import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
-                                     SCORED, make_scored, validate_many)
-from driftline.models.wire import decode
+from driftline.models.wire import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
+                                   SCORED_PAIR, Label, Prediction, decode, encode)
+from driftline.models.wire.events import as_dict
 
 GOOD_PREDICTION = {"prediction_id": "p-1", "model": "houses.v2_a-b", "version": 3,
                    "prediction": 412.5, "features": {"rooms": 4, "area": 88.0}, "ts": 1.7e9}
@@ -16,8 +17,33 @@ GOOD_PREDICTION = {"prediction_id": "p-1", "model": "houses.v2_a-b", "version": 
 
 def test_prediction_is_normalised():
     out = PREDICTION.validate(GOOD_PREDICTION)
-    assert out == {**GOOD_PREDICTION, "features": {"rooms": 4.0, "area": 88.0}}
-    assert isinstance(out["features"]["rooms"], float)
+    assert as_dict(out) == {**GOOD_PREDICTION, "features": {"rooms": 4.0, "area": 88.0}}
+    assert isinstance(out.features["rooms"], float)
+    # The same event decoded from bytes, on the fast path and as one element of a batch.
+    raw = orjson.dumps(GOOD_PREDICTION)
+    assert PREDICTION.decode(raw) == ([out], [])
+    assert PREDICTION.decode(b"[" + raw + b"," + raw + b"]") == ([out, out], [])
+    assert orjson.loads(encode(out)) == {**GOOD_PREDICTION, "features": {"rooms": 4.0,
+                                                                          "area": 88.0}}
+
+
+def test_segment_is_optional_and_checked():
+    seg = PREDICTION.validate({**GOOD_PREDICTION, "segment": "de"})
+    assert seg.segment == "de" and orjson.loads(encode(seg))["segment"] == "de"
+    assert "segment" not in orjson.loads(encode(PREDICTION.validate(GOOD_PREDICTION)))
+    for bad, kind in (("", "out_of_range"), ("x" * 129, "out_of_range"), (3, "wrong_type")):
+        with pytest.raises(SchemaError) as err:
+            PREDICTION.validate({**GOOD_PREDICTION, "segment": bad})
+        assert (err.value.kind, err.value.path) == (kind, "segment")
+
+
+def test_null_features_read_as_none_and_bad_names_are_refused():
+    assert PREDICTION.validate({**GOOD_PREDICTION, "features": None}).features is None
+    for names, kind in (({"": 1.0}, "bad_feature"), ({"x" * 257: 1.0}, "bad_feature")):
+        good, bad = PREDICTION.decode(orjson.dumps([GOOD_PREDICTION,
+                                                    {**GOOD_PREDICTION, "features": names}]))
+        assert len(good) == 1 and [(r.index, r.kind) for r in bad] == [(1, kind)]
+        assert bad[0].error.startswith("[1].features: ")
 
 
 @pytest.mark.parametrize("change,kind,path", [
@@ -30,6 +56,7 @@ def test_prediction_is_normalised():
     ({"version": 0}, "out_of_range", "version"),
     ({"version": 1.5}, "wrong_type", "version"),
     ({"version": True}, "wrong_type", "version"),
+    ({"version": 2**63}, "out_of_range", "version"),
     ({"prediction": True}, "wrong_type", "prediction"),
     ({"prediction": None}, "wrong_type", "prediction"),
     ({"prediction": float("inf")}, "not_finite", "prediction"),
@@ -52,24 +79,26 @@ def test_prediction_errors_name_the_field(change, kind, path):
 
 def test_prediction_optional_fields_and_missing_required():
     minimal = PREDICTION.validate({"prediction_id": "a", "model": "m", "prediction": 1})
-    assert minimal == {"prediction_id": "a", "model": "m", "prediction": 1.0, "version": None,
-                       "features": {}}
+    assert as_dict(minimal) == {"prediction_id": "a", "model": "m", "prediction": 1.0,
+                                "version": None, "features": {}}
     with pytest.raises(SchemaError, match="prediction: required field is missing"):
         PREDICTION.validate({"prediction_id": "a", "model": "m"})
 
 
 def test_label_accepts_model_hint_and_rejects_bad_label():
-    assert LABEL.validate({"prediction_id": "a", "label": 0, "model": "m"}) == {
+    assert as_dict(LABEL.validate({"prediction_id": "a", "label": 0, "model": "m"})) == {
         "prediction_id": "a", "label": 0.0, "model": "m"}
     with pytest.raises(SchemaError, match="label: must be a finite number, got str"):
         LABEL.validate({"prediction_id": "a", "label": "0"})
 
 
 def test_scored_pair_from_make_scored_validates():
-    pair = make_scored({**GOOD_PREDICTION}, {"prediction_id": "p-1", "label": 400.0, "ts": 2e9},
-                       0, 0)
-    assert SCORED.validate(pair) == pair
-    assert pair["error"] == 12.5 and pair["label_ts"] == 2e9 and pair["ts"] == 1.7e9
+    pair = make_scored(PREDICTION.validate(GOOD_PREDICTION), Label("p-1", 400.0, ts=2e9), 0, 0)
+    assert SCORED_PAIR.validate(as_dict(pair)) == pair
+    assert SCORED_PAIR.decode(encode(pair)) == ([pair], [])
+    assert pair.error == 12.5 and pair.label_ts == 2e9 and pair.ts == 1.7e9
+    untimed = make_scored(Prediction("p", "m", 1.0), Label("p", 0.5), 10.0, 20.0)
+    assert (untimed.ts, untimed.label_ts) == (10.0, 20.0)
 
 
 def test_other_event_kinds_validate():
@@ -77,24 +106,28 @@ def test_other_event_kinds_validate():
              "status": "firing", "severity": "critical", "detector": "ADWIN", "feature": None,
              "ts": 1.7e9, "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 5},
              "message": "MSE doubled."}
-    assert ALERT.validate(alert) == alert
+    assert as_dict(ALERT.validate(alert)) == {**alert, "segment": None}
+    assert ALERT.validate({**alert, "kind": "promotion_regressed", "segment": "de",
+                           "attribution": [{"feature": "x1", "share": 0.7}],
+                           "reason": "superseded"}).attribution[0].share == 0.7
     with pytest.raises(SchemaError, match="kind: must be one of"):
         ALERT.validate({**alert, "kind": "vibes"})
     request = {"request_id": "r1", "model": "m", "base_version": 2, "alert_id": "a1",
                "reason": "drift", "ts": 1.7e9}
-    assert RETRAIN_REQUEST.validate(request) == request
+    assert as_dict(RETRAIN_REQUEST.validate(request)) == request
     event = {"model": "m", "version": 3, "event": "promoted", "parent_version": 2,
              "request_id": "r1", "metrics": {"challenger": {"mse": 1.0}, "champion": {"mse": 2.0}},
              "ts": 1.7e9}
-    assert MODEL_EVENT.validate(event) == event
+    assert as_dict(MODEL_EVENT.validate(event)) == event
+    assert MODEL_EVENT.validate({**event, "event": "shadowing"}).event == "shadowing"
     with pytest.raises(SchemaError, match="metrics.champion.mse: must be a finite number"):
         MODEL_EVENT.validate({**event, "metrics": {"champion": {"mse": float("nan")}}})
 
 
 def test_validate_many_batches_and_singles():
-    assert len(validate_many(LABEL, [{"prediction_id": "a", "label": 1}] * 3)) == 3
+    assert len(LABEL.validate_many([{"prediction_id": "a", "label": 1}] * 3)) == 3
     with pytest.raises(SchemaError, match=r"\[1\].label"):
-        validate_many(LABEL, [{"prediction_id": "a", "label": 1}, {"prediction_id": "a"}])
+        LABEL.validate_many([{"prediction_id": "a", "label": 1}, {"prediction_id": "a"}])
 
 
 @pytest.mark.parametrize("raw,kind", [
@@ -121,5 +154,5 @@ def test_decode_batch_limit_and_mixed_batch():
     assert good == [] and bad[0].kind == "oversized"
     items[3] = {"prediction_id": "3", "label": [1]}
     good, bad = decode(orjson.dumps(items), LABEL)
-    assert [g["prediction_id"] for g in good] == ["0", "1", "2", "4"]
+    assert [g.prediction_id for g in good] == ["0", "1", "2", "4"]
     assert (bad[0].index, bad[0].kind, orjson.loads(bad[0].raw)) == (3, "wrong_type", items[3])

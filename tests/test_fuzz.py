@@ -18,8 +18,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 
-from driftline.models.events import LABEL, MAX_EPOCH_SECONDS, PREDICTION
-from driftline.models.wire import decode
+from driftline.models.wire import LABEL, PREDICTION, decode
+from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
 from kafka_io import create_topics, read_all
 
 pytestmark = pytest.mark.reliability
@@ -139,7 +139,7 @@ NOT_AN_EVENT = st.one_of(
 
 
 def check_event(event: dict, kind: str) -> None:
-    """DESIGN.md's schema, written out again independently of models/events.py."""
+    """DESIGN.md's schema, written out again independently of models/wire/events.py."""
     finite = lambda v: isinstance(v, float) and math.isfinite(v)  # noqa: E731
     assert isinstance(event["prediction_id"], str) and 1 <= len(event["prediction_id"]) <= 256
     event["prediction_id"].encode("utf-8")
@@ -213,7 +213,7 @@ def test_decode_accounts_for_every_event_and_never_raises(case):
     kind, raw, expected = case
     good, bad = decode(raw, SCHEMAS[kind], max_bytes=MAX_BYTES)
     for event in good:
-        check_event(event, kind)
+        check_event(as_dict(event), kind)
     assert all(r.kind and isinstance(r.raw, bytes) for r in bad)
     if expected == "whole":
         assert good == [] and len(bad) >= 1
@@ -303,7 +303,7 @@ def test_worker_dead_letters_every_bad_message_and_scores_every_good_pair(settin
     for i, (t, raw, _) in enumerate(sent):
         schema = PREDICTION if t == topic["prediction"] else LABEL
         good, bad = decode(raw, schema, max_bytes=settings.max_message_bytes)
-        assert all(e["prediction_id"] in good_ids for e in good)
+        assert all(e.prediction_id in good_ids for e in good)
         if bad:
             expected_dead[i] = bad
 

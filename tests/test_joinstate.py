@@ -5,15 +5,16 @@ from __future__ import annotations
 import random
 
 from driftline.agents.join.state import PartitionJoin
+from driftline.models.wire import Label, Prediction
+from driftline.models.wire.internal import decode_delta, delta_value, deleted_entry, state_entry
 
 
 def pred(pid, value=1.0, model="m"):
-    return {"prediction_id": pid, "model": model, "version": 1, "prediction": value,
-            "features": {}, "ts": 10.0}
+    return Prediction(pid, model, value, version=1, features={}, ts=10.0)
 
 
 def lab(pid, value=0.0):
-    return {"prediction_id": pid, "label": value, "ts": 20.0}
+    return Label(pid, value, ts=20.0)
 
 
 def test_every_arrival_order_gives_one_pair():
@@ -25,7 +26,7 @@ def test_every_arrival_order_gives_one_pair():
             else:
                 j.add_label(lab("a", 1.0), now=1)
         scored, _ = j.drain()
-        assert [(s["prediction_id"], s["error"]) for s in scored] == [("a", 2.0)], order
+        assert [(s.prediction_id, s.error) for s in scored] == [("a", 2.0)], order
 
 
 def test_first_label_wins_when_labels_disagree():
@@ -34,7 +35,7 @@ def test_first_label_wins_when_labels_disagree():
     j.add_label(lab("a", 5.0), now=2)
     j.add_prediction(pred("a", 3.0), now=3)
     scored, _ = j.drain()
-    assert scored[0]["label"] == 1.0 and j.stats["duplicate_labels"] == 1
+    assert scored[0].label == 1.0 and j.stats["duplicate_labels"] == 1
 
 
 def test_expiry_drops_old_entries_in_arrival_order():
@@ -46,8 +47,8 @@ def test_expiry_drops_old_entries_in_arrival_order():
     j.add_label(lab("done"), now=2)
     j.drain()
     gone = j.expire(now=11.5)
-    assert [e["prediction_id"] for e in gone.predictions] == ["old"]
-    assert [e["prediction_id"] for e in gone.labels] == ["orphan"]
+    assert [e.prediction_id for e in gone.predictions] == ["old"]
+    assert [e.prediction_id for e in gone.labels] == ["orphan"]
     assert gone.forgotten == 0 and "new" in j.predictions
     _, records = j.drain()
     assert records == {"old": None, "orphan": None}
@@ -70,9 +71,11 @@ def test_replaying_state_records_rebuilds_the_same_state():
         if t % 97 == 0:
             live.expire(now=t)
         log.extend(live.drain()[1].items())
+    # Through the wire format of join-state deltas, as the agent writes and reads them.
+    entries = [deleted_entry(pid) if r is None else state_entry(pid, *r) for pid, r in log]
     replayed = PartitionJoin(ttl=50, dedupe_window=200)
-    for pid, record in log:
-        replayed.restore(pid, record)
+    for pid, record in decode_delta(delta_value(entries, 7)).r:
+        replayed.restore(pid, None if record is None else record.as_tuple())
     assert replayed.predictions == live.predictions
     assert replayed.labels == live.labels
     assert replayed.done == live.done
@@ -85,6 +88,6 @@ def test_mark_done_turns_pending_into_done_and_records_it():
     j.drain()
     j.mark_done("a", when=5)
     assert "a" not in j.predictions and j.done["a"] == 5
-    assert j.drain()[1] == {"a": {"s": "d", "t": 5}}
+    assert j.drain()[1] == {"a": ("d", 5, None)}
     j.add_label(lab("a"), now=6)
     assert j.drain()[0] == [] and j.stats["duplicate_labels"] == 1

@@ -12,7 +12,8 @@ from river import utils as river_utils
 from driftline.agents.monitor.metrics import RollingErrors
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
-from driftline.models.events import ALERT
+from driftline.models.wire import ALERT
+from driftline.models.wire.events import as_dict
 from simulate import FEATURES, stream
 
 
@@ -24,7 +25,7 @@ def run(monitor: Monitor, predictions, pairs, batch: int = 500):
         alerts += [(i, a) for a in monitor.process_predictions(predictions[i:i + batch])]
         alerts += [(i, a) for a in monitor.process_pairs(pairs[i:i + batch])]
     for _, alert in alerts:
-        assert ALERT.validate(alert) == alert
+        assert as_dict(ALERT.validate(alert)) == {"segment": None, **alert}
     return alerts
 
 
@@ -98,7 +99,7 @@ def test_abrupt_drift_raises_one_concept_drift_alert_quickly():
     delay = concept[0]["metrics"]["n_scored"] - 15_000
     print(f"abrupt drift detected after {delay} pairs")
     assert 0 < delay < 200
-    assert ALERT.validate(concept[0]) == concept[0]
+    assert as_dict(ALERT.validate(concept[0])) == {"segment": None, **concept[0]}
     kinds = sorted(a["kind"] for _, a in alerts)
     assert kinds == ["concept_drift", "metric_threshold"]  # once each, no repeats
 
@@ -158,7 +159,7 @@ def test_label_starvation():
     expired = [{**p, "expired_ts": p["ts"] + 86400} for p in stream(400, seed=14)[0]]
     mon = Monitor(MonitorConfig())
     alerts = mon.process_pairs(pairs) + mon.process_expired(expired)
-    assert all(ALERT.validate(a) == a for a in alerts)
+    assert all(as_dict(ALERT.validate(a)) == {"segment": None, **a} for a in alerts)
     assert [(a["kind"], a["status"]) for a in alerts] == [("label_starvation", "firing")]
     assert "expired without a label" in alerts[0]["message"]
     assert alerts[0]["metrics"]["expired_share"] > 0.5

@@ -36,7 +36,7 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
     assert Path(driftline.models.__file__).parent.name == "models"
     # Outside the checkout (where the folders are not on sys.path by accident), the
     # installed distribution offers driftline.* only, never bare `agents` / `models`.
-    probe = ("import importlib.util as u; import driftline.agents.join.agent, driftline.models.events; "
+    probe = ("import importlib.util as u; import driftline.agents.join.agent, driftline.models.wire; "
              "print(u.find_spec('agents'), u.find_spec('models'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
                          text=True, env={k: v for k, v in os.environ.items()
@@ -45,8 +45,10 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
     assert out.stdout.split() == ["None", "None"]
 
 
-DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
-             "driftline.agents.join.state", "driftline.agents.deadletter",
+DOCTESTED = ["driftline.settings", "driftline.models.wire.events", "driftline.models.wire.codec",
+             "driftline.models.wire.explain", "driftline.models.wire.internal",
+             "driftline.models.wire.deadletter",
+             "driftline.agents.join.state",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
              "driftline.agents.monitor.core", "driftline.models.linear",
              "driftline.models.training", "driftline.agents.retrain.policy",
@@ -91,11 +93,11 @@ def readme_blocks(marker: str, until: str = "\n## ") -> list[str]:
 
 
 def test_readme_event_examples_are_valid_events():
-    from driftline.models.events import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
-                                         SCORED)
+    from driftline.models.wire import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
+                                       SCORED_PAIR)
 
     blocks = readme_blocks("<!-- event-examples -->", "**Dead letters.**")
-    schemas = [PREDICTION, LABEL, SCORED, ALERT, RETRAIN_REQUEST, MODEL_EVENT]
+    schemas = [PREDICTION, LABEL, SCORED_PAIR, ALERT, RETRAIN_REQUEST, MODEL_EVENT]
     assert len(blocks) == len(schemas)
     for block, schema in zip(blocks, schemas):
         schema.validate(json.loads(block))

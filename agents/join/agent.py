@@ -20,7 +20,8 @@ state is rebuilt by reading ``join-state`` to its true end, then reading
 crash, so its id is marked done before input is consumed again. A re-delivered
 label for it is then a duplicate, not a second pair.
 
-The ``join-state`` log (a compacted topic) holds three kinds of record, see
+The ``join-state`` log (a compacted topic; its format is in
+:mod:`driftline.models.wire.internal`) holds three kinds of record, see
 :class:`StateLog`: deltas (``d:<seq>``), snapshot chunks (``s:<seq>:<k>``, the
 whole state as of delta ``seq``) and a head (``h``) naming the latest complete
 snapshot. Once the deltas since the last snapshot hold more records than the
@@ -40,27 +41,32 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from msgspec import UNSET
+
 import faust
-import orjson
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
-from driftline.agents.join.state import PartitionJoin
-from driftline.agents.monitor.agent import (MODEL_HEADER, PREDICTION_KIND, ModelPartitions,
-                                      element, send_in_order)
+from driftline.agents.join.state import PartitionJoin, StateRecord
+from driftline.agents.monitor.agent import ModelPartitions, send_in_order
 from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import opened_reader, partition_for, read_partition
-from driftline.models.events import LABEL, PREDICTION
-from driftline.models.wire import Rejection, array, arrays, decode, unbatch
+from driftline.models.wire import (LABEL, PREDICTION, Label, Prediction, Rejection, array,
+                                   arrays, encode, unbatch)
+from driftline.models.wire.events import as_dict
+from driftline.models.wire.internal import (DELTA, HEAD, MODEL_HEADER, PREDICTIONS,
+                                            SNAPSHOT, decode_chunk, decode_delta, decode_head,
+                                            delta_key, delta_value, deleted_entry, element,
+                                            parse_delta_key, parse_snapshot_key, snapshot_key,
+                                            state_entry, head_value)
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DELTA, SNAPSHOT, HEAD = b"d:", b"s:", b"h"
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
 
@@ -73,11 +79,6 @@ class StateLog:
     snapshot_seq: int = 0       # delta the latest snapshot includes (0: none yet)
     snapshot_chunks: int = 0
     since_snapshot: int = 0     # records in the deltas written since
-
-
-def _delta(records: list[bytes], checkpoint: int | None) -> bytes:
-    body = b'{"r":' + array(records)
-    return body + (b"}" if checkpoint is None else b',"c":%d}' % checkpoint)
 
 
 class Joiner:
@@ -117,38 +118,39 @@ class Joiner:
         async with self.lock:
             now = self.clock()
             out = Outbox()
-            accepted: list[tuple[int, bool, dict]] = []
+            accepted: list[tuple[int, bool, Prediction | Label]] = []
             forwards: dict[tuple[str, int], list[bytes]] = defaultdict(list)
             to_monitor: dict[int, list[bytes]] = defaultdict(list)
             n = self.settings.partitions
             for event in messages:
                 msg = event.message
                 is_label = msg.topic == self.labels_topic
-                good, bad = decode(msg.value, LABEL if is_label else PREDICTION,
-                                   max_bytes=self.settings.max_message_bytes,
-                                   max_batch=self.settings.max_batch_events)
+                good, bad = (LABEL if is_label else PREDICTION).decode(
+                    msg.value, max_bytes=self.settings.max_message_bytes,
+                    max_batch=self.settings.max_batch_events)
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
                 monitored: dict[int, list[bytes]] = defaultdict(list)
                 for ev in good:
-                    if "ts" not in ev:
-                        ev["ts"] = msg.timestamp  # broker time, seconds
-                    home = partition_for(ev["prediction_id"].encode(), n)
+                    if ev.ts is UNSET:
+                        ev.ts = msg.timestamp  # broker time, seconds
+                    home = partition_for(ev.prediction_id.encode(), n)
                     if home != msg.partition:
-                        forwards[(msg.topic, home)].append(orjson.dumps(ev))
+                        forwards[(msg.topic, home)].append(encode(ev))
                         continue
                     accepted.append((home, is_label, ev))
-                    if not is_label:  # the monitor's data drift, from a validated copy
-                        monitored[self.model_home(ev["model"])].append(orjson.dumps(ev))
+                    if isinstance(ev, Prediction):  # the monitor's data drift
+                        if ev.features is None:
+                            ev.features = {}
+                        monitored[self.model_home(ev.model)].append(encode(ev))
                 for q, encoded in monitored.items():
-                    to_monitor[q].append(
-                        element(PREDICTION_KIND, msg.partition, msg.offset, encoded))
+                    to_monitor[q].append(element(PREDICTIONS, msg.partition, msg.offset, encoded))
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self._ensure_loaded({p for p, _, _ in accepted})
-            for partition, is_label, ev in accepted:
+            for partition, _, ev in accepted:
                 part = self.parts[partition]
-                if is_label:
+                if isinstance(ev, Label):
                     part.add_label(ev, now)
                 else:
                     part.add_prediction(ev, now)
@@ -158,19 +160,21 @@ class Joiner:
             await send_in_order(self.send, self.monitor_topic, to_monitor)
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
-                       expired: dict[int, list[dict]] | None = None) -> None:
+                       expired: dict[int, list[Prediction]] | None = None) -> None:
         """Steps 2 and 3 of the module docstring, for the given partitions."""
         drained = {p: self.parts[p].drain() for p in partitions}
         scored_index: dict[int, list[int]] = defaultdict(list)
         for p, (scored, _) in drained.items():
-            for model, run in _by_model(scored):
-                scored_index[p].append(out.add(self.scored_topic, _first_id(run), array(run),
+            for model, key, run in _by_model((s.model, s.prediction_id, encode(s))
+                                             for s in scored):
+                scored_index[p].append(out.add(self.scored_topic, key, array(run),
                                                p, [(MODEL_HEADER, model.encode())]))
         for p, events in (expired or {}).items():
             now = self.clock()
-            for model, run in _by_model([{**ev, "expired_ts": now} for ev in events]):
-                out.add(self.expired_topic, _first_id(run), array(run), p,
-                        [(MODEL_HEADER, model.encode())])
+            for model, key, run in _by_model(
+                    (ev.model, ev.prediction_id, encode({**as_dict(ev), "expired_ts": now}))
+                    for ev in events):
+                out.add(self.expired_topic, key, array(run), p, [(MODEL_HEADER, model.encode())])
         if len(out):
             offsets = await out.flush(self.send)
         # Each partition's delta: its last message carries the checkpoint and goes out
@@ -184,13 +188,13 @@ class Joiner:
                 continue
             log_ = self.logs[p]
             log_.since_snapshot += len(records)
-            runs = list(arrays([orjson.dumps([pid, record]) for pid, record in records.items()]))
+            runs = list(arrays([_entry(pid, record) for pid, record in records.items()]))
             for k, run in enumerate(runs):
                 log_.seq += 1
                 last = k == len(runs) - 1
                 (checkpoints if last else entries).add(
-                    self.state_topic, DELTA + b"%d" % log_.seq,
-                    _delta(run, self.parts[p].scored_next if last else None), p)
+                    self.state_topic, delta_key(log_.seq),
+                    delta_value(run, self.parts[p].scored_next if last else None), p)
         await entries.flush(self.send)
         await checkpoints.flush(self.send)
         for p in drained:
@@ -205,20 +209,19 @@ class Joiner:
         if seq == log_.snapshot_seq:  # nothing since the last one (whose keys these would be)
             return
         chunks = Outbox()
-        runs = arrays([orjson.dumps([pid, record]) for pid, record in part.records()])
+        runs = arrays([_entry(pid, record) for pid, record in part.records()])
         for k, run in enumerate(runs):
-            chunks.add(self.state_topic, SNAPSHOT + b"%d:%d" % (seq, k), array(run), p)
+            chunks.add(self.state_topic, snapshot_key(seq, k), array(run), p)
         n_chunks = len(chunks)
         await chunks.flush(self.send)
         head = Outbox()
-        head.add(self.state_topic, HEAD, orjson.dumps(
-            {"seq": seq, "chunks": n_chunks, "c": part.scored_next}), p)
+        head.add(self.state_topic, HEAD, head_value(seq, n_chunks, part.scored_next), p)
         await head.flush(self.send)
         old = Outbox()
         for d in range(log_.snapshot_seq + 1, seq + 1):
-            old.add(self.state_topic, DELTA + b"%d" % d, None, p)
+            old.add(self.state_topic, delta_key(d), None, p)
         for k in range(log_.snapshot_chunks):
-            old.add(self.state_topic, SNAPSHOT + b"%d:%d" % (log_.snapshot_seq, k), None, p)
+            old.add(self.state_topic, snapshot_key(log_.snapshot_seq, k), None, p)
         await old.flush(self.send)
         log.debug("join partition %d: snapshot at delta %d, %d entries in %d chunks",
                   p, seq, len(part), n_chunks)
@@ -226,14 +229,8 @@ class Joiner:
 
     def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
         self.dead_letters.count(rejection)
-        value = dead_letter_value(msg.topic, msg.partition, msg.offset, rejection)
-        limit = self.settings.max_message_bytes
-        if len(value) > limit:  # keep the record deliverable; say what was cut
-            cut = Rejection(rejection.kind, rejection.error, rejection.raw[: limit // 8],
-                            rejection.index)
-            record = orjson.loads(dead_letter_value(msg.topic, msg.partition, msg.offset, cut))
-            value = orjson.dumps({**record, "raw_truncated": True,
-                                  "raw_bytes": len(rejection.raw)})
+        value = dead_letter_value(msg.topic, msg.partition, msg.offset, rejection,
+                                  limit=self.settings.max_message_bytes)
         log.debug("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset,
                   rejection.error)
         out.add(self.deadletter_topic, msg.key, value, None)
@@ -241,7 +238,9 @@ class Joiner:
     def _forward(self, out: Outbox, topic: str, partition: int, events: list[bytes]) -> None:
         self.forwarded += len(events)
         for run in arrays(events):
-            out.add(topic, _first_id(run), array(run), partition)
+            key = PREDICTION.decode_one(run[0]).prediction_id if topic != self.labels_topic \
+                else LABEL.decode_one(run[0]).prediction_id
+            out.add(topic, key.encode(), array(run), partition)
 
     # --- recovery and rebalance --------------------------------------------------
 
@@ -274,33 +273,34 @@ class Joiner:
                 if r.value is None:  # a tombstone: what it removes was replaced
                     continue
                 if r.key.startswith(DELTA):
-                    delta = orjson.loads(r.value)
-                    for pid, record in delta["r"]:
-                        part.restore(pid, record)
-                    log_.seq = int(r.key[len(DELTA):])
-                    log_.since_snapshot += len(delta["r"])
-                    checkpoint = delta.get("c", checkpoint)
+                    delta = decode_delta(r.value)
+                    for pid, record in delta.r:
+                        part.restore(pid, _restored(record))
+                    log_.seq = parse_delta_key(r.key)
+                    log_.since_snapshot += len(delta.r)
+                    if delta.c is not None:
+                        checkpoint = delta.c
                 elif r.key.startswith(SNAPSHOT):
-                    seq, k = map(int, r.key[len(SNAPSHOT):].split(b":"))
+                    seq, k = parse_snapshot_key(r.key)
                     if seq > chunks_seq:
                         chunks_seq, chunks = seq, {}
                     if seq == chunks_seq:
                         chunks[k] = r.value
                 elif r.key == HEAD:
-                    head = orjson.loads(r.value)
-                    if head["seq"] != chunks_seq or len(chunks) < head["chunks"]:
+                    head = decode_head(r.value)
+                    if head.seq != chunks_seq or len(chunks) < head.chunks:
                         raise RuntimeError(
                             f"join-state partition {partition}: the snapshot at delta "
-                            f"{head['seq']} is incomplete ({len(chunks)} of {head['chunks']} "
+                            f"{head.seq} is incomplete ({len(chunks)} of {head.chunks} "
                             f"chunks); refusing to guess the state")
                     part = self._new_part()
-                    for k in range(head["chunks"]):
-                        for pid, record in orjson.loads(chunks[k]):
-                            part.restore(pid, record)
-                    log_.seq = max(log_.seq, head["seq"])
-                    log_.snapshot_seq, log_.snapshot_chunks = head["seq"], head["chunks"]
+                    for k in range(head.chunks):
+                        for pid, entry in decode_chunk(chunks[k]):
+                            part.restore(pid, _restored(entry))
+                    log_.seq = max(log_.seq, head.seq)
+                    log_.snapshot_seq, log_.snapshot_chunks = head.seq, head.chunks
                     log_.since_snapshot = 0
-                    checkpoint = head["c"]
+                    checkpoint = head.c
                     chunks_seq, chunks = -1, {}
         part.drain()  # restoring writes nothing
         part.scored_next = checkpoint
@@ -348,7 +348,7 @@ class Joiner:
         """Expire old join entries of every loaded partition and persist the removals."""
         async with self.lock:
             now = self.clock()
-            expired: dict[int, list[dict]] = {}
+            expired: dict[int, list[Prediction]] = {}
             touched = []
             for p, part in self.parts.items():
                 gone = part.expire(now)
@@ -356,25 +356,34 @@ class Joiner:
                     touched.append(p)
                     expired[p] = gone.predictions
                     for ev in gone.predictions:
-                        self.expired_by_model[ev["model"]] += 1
+                        self.expired_by_model[ev.model] += 1
             if touched:
                 await self._persist(Outbox(), touched, expired)
 
 
-def _by_model(events: list[dict]):
-    """(model, run of encoded events) for arrays of one model each, in event order per
-    model: what the route agent forwards without decoding."""
-    models: dict[str, list[bytes]] = defaultdict(list)
-    for ev in events:
-        models[ev["model"]].append(orjson.dumps(ev))
-    for model, encoded in models.items():
-        for run in arrays(encoded):
-            yield model, run
+def _by_model(events: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, bytes, list[bytes]]]:
+    """(model, key, run of encoded events) for arrays of one model each, in event order per
+    model: what the route agent forwards without decoding. ``events`` are (model,
+    prediction_id, encoded event); an array's key is its first event's id."""
+    models: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+    for model, pid, encoded in events:
+        models[model].append((pid, encoded))
+    for model, items in models.items():
+        ids = iter(pid for pid, _ in items)
+        for run in arrays([encoded for _, encoded in items]):
+            key = next(ids)
+            for _ in range(len(run) - 1):
+                next(ids)
+            yield model, key.encode(), run
 
 
-def _first_id(run: list[bytes]) -> bytes:
-    """The key of an array message: its first event's ``prediction_id``."""
-    return orjson.loads(run[0])["prediction_id"].encode()
+def _entry(pid: str, record: StateRecord) -> bytes:
+    return deleted_entry(pid) if record is None else state_entry(pid, *record)
+
+
+def _restored(record: Any) -> StateRecord:
+    """A join-state record as read back, in the shape :meth:`PartitionJoin.restore` takes."""
+    return None if record is None else record.as_tuple()
 
 
 def install(app: faust.App, settings: Settings) -> Joiner:

@@ -1,11 +1,13 @@
 """The prediction-label join of one partition, as a plain state machine.
 
-No Kafka in here: :mod:`driftline.agents.join.agent` feeds it decoded events and
-persists what :meth:`PartitionJoin.drain` hands back. Every change to the
-state is also returned as a *state record* (``prediction_id`` -> JSON-able
-value, ``None`` = delete), which the agent appends to the partition's
-compacted ``join-state`` topic; replaying those records through
-:meth:`PartitionJoin.restore` rebuilds the same state after a crash.
+No Kafka in here: :mod:`driftline.agents.join.agent` feeds it decoded events
+(:class:`~driftline.models.wire.Prediction`, :class:`~driftline.models.wire.Label`)
+and persists what :meth:`PartitionJoin.drain` hands back. Every change to the
+state is also returned as a *state record* (``prediction_id`` -> ``(state, seen,
+event)``, ``None`` = delete), which the agent appends to the partition's
+``join-state`` topic in the format of :mod:`driftline.models.wire.internal`;
+replaying those records through :meth:`PartitionJoin.restore` rebuilds the same
+state after a crash.
 
 An id is in exactly one of three maps:
 
@@ -13,14 +15,14 @@ An id is in exactly one of three maps:
 * ``labels``      - a label that came first, waiting for its prediction;
 * ``done``        - already scored; later copies of either side are duplicates.
 
+>>> from driftline.models.wire import Label, Prediction
 >>> j = PartitionJoin(ttl=60, dedupe_window=60)
->>> j.add_label({"prediction_id": "a", "label": 1.0, "ts": 5.0}, now=10)
->>> j.add_prediction({"prediction_id": "a", "model": "m", "version": 1,
-...                   "prediction": 3.0, "features": {}, "ts": 4.0}, now=11)
->>> j.add_label({"prediction_id": "a", "label": 1.0, "ts": 5.0}, now=12)
+>>> j.add_label(Label("a", 1.0, ts=5.0), now=10)
+>>> j.add_prediction(Prediction("a", "m", 3.0, version=1, ts=4.0), now=11)
+>>> j.add_label(Label("a", 1.0, ts=5.0), now=12)
 >>> scored, records = j.drain()
->>> [(s["prediction_id"], s["error"]) for s in scored], records
-([('a', 2.0)], {'a': {'s': 'd', 't': 11}})
+>>> [(s.prediction_id, s.error) for s in scored], records
+([('a', 2.0)], {'a': ('d', 11, None)})
 >>> j.stats["duplicate_labels"]
 1
 """
@@ -28,25 +30,41 @@ An id is in exactly one of three maps:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftline.models.events import make_scored
+from msgspec import UnsetType
 
-Event = dict[str, Any]
-StateRecord = dict[str, Any] | None
+from driftline.models.wire import Label, Prediction, ScoredPair
+from driftline.models.wire.internal import DONE, PENDING_LABEL, PENDING_PREDICTION
 
-PENDING_PREDICTION = "p"
-PENDING_LABEL = "l"
-DONE = "d"
+Event = Prediction | Label
+# (state, seen, waiting event or None); None deletes the id.
+StateRecord = tuple[str, float, Event | None] | None
+
+
+def make_scored(prediction: Prediction, label: Label, prediction_time: float,
+                label_time: float) -> ScoredPair:
+    """The scored pair of a prediction and its label (``error`` = prediction - label)."""
+    ts = prediction.ts
+    label_ts = label.ts
+    pair = ScoredPair(prediction.prediction_id, prediction.model, prediction.version,
+                      prediction.prediction, label.label,
+                      prediction.prediction - label.label, prediction.features or {},
+                      prediction_time if isinstance(ts, UnsetType) else ts,
+                      label_time if isinstance(label_ts, UnsetType) else label_ts)
+    if not isinstance(prediction.segment, UnsetType):
+        pair.segment = prediction.segment
+    return pair
 
 
 @dataclass
 class Expired:
     """What a sweep removed: predictions that never got a label, and orphan labels."""
 
-    predictions: list[Event] = field(default_factory=list)
-    labels: list[Event] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
     forgotten: int = 0  # done ids older than the dedupe window
 
 
@@ -57,13 +75,13 @@ class PartitionJoin:
         self.ttl = ttl
         self.dedupe_window = dedupe_window
         # Insertion order is arrival order, so sweeps stop at the first live entry.
-        self.predictions: dict[str, tuple[Event, float]] = {}
-        self.labels: dict[str, tuple[Event, float]] = {}
+        self.predictions: dict[str, tuple[Prediction, float]] = {}
+        self.labels: dict[str, tuple[Label, float]] = {}
         self.done: dict[str, float] = {}
         self.stats: Counter[str] = Counter()
         # Next offset of this partition of the scored topic; kept by the agent.
         self.scored_next = 0
-        self._scored: list[Event] = []
+        self._scored: list[ScoredPair] = []
         self._records: dict[str, StateRecord] = {}
 
     def __len__(self) -> int:
@@ -71,8 +89,8 @@ class PartitionJoin:
 
     # --- events ------------------------------------------------------------------
 
-    def add_prediction(self, event: Event, now: float) -> None:
-        pid = event["prediction_id"]
+    def add_prediction(self, event: Prediction, now: float) -> None:
+        pid = event.prediction_id
         self.stats["predictions"] += 1
         if pid in self.done or pid in self.predictions:
             self.stats["duplicate_predictions"] += 1
@@ -80,12 +98,12 @@ class PartitionJoin:
         waiting = self.labels.pop(pid, None)
         if waiting is None:
             self.predictions[pid] = (event, now)
-            self._records[pid] = {"s": PENDING_PREDICTION, "t": now, "e": event}
+            self._records[pid] = (PENDING_PREDICTION, now, event)
         else:
             self._score(event, waiting[0], now)
 
-    def add_label(self, event: Event, now: float) -> None:
-        pid = event["prediction_id"]
+    def add_label(self, event: Label, now: float) -> None:
+        pid = event.prediction_id
         self.stats["labels"] += 1
         if pid in self.done or pid in self.labels:
             self.stats["duplicate_labels"] += 1
@@ -93,14 +111,14 @@ class PartitionJoin:
         waiting = self.predictions.pop(pid, None)
         if waiting is None:
             self.labels[pid] = (event, now)
-            self._records[pid] = {"s": PENDING_LABEL, "t": now, "e": event}
+            self._records[pid] = (PENDING_LABEL, now, event)
         else:
             self._score(waiting[0], event, now)
 
-    def _score(self, prediction: Event, label: Event, now: float) -> None:
-        pid = prediction["prediction_id"]
+    def _score(self, prediction: Prediction, label: Label, now: float) -> None:
+        pid = prediction.prediction_id
         self.done[pid] = now
-        self._records[pid] = {"s": DONE, "t": now}
+        self._records[pid] = (DONE, now, None)
         self._scored.append(make_scored(prediction, label, now, now))
         self.stats["scored"] += 1
 
@@ -109,7 +127,7 @@ class PartitionJoin:
         """Scored pairs waiting for :meth:`drain`."""
         return len(self._scored)
 
-    def drain(self) -> tuple[list[Event], dict[str, StateRecord]]:
+    def drain(self) -> tuple[list[ScoredPair], dict[str, StateRecord]]:
         """Scored pairs and state records produced since the last drain."""
         scored, records = self._scored, self._records
         self._scored, self._records = [], {}
@@ -143,25 +161,25 @@ class PartitionJoin:
         self.done.pop(pid, None)
         if record is None:
             return
-        state, seen = record["s"], record["t"]
-        if state == PENDING_PREDICTION:
-            self.predictions[pid] = (record["e"], seen)
-        elif state == PENDING_LABEL:
-            self.labels[pid] = (record["e"], seen)
+        state, seen, event = record
+        if state == PENDING_PREDICTION and isinstance(event, Prediction):
+            self.predictions[pid] = (event, seen)
+        elif state == PENDING_LABEL and isinstance(event, Label):
+            self.labels[pid] = (event, seen)
         elif state == DONE:
             self.done[pid] = seen
         else:
             raise ValueError(f"unknown join state {state!r} for {pid!r}")
 
-    def records(self):
+    def records(self) -> Iterator[tuple[str, StateRecord]]:
         """The whole state as (pid, state record) pairs, each map in arrival order:
         replaying them through :meth:`restore` into an empty join rebuilds this one."""
-        for pid, (event, seen) in self.predictions.items():
-            yield pid, {"s": PENDING_PREDICTION, "t": seen, "e": event}
-        for pid, (event, seen) in self.labels.items():
-            yield pid, {"s": PENDING_LABEL, "t": seen, "e": event}
+        for pid, (prediction, seen) in self.predictions.items():
+            yield pid, (PENDING_PREDICTION, seen, prediction)
+        for pid, (label, seen) in self.labels.items():
+            yield pid, (PENDING_LABEL, seen, label)
         for pid, seen in self.done.items():
-            yield pid, {"s": DONE, "t": seen}
+            yield pid, (DONE, seen, None)
 
     def mark_done(self, pid: str, when: float) -> None:
         """``pid`` was scored (found on the output topic): record it as done."""
@@ -170,10 +188,10 @@ class PartitionJoin:
         self.predictions.pop(pid, None)
         self.labels.pop(pid, None)
         self.done[pid] = when
-        self._records[pid] = {"s": DONE, "t": when}
+        self._records[pid] = (DONE, when, None)
 
 
-def _older_than(entries: dict[str, Any], cutoff: float, key) -> list[str]:
+def _older_than(entries: dict[str, Any], cutoff: float, key: Callable[[Any], float]) -> list[str]:
     old = []
     for pid, value in entries.items():
         if key(value) > cutoff:

@@ -33,7 +33,6 @@ from typing import Any
 
 import faust
 import numpy as np
-import orjson
 import redis
 
 from driftline.agents.monitor.config import MonitorConfig
@@ -43,25 +42,13 @@ from driftline.agents.outbox import Outbox
 from driftline.agents.wiring import (ARRAY_BATCH, batch_agent, raw_topic, recover_missing,
                                      sender)
 from driftline.kafka import partition_for, read_partition
-from driftline.models.wire import array, arrays, unbatch
+from driftline.models.wire import ALERT, Rejection, array, arrays, encode, unbatch
+from driftline.models.wire.deadletter import dead_letter_value
+from driftline.models.wire.internal import (EXPIRED, MODEL_HEADER, PREDICTIONS, SCORED,
+                                            decode_elements, element, element_of_array)
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-SCORED, PREDICTION_KIND, EXPIRED = "s", "p", "x"
-
-
-MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
-
-
-def element(kind: str, partition: int, offset: int, events: list[bytes]) -> bytes:
-    """One monitor-input element: encoded events of one source message (those that go to
-    one monitor-input partition, in their order) and where they came from."""
-    return _element(kind, partition, offset, array(events))
-
-
-def _element(kind: str, partition: int, offset: int, events_array: bytes) -> bytes:
-    return b'{"k":"%s","s":[%d,%d],"e":%s}' % (kind.encode(), partition, offset, events_array)
 
 
 async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> None:
@@ -102,17 +89,17 @@ class Router:
             model = _header(msg, MODEL_HEADER)
             if model is not None and msg.value[:1] == b"[":
                 parts[self.home(model)].append(
-                    _element(kind, msg.partition, msg.offset, msg.value))
+                    element_of_array(kind, msg.partition, msg.offset, msg.value))
                 continue
             try:
                 events = unbatch(msg.value)  # written by driftline itself
-            except orjson.JSONDecodeError:
+            except ValueError:
                 log.error("unreadable record at %s[%d]@%d", msg.topic, msg.partition,
                           msg.offset)
                 continue
             by_home: dict[int, list[bytes]] = defaultdict(list)
             for ev in events:
-                by_home[self.home(ev["model"])].append(orjson.dumps(ev))
+                by_home[self.home(ev["model"])].append(encode(ev))
             for q, encoded in by_home.items():
                 parts[q].append(element(kind, msg.partition, msg.offset, encoded))
         await send_in_order(self.send, self.target, parts)
@@ -160,20 +147,20 @@ class PartitionMonitor:
         alerts: list[dict[str, Any]] = []
         run: list[dict[str, Any]] = []
         run_kind = None
-        for element in orjson.loads(value):
-            kind = element["k"]
-            partition, src_offset = element["s"]
+        for item in decode_elements(value):
+            kind = item.k
+            partition, src_offset = item.s
             source = (kind, partition)
             last = self.applied.get(source)
             if last is not None and src_offset <= last:
-                self.duplicates += len(element["e"])
+                self.duplicates += len(item.e)
                 continue
             self.applied[source] = src_offset
             if kind != run_kind and run:
                 alerts.extend(self._feed(run_kind, run))
                 run = []
             run_kind = kind
-            run.extend(element["e"])
+            run.extend(item.e)
         if run:
             alerts.extend(self._feed(run_kind, run))
         return alerts
@@ -182,7 +169,7 @@ class PartitionMonitor:
         if kind == SCORED:
             self._label_delays(events)
             return self.monitor.process_pairs(events)
-        if kind == PREDICTION_KIND:
+        if kind == PREDICTIONS:
             return self.monitor.process_predictions(events)
         return self.monitor.process_expired(events)
 
@@ -278,10 +265,9 @@ class MonitorAgent:
             part.next_offset = max(part.next_offset, offset + 1)
             log.exception("monitor-input %d@%d could not be applied; skipped", q, offset)
             if not replay:
-                out.add(self.settings.topic("deadletter"), None, orjson.dumps({
-                    "topic": self.input_topic, "partition": q, "offset": offset,
-                    "error": f"internal_error: {exc!r}",
-                    "raw": value.decode("utf-8", "replace")}), None)
+                out.add(self.settings.topic("deadletter"), None, dead_letter_value(
+                    self.input_topic, q, offset, Rejection("internal_error", repr(exc), value),
+                    limit=self.settings.max_message_bytes), None)
             return
         self._publish(out, q, part, alerts)
 
@@ -292,7 +278,7 @@ class MonitorAgent:
                 continue
             part.published.add(alert["alert_id"])
             log.warning("alert %s: %s", alert["alert_id"], alert["message"])
-            out.add(self.alerts_topic, alert["model"].encode(), orjson.dumps(alert), q)
+            out.add(self.alerts_topic, alert["model"].encode(), encode(ALERT.validate(alert)), q)
 
     async def _ensure_loaded(self, partitions: set[int]) -> None:
         # Every assigned partition at once, as the join does.
@@ -307,7 +293,8 @@ class MonitorAgent:
         n = 0
         queued_before = len(out)  # ``out`` is shared by every partition being rebuilt
         async for records in read_partition(consumer, self.alerts_topic, q):
-            part.published.update(orjson.loads(r.value)["alert_id"] for r in records)
+            for r in records:
+                part.published.update(a.alert_id for a in ALERT.decode(r.value)[0])
         async for records in read_partition(consumer, self.input_topic, q):
             for r in records:
                 self._apply(out, q, part, r.offset, r.value, replay=True)
@@ -329,7 +316,7 @@ class MonitorAgent:
         for q, part in self.parts.items():
             for vm in part.monitor.versions.values():
                 out.add(self.metrics_topic, vm.model.encode(),
-                        orjson.dumps({**vm.report(), "input_offset": part.next_offset}), q)
+                        encode({**vm.report(), "input_offset": part.next_offset}), q)
         if len(out):
             await out.flush(self.send)
 

@@ -44,11 +44,11 @@ from driftline.agents.retrain.training_data import TrainingWindow, recent_pairs
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.errors import (ArtifactError, ConfigError, RegistryError, RegistryUnavailable,
                               TopicError)
-from driftline.models.events import RETRAIN_REQUEST
 from driftline.models.linear import LinearModel
 from driftline.models.registry import ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
-from driftline.models.wire import Rejection, decode
+from driftline.models.wire import RETRAIN_REQUEST, Rejection
+from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,10 @@ class Trainer:
     async def process(self, messages: Sequence[Any]) -> None:
         for event in messages:
             msg = event.message
-            requests, bad = decode(msg.value, RETRAIN_REQUEST,
-                                   max_bytes=self.settings.max_message_bytes)
+            requests, bad = RETRAIN_REQUEST.decode(msg.value,
+                                                   max_bytes=self.settings.max_message_bytes)
             rejections = list(bad)
-            for request in requests:
+            for request in map(as_dict, requests):
                 try:
                     await self.handle(request)
                 except TrainingFailed as exc:
@@ -117,8 +117,8 @@ class Trainer:
                 out = Outbox()
                 for rejection in rejections:
                     out.add(self.settings.topic("deadletter"), msg.key,
-                            dead_letter_value(msg.topic, msg.partition, msg.offset, rejection),
-                            None)
+                            dead_letter_value(msg.topic, msg.partition, msg.offset, rejection,
+                                              limit=self.settings.max_message_bytes), None)
                 await out.flush(self.send)
 
     async def handle(self, request: dict[str, Any]) -> Outcome:

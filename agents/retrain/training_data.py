@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
-from driftline.agents.monitor.agent import SCORED
 from driftline.kafka import opened_reader, partition_for, read_partition, true_end_offset
+from driftline.models.wire.internal import SCORED, decode_elements
 from driftline.settings import Settings
 
 
@@ -60,10 +59,10 @@ async def recent_pairs(settings: Settings, model: str, *, since: float | None = 
             chunk: list[dict[str, Any]] = []
             async for records in read_partition(consumer, topic, q, lo, end=hi):
                 for record in records:
-                    for element in orjson.loads(record.value):
-                        if element["k"] != SCORED:
+                    for element in decode_elements(record.value):
+                        if element.k != SCORED:
                             continue
-                        for pair in element["e"]:
+                        for pair in element.e:
                             if pair["model"] != model:
                                 continue
                             label_ts = pair.get("label_ts")

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-import orjson
 
 from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.monitor.config import MonitorConfig
@@ -29,8 +28,8 @@ from driftline.agents.outbox import Outbox
 from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
 from driftline.kafka import read_partition
-from driftline.models.events import ALERT, RETRAIN_REQUEST
-from driftline.models.wire import decode
+from driftline.models.wire import ALERT, RETRAIN_REQUEST, encode, unbatch
+from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,13 @@ class TriggerAgent:
             msg = event.message
             q = msg.partition
             if msg.topic == self.alerts_topic:
-                alerts, bad = decode(msg.value, ALERT, max_bytes=self.settings.max_message_bytes)
+                alerts, bad = ALERT.decode(msg.value, max_bytes=self.settings.max_message_bytes)
                 for rejection in bad:
                     out.add(self.settings.topic("deadletter"), msg.key,
-                            dead_letter_value(msg.topic, q, msg.offset, rejection), None)
+                            dead_letter_value(msg.topic, q, msg.offset, rejection,
+                                              limit=self.settings.max_message_bytes), None)
                 for alert in alerts:
-                    self._publish(out, q, self.parts[q].on_alert(alert))
+                    self._publish(out, q, self.parts[q].on_alert(as_dict(alert)))
             else:
                 record = _metrics_record(msg.value)
                 if record is not None:
@@ -74,10 +74,10 @@ class TriggerAgent:
                 continue
             self.published[q].add(request["request_id"])
             self.requested[q][request["model"]] += 1
-            request = RETRAIN_REQUEST.validate(request)
-            log.warning("retrain request %s for %s v%s: %s", request["request_id"],
-                        request["model"], request["base_version"], request["reason"])
-            out.add(self.retrain_topic, request["model"].encode(), orjson.dumps(request), q)
+            valid = RETRAIN_REQUEST.validate(request)
+            log.warning("retrain request %s for %s v%s: %s", valid.request_id, valid.model,
+                        valid.base_version, valid.reason)
+            out.add(self.retrain_topic, valid.model.encode(), encode(valid), q)
 
     async def _ensure_loaded(self, partitions: set[int]) -> None:
         await recover_missing(self.settings, self.send, partitions - self.parts.keys(),
@@ -92,22 +92,22 @@ class TriggerAgent:
         requested: Counter[str] = Counter()
         async for records in read_partition(consumer, self.retrain_topic, q):
             for r in records:
-                try:
-                    value = orjson.loads(r.value)
-                    published.add(value["request_id"])
-                    requested[value["model"]] += 1
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    log.error("unreadable retrain request at %d@%d", q, r.offset)
+                requests, bad = RETRAIN_REQUEST.decode(r.value)
+                for request in requests:
+                    published.add(request.request_id)
+                    requested[request.model] += 1
+                if bad:
+                    log.error("unreadable retrain request at %d@%d: %s", q, r.offset,
+                              bad[0].error)
         self.published[q] = published
         self.requested[q] = requested
         ready: list[dict[str, Any]] = []
         n = 0
         async for records in read_partition(consumer, self.alerts_topic, q):
             for r in records:
-                alerts, _ = decode(r.value, ALERT,
-                                   max_bytes=self.settings.max_message_bytes)
+                alerts, _ = ALERT.decode(r.value, max_bytes=self.settings.max_message_bytes)
                 for alert in alerts:
-                    ready.extend(trigger.on_alert(alert))
+                    ready.extend(trigger.on_alert(as_dict(alert)))
             n += len(records)
         for rid in published & trigger.pending.keys():
             del trigger.pending[rid]  # made before the crash
@@ -127,8 +127,8 @@ class TriggerAgent:
 def _metrics_record(value: bytes | None) -> dict[str, Any] | None:
     """A monitor metrics record (written by driftline), or None if it is not one."""
     try:
-        record = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
+        record = unbatch(value or b"")[0]
+    except (ValueError, IndexError):
         return None
     if (isinstance(record, dict) and isinstance(record.get("model"), str)
             and isinstance(record.get("n_scored"), int)

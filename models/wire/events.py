@@ -1,0 +1,170 @@
+"""The public events of DESIGN.md as msgspec Structs, with their constraints.
+
+A Struct is both the schema and the value: :mod:`driftline.models.wire.codec` decodes
+and validates bytes straight into these types (msgspec checks every constraint while
+it parses), and encodes them back to the same JSON objects. Field order is the order
+on the wire.
+
+>>> import msgspec
+>>> msgspec.json.decode(b'{"prediction_id": "p1", "model": "houses", "prediction": 3}',
+...                     type=Prediction)
+Prediction(prediction_id='p1', model='houses', prediction=3.0, version=None, features={}, ts=UNSET, segment=UNSET)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+MAX_ID_CHARS = 256
+MAX_FEATURES = 1024
+MAX_FEATURE_NAME_CHARS = 256
+MAX_SEGMENT_CHARS = 128
+MAX_TEXT_CHARS = 4096
+# Epoch seconds above this are almost surely milliseconds (year 5138).
+MAX_EPOCH_SECONDS = 1e11
+# Integers driftline can write back out (orjson and msgspec stop at 64 bits).
+MAX_INT = 2**63 - 1
+MAX_FLOAT = 1.7976931348623157e308
+
+MODEL_PATTERN = "^[A-Za-z0-9._-]{1,128}$"
+MODEL_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+# A finite number: NaN fails both bounds, +-inf one of them. JSON integers are accepted
+# and become floats; booleans are refused (msgspec is strict).
+Number = Annotated[float, Meta(ge=-MAX_FLOAT, le=MAX_FLOAT)]
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]
+ModelName = Annotated[str, Meta(pattern=MODEL_PATTERN)]
+Version = Annotated[int, Meta(ge=1, le=MAX_INT)]
+Timestamp = Annotated[float, Meta(ge=0, le=MAX_EPOCH_SECONDS)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT_CHARS)]
+Segment = Annotated[str, Meta(min_length=1, max_length=MAX_SEGMENT_CHARS)]
+FeatureName = Annotated[str, Meta(min_length=1, max_length=MAX_FEATURE_NAME_CHARS)]
+Features = Annotated[dict[FeatureName, Number], Meta(max_length=MAX_FEATURES)]
+# Metrics: name -> finite number, null, or one more level of the same (the model events'
+# {"challenger": {...}, "champion": {...}}).
+Metrics = dict[str, Number | None | dict[str, Number | None]]
+Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
+
+AlertKind = Literal["concept_drift", "data_drift", "prediction_drift", "metric_threshold",
+                    "label_starvation", "estimated_degradation", "multivariate_drift",
+                    "promotion_regressed"]
+ModelEventKind = Literal["registered", "promoted", "rejected", "rolled_back", "shadowing"]
+DeliveryOutcome = Literal["delivered", "silenced", "inhibited", "failed"]
+
+
+class Event(Struct, forbid_unknown_fields=True, gc=False):
+    """Base of every public event: unknown fields are refused. ``gc=False``: an event
+    holds numbers, strings and dicts of them, never a cycle, so the garbage collector
+    need not track millions of them (msgspec's advice for such types)."""
+
+
+class Prediction(Event):
+    prediction_id: Id
+    model: ModelName
+    prediction: Number
+    version: Version | None = None
+    # null is read as no features (the join normalises it to {}).
+    features: Features | None = {}
+    ts: Timestamp | UnsetType = UNSET      # absent: the broker's timestamp
+    segment: Segment | UnsetType = UNSET   # the cohort, e.g. a country
+
+
+class Label(Event):
+    prediction_id: Id
+    label: Number
+    ts: Timestamp | UnsetType = UNSET
+    model: ModelName | UnsetType = UNSET   # a hint only
+
+
+class ScoredPair(Event):
+    prediction_id: Id
+    model: ModelName
+    version: Version | None
+    prediction: Number
+    label: Number
+    error: Number
+    features: Features
+    ts: Timestamp | None
+    label_ts: Timestamp | None
+    segment: Segment | UnsetType = UNSET
+
+
+class Attribution(Event):
+    feature: Text
+    share: Annotated[float, Meta(ge=0, le=1)]
+
+
+class Alert(Event):
+    alert_id: Id
+    model: ModelName
+    version: Version | None
+    kind: AlertKind
+    status: Literal["firing", "resolved"]
+    severity: Literal["warning", "critical"]
+    detector: Text
+    feature: Text | None
+    ts: Timestamp
+    metrics: Metrics
+    message: Text
+    segment: Segment | None = None
+    attribution: list[Attribution] | UnsetType = UNSET
+    reason: Literal["cleared", "superseded"] | UnsetType = UNSET
+
+
+class RetrainRequest(Event):
+    request_id: Id
+    model: ModelName
+    base_version: Version | None
+    alert_id: Id | None
+    reason: Text
+    ts: Timestamp
+    # driftline's addition: train on pairs labelled at or after this event time (the
+    # drift point); absent, the most recent pairs whatever their time.
+    since: Timestamp | None | UnsetType = UNSET
+
+
+class ModelEvent(Event):
+    model: ModelName
+    version: Version
+    event: ModelEventKind
+    parent_version: Version | None
+    request_id: Id | None
+    metrics: Metrics
+    ts: Timestamp
+
+
+class DeadLetter(Event):
+    """A refused input: where it was and why (``error`` = ``kind: path: reason``)."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    error: str
+    raw: str
+    index: int | UnsetType = UNSET          # the element of a batch
+    raw_truncated: bool | UnsetType = UNSET
+    raw_bytes: int | UnsetType = UNSET
+
+
+class AlertDelivery(Event):
+    alert_id: Id
+    target: Text
+    outcome: DeliveryOutcome
+    attempts: Count
+    status_code: int | None
+    error: Text | None
+    ts: Timestamp
+
+
+def fields_of(event_type: type[Struct]) -> tuple[str, ...]:
+    """The wire names of an event type's fields, in order."""
+    return event_type.__struct_fields__
+
+
+def as_dict(event: Struct) -> dict[str, Any]:
+    """An event as a plain dict of its set fields (UNSET ones left out)."""
+    return {name: value for name in event.__struct_fields__
+            if (value := getattr(event, name)) is not UNSET}
