@@ -12,7 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
+
+from driftline.retry import Backoff, retriable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Outbox:
         """
         offsets: list[int] = [-1] * len(self.records)
         todo = list(range(len(self.records)))
-        delay = 0.1
+        backoff = Backoff(0.1, max_delay)
         while todo:
             futures = []
             for i in todo:
@@ -63,32 +65,26 @@ class Outbox:
                 try:
                     futures.append(await send(r.topic, r.key, r.value, r.partition, r.headers))
                 except KafkaError as exc:
-                    if not _retriable(exc):
+                    if not retriable(exc):
                         raise
                     futures.append(_failed(exc))
             results = await asyncio.gather(*futures, return_exceptions=True)
             failed = []
             for i, result in zip(todo, results):
                 if isinstance(result, BaseException):
-                    if not _retriable(result):
+                    if not retriable(result):
                         raise result
                     failed.append((i, result))
                 else:
                     offsets[i] = result.offset
             todo = [i for i, _ in failed]
             if todo:
+                delay = backoff.next()
                 log.warning("%d of %d records not acknowledged (%s); retrying in %.1fs",
                             len(todo), len(self.records), failed[0][1], delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay)
         self.records.clear()
         return offsets
-
-
-def _retriable(exc: BaseException) -> bool:
-    if isinstance(exc, KafkaError):
-        return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaTimeoutError)
-    return isinstance(exc, (asyncio.TimeoutError, OSError))
 
 
 def _failed(exc: BaseException) -> asyncio.Future:

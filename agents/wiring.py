@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
-from driftline.agents.outbox import Outbox
-from driftline.kafka import opened_reader
 from driftline.settings import Settings
 
 
@@ -45,18 +43,3 @@ def batch_agent(app: faust.App, topic: faust.TopicT, name: str, settings: Settin
 
     run.__name__ = run.__qualname__ = name.rsplit(".", 1)[-1]
     app.agent(topic, name=name)(run)
-
-
-async def recover_missing(settings: Settings, send, partitions: Iterable[int],
-                          recover: Callable[..., Awaitable[None]]) -> None:
-    """Rebuild each of ``partitions`` with ``recover(consumer, partition, out)``, sharing
-    one reader; then send what the rebuilds queued on ``out`` and wait for the acks."""
-    missing = sorted(partitions)
-    if not missing:
-        return
-    out = Outbox()
-    async with opened_reader(settings) as consumer:
-        for partition in missing:
-            await recover(consumer, partition, out)
-    if len(out):
-        await out.flush(send)

@@ -22,10 +22,11 @@ from collections import defaultdict
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
+from aiokafka.errors import KafkaError
 
 from ._loop import LoopThread
 from .errors import PublishError, TopicError
+from .retry import retriable
 from .kafka import client_options, ensure_topics, partition_for
 from .models.wire import LABEL, PREDICTION, EventKind, array, encode
 from .settings import Settings
@@ -268,7 +269,7 @@ class Publisher:
                 self._last_error = exc
                 error = PublishError(f"could not hand {len(events)} events for {topic} to "
                                      f"Kafka at {self.settings.kafka_url}: {exc!r}")
-                error.retriable = _retriable(exc)
+                error.retriable = retriable(exc)
                 raise error from exc
             raise
         self._in_flight[slot] = (future, events)
@@ -286,7 +287,7 @@ class Publisher:
             if exc is None:
                 self.sent_events += len(events)
                 self._pending -= len(events)
-            elif _retriable(exc):
+            elif retriable(exc):
                 self._last_error = exc
                 self._restore(slot, events)  # sent again, still before newer events
             else:
@@ -365,18 +366,6 @@ class Publisher:
         finally:
             await self._producer.stop()
             self._producer = None
-
-
-def _retriable(exc: BaseException) -> bool:
-    """Whether sending the same message again later can succeed.
-
-    Beyond what aiokafka marks retriable: a batch that expired waiting for an unreachable
-    broker (KafkaTimeoutError), the typical outage; and UNKNOWN_SERVER_ERROR, which Tansu
-    answers to a produce request retried into a topic it lost in a restart (Kafka would
-    say UNKNOWN_TOPIC_OR_PARTITION, which is retriable). Sending a message twice is
-    harmless: the join makes one pair per prediction_id. ``delivery_timeout`` bounds it."""
-    return isinstance(exc, (KafkaTimeoutError, TimeoutError, UnknownError)) or (
-        isinstance(exc, KafkaError) and exc.retriable)
 
 
 class SyncPublisher:

@@ -129,8 +129,8 @@ def test_state_survives_handing_a_partition_away_and_back(settings):
         joiner = Joiner(settings, sender(producer))
         await joiner.process(preds)
         assert sum(len(p.predictions) for p in joiner.parts.values()) == len(ids)
-        await joiner.drop(list(joiner.parts))  # rebalance: partitions revoked
-        assert joiner.parts == {}
+        await joiner.parts.drop(list(joiner.parts))  # rebalance: partitions revoked
+        assert len(joiner.parts) == 0
         other = Joiner(settings, sender(producer))  # the worker that gets them
         await other.process(labels[:60])
         await other.process(labels)  # 60 of these are duplicates now
@@ -219,7 +219,7 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
         await producer.start()
         try:
             fresh = Joiner(s, sender(producer), clock=lambda: clock[0])
-            await fresh._ensure_loaded(range(s.partitions))
+            await fresh.parts.ensure(range(s.partitions))
             return fresh
         finally:
             await producer.stop()

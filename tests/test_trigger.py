@@ -59,7 +59,7 @@ def test_restart_neither_repeats_nor_loses_a_request(settings):
     assert [r["request_id"] for r in requests] == ["m.v1.concept_drift.1.retrain",
                                                    "m.v1.concept_drift.2.retrain"]
     assert all(r.partition == q for r in read_all(settings, "retrain"))
-    assert not agent.parts[q].pending
+    assert not agent.parts[q].trigger.pending
 
 
 def test_a_bad_alert_is_dead_lettered(settings):

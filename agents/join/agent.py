@@ -51,10 +51,11 @@ import faust
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.join.state import PartitionJoin, StateRecord
-from driftline.agents.monitor.agent import ModelPartitions, send_in_order
+from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox
+from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.kafka import opened_reader, partition_for, read_partition
+from driftline.kafka import partition_for, read_partition
 from driftline.models.wire import (LABEL, PREDICTION, Label, Prediction, Rejection, array,
                                    arrays, encode, unbatch)
 from driftline.models.wire.events import as_dict
@@ -95,14 +96,15 @@ class Joiner:
         self.expired_topic = settings.topic("expired")
         self.monitor_topic = settings.topic("monitor_input")
         self.model_home = ModelPartitions(settings.partitions)
-        self.parts: dict[int, PartitionJoin] = {}
-        self.assigned: set[int] = set()  # input partitions this worker owns
+        self.lock = asyncio.Lock()
+        self.parts: PartitionStates[PartitionJoin] = PartitionStates(
+            settings, send, (settings.topic("predictions"), self.labels_topic), self._recover,
+            on_drop=self._retire, lock=self.lock)
         self.logs: dict[int, StateLog] = {}
         self.dead_letters = DeadLetterCounter()
         self.expired_by_model: Counter[str] = Counter()
         self.forwarded = 0
-        self.lock = asyncio.Lock()
-        self._retired = Counter()  # stats of partitions handed to another worker
+        self._retired: Counter[str] = Counter()  # stats of partitions handed to another worker
 
     @property
     def stats(self) -> Counter[str]:
@@ -147,7 +149,7 @@ class Joiner:
                     to_monitor[q].append(element(PREDICTIONS, msg.partition, msg.offset, encoded))
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
-            await self._ensure_loaded({p for p, _, _ in accepted})
+            await self.parts.ensure({p for p, _, _ in accepted})
             for partition, _, ev in accepted:
                 part = self.parts[partition]
                 if isinstance(ev, Label):
@@ -244,17 +246,7 @@ class Joiner:
 
     # --- recovery and rebalance --------------------------------------------------
 
-    async def _ensure_loaded(self, partitions: Iterable[int]) -> None:
-        # Every assigned partition at once, on the first batch that needs any: one reader,
-        # and no later batch waits for a rebuild of its own.
-        missing = sorted((set(partitions) | self.assigned) - self.parts.keys())
-        if not missing:
-            return
-        async with opened_reader(self.settings) as consumer:
-            for partition in missing:
-                self.parts[partition] = await self._recover(consumer, partition)
-
-    async def _recover(self, consumer: Any, partition: int) -> PartitionJoin:
+    async def _recover(self, consumer: Any, partition: int, out: Outbox) -> PartitionJoin:
         """Rebuild one partition: ``join-state`` to its end, then ``scored`` after the checkpoint.
 
         The log is applied in order - every delta - except that a head replaces the state
@@ -321,14 +313,10 @@ class Joiner:
     def _new_part(self) -> PartitionJoin:
         return PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
 
-    async def drop(self, partitions: Iterable[int]) -> None:
-        """Forget partitions this worker no longer owns; they are reloaded if they return."""
-        async with self.lock:
-            for p in partitions:
-                self.logs.pop(p, None)
-                part = self.parts.pop(p, None)
-                if part is not None:
-                    self._retired.update(part.stats)
+    def _retire(self, partition: int, part: PartitionJoin) -> None:
+        """A partition went to another worker: keep its counts, forget its log position."""
+        self.logs.pop(partition, None)
+        self._retired.update(part.stats)
 
     def summary(self) -> str:
         """One log line of what the join has done since this worker started."""
@@ -406,14 +394,5 @@ def install(app: faust.App, settings: Settings) -> Joiner:
             log.info("%s", line)
             last_summary[0] = line
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
-        await joiner.drop({tp.partition for tp in revoked if tp.topic in inputs})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned, **kwargs) -> None:
-        mine = {tp.partition for tp in assigned if tp.topic in inputs}
-        joiner.assigned = mine
-        await joiner.drop(set(joiner.parts) - mine)
-
+    joiner.parts.install(app)
     return joiner

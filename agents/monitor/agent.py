@@ -39,8 +39,9 @@ from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.core import Monitor
 from driftline.agents.outbox import Outbox
-from driftline.agents.wiring import (ARRAY_BATCH, batch_agent, raw_topic, recover_missing,
-                                     sender)
+from driftline.agents.lifecycle import PartitionStates
+from driftline.agents.routing import ModelPartitions, send_in_order
+from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition
 from driftline.models.wire import ALERT, Rejection, array, arrays, encode, unbatch
 from driftline.models.wire.deadletter import dead_letter_value
@@ -49,22 +50,6 @@ from driftline.models.wire.internal import (EXPIRED, MODEL_HEADER, PREDICTIONS, 
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-async def send_in_order(send, target: str, parts: dict[int, list[bytes]]) -> None:
-    """Elements to their monitor-input partitions as chunked JSON arrays, in order.
-
-    The monitor drops what is not newer than the last position it applied from a
-    source, so a partition's chunks must land in order: a retried first chunk landing
-    after the second would be lost. Chunk k+1 waits for chunk k's ack."""
-    rounds: list[Outbox] = []
-    for q, elements in parts.items():
-        for k, run in enumerate(arrays(elements)):
-            if k == len(rounds):
-                rounds.append(Outbox())
-            rounds[k].add(target, None, array(run), q)
-    for out in rounds:
-        await out.flush(send)
 
 
 class Router:
@@ -103,22 +88,6 @@ class Router:
             for q, encoded in by_home.items():
                 parts[q].append(element(kind, msg.partition, msg.offset, encoded))
         await send_in_order(self.send, self.target, parts)
-
-
-class ModelPartitions:
-    """A model's ``monitor-input`` partition, hashed once per model name."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
-        self._known: dict[str, int] = {}
-
-    def __call__(self, model: str) -> int:
-        q = self._known.get(model)
-        if q is None:
-            if len(self._known) > 100_000:  # model names come from input: stay bounded
-                self._known.clear()
-            q = self._known[model] = partition_for(model.encode(), self.partitions)
-        return q
 
 
 def _header(msg: Any, name: str) -> str | None:
@@ -241,11 +210,11 @@ class MonitorAgent:
         self.input_topic = settings.topic("monitor_input")
         self.alerts_topic = settings.topic("alerts")
         self.metrics_topic = settings.topic("metrics")
-        self.parts: dict[int, PartitionMonitor] = {}
-        self.assigned: set[int] = set()  # monitor-input partitions this worker owns
+        self.parts: PartitionStates[PartitionMonitor] = PartitionStates(
+            settings, send, (self.input_topic,), self._recover)
 
     async def process(self, messages: Sequence[Any]) -> None:
-        await self._ensure_loaded({e.message.partition for e in messages})
+        await self.parts.ensure({e.message.partition for e in messages})
         out = Outbox()
         for event in messages:
             msg = event.message
@@ -280,12 +249,7 @@ class MonitorAgent:
             log.warning("alert %s: %s", alert["alert_id"], alert["message"])
             out.add(self.alerts_topic, alert["model"].encode(), encode(ALERT.validate(alert)), q)
 
-    async def _ensure_loaded(self, partitions: set[int]) -> None:
-        # Every assigned partition at once, as the join does.
-        await recover_missing(self.settings, self.send,
-                              (partitions | self.assigned) - self.parts.keys(), self._recover)
-
-    async def _recover(self, consumer, q: int, out: Outbox) -> None:
+    async def _recover(self, consumer: Any, q: int, out: Outbox) -> PartitionMonitor:
         """Replay ``monitor-input`` partition ``q`` into a new PartitionMonitor; alerts a crash
         lost are queued on ``out``."""
         started = time.monotonic()
@@ -299,16 +263,12 @@ class MonitorAgent:
             for r in records:
                 self._apply(out, q, part, r.offset, r.value, replay=True)
             n += len(records)
-        self.parts[q] = part  # only a whole replay is state
         log.info("monitor partition %d recovered in %.2fs: replayed %d records "
                  "(%d re-forwarded events dropped), %d versions, %d alerts already "
                  "published, %d to re-publish", q, time.monotonic() - started, n,
                  part.duplicates, len(part.monitor.versions),
                  len(part.published) - (len(out) - queued_before), len(out) - queued_before)
-
-    def drop(self, partitions: set[int]) -> None:
-        for q in partitions:
-            self.parts.pop(q, None)
+        return part
 
     async def publish_metrics(self) -> None:
         """A record per version on the metrics topic: what dashboards and tests read."""
@@ -338,13 +298,5 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
     async def metrics() -> None:
         await agent.publish_metrics()
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
-        agent.drop({tp.partition for tp in revoked if tp.topic == agent.input_topic})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned, **kwargs) -> None:
-        agent.assigned = {tp.partition for tp in assigned if tp.topic == agent.input_topic}
-        agent.drop(set(agent.parts) - agent.assigned)
-
+    agent.parts.install(app)
     return agent

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -26,13 +27,23 @@ from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.outbox import Outbox
 from driftline.agents.retrain.policy import RetrainTrigger
-from driftline.agents.wiring import batch_agent, raw_topic, recover_missing, sender
+from driftline.agents.lifecycle import PartitionStates
+from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, RETRAIN_REQUEST, encode, unbatch
 from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TriggerPartition:
+    """The trigger of one alerts partition and what it has published."""
+
+    trigger: RetrainTrigger
+    published: set[str] = field(default_factory=set)            # request ids on retrain
+    requested: Counter[str] = field(default_factory=Counter)    # requests per model
 
 
 class TriggerAgent:
@@ -43,12 +54,17 @@ class TriggerAgent:
         self.alerts_topic = settings.topic("alerts")
         self.metrics_topic = settings.topic("metrics")
         self.retrain_topic = settings.topic("retrain")
-        self.parts: dict[int, RetrainTrigger] = {}
-        self.published: dict[int, set[str]] = {}
-        self.requested: dict[int, Counter[str]] = {}  # per partition: requests per model
+        # Keyed by the alerts partition; the metrics topic is co-partitioned with it.
+        self.parts: PartitionStates[TriggerPartition] = PartitionStates(
+            settings, send, (self.alerts_topic,), self._recover)
+
+    @property
+    def requested(self) -> dict[int, Counter[str]]:
+        """Per partition: retrain requests per model (for /metrics)."""
+        return {q: part.requested for q, part in self.parts.items()}
 
     async def process(self, messages: Sequence[Any]) -> None:
-        await self._ensure_loaded({e.message.partition for e in messages})
+        await self.parts.ensure({e.message.partition for e in messages})
         out = Outbox()
         for event in messages:
             msg = event.message
@@ -60,68 +76,56 @@ class TriggerAgent:
                             dead_letter_value(msg.topic, q, msg.offset, rejection,
                                               limit=self.settings.max_message_bytes), None)
                 for alert in alerts:
-                    self._publish(out, q, self.parts[q].on_alert(as_dict(alert)))
+                    self._publish(out, q, self.parts[q].trigger.on_alert(as_dict(alert)))
             else:
                 record = _metrics_record(msg.value)
                 if record is not None:
-                    self._publish(out, q, self.parts[q].on_metrics(record))
+                    self._publish(out, q, self.parts[q].trigger.on_metrics(record))
         if len(out):
             await out.flush(self.send)
 
-    def _publish(self, out: Outbox, q: int, requests: list[dict[str, Any]]) -> None:
+    def _publish(self, out: Outbox, q: int, requests: list[dict[str, Any]],
+                 part: TriggerPartition | None = None) -> None:
+        part = part or self.parts[q]
         for request in requests:
-            if request["request_id"] in self.published[q]:
+            if request["request_id"] in part.published:
                 continue
-            self.published[q].add(request["request_id"])
-            self.requested[q][request["model"]] += 1
+            part.published.add(request["request_id"])
+            part.requested[request["model"]] += 1
             valid = RETRAIN_REQUEST.validate(request)
             log.warning("retrain request %s for %s v%s: %s", valid.request_id, valid.model,
                         valid.base_version, valid.reason)
             out.add(self.retrain_topic, valid.model.encode(), encode(valid), q)
 
-    async def _ensure_loaded(self, partitions: set[int]) -> None:
-        await recover_missing(self.settings, self.send, partitions - self.parts.keys(),
-                              self._recover)
-
-    async def _recover(self, consumer, q: int, out: Outbox) -> None:
+    async def _recover(self, consumer: Any, q: int, out: Outbox) -> TriggerPartition:
         """Rebuild the trigger of partition ``q`` from its ``retrain`` and ``alerts``
         partitions; requests a crash lost are queued on ``out``."""
         started = time.monotonic()
-        trigger = RetrainTrigger(self.config)
-        published: set[str] = set()
-        requested: Counter[str] = Counter()
+        part = TriggerPartition(RetrainTrigger(self.config))
         async for records in read_partition(consumer, self.retrain_topic, q):
             for r in records:
                 requests, bad = RETRAIN_REQUEST.decode(r.value)
                 for request in requests:
-                    published.add(request.request_id)
-                    requested[request.model] += 1
+                    part.published.add(request.request_id)
+                    part.requested[request.model] += 1
                 if bad:
                     log.error("unreadable retrain request at %d@%d: %s", q, r.offset,
                               bad[0].error)
-        self.published[q] = published
-        self.requested[q] = requested
         ready: list[dict[str, Any]] = []
         n = 0
         async for records in read_partition(consumer, self.alerts_topic, q):
             for r in records:
                 alerts, _ = ALERT.decode(r.value, max_bytes=self.settings.max_message_bytes)
                 for alert in alerts:
-                    ready.extend(trigger.on_alert(as_dict(alert)))
+                    ready.extend(part.trigger.on_alert(as_dict(alert)))
             n += len(records)
-        for rid in published & trigger.pending.keys():
-            del trigger.pending[rid]  # made before the crash
-        self.parts[q] = trigger
-        self._publish(out, q, ready)
+        for rid in part.published & part.trigger.pending.keys():
+            del part.trigger.pending[rid]  # made before the crash
+        self._publish(out, q, ready, part)
         log.info("trigger partition %d recovered in %.2fs: %d alert records, %d "
                  "requests already published, %d waiting for pairs", q,
-                 time.monotonic() - started, n, len(published), len(trigger.pending))
-
-    def drop(self, partitions: set[int]) -> None:
-        for q in partitions:
-            self.parts.pop(q, None)
-            self.published.pop(q, None)
-            self.requested.pop(q, None)
+                 time.monotonic() - started, n, len(part.published), len(part.trigger.pending))
+        return part
 
 
 def _metrics_record(value: bytes | None) -> dict[str, Any] | None:
@@ -143,8 +147,5 @@ def install(app: faust.App, settings: Settings) -> TriggerAgent:
     batch_agent(app, raw_topic(app, agent.alerts_topic, agent.metrics_topic),
                 "driftline.trigger", settings, agent.process)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked, **kwargs) -> None:
-        agent.drop({tp.partition for tp in revoked if tp.topic == agent.alerts_topic})
-
+    agent.parts.install(app)
     return agent
