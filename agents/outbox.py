@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes]] | None
 # (topic, key, value, partition, headers) -> awaitable of a future of RecordMetadata
 SendFn = Callable[[str, bytes | None, bytes | None, int | None, Headers],
-                  Awaitable[asyncio.Future]]
+                  Awaitable["asyncio.Future[Any]"]]
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Outbox:
         return offsets
 
 
-def _failed(exc: BaseException) -> asyncio.Future:
-    fut = asyncio.get_running_loop().create_future()
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     fut.set_exception(exc)
     return fut

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
+from driftline.agents.outbox import Headers, SendFn
 from driftline.settings import Settings
 
 
@@ -16,12 +18,14 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
                      value_serializer="raw")
 
 
-def sender(app: faust.App):
+def sender(app: faust.App) -> SendFn:
     """``send(topic, key, value, partition, headers)`` -> awaitable delivery future (for
     Outbox)."""
     async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-                   headers=None):
-        return await app.producer.send(topic, key, value, partition, None, headers)
+                   headers: Headers = None) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await app.producer.send(topic, key, value, partition,
+                                                              None, headers)
+        return future
     return send
 
 
@@ -37,7 +41,7 @@ def batch_agent(app: faust.App, topic: faust.TopicT, name: str, settings: Settin
     offsets) only after ``handle`` has returned."""
     size = min(settings.batch_size, max_messages or settings.batch_size)
 
-    async def run(stream: faust.StreamT) -> None:
+    async def run(stream: Any) -> None:  # a faust Stream; take_events is not in StreamT
         async for events in stream.take_events(size, settings.batch_wait):
             await handle(events)
 

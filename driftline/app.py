@@ -9,6 +9,7 @@ import faust
 from .errors import ConfigError
 from .kafka import ssl_context
 from .settings import Settings
+from .stack import free_port
 
 # A new consumer group joins in ~3 s on Tansu with these, ~30 s with Faust's
 # defaults (DESIGN.md); they are also sane for a small Kafka cluster.
@@ -113,7 +114,10 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
         # bounds it, with the same throughput (bench/harness.py, single and batched).
         stream_buffer_maxsize=256,
         web_enabled=bool(settings.web_port),
-        web_port=settings.web_port or 6066,
+        # Faust's worker binds its web server even when it is disabled, and refuses port 0:
+        # with the API off it gets a free port, so workers sharing a host never collide
+        # on Faust's default 6066.
+        web_port=settings.web_port or free_port(settings.web_host),
         web_bind=settings.web_host,
         web_host=settings.web_host,
         # Faust's own pages (router, tables, graph, stats) stay off: driftline serves

@@ -27,7 +27,7 @@ def shared(stack, tmp_path_factory):
     tag = uuid.uuid4().hex[:10]
     settings = Settings(kafka_url=stack.kafka_url, redis_url=stack.redis_url,
                         topic_prefix=f"m{tag}.", group_id=f"g{tag}", partitions=4,
-                        registry_prefix=f"m{tag}:")
+                        registry_prefix=f"m{tag}:", web_port=0)
     worker = WorkerProcess(settings, tmp_path_factory.mktemp("join") / "worker.log").start()
     yield settings, worker
     assert worker.stop(sig=signal.SIGINT) == 0, worker.log()  # Ctrl-C stops it cleanly

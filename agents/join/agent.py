@@ -52,7 +52,7 @@ import faust
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.lifecycle import PartitionStates
-from driftline.agents.outbox import Outbox
+from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition
@@ -85,7 +85,8 @@ class StateLog:
 class Joiner:
     """Everything the join agent does, minus the Faust wiring (see :func:`install`)."""
 
-    def __init__(self, settings: Settings, send, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, send: SendFn,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.send = send
         self.clock = clock
@@ -258,7 +259,7 @@ class Joiner:
         log_ = self.logs[partition] = StateLog()
         checkpoint = 0
         n_state = 0
-        chunks_seq, chunks = -1, {}
+        chunks_seq, chunks = -1, {}  # type: tuple[int, dict[int, bytes]]
         async for records in read_partition(consumer, self.state_topic, partition):
             n_state += len(records)
             for r in records:

@@ -138,12 +138,13 @@ class PartitionJoin:
     def expire(self, now: float) -> Expired:
         """Drop pending entries older than ``ttl`` and done ids older than the window."""
         out = Expired()
-        for pending, bucket in ((self.predictions, out.predictions),
-                                (self.labels, out.labels)):
-            cutoff = now - self.ttl
-            for pid in _older_than(pending, cutoff, key=lambda v: v[1]):
-                bucket.append(pending.pop(pid)[0])
-                self._records[pid] = None
+        cutoff = now - self.ttl
+        for pid in _older_than(self.predictions, cutoff, key=lambda v: v[1]):
+            out.predictions.append(self.predictions.pop(pid)[0])
+            self._records[pid] = None
+        for pid in _older_than(self.labels, cutoff, key=lambda v: v[1]):
+            out.labels.append(self.labels.pop(pid)[0])
+            self._records[pid] = None
         for pid in _older_than(self.done, now - self.dedupe_window, key=lambda t: t):
             del self.done[pid]
             self._records[pid] = None

@@ -25,7 +25,7 @@ import faust
 
 from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.monitor.config import MonitorConfig
-from driftline.agents.outbox import Outbox
+from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.wiring import batch_agent, raw_topic, sender
@@ -47,7 +47,7 @@ class TriggerPartition:
 
 
 class TriggerAgent:
-    def __init__(self, settings: Settings, send, config: MonitorConfig) -> None:
+    def __init__(self, settings: Settings, send: SendFn, config: MonitorConfig) -> None:
         self.settings = settings
         self.send = send
         self.config = config
