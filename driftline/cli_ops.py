@@ -230,6 +230,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     from aiokafka.admin import AIOKafkaAdminClient
 
     from .kafka import client_options, group_states
+    from .redis_client import Timeouts, settings_redis_client
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
     groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id}
@@ -256,9 +257,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
 
     asyncio.run(kafka())
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout,
-                                      **settings.redis_options())
+        client = settings_redis_client(settings, timeout=Timeouts.flat(timeout))
         client.ping()
         client.close()
         checks["redis"] = {"ok": True}

@@ -36,6 +36,7 @@ from typing import Any
 import redis
 
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
+from driftline.redis_client import REGISTRY, redis_client
 from driftline.models.events import MODEL_RE
 from driftline.models.linear import LinearModel
 
@@ -178,7 +179,8 @@ class ModelRegistry:
             from driftline.model_events import KafkaModelEvents
 
             events = KafkaModelEvents(kafka_url, topic_prefix=topic_prefix)
-        return cls(_redis(url, ssl_ca_certs), prefix=prefix, events=events, **kwargs)
+        return cls(redis_client(url, timeout=REGISTRY, ssl_ca_certs=ssl_ca_certs),
+                   prefix=prefix, events=events, **kwargs)
 
     @classmethod
     def from_settings(cls, settings: Any, *, events: bool = True,
@@ -191,7 +193,8 @@ class ModelRegistry:
             from driftline.model_events import KafkaModelEvents
 
             sink = KafkaModelEvents(settings=settings)
-        return cls(_redis(settings.redis_url, settings.redis_ssl_cafile or None),
+        return cls(redis_client(settings.redis_url, timeout=REGISTRY,
+                                ssl_ca_certs=settings.redis_ssl_cafile or None),
                    prefix=settings.registry_prefix, events=sink, **kwargs)
 
     def close(self) -> None:
@@ -388,12 +391,6 @@ class ModelRegistry:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
-
-
-def _redis(url: str, ssl_ca_certs: str | None) -> redis.Redis:
-    extra = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, **extra)
 
 
 def _refusal(message: str, what: str) -> RegistryError:
