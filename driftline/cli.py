@@ -21,6 +21,8 @@ from .settings import Settings
 
 EXIT_FAILURE = 1
 
+log = logging.getLogger("driftline.cli")
+
 
 def settings_options(fn):
     """Flags shared by every command that talks to Kafka or Redis; each overrides its env var."""
@@ -103,6 +105,9 @@ def trainer(settings: Settings) -> None:
 
 def _run(settings: Settings, run) -> None:
     _setup_logging(settings.log_level)
+    # What an operator needs to tell a misconfigured service from a broken one; the repr
+    # masks the token, the SASL password and any password inside a URL.
+    log.info("starting with %r", settings)
     try:
         code = run()
     except ConfigError as exc:

@@ -20,7 +20,7 @@ import orjson
 
 from .cli import EXIT_FAILURE, settings_options
 from .errors import ConfigError, DriftlineError
-from .settings import Settings
+from .settings import Settings, redact_url
 
 EXIT_SKIPPED_ROWS = 3
 MAX_REPORTED = 20
@@ -159,7 +159,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # Kafka unreachable, or the topic missing
-        click.echo(f"error: cannot read {topic} from {settings.kafka_url}: {exc}", err=True)
+        click.echo(f"error: cannot read {topic} from {redact_url(settings.kafka_url)}: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
 
 
@@ -242,7 +242,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
                                     request_timeout_ms=int(timeout * 1000))
         try:
             await asyncio.wait_for(admin.start(), timeout)
-            checks["kafka"] = {"ok": True, "url": settings.kafka_url}
+            checks["kafka"] = {"ok": True, "url": redact_url(settings.kafka_url)}
             states = await asyncio.wait_for(
                 group_states(admin, [groups[w] for w in wanted]), timeout)
             for name in wanted:
@@ -250,7 +250,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
                 checks[name] = {"ok": state == "Stable" and members > 0, "group": groups[name],
                                 "state": state, "members": members}
         except Exception as exc:
-            checks.setdefault("kafka", {"ok": False, "url": settings.kafka_url,
+            checks.setdefault("kafka", {"ok": False, "url": redact_url(settings.kafka_url),
                                         "error": str(exc) or type(exc).__name__})
         finally:
             await admin.close()
