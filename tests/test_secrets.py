@@ -113,3 +113,12 @@ def test_the_startup_log_line_shows_the_settings_masked(monkeypatch, caplog):
     assert "api_token='***'" in line and "kafka_sasl_password='***'" in line
     assert "redis://:***@127.0.0.1:" in line
     assert_no_secret(caplog.text + result.output)
+
+
+def test_config_command_prints_the_settings_masked():
+    for args in (["config"], ["config", "--json"]):
+        result = CliRunner().invoke(main, args, env=secret_env())
+        assert result.exit_code == 0, result.output
+        assert_no_secret(result.output)
+    assert "DRIFTLINE_API_TOKEN=***" in CliRunner().invoke(main, ["config"],
+                                                           env=secret_env()).output
