@@ -31,12 +31,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import redis
 
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
-from driftline.redis_client import REGISTRY, redis_client
+from driftline.redis_client import REGISTRY, redis_client, settings_redis_client
 from driftline.models.events import MODEL_RE
 from driftline.models.linear import LinearModel
 
@@ -142,23 +142,25 @@ class VersionInfo:
                 "meta": self.meta}
 
 
+# Called with each model event (DESIGN.md); may have a close(), called by the registry's.
 EventSink = Callable[[dict[str, Any]], None]
 
 
 class ModelRegistry:
     """Versions, aliases and history of models in Redis.
 
-    ``events``, when given, is called with a model event (DESIGN.md) after each
-    registration, promotion, rejection and rollback; :meth:`from_url` wires it to the
-    ``models`` topic when a Kafka URL is given.
+    ``on_event``, when given, is called with a model event (DESIGN.md) after each
+    registration, promotion, rejection and rollback. The registry knows nothing of
+    Kafka: :class:`driftline.ModelRegistry` (in :mod:`driftline.model_events`) is this
+    class with ``from_url(..., kafka_url=...)`` wiring the sink to the ``models`` topic.
     """
 
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX,
-                 events: EventSink | None = None, actor: str | None = None,
+                 on_event: EventSink | None = None, actor: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.redis = client
         self.prefix = prefix
-        self.events = events
+        self.on_event = on_event
         self.actor = actor or _default_actor()
         self.clock = clock
         self._register = client.register_script(_REGISTER)
@@ -168,37 +170,26 @@ class ModelRegistry:
         self._archive = client.register_script(_ARCHIVE)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, kafka_url: str | None = None,
-                 topic_prefix: str | None = None, ssl_ca_certs: str | None = None,
-                 **kwargs: Any) -> "ModelRegistry":
+    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX,
+                 on_event: EventSink | None = None, ssl_ca_certs: str | None = None,
+                 **kwargs: Any) -> Self:
         """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS, verified against
-        ``ssl_ca_certs`` or the system's CAs); ``kafka_url`` turns on model events on the
-        ``models`` topic."""
-        events = None
-        if kafka_url:
-            from driftline.model_events import KafkaModelEvents
-
-            events = KafkaModelEvents(kafka_url, topic_prefix=topic_prefix)
+        ``ssl_ca_certs`` or the system's CAs)."""
         return cls(redis_client(url, timeout=REGISTRY, ssl_ca_certs=ssl_ca_certs),
-                   prefix=prefix, events=events, **kwargs)
+                   prefix=prefix, on_event=on_event, **kwargs)
 
     @classmethod
-    def from_settings(cls, settings: Any, *, events: bool = True,
-                      **kwargs: Any) -> "ModelRegistry":
+    def from_settings(cls, settings: Any, *, on_event: EventSink | None,
+                      **kwargs: Any) -> Self:
         """The registry ``settings`` (a :class:`~driftline.settings.Settings`) point at:
-        Redis URL, TLS CA file and key prefix; model events go to its Kafka, with its
-        security settings, unless ``events`` is false."""
-        sink = None
-        if events:
-            from driftline.model_events import KafkaModelEvents
-
-            sink = KafkaModelEvents(settings=settings)
-        return cls(redis_client(settings.redis_url, timeout=REGISTRY,
-                                ssl_ca_certs=settings.redis_ssl_cafile or None),
-                   prefix=settings.registry_prefix, events=sink, **kwargs)
+        Redis URL, TLS CA file and key prefix. ``on_event`` has no default, so that a
+        caller who wants model events cannot lose them by forgetting to ask: pass the
+        sink, or None (:class:`driftline.ModelRegistry` builds the Kafka one)."""
+        return cls(settings_redis_client(settings, timeout=REGISTRY),
+                   prefix=settings.registry_prefix, on_event=on_event, **kwargs)
 
     def close(self) -> None:
-        close = getattr(self.events, "close", None)
+        close = getattr(self.on_event, "close", None)
         if close:
             close()
         self.redis.close()
@@ -367,14 +358,14 @@ class ModelRegistry:
     # --- plumbing ----------------------------------------------------------------
 
     def _emit(self, name: str, version: int, event: str, meta: dict[str, Any], ts: float) -> None:
-        if self.events is None:
+        if self.on_event is None:
             return
         record = {"model": name, "version": version, "event": event,
                   "parent_version": meta.get("parent_version"),
                   "request_id": meta.get("request_id"), "metrics": meta.get("metrics", {}),
                   "ts": ts}
         try:
-            self.events(record)
+            self.on_event(record)
         except Exception:  # the registry changed; the history stream has the record
             log.exception("could not publish the model event %s", record)
 

@@ -25,7 +25,7 @@ def registry_command(fn=None, *, events: bool = False):
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @functools.wraps(fn)
     def wrapper(redis_url, as_json, kafka_url=None, no_events=True, **kwargs):
-        from ..models.registry import ModelRegistry
+        from ..model_events import ModelRegistry
 
         settings = load_settings(redis_url=redis_url, kafka_url=kafka_url)
         registry = None
