@@ -111,7 +111,8 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
     assert out.stdout.split() == ["None", "None"]
 
 
-DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
+DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.events",
+             "driftline.models.wire",
              "driftline.agents.join.state", "driftline.agents.deadletter",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
              "driftline.agents.monitor.core", "driftline.models.linear",
