@@ -172,7 +172,7 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
                    rate: float, echo) -> dict[str, Any]:
     """The demo against ``settings`` (a running stack, worker and trainer)."""
     from driftline.model_client import ModelClient
-    from driftline.models.registry import ModelRegistry
+    from driftline.model_events import ModelRegistry
     from driftline.publisher import Publisher
     from driftline.simulate import ProductionService, World, bootstrap
 

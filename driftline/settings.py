@@ -45,6 +45,40 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+# Settings that are secrets themselves, and settings that are URLs which may carry one
+# (``redis://:password@host``). Nothing built from settings shows either: see redacted().
+SECRET_FIELDS = ("kafka_sasl_password", "api_token")
+URL_FIELDS = ("kafka_url", "redis_url")
+MASK = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part masked, for logs and messages.
+
+    >>> redact_url("redis://:s3cret@cache:6379/0")
+    'redis://:***@cache:6379/0'
+    >>> redact_url("kafka://user:pw@a:9092,b:9092")
+    'kafka://user:***@a:9092,b:9092'
+    >>> redact_url("user:pw@a:9092"), redact_url("rediss://token@h/1")
+    ('user:***@a:9092', 'rediss://***@h/1')
+    >>> redact_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" not in authority:
+        return url
+    userinfo, _, hosts = authority.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    # redis-py reads "redis://secret@host" as a password without a user name, so a
+    # user part without ':' is masked whole.
+    masked = f"{user}:{MASK}" if colon else MASK
+    return f"{scheme}{sep}{masked}@{hosts}{tail}"
+
+
 def _doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
@@ -69,7 +103,7 @@ class Settings:
         default="", metadata=_doc("SASL user name; required with a `SASL_*` protocol.")
     )
     kafka_sasl_password: str = field(
-        default="", repr=False,
+        default="",
         metadata=_doc("SASL password; required with a `SASL_*` protocol (never printed)."),
     )
     kafka_ssl_cafile: str = field(
@@ -173,6 +207,31 @@ class Settings:
     )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
 
+    # --- printing ----------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        shown = self.redacted()
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    __str__ = __repr__
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting by field name, safe to print or log: secrets as ``***`` (when
+        set) and passwords inside URLs masked.
+
+        >>> Settings(api_token="t", redis_url="redis://:pw@h:6379/0").redacted()["redis_url"]
+        'redis://:***@h:6379/0'
+        """
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = MASK if value else ""
+            elif f.name in URL_FIELDS:
+                value = redact_url(value)
+            out[f.name] = value
+        return out
+
     # --- derived -----------------------------------------------------------------
 
     def __post_init__(self) -> None:
@@ -199,9 +258,8 @@ class Settings:
         self.bootstrap_servers  # validates kafka_url
         self._check_kafka_security()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"redis_url {self.redis_url!r} must start with redis://, rediss:// or unix://"
-            )
+            raise ConfigError(f"redis_url {redact_url(self.redis_url)!r} must start with "
+                              f"redis://, rediss:// or unix://")
         if self.redis_ssl_cafile and not self.redis_url.startswith("rediss://"):
             raise ConfigError("DRIFTLINE_REDIS_SSL_CAFILE is only used over TLS: make "
                               "DRIFTLINE_REDIS_URL a rediss:// URL, or unset the CA file")
@@ -242,14 +300,13 @@ class Settings:
         if "://" in url:
             scheme, _, url = url.partition("://")
             if scheme not in ("kafka", "aiokafka"):
-                raise ConfigError(
-                    f"kafka_url {self.kafka_url!r}: use kafka://host:port[,host:port]"
-                )
+                raise ConfigError(f"kafka_url {redact_url(self.kafka_url)!r}: use "
+                                  f"kafka://host:port[,host:port]")
         servers = [s.strip() for s in url.split(",") if s.strip()]
         if not servers or any(not re.match(r"^[^:/\s]+:\d{1,5}$", s) for s in servers):
-            raise ConfigError(
-                f"kafka_url {self.kafka_url!r}: use kafka://host:port[,host:port]"
-            )
+            raise ConfigError(f"kafka_url {redact_url(self.kafka_url)!r}: use "
+                              f"kafka://host:port[,host:port] (credentials go in "
+                              f"DRIFTLINE_KAFKA_SASL_USERNAME / _PASSWORD)")
         return servers
 
     def redis_options(self) -> dict[str, Any]:

@@ -67,14 +67,11 @@ class WebState:
     @property
     def registry(self):
         if self._registry is None:
-            import redis
-
             from driftline.models.registry import ModelRegistry
+            from driftline.redis_client import INTERACTIVE, settings_redis_client
 
             self._registry = ModelRegistry(
-                redis.Redis.from_url(self.settings.redis_url, socket_timeout=2,
-                                     socket_connect_timeout=2,
-                                     **self.settings.redis_options()),
+                settings_redis_client(self.settings, timeout=INTERACTIVE),
                 prefix=self.settings.registry_prefix)
         return self._registry
 
@@ -242,8 +239,9 @@ async def health_checks(app: faust.App, settings: Settings) -> dict[str, dict[st
     def ping() -> dict[str, Any]:
         import redis
 
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2,
-                                      socket_connect_timeout=2, **settings.redis_options())
+        from driftline.redis_client import INTERACTIVE, settings_redis_client
+
+        client = settings_redis_client(settings, timeout=INTERACTIVE)
         try:
             client.ping()
             return {"ok": True}

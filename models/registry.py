@@ -16,8 +16,9 @@ Keys, under a configurable prefix ``P`` (default ``driftline:``), for model ``M`
 ``P events:M`` (channel)   pubsub  ``alias=version`` after every alias change
 =========================  ======  ===================================================
 
-Every write is one Lua script, so a reader never sees a version without its
-artifact, and concurrent promotes leave alias, rollback list and history in step.
+Every write is one Lua script (in :mod:`.registry_scripts`), so a reader never sees a
+version without its artifact, and concurrent promotes leave alias, rollback list and
+history in step.
 The scripts build version keys from their arguments, so they need all of a model's
 keys in one slot: fine on a single Redis or with a ``{hash tag}`` prefix on a cluster.
 """
@@ -31,98 +32,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import redis
 
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
+from driftline.models import registry_scripts as lua
 from driftline.models.wire.events import MODEL_RE
+from driftline.redis_client import REGISTRY, redis_client, settings_redis_client
 from driftline.models.linear import LinearModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "driftline:"
 CHAMPION = "champion"
-
-# KEYS: counter, versions zset, models set, history stream, requests hash
-# ARGV: model, version key prefix, artifact, checksum, meta JSON, created, status, actor, reason,
-#       request id ('' for none)
-# Returns {version, 1} for a new version, {version, 0} when the request already made one.
-_REGISTER = """
-if ARGV[10] ~= '' then
-  local done = redis.call('HGET', KEYS[5], ARGV[10])
-  if done then return {tonumber(done), 0} end
-end
-local v = redis.call('INCR', KEYS[1])
-redis.call('HSET', ARGV[2] .. v, 'artifact', ARGV[3], 'checksum', ARGV[4], 'meta', ARGV[5],
-           'created', ARGV[6], 'status', ARGV[7])
-redis.call('ZADD', KEYS[2], v, v)
-redis.call('SADD', KEYS[3], ARGV[1])
-local action = 'registered'
-if ARGV[7] == 'rejected' then action = 'rejected' end
-redis.call('XADD', KEYS[4], '*', 'action', action, 'version', v, 'alias', '', 'previous', '',
-           'actor', ARGV[8], 'reason', ARGV[9], 'time', ARGV[6])
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[5], ARGV[10], v) end
-return {v, 1}
-"""
-
-# KEYS: aliases hash, previous-targets list of the alias, history stream, version hash
-# ARGV: alias, version, actor, reason, time, action, channel
-_SET_ALIAS = """
-if redis.call('EXISTS', KEYS[4]) == 0 then return redis.error_reply('NOVERSION') end
-if redis.call('HGET', KEYS[4], 'status') == 'archived' then
-  return redis.error_reply('ARCHIVED')
-end
-local prev = redis.call('HGET', KEYS[1], ARGV[1])
-if prev == ARGV[2] then return {prev, 0} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if prev then redis.call('LPUSH', KEYS[2], prev) end
-redis.call('XADD', KEYS[3], '*', 'action', ARGV[6], 'version', ARGV[2], 'alias', ARGV[1],
-           'previous', prev or '', 'actor', ARGV[3], 'reason', ARGV[4], 'time', ARGV[5])
-redis.call('PUBLISH', ARGV[7], ARGV[1] .. '=' .. ARGV[2])
-return {prev or '', 1}
-"""
-
-# KEYS: aliases hash, previous-targets list of the alias, history stream
-# ARGV: alias, actor, reason, time, channel, version key prefix
-_ROLLBACK = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-local prev = redis.call('LPOP', KEYS[2])
-while prev and redis.call('HGET', ARGV[6] .. prev, 'status') == 'archived' do
-  prev = redis.call('LPOP', KEYS[2])
-end
-if not prev then return redis.error_reply('NOPREVIOUS') end
-redis.call('HSET', KEYS[1], ARGV[1], prev)
-redis.call('XADD', KEYS[3], '*', 'action', 'rolled_back', 'version', prev, 'alias', ARGV[1],
-           'previous', current or '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[1] .. '=' .. prev)
-return {prev, current or ''}
-"""
-
-# KEYS: aliases hash, history stream;  ARGV: alias, actor, reason, time, channel
-_DELETE_ALIAS = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current then return redis.error_reply('NOALIAS') end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'action', 'alias_deleted', 'version', current,
-           'alias', ARGV[1], 'previous', current, 'actor', ARGV[2], 'reason', ARGV[3],
-           'time', ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[1] .. '=')
-return current
-"""
-
-# KEYS: aliases hash, version hash, history stream;  ARGV: version, actor, reason, time
-_ARCHIVE = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOVERSION') end
-local aliases = redis.call('HGETALL', KEYS[1])
-for i = 1, #aliases, 2 do
-  if aliases[i + 1] == ARGV[1] then return redis.error_reply('ALIASED ' .. aliases[i]) end
-end
-redis.call('HSET', KEYS[2], 'status', 'archived')
-redis.call('XADD', KEYS[3], '*', 'action', 'archived', 'version', ARGV[1], 'alias', '',
-           'previous', '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -141,61 +64,54 @@ class VersionInfo:
                 "meta": self.meta}
 
 
+# Called with each model event (DESIGN.md); may have a close(), called by the registry's.
 EventSink = Callable[[dict[str, Any]], None]
 
 
 class ModelRegistry:
     """Versions, aliases and history of models in Redis.
 
-    ``events``, when given, is called with a model event (DESIGN.md) after each
-    registration, promotion, rejection and rollback; :meth:`from_url` wires it to the
-    ``models`` topic when a Kafka URL is given.
+    ``on_event``, when given, is called with a model event (DESIGN.md) after each
+    registration, promotion, rejection and rollback. The registry knows nothing of
+    Kafka: :class:`driftline.ModelRegistry` (in :mod:`driftline.model_events`) is this
+    class with ``from_url(..., kafka_url=...)`` wiring the sink to the ``models`` topic.
     """
 
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX,
-                 events: EventSink | None = None, actor: str | None = None,
+                 on_event: EventSink | None = None, actor: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.redis = client
         self.prefix = prefix
-        self.events = events
+        self.on_event = on_event
         self.actor = actor or _default_actor()
         self.clock = clock
-        self._register = client.register_script(_REGISTER)
-        self._set_alias = client.register_script(_SET_ALIAS)
-        self._rollback = client.register_script(_ROLLBACK)
-        self._delete_alias = client.register_script(_DELETE_ALIAS)
-        self._archive = client.register_script(_ARCHIVE)
+        self._register = client.register_script(lua.REGISTER)
+        self._set_alias = client.register_script(lua.SET_ALIAS)
+        self._rollback = client.register_script(lua.ROLLBACK)
+        self._delete_alias = client.register_script(lua.DELETE_ALIAS)
+        self._archive = client.register_script(lua.ARCHIVE)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, kafka_url: str | None = None,
-                 topic_prefix: str | None = None, ssl_ca_certs: str | None = None,
-                 **kwargs: Any) -> "ModelRegistry":
+    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX,
+                 on_event: EventSink | None = None, ssl_ca_certs: str | None = None,
+                 **kwargs: Any) -> Self:
         """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS, verified against
-        ``ssl_ca_certs`` or the system's CAs); ``kafka_url`` turns on model events on the
-        ``models`` topic."""
-        events = None
-        if kafka_url:
-            from driftline.model_events import KafkaModelEvents
-
-            events = KafkaModelEvents(kafka_url, topic_prefix=topic_prefix)
-        return cls(_redis(url, ssl_ca_certs), prefix=prefix, events=events, **kwargs)
+        ``ssl_ca_certs`` or the system's CAs)."""
+        return cls(redis_client(url, timeout=REGISTRY, ssl_ca_certs=ssl_ca_certs),
+                   prefix=prefix, on_event=on_event, **kwargs)
 
     @classmethod
-    def from_settings(cls, settings: Any, *, events: bool = True,
-                      **kwargs: Any) -> "ModelRegistry":
+    def from_settings(cls, settings: Any, *, on_event: EventSink | None,
+                      **kwargs: Any) -> Self:
         """The registry ``settings`` (a :class:`~driftline.settings.Settings`) point at:
-        Redis URL, TLS CA file and key prefix; model events go to its Kafka, with its
-        security settings, unless ``events`` is false."""
-        sink = None
-        if events:
-            from driftline.model_events import KafkaModelEvents
-
-            sink = KafkaModelEvents(settings=settings)
-        return cls(_redis(settings.redis_url, settings.redis_ssl_cafile or None),
-                   prefix=settings.registry_prefix, events=sink, **kwargs)
+        Redis URL, TLS CA file and key prefix. ``on_event`` has no default, so that a
+        caller who wants model events cannot lose them by forgetting to ask: pass the
+        sink, or None (:class:`driftline.ModelRegistry` builds the Kafka one)."""
+        return cls(settings_redis_client(settings, timeout=REGISTRY),
+                   prefix=settings.registry_prefix, on_event=on_event, **kwargs)
 
     def close(self) -> None:
-        close = getattr(self.events, "close", None)
+        close = getattr(self.on_event, "close", None)
         if close:
             close()
         self.redis.close()
@@ -364,14 +280,14 @@ class ModelRegistry:
     # --- plumbing ----------------------------------------------------------------
 
     def _emit(self, name: str, version: int, event: str, meta: dict[str, Any], ts: float) -> None:
-        if self.events is None:
+        if self.on_event is None:
             return
         record = {"model": name, "version": version, "event": event,
                   "parent_version": meta.get("parent_version"),
                   "request_id": meta.get("request_id"), "metrics": meta.get("metrics", {}),
                   "ts": ts}
         try:
-            self.events(record)
+            self.on_event(record)
         except Exception:  # the registry changed; the history stream has the record
             log.exception("could not publish the model event %s", record)
 
@@ -388,12 +304,6 @@ class ModelRegistry:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
-
-
-def _redis(url: str, ssl_ca_certs: str | None) -> redis.Redis:
-    extra = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, **extra)
 
 
 def _refusal(message: str, what: str) -> RegistryError:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -52,6 +56,98 @@ def test_bad_environment_is_a_usage_error_with_the_fix():
     result = CliRunner().invoke(main, ["worker"], env={"DRIFTLINE_KAFKA_URL": "http://k:9092"})
     assert result.exit_code == 2
     assert "use kafka://host:port" in result.output
+
+
+def every_option(group=main, path=()):
+    for name, command in getattr(group, "commands", {}).items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                yield " ".join((*path, name)), param
+        yield from every_option(command, (*path, name))
+
+
+SETTING_OPTIONS = [(where, p) for where, p in every_option()
+                   if (p.name in Settings.env_names() or p.envvar)]
+
+
+def test_settings_flags_read_their_variable_through_click():
+    assert len(SETTING_OPTIONS) > 20  # every command's --kafka-url, --redis-url, ...
+    for where, option in SETTING_OPTIONS:
+        env = option.envvar
+        assert env in Settings.env_names().values(), (where, option.name)
+        assert option.show_envvar, (where, option.name)
+    # No hand-written "[env: ...]" left in any help text: click writes "[env var: ...]".
+    for where, option in every_option():
+        assert "[env:" not in (option.help or ""), (where, option.name)
+
+
+@pytest.mark.parametrize("where,option", SETTING_OPTIONS,
+                         ids=[f"{w} --{o.name}" for w, o in SETTING_OPTIONS])
+def test_help_names_the_variable(where, option):
+    result = CliRunner().invoke(main, [*where.split(), "--help"], terminal_width=200)
+    assert f"env var: {option.envvar}" in result.output
+
+
+def test_a_variable_reaches_the_settings_through_the_flag():
+    result = CliRunner().invoke(main, ["config", "--json"], env={
+        "DRIFTLINE_PARTITIONS": "3", "DRIFTLINE_LOG_LEVEL": "WARNING"})
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert (shown["partitions"], shown["log_level"]) == (3, "warning")
+    # A flag beats the variable; a bad variable is click's usage error naming it.
+    result = CliRunner().invoke(main, ["config", "--json", "--partitions", "5"],
+                                env={"DRIFTLINE_PARTITIONS": "3"})
+    assert json.loads(result.output)["partitions"] == 5
+    result = CliRunner().invoke(main, ["config"], env={"DRIFTLINE_PARTITIONS": "0"})
+    assert result.exit_code == 2 and "DRIFTLINE_PARTITIONS" in result.output
+
+
+def test_config_lists_every_setting_by_its_variable():
+    result = CliRunner().invoke(main, ["config"], env={"DRIFTLINE_GROUP_ID": "g7"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.partition("=")[0] for line in lines] == list(Settings.env_names().values())
+    assert "DRIFTLINE_GROUP_ID=g7" in lines
+
+
+CLI = Path(__file__).resolve().parent.parent / "driftline" / "cli"
+
+
+def test_the_cli_package_has_no_cycle_and_small_modules():
+    """Only __init__ imports the command modules; they import _common and the rest of
+    driftline, never each other or the package (the old cli.py <-> cli_ops.py cycle)."""
+    siblings = {p.stem for p in CLI.glob("*.py")} - {"__init__"}
+    for path in CLI.glob("*.py"):
+        source = path.read_text()
+        assert "noqa: E402" not in source, path.name
+        assert len(source.splitlines()) <= 400, path.name
+        if path.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module == "_common", f"{path.name} imports .{node.module}"
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert not (node.module or "").startswith("driftline.cli"), path.name
+    assert {"_common", "ops", "registry", "services", "embedded"} <= siblings
+
+
+@pytest.mark.parametrize("module", ["driftline.cli._common", "driftline.cli.ops",
+                                    "driftline.cli.registry", "driftline.cli.services",
+                                    "driftline.cli.embedded"])
+def test_each_command_module_imports_on_its_own(module):
+    out = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_command():
+    by_module = subprocess.run([sys.executable, "-m", "driftline", "--help"],
+                               capture_output=True, text=True)
+    script = Path(sys.executable).parent / "driftline"
+    by_script = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert by_module.returncode == by_script.returncode == 0
+    assert by_module.stdout.splitlines()[1:] == by_script.stdout.splitlines()[1:]
+    assert "worker" in by_module.stdout and "config" in by_module.stdout
 
 
 def test_unknown_environment_variable_is_named():

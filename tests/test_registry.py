@@ -203,7 +203,7 @@ def test_rediss_url_uses_tls():
 
 def test_register_is_idempotent_per_request_id(registry):
     events = []
-    registry.events = events.append
+    registry.on_event = events.append
     first = registry.register("houses", model(1), metrics={"mse": 1.0}, request_id="req-1")
     again = registry.register("houses", model(2), metrics={"mse": 9.0}, request_id="req-1",
                               rejected="lost")
@@ -215,3 +215,25 @@ def test_register_is_idempotent_per_request_id(registry):
     assert registry.get("houses", 1).meta["request_id"] == "req-1"
     assert [e["event"] for e in events] == ["registered", "registered"]
     assert [h["action"] for h in registry.history("houses")] == ["registered", "registered"]
+
+
+def test_the_core_registry_knows_no_kafka_and_the_package_one_wires_it():
+    import driftline
+    from driftline.models import registry as core
+    from driftline.settings import Settings
+
+    assert issubclass(driftline.ModelRegistry, core.ModelRegistry)
+    with pytest.raises(TypeError):  # Kafka wiring is driftline.ModelRegistry's
+        core.ModelRegistry.from_url("redis://127.0.0.1:1/0", kafka_url="kafka://k:9092")
+    with pytest.raises(TypeError):  # on_event has no default: events are chosen, not lost
+        core.ModelRegistry.from_settings(Settings())
+    sink: list = []
+    reg = core.ModelRegistry.from_settings(Settings(), on_event=sink.append)
+    assert reg.on_event == sink.append
+    reg.close()
+    off = driftline.ModelRegistry.from_settings(Settings(), events=False)
+    assert off.on_event is None and isinstance(off, core.ModelRegistry)
+    off.close()
+    with pytest.raises(TypeError):
+        driftline.ModelRegistry.from_url("redis://127.0.0.1:1/0", kafka_url="kafka://k:9092",
+                                         on_event=sink.append)

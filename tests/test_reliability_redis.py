@@ -79,7 +79,7 @@ def test_a_retrain_survives_a_redis_outage_and_registers_and_promotes_once(
                 and event["version"] == 2:
             stop_redis_once()
 
-    registry.events = model_event
+    registry.on_event = model_event
     assert bootstrap(registry, "houses", world) == 1
     v1 = registry.load("houses")
     put_pairs(settings, pairs_of(world, 0, 1500, champion=v1))

@@ -48,7 +48,7 @@ def request(rid="r-1", since=None, model="houses"):
 def registry(settings):
     events: list[dict] = []
     reg = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
-    reg.events = events.append
+    reg.on_event = events.append
     reg.recorded = events
     yield reg
     reg.close()

@@ -184,10 +184,10 @@ class RegistryBaselines:
 
         try:
             if self._registry is None:
+                from driftline.redis_client import HOT_PATH, settings_redis_client
+
                 self._registry = ModelRegistry(
-                    redis.Redis.from_url(self.settings.redis_url, socket_timeout=1,
-                                         socket_connect_timeout=1,
-                                         **self.settings.redis_options()),
+                    settings_redis_client(self.settings, timeout=HOT_PATH),
                     prefix=self.settings.registry_prefix)
             meta = self._registry.get(model, version).meta
         except RegistryUnavailable as exc:

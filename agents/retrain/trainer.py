@@ -243,7 +243,9 @@ def _finite(value: float | None) -> float | None:
 
 def install(app: faust.App, settings: Settings) -> Trainer:
     train_fn = load_train_fn(settings.trainer)
-    registry = ModelRegistry.from_settings(settings, actor="driftline-trainer")
+    from driftline import model_events  # the registry with its events on the models topic
+
+    registry = model_events.ModelRegistry.from_settings(settings, actor="driftline-trainer")
     trainer = Trainer(settings, registry, train_fn, sender(app))
     batch_agent(app, raw_topic(app, settings.topic("retrain")), "driftline.trainer",
                 settings, trainer.process)

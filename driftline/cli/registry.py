@@ -11,10 +11,8 @@ from pathlib import Path
 
 import click
 
-from .errors import ArtifactError, ConfigError, RegistryError, RegistryUnavailable
-from .settings import Settings
-
-EXIT_FAILURE = 1
+from ..errors import ArtifactError, RegistryError, RegistryUnavailable
+from ._common import EXIT_FAILURE, load_settings, setting_option
 
 
 def registry_command(fn=None, *, events: bool = False):
@@ -23,16 +21,13 @@ def registry_command(fn=None, *, events: bool = False):
     if fn is None:
         return functools.partial(registry_command, events=events)
 
-    @click.option("--redis-url", help="[env: DRIFTLINE_REDIS_URL]")
+    @setting_option("--redis-url", help="Redis URL of the model registry.")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @functools.wraps(fn)
     def wrapper(redis_url, as_json, kafka_url=None, no_events=True, **kwargs):
-        from .models.registry import ModelRegistry
+        from ..model_events import ModelRegistry
 
-        try:
-            settings = Settings.from_env(redis_url=redis_url, kafka_url=kafka_url)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
+        settings = load_settings(redis_url=redis_url, kafka_url=kafka_url)
         registry = None
         try:
             # Model events go to Kafka when a broker is configured (flag or environment).
@@ -58,8 +53,7 @@ def registry_command(fn=None, *, events: bool = False):
     if events:
         wrapper = click.option("--no-events", is_flag=True,
                                help="Do not publish model events to Kafka.")(wrapper)
-        wrapper = click.option("--kafka-url", help="Where model events go. "
-                               "[env: DRIFTLINE_KAFKA_URL]")(wrapper)
+        wrapper = setting_option("--kafka-url", help="Where model events go.")(wrapper)
     return wrapper
 
 
@@ -112,7 +106,7 @@ def show(registry, as_json: bool, name: str) -> None:
 def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
              promote_to: bool, reason: str) -> None:
     """Register ARTIFACT (a LinearModel .npz) as the next version of NAME."""
-    from .models.linear import LinearModel
+    from ..models.linear import LinearModel
 
     try:
         parsed = json.loads(metrics)

@@ -18,11 +18,10 @@ from typing import Any
 import click
 import orjson
 
-from .cli import EXIT_FAILURE, settings_options
-from .errors import ConfigError, DriftlineError
-from .settings import Settings
+from ..errors import ConfigError, DriftlineError
+from ..settings import Settings, redact_url
+from ._common import EXIT_FAILURE, EXIT_SKIPPED_ROWS, setting_option, settings_options
 
-EXIT_SKIPPED_ROWS = 3
 MAX_REPORTED = 20
 
 
@@ -48,8 +47,8 @@ def publish(settings: Settings, file: Path, batch: int, as_json: bool) -> None:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .eventfile import open_events
-    from .publisher import Publisher
+    from ..eventfile import open_events
+    from ..publisher import Publisher
 
     async def run() -> dict[str, Any]:
         counts = {"predictions": 0, "labels": 0, "bad_rows": 0}
@@ -109,7 +108,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
     """Show the latest alerts (all models, or --model), and with -f follow new ones."""
     from aiokafka import TopicPartition
 
-    from .kafka import partition_for, read_partition, reader
+    from ..kafka import partition_for, read_partition, reader
 
     topic = settings.topic("alerts")
 
@@ -159,7 +158,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # Kafka unreachable, or the topic missing
-        click.echo(f"error: cannot read {topic} from {settings.kafka_url}: {exc}", err=True)
+        click.echo(f"error: cannot read {topic} from {redact_url(settings.kafka_url)}: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
 
 
@@ -173,14 +172,15 @@ def _alert(value: bytes | None) -> dict[str, Any] | None:
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              envvar="DRIFTLINE_MONITOR_CONFIG",
-              help="Monitoring TOML (thresholds, detectors). [env: DRIFTLINE_MONITOR_CONFIG]")
+@setting_option("--config", "config_path", setting="monitor_config",
+                type=click.Path(exists=True, dir_okay=False),
+                help="Monitoring TOML (thresholds, detectors).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("driftline-report"), show_default=True,
               help="Folder for report.png, alerts.json and summary.json.")
-@click.option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
-              show_default=True, help="Seconds (event time) a prediction waits for its label.")
+@setting_option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
+                show_default=True,
+                help="Seconds (event time) a prediction waits for its label, as in the worker.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
            as_json: bool) -> None:
@@ -189,9 +189,9 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
     version with the baseline, drift points and alerts marked, plus the alerts as JSON -
     the same alerts the streaming worker would publish for that input. No Kafka needed.
     """
-    from .agents.monitor.config import MonitorConfig
-    from .eventfile import open_events
-    from .replay import Replay, write_report
+    from ..agents.monitor.config import MonitorConfig
+    from ..eventfile import open_events
+    from ..replay import Replay, write_report
 
     try:
         config = MonitorConfig.load(config_path)
@@ -229,7 +229,8 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     import redis
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from .kafka import client_options, group_states
+    from ..kafka import client_options, group_states
+    from ..redis_client import Timeouts, settings_redis_client
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
     groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id}
@@ -241,7 +242,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
                                     request_timeout_ms=int(timeout * 1000))
         try:
             await asyncio.wait_for(admin.start(), timeout)
-            checks["kafka"] = {"ok": True, "url": settings.kafka_url}
+            checks["kafka"] = {"ok": True, "url": redact_url(settings.kafka_url)}
             states = await asyncio.wait_for(
                 group_states(admin, [groups[w] for w in wanted]), timeout)
             for name in wanted:
@@ -249,16 +250,14 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
                 checks[name] = {"ok": state == "Stable" and members > 0, "group": groups[name],
                                 "state": state, "members": members}
         except Exception as exc:
-            checks.setdefault("kafka", {"ok": False, "url": settings.kafka_url,
+            checks.setdefault("kafka", {"ok": False, "url": redact_url(settings.kafka_url),
                                         "error": str(exc) or type(exc).__name__})
         finally:
             await admin.close()
 
     asyncio.run(kafka())
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout,
-                                      **settings.redis_options())
+        client = settings_redis_client(settings, timeout=Timeouts.flat(timeout))
         client.ping()
         client.close()
         checks["redis"] = {"ok": True}
@@ -293,7 +292,7 @@ def simulate(events: int, scenario: str, drift_at: int | None, seed: int, label_
              out: Path) -> None:
     """Write the prediction and label log of the simulated service (model houses v1,
     trained before the drift) - input to try `driftline replay` or `publish` with."""
-    from .simulate import World, event_log
+    from ..simulate import World, event_log
 
     world = World(scenario, drift_at=events // 2 if drift_at is None else drift_at, seed=seed)
     with open(out, "wb") as f:
@@ -301,3 +300,18 @@ def simulate(events: int, scenario: str, drift_at: int | None, seed: int, label_
             f.write(orjson.dumps(event) + b"\n")
     click.echo(f"wrote {n:,} events ({events:,} predictions and their labels, {scenario} drift "
                f"at row {world.drift_at:,}) to {out}")
+
+
+@click.command()
+@settings_options
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as one JSON object.")
+def config(settings: Settings, as_json: bool) -> None:
+    """Print the settings a command would run with (variables, then flags), secrets
+    masked: the API token and the SASL password as ***, and any password in a URL."""
+    shown = settings.redacted()
+    if as_json:
+        click.echo(orjson.dumps(shown).decode())
+        return
+    env = settings.env_names()
+    for name, value in shown.items():
+        click.echo(f"{env[name]}={value}")

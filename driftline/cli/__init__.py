@@ -1,0 +1,35 @@
+"""The ``driftline`` command (console script ``driftline = driftline.cli:main``, and
+``python -m driftline``).
+
+One module per group of sub-commands, each importing only :mod:`._common`, so there
+is no cycle: :mod:`.services` (worker, trainer), :mod:`.embedded` (stack up, up, demo),
+:mod:`.ops` (publish, alerts, replay, health, simulate, config) and :mod:`.registry`
+(the registry).
+
+Exit codes: 0 ok, 1 runtime failure (a service failed, a broker is unreachable),
+2 bad usage or configuration (the message says what to change), 3 bad rows skipped
+(publish, replay).
+"""
+
+from __future__ import annotations
+
+import click
+
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED_ROWS, EXIT_USAGE
+from .embedded import demo, stack, up
+from .registry import models
+from .ops import alerts, config, health, publish, replay, simulate
+from .services import trainer, worker
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_SKIPPED_ROWS", "EXIT_USAGE", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="driftline")
+def main() -> None:
+    """driftline: monitor ML models in production from their Kafka prediction and label streams."""
+
+
+for _command in (worker, trainer, models, publish, alerts, replay, health, simulate, config,
+                 stack, up, demo):
+    main.add_command(_command)
