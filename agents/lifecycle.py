@@ -98,10 +98,12 @@ class PartitionStates(Generic[S]):
     def install(self, app: faust.App) -> None:
         """Follow Faust's rebalance callbacks for the partitions of ``topics``."""
 
-        @app.on_partitions_revoked.connect
+        # mode types a receiver as (sender, *args, signal=..., **kwargs); ours take the
+        # partitions positionally, as Faust sends them.
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
             await self.drop({tp.partition for tp in revoked if tp.topic in self.topics})
 
-        @app.on_partitions_assigned.connect
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
             await self.assign({tp.partition for tp in assigned if tp.topic in self.topics})

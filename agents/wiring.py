@@ -23,9 +23,8 @@ def sender(app: faust.App) -> SendFn:
     Outbox)."""
     async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    headers: Headers = None) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await app.producer.send(topic, key, value, partition,
-                                                              None, headers)
-        return future
+        future = await app.producer.send(topic, key, value, partition, None, headers)
+        return future  # type: ignore[return-value]  # an asyncio Future, typed as Awaitable
     return send
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from typing import Any
 
 import faust
 
@@ -13,7 +14,7 @@ from .stack import free_port
 
 # A new consumer group joins in ~3 s on Tansu with these, ~30 s with Faust's
 # defaults (DESIGN.md); they are also sane for a small Kafka cluster.
-FAST_GROUP_TIMEOUTS = {
+FAST_GROUP_TIMEOUTS: dict[str, Any] = {
     "broker_session_timeout": 6.0,
     "broker_rebalance_timeout": 6.0,
     "broker_heartbeat_interval": 1.0,
@@ -66,8 +67,8 @@ def _short_fetch_wait() -> None:
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
         return consumer
 
-    thread._create_worker_consumer = create_worker_consumer
-    thread._driftline_fetch_wait = True
+    thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+    thread._driftline_fetch_wait = True  # type: ignore[attr-defined]
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
@@ -135,10 +136,17 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
 
     installers = {"join": join.install, "monitor": monitor.install,
                   "trigger": trigger.install, "trainer": trainer.install}
-    app.driftline = {name: installers[name](app, settings)  # type: ignore[attr-defined]
-                     for name in AGENTS if name in agents}
+    installed: dict[str, Any] = {name: installers[name](app, settings)
+                                 for name in AGENTS if name in agents}
     if settings.web_port:
         from driftline import web
 
-        app.driftline["web"] = web.install(app, settings)
+        installed["web"] = web.install(app, settings)
+    app.driftline = installed  # type: ignore[attr-defined]
     return app
+
+
+def components(app: faust.App) -> dict[str, Any]:
+    """What :func:`create_app` installed on ``app``: agent name -> its driftline object."""
+    installed: dict[str, Any] = app.driftline  # type: ignore[attr-defined]
+    return installed

@@ -63,7 +63,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (Java, murmur2) partitioner picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str], *,
@@ -160,7 +160,7 @@ async def true_end_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int
     returns the real high watermark. ``consumer`` must have ``tp`` assigned; its
     position is left wherever the probe fetch ended.
     """
-    listed = (await consumer.end_offsets([tp]))[tp]
+    listed = int((await consumer.end_offsets([tp]))[tp])
     if listed == 0:
         return 0
     consumer.seek(tp, listed - 1)
@@ -168,7 +168,7 @@ async def true_end_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int
         await consumer.getmany(tp, timeout_ms=200, max_records=1)
         high = consumer.highwater(tp)
         if high is not None:
-            return max(high, listed)
+            return max(int(high), listed)
     raise TopicError(f"no fetch response for {tp.topic}[{tp.partition}] in 10s")
 
 

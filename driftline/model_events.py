@@ -83,7 +83,7 @@ class ModelRegistry(_core.ModelRegistry):
             raise
 
     @classmethod
-    def from_settings(cls, settings: Any, *, events: bool = True,  # type: ignore[override]
+    def from_settings(cls, settings: Any, *, events: bool = True,
                       **kwargs: Any) -> Self:
         """The registry ``settings`` point at: Redis URL, TLS CA file and key prefix;
         model events go to its Kafka, with its security settings, unless ``events`` is

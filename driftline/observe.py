@@ -24,10 +24,10 @@ import logging
 from collections import deque
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
 from driftline.kafka import opened_reader, true_end_offset
+from driftline.models.wire import unbatch
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ async def follow(observatory: Observatory, settings: Settings) -> None:
                 kind = topics[tp.topic]
                 for r in records:
                     try:
-                        value = orjson.loads(r.value)
-                    except orjson.JSONDecodeError:
+                        [value] = unbatch(r.value or b"")
+                    except ValueError:  # not JSON, or not one record
                         continue
                     if isinstance(value, dict):
                         observatory.apply(kind, value, r.timestamp / 1000)

@@ -209,7 +209,7 @@ class Publisher:
 
     def _full(self, slot: Slot, extra: int) -> bool:
         buffer = self._buffers.get(slot)
-        return bool(buffer) and (len(buffer) >= self.max_batch or
+        return buffer is not None and bool(buffer) and (len(buffer) >= self.max_batch or
                                  self._buffer_bytes[slot] + extra + 1 > self.max_batch_bytes)
 
     async def _partition_count(self, topic: str) -> int:

@@ -115,9 +115,10 @@ class Replay:
             touched[(pair["model"], pair.get("version"))] = pair["label_ts"]
         for key, ts in touched.items():
             vm = self.monitor.versions.get(key)
-            if vm is not None and vm.rolling.count:
+            mse = vm.rolling.mse() if vm is not None else None
+            if vm is not None and vm.rolling.count and mse is not None:
                 self.result.series[key].append(
-                    Point(ts, vm.rolling.mse(), vm.rolling.count, vm.baseline_mse))
+                    Point(ts, mse, vm.rolling.count, vm.baseline_mse))
 
     def _sweep(self) -> None:
         if not math.isfinite(self._now):

@@ -368,7 +368,7 @@ class Settings:
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
 
 
-def _coerce(f: dataclasses.Field, raw: str, env: str) -> Any:
+def _coerce(f: dataclasses.Field[Any], raw: str, env: str) -> Any:
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
     try:
         return kind(raw)

@@ -126,8 +126,8 @@ def event_log(world: World, events: int, *, model: str = "houses", label_delay: 
             labels.append((pid, float(y[i - start])))
             if len(labels) > label_delay:
                 yield label(*labels.popleft(), i)
-    for k, (pid, y) in enumerate(labels):
-        yield label(pid, y, events + k)
+    for k, (pid, value) in enumerate(labels):
+        yield label(pid, value, events + k)
 
 
 @dataclass

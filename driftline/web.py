@@ -62,7 +62,7 @@ class WebState:
         self.app = app
         self.settings = settings
         self.observatory = Observatory()
-        self._registry = None
+        self._registry: Any = None
 
     @property
     def registry(self):

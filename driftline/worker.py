@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .app import WORKER_AGENTS, create_app, topic_configs, topics_to_create
+from .app import WORKER_AGENTS, components, create_app, topic_configs, topics_to_create
 from .kafka import ensure_topics
 from .settings import Settings
 
@@ -43,7 +43,7 @@ def run_worker(settings: Settings, agents: tuple[str, ...] = WORKER_AGENTS) -> i
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
-        for component in app.driftline.values():
+        for component in components(app).values():
             close = getattr(component, "close", None)
             if close is not None:
                 close()

@@ -80,7 +80,8 @@ class LinearModel:
             X = X - self.mean
         if self.scale is not None:
             X = X / self.scale
-        return X @ self.coef + self.intercept
+        predicted: np.ndarray = X @ self.coef + self.intercept
+        return predicted
 
     def to_bytes(self) -> bytes:
         arrays = {"format": np.array(FORMAT), "coef": self.coef,
@@ -91,7 +92,7 @@ class LinearModel:
         if self.scale is not None:
             arrays["scale"] = self.scale
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwargs
         return buf.getvalue()
 
     @classmethod

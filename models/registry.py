@@ -291,7 +291,7 @@ class ModelRegistry:
         except Exception:  # the registry changed; the history stream has the record
             log.exception("could not publish the model event %s", record)
 
-    def _call(self, script, *, keys: list[str], args: list[Any], what: str = "") -> Any:
+    def _call(self, script: Any, *, keys: list[str], args: list[Any], what: str = "") -> Any:
         try:
             return script(keys=keys, args=args)
         except redis.ResponseError as exc:
@@ -299,7 +299,7 @@ class ModelRegistry:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
 
-    def _do(self, fn, *args: Any, **kwargs: Any) -> Any:
+    def _do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

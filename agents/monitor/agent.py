@@ -93,7 +93,7 @@ class Router:
 def _header(msg: Any, name: str) -> str | None:
     for key, value in getattr(msg, "headers", None) or ():
         if key == name:
-            return value.decode()
+            return bytes(value).decode()
     return None
 
 
@@ -167,7 +167,7 @@ class RegistryBaselines:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._registry = None
+        self._registry: Any = None
         self._cache: dict[tuple[str, int], float | None] = {}
 
     def __call__(self, model: str, version: int | None) -> float | None:

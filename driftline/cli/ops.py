@@ -128,13 +128,13 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
             await consumer.start()
             partitions = ([partition_for(model.encode(), settings.partitions)] if model
                           else range(settings.partitions))
-            existing: list[dict[str, Any]] = []
+            existing: list[dict[str, Any] | None] = []
             ends = {}
             for q in partitions:
                 async for records in read_partition(consumer, topic, q):
                     existing.extend(_alert(r.value) for r in records)
                 ends[q] = await consumer.position(TopicPartition(topic, q))
-            mine = [a for a in existing if a and (not model or a["model"] == model)]
+            mine = [a for a in existing if a is not None and (not model or a["model"] == model)]
             for alert in sorted(mine, key=lambda a: a["ts"])[-lines:] if lines else []:
                 show(alert)
             if not follow:
@@ -147,9 +147,9 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
             while True:
                 for records in (await consumer.getmany(timeout_ms=1000)).values():
                     for r in records:
-                        alert = _alert(r.value)
-                        if alert:
-                            show(alert)
+                        new = _alert(r.value)
+                        if new:
+                            show(new)
         finally:
             await consumer.stop()
 
@@ -163,11 +163,11 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
 
 
 def _alert(value: bytes | None) -> dict[str, Any] | None:
-    try:
-        alert = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    return alert if isinstance(alert, dict) and "alert_id" in alert else None
+    from ..models.wire import ALERT
+    from ..models.wire.events import as_dict
+
+    alerts, _ = ALERT.decode(value)
+    return as_dict(alerts[0]) if len(alerts) == 1 else None
 
 
 @click.command()
