@@ -48,7 +48,8 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
 DOCTESTED = ["driftline.settings", "driftline.models.events", "driftline.models.wire",
              "driftline.agents.join.state", "driftline.agents.deadletter",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
-             "driftline.agents.monitor.core", "driftline.agents.monitor.rules.hysteresis",
+             "driftline.agents.monitor.core", "driftline.agents.monitor.config",
+             "driftline.agents.monitor.rules.hysteresis",
              "driftline.models.linear",
              "driftline.models.training", "driftline.agents.retrain.policy",
              "driftline.simulate", "driftline.eventfile"]
