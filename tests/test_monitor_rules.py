@@ -73,3 +73,16 @@ def test_a_feature_named_prediction_keeps_its_own_psi_counts():
     assert [k for k, _, _ in plain] == ["data_drift", "prediction_drift"]
     assert [(k, ts) for k, _, ts in named] == [(k, ts) for k, _, ts in plain]
     assert named[0][1] == "prediction" and named[1][1] is None
+
+
+def test_the_rules_package_exports_exactly_its_classes():
+    import types
+
+    from driftline.agents.monitor import rules
+
+    public = sorted(name for name, value in vars(rules).items()
+                    if not name.startswith("_") and not isinstance(value, types.ModuleType))
+    assert sorted(rules.__all__) == public
+    for name in rules.__all__:
+        kind = getattr(rules, name)
+        assert kind.__module__.startswith("driftline.agents.monitor.rules.")

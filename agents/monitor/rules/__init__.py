@@ -6,15 +6,12 @@ one :class:`~.subject.Subject` per (model, version): its alert book, rolling err
 and baseline. :class:`~driftline.agents.monitor.core.VersionMonitor` feeds them in
 order and merges what they raise.
 
-========================  ==========================================  ====================
-rule                      fires                                       module
-========================  ==========================================  ====================
-``concept_drift``         the error detector sees the error rise      :mod:`.concept_drift`
-``metric_threshold``      rolling MSE > factor x baseline, N in a row :mod:`.threshold`
-``data_drift``            a feature's PSI > limit, N checks in a row  :mod:`.data_drift`
-``prediction_drift``      the prediction's PSI, likewise              :mod:`.prediction_drift`
-``label_starvation``      too many predictions expire unlabeled       :mod:`.starvation`
-========================  ==========================================  ====================
+* ``concept_drift`` (:mod:`.concept_drift`): the error detector sees the error rise;
+* ``metric_threshold`` (:mod:`.threshold`): rolling MSE above factor x baseline, N pairs
+  in a row; its resolve also closes the concept-drift episode;
+* ``data_drift`` (:mod:`.data_drift`) and ``prediction_drift`` (:mod:`.prediction_drift`),
+  both :mod:`.psi`: a column's PSI above its limit, N checks in a row;
+* ``label_starvation`` (:mod:`.starvation`): too many predictions expire unlabeled.
 """
 
 from driftline.agents.monitor.rules.concept_drift import ConceptDriftRule
