@@ -1,10 +1,16 @@
-"""The per-model monitoring file: parsed with tomllib, validated with clear errors."""
+"""The per-model monitoring file: read with tomllib, typed and validated by msgspec, with
+errors that name the key."""
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
+import msgspec
 import pytest
 
-from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.config import ModelConfig, MonitorConfig
 from driftline.errors import ConfigError
 
 
@@ -54,3 +60,83 @@ def test_bad_files_say_what_to_fix(tmp_path, text, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         MonitorConfig.load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("table,message", [
+    ({"models": {"m": {"windw": 3, "cooldwn": 1}}},
+     "[models.m]: unknown key(s) cooldwn, windw; known: task, window, baseline_pairs"),
+    ({"models": {"m": {"window": 1}}}, "[models.m].window: expected int >= 2, got 1"),
+    ({"models": {"m": {"window": 2.5}}}, "[models.m].window: expected int, got float 2.5"),
+    ({"models": {"m": {"task": "ranking"}}},
+     "[models.m]: task must be 'regression' or 'classification', got 'ranking'"),
+    ({"models": {"m": {"threshold": 3}}}, "[models.m].threshold: expected a table, got int 3"),
+    ({"models": {"m": {"threshold": {"consecutive": 0}}}},
+     "[models.m].threshold.consecutive: expected int >= 1, got 0"),
+    ({"models": {"m": {"concept_drift": {"params": {"delta": True}}}}},
+     "[models.m].concept_drift.params: every value must be a number, got bool"),
+    ({"defaults": {"baseline_mse": -1.0}},
+     "[defaults].baseline_mse: expected float >= 0.0, got -1.0"),
+    ({"defaults": {"starvation": {"window": 0}}},
+     "[defaults].starvation.window: expected int >= 1, got 0"),
+    ({"defaults": {"retrain": {"kinds": ["drift", 3]}}},
+     "[defaults].retrain.kinds[1]: expected str, got int 3"),
+    ({"defaults": {"retrain": {"kinds": "concept_drift"}}},
+     "[defaults].retrain.kinds: expected an array, got str 'concept_drift'"),
+    ({"defaults": {"retrain": {"max_per_hour": 0}}},
+     "[defaults].retrain.max_per_hour: expected int >= 1, got 0"),
+    ({"models": {"m": 3}}, "[models.m]: must be a table, got int 3"),
+    ({"models": [1]}, "[models]: must be a table, got list [1]"),
+])
+def test_errors_name_the_key_and_show_the_value(table, message):
+    with pytest.raises(ConfigError) as err:
+        MonitorConfig.from_dict(table, "monitor.toml")
+    assert str(err.value).startswith(f"monitor.toml {message}"), str(err.value)
+
+
+def test_a_model_table_replaces_only_the_keys_it_sets():
+    config = MonitorConfig.from_dict({
+        "defaults": {"cooldown": 60.0, "threshold": {"factor": 3.0},
+                     "concept_drift": {"detector": "page_hinkley", "params": {"threshold": 20}}},
+        "models": {"m": {"threshold": {"consecutive": 7},
+                         "concept_drift": {"params": {"min_instances": 50}}}}})
+    m = config.for_model("m")
+    assert (m.cooldown, m.threshold.factor, m.threshold.consecutive) == (60.0, 3.0, 7)
+    assert m.threshold.resolve_factor == 1.1                       # nobody set it: the default
+    assert m.concept_drift.detector == "page_hinkley"               # from [defaults]
+    assert m.concept_drift.params == {"min_instances": 50}          # params: replaced whole
+    assert config.for_model("other") == config.defaults
+    assert isinstance(m.threshold.factor, float) and isinstance(m.window, int)
+    with pytest.raises(AttributeError):
+        m.window = 5  # frozen: a model's config is shared by all its versions
+
+
+def all_keys(struct: type[msgspec.Struct], prefix: str = "") -> set[str]:
+    keys = set()
+    for f in msgspec.structs.fields(struct):
+        default = getattr(struct(), f.name)
+        if isinstance(default, msgspec.Struct):
+            keys |= all_keys(type(default), f"{prefix}{f.name}.")
+        else:
+            keys.add(prefix + f.name)
+    return keys
+
+
+def set_keys(table: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in table.items():
+        if isinstance(value, dict) and name != "params":
+            keys |= set_keys(value, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def test_the_readme_documents_every_key_in_valid_examples():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    documented = set()
+    for block in re.findall(r"```toml\n(.*?)```", readme, re.S):
+        data = tomllib.loads(block)
+        MonitorConfig.from_dict(data, "README")  # every example is a valid file
+        for table in [data.get("defaults", {}), *data.get("models", {}).values()]:
+            documented |= set_keys(table)
+    assert all_keys(ModelConfig) - documented == set()

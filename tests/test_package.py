@@ -116,7 +116,9 @@ DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.w
              "driftline.models.wire.internal", "driftline.models.wire.deadletter",
              "driftline.agents.join.state",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
-             "driftline.agents.monitor.core", "driftline.models.linear",
+             "driftline.agents.monitor.core", "driftline.agents.monitor.config",
+             "driftline.agents.monitor.rules.hysteresis",
+             "driftline.models.linear",
              "driftline.models.training", "driftline.agents.retrain.policy",
              "driftline.simulate", "driftline.eventfile"]
 

@@ -11,7 +11,7 @@ Two Faust agents:
   take the same path, but the join forwards them (:func:`send_in_order`): it has
   just validated them, so they are neither read nor validated a second time.
 * **monitor** reads ``monitor-input`` and feeds the pure
-  :class:`~driftline.agents.monitor_core.Monitor` of that partition. Every
+  :class:`~driftline.agents.monitor.core.Monitor` of that partition. Every
   alert it computes has an id derived from the input order alone.
 
 Recovery (start-up, kill -9, rebalance): the partition's Monitor is rebuilt by

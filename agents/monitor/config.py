@@ -14,86 +14,104 @@ detector = "adwin"         # or "page_hinkley"
 params = { delta = 0.001 }
 ```
 
-Unknown keys and wrong types are errors that name the key (a typo in an alert
-threshold should not silently fall back to a default). Parsed with ``tomllib``.
+Every table is a frozen :class:`msgspec.Struct`. ``tomllib`` reads the file and
+:func:`msgspec.convert` checks each table against its struct (types, ``Meta``
+ranges, unknown keys); a model's table is laid over ``[defaults]`` one sub-table at
+a time. Errors name the key and show the value: a typo in an alert threshold should
+not silently fall back to a default.
+
+>>> cfg = MonitorConfig.from_dict({"defaults": {"threshold": {"factor": 2}},
+...                                "models": {"m": {"threshold": {"consecutive": 50}}}})
+>>> cfg.for_model("m").threshold
+ThresholdConfig(factor=2.0, consecutive=50, resolve_factor=1.1)
+>>> MonitorConfig.from_dict({"models": {"m": {"window": 1}}})
+Traceback (most recent call last):
+...
+driftline.errors.ConfigError: monitor config [models.m].window: expected int >= 2, got 1
 """
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+import msgspec
+from msgspec import Meta
 
 from driftline.errors import ConfigError
 
 DETECTORS = {"adwin": {"delta", "clock", "max_buckets", "min_window_length", "grace_period"},
              "page_hinkley": {"min_instances", "delta", "threshold", "alpha"}}
 
-
-@dataclass(frozen=True)
-class ConceptDriftConfig:
-    detector: str = "adwin"
-    params: dict[str, float] = field(default_factory=dict)  # River's defaults
-
-
-@dataclass(frozen=True)
-class DataDriftConfig:
-    """Population Stability Index of each feature (and of the prediction) against a reference."""
-
-    reference_size: int = 1000   # the version's first N predictions
-    window: int = 1000           # compared with the most recent N
-    check_every: int = 250       # predictions between two checks
-    bins: int = 10               # quantile bins of the reference
-    psi_threshold: float = 0.25  # above: drift; critical above twice this
-    psi_resolve: float = 0.1     # below: resolved
-    consecutive: int = 2         # checks in a row before firing or resolving
-
-
-@dataclass(frozen=True)
-class ThresholdConfig:
-    factor: float = 1.5          # rolling MSE above factor x baseline ...
-    consecutive: int = 200       # ... for this many pairs in a row fires;
-    resolve_factor: float = 1.1  # at or under this x baseline for as many pairs resolves
-
-
-@dataclass(frozen=True)
-class StarvationConfig:
-    threshold: float = 0.5       # share of resolved predictions that expired unlabeled
-    window: int = 1000           # over the last N resolved (scored or expired) predictions
-    min_events: int = 100
-
-
 RETRAIN_KINDS = ("concept_drift", "data_drift", "prediction_drift", "metric_threshold",
                  "label_starvation")
 
+AtLeastOne = Annotated[int, Meta(ge=1)]
+AtLeastTwo = Annotated[int, Meta(ge=2)]
+NonNegative = Annotated[float, Meta(ge=0)]
 
-@dataclass(frozen=True)
-class RetrainConfig:
-    """When an alert asks for a retrain (the trigger agent, :mod:`driftline.agents.retrain.trigger`)."""
+
+class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One table of the file: immutable, every key known (the subclasses inherit this)."""
+
+
+class ConceptDriftConfig(Table):
+    detector: str = "adwin"            # a key of DETECTORS, checked with its params
+    params: dict[str, int | float] = {}  # River's defaults
+
+
+class DataDriftConfig(Table):
+    """Population Stability Index of each feature (and of the prediction) against a reference."""
+
+    reference_size: AtLeastOne = 1000   # the version's first N predictions
+    window: AtLeastOne = 1000           # compared with the most recent N
+    check_every: AtLeastOne = 250       # predictions between two checks
+    bins: AtLeastTwo = 10               # quantile bins of the reference
+    psi_threshold: Annotated[float, Meta(gt=0)] = 0.25  # above: drift; critical above twice this
+    psi_resolve: Annotated[float, Meta(gt=0)] = 0.1     # below: resolved
+    consecutive: AtLeastOne = 2         # checks in a row before firing or resolving
+
+
+class ThresholdConfig(Table):
+    factor: float = 1.5                 # rolling MSE above factor x baseline ...
+    consecutive: AtLeastOne = 200       # ... for this many pairs in a row fires;
+    resolve_factor: float = 1.1         # at or under this x baseline for as many pairs resolves
+
+
+class StarvationConfig(Table):
+    threshold: float = 0.5              # share of resolved predictions that expired unlabeled
+    window: AtLeastOne = 1000           # over the last N resolved (scored or expired) predictions
+    min_events: Annotated[int, Meta(ge=0)] = 100
+
+
+class RetrainConfig(Table):
+    """When an alert asks for a retrain (the trigger, :mod:`driftline.agents.retrain.trigger`)."""
 
     enabled: bool = True
     kinds: tuple[str, ...] = ("concept_drift", "metric_threshold")  # firing alerts that trigger
-    min_pairs: int = 500         # scored pairs of the version after the alert, before training
-    cooldown: float = 1800.0     # event-time seconds after a triggering alert: no second one
-    max_per_hour: int = 2        # retrains per model per hour of event time
+    min_pairs: Annotated[int, Meta(ge=0)] = 500  # scored pairs of the version after the alert
+    cooldown: NonNegative = 1800.0      # event-time seconds after a triggering alert: no second one
+    max_per_hour: AtLeastOne = 2        # retrains per model per hour of event time
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    task: str = "regression"
-    window: int = 1000
-    baseline_pairs: int = 1000
-    baseline_mse: float | None = None
-    cooldown: float = 300.0      # event-time seconds after a resolve before the same alert fires
-    concept_drift: ConceptDriftConfig = field(default_factory=ConceptDriftConfig)
-    data_drift: DataDriftConfig = field(default_factory=DataDriftConfig)
-    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
-    starvation: StarvationConfig = field(default_factory=StarvationConfig)
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+class ModelConfig(Table):
+    task: Literal["regression", "classification"] = "regression"
+    window: AtLeastTwo = 1000
+    baseline_pairs: AtLeastTwo = 1000
+    baseline_mse: NonNegative | None = None
+    cooldown: NonNegative = 300.0       # event-time seconds after a resolve: no new episode
+    concept_drift: ConceptDriftConfig = ConceptDriftConfig()
+    data_drift: DataDriftConfig = DataDriftConfig()
+    threshold: ThresholdConfig = ThresholdConfig()
+    starvation: StarvationConfig = StarvationConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
     def __post_init__(self) -> None:
+        # The checks that span keys, and (for configs built in Python, which msgspec does
+        # not check against Meta) the ranges again. Raised as ValueError subclasses,
+        # msgspec reports them as validation errors of this table.
         if self.task not in ("regression", "classification"):
             raise ConfigError(f"task must be 'regression' or 'classification', got {self.task!r}")
         for name in ("window", "baseline_pairs"):
@@ -128,16 +146,21 @@ class ModelConfig:
             raise ConfigError("retrain: need min_pairs >= 0, max_per_hour >= 1, cooldown >= 0")
 
 
-@dataclass(frozen=True)
-class MonitorConfig:
-    defaults: ModelConfig = field(default_factory=ModelConfig)
-    models: dict[str, ModelConfig] = field(default_factory=dict)
+# The keys of ModelConfig that are tables themselves: a model's table replaces only
+# the keys it sets inside them.
+SUB_TABLES = tuple(f for f in ModelConfig.__struct_fields__
+                   if isinstance(getattr(ModelConfig(), f), Table))
+
+
+class MonitorConfig(msgspec.Struct, frozen=True):
+    defaults: ModelConfig = ModelConfig()
+    models: dict[str, ModelConfig] = {}
 
     def for_model(self, model: str) -> ModelConfig:
         return self.models.get(model, self.defaults)
 
     @classmethod
-    def load(cls, path: str | Path | None) -> "MonitorConfig":
+    def load(cls, path: str | Path | None) -> MonitorConfig:
         if not path:
             return cls()
         try:
@@ -150,55 +173,94 @@ class MonitorConfig:
         return cls.from_dict(data, str(path))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "monitor config") -> "MonitorConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = "monitor config") -> MonitorConfig:
+        data = _table(data, where)
         extra = set(data) - {"defaults", "models"}
         if extra:
             raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(extra))}; "
                               f"use [defaults] and [models.NAME]")
-        defaults = _build(ModelConfig, data.get("defaults", {}), f"{where} [defaults]",
-                          ModelConfig())
-        models = {name: _build(ModelConfig, table, f"{where} [models.{name}]", defaults)
-                  for name, table in data.get("models", {}).items()}
+        defaults = _model(_table(data.get("defaults", {}), f"{where} [defaults]"),
+                          f"{where} [defaults]")
+        base = msgspec.to_builtins(defaults)
+        models = {}
+        for name, table in _table(data.get("models", {}), f"{where} [models]").items():
+            at = f"{where} [models.{name}]"
+            table = _table(table, at)
+            models[name] = _model({**base, **table, **{
+                k: {**base[k], **table[k]} for k in SUB_TABLES
+                if isinstance(table.get(k), dict)}}, at)
         return cls(defaults, models)
 
 
-def _build(kind: type, table: Any, where: str, base: Any) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table")
-    known = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = set(table) - set(known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(known)}")
-    values = {}
-    for name, value in table.items():
-        current = getattr(base, name)
-        if dataclasses.is_dataclass(current):
-            values[name] = _build(type(current), value, f"{where}.{name}", current)
-        elif name == "kinds":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}.kinds: must be a list of alert kinds")
-            values[name] = tuple(value)
-        elif name == "params":
-            if not isinstance(value, dict) or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
-                raise ConfigError(f"{where}.params: must be a table of numbers")
-            values[name] = dict(value)
-        else:
-            values[name] = _check_type(value, known[name].type, f"{where}.{name}")
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _model(table: dict[str, Any], where: str) -> ModelConfig:
     try:
-        return dataclasses.replace(base, **values)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        return msgspec.convert(table, ModelConfig)
+    except msgspec.ValidationError as exc:
+        raise _explain(str(exc), table, where) from None
 
 
-def _check_type(value: Any, annotation: str, where: str) -> Any:
-    if annotation == "bool" and isinstance(value, bool):
-        return value
-    if "float" in annotation and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation == "int" and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if annotation == "str" and isinstance(value, str):
-        return value
-    raise ConfigError(f"{where}: expected {annotation}, got {type(value).__name__} {value!r}")
+_AT = re.compile(r"(?s)(?P<detail>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
+_PART = re.compile(r"\.(\w+)|\[([^\]]*)\]")
+_MISSING = object()
+
+
+def _explain(error: str, table: dict[str, Any], where: str) -> ConfigError:
+    """msgspec's ``Expected `int`, got `str` - at `$.threshold.consecutive``` as
+    ``<where>.threshold.consecutive: expected int, got str 'x'``."""
+    match = _AT.fullmatch(error)
+    assert match is not None  # the pattern matches any string
+    detail, path = match["detail"], match["path"] or ""
+    parts: list[str | int] = [name or (int(index) if index.isdigit() else index)
+                              for name, index in _PART.findall(path)]
+    if "..." in parts:  # inside a dict of values (params): name the dict
+        parts = parts[:parts.index("...")]
+        detail = "every value must be " + detail.removeprefix("Expected ").replace(
+            "`int | float`", "a number").replace("`", "")
+    at = where + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in parts)
+    value = _lookup(table, parts)
+    got = "" if value is _MISSING else f"{value!r}"
+    if detail.startswith("Object contains unknown field"):
+        known = _struct_at(parts).__struct_fields__
+        unknown = sorted(set(value) - set(known)) if isinstance(value, dict) else []
+        return ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; "
+                           f"known: {', '.join(known)}")
+    if detail.startswith("Invalid enum value") and parts:
+        choices = [repr(c) for c in get_args(_field_type(parts))]
+        parent = where + "".join(f".{p}" for p in parts[:-1])
+        return ConfigError(f"{parent}: {parts[-1]} must be {', '.join(choices[:-1])} or "
+                           f"{choices[-1]}, got {got}")
+    if detail.startswith("Expected"):
+        text = re.sub(r"\bobject\b", "a table", re.sub(r"\barray\b", "an array",
+                                                        detail.replace("`", "")))
+        text = "e" + text[1:]
+        if got:
+            text += f" {got}" if ", got " in text else f", got {got}"
+        return ConfigError(f"{at}: {text}")
+    return ConfigError(f"{at}: {detail}")
+
+
+def _lookup(table: Any, parts: list[str | int]) -> Any:
+    for p in parts:
+        try:
+            table = table[p]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return table
+
+
+def _field_type(parts: list[str | int]) -> Any:
+    kind: Any = ModelConfig
+    for p in parts:
+        kind = {f.name: f.type for f in msgspec.structs.fields(kind)}[p]
+    return kind
+
+
+def _struct_at(parts: list[str | int]) -> type[msgspec.Struct]:
+    kind: Any = _field_type(parts)
+    return kind if isinstance(kind, type) and issubclass(kind, msgspec.Struct) else ModelConfig

@@ -1,4 +1,5 @@
-"""Rolling error metrics over the last ``window`` scored pairs, vectorised with numpy.
+"""Rolling error metrics over the last ``window`` scored pairs, vectorised with numpy;
+a version's baseline MSE; the label-delay histogram.
 
 The numbers are River's: ``rolling_mse`` after each pair equals
 ``river.utils.Rolling(river.metrics.MSE(), window)`` (a test checks it to 1e-9),
@@ -73,6 +74,45 @@ class RollingErrors:
         log_loss = float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
         return {"rolling_accuracy": float(np.mean(y == yhat)), "rolling_precision": precision,
                 "rolling_recall": recall, "rolling_f1": f1, "rolling_log_loss": log_loss}
+
+
+class Baseline:
+    """A version's baseline MSE: given, or the mean squared error of its first ``pairs``.
+
+    >>> b = Baseline(pairs=3)
+    >>> b.update(np.array([1.0, 2.0])).mse is None, b.applies_from
+    (True, 2)
+    >>> b.update(np.array([3.0, 100.0])).mse, b.applies_from   # set by the 3rd pair
+    (2.0, 1)
+    >>> Baseline(pairs=3, mse=0.5).update(np.array([9.0])).applies_from
+    0
+    """
+
+    def __init__(self, pairs: int, mse: float | None = None) -> None:
+        self.pairs = pairs
+        self._mse = mse
+        self._sum = 0.0
+        self._n = 0
+        self.applies_from = 0  # position in the last batch from which the baseline is set
+
+    @property
+    def mse(self) -> float | None:
+        return self._mse
+
+    def update(self, squared: np.ndarray) -> Baseline:
+        """Squared errors of a batch of pairs, in order."""
+        if self._mse is not None:
+            self.applies_from = 0
+            return self
+        take = squared[:self.pairs - self._n]
+        self._sum += float(take.sum())
+        self._n += len(take)
+        if self._n == self.pairs:
+            self._mse = self._sum / self._n
+            self.applies_from = len(take)
+        else:
+            self.applies_from = len(squared)
+        return self
 
 
 # Label delay buckets, seconds: a second to a week.

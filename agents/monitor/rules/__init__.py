@@ -1,0 +1,27 @@
+"""The monitor's alert rules, one module each, in River's shape: ``update(...)`` returns
+the rule, its state is read through attributes and properties.
+
+They share one hysteresis (:mod:`.hysteresis`: runs of breaches and of clears) and
+one :class:`~.subject.Subject` per (model, version): its alert book, rolling errors
+and baseline. :class:`~driftline.agents.monitor.core.VersionMonitor` feeds them in
+order and merges what they raise.
+
+* ``concept_drift`` (:mod:`.concept_drift`): the error detector sees the error rise;
+* ``metric_threshold`` (:mod:`.threshold`): rolling MSE above factor x baseline, N pairs
+  in a row; its resolve also closes the concept-drift episode;
+* ``data_drift`` (:mod:`.data_drift`) and ``prediction_drift`` (:mod:`.prediction_drift`),
+  both :mod:`.psi`: a column's PSI above its limit, N checks in a row;
+* ``label_starvation`` (:mod:`.starvation`): too many predictions expire unlabeled.
+"""
+
+from driftline.agents.monitor.rules.concept_drift import ConceptDriftRule
+from driftline.agents.monitor.rules.data_drift import DataDriftRule
+from driftline.agents.monitor.rules.hysteresis import Hysteresis
+from driftline.agents.monitor.rules.prediction_drift import PredictionDriftRule
+from driftline.agents.monitor.rules.psi import PSIRule
+from driftline.agents.monitor.rules.starvation import LabelStarvationRule
+from driftline.agents.monitor.rules.subject import Subject
+from driftline.agents.monitor.rules.threshold import ThresholdRule
+
+__all__ = ["ConceptDriftRule", "DataDriftRule", "Hysteresis", "LabelStarvationRule",
+           "PSIRule", "PredictionDriftRule", "Subject", "ThresholdRule"]
