@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from river import drift, metrics, utils  # noqa: E402
+from river import drift, metrics, utils
+from simulate import stream
 
-from driftline.agents.monitor.config import MonitorConfig  # noqa: E402
-from driftline.agents.monitor.core import Monitor  # noqa: E402
-from simulate import stream  # noqa: E402
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.core import Monitor
 
 
 def rate(fn, n: int, repeat: int) -> float:

@@ -54,9 +54,9 @@ def main() -> None:
         raw = orjson.dumps(events)
         good, bad = kind.decode(raw)
         assert len(good) == args.events and not bad
-        floor = per_event(lambda: orjson.loads(raw), args.events, args.repeat)
-        dec = per_event(lambda: kind.decode(raw), args.events, args.repeat)
-        enc = per_event(lambda: encode(good), args.events, args.repeat)
+        floor = per_event(lambda raw=raw: orjson.loads(raw), args.events, args.repeat)
+        dec = per_event(lambda kind=kind, raw=raw: kind.decode(raw), args.events, args.repeat)
+        enc = per_event(lambda good=good: encode(good), args.events, args.repeat)
         print(f"{name:<12}{floor:>14.2f}{dec:>17.2f}{enc:>10.2f}")
 
 

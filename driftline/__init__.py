@@ -2,8 +2,17 @@
 
 import typing as _typing
 
-from .errors import (ArtifactError, ConfigError, DriftlineError, PublishError, RegistryError,
-                     RegistryUnavailable, SchemaError, StackError, TopicError)
+from .errors import (
+    ArtifactError,
+    ConfigError,
+    DriftlineError,
+    PublishError,
+    RegistryError,
+    RegistryUnavailable,
+    SchemaError,
+    StackError,
+    TopicError,
+)
 from .model_client import ModelClient
 from .model_events import ModelRegistry
 from .models.linear import LinearModel

@@ -207,9 +207,10 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
                     promoted = watcher.promotion()
                     if promoted is not None:
                         made = service.stats.by_version
-                        await service.run(int(rate * 45), until=lambda: time.monotonic() > until
-                                          or made.get(promoted["version"], 0) >= 2_000,
-                                          finish=False)
+                        await service.run(
+                            int(rate * 45), finish=False,
+                            until=lambda made=made, v=promoted["version"], until=until:
+                            time.monotonic() > until or made.get(v, 0) >= 2_000)
                         break
                     if watcher.settled(service.stats.labels):
                         break
@@ -324,5 +325,5 @@ def _describe(kind: str, item: dict[str, Any]) -> str:
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(event.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

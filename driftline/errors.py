@@ -30,8 +30,9 @@ class SchemaError(DriftlineError, ValueError):
         self.detail = message
         super().__init__(f"{path}: {message}" if path else message)
 
-    def under(self, prefix: str) -> "SchemaError":
-        """The same error inside ``prefix`` (``"[3]"`` + ``"prediction"`` -> ``"[3].prediction"``)."""
+    def under(self, prefix: str) -> SchemaError:
+        """The same error inside ``prefix``: ``"[3]"`` + ``"prediction"`` is
+        ``"[3].prediction"``."""
         if not prefix:
             return self
         return SchemaError(self.detail, path=f"{prefix}.{self.path}" if self.path else prefix,

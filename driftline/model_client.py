@@ -49,7 +49,7 @@ class ModelClient:
     @classmethod
     def from_url(cls, url: str, name: str, alias: str = CHAMPION, *,
                  prefix: str = DEFAULT_PREFIX, ssl_ca_certs: str | None = None,
-                 **kwargs: Any) -> "ModelClient":
+                 **kwargs: Any) -> ModelClient:
         """``url`` as in :meth:`ModelRegistry.from_url`; ``ssl_ca_certs`` verifies a
         ``rediss://`` server (default: the system's CAs)."""
         registry = ModelRegistry.from_url(url, prefix=prefix, ssl_ca_certs=ssl_ca_certs)
@@ -87,7 +87,7 @@ class ModelClient:
         if self._owns_registry:
             self.registry.close()
 
-    def __enter__(self) -> "ModelClient":
+    def __enter__(self) -> ModelClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

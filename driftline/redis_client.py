@@ -34,7 +34,7 @@ class Timeouts:
     health_check_interval: float = 30.0
 
     @classmethod
-    def flat(cls, seconds: float) -> "Timeouts":
+    def flat(cls, seconds: float) -> Timeouts:
         """The same limit for calls and connecting (``driftline health --timeout``)."""
         return cls(float(seconds), float(seconds))
 

@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ class Replay:
         self._next_sweep = -math.inf
         self.ttl = ttl
 
-    def feed(self, rows: Iterable[Row]) -> "Replay":
+    def feed(self, rows: Iterable[Row]) -> Replay:
         for row in rows:
             if row.error is not None:
                 self.result.bad_rows.append(row)
@@ -150,7 +151,7 @@ def plot(result: ReplayResult, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import matplotlib.pyplot as plt
 
@@ -159,7 +160,7 @@ def plot(result: ReplayResult, path: Path) -> None:
                              squeeze=False)
 
     def when(ts: float) -> datetime:
-        return datetime.fromtimestamp(ts, tz=timezone.utc)
+        return datetime.fromtimestamp(ts, tz=UTC)
 
     for ax, model in zip(axes[:, 0], models):
         keys = sorted((k for k in result.series if k[0] == model),

@@ -93,11 +93,16 @@ class Settings:
     )
     kafka_security_protocol: str = field(
         default="PLAINTEXT",
-        metadata=_doc("How every Kafka client connects: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`."),
+        metadata=_doc(
+            "How every Kafka client connects: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`."
+        ),
     )
     kafka_sasl_mechanism: str = field(
         default="PLAIN",
-        metadata=_doc("SASL mechanism with a `SASL_*` protocol: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`."),
+        metadata=_doc(
+            "SASL mechanism with a `SASL_*` protocol: `PLAIN`, `SCRAM-SHA-256` or "
+            "`SCRAM-SHA-512`."
+        ),
     )
     kafka_sasl_username: str = field(
         default="", metadata=_doc("SASL user name; required with a `SASL_*` protocol.")
@@ -108,7 +113,10 @@ class Settings:
     )
     kafka_ssl_cafile: str = field(
         default="",
-        metadata=_doc("CA bundle (PEM) that signs the brokers' certificates, with `SSL` or `SASL_SSL` (empty: the system's CAs)."),
+        metadata=_doc(
+            "CA bundle (PEM) that signs the brokers' certificates, with `SSL` or `SASL_SSL` "
+            "(empty: the system's CAs)."
+        ),
     )
     kafka_ssl_certfile: str = field(
         default="",
@@ -116,15 +124,24 @@ class Settings:
     )
     kafka_ssl_keyfile: str = field(
         default="",
-        metadata=_doc("Private key (PEM) of `DRIFTLINE_KAFKA_SSL_CERTFILE` (empty: it is in the certificate file)."),
+        metadata=_doc(
+            "Private key (PEM) of `DRIFTLINE_KAFKA_SSL_CERTFILE` (empty: it is in the certificate"
+            " file)."
+        ),
     )
     redis_url: str = field(
         default="redis://127.0.0.1:6379/0",
-        metadata=_doc("Redis URL for the model registry (`redis://`, `rediss://` for TLS; `redis://:password@host:port/db`)."),
+        metadata=_doc(
+            "Redis URL for the model registry (`redis://`, `rediss://` for TLS; "
+            "`redis://:password@host:port/db`)."
+        ),
     )
     redis_ssl_cafile: str = field(
         default="",
-        metadata=_doc("CA bundle (PEM) that signs the Redis server's certificate, with a `rediss://` URL (empty: the system's CAs)."),
+        metadata=_doc(
+            "CA bundle (PEM) that signs the Redis server's certificate, with a `rediss://` URL "
+            "(empty: the system's CAs)."
+        ),
     )
     registry_prefix: str = field(
         default="driftline:", metadata=_doc("Prefix of every Redis key of the model registry.")
@@ -145,11 +162,17 @@ class Settings:
     )
     join_ttl: float = field(
         default=86400.0,
-        metadata=_doc("Seconds a prediction waits for its label (and a label for its prediction) before it expires."),
+        metadata=_doc(
+            "Seconds a prediction waits for its label (and a label for its prediction) before it "
+            "expires."
+        ),
     )
     dedupe_window: float = field(
         default=86400.0,
-        metadata=_doc("Seconds an already scored prediction_id is remembered, so re-sent events make no second pair."),
+        metadata=_doc(
+            "Seconds an already scored prediction_id is remembered, so re-sent events make no "
+            "second pair."
+        ),
     )
     expiry_interval: float = field(
         default=5.0, metadata=_doc("Seconds between sweeps for expired join entries.")
@@ -163,7 +186,10 @@ class Settings:
         metadata=_doc("Most events in one JSON-array message; larger batches are dead-lettered."),
     )
     batch_size: int = field(
-        default=500, metadata=_doc("Most messages an agent (join, route, monitor) takes as one batch (a message may be an array of events).")
+        default=500, metadata=_doc(
+            "Most messages an agent (join, route, monitor) takes as one batch (a message may be "
+            "an array of events)."
+        )
     )
     batch_wait: float = field(
         default=0.05,
@@ -179,19 +205,28 @@ class Settings:
     )
     training_max_pairs: int = field(
         default=50_000,
-        metadata=_doc("Most scored pairs a retrain trains on: the model's most recent ones after the drift point."),
+        metadata=_doc(
+            "Most scored pairs a retrain trains on: the model's most recent ones after the drift "
+            "point."
+        ),
     )
     holdout_fraction: float = field(
         default=0.2,
-        metadata=_doc("Most recent share of the training pairs held out to compare challenger and champion."),
+        metadata=_doc(
+            "Most recent share of the training pairs held out to compare challenger and champion."
+        ),
     )
     promotion_margin: float = field(
         default=0.02,
-        metadata=_doc("A challenger is promoted when its holdout MSE is this fraction below the champion's."),
+        metadata=_doc(
+            "A challenger is promoted when its holdout MSE is this fraction below the champion's."
+        ),
     )
     trainer: str = field(
         default="driftline.models.training:train_ridge",
-        metadata=_doc("Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`."),
+        metadata=_doc(
+            "Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`."
+        ),
     )
     web_host: str = field(
         default="127.0.0.1",
@@ -203,7 +238,10 @@ class Settings:
     )
     api_token: str = field(
         default="",
-        metadata=_doc("Bearer token for the API, `/metrics` and the dashboard; required when `DRIFTLINE_WEB_HOST` is not loopback."),
+        metadata=_doc(
+            "Bearer token for the API, `/metrics` and the dashboard; required when "
+            "`DRIFTLINE_WEB_HOST` is not loopback."
+        ),
     )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
 
@@ -244,18 +282,20 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.holdout_fraction < 1:
-            raise ConfigError(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction}")
+            raise ConfigError(f"holdout_fraction must be between 0 and 1, got "
+                              f"{self.holdout_fraction}")
         if not 0 <= self.promotion_margin < 1:
             raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin}")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port must be 0 (off) to 65535, got {self.web_port}")
         if self.training_max_pairs < 20:
-            raise ConfigError(f"training_max_pairs must be at least 20, got {self.training_max_pairs}")
+            raise ConfigError(f"training_max_pairs must be at least 20, got "
+                              f"{self.training_max_pairs}")
         for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait",
                      "metrics_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
-        self.bootstrap_servers  # validates kafka_url
+        _ = self.bootstrap_servers  # validates kafka_url
         self._check_kafka_security()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"redis_url {redact_url(self.redis_url)!r} must start with "
@@ -333,7 +373,7 @@ class Settings:
         return {f.name: ENV_PREFIX + f.name.upper() for f in fields(cls)}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``DRIFTLINE_*`` variables, then ``overrides`` (CLI flags; None = unset)."""
         environ = os.environ if environ is None else environ
         known = set(cls.env_names().values())
@@ -360,7 +400,7 @@ class Settings:
         """Consumer group of ``driftline trainer`` (apart from the worker's)."""
         return f"{self.group_id}-trainer"
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def as_env(self) -> dict[str, str]:

@@ -152,7 +152,7 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 {"model": name, "aliases": registry.get(name, {}).get("aliases", {}),
                  "versions": registry.get(name, {}).get("versions", []),
                  "monitored_versions": sorted(
-                     (v for v in obs.reports.get(name, {}) if v is not None)),
+                     v for v in obs.reports.get(name, {}) if v is not None),
                  "open_alerts": len(obs.open_alerts(name))} for name in names],
                 "registry_error": problem})
 
@@ -230,7 +230,7 @@ async def health_checks(app: faust.App, settings: Settings) -> dict[str, dict[st
             writer.close()
             await writer.wait_closed()
             return {"ok": True}
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             return {"ok": False, "error": str(exc) or type(exc).__name__}
 
     host, _, port = settings.bootstrap_servers[0].rpartition(":")

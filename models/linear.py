@@ -96,7 +96,7 @@ class LinearModel:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "LinearModel":
+    def from_bytes(cls, data: bytes) -> LinearModel:
         """Parse an artifact; refuses object arrays (pickles), unknown or missing parts."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:

@@ -38,9 +38,9 @@ import redis
 
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
 from driftline.models import registry_scripts as lua
+from driftline.models.linear import LinearModel
 from driftline.models.wire.events import MODEL_RE
 from driftline.redis_client import REGISTRY, redis_client, settings_redis_client
-from driftline.models.linear import LinearModel
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import numpy as np
 FEATURES = [f"x{j}" for j in range(10)]
 
 
-def stream(n: int, seed: int = 0, *, model: str = "m", version: int = 1, drift_at: int | None = None,
+def stream(n: int, seed: int = 0, *, model: str = "m", version: int = 1,
+           drift_at: int | None = None,
            kind: str = "abrupt", shift_feature: str | None = None, noise: float = 1.0,
            start_ts: float = 1_700_000_000.0):
     """Predictions and their scored pairs. The model predicts 2*x0 + (sum of the other

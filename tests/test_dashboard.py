@@ -12,11 +12,11 @@ import time
 import urllib.request
 
 import pytest
+from kafka_io import create_topics
 
 from driftline import ModelClient, ModelRegistry, Publisher
 from driftline.simulate import ProductionService, World, bootstrap
 from driftline.stack import free_port
-from kafka_io import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,18 @@ import pytest
 
 from driftline.agents.join.state import make_scored
 from driftline.errors import SchemaError
-from driftline.models.wire import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
-                                   SCORED_PAIR, Label, Prediction, decode, encode)
+from driftline.models.wire import (
+    ALERT,
+    LABEL,
+    MODEL_EVENT,
+    PREDICTION,
+    RETRAIN_REQUEST,
+    SCORED_PAIR,
+    Label,
+    Prediction,
+    decode,
+    encode,
+)
 from driftline.models.wire.events import as_dict
 
 GOOD_PREDICTION = {"prediction_id": "p-1", "model": "houses.v2_a-b", "version": 3,

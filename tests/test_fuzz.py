@@ -16,11 +16,12 @@ import uuid
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from kafka_io import create_topics, read_all
 
 from driftline.models.wire import LABEL, PREDICTION, decode
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
-from kafka_io import create_topics, read_all
 
 pytestmark = pytest.mark.reliability
 
@@ -266,8 +267,9 @@ def scored_ids(records) -> list[str]:
 @pytest.mark.integration
 def test_worker_dead_letters_every_bad_message_and_scores_every_good_pair(settings,
                                                                          worker_factory):
-    from aiokafka import AIOKafkaProducer
     import asyncio
+
+    from aiokafka import AIOKafkaProducer
 
     create_topics(settings)
     worker = worker_factory(settings)

@@ -6,7 +6,7 @@ import random
 
 from driftline.agents.join.state import PartitionJoin
 from driftline.models.wire import Label, Prediction
-from driftline.models.wire.internal import decode_delta, delta_value, deleted_entry, state_entry
+from driftline.models.wire.internal import decode_delta, deleted_entry, delta_value, state_entry
 
 
 def pred(pid, value=1.0, model="m"):

@@ -22,7 +22,8 @@ def test_predict_arrays_rows_and_dicts_with_standardisation():
 
 def test_missing_feature_and_wrong_width_are_clear_errors():
     m = LinearModel([1.0, 1.0], 0.0, ["rooms", "area"])
-    with pytest.raises(ValueError, match="missing feature\\(s\\) area; this model needs rooms, area"):
+    with pytest.raises(ValueError,
+                       match="missing feature\\(s\\) area; this model needs rooms, area"):
         m.predict({"rooms": 1})
     with pytest.raises(ValueError, match="expected 2 features per row"):
         m.predict([[1.0, 2.0, 3.0]])

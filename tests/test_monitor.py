@@ -7,7 +7,6 @@ import time
 
 import orjson
 import pytest
-
 from kafka_io import create_topics, produce, read_all
 from simulate import stream
 
@@ -61,10 +60,11 @@ def test_route_forwards_model_arrays_whole_and_splits_anything_else(settings):
     import asyncio
     from types import SimpleNamespace
 
+    from kafka_io import agent_sender
+
     from driftline.agents.monitor.agent import PartitionMonitor, Router
     from driftline.agents.monitor.config import MonitorConfig
     from driftline.kafka import partition_for
-    from kafka_io import agent_sender
 
     settings = settings.replace(partitions=4)
     create_topics(settings)

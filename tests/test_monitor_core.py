@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from river import metrics as river_metrics
 from river import utils as river_utils
+from simulate import FEATURES, stream
 
-from driftline.agents.monitor.metrics import RollingErrors
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
+from driftline.agents.monitor.metrics import RollingErrors
 from driftline.models.wire import ALERT
 from driftline.models.wire.events import as_dict
-from simulate import FEATURES, stream
 
 
 def run(monitor: Monitor, predictions, pairs, batch: int = 500):
@@ -203,8 +203,8 @@ def test_adwin_mean_before_a_cut_is_tracked_exactly():
     """ErrorDrift derives ADWIN's pre-cut mean from running sums; check it against River."""
     from river import drift
 
-    from driftline.agents.monitor.drift import ErrorDrift
     from driftline.agents.monitor.config import ConceptDriftConfig
+    from driftline.agents.monitor.drift import ErrorDrift
 
     rng = np.random.default_rng(3)
     errors = np.concatenate([rng.normal(1, 0.3, 4000), rng.normal(3, 0.3, 4000),

@@ -102,7 +102,8 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
     assert Path(driftline.models.__file__).parent.name == "models"
     # Outside the checkout (where the folders are not on sys.path by accident), the
     # installed distribution offers driftline.* only, never bare `agents` / `models`.
-    probe = ("import importlib.util as u; import driftline.agents.join.agent, driftline.models.wire; "
+    probe = ("import importlib.util as u; "
+             "import driftline.agents.join.agent, driftline.models.wire; "
              "print(u.find_spec('agents'), u.find_spec('models'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
                          text=True, env={k: v for k, v in os.environ.items()
@@ -161,8 +162,14 @@ def readme_blocks(marker: str, until: str = "\n## ") -> list[str]:
 
 
 def test_readme_event_examples_are_valid_events():
-    from driftline.models.wire import (ALERT, LABEL, MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
-                                       SCORED_PAIR)
+    from driftline.models.wire import (
+        ALERT,
+        LABEL,
+        MODEL_EVENT,
+        PREDICTION,
+        RETRAIN_REQUEST,
+        SCORED_PAIR,
+    )
 
     blocks = readme_blocks("<!-- event-examples -->", "**Dead letters.**")
     schemas = [PREDICTION, LABEL, SCORED_PAIR, ALERT, RETRAIN_REQUEST, MODEL_EVENT]

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from driftline.redis_client import (HOT_PATH, INTERACTIVE, REGISTRY, Timeouts, redis_client,
-                                    settings_redis_client)
+from driftline.redis_client import (
+    HOT_PATH,
+    INTERACTIVE,
+    REGISTRY,
+    Timeouts,
+    redis_client,
+    settings_redis_client,
+)
 from driftline.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import namespace
+from kafka_io import create_topics
+from test_trainer import pairs_of, put_pairs, request
 
 from driftline import ModelClient, ModelRegistry
 from driftline.agents.monitor.agent import RegistryBaselines
@@ -22,9 +25,6 @@ from driftline.agents.retrain.trainer import Trainer
 from driftline.models.training import train_ridge
 from driftline.settings import Settings
 from driftline.simulate import World, bootstrap
-from conftest import namespace
-from kafka_io import create_topics
-from test_trainer import pairs_of, put_pairs, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -137,7 +137,8 @@ def test_monitor_baselines_fall_back_while_redis_is_down(own_stack, settings, ca
     assert baselines("m", 1) == 1.5
     with own_stack.outage("redis"):
         assert baselines("m", 2) is None
-    assert "registry unreachable" in caplog.text and "m v2 comes from its first pairs" in caplog.text
+    assert "registry unreachable" in caplog.text
+    assert "m v2 comes from its first pairs" in caplog.text
     assert baselines("m", 3) is None  # no such version: none, and no error
     fresh = RegistryBaselines(settings)
     assert fresh("m", 2) == 2.5  # the data survived the restart (append-only file)

@@ -6,12 +6,12 @@ import time
 
 import orjson
 import pytest
+from kafka_io import create_topics, produce, read_all
 
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.eventfile import read_events
 from driftline.replay import Replay
 from driftline.simulate import World, event_log
-from kafka_io import create_topics, produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -7,13 +7,13 @@ import asyncio
 import numpy as np
 import orjson
 import pytest
+from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
 
 from driftline import ConfigError, LinearModel, ModelRegistry, RegistryUnavailable
 from driftline.agents.retrain.trainer import Trainer, TrainingFailed, load_train_fn
 from driftline.agents.retrain.training_data import recent_pairs
 from driftline.kafka import partition_for
 from driftline.simulate import World, bootstrap
-from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from driftline import LinearModel
-from driftline.models.training import (cv_alpha, decide, ridge_closed_form, ridge_sgd,
-                                       rows_to_arrays, standardisation, time_holdout,
-                                       train_ridge)
+from driftline.models.training import (
+    cv_alpha,
+    decide,
+    ridge_closed_form,
+    ridge_sgd,
+    rows_to_arrays,
+    standardisation,
+    time_holdout,
+    train_ridge,
+)
 
 
 def data(n=2_000, d=4, noise=0.5, seed=0):

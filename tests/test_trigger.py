@@ -7,12 +7,12 @@ import asyncio
 
 import orjson
 import pytest
+from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
+from test_retrain_policy import alert, progress
 
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.retrain.trigger import TriggerAgent
 from driftline.kafka import partition_for
-from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
-from test_retrain_policy import alert, progress
 
 pytestmark = pytest.mark.integration
 

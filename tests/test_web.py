@@ -10,14 +10,14 @@ import uuid
 import orjson
 import pytest
 from click.testing import CliRunner
+from conftest import WorkerProcess
+from kafka_io import create_topics, produce
+from simulate import stream
 
 from driftline import LinearModel, ModelRegistry
 from driftline.cli import main
 from driftline.settings import Settings
 from driftline.stack import free_port
-from conftest import WorkerProcess
-from kafka_io import create_topics, produce
-from simulate import stream
 
 pytestmark = pytest.mark.integration
 

@@ -45,9 +45,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from msgspec import UNSET
-
 import faust
+from msgspec import UNSET
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.join.state import PartitionJoin, StateRecord
@@ -56,14 +55,37 @@ from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partition_for, read_partition
-from driftline.models.wire import (LABEL, PREDICTION, Label, Prediction, Rejection, array,
-                                   arrays, encode, unbatch)
+from driftline.models.wire import (
+    LABEL,
+    PREDICTION,
+    Label,
+    Prediction,
+    Rejection,
+    array,
+    arrays,
+    encode,
+    unbatch,
+)
 from driftline.models.wire.events import as_dict
-from driftline.models.wire.internal import (DELTA, HEAD, MODEL_HEADER, PREDICTIONS,
-                                            SNAPSHOT, decode_chunk, decode_delta, decode_head,
-                                            delta_key, delta_value, deleted_entry, element,
-                                            parse_delta_key, parse_snapshot_key, snapshot_key,
-                                            state_entry, head_value)
+from driftline.models.wire.internal import (
+    DELTA,
+    HEAD,
+    MODEL_HEADER,
+    PREDICTIONS,
+    SNAPSHOT,
+    decode_chunk,
+    decode_delta,
+    decode_head,
+    deleted_entry,
+    delta_key,
+    delta_value,
+    element,
+    head_value,
+    parse_delta_key,
+    parse_snapshot_key,
+    snapshot_key,
+    state_entry,
+)
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)

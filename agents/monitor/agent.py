@@ -33,20 +33,26 @@ from typing import Any
 
 import faust
 import numpy as np
-import redis
 
-from driftline.agents.monitor.config import MonitorConfig
-from driftline.agents.monitor.metrics import LabelDelays
-from driftline.agents.monitor.core import Monitor
-from driftline.agents.outbox import Outbox
 from driftline.agents.lifecycle import PartitionStates
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.core import Monitor
+from driftline.agents.monitor.metrics import LabelDelays
+from driftline.agents.outbox import Outbox
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
-from driftline.kafka import partition_for, read_partition
-from driftline.models.wire import ALERT, Rejection, array, arrays, encode, unbatch
+from driftline.kafka import read_partition
+from driftline.models.wire import ALERT, Rejection, encode, unbatch
 from driftline.models.wire.deadletter import dead_letter_value
-from driftline.models.wire.internal import (EXPIRED, MODEL_HEADER, PREDICTIONS, SCORED,
-                                            decode_elements, element, element_of_array)
+from driftline.models.wire.internal import (
+    EXPIRED,
+    MODEL_HEADER,
+    PREDICTIONS,
+    SCORED,
+    decode_elements,
+    element,
+    element_of_array,
+)
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)

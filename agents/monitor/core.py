@@ -31,9 +31,14 @@ import numpy as np
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.config import ModelConfig, MonitorConfig
 from driftline.agents.monitor.metrics import Baseline, RollingErrors
-from driftline.agents.monitor.rules import (ConceptDriftRule, DataDriftRule,
-                                            LabelStarvationRule, PredictionDriftRule, Subject,
-                                            ThresholdRule)
+from driftline.agents.monitor.rules import (
+    ConceptDriftRule,
+    DataDriftRule,
+    LabelStarvationRule,
+    PredictionDriftRule,
+    Subject,
+    ThresholdRule,
+)
 from driftline.agents.monitor.rules.subject import Alert
 
 

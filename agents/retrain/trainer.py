@@ -42,8 +42,13 @@ from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.outbox import Outbox
 from driftline.agents.retrain.training_data import TrainingWindow, recent_pairs
 from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.errors import (ArtifactError, ConfigError, RegistryError, RegistryUnavailable,
-                              TopicError)
+from driftline.errors import (
+    ArtifactError,
+    ConfigError,
+    RegistryError,
+    RegistryUnavailable,
+    TopicError,
+)
 from driftline.models.linear import LinearModel
 from driftline.models.registry import ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
@@ -165,7 +170,8 @@ class Trainer:
         except RegistryUnavailable:
             raise
         except (RegistryError, ArtifactError) as exc:
-            raise TrainingFailed(f"the champion v{champion_version} cannot be loaded: {exc}")
+            raise TrainingFailed(f"the champion v{champion_version} cannot be loaded: {exc}") \
+                from None
         names = _feature_names(window.pairs, champion)
         X, y, dropped = rows_to_arrays(window.pairs, names)
         if len(y) < MIN_ROWS:

@@ -24,10 +24,10 @@ from typing import Any
 import faust
 
 from driftline.agents.deadletter import dead_letter_value
+from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.retrain.policy import RetrainTrigger
-from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, RETRAIN_REQUEST, encode, unbatch

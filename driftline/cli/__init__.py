@@ -17,8 +17,8 @@ import click
 
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED_ROWS, EXIT_USAGE
 from .embedded import demo, stack, up
-from .registry import models
 from .ops import alerts, config, health, publish, replay, simulate
+from .registry import models
 from .services import trainer, worker
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_SKIPPED_ROWS", "EXIT_USAGE", "main"]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
         if as_json:
             click.echo(orjson.dumps(alert).decode())
             return
-        when = datetime.fromtimestamp(alert["ts"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = datetime.fromtimestamp(alert["ts"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"{when}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<17} "
                    f"{alert['model']} v{alert['version']}  {alert['message']}")
 
@@ -158,7 +158,8 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # Kafka unreachable, or the topic missing
-        click.echo(f"error: cannot read {topic} from {redact_url(settings.kafka_url)}: {exc}", err=True)
+        click.echo(f"error: cannot read {topic} from {redact_url(settings.kafka_url)}: {exc}",
+                   err=True)
         sys.exit(EXIT_FAILURE)
 
 
@@ -296,8 +297,10 @@ def simulate(events: int, scenario: str, drift_at: int | None, seed: int, label_
 
     world = World(scenario, drift_at=events // 2 if drift_at is None else drift_at, seed=seed)
     with open(out, "wb") as f:
-        for n, event in enumerate(event_log(world, events, label_delay=label_delay), 1):
+        n = 0
+        for event in event_log(world, events, label_delay=label_delay):
             f.write(orjson.dumps(event) + b"\n")
+            n += 1
     click.echo(f"wrote {n:,} events ({events:,} predictions and their labels, {scenario} drift "
                f"at row {world.drift_at:,}) to {out}")
 

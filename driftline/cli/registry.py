@@ -113,7 +113,8 @@ def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
         if not isinstance(parsed, dict):
             raise ValueError("not an object")
     except ValueError as exc:
-        raise click.BadParameter(f"must be a JSON object ({exc})", param_hint="--metrics")
+        raise click.BadParameter(f"must be a JSON object ({exc})", param_hint="--metrics") \
+            from None
     model = LinearModel.from_bytes(artifact.read_bytes())
     version = registry.register(name, model, metrics=parsed, reason=reason)
     if promote_to:
@@ -180,7 +181,7 @@ def _table(headers: list[str], rows: list[list]) -> None:
 
 
 def _when(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime(
         "%Y-%m-%d %H:%M:%S")
 
 

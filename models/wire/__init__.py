@@ -12,12 +12,34 @@ Agents, replay, the trainer's read-back and the Publisher use this package; noth
 else parses or writes these bytes.
 """
 
-from driftline.models.wire.codec import (ALERT, ALERT_DELIVERY, DEAD_LETTER, KINDS, LABEL,
-                                         MODEL_EVENT, PREDICTION, RETRAIN_REQUEST,
-                                         SCORED_PAIR, EventKind, Rejection, array, arrays,
-                                         decode, encode, unbatch)
-from driftline.models.wire.events import (Alert, AlertDelivery, DeadLetter, Label, ModelEvent,
-                                          Prediction, RetrainRequest, ScoredPair)
+from driftline.models.wire.codec import (
+                                         ALERT,
+                                         ALERT_DELIVERY,
+                                         DEAD_LETTER,
+                                         KINDS,
+                                         LABEL,
+                                         MODEL_EVENT,
+                                         PREDICTION,
+                                         RETRAIN_REQUEST,
+                                         SCORED_PAIR,
+                                         EventKind,
+                                         Rejection,
+                                         array,
+                                         arrays,
+                                         decode,
+                                         encode,
+                                         unbatch,
+)
+from driftline.models.wire.events import (
+                                         Alert,
+                                         AlertDelivery,
+                                         DeadLetter,
+                                         Label,
+                                         ModelEvent,
+                                         Prediction,
+                                         RetrainRequest,
+                                         ScoredPair,
+)
 
 __all__ = ["ALERT", "ALERT_DELIVERY", "DEAD_LETTER", "KINDS", "LABEL", "MODEL_EVENT",
            "PREDICTION", "RETRAIN_REQUEST", "SCORED_PAIR", "Alert", "AlertDelivery",

@@ -8,8 +8,8 @@ also carries its ``index``, and ``raw`` is that element alone. This is the one p
 that builds them.
 
 >>> from driftline.models.wire.codec import Rejection
->>> dead_letter_value("driftline.labels", 2, 41, Rejection("invalid_json", "invalid JSON: x", b"{oops"))
-b'{"topic":"driftline.labels","partition":2,"offset":41,"error":"invalid_json: invalid JSON: x","raw":"{oops"}'
+>>> dead_letter_value("labels", 2, 41, Rejection("invalid_json", "bad: x", b"{oops"))
+b'{"topic":"labels","partition":2,"offset":41,"error":"invalid_json: bad: x","raw":"{oops"}'
 >>> len(dead_letter_value("t", 0, 1, Rejection("oversized", "big", b"x" * 5000), limit=2000)) < 2000
 True
 """

@@ -6,9 +6,10 @@ it parses), and encodes them back to the same JSON objects. Field order is the o
 on the wire.
 
 >>> import msgspec
->>> msgspec.json.decode(b'{"prediction_id": "p1", "model": "houses", "prediction": 3}',
-...                     type=Prediction)
-Prediction(prediction_id='p1', model='houses', prediction=3.0, version=None, features={}, ts=UNSET, segment=UNSET)
+>>> p = msgspec.json.decode(b'{"prediction_id": "p1", "model": "houses", "prediction": 3}',
+...                         type=Prediction)
+>>> p.prediction, p.version, p.features, p.ts
+(3.0, None, {}, UNSET)
 """
 
 from __future__ import annotations
