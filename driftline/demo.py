@@ -206,11 +206,13 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
                 while time.monotonic() < until:
                     promoted = watcher.promotion()
                     if promoted is not None:
-                        made = service.stats.by_version
-                        await service.run(
-                            int(rate * 45), finish=False,
-                            until=lambda made=made, v=promoted["version"], until=until:
-                            time.monotonic() > until or made.get(v, 0) >= 2_000)
+                        made, v2, deadline = service.stats.by_version, promoted["version"], until
+
+                        def v2_served(made: Any = made, v2: Any = v2,
+                                      deadline: float = deadline) -> bool:
+                            return time.monotonic() > deadline or made.get(v2, 0) >= 2_000
+
+                        await service.run(int(rate * 45), finish=False, until=v2_served)
                         break
                     if watcher.settled(service.stats.labels):
                         break

@@ -57,12 +57,12 @@ class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """One table of the file: immutable, every key known (the subclasses inherit this)."""
 
 
-class ConceptDriftConfig(Table):
+class ConceptDriftConfig(Table, frozen=True):
     detector: str = "adwin"            # a key of DETECTORS, checked with its params
     params: dict[str, int | float] = {}  # River's defaults
 
 
-class DataDriftConfig(Table):
+class DataDriftConfig(Table, frozen=True):
     """Population Stability Index of each feature (and of the prediction) against a reference."""
 
     reference_size: AtLeastOne = 1000   # the version's first N predictions
@@ -74,19 +74,19 @@ class DataDriftConfig(Table):
     consecutive: AtLeastOne = 2         # checks in a row before firing or resolving
 
 
-class ThresholdConfig(Table):
+class ThresholdConfig(Table, frozen=True):
     factor: float = 1.5                 # rolling MSE above factor x baseline ...
     consecutive: AtLeastOne = 200       # ... for this many pairs in a row fires;
     resolve_factor: float = 1.1         # at or under this x baseline for as many pairs resolves
 
 
-class StarvationConfig(Table):
+class StarvationConfig(Table, frozen=True):
     threshold: float = 0.5              # share of resolved predictions that expired unlabeled
     window: AtLeastOne = 1000           # over the last N resolved (scored or expired) predictions
     min_events: Annotated[int, Meta(ge=0)] = 100
 
 
-class RetrainConfig(Table):
+class RetrainConfig(Table, frozen=True):
     """When an alert asks for a retrain (the trigger, :mod:`driftline.agents.retrain.trigger`)."""
 
     enabled: bool = True
@@ -96,7 +96,7 @@ class RetrainConfig(Table):
     max_per_hour: AtLeastOne = 2        # retrains per model per hour of event time
 
 
-class ModelConfig(Table):
+class ModelConfig(Table, frozen=True):
     task: Literal["regression", "classification"] = "regression"
     window: AtLeastTwo = 1000
     baseline_pairs: AtLeastTwo = 1000
@@ -257,7 +257,7 @@ def _lookup(table: Any, parts: list[str | int]) -> Any:
 def _field_type(parts: list[str | int]) -> Any:
     kind: Any = ModelConfig
     for p in parts:
-        kind = {f.name: f.type for f in msgspec.structs.fields(kind)}[p]
+        kind = {f.name: f.type for f in msgspec.structs.fields(kind)}[str(p)]
     return kind
 
 

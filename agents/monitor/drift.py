@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from river import drift
@@ -31,9 +32,9 @@ class ErrorDrift:
             # delta 2e-5, not River's 0.002: on squared errors (heavy-tailed) 0.002 raised
             # a false alarm in 1 of 8 stationary 100k-pair streams; 2e-5 in none, and still
             # catches an abrupt change within ~100 pairs (tests/test_monitor_core.py).
-            self._detector = drift.ADWIN(**{"delta": 2e-5, **config.params})
+            self._detector: Any = drift.ADWIN(**{"delta": 2e-5, **config.params})
         else:
-            params = {"mode": "up", **config.params}
+            params: dict[str, Any] = {"mode": "up", **config.params}
             self._detector = drift.PageHinkley(**params)
         self.detections = 0
         # River's ADWIN starts afresh after each detection and drops nothing otherwise,
@@ -60,7 +61,7 @@ class ErrorDrift:
             self._count += len(errors)
             self.detections += len(hits)
             return [(i, None, None) for i, _ in hits]
-        increases = []
+        increases: list[tuple[int, float | None, float | None]] = []
         before_sums = np.concatenate(([0.0], np.cumsum(errors)))
         for i, after in hits:
             count = self._count + i  # values in before this one
@@ -160,7 +161,7 @@ class PSIDrift:
         actual = _shares(self._bins, self.config.bins)
         psi = np.sum((actual - self.expected) * np.log(actual / self.expected), axis=1)
         psi[~(self._bins < self.config.bins).any(axis=0)] = 0.0  # nothing seen: no drift
-        return psi
+        return np.asarray(psi, dtype=float)
 
 
 def _shares(binned: np.ndarray, bins: int) -> np.ndarray:
@@ -171,5 +172,6 @@ def _shares(binned: np.ndarray, bins: int) -> np.ndarray:
     counts = np.bincount((binned + offsets).ravel(), minlength=n_cols * (bins + 1))
     counts = counts.reshape(n_cols, bins + 1)[:, :bins].astype(float)
     totals = counts.sum(axis=1, keepdims=True)
-    return np.maximum(np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0),
-                      _PSI_EPS)
+    shares: np.ndarray = np.maximum(
+        np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0), _PSI_EPS)
+    return shares

@@ -36,6 +36,7 @@ class DataDriftRule(PSIRule):
     def rows(self, features: list[dict[str, float]]) -> np.ndarray:
         """Events x columns, NaN where an event lacks a column."""
         names = self.features
+        assert self._getter is not None  # only called with features
         try:  # the common case: every event has every column; one C call per event
             flat = (itertools.chain.from_iterable(map(self._getter, features))
                     if len(names) > 1 else map(self._getter, features))

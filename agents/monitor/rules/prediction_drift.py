@@ -20,4 +20,5 @@ class PredictionDriftRule(PSIRule):
     def update(self, events: list[dict[str, Any]]) -> PredictionDriftRule:
         """Prediction events in order; :attr:`alerts` holds what they raised."""
         preds = np.fromiter((e["prediction"] for e in events), float, len(events))
-        return self._check(preds.reshape(-1, 1), events)
+        self._check(preds.reshape(-1, 1), events)
+        return self
