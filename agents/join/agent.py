@@ -42,7 +42,6 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -50,6 +49,7 @@ from msgspec import UNSET
 
 from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
 from driftline.agents.join.state import PartitionJoin, StateRecord
+from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import ModelPartitions, send_in_order
@@ -68,21 +68,14 @@ from driftline.models.wire import (
 )
 from driftline.models.wire.events import as_dict
 from driftline.models.wire.internal import (
-    DELTA,
     HEAD,
     MODEL_HEADER,
     PREDICTIONS,
-    SNAPSHOT,
-    decode_chunk,
-    decode_delta,
-    decode_head,
     deleted_entry,
     delta_key,
     delta_value,
     element,
     head_value,
-    parse_delta_key,
-    parse_snapshot_key,
     snapshot_key,
     state_entry,
 )
@@ -92,16 +85,6 @@ log = logging.getLogger(__name__)
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
-
-
-@dataclass
-class StateLog:
-    """Where a partition's ``join-state`` log stands."""
-
-    seq: int = 0                # of the last delta written
-    snapshot_seq: int = 0       # delta the latest snapshot includes (0: none yet)
-    snapshot_chunks: int = 0
-    since_snapshot: int = 0     # records in the deltas written since
 
 
 class Joiner:
@@ -272,51 +255,17 @@ class Joiner:
     async def _recover(self, consumer: Any, partition: int, out: Outbox) -> PartitionJoin:
         """Rebuild one partition: ``join-state`` to its end, then ``scored`` after the checkpoint.
 
-        The log is applied in order - every delta - except that a head replaces the state
-        with its snapshot, whose chunks were buffered as they came. On an uncompacted log
-        that snapshot equals the state already built; on a compacted one the deltas before
-        it may be gone, and the snapshot is what holds their effect."""
+        See :class:`~driftline.agents.join.statelog.StateLogReplay` for how the log is
+        applied."""
         started = time.monotonic()
-        part = self._new_part()
-        log_ = self.logs[partition] = StateLog()
-        checkpoint = 0
+        replay = StateLogReplay(self._new_part, partition)
         n_state = 0
-        chunks_seq, chunks = -1, {}  # type: tuple[int, dict[int, bytes]]
         async for records in read_partition(consumer, self.state_topic, partition):
             n_state += len(records)
             for r in records:
-                if r.value is None:  # a tombstone: what it removes was replaced
-                    continue
-                if r.key.startswith(DELTA):
-                    delta = decode_delta(r.value)
-                    for pid, record in delta.r:
-                        part.restore(pid, _restored(record))
-                    log_.seq = parse_delta_key(r.key)
-                    log_.since_snapshot += len(delta.r)
-                    if delta.c is not None:
-                        checkpoint = delta.c
-                elif r.key.startswith(SNAPSHOT):
-                    seq, k = parse_snapshot_key(r.key)
-                    if seq > chunks_seq:
-                        chunks_seq, chunks = seq, {}
-                    if seq == chunks_seq:
-                        chunks[k] = r.value
-                elif r.key == HEAD:
-                    head = decode_head(r.value)
-                    if head.seq != chunks_seq or len(chunks) < head.chunks:
-                        raise RuntimeError(
-                            f"join-state partition {partition}: the snapshot at delta "
-                            f"{head.seq} is incomplete ({len(chunks)} of {head.chunks} "
-                            f"chunks); refusing to guess the state")
-                    part = self._new_part()
-                    for k in range(head.chunks):
-                        for pid, entry in decode_chunk(chunks[k]):
-                            part.restore(pid, _restored(entry))
-                    log_.seq = max(log_.seq, head.seq)
-                    log_.snapshot_seq, log_.snapshot_chunks = head.seq, head.chunks
-                    log_.since_snapshot = 0
-                    checkpoint = head.c
-                    chunks_seq, chunks = -1, {}
+                replay.apply(r.key, r.value)
+        part, checkpoint = replay.part, replay.checkpoint
+        self.logs[partition] = replay.log
         part.drain()  # restoring writes nothing
         part.scored_next = checkpoint
         n_scored = 0
@@ -390,11 +339,6 @@ def _by_model(events: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, b
 
 def _entry(pid: str, record: StateRecord) -> bytes:
     return deleted_entry(pid) if record is None else state_entry(pid, *record)
-
-
-def _restored(record: Any) -> StateRecord:
-    """A join-state record as read back, in the shape :meth:`PartitionJoin.restore` takes."""
-    return None if record is None else record.as_tuple()
 
 
 def install(app: faust.App, settings: Settings) -> Joiner:

@@ -1,0 +1,96 @@
+"""The join-state log of one partition: where it stands, and its replay into a join.
+
+The log's byte formats are :mod:`driftline.models.wire.internal`'s; this module holds
+what the join does with them, without Kafka: :class:`StateLog` is where the writer
+stands (its sequence numbers and the latest snapshot), :class:`StateLogReplay` applies
+records read back, in order, to a fresh :class:`~driftline.agents.join.state.PartitionJoin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.agents.join.state import PartitionJoin, StateRecord
+from driftline.models.wire.internal import (
+    DELTA,
+    HEAD,
+    SNAPSHOT,
+    decode_chunk,
+    decode_delta,
+    decode_head,
+    parse_delta_key,
+    parse_snapshot_key,
+)
+
+
+@dataclass
+class StateLog:
+    """Where a partition's ``join-state`` log stands."""
+
+    seq: int = 0                # of the last delta written
+    snapshot_seq: int = 0       # delta the latest snapshot includes (0: none yet)
+    snapshot_chunks: int = 0
+    since_snapshot: int = 0     # records in the deltas written since
+
+
+class StateLogReplay:
+    """Records of one partition's ``join-state`` log, applied in offset order.
+
+    Every delta is applied, except that a head replaces the state with its snapshot,
+    whose chunks were buffered as they came. On an uncompacted log (Tansu) that snapshot
+    equals the state already built; on a compacted one (Kafka) the deltas before it may
+    be gone, and the snapshot is what holds their effect. A tombstone only removes what a
+    snapshot replaced, so it is skipped."""
+
+    def __init__(self, new_part: Callable[[], PartitionJoin], partition: int) -> None:
+        self.new_part = new_part
+        self.partition = partition
+        self.part = new_part()
+        self.log = StateLog()
+        self.checkpoint = 0  # the next offset of the partition's ``scored`` topic
+        self._chunks_seq = -1
+        self._chunks: dict[int, bytes] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None or key is None:
+            return
+        if key.startswith(DELTA):
+            delta = decode_delta(value)
+            for pid, record in delta.r:
+                self.part.restore(pid, _restored(record))
+            self.log.seq = parse_delta_key(key)
+            self.log.since_snapshot += len(delta.r)
+            if delta.c is not None:
+                self.checkpoint = delta.c
+        elif key.startswith(SNAPSHOT):
+            seq, k = parse_snapshot_key(key)
+            if seq > self._chunks_seq:
+                self._chunks_seq, self._chunks = seq, {}
+            if seq == self._chunks_seq:
+                self._chunks[k] = value
+        elif key == HEAD:
+            self._restore_snapshot(value)
+
+    def _restore_snapshot(self, value: bytes) -> None:
+        head = decode_head(value)
+        if head.seq != self._chunks_seq or len(self._chunks) < head.chunks:
+            raise RuntimeError(
+                f"join-state partition {self.partition}: the snapshot at delta {head.seq} is "
+                f"incomplete ({len(self._chunks)} of {head.chunks} chunks); refusing to guess "
+                f"the state")
+        self.part = self.new_part()
+        for k in range(head.chunks):
+            for pid, entry in decode_chunk(self._chunks[k]):
+                self.part.restore(pid, _restored(entry))
+        self.log.seq = max(self.log.seq, head.seq)
+        self.log.snapshot_seq, self.log.snapshot_chunks = head.seq, head.chunks
+        self.log.since_snapshot = 0
+        self.checkpoint = head.c
+        self._chunks_seq, self._chunks = -1, {}
+
+
+def _restored(record: Any) -> StateRecord:
+    """A join-state record as read back, in the shape :meth:`PartitionJoin.restore` takes."""
+    return None if record is None else record.as_tuple()
