@@ -41,6 +41,7 @@ from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.outbox import Outbox
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
+from driftline.errors import SchemaError
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, Rejection, encode, unbatch
 from driftline.models.wire.deadletter import dead_letter_value
@@ -252,8 +253,18 @@ class MonitorAgent:
             if alert["alert_id"] in part.published:
                 continue
             part.published.add(alert["alert_id"])
+            try:  # the contract holds for what driftline writes too
+                value = encode(ALERT.validate(alert))
+            except SchemaError as exc:  # a bug: say so where it is seen, never stop the stream
+                log.error("alert %s does not match the alert schema (%s); dead-lettered",
+                          alert["alert_id"], exc)
+                out.add(self.settings.topic("deadletter"), alert["model"].encode(),
+                        dead_letter_value(self.alerts_topic, None, None, Rejection(
+                            "internal_error", f"alert does not match the schema: {exc}",
+                            encode(alert)), limit=self.settings.max_message_bytes), None)
+                continue
             log.warning("alert %s: %s", alert["alert_id"], alert["message"])
-            out.add(self.alerts_topic, alert["model"].encode(), encode(ALERT.validate(alert)), q)
+            out.add(self.alerts_topic, alert["model"].encode(), value, q)
 
     async def _recover(self, consumer: Any, q: int, out: Outbox) -> PartitionMonitor:
         """Replay ``monitor-input`` partition ``q`` into a new PartitionMonitor; alerts a crash
