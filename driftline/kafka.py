@@ -19,7 +19,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.partitioner import murmur2
 
 from .errors import ConfigError, TopicError
@@ -201,7 +206,14 @@ async def group_states(admin, groups: list[str]) -> dict[str, tuple[str, int]]:
     """(state, number of members) of each consumer group, e.g. ``("Stable", 1)``."""
     states = {}
     for group in groups:  # one per request: Tansu drops the connection otherwise
-        for response in await admin.describe_consumer_groups([group]):
+        try:
+            responses = await admin.describe_consumer_groups([group])
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            # Apache Kafka, before any group has committed: __consumer_offsets does not
+            # exist yet, so no broker coordinates the group. It is not running (yet).
+            states[group] = ("CoordinatorNotAvailable", 0)
+            continue
+        for response in responses:
             # DescribeGroups: (error, group_id, state, protocol_type, protocol, members)
             for g in response.groups:
                 states[g[1]] = (g[2], len(g[5]))

@@ -1,4 +1,13 @@
-"""Shared fixtures: one real embedded stack per session, a fresh namespace per test."""
+"""Shared fixtures: one real embedded stack per session, a fresh namespace per test.
+
+The broker comes from one switch: ``--broker tansu|kafka`` or ``DRIFTLINE_TEST_BROKER``
+(default ``tansu``). ``kafka`` is Apache Kafka (``EmbeddedStack(kafka="apache")``). Marks:
+
+* ``kafka``: the Apache Kafka tier, ``DRIFTLINE_TEST_BROKER=kafka pytest -m kafka``
+  (``.ci/run`` runs it after the whole suite on Tansu);
+* ``kafka_only``: what only real Kafka can show; skipped on Tansu (implies ``kafka``);
+* ``tansu_only``: about a Tansu quirk; skipped on Kafka.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +24,50 @@ from driftline.settings import Settings
 from driftline.stack import EmbeddedStack
 
 
+BROKERS = {"tansu": "tansu", "kafka": "apache"}  # test switch -> EmbeddedStack(kafka=...)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--broker", choices=sorted(BROKERS),
+                     default=os.environ.get("DRIFTLINE_TEST_BROKER") or "tansu",
+                     help="the Kafka broker of the integration tests [env: DRIFTLINE_TEST_BROKER]")
+
+
+def pytest_configure(config):
+    if config.getoption("--broker") not in BROKERS:  # a bad DRIFTLINE_TEST_BROKER
+        raise pytest.UsageError(f"DRIFTLINE_TEST_BROKER must be one of {sorted(BROKERS)}")
+
+
+def pytest_collection_modifyitems(config, items):
+    broker = config.getoption("--broker")
+    for item in items:
+        if item.get_closest_marker("kafka_only"):
+            item.add_marker(pytest.mark.kafka)
+            if broker != "kafka":
+                item.add_marker(pytest.mark.skip(
+                    reason="needs Apache Kafka: run with --broker kafka "
+                           "(DRIFTLINE_TEST_BROKER=kafka)"))
+        if item.get_closest_marker("tansu_only") and broker != "tansu":
+            item.add_marker(pytest.mark.skip(reason="about a Tansu quirk; not on " + broker))
+
+
 @pytest.fixture(scope="session")
-def stack():
-    """Tansu + Valkey, started once for the whole session (real services, no mocks)."""
-    with EmbeddedStack() as st:
+def broker(pytestconfig) -> str:
+    """``"tansu"`` or ``"kafka"``: the broker this session tests on."""
+    return pytestconfig.getoption("--broker")
+
+
+@pytest.fixture(scope="session")
+def stack(broker):
+    """The broker + Valkey, started once for the whole session (real services, no mocks)."""
+    with EmbeddedStack(kafka=BROKERS[broker]) as st:
         yield st
 
 
 @pytest.fixture(scope="module")
-def own_stack():
+def own_stack(broker):
     """A stack of the module's own, for tests that stop and restart its services."""
-    with EmbeddedStack() as st:
+    with EmbeddedStack(kafka=BROKERS[broker]) as st:
         yield st
 
 
