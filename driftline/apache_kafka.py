@@ -220,6 +220,10 @@ class ApacheKafka(Service):
             "log.cleaner.threads": "1",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             "log.cleaner.backoff.ms": "1000",
+            # Room above driftline's own limit (DRIFTLINE_MAX_MESSAGE_BYTES, 1 MiB): an
+            # oversized input reaches the worker and is dead-lettered, as on Tansu, instead
+            # of being refused by the broker at 1 MiB + 12 bytes (Kafka's default).
+            "message.max.bytes": str(4 * 1024 * 1024),
         }
         if self.sasl_ssl_port:
             props.update({

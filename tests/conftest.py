@@ -36,6 +36,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     if config.getoption("--broker") not in BROKERS:  # a bad DRIFTLINE_TEST_BROKER
         raise pytest.UsageError(f"DRIFTLINE_TEST_BROKER must be one of {sorted(BROKERS)}")
+    # Read; now out of the way: Settings.from_env refuses DRIFTLINE_* names it does not know.
+    os.environ.pop("DRIFTLINE_TEST_BROKER", None)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -174,6 +174,7 @@ def test_replay_refuses_a_bad_config_and_reports_bad_rows(tmp_path):
     assert "skipped missing_field: line 2: prediction_id" in result.stderr
 
 
+@pytest.mark.kafka
 def test_health_reports_each_check(settings, worker_factory):
     create_topics(settings)
     worker_factory(settings)

@@ -36,6 +36,7 @@ def rolling_mse(pairs, window=1000):
     return float(np.mean(errors ** 2))
 
 
+@pytest.mark.kafka
 def test_drift_is_retrained_and_promoted_end_to_end(settings, worker_factory, tmp_path):
     settings = settings.replace(metrics_interval=0.5)
     create_topics(settings)

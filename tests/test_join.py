@@ -128,6 +128,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("topic,raw,kind", BAD_INPUTS)
 def test_bad_input_is_dead_lettered_and_the_stream_goes_on(shared, topic, raw, kind):
     settings, worker = shared
@@ -151,6 +152,7 @@ def test_bad_input_is_dead_lettered_and_the_stream_goes_on(shared, topic, raw, k
     assert worker.alive()
 
 
+@pytest.mark.kafka
 def test_batch_mixing_good_and_bad_events(shared):
     settings, _ = shared
     good = [orjson.loads(prediction(f"mixed-{i}")) for i in range(5)]
@@ -224,6 +226,7 @@ def test_ten_thousand_shuffled_with_duplicates_and_malformed(settings, worker_fa
 
 
 @pytest.mark.reliability
+@pytest.mark.kafka
 def test_kill_9_mid_stream_still_one_pair_per_labeled_prediction(settings, worker_factory):
     n = 20_000
     create_topics(settings)

@@ -15,6 +15,7 @@ from kafka_io import create_topics, read_all, wait_for_events
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.kafka
 def test_published_pairs_are_scored(settings, worker_factory):
     create_topics(settings)
     worker_factory(settings)

@@ -84,6 +84,7 @@ def assert_scored_once(settings, pairs):
     assert set(ids) == {p["prediction_id"] for p in pairs}
 
 
+@pytest.mark.kafka
 def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_factory):
     # One partition: the order of the pairs is then fixed by the input, so the offline
     # run over the same order is the uninterrupted run.
@@ -134,6 +135,7 @@ def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_fa
     assert worker.stop() == 0
 
 
+@pytest.mark.kafka
 def test_a_second_worker_joining_then_leaving_mid_stream(settings, worker_factory):
     """8 partitions; worker B joins while A is busy, takes half the partitions, and leaves
     again before the stream ends: each hand-off rebuilds the partitions it moves."""
