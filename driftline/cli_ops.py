@@ -229,7 +229,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     import redis
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from .kafka import client_options, group_states
+    from .kafka import client_options, group_states, security_error
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
     groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id}
@@ -249,8 +249,9 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
                 checks[name] = {"ok": state == "Stable" and members > 0, "group": groups[name],
                                 "state": state, "members": members}
         except Exception as exc:
+            why = await security_error(settings) if "kafka" not in checks else None
             checks.setdefault("kafka", {"ok": False, "url": settings.kafka_url,
-                                        "error": str(exc) or type(exc).__name__})
+                                        "error": str(why or exc) or type(exc).__name__})
         finally:
             await admin.close()
 

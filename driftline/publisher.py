@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 from ._loop import LoopThread
-from .errors import PublishError, TopicError
-from .kafka import client_options, ensure_topics, partition_for
+from .errors import ConfigError, PublishError, TopicError
+from .kafka import client_options, ensure_topics, partition_for, security_error
 from .models.events import LABEL, PREDICTION, Schema
 from .settings import Settings
 
@@ -119,10 +119,12 @@ class Publisher:
             # Known now, so that events can be buffered while Kafka is unreachable later.
             for name in ("predictions", "labels"):
                 await self._partition_count(self.settings.topic(name))
-        except (KafkaError, TopicError, PublishError) as exc:
+        except (KafkaError, TopicError, PublishError, ConfigError) as exc:
             await self._producer.stop()
             self._producer = None
-            raise PublishError(f"cannot reach Kafka at {self.settings.kafka_url}: {exc}") from exc
+            cause = exc if isinstance(exc, ConfigError) else await security_error(self.settings)
+            raise PublishError(f"cannot reach Kafka at {self.settings.kafka_url}: "
+                               f"{cause or exc}") from exc
         if self.linger > 0:
             self._flusher = asyncio.create_task(self._flush_periodically())
 

@@ -88,18 +88,21 @@ def settings(stack) -> Settings:
 
 
 class WorkerProcess:
-    """``driftline worker`` as a real subprocess, logging to a file."""
+    """``driftline worker`` (or ``command``, e.g. ``trainer``) as a real subprocess,
+    logging to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, command: str = "worker") -> None:
         self.settings = settings
         self.log_path = log_path
+        self.command = command
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
         env.update(self.settings.as_env())
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "driftline", self.command],
+                                     env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self
@@ -135,8 +138,8 @@ def worker_factory(tmp_path):
     """Start workers for a test; any still running are stopped at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, name: str = "worker") -> WorkerProcess:
-        w = WorkerProcess(settings, tmp_path / f"{name}-{len(started)}.log").start()
+    def start(settings: Settings, name: str = "worker", command: str = "worker") -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"{name}-{len(started)}.log", command).start()
         started.append(w)
         return w
 
