@@ -4,8 +4,8 @@
 log dir, compaction, transactions, SASL and TLS listeners. The jars of the pinned
 ``org.apache.kafka:kafka_2.13`` (:data:`KAFKA_VERSION`) and their runtime dependencies are
 resolved once with Maven, from the ``broker/pom.xml`` shipped in this package, into
-``~/.cache/driftline/kafka-<version>/libs`` (``DRIFTLINE_CACHE_DIR`` or ``XDG_CACHE_HOME``
-move it). Then :class:`ApacheKafka`:
+``~/.cache/driftline/kafka-<version>/libs`` (``XDG_CACHE_HOME`` moves it; not a
+``DRIFTLINE_*`` variable, which Settings would refuse as unknown). Then :class:`ApacheKafka`:
 
 * formats a KRaft log dir (``kafka-storage format --standalone``, a random cluster id,
   SCRAM users added at format time) unless it is formatted already: a restart keeps it;
@@ -44,9 +44,7 @@ INSTALL_MAVEN = "apt-get install maven"
 
 
 def cache_dir() -> Path:
-    """Where downloaded brokers live: ``DRIFTLINE_CACHE_DIR``, else the XDG cache."""
-    if os.environ.get("DRIFTLINE_CACHE_DIR"):
-        return Path(os.environ["DRIFTLINE_CACHE_DIR"])
+    """Where downloaded brokers live: ``$XDG_CACHE_HOME/driftline`` or ``~/.cache/driftline``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "driftline"
 

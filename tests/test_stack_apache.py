@@ -27,7 +27,7 @@ def test_missing_java_says_what_to_install(monkeypatch, tmp_path):
 
 
 def test_missing_maven_says_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.setenv("DRIFTLINE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no mvn here
     with pytest.raises(StackError, match="needs Maven.*apt-get install maven"):
         resolve_jars()
