@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/harness.py [--pairs 200000] [--partitions 8] [--workers 1]
                                       [--shapes single,batched] [--latency-seconds 20]
+                                      [--broker tansu|kafka]
+
+`--broker kafka` runs the same measurements on the embedded Apache Kafka
+(driftline.apache_kafka) instead of Tansu.
 
 For each input shape - single-event messages (any Kafka client) and the Publisher's
 batches - it produces N predictions and N labels (10 features, labels shuffled in
@@ -217,7 +221,8 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
         asyncio.run(wait_for_groups(settings, [settings.group_id], timeout=120))
         if profile:
             spy = Path(sys.executable).with_name("py-spy")  # pip install py-spy
-            spies = [subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(proc.pid), "--format",
+            spies = [subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record",
+                                       "--pid", str(proc.pid), "--format",
                                        "raw", "--rate", "200", "--output",
                                        str(Path(profile) / f"{shape}-worker{i}.txt")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -305,6 +310,14 @@ def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: 
             "p99_ms": 1000 * float(np.percentile(latencies, 99))}
 
 
+def broker_name(broker: str) -> str:
+    if broker == "kafka":
+        from driftline.apache_kafka import KAFKA_VERSION
+
+        return f"Apache Kafka {KAFKA_VERSION}"
+    return "Tansu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=200_000)
@@ -317,11 +330,13 @@ def main() -> None:
     parser.add_argument("--profile", metavar="DIR",
                         help="record each worker with py-spy (raw collapsed stacks) into DIR")
     parser.add_argument("--smoke", action="store_true", help="a few thousand pairs, for CI")
+    parser.add_argument("--broker", choices=["tansu", "kafka"], default="tansu",
+                        help="the embedded broker: Tansu or Apache Kafka")
     args = parser.parse_args()
     if args.smoke:
         args.pairs, args.latency_seconds, args.shapes = 1_000, 2.0, "batched"
     rows = []
-    with EmbeddedStack() as stack:
+    with EmbeddedStack(kafka="apache" if args.broker == "kafka" else "tansu") as stack:
         for shape in args.shapes.split(","):
             rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
                                    args.profile))
@@ -330,7 +345,7 @@ def main() -> None:
         lat = (latency(stack, args.partitions, rate, args.latency_seconds)
                if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
-          f"{args.workers} worker process(es), {os.cpu_count()} CPUs")
+          f"{args.workers} worker process(es), {os.cpu_count()} CPUs, {broker_name(args.broker)}")
     print(f"{'input':8} {'(a) bare ev/s':>14} {'(e) Faust floor ev/s':>21} "
           f"{'(b) driftline ev/s':>19} {'b/a':>6} {'b/e':>6} {'(d) peak RSS MB':>16} "
           f"{'RSS at 1/5, end':>16}")

@@ -19,7 +19,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    IllegalSaslStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.partitioner import murmur2
 
 from .errors import ConfigError, TopicError
@@ -61,6 +70,53 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+async def security_error(settings: Settings, timeout: float = 10.0) -> ConfigError | None:
+    """Why clients cannot connect, when the reason is a setting: an untrusted broker
+    certificate or a refused SASL login, as a :class:`ConfigError` that names the
+    ``DRIFTLINE_KAFKA_*`` setting to fix (never the password). None otherwise (e.g. the
+    broker is down: a retry can help).
+
+    aiokafka's bootstrap logs each broker's error and raises only "Unable to bootstrap";
+    one bare connection here gets the real error back. Retrying a wrong password or an
+    untrusted CA cannot help, so callers fail fast on what this returns."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    options = client_options(settings)
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await create_conn(
+                host.strip("[]"), int(port), ssl_context=options.get("ssl_context"),
+                security_protocol=protocol, request_timeout_ms=int(timeout * 1000),
+                sasl_mechanism=options.get("sasl_mechanism", "PLAIN"),
+                sasl_plain_username=options.get("sasl_plain_username"),
+                sasl_plain_password=options.get("sasl_plain_password"))
+        except ssl.SSLCertVerificationError as exc:
+            trusted = settings.kafka_ssl_cafile or "the system's CA certificates"
+            return ConfigError(
+                f"the TLS certificate of Kafka at {server} is not trusted by {trusted} "
+                f"({exc.verify_message}): set DRIFTLINE_KAFKA_SSL_CAFILE to the CA "
+                f"certificate that signed it")
+        except ssl.SSLError as exc:
+            return ConfigError(
+                f"no TLS handshake with Kafka at {server} ({exc.reason or exc}): check "
+                f"DRIFTLINE_KAFKA_SECURITY_PROTOCOL={protocol} against the broker's "
+                f"listener, and DRIFTLINE_KAFKA_SSL_CERTFILE/_KEYFILE if it wants mutual TLS")
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError,
+                IllegalSaslStateError) as exc:
+            return ConfigError(
+                f"Kafka at {server} refused the SASL login of "
+                f"DRIFTLINE_KAFKA_SASL_USERNAME={settings.kafka_sasl_username!r} with "
+                f"DRIFTLINE_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism} "
+                f"({type(exc).__name__}): check DRIFTLINE_KAFKA_SASL_USERNAME, "
+                f"DRIFTLINE_KAFKA_SASL_PASSWORD and the mechanism")
+        except (TimeoutError, OSError, KafkaError):
+            continue  # unreachable, not misconfigured: a retry may help
+        conn.close()
+    return None
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (Java, murmur2) partitioner picks for ``key``."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
@@ -79,7 +135,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str], *,
     configs = configs or {}
     admin = AIOKafkaAdminClient(**client_options(settings),
                                 request_timeout_ms=int(timeout * 1000))
-    await _retry_start(admin.start, "admin client", timeout)
+    await _retry_start(admin.start, "admin client", timeout, settings)
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -118,14 +174,21 @@ async def partition_counts(admin: AIOKafkaAdminClient, names: list[str],
         await asyncio.sleep(0.1)
 
 
-async def _retry_start(start, what: str, timeout: float) -> None:
+async def _retry_start(start, what: str, timeout: float,
+                       settings: Settings | None = None) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     delay = 0.1
+    checked = settings is None
     while True:
         try:
             await start()
             return
         except KafkaError as exc:
+            if settings is not None and not checked:  # once: a wrong password or CA
+                checked = True                             # fails now, not after timeout
+                error = await security_error(settings)
+                if error is not None:
+                    raise error from None
             if asyncio.get_running_loop().time() + delay > deadline:
                 raise TopicError(f"could not start the Kafka {what}: {exc}") from exc
             await asyncio.sleep(delay)
@@ -201,7 +264,14 @@ async def group_states(admin, groups: list[str]) -> dict[str, tuple[str, int]]:
     """(state, number of members) of each consumer group, e.g. ``("Stable", 1)``."""
     states = {}
     for group in groups:  # one per request: Tansu drops the connection otherwise
-        for response in await admin.describe_consumer_groups([group]):
+        try:
+            responses = await admin.describe_consumer_groups([group])
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            # Apache Kafka, before any group has committed: __consumer_offsets does not
+            # exist yet, so no broker coordinates the group. It is not running (yet).
+            states[group] = ("CoordinatorNotAvailable", 0)
+            continue
+        for response in responses:
             # DescribeGroups: (error, group_id, state, protocol_type, protocol, members)
             for g in response.groups:
                 states[g[1]] = (g[2], len(g[5]))
@@ -212,7 +282,7 @@ async def wait_for_groups(settings: Settings, groups: list[str], timeout: float 
     """Wait until each consumer group is ``Stable`` with at least one member (its workers
     have joined and own their partitions); raises TopicError after ``timeout`` seconds."""
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await _retry_start(admin.start, "admin client", timeout)
+    await _retry_start(admin.start, "admin client", timeout, settings)
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:

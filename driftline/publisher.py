@@ -25,10 +25,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ._loop import LoopThread
-from .errors import PublishError, TopicError
-from .retry import retriable
-from .kafka import client_options, ensure_topics, partition_for
+from .errors import ConfigError, PublishError, TopicError
+from .kafka import client_options, ensure_topics, partition_for, security_error
 from .models.wire import LABEL, PREDICTION, EventKind, array, encode
+from .retry import retriable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Publisher:
         self._flusher: asyncio.Task | None = None
         self.sent_events = 0  # acknowledged by Kafka
 
-    async def __aenter__(self) -> "Publisher":
+    async def __aenter__(self) -> Publisher:
         await self.start()
         return self
 
@@ -124,10 +124,12 @@ class Publisher:
             # Known now, so that events can be buffered while Kafka is unreachable later.
             for name in ("predictions", "labels"):
                 await self._partition_count(self.settings.topic(name))
-        except (KafkaError, TopicError, PublishError) as exc:
+        except (KafkaError, TopicError, PublishError, ConfigError) as exc:
             await self._producer.stop()
             self._producer = None
-            raise PublishError(f"cannot reach Kafka at {self.settings.kafka_url}: {exc}") from exc
+            cause = exc if isinstance(exc, ConfigError) else await security_error(self.settings)
+            raise PublishError(f"cannot reach Kafka at {self.settings.kafka_url}: "
+                               f"{cause or exc}") from exc
         if self.linger > 0:
             self._flusher = asyncio.create_task(self._flush_periodically())
 
@@ -409,7 +411,7 @@ class SyncPublisher:
         finally:
             self._loop.close()
 
-    def __enter__(self) -> "SyncPublisher":
+    def __enter__(self) -> SyncPublisher:
         return self
 
     def __exit__(self, *exc: object) -> None:

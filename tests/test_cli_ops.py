@@ -11,11 +11,11 @@ import time
 import orjson
 import pytest
 from click.testing import CliRunner
+from kafka_io import create_topics, produce, read_all
+from test_retrain_policy import alert
 
 from driftline.cli import main
 from driftline.kafka import partition_for
-from kafka_io import create_topics, produce, read_all
-from test_retrain_policy import alert
 
 pytestmark = pytest.mark.integration
 
@@ -174,6 +174,7 @@ def test_replay_refuses_a_bad_config_and_reports_bad_rows(tmp_path):
     assert "skipped missing_field: line 2: prediction_id" in result.stderr
 
 
+@pytest.mark.kafka
 def test_health_reports_each_check(settings, worker_factory):
     create_topics(settings)
     worker_factory(settings)

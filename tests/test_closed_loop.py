@@ -12,10 +12,10 @@ import time
 import numpy as np
 import orjson
 import pytest
+from kafka_io import create_topics, read_all, read_events
 
 from driftline import ModelClient, ModelRegistry, Publisher
 from driftline.simulate import ProductionService, World, bootstrap
-from kafka_io import create_topics, read_all, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,7 @@ def rolling_mse(pairs, window=1000):
     return float(np.mean(errors ** 2))
 
 
+@pytest.mark.kafka
 def test_drift_is_retrained_and_promoted_end_to_end(settings, worker_factory, tmp_path):
     settings = settings.replace(metrics_interval=0.5)
     create_topics(settings)

@@ -9,11 +9,18 @@ import uuid
 
 import orjson
 import pytest
+from kafka_io import (
+    create_topics,
+    label,
+    prediction,
+    produce,
+    read_all,
+    read_events,
+    wait_for_events,
+)
 
 from driftline.kafka import partition_for
 from driftline.models.wire import unbatch
-from kafka_io import (create_topics, label, prediction, produce, read_all, read_events,
-                      wait_for_events)
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +29,7 @@ pytestmark = pytest.mark.integration
 def shared(stack, tmp_path_factory):
     """One worker for the scenario tests below; each test uses its own ids."""
     from conftest import WorkerProcess
+
     from driftline.settings import Settings
 
     tag = uuid.uuid4().hex[:10]
@@ -128,6 +136,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("topic,raw,kind", BAD_INPUTS)
 def test_bad_input_is_dead_lettered_and_the_stream_goes_on(shared, topic, raw, kind):
     settings, worker = shared
@@ -151,6 +160,7 @@ def test_bad_input_is_dead_lettered_and_the_stream_goes_on(shared, topic, raw, k
     assert worker.alive()
 
 
+@pytest.mark.kafka
 def test_batch_mixing_good_and_bad_events(shared):
     settings, _ = shared
     good = [orjson.loads(prediction(f"mixed-{i}")) for i in range(5)]
@@ -224,6 +234,7 @@ def test_ten_thousand_shuffled_with_duplicates_and_malformed(settings, worker_fa
 
 
 @pytest.mark.reliability
+@pytest.mark.kafka
 def test_kill_9_mid_stream_still_one_pair_per_labeled_prediction(settings, worker_factory):
     n = 20_000
     create_topics(settings)

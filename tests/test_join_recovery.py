@@ -7,14 +7,15 @@ and "state records acknowledged"; these tests stop the Joiner exactly there.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from kafka_io import create_topics, label, prediction, read_events
 
 from driftline.agents.join.agent import Joiner
-from driftline.kafka import partition_for
-from kafka_io import create_topics, label, prediction, read_events
+from driftline.kafka import partition_for, read_partition
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +70,7 @@ def sender(producer, crash_on_topic=None):
 
 
 @pytest.mark.reliability
+@pytest.mark.kafka
 def test_crash_after_scored_before_state_does_not_score_twice(settings):
     create_topics(settings)
     ids = [f"w-{i}" for i in range(200)]
@@ -105,7 +107,8 @@ def test_without_reading_back_scored_the_same_crash_would_double(settings, monke
         with pytest.raises(Crash):
             await first.process(events)
         second = Joiner(settings, sender(producer))
-        real_read = __import__("driftline.agents.join.agent", fromlist=["read_partition"]).read_partition
+        real_read = __import__("driftline.agents.join.agent",
+                               fromlist=["read_partition"]).read_partition
 
         def only_state(consumer, topic, partition, start=0, **kw):
             if topic == settings.topic("scored"):
@@ -193,7 +196,8 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
         return int(e.message.key.decode().split("-")[1]) % 3
 
     async def scenario(producer):
-        joiner = Joiner(settings.replace(join_ttl=50.0, dedupe_window=50.0), sender(producer), clock=lambda: clock[0])
+        joiner = Joiner(settings.replace(join_ttl=50.0, dedupe_window=50.0), sender(producer),
+                        clock=lambda: clock[0])
         early: list = []
         for k in range(0, len(ids), 40):
             events = batch(settings, ids[k:k + 40], offset0=k)
@@ -235,3 +239,75 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
     # Every done record is in a delta at or before the last checkpoint, so the compacted
     # copy (with an empty scored topic) must hold the whole state.
     assert _state(asyncio.run(recover(compacted))) == expected
+
+
+@pytest.mark.kafka_only
+def test_state_rebuilds_after_the_log_cleaner_compacted_join_state(settings, monkeypatch):
+    """On Apache Kafka the log cleaner really compacts ``join-state`` (tiny segments, any
+    dirty ratio): deltas a snapshot replaced, and their tombstones' targets, are gone from
+    the broker. A fresh Joiner rebuilds exactly the state from what the cleaner left."""
+    import driftline.agents.join as join
+    from driftline.app import topic_configs, topics_to_create
+    from driftline.kafka import ensure_topics, opened_reader
+
+    monkeypatch.setattr(join, "SNAPSHOT_MIN_RECORDS", 30)
+    state_topic = settings.topic("join_state")
+    configs = topic_configs(settings)
+    configs[state_topic] = {**configs[state_topic], "segment.ms": "100",
+                            "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0",
+                            "delete.retention.ms": "100"}
+    asyncio.run(ensure_topics(settings, topics_to_create(settings), configs=configs))
+    assert configs[state_topic]["cleanup.policy"] == "compact"
+    clock = [1_000.0]
+    ids = [f"c-{i}" for i in range(400)]
+
+    async def scenario(producer):
+        joiner = Joiner(settings.replace(join_ttl=50.0, dedupe_window=50.0),
+                        sender(producer), clock=lambda: clock[0])
+        for k in range(0, len(ids), 40):
+            events = batch(settings, ids[k:k + 40], offset0=k)
+            # a third never labeled, the rest paired: deltas, snapshots and tombstones
+            await joiner.process([e for e in events if e.message.topic.endswith("predictions")
+                                  or int(e.message.key.decode().split("-")[1]) % 3])
+            clock[0] += 10.0
+            await joiner.sweep()
+            await asyncio.sleep(0.15)  # past segment.ms: the next write rolls a segment
+        for p, log in joiner.logs.items():
+            await joiner._snapshot(p, log)
+        await asyncio.sleep(0.15)
+        await joiner.process(batch(settings, ["tail-1"], offset0=10_000))
+        return joiner
+
+    first = asyncio.run(run(settings, scenario))
+    expected = _state(first)
+    assert first.stats["expired_predictions"] > 0 and any(m[2] for m in expected.values())
+
+    async def on_the_broker() -> tuple[int, int]:
+        """(records a read to the end returns, offsets written) over all partitions."""
+        read = written = 0
+        async with opened_reader(settings) as consumer:
+            for p in range(settings.partitions):
+                async for records in read_partition(consumer, state_topic, p):
+                    read += len(records)
+                tp = TopicPartition(state_topic, p)
+                written += (await consumer.end_offsets([tp]))[tp]
+        return read, written
+
+    deadline = time.monotonic() + 120
+    read, written = asyncio.run(on_the_broker())
+    while read == written and time.monotonic() < deadline:
+        time.sleep(1.0)
+        read, written = asyncio.run(on_the_broker())
+    assert read < written, "the log cleaner removed nothing from join-state in 120 s"
+
+    async def recover():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        await producer.start()
+        try:
+            fresh = Joiner(settings, sender(producer), clock=lambda: clock[0])
+            await fresh._ensure_loaded(range(settings.partitions))
+            return fresh
+        finally:
+            await producer.stop()
+
+    assert _state(asyncio.run(recover())) == expected

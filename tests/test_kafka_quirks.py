@@ -1,4 +1,5 @@
-"""Tansu's two quirks that driftline works around, shown on the live broker."""
+"""Tansu's two quirks that driftline works around, shown on the live broker, and the
+workaround shown harmless on Apache Kafka."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from driftline.kafka import ensure_topics, read_partition, reader, true_end_offs
 pytestmark = pytest.mark.integration
 
 
-def test_end_offsets_undercounts_and_true_end_offset_does_not(settings):
-    """ListOffsets(latest) says 'base offset of the last batch + 1' on Tansu."""
+def two_batches_then_ends(settings) -> tuple[int, int, int]:
+    """Write a batch of 10 and a batch of 7 records to one partition; return what
+    ``end_offsets`` says, what :func:`true_end_offset` says and how many records a
+    read to the end returns."""
     topic = settings.topic_prefix + "quirk"
 
     async def run():
@@ -41,11 +44,24 @@ def test_end_offsets_undercounts_and_true_end_offset_does_not(settings):
             await consumer.stop()
         return listed, true_end, read
 
-    listed, true_end, read = asyncio.run(run())
+    return asyncio.run(run())
+
+
+@pytest.mark.tansu_only
+def test_end_offsets_undercounts_and_true_end_offset_does_not(settings):
+    """ListOffsets(latest) says 'base offset of the last batch + 1' on Tansu."""
+    listed, true_end, read = two_batches_then_ends(settings)
     assert (true_end, read) == (17, 17)
     # Tansu's answer (real Kafka says 17, and true_end_offset is right on both). If this
     # starts failing, Tansu was fixed: the adapter can stay, the README's note can go.
     assert listed == 11  # 10 + 1: where the second batch starts, plus one
+
+
+@pytest.mark.kafka_only
+def test_on_apache_kafka_true_end_offset_is_end_offsets(settings):
+    """The Tansu workaround is harmless on real Kafka: both say 17."""
+    listed, true_end, read = two_batches_then_ends(settings)
+    assert listed == true_end == read == 17
 
 
 def test_the_worker_consumer_does_not_wait_1500_ms_per_fetch(settings):

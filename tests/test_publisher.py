@@ -7,14 +7,15 @@ import time
 
 import orjson
 import pytest
+from kafka_io import create_topics, read_all, wait_for_events
 
 from driftline import Publisher, PublishError, SchemaError, SyncPublisher
 from driftline.kafka import partition_for
-from kafka_io import create_topics, read_all, wait_for_events
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.kafka
 def test_published_pairs_are_scored(settings, worker_factory):
     create_topics(settings)
     worker_factory(settings)

@@ -11,14 +11,14 @@ import time
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from kafka_io import create_topics, produce, read_all, read_events
+from simulate import stream
+from test_monitor import latest_metrics
 
 from driftline.agents.monitor.agent import PartitionMonitor
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.kafka import client_options, group_states, partition_for
-from kafka_io import create_topics, produce, read_all, read_events
-from simulate import stream
-from test_monitor import latest_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -84,6 +84,7 @@ def assert_scored_once(settings, pairs):
     assert set(ids) == {p["prediction_id"] for p in pairs}
 
 
+@pytest.mark.kafka
 def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_factory):
     # One partition: the order of the pairs is then fixed by the input, so the offline
     # run over the same order is the uninterrupted run.
@@ -100,7 +101,7 @@ def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_fa
     worker = worker_factory(settings, "w0")
     at_kill = []
     for k, point in enumerate(points):
-        wait_until(lambda: progress(settings) >= point, what=f"{point:.0f} events")
+        wait_until(lambda point=point: progress(settings) >= point, what=f"{point:.0f} events")
         worker.kill()
         at_kill.append(progress(settings))
         worker = worker_factory(settings, f"w{k + 1}")
@@ -134,6 +135,7 @@ def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_fa
     assert worker.stop() == 0
 
 
+@pytest.mark.kafka
 def test_a_second_worker_joining_then_leaving_mid_stream(settings, worker_factory):
     """8 partitions; worker B joins while A is busy, takes half the partitions, and leaves
     again before the stream ends: each hand-off rebuilds the partitions it moves."""

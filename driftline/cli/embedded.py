@@ -30,9 +30,13 @@ def stack() -> None:
               help="0 picks a free port.")
 @click.option("--redis-port", type=click.IntRange(0, 65535), default=6379, show_default=True,
               help="0 picks a free port.")
-def stack_up(kafka_port: int, redis_port: int) -> None:
-    """Start Tansu and Valkey on loopback, print their URLs, run until Ctrl-C."""
-    with embedded_stack(kafka_port, redis_port) as st:
+@click.option("--kafka", "broker", type=click.Choice(["tansu", "apache"]), default="tansu",
+              show_default=True,
+              help="The embedded broker: Tansu, or Apache Kafka (Java 17+ and Maven).")
+def stack_up(kafka_port: int, redis_port: int, broker: str) -> None:
+    """Start the embedded broker (Tansu, or Apache Kafka) and Valkey on loopback, print
+    their URLs, run until Ctrl-C."""
+    with embedded_stack(kafka_port, redis_port, broker) as st:
         for name, value in st.env().items():
             click.echo(f"{name}={value}")
         wait_for_signal(lambda: st.kafka.alive() and st.redis.alive())
@@ -44,10 +48,13 @@ def stack_up(kafka_port: int, redis_port: int) -> None:
 @click.option("--redis-port", type=click.IntRange(0, 65535), default=6379, show_default=True)
 @setting_option("--partitions", type=click.IntRange(min=1), default=None,
                 help="Partitions of the topics the worker creates.")
-def up(kafka_port: int, redis_port: int, partitions: int | None) -> None:
+@click.option("--kafka", "broker", type=click.Choice(["tansu", "apache"]), default="tansu",
+              show_default=True,
+              help="The embedded broker: Tansu, or Apache Kafka (Java 17+ and Maven).")
+def up(kafka_port: int, redis_port: int, partitions: int | None, broker: str) -> None:
     """The embedded stack plus a worker and a trainer, until Ctrl-C: the whole loop on
     one laptop."""
-    with embedded_stack(kafka_port, redis_port) as st:
+    with embedded_stack(kafka_port, redis_port, broker) as st:
         env = {**os.environ, **st.env()}
         if partitions:
             env["DRIFTLINE_PARTITIONS"] = str(partitions)
@@ -128,11 +135,12 @@ def demo(events: int, seed: int, scenario: str, rate: float, no_live: bool,
 
 
 @contextlib.contextmanager
-def embedded_stack(kafka_port: int, redis_port: int) -> Iterator[EmbeddedStack]:
+def embedded_stack(kafka_port: int, redis_port: int,
+                   broker: str = "tansu") -> Iterator[EmbeddedStack]:
     from ..stack import EmbeddedStack
 
     try:
-        st = EmbeddedStack(kafka_port=kafka_port, redis_port=redis_port).start()
+        st = EmbeddedStack(kafka_port=kafka_port, redis_port=redis_port, kafka=broker).start()
     except DriftlineError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)

@@ -230,7 +230,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     import redis
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from ..kafka import client_options, group_states
+    from ..kafka import client_options, group_states, security_error
     from ..redis_client import Timeouts, settings_redis_client
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
@@ -251,8 +251,9 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
                 checks[name] = {"ok": state == "Stable" and members > 0, "group": groups[name],
                                 "state": state, "members": members}
         except Exception as exc:
+            why = await security_error(settings) if "kafka" not in checks else None
             checks.setdefault("kafka", {"ok": False, "url": redact_url(settings.kafka_url),
-                                        "error": str(exc) or type(exc).__name__})
+                                        "error": str(why or exc) or type(exc).__name__})
         finally:
             await admin.close()
 
