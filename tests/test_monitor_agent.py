@@ -30,6 +30,10 @@ def test_alerts_are_validated_once_and_a_bad_one_is_dead_lettered_not_raised():
     [good, dead] = out.records
     assert (good.topic, good.partition, good.key) == ("t.alerts", 3, b"m")
     assert ALERT.decode(good.value)[0][0].alert_id == "m.v1.concept_drift.1.firing"
+    # What the monitor wrote, as it wrote it: counts stay integers through validation.
+    written = orjson.loads(good.value)
+    assert written == {**alert(), "segment": None}
+    assert type(written["metrics"]["n_scored"]) is int
     assert dead.topic == "t.deadletter"
     record = orjson.loads(dead.value)
     assert record["topic"] == "t.alerts" and record["error"].startswith(

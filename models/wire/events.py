@@ -45,8 +45,10 @@ Segment = Annotated[str, Meta(min_length=1, max_length=MAX_SEGMENT_CHARS)]
 FeatureName = Annotated[str, Meta(min_length=1, max_length=MAX_FEATURE_NAME_CHARS)]
 Features = Annotated[dict[FeatureName, Number], Meta(max_length=MAX_FEATURES)]
 # Metrics: name -> finite number, null, or one more level of the same (the model events'
-# {"challenger": {...}, "champion": {...}}).
-Metrics = dict[str, Number | None | dict[str, Number | None]]
+# {"challenger": {...}, "champion": {...}}). Integers stay integers (n_scored: 2048, not
+# 2048.0): the union keeps what the producer wrote.
+Metric = int | Number | None
+Metrics = dict[str, Metric | dict[str, Metric]]
 Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 
 AlertKind = Literal["concept_drift", "data_drift", "prediction_drift", "metric_threshold",
