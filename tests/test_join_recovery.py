@@ -246,7 +246,7 @@ def test_state_rebuilds_after_the_log_cleaner_compacted_join_state(settings, mon
     """On Apache Kafka the log cleaner really compacts ``join-state`` (tiny segments, any
     dirty ratio): deltas a snapshot replaced, and their tombstones' targets, are gone from
     the broker. A fresh Joiner rebuilds exactly the state from what the cleaner left."""
-    import driftline.agents.join as join
+    import driftline.agents.join.agent as join
     from driftline.app import topic_configs, topics_to_create
     from driftline.kafka import ensure_topics, opened_reader
 
@@ -305,7 +305,7 @@ def test_state_rebuilds_after_the_log_cleaner_compacted_join_state(settings, mon
         await producer.start()
         try:
             fresh = Joiner(settings, sender(producer), clock=lambda: clock[0])
-            await fresh._ensure_loaded(range(settings.partitions))
+            await fresh.parts.ensure(range(settings.partitions))
             return fresh
         finally:
             await producer.stop()
