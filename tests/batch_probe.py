@@ -16,6 +16,7 @@ from driftline import batch_consumer
 from driftline.agents.wiring import batch_agent, raw_topic
 from driftline.app import FAST_GROUP_TIMEOUTS
 from driftline.settings import Settings
+from driftline.stack import free_port
 
 settings = Settings.from_env()
 out = open(sys.argv[1], "ab", buffering=0)  # open for the worker's life
@@ -23,7 +24,8 @@ calls = 0
 batch_consumer.install()
 app = faust.App(settings.group_id, broker=settings.faust_broker,
                 broker_consumer=settings.faust_broker.replace("kafka://", "driftline://"),
-                store="memory://", autodiscover=False, web_port=0, web_enabled=False,
+                store="memory://", autodiscover=False, web_enabled=False,
+                web_port=free_port("127.0.0.1"),
                 consumer_auto_offset_reset="earliest", topic_allow_declare=False,
                 broker_commit_interval=0.5, **FAST_GROUP_TIMEOUTS)
 

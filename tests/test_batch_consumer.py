@@ -63,9 +63,10 @@ def _start(settings: Settings, tmp_path: Path, **env: str) -> tuple[subprocess.P
     full = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
     full.update(settings.as_env(), **env)
     log = open(tmp_path / "probe.log", "wb")  # the child's until it ends
-    proc = subprocess.Popen([sys.executable, str(PROBE), str(calls), "worker"], env=full,
-                            stdout=log, stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).parent.parent)
+    with log:  # the child has its own copy
+        proc = subprocess.Popen([sys.executable, str(PROBE), str(calls), "worker"], env=full,
+                                stdout=log, stderr=subprocess.STDOUT,
+                                cwd=Path(__file__).parent.parent)
     return proc, calls
 
 
