@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from . import batch_consumer
 from .errors import ConfigError
 from .kafka import ssl_context
 from .settings import Settings
@@ -96,9 +97,13 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
         raise ConfigError(f"unknown agent(s) {', '.join(sorted(unknown))}; known: "
                           f"{', '.join(AGENTS)}")
     _short_fetch_wait()
+    if settings.batch_delivery:
+        batch_consumer.install()
     app = faust.App(
         settings.group_id,
         broker=settings.faust_broker,
+        broker_consumer=(settings.faust_broker.replace("kafka://", f"{batch_consumer.SCHEME}://")
+                         if settings.batch_delivery else None),
         broker_credentials=broker_credentials(settings),
         store="memory://",
         autodiscover=False,

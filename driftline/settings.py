@@ -191,6 +191,13 @@ class Settings:
             "an array of events)."
         )
     )
+    batch_delivery: bool = field(
+        default=False, metadata=_doc(
+            "Experimental: agents get each fetch whole (one handler call per fetch, "
+            "acknowledged by offset range) instead of through Faust's per-message path; "
+            "needs faust-streaming 0.15.3 (the version pinned)."
+        )
+    )
     batch_wait: float = field(
         default=0.05,
         metadata=_doc("Seconds an agent waits to fill a batch before processing what it has."),
@@ -409,6 +416,12 @@ class Settings:
 
 
 def _coerce(f: dataclasses.Field[Any], raw: str, env: str) -> Any:
+    if f.type in ("bool", bool):
+        flag = {"1": True, "true": True, "yes": True, "on": True,
+                "0": False, "false": False, "no": False, "off": False}.get(raw.strip().lower())
+        if flag is None:
+            raise ConfigError(f"{env}={raw!r} is not a valid bool (true or false)")
+        return flag
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
     try:
         return kind(raw)

@@ -1,0 +1,419 @@
+"""Whole fetched batches into driftline's agents, past Faust's per-message machinery.
+
+Faust (faust-streaming 0.15.3) hands every fetched record to the Conductor one at a
+time: four asyncio Tasks per message in ``Consumer._drain_messages`` (mode's
+``wait_first``), the Conductor's lock, the Stream's ``sleep(0)``s and a per-event ack
+(issue 16, DESIGN.md). This module keeps the agents Faust agents (same app, consumer
+group, commit timer and rebalance callbacks) but lets the topics of driftline's batch
+agents skip all of that:
+
+* the consumer's drain loop splits each fetch by agent: one :class:`Batch` per agent
+  per fetch, holding the records of all its partitions, goes into that agent's
+  :class:`Inbox` (two batches deep, so the fetch waits for a slow agent);
+* the agent's actor (a Faust agent, supervised by Faust) makes one handler call per
+  batch, then acknowledges each partition by offset range (:class:`AckedRanges`): a
+  range runs from the previous batch's end (or the committed offset), so compacted
+  offsets and transaction markers inside it are acknowledged with it and commits
+  advance;
+* a revoke clears the inboxes and waits for the batch in flight before Faust commits
+  (``wait_empty``); the next owner reads the cleared batches again;
+* a handler that raises is logged and retried with the same records (backing off up
+  to 5 s) until it succeeds or the partitions are revoked; it never ends the actor
+  nor the consumer, and nothing of the batch is acknowledged before it succeeds.
+
+Every other topic goes Faust's stock way, record by record. The code overrides
+private methods of faust-streaming's Consumer, so pyproject.toml pins the exact version
+it is tested on (:data:`FAUST_VERSION`) and :func:`install` refuses another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, cast
+
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from mode.utils.futures import notify
+
+from driftline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15.3"
+SCHEME = "driftline"  # broker_consumer="driftline://host:port": this module's Transport
+INBOX_DEPTH = 2  # batches waiting per agent, besides the one in its handler
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between retries of a failing batch
+
+
+class AckedRanges:
+    """The acknowledged offsets of one partition, as sorted disjoint ``[begin, end)``.
+
+    >>> r = AckedRanges()
+    >>> r.add(10, 20); r.add(25, 30)  # 20-24 are not acknowledged yet
+    >>> r.commit_point(10), r.commit_point(20)
+    (20, None)
+    >>> r.add(20, 25); r.commit_point(20)
+    30
+    """
+
+    def __init__(self) -> None:
+        self._begins: list[int] = []
+        self._ends: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._begins)
+
+    def add(self, begin: int, end: int) -> None:
+        """Acknowledge ``begin`` to ``end - 1``, merging with the ranges it touches."""
+        if end <= begin:
+            return
+        i = bisect.bisect_left(self._ends, begin)  # first range that ends at or after begin
+        j = bisect.bisect_right(self._begins, end)  # ranges from i to j-1 touch [begin, end)
+        if i < j:
+            begin = min(begin, self._begins[i])
+            end = max(end, self._ends[j - 1])
+        self._begins[i:j] = [begin]
+        self._ends[i:j] = [end]
+
+    def commit_point(self, committed: int | None) -> int | None:
+        """The next offset to commit after ``committed`` (None: nothing new), consuming
+        the ranges it covers; ranges after a gap wait for the gap to be acknowledged."""
+        if not self._begins:
+            return None
+        if committed is not None and self._begins[0] > committed:
+            return None
+        end = self._ends[0]
+        del self._begins[0], self._ends[0]
+        return end if committed is None or end > committed else None
+
+
+class Event:
+    """One record as a batch handler gets it: ``event.message`` is the event itself, with
+    the attributes driftline's handlers read from a Faust event's message (``topic``,
+    ``partition``, ``offset``, ``key``, ``value``, ``headers`` and ``timestamp`` in
+    seconds, as Faust gives it; aiokafka's is in milliseconds)."""
+
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp")
+
+    def __init__(self, record: Any) -> None:
+        self.topic = record.topic
+        self.partition = record.partition
+        self.offset = record.offset
+        self.key = record.key
+        self.value = record.value
+        self.headers = record.headers
+        ts = record.timestamp
+        self.timestamp = ts / 1000.0 if ts is not None else None
+
+    @property
+    def message(self) -> Event:
+        return self
+
+
+class Batch:
+    """One fetch's records for one agent, and the offset range per partition."""
+
+    __slots__ = ("events", "ranges", "generation")
+
+    def __init__(self, events: list[Event], ranges: dict[TP, tuple[int, int]],
+                 generation: int) -> None:
+        self.events = events
+        self.ranges = ranges
+        self.generation = generation
+
+
+class Inbox:
+    """The batches waiting for one agent, and whether its handler is busy."""
+
+    def __init__(self, name: str, topics: Iterable[str], size: int) -> None:
+        self.name = name
+        self.topics = frozenset(topics)
+        self.size = size  # most events per handler call
+        self.pending: deque[Batch] = deque()
+        self.busy = False
+        self.generation = 0  # bumped by clear(): what was fetched before is stale
+        self._changed: asyncio.Condition | None = None
+
+    @property
+    def changed(self) -> asyncio.Condition:
+        if self._changed is None:  # made on the running loop
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_room(self) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: len(self.pending) < INBOX_DEPTH)
+
+    async def put(self, batch: Batch) -> None:
+        self.pending.append(batch)
+        await self._notify()
+
+    async def get(self) -> Batch:
+        async with self.changed:
+            await self.changed.wait_for(lambda: bool(self.pending))
+            self.busy = True
+            return self.pending.popleft()
+
+    async def done(self) -> None:
+        self.busy = False
+        await self._notify()
+
+    def clear(self) -> None:
+        """Drop what waits (a revoke); the partitions' next owner reads it again."""
+        self.pending.clear()
+        self.generation += 1
+        asyncio.ensure_future(self._notify())
+
+    async def idle(self) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: not self.busy and not self.pending)
+
+    async def cleared_within(self, generation: int, seconds: float) -> bool:
+        """Wait up to ``seconds``; True if the inbox was cleared since ``generation``."""
+        async with self.changed:
+            try:
+                await asyncio.wait_for(
+                    self.changed.wait_for(lambda: self.generation != generation), seconds)
+            except TimeoutError:
+                pass
+        return self.generation != generation
+
+    async def serve(self, consumer: Consumer,
+                    handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+        """The agent's loop: one handler call per batch (``size`` events a call at most),
+        then the batch's offset ranges are acknowledged."""
+        while True:
+            batch = await self.get()
+            try:
+                if await self._handle(batch, handle):
+                    consumer.ack_ranges(batch.ranges)
+            finally:
+                await self.done()
+
+    async def _handle(self, batch: Batch,
+                      handle: Callable[[Sequence[Any]], Awaitable[None]]) -> bool:
+        events, size = batch.events, self.size
+        for start in range(0, len(events), size):
+            chunk = events[start:start + size] if len(events) > size else events
+            delay = RETRY_FIRST
+            while True:
+                try:
+                    await handle(chunk)
+                    break
+                except Exception:
+                    log.exception("%s: a batch of %d events failed; retrying in %.1f s",
+                                  self.name, len(chunk), delay)
+                if await self.cleared_within(batch.generation, delay):
+                    return False  # revoked: not acknowledged, read again by the next owner
+                delay = min(delay * 2, RETRY_MAX)
+        return True
+
+
+def inboxes(app: Any) -> dict[str, Inbox]:  # a faust.App (AppT from a Consumer)
+    """Topic name -> the inbox of the batch agent that reads it (registered on ``app``)."""
+    registry: dict[str, Inbox] | None = getattr(app, "_driftline_inboxes", None)
+    if registry is None:
+        registry = {}
+        app._driftline_inboxes = registry
+    return registry
+
+
+def register(app: faust.App, name: str, topics: Iterable[str], size: int) -> Inbox:
+    """An inbox for the agent ``name`` reading ``topics`` (each read by no other agent)."""
+    registry = inboxes(app)
+    inbox = Inbox(name, topics, size)
+    for topic in inbox.topics:
+        if topic in registry:
+            raise ConfigError(f"topic {topic} is read by two batch agents "
+                              f"({registry[topic].name}, {name})")
+        registry[topic] = inbox
+    return inbox
+
+
+class Consumer(driver.Consumer):
+    """faust-streaming's aiokafka Consumer with batch delivery for registered topics."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acked_ranges: dict[TP, AckedRanges] = {}
+        self._next_offset: dict[TP, int] = {}
+
+    # -- acknowledgements and commits ----------------------------------------------
+
+    def ack_ranges(self, ranges: dict[TP, tuple[int, int]]) -> None:
+        """Acknowledge each partition's ``[begin, end)``, gaps included."""
+        for tp, (begin, end) in ranges.items():
+            committed = self._committed_offset[tp]
+            if committed is not None and end <= committed:
+                continue
+            acked = self._acked_ranges.get(tp)
+            if acked is None:
+                acked = self._acked_ranges[tp] = AckedRanges()
+            acked.add(begin, end)
+            self._n_acked += end - begin
+        notify(self._waiting_for_ack)
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        yield from super()._filter_tps_with_pending_acks(topics)
+        for tp, acked in list(self._acked_ranges.items()):
+            if acked and (topics is None or tp in topics or tp.topic in topics):
+                yield tp
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked_ranges.get(tp)
+        if acked is None:
+            return super()._new_offset(tp)
+        return acked.commit_point(self._committed_offset[tp])
+
+    # -- rebalances and seeks --------------------------------------------------------
+
+    def stop_flow(self) -> None:
+        super().stop_flow()
+        for inbox in set(inboxes(self.app).values()):
+            inbox.clear()
+
+    async def wait_empty(self) -> None:
+        """The batches in flight finish (and are acknowledged) before Faust's own wait
+        and commit; a revoke waits for this."""
+        if not self.should_stop:
+            for inbox in set(inboxes(self.app).values()):
+                await inbox.idle()
+        await super().wait_empty()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._acked_ranges.pop(tp, None)
+            self._next_offset.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        self._next_offset.clear()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._next_offset.pop(partition, None)
+
+    # -- the drain loop ------------------------------------------------------------
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover
+        registry = inboxes(self.app)
+        if not registry:
+            await super()._drain_messages(fetcher)
+            return
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records, active = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if records is None or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # As Faust's getmany: a fetch that returns while the flow is stopped
+                    # (a rebalance) is dropped and the partitions go back to the commit.
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        log.warning("seek while the flow is stopped failed: %r", exc)
+                    continue
+                await self._deliver(records, active, registry)
+                self.diag.unset_flag(CONSUMER_FETCHING)
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver(self, records: Any, active: set[TP] | None,
+                       registry: dict[str, Inbox]) -> None:
+        generation = self.app.consumer_generation_id
+        batches: dict[Inbox, tuple[list[Event], dict[TP, tuple[int, int]]]] = {}
+        stock: list[tuple[TP, list[Any]]] = []
+        for tp, recs in records.items():
+            if not recs or not (active is None or tp in active
+                                or tp in self._buffered_partitions):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            inbox = registry.get(tp.topic)
+            if inbox is None:
+                stock.append((tp, recs))
+                continue
+            begin = self._next_offset.get(tp)
+            if begin is None:
+                committed = self._committed_offset[tp]
+                begin = min(committed, recs[0].offset) if committed else recs[0].offset
+            if recs[0].offset < begin:  # already delivered (a fetch that raced a seek)
+                recs = [r for r in recs if r.offset >= begin]
+                if not recs:
+                    continue
+            events, ranges = batches.setdefault(inbox, ([], {}))
+            events.extend([Event(r) for r in recs])
+            ranges[tp] = (begin, recs[-1].offset + 1)
+        for inbox, (events, ranges) in batches.items():
+            await inbox.wait_room()
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                return  # a rebalance began: the partitions are read again from the commit
+            for tp, (_, end) in ranges.items():
+                self._next_offset[tp] = end
+            await inbox.put(Batch(events, ranges, inbox.generation))
+        for tp, recs in stock:
+            await self._deliver_stock(tp, recs, generation)
+
+    async def _deliver_stock(self, tp: TP, recs: list[Any], generation: int) -> None:
+        """Faust's own path, record by record (from ``Consumer._drain_messages``)."""
+        acks_enabled = self.app.topics.acks_enabled_for(tp.topic)
+        for record in recs:
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                return
+            message = self._to_message(tp, record)
+            offset = message.offset
+            r_offset = self._read_offset[tp]
+            if r_offset is None or offset >= r_offset:
+                if offset - (r_offset or 0) > 1 and r_offset and acks_enabled:
+                    await self._add_gap(tp, r_offset + 1, offset)
+                await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                self._read_offset[tp] = offset
+
+
+class Transport(driver.Transport):
+    """Faust's aiokafka transport with :class:`Consumer`; ``driftline://host:port``."""
+
+    Consumer = Consumer
+
+
+def install() -> None:
+    """Make ``driftline://`` a Faust transport (this module's), on the pinned Faust."""
+    if faust.__version__ != FAUST_VERSION:
+        raise ConfigError(f"batch delivery is written against faust-streaming "
+                          f"{FAUST_VERSION}, found {faust.__version__}; set "
+                          f"DRIFTLINE_BATCH_DELIVERY=false or install {FAUST_VERSION}")
+    TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:Transport")
+
+
+def consumer_of(app: faust.App) -> Consumer:
+    return cast(Consumer, app.consumer)
