@@ -76,11 +76,15 @@ class PartitionStates(Generic[S]):
         if not missing:
             return
         out = Outbox()
+        rebuilt: dict[int, S] = {}
         async with opened_reader(self.settings) as consumer:
             for partition in missing:
-                self.states[partition] = await self.recover(consumer, partition, out)
+                rebuilt[partition] = await self.recover(consumer, partition, out)
         if len(out):
             await out.flush(self.send)
+        # Kept only now: a rebuild whose re-sends failed is done again by the next batch
+        # (its alerts or requests would otherwise count as published and never go out).
+        self.states.update(rebuilt)
 
     async def drop(self, partitions: Iterable[int]) -> None:
         """Forget partitions this worker no longer owns; they are rebuilt if they return."""

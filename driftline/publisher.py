@@ -271,7 +271,7 @@ class Publisher:
                 self._last_error = exc
                 error = PublishError(f"could not hand {len(events)} events for {topic} to "
                                      f"Kafka at {self.settings.kafka_url}: {exc!r}")
-                error.retriable = retriable(exc)
+                error.retriable = retriable(exc, unknown_server_error=True)
                 raise error from exc
             raise
         self._in_flight[slot] = (future, events)
@@ -289,7 +289,7 @@ class Publisher:
             if exc is None:
                 self.sent_events += len(events)
                 self._pending -= len(events)
-            elif retriable(exc):
+            elif retriable(exc, unknown_server_error=True):
                 self._last_error = exc
                 self._restore(slot, events)  # sent again, still before newer events
             else:

@@ -21,16 +21,27 @@ from dataclasses import dataclass, field
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 
-def retriable(exc: BaseException) -> bool:
+def retriable(exc: BaseException, *, unknown_server_error: bool = False) -> bool:
     """Whether sending the same records again later can succeed.
 
     Beyond what aiokafka marks retriable: a batch that expired waiting for an unreachable
-    broker (``KafkaTimeoutError``, the typical outage), a timeout or a socket error of our
-    own, and ``UNKNOWN_SERVER_ERROR``, which Tansu answers to a produce request retried into
-    a topic it lost in a restart (Kafka says ``UNKNOWN_TOPIC_OR_PARTITION``, retriable).
-    Anything else (a record too large, no authorisation) cannot get better by waiting."""
-    if isinstance(exc, (KafkaTimeoutError, UnknownError, TimeoutError, OSError)):
+    broker (``KafkaTimeoutError``, the typical outage), and a timeout or a socket error of
+    our own. Anything else (a record too large, no authorisation) cannot get better by
+    waiting.
+
+    ``unknown_server_error``: also ``UNKNOWN_SERVER_ERROR``, which Tansu answers to a
+    produce request retried into a topic it lost in a restart (Kafka says
+    ``UNKNOWN_TOPIC_OR_PARTITION``, retriable). On Apache Kafka it is the broker's
+    catch-all for an unexpected failure, so only a writer whose retries are bounded (the
+    Publisher's ``delivery_timeout``) takes it; the Outbox, which retries forever, raises.
+
+    >>> retriable(UnknownError()), retriable(UnknownError(), unknown_server_error=True)
+    (False, True)
+    """
+    if isinstance(exc, (KafkaTimeoutError, TimeoutError, OSError)):
         return True
+    if isinstance(exc, UnknownError):
+        return unknown_server_error
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 

@@ -192,10 +192,10 @@ class Settings:
         )
     )
     batch_delivery: bool = field(
-        default=False, metadata=_doc(
-            "Experimental: agents get each fetch whole (one handler call per fetch, "
-            "acknowledged by offset range) instead of through Faust's per-message path; "
-            "needs faust-streaming 0.15.3 (the version pinned)."
+        default=True, metadata=_doc(
+            "Agents get each fetch whole (one handler call per fetch, acknowledged by "
+            "offset range) instead of through Faust's per-message path; `false` goes back "
+            "to Faust's. Needs faust-streaming 0.15.3 (the version pinned)."
         )
     )
     batch_wait: float = field(

@@ -23,11 +23,12 @@ def create_topics(settings: Settings) -> None:
 
 
 def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, bytes | None]],
-            partition: int | None = None) -> list[tuple[str, int, int]]:
+            partition: int | None = None,
+            compression: str | None = None) -> list[tuple[str, int, int]]:
     """Send (logical topic, key, value) in order; returns (topic, partition, offset) of each."""
     async def run():
         p = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                             max_request_size=4 * 1024 * 1024)
+                             max_request_size=4 * 1024 * 1024, compression_type=compression)
         await p.start()
         try:
             futures = [await p.send(settings.topic(t), v, key=k, partition=partition)

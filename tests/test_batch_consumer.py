@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from driftline.batch_consumer import AckedRanges
+from driftline.batch_consumer import AckedRanges, Batch, Inbox
 from driftline.kafka import ensure_topics
 from driftline.settings import Settings
 
@@ -49,6 +49,33 @@ def test_acked_ranges_merge_into_one():
     assert len(ranges) == 1
     assert ranges.commit_point(None) == 40
     assert len(ranges) == 0
+
+
+def test_batches_queued_behind_a_busy_handler_go_in_one_call():
+    """What queued while the handler was busy joins the next call, up to the agent's size,
+    with each partition's offset range joined end to end; a stale batch (from before a
+    revoke) is never joined to a newer one."""
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+
+    async def scenario():
+        inbox = Inbox("agent", ["t"], size=5)
+        await inbox.put(Batch(["e1", "e2"], {a: (0, 2)}, 0))
+        await inbox.put(Batch(["e3"], {a: (2, 3), b: (7, 8)}, 0))
+        await inbox.put(Batch(["e4", "e5", "e6"], {a: (3, 6)}, 0))   # over the size
+        first = await inbox.get()
+        await inbox.done()
+        second = await inbox.get()
+        await inbox.done()
+        inbox.generation = 1
+        await inbox.put(Batch(["old"], {a: (6, 7)}, 0))
+        await inbox.put(Batch(["new"], {a: (6, 7)}, 1))
+        stale = await inbox.get()
+        return first, second, stale
+
+    first, second, stale = asyncio.run(scenario())
+    assert first.events == ["e1", "e2", "e3"] and first.ranges == {a: (0, 3), b: (7, 8)}
+    assert second.events == ["e4", "e5", "e6"] and second.ranges == {a: (3, 6)}
+    assert stale.events == ["old"]
 
 
 def _settings(stack) -> Settings:

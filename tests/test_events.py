@@ -78,6 +78,8 @@ def test_null_features_read_as_none_and_bad_names_are_refused():
     ({"ts": -1}, "out_of_range", "ts"),
     ({"ts": 1.7e12}, "out_of_range", "ts"),
     ({"colour": "red"}, "unknown_field", ""),
+    ({"model": "m\n"}, "bad_model", "model"),            # $ would match before the newline
+    ({"features": {"x": {"y": 1.0}}}, "wrong_type", "features.x"),
 ], ids=lambda v: str(v)[:40])
 def test_prediction_errors_name_the_field(change, kind, path):
     with pytest.raises(SchemaError) as err:
@@ -166,3 +168,36 @@ def test_decode_batch_limit_and_mixed_batch():
     good, bad = decode(orjson.dumps(items), LABEL)
     assert [g.prediction_id for g in good] == ["0", "1", "2", "4"]
     assert (bad[0].index, bad[0].kind, orjson.loads(bad[0].raw)) == (3, "wrong_type", items[3])
+
+
+def test_numpy_scalars_are_the_numbers_they_stand_for():
+    """A caller's ``model.predict(X)[0]`` or a numpy-computed metric validates as the float
+    or int it is (the old validators took float subclasses; msgspec alone would not)."""
+    import numpy as np
+
+    event = PREDICTION.validate({**GOOD_PREDICTION, "prediction": np.float64(2.5),
+                                 "features": {"rooms": np.float32(4.0), "area": np.int64(88)}})
+    assert event.prediction == 2.5 and event.features == {"rooms": 4.0, "area": 88.0}
+    model_event = MODEL_EVENT.validate({
+        "model": "m", "version": 3, "event": "registered", "parent_version": None,
+        "request_id": None, "metrics": {"mse": np.float64(0.5), "rows": np.int64(10)},
+        "ts": 1.7e9})
+    assert model_event.metrics == {"mse": 0.5, "rows": 10}
+    with pytest.raises(SchemaError) as err:
+        PREDICTION.validate({**GOOD_PREDICTION, "prediction": np.float64("nan")})
+    assert (err.value.kind, err.value.path) == ("not_finite", "prediction")
+
+
+def test_documented_values_keep_out_of_range_whatever_the_type():
+    alert = {"alert_id": "a1", "model": "m", "version": 2, "kind": "concept_drift",
+             "status": "firing", "severity": "critical", "detector": "ADWIN", "feature": None,
+             "ts": 1.7e9, "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 5},
+             "message": "MSE doubled."}
+    for bad in ("vibes", 5, None, ["concept_drift"]):
+        with pytest.raises(SchemaError) as err:
+            ALERT.validate({**alert, "kind": bad})
+        assert (err.value.kind, err.value.path) == ("out_of_range", "kind"), bad
+        assert "must be one of concept_drift, data_drift" in str(err.value)
+    with pytest.raises(SchemaError) as err:   # a count beyond 64 bits cannot be written out
+        ALERT.validate({**alert, "metrics": {"n_scored": 2**64}})
+    assert err.value.path == "metrics.n_scored"

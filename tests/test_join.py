@@ -55,6 +55,19 @@ def scored_for(settings, prefix: str, count: int, timeout: float = 60.0) -> list
 
 
 
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_input_is_read_like_any_other(shared, codec):
+    """What other clients compress with (franz-go sends snappy by default): the worker reads
+    it (aiokafka decompresses with cramjam) instead of stopping on UnsupportedCodecError."""
+    settings, worker = shared
+    ids = [f"{codec}-{i}" for i in range(20)]
+    produce(settings, [("predictions", i.encode(), prediction(i, value=2.0)) for i in ids]
+            + [("labels", i.encode(), label(i, value=1.0)) for i in ids], compression=codec)
+    pairs = scored_for(settings, f"{codec}-", 20)
+    assert sorted(p["prediction_id"] for p in pairs) == sorted(ids)
+    assert worker.alive(), worker.log()
+
+
 def test_in_order_pairs_carry_both_sides(shared):
     settings, _ = shared
     ids = [f"inorder-{i}" for i in range(50)]

@@ -66,7 +66,7 @@ from driftline.models.wire import (
     encode,
     unbatch,
 )
-from driftline.models.wire.events import as_dict
+from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
 from driftline.models.wire.internal import (
     HEAD,
     MODEL_HEADER,
@@ -127,7 +127,7 @@ class Joiner:
             now = self.clock()
             out = Outbox()
             accepted: list[tuple[int, bool, Prediction | Label]] = []
-            forwards: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+            forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
             to_monitor: dict[int, list[bytes]] = defaultdict(list)
             n = self.settings.partitions
             for event in messages:
@@ -141,15 +141,21 @@ class Joiner:
                 monitored: dict[int, list[bytes]] = defaultdict(list)
                 for ev in good:
                     if ev.ts is UNSET:
+                        if not 0 <= msg.timestamp <= MAX_EPOCH_SECONDS:
+                            self._dead_letter(out, msg, Rejection(
+                                "out_of_range", f"ts: absent, and the broker timestamp "
+                                f"{msg.timestamp} is not epoch seconds (a producer writing "
+                                f"CreateTime in another unit?): set ts", encode(ev)))
+                            continue
                         ev.ts = msg.timestamp  # broker time, seconds
+                    if isinstance(ev, Prediction) and ev.features is None:
+                        ev.features = {}
                     home = partition_for(ev.prediction_id.encode(), n)
                     if home != msg.partition:
-                        forwards[(msg.topic, home)].append(encode(ev))
+                        forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
                         continue
                     accepted.append((home, is_label, ev))
                     if isinstance(ev, Prediction):  # the monitor's data drift
-                        if ev.features is None:
-                            ev.features = {}
                         monitored[self.model_home(ev.model)].append(encode(ev))
                 for q, encoded in monitored.items():
                     to_monitor[q].append(element(PREDICTIONS, msg.partition, msg.offset, encoded))
@@ -243,12 +249,15 @@ class Joiner:
                   rejection.error)
         out.add(self.deadletter_topic, msg.key, value, None)
 
-    def _forward(self, out: Outbox, topic: str, partition: int, events: list[bytes]) -> None:
+    def _forward(self, out: Outbox, topic: str, partition: int,
+                 events: list[tuple[str, bytes]]) -> None:
+        """Events to their home partition, as arrays keyed by their first event's id."""
         self.forwarded += len(events)
-        for run in arrays(events):
-            key = PREDICTION.decode_one(run[0]).prediction_id if topic != self.labels_topic \
-                else LABEL.decode_one(run[0]).prediction_id
-            out.add(topic, key.encode(), array(run), partition)
+        ids = [pid for pid, _ in events]
+        first = 0
+        for run in arrays([encoded for _, encoded in events]):
+            out.add(topic, ids[first].encode(), array(run), partition)
+            first += len(run)
 
     # --- recovery and rebalance --------------------------------------------------
 

@@ -8,11 +8,13 @@ records read back, in order, to a fresh :class:`~driftline.agents.join.state.Par
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from driftline.agents.join.state import PartitionJoin, StateRecord
+from driftline.errors import SchemaError
 from driftline.models.wire.internal import (
     DELTA,
     HEAD,
@@ -23,6 +25,8 @@ from driftline.models.wire.internal import (
     parse_delta_key,
     parse_snapshot_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -92,5 +96,15 @@ class StateLogReplay:
 
 
 def _restored(record: Any) -> StateRecord:
-    """A join-state record as read back, in the shape :meth:`PartitionJoin.restore` takes."""
-    return None if record is None else record.as_tuple()
+    """A join-state record as read back, in the shape :meth:`PartitionJoin.restore` takes.
+
+    A waiting event that no longer validates (written before its broker timestamp was
+    checked) is dropped, loudly: a partition that cannot be rebuilt would stop the join."""
+    if record is None:
+        return None
+    try:
+        return record.as_tuple()  # type: ignore[no-any-return]
+    except SchemaError as exc:
+        log.error("join-state: a waiting %s that does not validate is dropped (%s)",
+                  "prediction" if record.s == "p" else "label", exc)
+        return None

@@ -165,6 +165,17 @@ class PartitionMonitor:
             self.label_delays.setdefault(model, LabelDelays()).add(labelled - ts[mine], newest)
 
 
+def _finite_or_null(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with every non-finite float (one level of nesting too) as None."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+    return {k: clean(v) for k, v in metrics.items()}
+
+
 class RegistryBaselines:
     """A version's baseline MSE from its registry metadata: ``baseline_mse``, else the
     holdout ``metrics.mse``. Asked once per version (versions are immutable); an unknown
@@ -245,23 +256,27 @@ class MonitorAgent:
                     self.input_topic, q, offset, Rejection("internal_error", repr(exc), value),
                     limit=self.settings.max_message_bytes), None)
             return
-        self._publish(out, q, part, alerts)
+        self._publish(out, q, part, alerts, replay=replay)
 
     def _publish(self, out: Outbox, q: int, part: PartitionMonitor,
-                 alerts: list[dict[str, Any]]) -> None:
+                 alerts: list[dict[str, Any]], *, replay: bool = False) -> None:
         for alert in alerts:
             if alert["alert_id"] in part.published:
                 continue
             part.published.add(alert["alert_id"])
+            # A metric can overflow to inf (squared errors of 1e308): it goes out as null,
+            # as it always did, and the alert with it.
+            alert["metrics"] = _finite_or_null(alert["metrics"])
             try:  # the contract holds for what driftline writes too
                 value = encode(ALERT.validate(alert))
             except SchemaError as exc:  # a bug: say so where it is seen, never stop the stream
-                log.error("alert %s does not match the alert schema (%s); dead-lettered",
+                log.error("alert %s does not match the alert schema (%s); not published",
                           alert["alert_id"], exc)
-                out.add(self.settings.topic("deadletter"), alert["model"].encode(),
-                        dead_letter_value(self.alerts_topic, None, None, Rejection(
-                            "internal_error", f"alert does not match the schema: {exc}",
-                            encode(alert)), limit=self.settings.max_message_bytes), None)
+                if not replay:  # dead-lettered once, live, as a record that cannot apply
+                    out.add(self.settings.topic("deadletter"), alert["model"].encode(),
+                            dead_letter_value(self.alerts_topic, None, None, Rejection(
+                                "internal_error", f"alert does not match the schema: {exc}",
+                                encode(alert)), limit=self.settings.max_message_bytes), None)
                 continue
             log.warning("alert %s: %s", alert["alert_id"], alert["message"])
             out.add(self.alerts_topic, alert["model"].encode(), value, q)

@@ -99,8 +99,12 @@ class EventKind(Generic[E]):
     def validate(self, obj: Any, path: str = "") -> E:
         """A Python object (a dict from a caller, a CSV row) as this event, or a
         :class:`SchemaError` naming the field."""
-        if isinstance(obj, self.type):
-            obj = msgspec.to_builtins(obj)
+        try:
+            # Plain Python first: a numpy scalar (``model.predict(X)[0]``, a metric computed
+            # with numpy) becomes the float or int it stands for, as it would on the wire.
+            obj = msgspec.to_builtins(obj, enc_hook=_enc_hook)
+        except (TypeError, NotImplementedError):
+            pass  # left as it is: convert names the field that is wrong
         try:
             return msgspec.convert(obj, self.type)
         except msgspec.ValidationError as exc:

@@ -30,7 +30,8 @@ MAX_EPOCH_SECONDS = 1e11
 MAX_INT = 2**63 - 1
 MAX_FLOAT = 1.7976931348623157e308
 
-MODEL_PATTERN = "^[A-Za-z0-9._-]{1,128}$"
+# \Z, not $: msgspec matches with re.search, where $ also matches before a final "\n".
+MODEL_PATTERN = r"^[A-Za-z0-9._-]{1,128}\Z"
 MODEL_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 # A finite number: NaN fails both bounds, +-inf one of them. JSON integers are accepted
@@ -47,7 +48,7 @@ Features = Annotated[dict[FeatureName, Number], Meta(max_length=MAX_FEATURES)]
 # Metrics: name -> finite number, null, or one more level of the same (the model events'
 # {"challenger": {...}, "champion": {...}}). Integers stay integers (n_scored: 2048, not
 # 2048.0): the union keeps what the producer wrote.
-Metric = int | Number | None
+Metric = Annotated[int, Meta(ge=-MAX_INT - 1, le=MAX_INT)] | Number | None
 Metrics = dict[str, Metric | dict[str, Metric]]
 Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 

@@ -56,7 +56,7 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
     on_key = bool(match and match["key"])
     tokens = _tokens(path)
     if "..." in tokens:  # a dict value: find which key msgspec meant
-        tokens = _resolve(obj, tokens)
+        tokens = _resolve(obj, tokens, nested="metrics" in tokens)
     shown = _path(tokens)
     leaf = next((t for t in reversed(tokens) if isinstance(t, str)), "")
     in_features = "features" in tokens[:-1] or (on_key and leaf == "features")
@@ -83,6 +83,10 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
     if expected is None:
         return SchemaError(reason, path=shown, kind="invalid")
     want, got, rest = expected["want"], expected["got"], expected["rest"].strip()
+    choices = _choices(event, leaf) if leaf and len(tokens) <= 2 else ()
+    if got is not None and choices:  # a documented-values field: whatever came, out of range
+        return SchemaError(f"must be one of {', '.join(choices)}, got {_value(obj, tokens)!r}",
+                           path=shown, kind="out_of_range")
     if got is not None:
         if not tokens or (len(tokens) == 1 and isinstance(tokens[0], int)):
             return SchemaError(f"a {event} event must be a JSON object, got {got}",
@@ -137,21 +141,26 @@ def _tokens(path: str) -> list[int | str]:
     return out
 
 
-def _resolve(obj: Any, tokens: list[int | str]) -> list[int | str]:
+def _resolve(obj: Any, tokens: list[int | str], *, nested: bool) -> list[int | str]:
     """``[..., "features", "..."]`` -> ``[..., "features", "x1"]``: msgspec names the object
     whose value is wrong, not the key; the key is the first whose value is not a finite
     number (nor, in metrics, a null or an object of them)."""
     while "..." in tokens:
         at = tokens.index("...")
         container = _value(obj, tokens[:at])
-        key = _first_bad_key(container) if isinstance(container, dict) else None
+        key = _first_bad_key(container, nested) if isinstance(container, dict) else None
         if key is None:
             return [t for t in tokens if t != "..."]
         tokens = [*tokens[:at], str(key), *tokens[at + 1:]]
     return tokens
 
 
-def _first_bad_key(container: dict[Any, Any]) -> Any:
+def _first_bad_key(container: dict[Any, Any], nested: bool) -> Any:
+    """The key msgspec complained about: the first value that is not a finite number
+    (nor, where objects of them may nest - metrics - a null or such an object)."""
+    if not nested:
+        return next((k for k, v in container.items()
+                     if v is None or isinstance(v, dict) or _bad_leaf(v)), None)
     for wanted in (_bad_leaf, _has_bad_leaf, lambda v: v is None):
         for key, value in container.items():
             if wanted(value):
@@ -162,8 +171,9 @@ def _first_bad_key(container: dict[Any, Any]) -> Any:
 def _bad_leaf(value: Any) -> bool:
     if value is None or isinstance(value, dict):
         return False
-    return isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        -ev.MAX_FLOAT <= value <= ev.MAX_FLOAT)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -ev.MAX_INT - 1 <= value <= ev.MAX_INT  # beyond what can be written out
+    return not isinstance(value, float) or not -ev.MAX_FLOAT <= value <= ev.MAX_FLOAT
 
 
 def _has_bad_leaf(value: Any) -> bool:

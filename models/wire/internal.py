@@ -79,7 +79,8 @@ PENDING_PREDICTION, PENDING_LABEL, DONE = "p", "l", "d"
 
 
 class StateRecord(msgspec.Struct, gc=False):
-    """The state of one prediction id (``e``, the waiting event, stays raw until needed)."""
+    """The state of one prediction id; ``e``, the waiting event, is decoded (and validated)
+    by :meth:`event`."""
 
     s: Literal["p", "l", "d"]
     t: float
@@ -88,7 +89,7 @@ class StateRecord(msgspec.Struct, gc=False):
     def event(self) -> Prediction | Label:
         if not self.e:
             raise ValueError(f"a {self.s!r} join-state record has no event")
-        return (PREDICTION if self.s == PENDING_PREDICTION else LABEL).decode_one(self.e)
+        return (PREDICTION if self.s == PENDING_PREDICTION else LABEL).decode_one(bytes(self.e))
 
     def as_tuple(self) -> tuple[str, float, Prediction | Label | None]:
         """(state, seen, waiting event or None): what the join's state holds."""
