@@ -234,3 +234,20 @@ def test_debian_kcat_cannot_talk_to_tansu(kcat, stack):
         assert "ApiVersionRequest failed: Local: Read underflow: probably due to broker " \
                "version < 0.10" in result.stderr, result.stderr
         assert "ERROR: Failed to acquire metadata" in result.stderr
+
+
+def quoted(path: Path, start: str, end: str) -> str:
+    text = path.read_text()
+    return text[text.index(start) + len(start):text.index(end)].strip("\n")
+
+
+@pytest.mark.parametrize(("source", "marker"), [
+    ("python/client.py", "readme"), ("java/Client.java", "readme"), ("go/main.go", "readme"),
+    ("node/client.js", "readme"), ("python/client.py", "readme:alerts"),
+    ("java/Client.java", "readme:alerts"), ("go/main.go", "readme:alerts"),
+    ("node/client.js", "readme:alerts")])
+def test_readme_quotes_the_client_sources_the_tests_run(source, marker):
+    comment = "#" if source.endswith(".py") else "//"
+    code = quoted(CLIENTS / source, f"{comment} {marker}:start\n", f"{comment} {marker}:end")
+    readme = (ROOT / "README.md").read_text()
+    assert code in readme, f"README does not show {source} {marker} as it is"

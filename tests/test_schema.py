@@ -5,6 +5,11 @@ checked against them in tests/test_clients.py."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import orjson
@@ -130,3 +135,15 @@ def test_cli_refuses_an_unknown_event_naming_the_known_ones():
     result = invoke("predictions")
     assert result.exit_code == 2
     assert "no event 'predictions'" in result.output and "scored-pair" in result.output
+
+
+def test_readme_schema_commands_run_as_written(tmp_path):
+    [block] = readme_blocks("## Publishing from your service", "**Three rules")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for line in block.strip().splitlines():
+        result = subprocess.run(shlex.split(line), cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+    assert json.loads((tmp_path / "schemas" / "prediction.schema.json").read_text()) == \
+        ws.schema("prediction")

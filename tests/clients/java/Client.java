@@ -25,13 +25,11 @@ import org.apache.kafka.common.utils.Utils;
 public class Client {
     // readme:start
     // The default partitioner hashes the key with murmur2: keyed by prediction_id, a
-    // prediction and its label meet on the same partition. Idempotence (on by default
-    // since 3.0) needs InitProducerId, which Tansu (the embedded broker) refuses.
+    // prediction and its label meet on the same partition.
     static KafkaProducer<String, String> producer(String bootstrap) {
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
         props.put("acks", "all");
-        props.put("enable.idempotence", "false");
         return new KafkaProducer<>(props, new StringSerializer(), new StringSerializer());
     }
 
