@@ -33,8 +33,6 @@ from driftline.kafka import partition_for
 from driftline.models.wire import schema as ws
 from driftline.models.wire import unbatch
 
-pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
-
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / "tests" / "clients"
 PAIRS = 200  # 100 single events and 100 in batches, a client
@@ -206,12 +204,17 @@ def argv_client(argv: list[str]):
     return produce, consume
 
 
+@pytest.mark.integration
+@pytest.mark.kafka
+@pytest.mark.slow
 @pytest.mark.parametrize("client", ["python", "java", "go", "node"])
 def test_client_publishes_and_reads_alerts(client, request, stack, tmp_path, worker_factory):
     argv = request.getfixturevalue(f"{client}_client")
     check_client(stack, tmp_path, worker_factory, client, *argv_client(argv))
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.kafka_only
 def test_kcat_publishes_and_reads_alerts(kcat, stack, tmp_path, worker_factory):
     def consume(bootstrap, topic, count):
@@ -219,6 +222,7 @@ def test_kcat_publishes_and_reads_alerts(kcat, stack, tmp_path, worker_factory):
     check_client(stack, tmp_path, worker_factory, "kcat", kcat_client(kcat), consume)
 
 
+@pytest.mark.integration
 @pytest.mark.tansu_only
 def test_debian_kcat_cannot_talk_to_tansu(kcat, stack):
     """Documented in README "Publishing from your service": librdkafka 2.0.2's
