@@ -3,8 +3,8 @@
 
 One module per group of sub-commands, each importing only :mod:`._common`, so there
 is no cycle: :mod:`.services` (worker, trainer), :mod:`.embedded` (stack up, up, demo),
-:mod:`.ops` (publish, alerts, replay, health, simulate, config) and :mod:`.registry`
-(the registry).
+:mod:`.ops` (publish, alerts, replay, health, simulate, config), :mod:`.registry`
+(the registry) and :mod:`.schema` (the events' JSON Schema).
 
 Exit codes: 0 ok, 1 runtime failure (a service failed, a broker is unreachable),
 2 bad usage or configuration (the message says what to change), 3 bad rows skipped
@@ -19,6 +19,7 @@ from ._common import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED_ROWS, EXIT_USAGE
 from .embedded import demo, stack, up
 from .ops import alerts, config, health, publish, replay, simulate
 from .registry import models
+from .schema import schema
 from .services import trainer, worker
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_SKIPPED_ROWS", "EXIT_USAGE", "main"]
@@ -31,5 +32,5 @@ def main() -> None:
 
 
 for _command in (worker, trainer, models, publish, alerts, replay, health, simulate, config,
-                 stack, up, demo):
+                 stack, up, demo, schema):
     main.add_command(_command)
