@@ -70,8 +70,8 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
         return SchemaError(f"unknown field(s) {name!r} in a {event} event; allowed: {allowed}",
                            path=shown, kind="unknown_field")
     if reason.startswith("Invalid enum value"):
-        choices = ", ".join(_choices(event, leaf))
-        return SchemaError(f"must be one of {choices}, got {_value(obj, tokens)!r}", path=shown,
+        listed = ", ".join(_choices(event, leaf))
+        return SchemaError(f"must be one of {listed}, got {_value(obj, tokens)!r}", path=shown,
                            kind="out_of_range")
     if reason == "Number out of range":
         if leaf in INT_FIELDS:

@@ -54,7 +54,20 @@ def schema(name: str) -> dict[str, Any]:
                            "description": _description(kind)}
     if components:  # the nested Structs it refers to, e.g. an alert's attribution
         out["$defs"] = components
-    return out
+    portable: dict[str, Any] = _portable(out)
+    return portable
+
+
+def _portable(node: Any) -> Any:
+    """Patterns in the dialect JSON Schema uses (ECMA-262): the wire layer anchors with
+    Python's ``\\Z`` (its ``$`` matches before a final newline), where ECMA's ``$``
+    already means the very end."""
+    if isinstance(node, dict):
+        return {k: (v.replace("\\Z", "$") if k == "pattern" and isinstance(v, str)
+                    else _portable(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_portable(v) for v in node]
+    return node
 
 
 def message_schema(name: str, max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, Any]:
