@@ -91,3 +91,36 @@ def test_mark_done_turns_pending_into_done_and_records_it():
     assert j.drain()[1] == {"a": ("d", 5, None)}
     j.add_label(lab("a"), now=6)
     assert j.drain()[0] == [] and j.stats["duplicate_labels"] == 1
+
+
+def test_internal_records_carry_their_format_and_old_ones_still_read():
+    """Every join-state and monitor-input record says its format version (DESIGN.md);
+    records written before versions existed read as version 1, and a version this code
+    does not know is refused rather than guessed at."""
+    import pytest
+
+    from driftline.models.wire.internal import (
+        FormatError,
+        chunk_value,
+        decode_chunk,
+        decode_elements,
+        decode_head,
+        head_value,
+    )
+
+    entry = state_entry("a", "p", 1.0, pred("a"))
+    assert delta_value([entry], 3).startswith(b'{"v":1,')
+    assert chunk_value([entry]).startswith(b'{"v":1,') and head_value(4, 1, 9).endswith(b',"v":1}')
+    assert decode_chunk(chunk_value([entry]))[0][1].as_tuple() == ("p", 1.0, pred("a"))
+    # As written before versions: a delta and a head without "v", a chunk as a bare array.
+    legacy_delta = b'{"r":[["a",{"s":"d","t":5}]],"c":2}'
+    assert decode_delta(legacy_delta).r[0][1].as_tuple() == ("d", 5.0, None)
+    assert decode_chunk(b"[" + entry + b"]")[0][0] == "a"
+    assert decode_head(b'{"seq":4,"chunks":1,"c":9}').seq == 4
+    assert decode_elements(b'[{"k":"s","s":[0,1],"e":[]}]')[0].v == 1
+    for refused in (lambda: decode_delta(b'{"v":2,"r":[]}'),
+                    lambda: decode_chunk(b'{"v":2,"r":[]}'),
+                    lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}'),
+                    lambda: decode_elements(b'[{"v":2,"k":"s","s":[0,1],"e":[]}]')):
+        with pytest.raises(FormatError, match="format v2; this driftline reads v1"):
+            refused()

@@ -71,6 +71,7 @@ from driftline.models.wire.internal import (
     HEAD,
     MODEL_HEADER,
     PREDICTIONS,
+    chunk_value,
     deleted_entry,
     delta_key,
     delta_value,
@@ -225,7 +226,7 @@ class Joiner:
         chunks = Outbox()
         runs = arrays([_entry(pid, record) for pid, record in part.records()])
         for k, run in enumerate(runs):
-            chunks.add(self.state_topic, snapshot_key(seq, k), array(run), p)
+            chunks.add(self.state_topic, snapshot_key(seq, k), chunk_value(run), p)
         n_chunks = len(chunks)
         await chunks.flush(self.send)
         head = Outbox()

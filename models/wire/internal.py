@@ -4,26 +4,36 @@
 events, and names the model in the ``model`` header, so the route agent forwards a
 message without decoding it.
 
+**Format version.** Every record below carries ``"v"``, the version of its format
+(:data:`FORMAT`; DESIGN.md: internal topics must carry one). A record without it was
+written before versions existed and is read as version 1; a record of a version this
+code does not know is refused with an error that says so, never guessed at.
+
 **monitor-input elements** (``driftline.monitor-input``, keyed by nothing, on the
 model's partition). A message is a JSON array of elements; an element is the events of
 one source message that go to one monitor partition, with where they came from::
 
-    {"k": "s" | "p" | "x", "s": [source partition, source offset], "e": [event, ...]}
+    {"v": 1, "k": "s" | "p" | "x", "s": [source partition, source offset], "e": [event, ...]}
 
 ``k`` is the source: scored pairs, predictions (for data drift) or expirations.
 
 **join-state records** (``driftline.join-state``, compacted). Keys ``d:<seq>`` (a
-delta: ``{"r": [[prediction_id, record | null], ...], "c": checkpoint?}``),
-``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``[[prediction_id, record],
-...]``) and ``h`` (the head: ``{"seq", "chunks", "c"}``). A record is ``{"s": "p" |
+delta: ``{"v": 1, "r": [[prediction_id, record | null], ...], "c": checkpoint?}``),
+``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``{"v": 1, "r":
+[[prediction_id, record], ...]}``; a bare array before versions) and ``h`` (the head:
+``{"v": 1, "seq", "chunks", "c"}``). A record is ``{"s": "p" |
 "l" | "d", "t": seen, "e": event?}``: a waiting prediction or label (with the event)
 or a done id.
 
 >>> v = element(SCORED, 2, 41, [b'{"prediction_id":"a"}'])
 >>> v
-b'{"k":"s","s":[2,41],"e":[{"prediction_id":"a"}]}'
+b'{"v":1,"k":"s","s":[2,41],"e":[{"prediction_id":"a"}]}'
 >>> [(e.k, e.s, e.e) for e in decode_elements(b"[" + v + b"]")]
 [('s', (2, 41), [{'prediction_id': 'a'}])]
+>>> decode_elements(b'[{"v":2,"k":"s","s":[2,41],"e":[]}]')
+Traceback (most recent call last):
+...
+driftline.models.wire.internal.FormatError: a monitor-input element of format v2; ...
 """
 
 from __future__ import annotations
@@ -36,6 +46,17 @@ from driftline.models.wire.codec import LABEL, PREDICTION, array, encode
 from driftline.models.wire.events import Label, Prediction
 
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
+FORMAT = 1  # of every record below
+
+
+class FormatError(ValueError):
+    """A record of a format version this driftline does not read."""
+
+
+def _check(what: str, version: int) -> None:
+    if version != FORMAT:
+        raise FormatError(f"a {what} of format v{version}; this driftline reads v{FORMAT} "
+                          f"(a newer driftline wrote it: upgrade this one)")
 
 # --- monitor-input ------------------------------------------------------------------
 
@@ -49,6 +70,7 @@ class Element(msgspec.Struct, gc=False):
     k: ElementKind
     s: tuple[int, int]
     e: list[dict[str, Any]]
+    v: int = 1  # absent before versions: 1
 
 
 _elements = msgspec.json.Decoder(list[Element])
@@ -63,13 +85,18 @@ def element(kind: str, partition: int, offset: int, events: list[bytes]) -> byte
 def element_of_array(kind: str, partition: int, offset: int, events_array: bytes) -> bytes:
     """An element around a JSON array of events as it came (the route forwards the join's
     arrays without decoding them)."""
-    return b'{"k":"%s","s":[%d,%d],"e":%s}' % (kind.encode(), partition, offset, events_array)
+    return b'{"v":%d,"k":"%s","s":[%d,%d],"e":%s}' % (FORMAT, kind.encode(), partition,
+                                                        offset, events_array)
 
 
 def decode_elements(value: bytes) -> list[Element]:
     """A monitor-input message; raises ``msgspec.DecodeError`` / ``ValidationError`` on
-    bytes driftline did not write."""
-    return _elements.decode(value)
+    bytes driftline did not write, :class:`FormatError` on a format it does not know."""
+    elements = _elements.decode(value)
+    for item in elements:
+        if item.v != FORMAT:
+            _check("monitor-input element", item.v)
+    return elements
 
 
 # --- join-state ---------------------------------------------------------------------
@@ -99,16 +126,24 @@ class StateRecord(msgspec.Struct, gc=False):
 class Delta(msgspec.Struct, gc=False):
     r: list[tuple[str, StateRecord | None]]
     c: int | None = None
+    v: int = 1
+
+
+class Chunk(msgspec.Struct, gc=False):
+    r: list[tuple[str, StateRecord]]
+    v: int = 1
 
 
 class Head(msgspec.Struct, gc=False):
     seq: int
     chunks: int
     c: int
+    v: int = 1
 
 
 _delta = msgspec.json.Decoder(Delta)
-_chunk = msgspec.json.Decoder(list[tuple[str, StateRecord]])
+_chunk = msgspec.json.Decoder(Chunk)
+_legacy_chunk = msgspec.json.Decoder(list[tuple[str, StateRecord]])  # before versions
 _head = msgspec.json.Decoder(Head)
 
 
@@ -128,8 +163,13 @@ def deleted_entry(pid: str) -> bytes:
 def delta_value(entries: list[bytes], checkpoint: int | None) -> bytes:
     """A delta of encoded entries; the last delta of a batch carries the checkpoint (the
     next offset of the partition's ``scored`` topic)."""
-    body = b'{"r":' + array(entries)
+    body = b'{"v":%d,"r":' % FORMAT + array(entries)
     return body + (b"}" if checkpoint is None else b',"c":%d}' % checkpoint)
+
+
+def chunk_value(entries: list[bytes]) -> bytes:
+    """Chunk k of a snapshot: encoded entries of the whole state."""
+    return b'{"v":%d,"r":' % FORMAT + array(entries) + b"}"
 
 
 def delta_key(seq: int) -> bytes:
@@ -141,19 +181,27 @@ def snapshot_key(seq: int, chunk: int) -> bytes:
 
 
 def head_value(seq: int, chunks: int, checkpoint: int) -> bytes:
-    return encode(Head(seq, chunks, checkpoint))
+    return encode(Head(seq, chunks, checkpoint, FORMAT))
 
 
 def decode_delta(value: bytes) -> Delta:
-    return _delta.decode(value)
+    delta = _delta.decode(value)
+    _check("join-state delta", delta.v)
+    return delta
 
 
 def decode_chunk(value: bytes) -> list[tuple[str, StateRecord]]:
-    return _chunk.decode(value)
+    if value[:1] == b"[":
+        return _legacy_chunk.decode(value)
+    chunk = _chunk.decode(value)
+    _check("join-state snapshot chunk", chunk.v)
+    return chunk.r
 
 
 def decode_head(value: bytes) -> Head:
-    return _head.decode(value)
+    head = _head.decode(value)
+    _check("join-state head", head.v)
+    return head
 
 
 def parse_snapshot_key(key: bytes) -> tuple[int, int]:
