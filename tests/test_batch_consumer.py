@@ -102,13 +102,24 @@ def _calls(path: Path) -> list[dict]:
         if path.exists() else []
 
 
-def _committed(settings: Settings) -> int | None:
-    async def run():
+def _wait_committed(settings: Settings, end: int, timeout: float = 90.0) -> int:
+    """Wait until the group's committed offset of the probe partition reaches ``end``.
+
+    One consumer asks again and again: a new consumer per poll, stopped while aiokafka was
+    still connecting to the group coordinator, left a socket behind on Apache Kafka."""
+    async def run() -> int:
         c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                              group_id=settings.group_id, enable_auto_commit=False)
         await c.start()
         try:
-            return await c.committed(TopicPartition((settings.topic_prefix + "probe"), 0))
+            deadline = time.monotonic() + timeout
+            tp = TopicPartition(settings.topic_prefix + "probe", 0)
+            while (committed := await c.committed(tp) or 0) < end:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"gave up waiting for offset {end} committed "
+                                         f"({committed} is)")
+                await asyncio.sleep(0.3)
+            return committed
         finally:
             await c.stop()
     return asyncio.run(run())
@@ -172,7 +183,7 @@ def test_one_call_per_fetch_and_a_failing_handler_is_retried(stack, tmp_path):
             offsets = [o for _, _, o in c["offsets"]]
             assert offsets == sorted(offsets)
         # The consumer lived on and committed the whole partition.
-        _wait(lambda: _committed(settings) == end, f"offset {end} committed")
+        assert _wait_committed(settings, end) == end
     finally:
         _stop(proc, tmp_path)
 
@@ -190,6 +201,6 @@ def test_commits_pass_transaction_markers(stack, tmp_path):
         _wait(lambda: len(_offsets(_calls(path))) == 300, "every record handled")
         offsets = _offsets(_calls(path))
         assert offsets[-1] + 1 - offsets[0] > 300  # there were gaps (the markers)
-        _wait(lambda: (_committed(settings) or 0) >= end, f"offset {end} committed")
+        assert _wait_committed(settings, end) >= end
     finally:
         _stop(proc, tmp_path)
