@@ -6,9 +6,6 @@ from __future__ import annotations
 from collections import Counter
 
 from driftline.models.wire.codec import Rejection
-from driftline.models.wire.deadletter import dead_letter_value
-
-__all__ = ["DeadLetterCounter", "dead_letter_value"]
 
 
 class DeadLetterCounter(Counter[str]):

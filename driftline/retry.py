@@ -58,6 +58,3 @@ class Backoff:
         delay = self._next or self.initial
         self._next = min(delay * 2, self.maximum)
         return delay
-
-    def reset(self) -> None:
-        self._next = 0.0

@@ -47,7 +47,7 @@ from typing import Any
 import faust
 from msgspec import UNSET
 
-from driftline.agents.deadletter import DeadLetterCounter, dead_letter_value
+from driftline.agents.deadletter import DeadLetterCounter
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
@@ -66,6 +66,7 @@ from driftline.models.wire import (
     encode,
     unbatch,
 )
+from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
 from driftline.models.wire.internal import (
     HEAD,

@@ -38,7 +38,6 @@ import faust
 import numpy as np
 from aiokafka.errors import KafkaError
 
-from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.outbox import Outbox
 from driftline.agents.retrain.training_data import TrainingWindow, recent_pairs
 from driftline.agents.wiring import batch_agent, raw_topic, sender
@@ -53,6 +52,7 @@ from driftline.models.linear import LinearModel
 from driftline.models.registry import ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
 from driftline.models.wire import RETRAIN_REQUEST, Rejection
+from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import faust
 
-from driftline.agents.deadletter import dead_letter_value
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.outbox import Outbox, SendFn
@@ -31,6 +30,7 @@ from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, RETRAIN_REQUEST, encode, unbatch
+from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 

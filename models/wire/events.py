@@ -163,11 +163,6 @@ class AlertDelivery(Event):
     ts: Timestamp
 
 
-def fields_of(event_type: type[Struct]) -> tuple[str, ...]:
-    """The wire names of an event type's fields, in order."""
-    return event_type.__struct_fields__
-
-
 def as_dict(event: Struct) -> dict[str, Any]:
     """An event as a plain dict of its set fields (UNSET ones left out)."""
     return {name: value for name in event.__struct_fields__
