@@ -45,7 +45,9 @@ params = { threshold = 20, min_instances = 50 }
     ("[models.m.concept_drift]\ndetector = 'kswin'", "detector must be one of adwin, page_hinkley"),
     ("[models.m.concept_drift]\nparams = { delt = 1 }", "delt not a parameter of adwin"),
     ("[models.m.threshold]\nfactor = 0.5", "threshold.factor must be above 1"),
-    ("[models.m.data_drift]\npsi_resolve = 0.5", "psi_resolve < psi_threshold"),
+    ("[models.m.data_drift]\npsi_threshold = 0.2\npsi_resolve = 0.5",
+     "psi_resolve < psi_threshold"),
+    ("[models.m]\nfalse_alarm_budget = 0", "false_alarm_budget: expected float > 0"),
     ("[alerts]\nx = 1", "unknown table(s) alerts"),
     ("[models.m\n", "monitor.toml"),
 ])

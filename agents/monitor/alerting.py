@@ -18,6 +18,17 @@ True
 >>> book.fire(key, ts=130.0, severity="warning", detector="threshold",
 ...           metrics={}, message="x") is None           # within the cooldown
 True
+
+A version that a newer one replaced has its open episodes resolved with ``reason``
+``superseded``, and opens none until it is served again:
+
+>>> _ = book.fire(key, ts=400.0, severity="warning", detector="threshold", metrics={},
+...               message="MSE is high.")
+>>> [(a["status"], a["reason"]) for a in book.supersede("m", 1, ts=1000.0, message="v2")]
+[('resolved', 'superseded')]
+>>> book.fire(key, ts=2000.0, severity="warning", detector="threshold", metrics={},
+...           message="x") is None
+True
 """
 
 from __future__ import annotations
@@ -39,12 +50,14 @@ class Episode:
     number: int = 0
     firing: bool = False
     resolved_at: float | None = None
+    detector: str = ""  # of the open episode's firing alert
 
 
 class AlertBook:
     def __init__(self, cooldown: float) -> None:
         self.cooldown = cooldown
         self.episodes: dict[AlertKey, Episode] = {}
+        self.superseded: set[tuple[str, int | None]] = set()  # (model, version): no new episodes
 
     def is_firing(self, key: AlertKey) -> bool:
         episode = self.episodes.get(key)
@@ -53,6 +66,8 @@ class AlertBook:
     def fire(self, key: AlertKey, *, ts: float, severity: str, detector: str,
              metrics: dict[str, Any], message: str) -> dict[str, Any] | None:
         """A firing alert if ``key`` is not firing and out of its cooldown, else None."""
+        if (key.model, key.version) in self.superseded:
+            return None
         episode = self.episodes.setdefault(key, Episode())
         if episode.firing:
             return None
@@ -60,17 +75,41 @@ class AlertBook:
             return None
         episode.number += 1
         episode.firing = True
+        episode.detector = detector
         return _alert(key, episode.number, "firing", ts, severity, detector, metrics, message)
 
     def resolve(self, key: AlertKey, *, ts: float, metrics: dict[str, Any], message: str,
-                detector: str = "") -> dict[str, Any] | None:
+                detector: str = "", reason: str = "cleared") -> dict[str, Any] | None:
         """A resolved alert if ``key`` is firing, else None."""
         episode = self.episodes.get(key)
         if episode is None or not episode.firing:
             return None
         episode.firing = False
         episode.resolved_at = ts
-        return _alert(key, episode.number, "resolved", ts, "warning", detector, metrics, message)
+        return {**_alert(key, episode.number, "resolved", ts, "warning", detector, metrics,
+                         message), "reason": reason}
+
+    def supersede(self, model: str, version: int | None, *, ts: float, message: str,
+                  metrics: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Resolve every open episode of ``version`` as ``superseded``; it opens no new one
+        until :meth:`reinstate`. Returns the resolved alerts, in key order."""
+        self.superseded.add((model, version))
+        out = []
+        for key in sorted((k for k in self.episodes if (k.model, k.version) == (model, version)
+                           and self.episodes[k].firing), key=_order):
+            alert = self.resolve(key, ts=ts, metrics=dict(metrics or {}), message=message,
+                                 detector=self.episodes[key].detector, reason="superseded")
+            if alert:
+                out.append(alert)
+        return out
+
+    def reinstate(self, model: str, version: int | None) -> None:
+        """``version`` serves predictions again: it may open episodes again."""
+        self.superseded.discard((model, version))
+
+
+def _order(key: AlertKey) -> tuple[str, str]:
+    return key.kind, key.feature or ""
 
 
 def alert_id(key: AlertKey, episode: int, status: str) -> str:

@@ -51,6 +51,7 @@ RETRAIN_KINDS = ("concept_drift", "data_drift", "prediction_drift", "metric_thre
 AtLeastOne = Annotated[int, Meta(ge=1)]
 AtLeastTwo = Annotated[int, Meta(ge=2)]
 NonNegative = Annotated[float, Meta(ge=0)]
+Positive = Annotated[float, Meta(gt=0)]
 
 
 class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -69,8 +70,11 @@ class DataDriftConfig(Table, frozen=True):
     window: AtLeastOne = 1000           # compared with the most recent N
     check_every: AtLeastOne = 250       # predictions between two checks
     bins: AtLeastTwo = 10               # quantile bins of the reference
-    psi_threshold: Annotated[float, Meta(gt=0)] = 0.25  # above: drift; critical above twice this
-    psi_resolve: Annotated[float, Meta(gt=0)] = 0.1     # below: resolved
+    # Above: drift, critical above twice this; below psi_resolve: resolved. Unset (the
+    # default), each column's are calibrated from its reference to the model's
+    # false_alarm_budget (agents/monitor/calibration.py); set, they win.
+    psi_threshold: Positive | None = None
+    psi_resolve: Positive | None = None
     consecutive: AtLeastOne = 2         # checks in a row before firing or resolving
 
 
@@ -102,6 +106,12 @@ class ModelConfig(Table, frozen=True):
     baseline_pairs: AtLeastTwo = 1000
     baseline_mse: NonNegative | None = None
     cooldown: NonNegative = 300.0       # event-time seconds after a resolve: no new episode
+    # Expected false alarms per 1,000,000 predictions over all the model's tests; sets
+    # every threshold the file leaves unset (agents/monitor/calibration.py).
+    false_alarm_budget: Positive = 1.0
+    # Event-time seconds without predictions after which an older version than the one
+    # serving has its open episodes resolved as superseded.
+    superseded_after: NonNegative = 600.0
     concept_drift: ConceptDriftConfig = ConceptDriftConfig()
     data_drift: DataDriftConfig = DataDriftConfig()
     threshold: ThresholdConfig = ThresholdConfig()
@@ -126,8 +136,15 @@ class ModelConfig(Table, frozen=True):
             raise ConfigError(f"concept_drift.params: {', '.join(sorted(unknown))} not a "
                               f"parameter of {cd.detector} "
                               f"({', '.join(sorted(DETECTORS[cd.detector]))})")
+        if not self.false_alarm_budget > 0 or self.superseded_after < 0:
+            raise ConfigError("need false_alarm_budget > 0 and superseded_after >= 0")
         dd = self.data_drift
-        if not 0 < dd.psi_resolve < dd.psi_threshold:
+        for name in ("psi_threshold", "psi_resolve"):
+            value = getattr(dd, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"data_drift.{name} must be above 0")
+        if (dd.psi_threshold is not None and dd.psi_resolve is not None
+                and not dd.psi_resolve < dd.psi_threshold):
             raise ConfigError("data_drift: need 0 < psi_resolve < psi_threshold")
         if dd.bins < 2 or dd.reference_size < dd.bins or dd.window < dd.bins:
             raise ConfigError("data_drift: need bins >= 2 and reference_size, window >= bins")

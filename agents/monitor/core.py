@@ -23,11 +23,13 @@ how the agent survives kill -9 (see the README).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.config import ModelConfig, MonitorConfig
 from driftline.agents.monitor.metrics import Baseline, RollingErrors
@@ -40,29 +42,37 @@ from driftline.agents.monitor.rules import (
     ThresholdRule,
 )
 from driftline.agents.monitor.rules.subject import Alert
+from driftline.agents.monitor.superseded import supersede
 
 
 class VersionMonitor:
     """Everything the monitor knows about one version of one model."""
 
     def __init__(self, model: str, version: int | None, config: ModelConfig,
-                 alerts: AlertBook, baseline_mse: float | None = None) -> None:
+                 alerts: AlertBook, baseline_mse: float | None = None,
+                 features: int = 0) -> None:
         self.model, self.version, self.config = model, version, config
         self.alerts = alerts
+        # The false-alarm budget split over this version's tests (the features its first
+        # event names): each test's false alarms per prediction.
+        self.tests = calibration.count_tests(features)
+        self.rate = calibration.per_test_rate(config.false_alarm_budget, self.tests)
         self.rolling = RollingErrors(config.window)
         # The version's own baseline (registry metadata) wins over the model's (config
         # file); without either, the first `baseline_pairs` pairs set it.
         self.baseline = Baseline(config.baseline_pairs,
                                  baseline_mse if baseline_mse is not None else config.baseline_mse)
         subject = Subject(model, version, alerts, self.rolling, self.baseline)
-        self.concept = ConceptDriftRule(subject, config.concept_drift, self.classification)
+        self.concept = ConceptDriftRule(subject, config.concept_drift, self.classification,
+                                        self.rate)
         self.threshold = ThresholdRule(subject, config.threshold)
         self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
-        self.prediction_drift = PredictionDriftRule(subject, config.data_drift)
+        self.prediction_drift = PredictionDriftRule(subject, config.data_drift, self.rate)
         self.starvation = LabelStarvationRule(subject, config.starvation)
         self.subject = subject
         self.n_predictions = 0
         self.n_expired = 0
+        self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.rejected = 0
 
     @property
@@ -93,6 +103,7 @@ class VersionMonitor:
             preds, labels, sq = preds[finite], labels[finite], sq[finite]
             if not pairs:
                 return []
+        self._served(pairs)
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels)
         applies_from = self.baseline.update(sq).applies_from
@@ -118,15 +129,32 @@ class VersionMonitor:
 
     def process_predictions(self, events: list[dict[str, Any]]) -> list[Alert]:
         self.n_predictions += len(events)
+        self._served(events)
+        self.alerts.reinstate(self.model, self.version)  # it serves again
         if self.data_drift is None:
             self.data_drift = DataDriftRule(self.subject, sorted(events[0]["features"]),
-                                            self.config.data_drift)
+                                            self.config.data_drift, self.rate)
         return (self.data_drift.update(events).alerts
                 + self.prediction_drift.update(events).alerts)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
         self.n_expired += len(events)
         return self.starvation.update(events, expired=True).alerts
+
+    def _served(self, events: list[dict[str, Any]]) -> None:
+        """The newest prediction time of predictions, or of pairs (their ``ts``)."""
+        newest = max((e["ts"] for e in events if e.get("ts") is not None), default=None)
+        if newest is not None and newest > self.last_prediction_ts:
+            self.last_prediction_ts = newest
+
+    def calibration(self) -> dict[str, Any]:
+        """The budget's split and the thresholds it gave (config values where set)."""
+        limits = {**(self.data_drift.limits_by_column() if self.data_drift else {}),
+                  **self.prediction_drift.limits_by_column()}
+        return {"false_alarm_budget": self.config.false_alarm_budget, "tests": self.tests,
+                "rate_per_test": self.rate, "psi_limits": limits,
+                "detector_params": {k: v for k, v in self.concept.detector.params.items()
+                                    if isinstance(v, (int, float))}}
 
     def report(self) -> dict[str, Any]:
         """Current metrics, baseline, detector and drift state of this version."""
@@ -137,7 +165,8 @@ class VersionMonitor:
                 **self.rolling.report(), **metrics, "baseline_mse": self.baseline.mse,
                 "n_scored": self.rolling.count, "n_predictions": self.n_predictions,
                 "n_expired": self.n_expired, "detector": self.concept.name,
-                "drift_detections": self.concept.detections, "psi": psi}
+                "drift_detections": self.concept.detections, "psi": psi,
+                "calibration": self.calibration()}
 
 
 BaselineLookup = Callable[[str, int | None], float | None]
@@ -155,22 +184,27 @@ class Monitor:
         self.baselines = baselines
         self.versions: dict[tuple[str, int | None], VersionMonitor] = {}
         self.books: dict[str, AlertBook] = {}
+        self._touched: list[VersionMonitor] = []  # the versions the last call fed
 
-    def version(self, model: str, version: int | None) -> VersionMonitor:
+    def version(self, model: str, version: int | None, features: int = 0) -> VersionMonitor:
+        """The monitor of ``version``, made on its first event (``features``: how many
+        features that event names, for the split of the false-alarm budget)."""
         key = (model, version)
         vm = self.versions.get(key)
         if vm is None:
             cfg = self.config.for_model(model)
             book = self.books.setdefault(model, AlertBook(cfg.cooldown))
             baseline = self.baselines(model, version) if self.baselines else None
-            vm = self.versions[key] = VersionMonitor(model, version, cfg, book, baseline)
+            vm = self.versions[key] = VersionMonitor(model, version, cfg, book, baseline,
+                                                     features)
         return vm
 
     def process_pairs(self, pairs: Iterable[dict[str, Any]]) -> list[Alert]:
         return self._dispatch(pairs, VersionMonitor.process_pairs)
 
     def process_predictions(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
-        return self._dispatch(events, VersionMonitor.process_predictions)
+        out = self._dispatch(events, VersionMonitor.process_predictions)
+        return out + supersede(self, {vm.model for vm in self._touched})
 
     def process_expired(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         return self._dispatch(events, VersionMonitor.process_expired)
@@ -187,6 +221,9 @@ class Monitor:
             for key, ev in zip(keys, events):
                 groups.setdefault(key, []).append(ev)
         out: list[Alert] = []
+        self._touched = []
         for (model, version), group in groups.items():
-            out.extend(method(self.version(model, version), group))
+            vm = self.version(model, version, len(group[0].get("features") or ()))
+            self._touched.append(vm)
+            out.extend(method(vm, group))
         return out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from river import drift
 
+from driftline.agents.monitor import calibration
 from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
 
 _PSI_EPS = 1e-4
@@ -26,16 +27,22 @@ _PSI_EPS = 1e-4
 class ErrorDrift:
     """Concept drift on a stream of per-pair errors; ``update`` says if the error went up."""
 
-    def __init__(self, config: ConceptDriftConfig) -> None:
+    def __init__(self, config: ConceptDriftConfig, rate: float | None = None) -> None:
         self.name = config.detector
         if config.detector == "adwin":
-            # delta 2e-5, not River's 0.002: on squared errors (heavy-tailed) 0.002 raised
-            # a false alarm in 1 of 8 stationary 100k-pair streams; 2e-5 in none, and still
-            # catches an abrupt change within ~100 pairs (tests/test_monitor_core.py).
-            self._detector: Any = drift.ADWIN(**{"delta": 2e-5, **config.params})
+            # Not River's delta of 0.002: on squared errors (heavy-tailed) 0.002 raised a
+            # false alarm in 1 of 8 stationary 100k-pair streams. Unset, delta comes from
+            # the false-alarm rate per test (calibration.adwin_delta; ~2.5e-6 for 10
+            # features at the default budget), else it was 2e-5; a configured delta wins.
+            params: dict[str, Any] = dict(config.params)
+            if "delta" not in params:
+                params["delta"] = (2e-5 if rate is None else calibration.adwin_delta(
+                    rate, int(params.get("clock", 32))))
+            self.params = params
+            self._detector: Any = drift.ADWIN(**params)
         else:
-            params: dict[str, Any] = {"mode": "up", **config.params}
-            self._detector = drift.PageHinkley(**params)
+            self.params = {"mode": "up", **config.params}
+            self._detector = drift.PageHinkley(**self.params)
         self.detections = 0
         # River's ADWIN starts afresh after each detection and drops nothing otherwise,
         # so its window is "everything since the last detection": running sums give
@@ -159,9 +166,16 @@ class PSIDrift:
     def _psi(self) -> np.ndarray:
         assert self.expected is not None
         actual = _shares(self._bins, self.config.bins)
-        psi = np.sum((actual - self.expected) * np.log(actual / self.expected), axis=1)
+        psi = psi_of_shares(actual, self.expected)
         psi[~(self._bins < self.config.bins).any(axis=0)] = 0.0  # nothing seen: no drift
         return np.asarray(psi, dtype=float)
+
+
+def psi_of_shares(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """PSI over the last axis of bin shares, each floored at a small epsilon (an empty bin
+    would make it infinite): the one formula the checks and the calibration share."""
+    actual, expected = np.maximum(actual, _PSI_EPS), np.maximum(expected, _PSI_EPS)
+    return np.asarray(np.sum((actual - expected) * np.log(actual / expected), axis=-1), float)
 
 
 def _shares(binned: np.ndarray, bins: int) -> np.ndarray:

@@ -21,11 +21,11 @@ class ConceptDriftRule:
     kind = "concept_drift"
 
     def __init__(self, subject: Subject, config: ConceptDriftConfig,
-                 classification: bool = False) -> None:
+                 classification: bool = False, rate: float | None = None) -> None:
         self.subject = subject
         self.key = subject.key(self.kind)
         self.classification = classification
-        self.detector = ErrorDrift(config)
+        self.detector = ErrorDrift(config, rate)  # rate: false alarms per pair allowed
         self.changes: dict[int, Change] = {}
 
     @property

@@ -21,8 +21,9 @@ from driftline.agents.monitor.rules.subject import Subject
 class DataDriftRule(PSIRule):
     kind = "data_drift"
 
-    def __init__(self, subject: Subject, features: list[str], config: DataDriftConfig) -> None:
-        super().__init__(subject, list(features), config)
+    def __init__(self, subject: Subject, features: list[str], config: DataDriftConfig,
+                 rate: float = PSIRule.default_rate) -> None:
+        super().__init__(subject, list(features), config, rate)
         self.features = features
         self._getter = operator.itemgetter(*features) if features else None
 

@@ -14,8 +14,9 @@ from driftline.agents.monitor.rules.subject import Subject
 class PredictionDriftRule(PSIRule):
     kind = "prediction_drift"
 
-    def __init__(self, subject: Subject, config: DataDriftConfig) -> None:
-        super().__init__(subject, [None], config)
+    def __init__(self, subject: Subject, config: DataDriftConfig,
+                 rate: float = PSIRule.default_rate) -> None:
+        super().__init__(subject, [None], config, rate)
 
     def update(self, events: list[dict[str, Any]]) -> PredictionDriftRule:
         """Prediction events in order; :attr:`alerts` holds what they raised."""

@@ -1,0 +1,116 @@
+"""The false-alarm budget: one number per model, split over its tests, turned into thresholds.
+
+``false_alarm_budget`` (monitoring TOML, default 1) is the expected number of false alarms
+per 1,000,000 predictions across all of a model's tests. It is split evenly
+(Bonferroni) over the tests that run on each prediction, :func:`count_tests`, into a
+false-alarm rate per test and per prediction, :func:`per_test_rate`. Each detector
+then sets its threshold so that it breaches at most that often on a stationary stream:
+
+* PSI (data and prediction drift), checked every ``check_every`` predictions: a check
+  may breach with probability ``rate * check_every``; the threshold is that upper
+  quantile of the column's PSI under no drift, bootstrapped from the version's
+  reference window (:func:`psi_thresholds`). A fire needs a breach, so the expected
+  fires are at most the expected breaches.
+* ADWIN, which tests for a cut every ``clock`` pairs with its ``delta`` as the bound on
+  a false cut per test: ``delta = rate * clock`` (:func:`adwin_delta`).
+
+Versions need no share of their own: the rate is per prediction and each prediction
+is scored by one version, so versions split the budget by their share of the traffic.
+
+>>> f"{per_test_rate(1.0, count_tests(features=10)):.3g}"   # 10 features: 13 tests
+'7.69e-08'
+>>> f"{adwin_delta(per_test_rate(1.0, 13), clock=32):.3g}"
+'2.46e-06'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+PER = 1_000_000          # the budget counts false alarms per this many predictions
+BOOTSTRAP_SAMPLES = 4000  # per column; the tail beyond what they show is a fitted chi-square
+RESOLVE_RATIO = 0.4       # psi_resolve = this x psi_threshold, the ratio of the old defaults
+_TAIL_SAMPLES = 20        # an empirical quantile needs this many samples beyond it
+
+
+def count_tests(features: int, segments: int = 1) -> int:
+    """The tests that run on a prediction of one version: per segment, a PSI per feature,
+    a PSI of the prediction, the error detector and the metric threshold.
+
+    >>> count_tests(10), count_tests(10, segments=3), count_tests(0)
+    (13, 39, 3)
+    """
+    if features < 0 or segments < 1:
+        raise ValueError(f"need features >= 0 and segments >= 1, got {features}, {segments}")
+    return (features + 1 + 2) * segments
+
+
+def per_test_rate(budget: float, tests: int) -> float:
+    """False alarms per prediction allowed to each of ``tests`` tests, for ``budget``
+    false alarms per million predictions in all."""
+    if budget <= 0 or tests < 1:
+        raise ValueError(f"need budget > 0 and tests >= 1, got {budget}, {tests}")
+    return budget / PER / tests
+
+
+def adwin_delta(rate: float, clock: int = 32) -> float:
+    """ADWIN's ``delta`` for ``rate`` false alarms per pair: it tests every ``clock`` pairs."""
+    return min(rate * clock, 0.5)
+
+
+def check_alpha(rate: float, check_every: int) -> float:
+    """The share of PSI checks that may breach: ``rate`` per prediction, a check every
+    ``check_every`` predictions."""
+    return min(rate * check_every, 0.5)
+
+
+def psi_null(expected: np.ndarray, reference_size: int, window: int,
+             samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> np.ndarray:
+    """PSI of each column under no drift: ``samples`` x columns draws.
+
+    ``expected`` (columns x bins, shares of the binned reference) stands for the
+    column's distribution; each draw resamples a reference of ``reference_size`` and a
+    window of ``window`` from it (a bootstrap of the reference, drawn as multinomial bin
+    counts, which is the same thing for binned values) and takes their PSI, with the
+    same epsilon floor as :class:`~driftline.agents.monitor.drift.PSIDrift`.
+    """
+    from driftline.agents.monitor.drift import psi_of_shares
+
+    rng = np.random.default_rng(seed)
+    p = expected / expected.sum(axis=1, keepdims=True)
+    ref = rng.multinomial(reference_size, p, size=(samples, len(p))) / reference_size
+    cur = rng.multinomial(window, p, size=(samples, len(p))) / window
+    return psi_of_shares(cur, ref)
+
+
+def upper_quantile(null: np.ndarray, alpha: float) -> np.ndarray:
+    """Per column, the value a draw of ``null`` (samples x columns) exceeds with
+    probability ``alpha``: the empirical quantile where the samples reach that far,
+    else the quantile of a chi-square scaled to their mean and variance (PSI is about
+    a chi-square over the sample size when there is no drift; Satterthwaite's fit)."""
+    if len(null) * alpha >= _TAIL_SAMPLES:
+        return np.asarray(np.quantile(null, 1 - alpha, axis=0), float)
+    mean, var = null.mean(axis=0), null.var(axis=0)
+    var = np.maximum(var, 1e-18)
+    scale, dof = var / (2 * mean), 2 * mean ** 2 / var
+    return np.asarray(scale * stats.chi2.isf(alpha, dof), float)
+
+
+def psi_thresholds(expected: np.ndarray, reference_size: int, window: int, alpha: float,
+                   seed: int = 0) -> np.ndarray:
+    """A PSI threshold per column that a stationary check breaches with probability
+    ``alpha``. Columns with the same reference shares share one bootstrap (quantile bins
+    of continuous values give every column the same shares, 1/bins each), the others
+    are bootstrapped a few at a time to bound the memory.
+
+    >>> limits = psi_thresholds(np.full((500, 10), 0.1), 1000, 1000, 2e-5)
+    >>> limits.shape, bool(np.all(limits == limits[0])), bool(0.05 < limits[0] < 0.12)
+    ((500,), True, True)
+    """
+    shares, inverse = np.unique(np.round(expected, 12), axis=0, return_inverse=True)
+    step = max(1, 2_000_000 // (BOOTSTRAP_SAMPLES * expected.shape[1]))
+    limits = np.concatenate([
+        upper_quantile(psi_null(shares[j:j + step], reference_size, window, seed=seed + j),
+                       alpha) for j in range(0, len(shares), step)])
+    return np.asarray(limits[np.ravel(inverse)], float)

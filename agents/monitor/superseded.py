@@ -1,0 +1,51 @@
+"""Superseded versions: an older version's open episodes resolve once a newer one serves.
+
+After a promotion the old version gets no more predictions, so nothing it watches can
+clear and its alerts would stay ``firing`` forever. Once a newer version of the model
+serves predictions and the older one has had none for ``superseded_after`` seconds,
+each of the older version's open episodes resolves with ``reason: "superseded"``, and
+it opens no new one (late labels of its old predictions may still arrive) until it
+serves predictions again (a rollback).
+
+Which version is champion is read from the input itself: the newest version that
+serves predictions. The model events on ``driftline.models`` are on another topic, out
+of the monitor's input order; the predictions are in it, so a replay of the same input
+gives the same alerts. The clock is the model's newest prediction time (event time,
+never the wall clock): a model that gets no predictions at all supersedes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from driftline.agents.monitor.rules.subject import Alert, version_name
+
+if TYPE_CHECKING:
+    from driftline.agents.monitor.core import Monitor
+
+
+def supersede(monitor: Monitor, models: Iterable[str]) -> list[Alert]:
+    """The superseded resolves that ``models`` owe now, in version order."""
+    out: list[Alert] = []
+    for model in sorted(models):
+        vms = sorted((vm for (m, v), vm in monitor.versions.items()
+                      if m == model and v is not None), key=lambda vm: vm.version or 0)
+        serving = [vm for vm in vms if vm.n_predictions]
+        if not serving:
+            continue
+        champion = serving[-1]
+        now = max(vm.last_prediction_ts for vm in vms)
+        after = monitor.config.for_model(model).superseded_after
+        book = monitor.books[model]
+        for vm in vms:
+            if vm is champion or (vm.version or 0) > (champion.version or 0):
+                break
+            if (model, vm.version) in book.superseded or vm.last_prediction_ts + after > now:
+                continue
+            out.extend(book.supersede(
+                model, vm.version, ts=now, metrics=vm.subject.metrics_now(),
+                message=f"{vm.subject.name} is superseded: {version_name(champion.version)} "
+                        f"serves {model} and {version_name(vm.version)} has had no "
+                        f"predictions for {after:g} s; its open alert is closed."))
+    return out
