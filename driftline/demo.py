@@ -135,7 +135,17 @@ def summary(watcher: Watcher, drift_at: int, drift_ts: float | None = None) -> d
         "pairs_after": seen.metrics.get(promoted["version"], {}).get("n_scored", 0)
         if promoted else 0,
         "alerts": [a["alert_id"] for a in seen.alerts],
+        "open_alerts": _open(seen.alerts),
+        "superseded": [a["alert_id"] for a in seen.alerts if a.get("reason") == "superseded"],
     }
+
+
+def _open(alerts: list[dict[str, Any]]) -> list[str]:
+    """Ids of the alerts whose episode's latest event is still ``firing``."""
+    last: dict[str, dict[str, Any]] = {}
+    for a in alerts:
+        last[a["alert_id"].rsplit(".", 1)[0]] = a  # the id without its status
+    return [a["alert_id"] for a in last.values() if a["status"] == "firing"]
 
 
 def _mean(values) -> float | None:
@@ -161,6 +171,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                      f"({s['retrain_requests']} retrain request)")
     else:
         lines.append(f"no new version promoted ({s['retrain_requests']} retrain requests)")
+    if "open_alerts" in s:
+        lines.append(f"open alerts at the end: {len(s['open_alerts'])}"
+                     + (f" ({len(s['superseded'])} of an older version resolved as superseded)"
+                        if s["superseded"] else ""))
     lines.append(f"MSE of the last 1,000 pairs: before the drift {num(s['mse_before'])} (v1), "
                  f"during {num(s['mse_during'])} (v1 after the drift), after "
                  f"{num(s['mse_after'])} (v{s['promoted_version'] or '?'}, "

@@ -106,3 +106,32 @@ def test_route_forwards_model_arrays_whole_and_splits_anything_else(settings):
             seen[model] = vm.report()["n_scored"]
         assert part.duplicates > 0  # the second forward was dropped
     assert seen == {"a": 3 + 1 + 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+
+def test_an_old_versions_alerts_resolve_as_superseded_in_a_real_worker(settings, worker_factory,
+                                                                        tmp_path):
+    """v1 drifts and fires two alerts; v2 then serves, and once v1 has had no predictions
+    for ``superseded_after`` seconds of event time both resolve with reason superseded,
+    each exactly once (the issue's demo complaint: they stayed firing forever)."""
+    from kafka_io import wait_for_events
+
+    config = tmp_path / "monitor.toml"
+    config.write_text("[defaults]\nsuperseded_after = 20.0\n")
+    settings = settings.replace(monitor_config=str(config))
+    create_topics(settings)
+    predictions, pairs = stream(8_000, seed=31, drift_at=3_000)
+    produce(settings, messages(predictions, pairs))
+    worker_factory(settings)
+    fired = wait_for_events(settings, "alerts", 2, timeout=120)
+    assert sorted((a["alert_id"], a["status"]) for a in fired) == [
+        ("m.v1.concept_drift.1.firing", "firing"), ("m.v1.metric_threshold.1.firing", "firing")]
+    # v2 takes over 1 s after v1's last prediction, for 30 s of event time (no labels yet).
+    v2, _ = stream(3_000, seed=32, version=2, start_ts=predictions[-1]["ts"] + 1.0)
+    produce(settings, messages(v2, []))
+    alerts = wait_for_events(settings, "alerts", 4, timeout=90)
+    resolved = [a for a in alerts if a["status"] == "resolved"]
+    assert sorted((a["alert_id"], a["reason"]) for a in resolved) == [
+        ("m.v1.concept_drift.1.resolved", "superseded"),
+        ("m.v1.metric_threshold.1.resolved", "superseded")]
+    assert all(a["ts"] >= predictions[-1]["ts"] + 20.0 for a in resolved)  # event time
+    assert len(alerts) == 4

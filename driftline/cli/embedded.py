@@ -107,8 +107,14 @@ def demo(events: int, seed: int, scenario: str, rate: float, no_live: bool,
     with embedded_stack(0, 0) as st:
         from ..stack import free_port
 
+        # The demo runs hours of a service in seconds: an old version is superseded after
+        # 1 s without predictions (600 by default), so v1's alerts close while it runs.
+        monitor_config = os.path.join(os.path.dirname(log_path), "monitor.toml")
+        with open(monitor_config, "w") as f:
+            f.write("[defaults]\nsuperseded_after = 1.0\n")
         settings = Settings(kafka_url=st.kafka_url, redis_url=st.redis_url, partitions=4,
-                            metrics_interval=0.5, log_level="warning", web_port=free_port())
+                            metrics_interval=0.5, log_level="warning", web_port=free_port(),
+                            monitor_config=monitor_config)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
         env.update(settings.as_env())
         if not as_json:
