@@ -44,6 +44,9 @@ def test_demo_closes_the_loop_and_leaves_nothing_behind():
     assert re.search(r"retrained and promoted v2 in [\d.]+ s after the alert "
                      r"\(1 retrain request\)", out), out
     assert "model houses v2 promoted" in out and "alert houses.v1.concept_drift.1.firing" in out
+    # Issue #18: v1's alerts do not stay firing once v2 serves (the demo supersedes after 1 s).
+    assert "alert houses.v1.concept_drift.1.resolved: houses v1 is superseded" in out, out
+    assert "open alerts at the end: 0 (" in out, out
     kafka = re.search(r"embedded Kafka kafka://(127\.0\.0\.1:\d+)", out).group(1)
     redis = re.search(r"Redis redis://(127\.0\.0\.1:\d+)", out).group(1)
     port = redis.split(":")[1]
