@@ -12,7 +12,8 @@ then sets its threshold so that it breaches at most that often on a stationary s
   reference window (:func:`psi_thresholds`). A fire needs a breach, so the expected
   fires are at most the expected breaches.
 * ADWIN, which tests for a cut every ``clock`` pairs with its ``delta`` as the bound on
-  a false cut per test: ``delta = rate * clock`` (:func:`adwin_delta`).
+  a false cut per test: ``delta = rate * clock`` (:func:`adwin_delta`), with a clock of
+  :data:`ADWIN_CLOCK` unless one is configured.
 
 Versions need no share of their own: the rate is per prediction and each prediction
 is scored by one version, so versions split the budget by their share of the traffic.
@@ -30,6 +31,7 @@ from scipy import stats
 
 PER = 1_000_000          # the budget counts false alarms per this many predictions
 BOOTSTRAP_SAMPLES = 4000  # per column; the tail beyond what they show is a fitted chi-square
+ADWIN_CLOCK = 16         # pairs between two of ADWIN's tests when its delta is calibrated
 RESOLVE_RATIO = 0.4       # psi_resolve = this x psi_threshold, the ratio of the old defaults
 _TAIL_SAMPLES = 20        # an empirical quantile needs this many samples beyond it
 
@@ -54,7 +56,7 @@ def per_test_rate(budget: float, tests: int) -> float:
     return budget / PER / tests
 
 
-def adwin_delta(rate: float, clock: int = 32) -> float:
+def adwin_delta(rate: float, clock: int = ADWIN_CLOCK) -> float:
     """ADWIN's ``delta`` for ``rate`` false alarms per pair: it tests every ``clock`` pairs."""
     return min(rate * clock, 0.5)
 

@@ -32,12 +32,16 @@ class ErrorDrift:
         if config.detector == "adwin":
             # Not River's delta of 0.002: on squared errors (heavy-tailed) 0.002 raised a
             # false alarm in 1 of 8 stationary 100k-pair streams. Unset, delta comes from
-            # the false-alarm rate per test (calibration.adwin_delta; ~2.5e-6 for 10
+            # the false-alarm rate per test (calibration.adwin_delta; ~1.2e-6 for 10
             # features at the default budget), else it was 2e-5; a configured delta wins.
             params: dict[str, Any] = dict(config.params)
-            if "delta" not in params:
-                params["delta"] = (2e-5 if rate is None else calibration.adwin_delta(
-                    rate, int(params.get("clock", 32))))
+            if "delta" not in params and rate is not None:
+                # A smaller delta delays a detection by whole clock ticks; a tick of 16
+                # pairs instead of River's 32 wins that back (for ~10% more per update,
+                # measured), and the test every 16 pairs gets half the delta.
+                params.setdefault("clock", calibration.ADWIN_CLOCK)
+                params["delta"] = calibration.adwin_delta(rate, int(params["clock"]))
+            params.setdefault("delta", 2e-5)
             self.params = params
             self._detector: Any = drift.ADWIN(**params)
         else:
