@@ -162,3 +162,16 @@ def test_calibration_is_the_same_on_every_run():
         run(mon, predictions, [])
         limits.append(mon.versions[("m", 1)].report()["calibration"]["psi_limits"])
     assert limits[0] == limits[1]
+
+
+def test_a_column_constant_in_its_reference_gets_the_minimum_limit():
+    """Its PSI under no drift is 0 (the bins the reference left empty stay empty in the
+    bootstrap, whatever the epsilon floor of the shares), so its limit is the floor."""
+    expected = np.array([[1.0] + [1e-4] * 9])  # the floored shares PSIDrift keeps
+    assert (calibration.psi_null(expected, 1000, 1000) == 0).all()
+    assert calibration.psi_thresholds(expected, 1000, 1000, 1e-5).tolist() == [
+        calibration.MIN_LIMIT]
+    predictions, _ = stream(6_000, seed=13)
+    for p in predictions:
+        p["features"]["flag"] = 0.0
+    assert run(Monitor(MonitorConfig()), predictions, []) == []

@@ -33,6 +33,9 @@ PER = 1_000_000          # the budget counts false alarms per this many predicti
 BOOTSTRAP_SAMPLES = 4000  # per column; the tail beyond what they show is a fitted chi-square
 ADWIN_CLOCK = 16         # pairs between two of ADWIN's tests when its delta is calibrated
 RESOLVE_RATIO = 0.4       # psi_resolve = this x psi_threshold, the ratio of the old defaults
+# A column constant over its reference has a PSI of 0 under no drift; its limit is this,
+# about 0.3% of the window taking a value the reference never had.
+MIN_LIMIT = 0.01
 _TAIL_SAMPLES = 20        # an empirical quantile needs this many samples beyond it
 
 
@@ -77,10 +80,13 @@ def psi_null(expected: np.ndarray, reference_size: int, window: int,
     counts, which is the same thing for binned values) and takes their PSI, with the
     same epsilon floor as :class:`~driftline.agents.monitor.drift.PSIDrift`.
     """
-    from driftline.agents.monitor.drift import psi_of_shares
+    from driftline.agents.monitor.drift import _PSI_EPS, psi_of_shares  # drift imports us
 
     rng = np.random.default_rng(seed)
-    p = expected / expected.sum(axis=1, keepdims=True)
+    # Drawn from the shares before their floor: a bin the reference left empty stays empty.
+    p = np.where(expected > _PSI_EPS, expected, 0.0)
+    p[p.sum(axis=1) == 0] = 1.0  # a column the reference never saw: any shares will do
+    p = p / p.sum(axis=1, keepdims=True)
     ref = rng.multinomial(reference_size, p, size=(samples, len(p))) / reference_size
     cur = rng.multinomial(window, p, size=(samples, len(p))) / window
     return psi_of_shares(cur, ref)
@@ -94,9 +100,10 @@ def upper_quantile(null: np.ndarray, alpha: float) -> np.ndarray:
     if len(null) * alpha >= _TAIL_SAMPLES:
         return np.asarray(np.quantile(null, 1 - alpha, axis=0), float)
     mean, var = null.mean(axis=0), null.var(axis=0)
-    var = np.maximum(var, 1e-18)
+    varies = (mean > 0) & (var > 0)  # else every draw is 0: a column that never varied
+    mean, var = np.where(varies, mean, 1.0), np.where(varies, var, 1.0)
     scale, dof = var / (2 * mean), 2 * mean ** 2 / var
-    return np.asarray(scale * stats.chi2.isf(alpha, dof), float)
+    return np.asarray(np.where(varies, scale * stats.chi2.isf(alpha, dof), 0.0), float)
 
 
 def psi_thresholds(expected: np.ndarray, reference_size: int, window: int, alpha: float,
@@ -115,4 +122,5 @@ def psi_thresholds(expected: np.ndarray, reference_size: int, window: int, alpha
     limits = np.concatenate([
         upper_quantile(psi_null(shares[j:j + step], reference_size, window, seed=seed + j),
                        alpha) for j in range(0, len(shares), step)])
-    return np.asarray(limits[np.ravel(inverse)], float)
+    out: np.ndarray = np.maximum(np.asarray(limits[np.ravel(inverse)], float), MIN_LIMIT)
+    return out
