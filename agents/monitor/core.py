@@ -191,6 +191,7 @@ class Monitor:
         self.versions: dict[tuple[str, int | None], VersionMonitor] = {}
         self.books: dict[str, AlertBook] = {}
         self._touched: list[VersionMonitor] = []  # the versions the last call fed
+        self.by_model: dict[str, list[VersionMonitor]] = {}  # each model's versions
 
     def version(self, model: str, version: int | None, features: int = 0) -> VersionMonitor:
         """The monitor of ``version``, made on its first event (``features``: how many
@@ -203,6 +204,7 @@ class Monitor:
             baseline = self.baselines(model, version) if self.baselines else None
             vm = self.versions[key] = VersionMonitor(model, version, cfg, book, baseline,
                                                      features)
+            self.by_model.setdefault(model, []).append(vm)
         return vm
 
     def process_pairs(self, pairs: Iterable[dict[str, Any]]) -> list[Alert]:

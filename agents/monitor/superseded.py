@@ -29,8 +29,8 @@ def supersede(monitor: Monitor, models: Iterable[str]) -> list[Alert]:
     """The superseded resolves that ``models`` owe now, in version order."""
     out: list[Alert] = []
     for model in sorted(models):
-        vms = sorted((vm for (m, v), vm in monitor.versions.items()
-                      if m == model and v is not None), key=lambda vm: vm.version or 0)
+        vms = sorted((vm for vm in monitor.by_model.get(model, ()) if vm.version is not None),
+                     key=lambda vm: vm.version or 0)
         serving = [vm for vm in vms if vm.n_predictions]
         if not serving:
             continue
