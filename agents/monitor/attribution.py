@@ -1,11 +1,19 @@
 """Which features explain a rise of the error: the error by feature quantile bins.
 
-For each feature, the squared errors are grouped by the feature's decile bins (edges
-from the reference) and the *share of their variance between the bins* is taken
-(the correlation ratio, eta squared): how much of the error the feature's value
-explains. A feature's attribution is how much that share grew from the reference
-(the version's first labeled pairs) to the recent window; the shares are scaled down
-to sum to at most 1, and only those of at least ``MIN_SHARE`` are named, largest first.
+The recent window is cut to the pairs since the error began to rise
+(:func:`since_change`). For each feature, their squared errors and the reference's (the
+version's first labeled pairs) are grouped by the feature's quintile bins (edges from
+the reference), and the *rise* of the mean error is taken per bin, ``d_b``. A rise
+that does not depend on the feature is the same in every bin; one confined to a region
+of it (``x1 > 0.5``) is large in some bins and zero in the others. A feature's share is
+the part of the rise that varies between its bins, ``sum w_b (d_b - mean d)^2``, over the
+size of the rise, ``sum w_b d_b^2`` (``w_b``: the window's share of rows in bin b), after
+taking off what sampling noise alone gives (each bin mean's squared standard error);
+a feature whose spread is under ``SIGNIFICANT`` times that noise gets no share (at a
+concept-drift alert, a few dozen pairs after the change, the noise of ten bins of a
+thousand pairs is of the order of the signal).
+The shares are scaled down to sum to at most 1; those of at least ``MIN_SHARE`` are
+named, largest first.
 
 >>> rng = np.random.default_rng(0)
 >>> ref = rng.normal(size=(2000, 3)); ref_sq = rng.normal(size=2000) ** 2
@@ -19,49 +27,80 @@ from __future__ import annotations
 
 import numpy as np
 
-BINS = 10
-MIN_SHARE = 0.02
+BINS = 5
+MIN_ROWS = 30      # at least this many recent pairs since the change are compared
+MIN_SHARE = 0.05
+SIGNIFICANT = 3.0  # a feature counts once the spread of the rise is 3x what noise gives
 TOP = 5
 
 
-def explained(rows: np.ndarray, values: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
-    """Per column: the share of ``values``' variance between the column's bins."""
-    out = np.zeros(rows.shape[1])
-    total = float(np.sum((values - values.mean()) ** 2)) if len(values) else 0.0
-    if total <= 0:
-        return out
-    mean = values.mean()
-    for j, e in enumerate(edges):
-        col = rows[:, j]
-        seen = ~np.isnan(col)
-        bins = np.searchsorted(e, col[seen], side="right")
-        n = np.bincount(bins, minlength=len(e) + 1)
-        sums = np.bincount(bins, weights=values[seen], minlength=len(e) + 1)
-        means = np.divide(sums, n, out=np.full(len(n), mean), where=n > 0)
-        out[j] = float(np.sum(n * (means - mean) ** 2)) / total
-    return out
+def _bin_stats(col: np.ndarray, values: np.ndarray,
+               edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: count, mean and squared standard error of the mean of ``values``."""
+    seen = ~np.isnan(col)
+    bins = np.searchsorted(edges, col[seen], side="right")
+    v = values[seen]
+    k = len(edges) + 1
+    n = np.bincount(bins, minlength=k).astype(float)
+    sums = np.bincount(bins, weights=v, minlength=k)
+    squares = np.bincount(bins, weights=v * v, minlength=k)
+    mean = np.divide(sums, n, out=np.zeros(k), where=n > 0)
+    var = np.divide(squares, n, out=np.zeros(k), where=n > 0) - mean ** 2
+    se2 = np.divide(np.maximum(var, 0), n, out=np.zeros(k), where=n > 0)
+    return n, mean, se2
+
+
+def since_change(sq: np.ndarray, reference_mean: float) -> int:
+    """Where the recent rise of the error most likely began: the start of the most
+    significant elevated tail, ``argmax (mean(sq[s:]) - reference) * sqrt(len)``, leaving
+    at least ``MIN_ROWS`` pairs (the window "since the drift point")."""
+    n = len(sq)
+    if n <= MIN_ROWS:
+        return 0
+    tail_sums = np.cumsum((sq - reference_mean)[::-1])[::-1]  # sum of sq[s:] - reference
+    lengths = n - np.arange(n)
+    score = tail_sums / np.sqrt(lengths)
+    return int(np.argmax(score[:n - MIN_ROWS + 1]))
 
 
 def attribute(names: list[str], ref_rows: np.ndarray, ref_sq: np.ndarray, rows: np.ndarray,
               sq: np.ndarray) -> list[dict[str, float | str]]:
     """``[{"feature", "share"}]``, largest first, shares summing to at most 1."""
-    if not names or len(ref_sq) < BINS or len(sq) < BINS:
+    if not names or len(ref_sq) < BINS or len(sq) < BINS or sq.mean() <= ref_sq.mean():
         return []
+    start = since_change(sq, float(ref_sq.mean()))
+    rows, sq = rows[start:], sq[start:]
     qs = np.linspace(0, 1, BINS + 1)[1:-1]
-    edges = []
-    for j in range(ref_rows.shape[1]):
-        col = ref_rows[:, j]
-        col = col[~np.isnan(col)]
-        edges.append(np.unique(np.quantile(col, qs)) if len(col) else np.empty(0))
-    excess = np.maximum(explained(rows, sq, edges) - explained(ref_rows, ref_sq, edges), 0.0)
-    shares = excess / max(1.0, float(excess.sum()))
+    scores = np.zeros(len(names))
+    for j in range(len(names)):
+        ref_col = ref_rows[:, j]
+        ref_col = ref_col[~np.isnan(ref_col)]
+        if not len(ref_col):
+            continue
+        edges = np.unique(np.quantile(ref_col, qs))
+        n, mean, se2 = _bin_stats(rows[:, j], sq, edges)
+        n_ref, mean_ref, se2_ref = _bin_stats(ref_rows[:, j], ref_sq, edges)
+        both = (n > 0) & (n_ref > 0)
+        if not both.any():
+            continue
+        w = n[both] / n[both].sum()
+        rise = mean[both] - mean_ref[both]
+        noise = se2[both] + se2_ref[both]
+        size = float(np.sum(w * rise ** 2))
+        if size <= 0:
+            continue
+        spread = float(np.sum(w * (rise - np.sum(w * rise)) ** 2))
+        expected = float(np.sum(w * noise))  # what the spread is without any dependence
+        if spread > SIGNIFICANT * expected:
+            scores[j] = (spread - expected) / size
+    shares = scores / max(1.0, float(scores.sum()))
     order = np.argsort(-shares, kind="stable")
     return [{"feature": names[j], "share": round(float(shares[j]), 4)}
             for j in order[:TOP] if shares[j] >= MIN_SHARE]
 
 
 def describe(attribution: list[dict[str, float | str]]) -> str:
-    """`` Most of the rise is explained by x1 (31%), x0 (4%).`` or empty."""
+    """`` The rise of the error is best explained by x1 (62%).``, or empty."""
     if not attribution:
         return ""
     named = ", ".join(f"{a['feature']} ({float(a['share']):.0%})" for a in attribution)

@@ -8,14 +8,17 @@ move *together* (a correlation that flips) leaves every marginal, and so every P
 unchanged, but the rows leave the reference's principal subspace and their error
 grows.
 
-Every ``check_every`` rows, the mean error of the last ``window`` rows is compared with
-the reference's: ``z`` is the difference in standard errors of that mean (the
-reference's row-error spread over sqrt(window), and the reference mean's own noise).
+The reference's error is measured on the ``window`` rows *after* those the PCA was fitted
+on: on its own fitting rows a PCA's error is biased low (it chose the components that
+minimise it there), which made stationary streams look drifted. Then, every
+``check_every`` rows, the mean error of the last ``window`` rows is compared with it:
+``z`` is the difference in standard errors (the row-error spread over sqrt(window),
+for the window's mean and for the reference's).
 
 >>> rng = np.random.default_rng(0)
 >>> cov = lambda r: [[1, r], [r, 1]]
 >>> d = PCADrift(MultivariateConfig(reference_size=1000, window=500, check_every=500))
->>> _ = d.extend(rng.multivariate_normal([0, 0], cov(0.8), 1000))
+>>> _ = d.extend(rng.multivariate_normal([0, 0], cov(0.8), 1500))
 >>> d.components
 1
 >>> [abs(c.z) < 4 for c in d.extend(rng.multivariate_normal([0, 0], cov(0.8), 500))]
@@ -52,6 +55,8 @@ class PCADrift:
         self._basis = np.empty((0, 0))
         self.reference_error: float | None = None
         self._spread = 0.0
+        self._calibration: list[np.ndarray] = []  # errors of the rows after the fit
+        self._calibrated = 0
         self._errors = np.empty(0)  # of the window
         self._since_check = 0
         self.last: MultivariateCheck | None = None
@@ -61,13 +66,17 @@ class PCADrift:
         return self.reference_error is not None
 
     @property
+    def fitted(self) -> bool:
+        return bool(self._basis.size)
+
+    @property
     def components(self) -> int:
-        return int(np.shape(self._basis)[-1]) if self.ready else 0
+        return int(np.shape(self._basis)[-1]) if self.fitted else 0
 
     def extend(self, rows: np.ndarray) -> list[MultivariateCheck]:
         """Rows (events x features, NaN = missing) in order; returns the checks that ran."""
         start = 0
-        if not self.ready:
+        if not self.fitted:
             need = self.config.reference_size - self._reference_rows
             self._reference.append(rows[:need])
             self._reference_rows += len(rows[:need])
@@ -75,9 +84,20 @@ class PCADrift:
             if self._reference_rows >= self.config.reference_size:
                 self._fit(np.concatenate(self._reference))
                 self._reference = []
-        if start >= len(rows):
+        if start >= len(rows) or not self.fitted:
             return []
         errors = self.errors(rows[start:])
+        if not self.ready:
+            need = self.config.window - self._calibrated
+            self._calibration.append(errors[:need])
+            self._calibrated += len(errors[:need])
+            start += min(need, len(errors))
+            errors = errors[need:]
+            if self._calibrated >= self.config.window:
+                calibration = np.concatenate(self._calibration)
+                self.reference_error = float(calibration.mean())
+                self._spread = float(calibration.std())
+                self._calibration = []
         checks = []
         every, window = self.config.check_every, self.config.window
         position = 0
@@ -104,10 +124,6 @@ class PCADrift:
         share = np.cumsum(s ** 2) / max(float(np.sum(s ** 2)), 1e-300)
         keep = int(np.searchsorted(share, self.config.variance) + 1)
         self._basis = vt[:min(keep, len(s))].T
-        self.reference_error = 0.0  # marks ready for errors()
-        errors = self.errors(reference)
-        self.reference_error = float(errors.mean())
-        self._spread = float(errors.std())
 
     def _standardise(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(np.nan_to_num((rows - self._mu) / self._sd))  # missing: the mean
@@ -121,6 +137,6 @@ class PCADrift:
     def _check(self, position: int) -> MultivariateCheck:
         assert self.reference_error is not None
         error = float(self._errors.mean())
-        se = self._spread * math.sqrt(1 / self.config.window + 1 / self.config.reference_size)
+        se = self._spread * math.sqrt(2 / self.config.window)
         z = (error - self.reference_error) / se if se > 0 else 0.0
         return MultivariateCheck(position, error, z)

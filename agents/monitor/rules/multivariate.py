@@ -46,8 +46,8 @@ class MultivariateDriftRule:
                     severity="critical" if abs(check.z) > 2 * cfg.z else "warning",
                     message=f"Multivariate drift on {subject.name}: the PCA reconstruction "
                             f"error of the last {cfg.window} predictions is {check.error:.4g} "
-                            f"vs {self.drift.reference_error:.4g} on the first "
-                            f"{cfg.reference_size} ({check.z:+.1f} standard errors, limit "
+                            f"vs {self.drift.reference_error:.4g} on the reference "
+                            f"({check.z:+.1f} standard errors, limit "
                             f"{cfg.z}); the features no longer move together as they did.")
             elif runs.cleared and book.is_firing(self.key):
                 alert = book.resolve(
