@@ -8,9 +8,11 @@ NaN there. What the estimators, the multivariate drift and the attribution read.
 ['a', 'b']
 >>> cols.rows([{"a": 1.0, "b": 2.0}, {"a": 3.0}]).tolist()
 [[1.0, 2.0], [3.0, nan]]
->>> tail = Tail(2, 2)
->>> tail.extend(np.array([[1.0, 1], [2, 2], [3, 3]]), np.array([1.0, 2, 3])).values.tolist()
+>>> tail = Tail(2)
+>>> tail.extend([{"a": 1.0}, {"a": 2.0}, {"a": 3.0}], np.array([1.0, 2, 3])).values.tolist()
 [2.0, 3.0]
+>>> tail.features
+[{'a': 2.0}, {'a': 3.0}]
 """
 
 from __future__ import annotations
@@ -48,15 +50,18 @@ class Columns:
 
 
 class Tail:
-    """The last ``size`` rows of a stream and one value per row (e.g. its squared error)."""
+    """The last ``size`` events' features and one value each (e.g. the squared error).
 
-    def __init__(self, size: int, width: int) -> None:
+    The features stay dicts: they become rows (:meth:`Columns.rows`) only when something
+    reads them, an alert's attribution, so the hot path copies references, not numbers."""
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.rows = np.empty((0, width))
+        self.features: list[dict[str, float]] = []
         self.values = np.empty(0)
 
-    def extend(self, rows: np.ndarray, values: np.ndarray) -> Tail:
-        self.rows = np.concatenate((self.rows, rows[-self.size:]))[-self.size:]
+    def extend(self, features: list[dict[str, float]], values: np.ndarray) -> Tail:
+        self.features = (self.features + features[-self.size:])[-self.size:]
         self.values = np.concatenate((self.values, values[-self.size:]))[-self.size:]
         return self
 

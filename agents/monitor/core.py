@@ -82,8 +82,10 @@ class VersionMonitor:
         self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
                                                    self.classification)
                           if config.estimation.enabled else None)
+        # Per segment: metrics, concept drift, threshold, data drift and estimation (issue
+        # #17); multivariate drift, prediction drift and label starvation are model-wide.
         self.multivariate = (MultivariateDriftRule(subject, config.multivariate)
-                             if config.multivariate.enabled else None)
+                             if config.multivariate.enabled and segment is None else None)
         self.segments: dict[str, VersionMonitor] = {}
         self._segments = Segments(config.max_segments) if (
             config.segments and segment is None) else None
@@ -93,7 +95,7 @@ class VersionMonitor:
             self.columns = Columns(event.get("features") or {})
             width = len(self.columns)
             self.reference = Reference(self.config.estimation.reference_pairs, width)
-            self.recent = Tail(self.config.window, width)
+            self.recent = Tail(self.config.window)
         return self.columns
 
     def _by_segment(self, events: list[dict[str, Any]], method) -> list[Alert]:
@@ -142,12 +144,13 @@ class VersionMonitor:
             if not pairs:
                 return []
         columns = self._start(pairs[0])
-        rows = columns.rows([p["features"] for p in pairs])
+        features = [p["features"] for p in pairs]
         assert self.reference is not None and self.recent is not None
-        if not self.reference.full and self.reference.add(rows, preds, labels):
+        if not self.reference.full and self.reference.add(columns.rows(features), preds,
+                                                          labels):
             if self.estimated is not None:
                 self.estimated.fit(*self.reference.arrays())
-        before = (self.recent.rows, self.recent.values)
+        before = (self.recent.features, self.recent.values)
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels)
         applies_from = self.baseline.update(sq).applies_from
@@ -168,12 +171,12 @@ class VersionMonitor:
                 continue
             alert = concept.fire(i, ts, mse, n) if step == 0 else threshold.fire(ts, mse, n)
             if alert:
-                out.append(self._attribute(alert, before, rows[:i + 1], sq[:i + 1]))
-        self.recent.extend(rows, sq)
+                out.append(self._attribute(alert, before, features[:i + 1], sq[:i + 1]))
+        self.recent.extend(features, sq)
         return out
 
-    def _attribute(self, alert: Alert, before: tuple[np.ndarray, np.ndarray],
-                   rows: np.ndarray, sq: np.ndarray) -> Alert:
+    def _attribute(self, alert: Alert, before: tuple[list[dict[str, float]], np.ndarray],
+                   features: list[dict[str, float]], sq: np.ndarray) -> Alert:
         """The features that best explain the rise of the error, over the window ending at
         the pair that fired, against the reference (:mod:`.attribution`)."""
         assert self.columns is not None and self.reference is not None
@@ -181,7 +184,7 @@ class VersionMonitor:
             return alert
         ref_rows, ref_preds, ref_labels = self.reference.arrays()
         window = self.config.window
-        recent_rows = np.concatenate((before[0], rows))[-window:]
+        recent_rows = self.columns.rows((before[0] + features)[-window:])
         recent_sq = np.concatenate((before[1], sq))[-window:]
         found = attribute(self.columns.names, ref_rows, (ref_preds - ref_labels) ** 2,
                           recent_rows, recent_sq)
@@ -195,20 +198,26 @@ class VersionMonitor:
         if self.data_drift is None:
             self.data_drift = DataDriftRule(self.subject, sorted(events[0]["features"]),
                                             self.config.data_drift)
-        out = self.data_drift.update(events).alerts + self.prediction_drift.update(events).alerts
-        if self.estimated is not None or self.multivariate is not None:
-            rows = self._start(events[0]).rows([e["features"] for e in events])
-            if self.estimated is not None:
-                preds = np.fromiter((e["prediction"] for e in events), float, len(events))
-                out += self.estimated.update(events, rows, preds).alerts
-            if self.multivariate is not None:
-                out += self.multivariate.update(events, rows).alerts
+        columns = self._start(events[0])
+        # One feature matrix for data drift, the estimator and the multivariate drift.
+        rows = (columns.rows([e["features"] for e in events])
+                if columns.names == self.data_drift.features and columns.names else None)
+        out = self.data_drift.update(events, rows).alerts
+        if self.segment is None:  # the prediction's own PSI: model-wide only
+            out += self.prediction_drift.update(events).alerts
+        if rows is None:
+            rows = columns.rows([e["features"] for e in events])
+        if self.estimated is not None:
+            preds = np.fromiter((e["prediction"] for e in events), float, len(events))
+            out += self.estimated.update(events, rows, preds).alerts
+        if self.multivariate is not None:
+            out += self.multivariate.update(events, rows).alerts
         return out + self._by_segment(events, VersionMonitor.process_predictions)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
+        """Expired predictions: label starvation, model-wide only."""
         self.n_expired += len(events)
-        out = self.starvation.update(events, expired=True).alerts
-        return out + self._by_segment(events, VersionMonitor.process_expired)
+        return self.starvation.update(events, expired=True).alerts
 
     def report(self) -> dict[str, Any]:
         """Current metrics, baseline, detector and drift state of this version."""
