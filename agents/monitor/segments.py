@@ -15,7 +15,10 @@ without a segment go to none of them (the version-wide monitor sees every event)
 
 from __future__ import annotations
 
+import operator
 from typing import Any
+
+import numpy as np
 
 OTHER = "_other"
 
@@ -37,9 +40,20 @@ class Segments:
 
     def split(self, events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """The events of each segment (pooled past the cap), in their order."""
+        segments = [ev.get("segment") for ev in events]
+        seen = list(dict.fromkeys(segments))  # in order of first appearance
+        if len(seen) == 1:
+            return {} if seen[0] is None else {self.name(seen[0]): events}
+        names = {s: self.name(s) for s in seen if s is not None}
+        # Group with numpy (a stable sort of small integer codes), not an append per event.
+        code = {name: k for k, name in enumerate(dict.fromkeys(names.values()))}
+        codes = np.fromiter((code[names[s]] if s is not None else -1 for s in segments),
+                            np.int64, len(segments))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(code) + 1))
         groups: dict[str, list[dict[str, Any]]] = {}
-        for ev in events:
-            segment = ev.get("segment")
-            if segment is not None:
-                groups.setdefault(self.name(segment), []).append(ev)
+        for name, k in code.items():
+            idx = order[bounds[k]:bounds[k + 1]].tolist()
+            groups[name] = ([events[idx[0]]] if len(idx) == 1
+                            else list(operator.itemgetter(*idx)(events)))
         return groups
