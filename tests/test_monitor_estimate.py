@@ -288,3 +288,31 @@ def test_batch_boundaries_do_not_change_the_new_detectors():
         assert rep["segments"]["s3"]["rolling_mse"] == pytest.approx(
             rep0["segments"]["s3"]["rolling_mse"], rel=1e-9)
         assert rep["multivariate_z"] == pytest.approx(rep0["multivariate_z"], rel=1e-9)
+
+
+def test_replay_gives_the_segment_and_estimate_results(tmp_path):
+    from driftline.eventfile import read_events
+    from driftline.replay import Replay, write_report
+
+    predictions, pairs = segmented(40_000, 20_000, 16)
+    log = []
+    for i, p in enumerate(predictions):  # each label 200 predictions late
+        log.append(p)
+        if i >= 200:
+            pair = pairs[i - 200]
+            log.append({"prediction_id": pair["prediction_id"], "label": pair["label"],
+                        "ts": p["ts"]})
+    log += [{"prediction_id": q["prediction_id"], "label": q["label"], "ts": q["ts"] + 10}
+            for q in pairs[-200:]]
+    cfg = MonitorConfig.from_dict({"defaults": {"segments": True}})
+    result = Replay(cfg).feed(read_events([msgspec.json.encode(e).decode()
+                                           for e in log])).finish()
+    ids = [a["alert_id"] for a in result.alerts]
+    assert "m.v1.s:s3.metric_threshold.1.firing" in ids
+    assert not [i for i in ids if ".metric_threshold." in i and ".s:" not in i]
+    summary = result.versions["m v1"]
+    assert sorted(summary["segments"]) == [f"s{k}" for k in range(10)]
+    assert summary["estimated_mse"] == pytest.approx(summary["estimated_baseline_mse"], rel=0.2)
+    paths = write_report(result, tmp_path)
+    written = msgspec.json.decode(paths["summary"].read_bytes())
+    assert written["versions"]["m v1"]["segments"]["s3"]["segment"] == "s3"
