@@ -316,3 +316,22 @@ def test_replay_gives_the_segment_and_estimate_results(tmp_path):
     paths = write_report(result, tmp_path)
     written = msgspec.json.decode(paths["summary"].read_bytes())
     assert written["versions"]["m v1"]["segments"]["s3"]["segment"] == "s3"
+
+
+def test_the_estimate_does_not_depend_on_how_predictions_and_pairs_interleave():
+    # In the worker pairs take one hop more than predictions, and a backfill may deliver
+    # every prediction before any pair: the predictions that came before the estimator was
+    # fitted wait for it.
+    X, y_hat, y = covariate_shift(20_000, 10_000, 17)
+    predictions, pairs = events(X, y_hat, y)
+    results = []
+    for seq in (interleave(predictions, pairs, 300),
+                [("p", p) for p in predictions] + [("s", q) for q in pairs]):
+        mon = Monitor(MonitorConfig())
+        alerts = [a for a in feed(mon, seq, 500) if a["kind"] == "estimated_degradation"]
+        results.append(([(a["alert_id"], a["ts"], a["metrics"]["estimated_mse"])
+                         for a in alerts], mon.versions[("m", 1)].report()["estimated_mse"]))
+    assert results[0][0] and results[0][0][0][0] == "m.v1.estimated_degradation.1.firing"
+    [(id0, ts0, mse0)], [(id1, ts1, mse1)] = results[0][0], results[1][0]
+    assert (id1, ts1) == (id0, ts0) and mse1 == pytest.approx(mse0, rel=1e-12)
+    assert results[1][1] == pytest.approx(results[0][1], rel=1e-12)

@@ -146,10 +146,11 @@ class VersionMonitor:
         columns = self._start(pairs[0])
         features = [p["features"] for p in pairs]
         assert self.reference is not None and self.recent is not None
+        waited: list[Alert] = []  # raised by predictions that waited for the estimator
         if not self.reference.full and self.reference.add(columns.rows(features), preds,
                                                           labels):
             if self.estimated is not None:
-                self.estimated.fit(*self.reference.arrays())
+                waited = self.estimated.fit(*self.reference.arrays()).alerts
         before = (self.recent.features, self.recent.values)
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels)
@@ -173,7 +174,7 @@ class VersionMonitor:
             if alert:
                 out.append(self._attribute(alert, before, features[:i + 1], sq[:i + 1]))
         self.recent.extend(features, sq)
-        return out
+        return out + waited
 
     def _attribute(self, alert: Alert, before: tuple[list[dict[str, float]], np.ndarray],
                    features: list[dict[str, float]], sq: np.ndarray) -> Alert:
