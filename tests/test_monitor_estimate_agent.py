@@ -10,6 +10,7 @@ import orjson
 import pytest
 from conftest import WorkerProcess
 from kafka_io import create_topics, produce
+from test_dashboard import BROWSER, browser
 from test_monitor_estimate import segmented
 from test_web import get, wait_until
 
@@ -89,5 +90,10 @@ def test_worker_publishes_estimates_and_segments(stack, tmp_path):
         assert 'driftline_estimated_mse{model="seg",version="1"}' in text
         assert 'driftline_segment_rolling_mse{model="seg",segment="s3",version="1"}' in text
         assert 'driftline_segment_estimated_mse{model="seg",segment="s3",version="1"}' in text
+        if BROWSER is not None:  # the dashboard: a row per segment, s3's marked firing
+            dom = browser(base + "/", tmp_path, "segments")
+            assert dom.count('data-segment="') == 10, dom
+            assert '<tr data-segment="s3" class="firing">' in dom
+            assert "metric_threshold [s3]" in dom
     finally:
         worker.stop()
