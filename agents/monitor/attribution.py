@@ -1,13 +1,21 @@
 """Which features explain a rise of the error: the error by feature quantile bins.
 
 The recent window is cut to the pairs since the error began to rise
-(:func:`since_change`). For each feature, their squared errors and the reference's (the
+(:func:`since_change`). A feature explains the rise in two ways, and its share adds them:
+
+* **traffic moved** along it into bins where the reference's error was already higher
+  (a covariate shift): ``sum (w_b - v_b) r_b`` over the rise, where ``w_b`` and ``v_b``
+  are the window's and the reference's shares of rows in bin b and ``r_b`` the
+  reference's mean error there, counted when it is ``SIGNIFICANT`` times its sampling
+  error;
+* **the rise depends on it** (a concept drift confined to a region of it), for the rest
+  of the rise: for each feature, the squared errors and the reference's (the
 version's first labeled pairs) are grouped by the feature's quintile bins (edges from
 the reference), and the *rise* of the mean error is taken per bin, ``d_b``. A rise
 that does not depend on the feature is the same in every bin; one confined to a region
 of it (``x1 > 0.5``) is large in some bins and zero in the others. A feature's share is
 the part of the rise that varies between its bins, ``sum w_b (d_b - mean d)^2``, over the
-size of the rise, ``sum w_b d_b^2`` (``w_b``: the window's share of rows in bin b), after
+size of the rise, ``sum w_b d_b^2``, after
 taking off what sampling noise alone gives (each bin mean's squared standard error);
 a feature whose spread is under ``SIGNIFICANT`` times that noise gets no share (at a
 concept-drift alert, a few dozen pairs after the change, the noise of ten bins of a
@@ -70,6 +78,9 @@ def attribute(names: list[str], ref_rows: np.ndarray, ref_sq: np.ndarray, rows: 
         return []
     start = since_change(sq, float(ref_sq.mean()))
     rows, sq = rows[start:], sq[start:]
+    total = float(sq.mean() - ref_sq.mean())  # the rise to explain
+    if total <= 0:
+        return []
     qs = np.linspace(0, 1, BINS + 1)[1:-1]
     scores = np.zeros(len(names))
     for j in range(len(names)):
@@ -80,19 +91,26 @@ def attribute(names: list[str], ref_rows: np.ndarray, ref_sq: np.ndarray, rows: 
         edges = np.unique(np.quantile(ref_col, qs))
         n, mean, se2 = _bin_stats(rows[:, j], sq, edges)
         n_ref, mean_ref, se2_ref = _bin_stats(ref_rows[:, j], ref_sq, edges)
-        both = (n > 0) & (n_ref > 0)
-        if not both.any():
+        if not n.sum() or not n_ref.sum():
             continue
+        # (1) Traffic moved to bins where the reference's error was higher.
+        v, w_all = n_ref / n_ref.sum(), n / n.sum()
+        centred = mean_ref - np.sum(v * mean_ref)
+        moved = float(np.sum((w_all - v) * mean_ref))
+        moved_se = float(np.sqrt(np.sum(v * (1 / n.sum() + 1 / n_ref.sum()) * centred ** 2)))
+        moved_share = min(moved / total, 1.0) if moved > SIGNIFICANT * moved_se else 0.0
+        # (2) Within the bins, the rise depends on the bin.
+        both = (n > 0) & (n_ref > 0)
         w = n[both] / n[both].sum()
         rise = mean[both] - mean_ref[both]
-        noise = se2[both] + se2_ref[both]
         size = float(np.sum(w * rise ** 2))
-        if size <= 0:
-            continue
-        spread = float(np.sum(w * (rise - np.sum(w * rise)) ** 2))
-        expected = float(np.sum(w * noise))  # what the spread is without any dependence
-        if spread > SIGNIFICANT * expected:
-            scores[j] = (spread - expected) / size
+        varying = 0.0
+        if size > 0:
+            spread = float(np.sum(w * (rise - np.sum(w * rise)) ** 2))
+            expected = float(np.sum(w * (se2[both] + se2_ref[both])))  # noise alone
+            if spread > SIGNIFICANT * expected:
+                varying = (spread - expected) / size
+        scores[j] = max(moved_share, 0.0) + varying * (1.0 - max(moved_share, 0.0))
     shares = scores / max(1.0, float(scores.sum()))
     order = np.argsort(-shares, kind="stable")
     return [{"feature": names[j], "share": round(float(shares[j]), 4)}
