@@ -77,6 +77,7 @@ from driftline.models.wire.internal import (
     delta_key,
     delta_value,
     element,
+    frozen_chunk_values,
     head_value,
     snapshot_key,
     state_entry,
@@ -164,12 +165,11 @@ class Joiner:
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self.parts.ensure({p for p, _, _ in accepted})
+            by_partition: dict[int, list[Prediction | Label]] = defaultdict(list)
             for partition, _, ev in accepted:
-                part = self.parts[partition]
-                if isinstance(ev, Label):
-                    part.add_label(ev, now)
-                else:
-                    part.add_prediction(ev, now)
+                by_partition[partition].append(ev)
+            for partition, batch in by_partition.items():
+                self.parts[partition].add_events(batch, now)
             await self._persist(out, {p for p, _, _ in accepted})
             # Before the input is acknowledged: a crash re-delivers the predictions, and
             # the monitor drops the copies by their source position.
@@ -225,9 +225,12 @@ class Joiner:
         if seq == log_.snapshot_seq:  # nothing since the last one (whose keys these would be)
             return
         chunks = Outbox()
-        runs = arrays([_entry(pid, record) for pid, record in part.records()])
-        for k, run in enumerate(runs):
-            chunks.add(self.state_topic, snapshot_key(seq, k), chunk_value(run), p)
+        values = [chunk_value(run)
+                  for run in arrays([_entry(pid, record) for pid, record in part.records()])]
+        for frozen in part.done.frozen():
+            values.extend(frozen_chunk_values(*frozen))
+        for k, value in enumerate(values):
+            chunks.add(self.state_topic, snapshot_key(seq, k), value, p)
         n_chunks = len(chunks)
         await chunks.flush(self.send)
         head = Outbox()
