@@ -54,7 +54,7 @@ from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.kafka import partition_for, read_partition
+from driftline.kafka import partitions_for, read_partition
 from driftline.models.wire import (
     LABEL,
     PREDICTION,
@@ -132,7 +132,7 @@ class Joiner:
             accepted: list[tuple[int, bool, Prediction | Label]] = []
             forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
             to_monitor: dict[int, list[bytes]] = defaultdict(list)
-            n = self.settings.partitions
+            decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
             for event in messages:
                 msg = event.message
                 is_label = msg.topic == self.labels_topic
@@ -141,7 +141,7 @@ class Joiner:
                     max_batch=self.settings.max_batch_events)
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
-                monitored: dict[int, list[bytes]] = defaultdict(list)
+                timed = []
                 for ev in good:
                     if ev.ts is UNSET:
                         if not 0 <= msg.timestamp <= MAX_EPOCH_SECONDS:
@@ -153,7 +153,14 @@ class Joiner:
                         ev.ts = msg.timestamp  # broker time, seconds
                     if isinstance(ev, Prediction) and ev.features is None:
                         ev.features = {}
-                    home = partition_for(ev.prediction_id.encode(), n)
+                    timed.append(ev)
+                decoded.append((msg, is_label, timed))
+            homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in decoded
+                                         for ev in evs], self.settings.partitions))
+            for msg, is_label, timed in decoded:
+                monitored: dict[int, list[bytes]] = defaultdict(list)
+                for ev in timed:
+                    home = next(homes)
                     if home != msg.partition:
                         forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
                         continue
