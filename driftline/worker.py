@@ -54,3 +54,10 @@ def run_trainer(settings: Settings) -> int:
     """The trainer in its own consumer group, so it scales and restarts apart."""
     return run_worker(settings.replace(group_id=settings.trainer_group_id, web_port=0),
                       ("trainer",))
+
+
+def run_delivery(settings: Settings) -> int:
+    """Alert delivery in its own consumer group: a slow receiver never holds back the
+    monitor."""
+    return run_worker(settings.replace(group_id=settings.delivery_group_id, web_port=0),
+                      ("delivery",))
