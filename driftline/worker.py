@@ -59,5 +59,11 @@ def run_trainer(settings: Settings) -> int:
 def run_delivery(settings: Settings) -> int:
     """Alert delivery in its own consumer group: a slow receiver never holds back the
     monitor."""
+    from .agents.delivery.receivers import targets
+    from .errors import ConfigError
+
+    if not targets(settings):  # before any connection is made
+        raise ConfigError("nothing to deliver to: set DRIFTLINE_ALERTMANAGER_URL and/or "
+                          "DRIFTLINE_ALERT_WEBHOOKS")
     return run_worker(settings.replace(group_id=settings.delivery_group_id, web_port=0),
                       ("delivery",))

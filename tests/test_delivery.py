@@ -287,3 +287,10 @@ def test_cli_silence_list_and_unsilence(settings):
     bad = runner.invoke(main, ["alerts", "silence", "--model", "houses", "--for", "soon",
                                "--reason", "x"], env=env)
     assert bad.exit_code == 2 and "duration 'soon'" in bad.output
+
+
+def test_delivery_without_a_receiver_is_a_usage_error():
+    result = CliRunner().invoke(main, ["delivery"], env={"DRIFTLINE_KAFKA_URL":
+                                                         "kafka://127.0.0.1:1"})
+    assert result.exit_code == 2
+    assert "set DRIFTLINE_ALERTMANAGER_URL and/or DRIFTLINE_ALERT_WEBHOOKS" in result.output
