@@ -140,8 +140,12 @@ def _loop_families(app, state, owned: set[int]) -> list:
                                      "(records on alert-deliveries).",
                                      labels=["target", "outcome"])
     totals: Counter[tuple[str, str]] = Counter()
+    monitor = app.driftline.get("monitor")
+    # Partitions numbered alike: each record is reported by the one worker that owns its
+    # monitor partition (assigned, whether or not a pair has arrived there yet).
+    assigned = owned | (monitor.parts.assigned if monitor is not None else set())
     for q, counts in state.observatory.delivery_counts.items():
-        if q in owned:  # partitions numbered alike: each record is reported by one worker
+        if q in assigned:
             totals.update(counts)
     for (target, outcome), count in sorted(totals.items()):
         deliveries.add_metric([target, outcome], count)
