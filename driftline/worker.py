@@ -65,5 +65,8 @@ def run_delivery(settings: Settings) -> int:
     if not targets(settings):  # before any connection is made
         raise ConfigError("nothing to deliver to: set DRIFTLINE_ALERTMANAGER_URL and/or "
                           "DRIFTLINE_ALERT_WEBHOOKS")
-    return run_worker(settings.replace(group_id=settings.delivery_group_id, web_port=0),
-                      ("delivery",))
+    # Links point at the worker's dashboard (the delivery process serves none itself).
+    dashboard = settings.dashboard_url or (
+        f"http://{settings.web_host}:{settings.web_port or 6066}/")
+    return run_worker(settings.replace(group_id=settings.delivery_group_id, web_port=0,
+                                       dashboard_url=dashboard), ("delivery",))

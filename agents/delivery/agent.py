@@ -83,8 +83,8 @@ class DeliveryAgent:
         if not self.targets:
             raise ConfigError("nothing to deliver to: set DRIFTLINE_ALERTMANAGER_URL and/or "
                               "DRIFTLINE_ALERT_WEBHOOKS")
-        self.dashboard = settings.dashboard_url or (
-            f"http://{settings.web_host}:{settings.web_port or 6066}/")
+        # run_delivery sets it from the worker's web address when it is empty.
+        self.dashboard = settings.dashboard_url or f"http://{settings.web_host}:6066/"
         self.alerts_topic = settings.topic("alerts")
         self.retrain_topic = settings.topic("retrain")
         self.models_topic = settings.topic("models")
