@@ -282,6 +282,12 @@ def test_delivery_service_survives_kill_9_without_losing_an_alert(settings, work
         assert wait_for(lambda: {r.json()["alert_id"] for r in hook.received} >= set(ids)), \
             restarted.log()
         assert wait_for(lambda: {d["alert_id"] for d in deliveries(settings)} >= set(ids))
+        env = {"DRIFTLINE_KAFKA_URL": settings.kafka_url, "DRIFTLINE_REDIS_URL":
+               settings.redis_url, "DRIFTLINE_GROUP_ID": settings.group_id}
+        health = CliRunner().invoke(main, ["health", "--group", "delivery", "--json"], env=env)
+        assert health.exit_code == 0, health.output
+        assert orjson.loads(health.stdout)["checks"]["delivery"]["group"] == \
+            f"{settings.group_id}-delivery"
         assert restarted.stop() == 0
     got = [r.json()["alert_id"] for r in hook.received]
     assert got[:2] == ids[:2] and set(got) == set(ids)  # at least once: a repeat may occur
