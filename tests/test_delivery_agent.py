@@ -266,6 +266,7 @@ def wait_for(check, timeout=60.0):
 
 @pytest.mark.reliability
 @pytest.mark.slow
+@pytest.mark.kafka
 def test_delivery_service_survives_kill_9_without_losing_an_alert(settings, worker_factory):
     create_topics(settings)
     with ReceiverThread(Receiver()) as hook:
