@@ -33,8 +33,9 @@ def messages(settings, records, first_offset=0):
         partition=partition_for(b"m", settings.partitions), first_offset=first_offset + i)]
 
 
-async def drive(settings, batches, *, during=None):
-    """A DeliveryAgent fed ``batches``; ``during(agent)`` runs beside the first batch."""
+async def drive(settings, batches, *, during=None, then=None):
+    """A DeliveryAgent fed ``batches``; ``during(agent)`` runs beside the first batch,
+    ``then(agent)`` after the last (its result is returned instead of the agent)."""
     async with agent_sender(settings) as send:
         store = SilenceStore.from_settings(settings)
         try:
@@ -44,7 +45,7 @@ async def drive(settings, batches, *, during=None):
                 if i == 0 and during is not None:
                     await during(agent)
                 await work
-            return agent
+            return agent if then is None else await then(agent)
         finally:
             store.close()
 
@@ -293,3 +294,33 @@ def test_delivery_service_survives_kill_9_without_losing_an_alert(settings, work
     got = [r.json()["alert_id"] for r in hook.received]
     assert got[:2] == ids[:2] and set(got) == set(ids)  # at least once: a repeat may occur
     assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}
+
+
+@pytest.mark.reliability
+def test_a_restarted_agent_rebuilds_open_requests_and_firing_alerts(settings):
+    """State comes back from the partitions: a request opened before the restart still
+    inhibits, and the alert that made it is re-sent to Alertmanager as firing."""
+    create_topics(settings)
+    am = Receiver()
+    settings = settings.replace(alertmanager_url=am.url)
+    q = partition_for(b"m", settings.partitions)
+    cause = alert("concept_drift", n=1, ts=100.0)
+    request = {"request_id": "m.v1.concept_drift.1.retrain", "model": "m", "base_version": 1,
+               "alert_id": cause["alert_id"], "reason": "drift", "ts": 150.0, "since": 100.0}
+    produce(settings, [("alerts", b"m", orjson.dumps(cause)),
+                       ("retrain", b"m", orjson.dumps(request))], partition=q)
+    later = alert("concept_drift", n=2, ts=300.0)
+
+    async def run():
+        await am.start()
+        try:
+            return await drive(settings, [messages(settings, [("alerts", later)], 1)],
+                               then=lambda agent: agent.resend())
+        finally:
+            await am.stop()
+    resent = asyncio.run(run())
+    [record] = deliveries(settings)
+    assert (record["alert_id"], record["outcome"]) == (later["alert_id"], "inhibited")
+    assert resent == 1
+    [[pushed]] = [r.json() for r in am.received]
+    assert pushed["labels"]["alert_id"] == "m.v1.concept_drift.1"
