@@ -10,6 +10,8 @@ import orjson
 import pytest
 from conftest import WorkerProcess
 from kafka_io import create_topics, produce
+from test_dashboard import BROWSER, browser
+from test_delivery import alert
 from test_web import get, wait_until
 
 from driftline.stack import free_port
@@ -80,3 +82,23 @@ def test_silences_over_the_api_and_deliveries_in_metrics(web):
         in text
     status, answer = send("GET", f"{base}/api/deliveries?alert_id=m.v1.concept_drift.2.firing")
     assert status == 200 and [d["outcome"] for d in answer["deliveries"]] == ["silenced"]
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium here: .ci/run installs Debian's "
+                                            "chromium package; apt-get install chromium")
+def test_the_dashboard_shows_how_each_alert_was_delivered(web, tmp_path):
+    base, settings = web
+    alerts = [alert("concept_drift", model="houses"), alert("data_drift", feature="rooms",
+                                                            model="houses")]
+    produce(settings, [("alerts", b"houses", orjson.dumps(a)) for a in alerts])
+    records = [("alertmanager", "delivered"), ("webhook-1:ops", "delivered"),
+               ("alertmanager", "silenced"), ("webhook-1:ops", "silenced")]
+    produce(settings, [("alert_deliveries", a["alert_id"].encode(), orjson.dumps(
+        {"alert_id": a["alert_id"], "target": target, "outcome": outcome, "attempts": 1,
+         "status_code": None, "error": None, "ts": 1.0}))
+        for a, (target, outcome) in zip([alerts[0]] * 2 + [alerts[1]] * 2, records)])
+    assert wait_until(lambda: len(send("GET", f"{base}/api/deliveries")[1]["deliveries"]) == 4)
+    dom = browser(f"{base}/?token=s3cret", tmp_path, "deliveries")
+    assert '<span class="delivery" data-outcome="delivered"> · delivered</span>' in dom, \
+        dom[-3000:]
+    assert '<span class="delivery" data-outcome="silenced"> · silenced</span>' in dom
