@@ -24,6 +24,7 @@ conventions: base units, ``_total`` for counters.
 ``driftline_alerts_total``                counter    ``model``, ``kind``: episodes fired
 ``driftline_retrain_requests_total``      counter    ``model``
 ``driftline_promotions_total``            counter    ``model``
+``driftline_alert_deliveries_total``      counter    ``target``, ``outcome``: delivery records
 ``driftline_consumer_lag_records``        gauge      ``topic``, ``partition``
 ``driftline_event_time_lag_seconds``      gauge      ``model``: now - newest label time
 ========================================  =========  ==================================
@@ -167,7 +168,20 @@ def _loop_families(app, state, owned: set[int]) -> list:
     for model, events in sorted(state.observatory.events.items()):
         if partition_for(model.encode(), n) in owned:  # one worker reports each model
             promotions.add_metric([model], sum(1 for e in events if e.get("event") == "promoted"))
-    return [requests, promotions]
+    deliveries = CounterMetricFamily("driftline_alert_deliveries", "Alert delivery outcomes "
+                                     "(records on alert-deliveries).",
+                                     labels=["target", "outcome"])
+    totals: Counter[tuple[str, str]] = Counter()
+    monitor = app.driftline.get("monitor")
+    # Partitions numbered alike: each record is reported by the one worker that owns its
+    # monitor partition (assigned, whether or not a pair has arrived there yet).
+    assigned = owned | (monitor.parts.assigned if monitor is not None else set())
+    for q, counts in state.observatory.delivery_counts.items():
+        if q in assigned:
+            totals.update(counts)
+    for (target, outcome), count in sorted(totals.items()):
+        deliveries.add_metric([target, outcome], count)
+    return [requests, promotions, deliveries]
 
 
 async def _lag_family(app, prefix: str) -> Any:
