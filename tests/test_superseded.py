@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 from simulate import stream
 
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.models.wire import ALERT
-from driftline.models.wire.events import as_dict
 
 T0 = 1_700_000_000.0
 
@@ -18,7 +18,7 @@ def run(monitor: Monitor, predictions, pairs, batch: int = 500):
         alerts += monitor.process_predictions(predictions[i:i + batch])
         alerts += monitor.process_pairs(pairs[i:i + batch])
     for alert in alerts:
-        assert as_dict(ALERT.validate(alert)) == {"segment": None, **alert}
+        assert msgspec.to_builtins(ALERT.validate(alert)) == alert
     return alerts
 
 

@@ -39,16 +39,20 @@ MIN_LIMIT = 0.01
 _TAIL_SAMPLES = 20        # an empirical quantile needs this many samples beyond it
 
 
-def count_tests(features: int, segments: int = 1) -> int:
-    """The tests that run on a prediction of one version: per segment, a PSI per feature,
-    a PSI of the prediction, the error detector and the metric threshold.
+def count_tests(features: int, segments: int = 1, extra: int = 0) -> int:
+    """The tests that run on a prediction of one version: a PSI per feature, a PSI of the
+    prediction, the error detector, the metric threshold and ``extra`` detectors
+    (estimated degradation, multivariate drift), at each of ``segments`` levels (2 with
+    segments on: the model-wide tests and those of the prediction's own segment; each
+    prediction is in one segment, so segments, like versions, split by traffic).
 
-    >>> count_tests(10), count_tests(10, segments=3), count_tests(0)
-    (13, 39, 3)
+    >>> count_tests(10), count_tests(10, segments=2), count_tests(10, extra=1), count_tests(0)
+    (13, 26, 14, 3)
     """
-    if features < 0 or segments < 1:
-        raise ValueError(f"need features >= 0 and segments >= 1, got {features}, {segments}")
-    return (features + 1 + 2) * segments
+    if features < 0 or segments < 1 or extra < 0:
+        raise ValueError(f"need features >= 0, segments >= 1 and extra >= 0, got {features}, "
+                         f"{segments}, {extra}")
+    return (features + 1 + 2 + extra) * segments
 
 
 def per_test_rate(budget: float, tests: int) -> float:
