@@ -343,7 +343,7 @@ def _refusal(message: str, what: str) -> RegistryError:
         "NOVERSION": f"{what}: no such version",
         "ARCHIVED": f"{what}: the version is archived",
         "NOPREVIOUS": f"{what}: nothing to roll back to",
-        "MOVED": f"{what}: moved to v{rest} meanwhile; not rolled back",
+        "NOTEXPECTED": f"{what}: moved to v{rest} meanwhile; not rolled back",
         "NOALIAS": f"{what}: no such alias",
         "ALIASED": f"{what}: alias {rest!r} points at it; move the alias first",
     }.get(code, f"{what}: {message}"))

@@ -49,7 +49,7 @@ return {prev or '', 1}
 ROLLBACK = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[7] ~= '' and current ~= ARGV[7] then
-  return redis.error_reply('MOVED ' .. (current or ''))
+  return redis.error_reply('NOTEXPECTED ' .. (current or ''))
 end
 local prev = redis.call('LPOP', KEYS[2])
 while prev and redis.call('HGET', ARGV[6] .. prev, 'status') == 'archived' do
