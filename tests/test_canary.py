@@ -19,6 +19,7 @@ from driftline.simulate import ProductionService, World, bootstrap
 pytestmark = pytest.mark.integration
 
 CANARY_PAIRS = 300
+SHADOW_PAIRS = 300
 RATE = 1_000  # rows/s
 
 
@@ -112,4 +113,88 @@ def test_a_bad_version_promoted_by_hand_is_rolled_back_by_the_canary(settings,
           f"(canary {CANARY_PAIRS} pairs, labels 100 rows late, {RATE}/s); canary MSE "
           f"{alert['metrics']['rolling_mse']:.3f} vs v1's shadow "
           f"{alert['metrics']['baseline_mse']:.3f}")
+    registry.close()
+
+
+def set_challenger_by_hand(settings, version: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update(settings.as_env())
+    done = subprocess.run([sys.executable, "-m", "driftline", "models", "promote", "houses",
+                           str(version), "--alias", "challenger"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worker_factory):
+    from driftline.models.training import train_ridge
+
+    settings = settings.replace(metrics_interval=0.5, shadow_pairs=SHADOW_PAIRS,
+                                canary_pairs=CANARY_PAIRS)
+    create_topics(settings)
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    world = World("abrupt", drift_at=0, seed=12)  # v1 (trained before the drift) is off
+    assert bootstrap(registry, "houses", world) == 1
+    v1 = registry.load("houses")
+    worse = LinearModel(v1.coef * 0.5, v1.intercept, v1.feature_names, mean=v1.mean,
+                        scale=v1.scale)
+    X, y = World("abrupt", drift_at=0, seed=99).rows(0, 5_000)
+    better = train_ridge(X, y, world.names).model
+    assert registry.register("houses", worse, metrics={"mse": 1.0}) == 2
+    assert registry.register("houses", better, metrics={"mse": 1.0}) == 3
+    worker = worker_factory(settings)
+    client = ModelClient.from_url(settings.redis_url, "houses", prefix=settings.registry_prefix,
+                                  poll_interval=0.5)
+
+    def status(version):
+        return registry.get("houses", version).status
+
+    try:
+        async def serve():
+            async with Publisher(settings=settings) as pub:
+                service = ProductionService(pub, lambda: client.model, world, model="houses",
+                                            label_delay=100, rate=RATE)
+                await service.run(1_000, finish=False)
+                await pub.flush()
+                await caught_up(settings, service.stats.labels)
+                set_challenger_by_hand(settings, 2)
+                await service.run(20_000, finish=False, until=lambda: status(2) == "rejected")
+                set_challenger_by_hand(settings, 3)
+                await service.run(20_000, finish=False, until=lambda: client.version == 3)
+                # v3's canary against v1's shadow score: it passes
+                await service.run(CANARY_PAIRS + 1_000)
+                return service.stats
+
+        stats = asyncio.run(serve())
+    finally:
+        client.close()
+    assert status(2) == "rejected" and registry.resolve("houses") == 3, (
+        f"{stats.by_version}\n{worker.log()}")
+    assert stats.by_version.get(2) is None  # a challenger never serves
+    assert "challenger" not in registry.aliases("houses")
+    rows = [(h["action"], h["version"], h["alias"], h["actor"])
+            for h in registry.history("houses")][4:]
+    assert rows == [("promoted", 2, "challenger", registry.actor),  # the CLI's promote
+                    ("rejected", 2, "challenger", "driftline-shadow"),
+                    ("promoted", 3, "challenger", registry.actor),
+                    ("promoted", 3, "champion", "driftline-shadow"),
+                    ("alias_deleted", 3, "challenger", "driftline-shadow")]
+    history = registry.history("houses")
+    assert f"over {SHADOW_PAIRS} live pairs is not 2% below" in history[-4]["reason"]
+    assert f"over {SHADOW_PAIRS} live pairs beats the live" in history[-2]["reason"]
+    events = [orjson.loads(r.value) for r in read_all(settings, "models")]
+    assert [(e["event"], e["version"]) for e in events] == [
+        ("shadowing", 2), ("rejected", 2), ("shadowing", 3), ("promoted", 3)]
+    assert events[1]["metrics"]["shadow_mse"] >= 0.98 * events[1]["metrics"]["live_mse"]
+    metrics = [orjson.loads(r.value)["shadow"] for r in read_all(settings, "metrics")
+               if "shadow" in orjson.loads(r.value)]
+    shadows = {(m["version"], m["verdict"]) for m in metrics if m["role"] == "challenger"}
+    assert {(2, "reject"), (3, "promote")} <= shadows
+    canary = [m for m in metrics if m["role"] == "canary" and m["version"] == 3]
+    assert canary[-1]["verdict"] == "passed" and canary[-1]["previous"] == 1
+    assert not [r for r in read_all(settings, "alerts")
+                if orjson.loads(r.value)["kind"] == "promotion_regressed"]
+    print(f"\nshadow over {SHADOW_PAIRS} pairs: v2 {events[1]['metrics']['shadow_mse']:.3f} "
+          f"vs live {events[1]['metrics']['live_mse']:.3f} (rejected); v3 "
+          f"{canary[-1]['rolling_mse']:.3f} in its canary vs v1's shadow "
+          f"{canary[-1]['reference_mse']:.3f} (passed)")
     registry.close()
