@@ -51,12 +51,19 @@ class Observatory:
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
         self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
         self.events: dict[str, deque[dict[str, Any]]] = {}
+        # model -> (role, version) -> the latest shadow or canary report
+        self.shadow: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
 
     def apply(self, kind: str, value: dict[str, Any], ts: float) -> None:
         model = value.get("model")
         if not isinstance(model, str):
             return
-        if kind == "metrics":
+        if kind == "metrics" and isinstance(value.get("shadow"), dict):
+            # A challenger's shadow score or a new champion's canary (agents/monitor/safeloop)
+            self.shadow.setdefault(model, {})[(value["shadow"].get("role"),
+                                               value.get("version"))] = {
+                **value["shadow"], "updated": ts}
+        elif kind == "metrics":
             version = value.get("version")
             self.reports.setdefault(model, {})[version] = {**value, "updated": ts}
             points = self.series.setdefault((model, version), deque(maxlen=self.max_points))

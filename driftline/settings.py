@@ -258,9 +258,11 @@ class Settings:
         ),
     )
     trainer: str = field(
-        default="driftline.models.training:train_ridge",
+        default="driftline.models.selection:train_selected",
         metadata=_doc(
-            "Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`."
+            "Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`; "
+            "the default drops constant, near-duplicate and unhelpful features, then fits ridge "
+            "(`driftline.models.training:train_ridge` keeps every feature)."
         ),
     )
     web_host: str = field(

@@ -4,7 +4,8 @@
 ``GET /``                  the dashboard (one HTML page, no build step, polls the API)
 ``GET /api/models``        models with their versions and aliases
 ``GET /api/models/{m}``    rolling metrics per version, baseline, detector state, open
-                           alerts, label-join rate, the MSE series, model events
+                           alerts, label-join rate, the MSE series, model events, shadow
+                           scores of a challenger and canaries of new champions
 ``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=``
 ``GET /metrics``           Prometheus exposition format (:mod:`driftline.prom`)
 ``GET /healthz``           broker and Redis reachable, partitions assigned (200 / 503)
@@ -174,6 +175,7 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 "open_alerts": obs.open_alerts(model),
                 "alerts": obs.recent_alerts(model, limit=50),
                 "events": list(obs.events.get(model, ())),
+                "shadow": list(obs.shadow.get(model, {}).values()),
                 "series": {str(v): list(points) for (m, v), points in obs.series.items()
                            if m == model},
                 "registry_error": problem})

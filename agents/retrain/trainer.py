@@ -48,6 +48,7 @@ from driftline.errors import (
     RegistryUnavailable,
     TopicError,
 )
+from driftline.models.explanation import explain
 from driftline.models.linear import LinearModel
 from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
@@ -225,6 +226,10 @@ class Trainer:
             "training": {key: value for key, value in (
                 ("alpha", getattr(result, "alpha", None)),
                 ("method", getattr(result, "method", None))) if value is not None},
+            # Which features the training function kept and why (models/selection.py), and
+            # what the model does with them on its training rows (models/explanation.py).
+            "selection": _selection(result),
+            "explanation": explain(challenger, X[train]),
             "training_seconds": round(fit_seconds, 4),
             "decision": ("reject" if not decision.promote else
                          "shadow" if shadow else "promote"),
@@ -255,6 +260,11 @@ def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None) ->
     if champion is not None and set(champion.feature_names) <= seen:
         return list(champion.feature_names)
     return sorted(seen)
+
+
+def _selection(result: Any) -> dict[str, Any] | None:
+    selection = getattr(result, "selection", None)
+    return selection.describe() if selection is not None else None
 
 
 def _finite(value: float | None) -> float | None:
