@@ -50,6 +50,21 @@ def explain(model: LinearModel, X: np.ndarray) -> dict[str, Any]:
             "features": sorted(features, key=lambda f: -abs(f["variance_share"]))}
 
 
+def stored(model: LinearModel) -> dict[str, Any]:
+    """The explanation the trainer stored with ``model`` (a registry-loaded model's
+    ``meta``), else what the artifact alone tells: raw coefficients, and standardised
+    ones if the model standardises (its ``scale`` is the training spread); no shares."""
+    explanation = model.meta.get("explanation")
+    if isinstance(explanation, dict) and isinstance(explanation.get("features"), list):
+        return explanation
+    raw = raw_coefficients(model)
+    return {"rows": 0, "intercept": model.intercept, "prediction_variance": None,
+            "features": [{"feature": name, "coef": float(c),
+                          "std_coef": None if model.scale is None else float(w),
+                          "variance_share": None}
+                         for name, c, w in zip(model.feature_names, raw, model.coef)]}
+
+
 def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """Feature by feature, two explanations (``a`` older): standardised coefficient and
     variance share in each, and what changed (``added``, ``removed``, ``changed``,
@@ -59,14 +74,16 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name in sorted(set(left) | set(right)):
         x, y = left.get(name), right.get(name)
-        share_a = x["variance_share"] if x else 0.0
-        share_b = y["variance_share"] if y else 0.0
-        if x is None or (x["std_coef"] == 0 and y is not None and y["std_coef"] != 0):
+        share_a = (x["variance_share"] or 0.0) if x else 0.0
+        share_b = (y["variance_share"] or 0.0) if y else 0.0
+        coef_a = (x["std_coef"] if x["std_coef"] is not None else x["coef"]) if x else 0.0
+        coef_b = (y["std_coef"] if y["std_coef"] is not None else y["coef"]) if y else 0.0
+        if x is None or (coef_a == 0 and coef_b != 0):
             change = "added"
-        elif y is None or (y["std_coef"] == 0 and x["std_coef"] != 0):
+        elif y is None or (coef_b == 0 and coef_a != 0):
             change = "removed"
-        elif abs(share_b - share_a) > 0.01 or not np.isclose(x["std_coef"], y["std_coef"],
-                                                              rtol=0.05, atol=1e-9):
+        elif abs(share_b - share_a) > 0.01 or not np.isclose(coef_a, coef_b, rtol=0.05,
+                                                              atol=1e-9):
             change = "changed"
         else:
             change = "same"

@@ -82,9 +82,24 @@ def list_models(registry, as_json: bool) -> None:
 
 @models.command()
 @click.argument("name")
+@click.option("--version", "version", type=click.IntRange(min=1), default=None,
+              help="One version in detail: its standardised coefficients, each feature's "
+                   "share of the prediction variance, the features kept and dropped.")
 @registry_command
-def show(registry, as_json: bool, name: str) -> None:
-    """Every version of NAME with its status, aliases and holdout MSE."""
+def show(registry, as_json: bool, name: str, version: int | None) -> None:
+    """Every version of NAME with its status, aliases and holdout MSE; with --version, what
+    that version does with its features."""
+    from ..models.explanation import stored
+    from .explain import echo_version
+
+    if version is not None:
+        info = registry.get(name, version)
+        explanation = stored(registry.load(name, version=version))
+        if as_json:
+            click.echo(json.dumps({**info.as_dict(), "explanation": explanation}))
+        else:
+            echo_version(info, explanation, _table)
+        return
     versions = registry.versions(name)
     if not versions:
         raise RegistryError(f"no model {name!r}")
@@ -94,6 +109,29 @@ def show(registry, as_json: bool, name: str) -> None:
     _table(["VERSION", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT MSE"],
            [[v.version, v.status, ", ".join(v.aliases), _when(v.created),
              v.meta.get("parent_version"), _mse(v.meta)] for v in versions])
+
+
+@models.command()
+@click.argument("name")
+@click.argument("v1", type=click.IntRange(min=1))
+@click.argument("v2", type=click.IntRange(min=1))
+@registry_command
+def diff(registry, as_json: bool, name: str, v1: int, v2: int) -> None:
+    """What changed from version V1 of NAME to V2: holdout MSE, and per feature the
+    standardised coefficient and share of the prediction variance."""
+    from ..models.explanation import diff as explanation_diff
+    from ..models.explanation import stored
+    from .explain import echo_diff
+
+    a, b = registry.get(name, v1), registry.get(name, v2)
+    rows = explanation_diff(stored(registry.load(name, version=v1)),
+                            stored(registry.load(name, version=v2)))
+    if as_json:
+        click.echo(json.dumps({"model": name, "versions": [v1, v2], "features": rows,
+                               "holdout_mse": [_holdout(a.meta), _holdout(b.meta)],
+                               "status": [a.status, b.status]}))
+    else:
+        echo_diff(name, a, b, rows, _table)
 
 
 @models.command()
@@ -183,6 +221,11 @@ def _table(headers: list[str], rows: list[list]) -> None:
 def _when(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime(
         "%Y-%m-%d %H:%M:%S")
+
+
+def _holdout(meta: dict) -> float | None:
+    value = (meta.get("holdout") or {}).get("challenger_mse")
+    return value if value is not None else (meta.get("metrics") or {}).get("mse")
 
 
 def _mse(meta: dict) -> str:
