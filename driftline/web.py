@@ -104,7 +104,11 @@ def _version(info) -> dict[str, Any]:
             "aliases": list(info.aliases), "parent_version": meta.get("parent_version"),
             "request_id": meta.get("request_id"), "alert_id": meta.get("alert_id"),
             "holdout_mse": holdout.get("challenger_mse", (meta.get("metrics") or {}).get("mse")),
-            "decision_reason": meta.get("decision_reason")}
+            "decision_reason": meta.get("decision_reason"),
+            # Standardised coefficients and prediction-variance shares on its training rows
+            # (models/explanation.py), and the features the trainer kept and dropped.
+            "explanation": (meta.get("explanation") or {}).get("features"),
+            "selection": meta.get("selection")}
 
 
 def install(app: faust.App, settings: Settings) -> WebState:
