@@ -58,12 +58,14 @@ class Observatory:
         model = value.get("model")
         if not isinstance(model, str):
             return
-        if kind == "metrics" and isinstance(value.get("shadow"), dict):
-            # A challenger's shadow score or a new champion's canary (agents/monitor/safeloop)
-            self.shadow.setdefault(model, {})[(value["shadow"].get("role"),
-                                               value.get("version"))] = {
-                **value["shadow"], "updated": ts}
-        elif kind == "metrics":
+        if kind == "metrics":
+            # A challenger's shadow score and new champions' canaries, on the record of the
+            # version serving the model (agents/monitor/safeloop.py)
+            for watch in value.get("shadow") or ():
+                if isinstance(watch, dict):
+                    self.shadow.setdefault(model, {})[(watch.get("role"),
+                                                       watch.get("version"))] = {
+                        **watch, "updated": ts}
             version = value.get("version")
             self.reports.setdefault(model, {})[version] = {**value, "updated": ts}
             points = self.series.setdefault((model, version), deque(maxlen=self.max_points))

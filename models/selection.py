@@ -7,8 +7,8 @@
    from the intercept alone, the feature that lowers the walk-forward validation
    MSE (every block predicted by a least-squares fit on the blocks before it, never
    on its future) the most is added, while it lowers it by more than ``min_gain``
-   (0.5 %). The rest are dropped as ``not selected`` with the gain they would have
-   brought.
+   (0.5 %). The rest are dropped as ``not selected`` with the change they would have
+   made at the last step.
 
 The model keeps every feature name, with coefficient 0 for the dropped ones, so
 serving code and the next retrain see the same features; the metadata says which
@@ -112,8 +112,8 @@ def select(X: np.ndarray, y: np.ndarray, names: Sequence[str], *,
     for j in candidates:
         if j not in chosen:
             dropped.append({"feature": names[j], "reason": (
-                f"not selected: it would lower the walk-forward CV MSE by "
-                f"{gains.get(j, 0.0):.2%}, not more than {min_gain:.1%}")})
+                f"not selected: adding it changes the walk-forward CV MSE by "
+                f"{-gains.get(j, 0.0):+.2%} (needs below {-min_gain:.1%})")})
     order = {n: i for i, n in enumerate(names)}
     dropped.sort(key=lambda d: order[d["feature"]])
     return Selection([names[j] for j in sorted(chosen)], dropped, path)

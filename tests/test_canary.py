@@ -107,12 +107,12 @@ def test_a_bad_version_promoted_by_hand_is_rolled_back_by_the_canary(settings,
     assert [(e["version"], e["metrics"]["rolled_back_from"]) for e in rolled] == [(1, 2)]
     assert rolled[0]["metrics"]["canary_mse"] == alert["metrics"]["rolling_mse"]
     metrics = [orjson.loads(r.value) for r in read_all(settings, "metrics")]
-    canary = [m["shadow"] for m in metrics if "shadow" in m and m["shadow"]["role"] == "canary"]
+    canary = [w for m in metrics for w in m.get("shadow", ()) if w["role"] == "canary"]
     assert canary and canary[-1]["verdict"] == "rollback" and canary[-1]["previous"] == 1
     print(f"v2 served {served_by_v2} predictions before the client was back on v1 "
           f"(canary {CANARY_PAIRS} pairs, labels 100 rows late, {RATE}/s); canary MSE "
           f"{alert['metrics']['rolling_mse']:.3f} vs v1's shadow "
-          f"{alert['metrics']['baseline_mse']:.3f}")
+          f"{alert['metrics']['baseline_mse']:.3f}\nhistory: {rollback['reason']}")
     registry.close()
 
 
@@ -185,8 +185,8 @@ def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worke
     assert [(e["event"], e["version"]) for e in events] == [
         ("shadowing", 2), ("rejected", 2), ("shadowing", 3), ("promoted", 3)]
     assert events[1]["metrics"]["shadow_mse"] >= 0.98 * events[1]["metrics"]["live_mse"]
-    metrics = [orjson.loads(r.value)["shadow"] for r in read_all(settings, "metrics")
-               if "shadow" in orjson.loads(r.value)]
+    metrics = [w for r in read_all(settings, "metrics")
+               for w in orjson.loads(r.value).get("shadow", ())]
     shadows = {(m["version"], m["verdict"]) for m in metrics if m["role"] == "challenger"}
     assert {(2, "reject"), (3, "promote")} <= shadows
     canary = [m for m in metrics if m["role"] == "canary" and m["version"] == 3]

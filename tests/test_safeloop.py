@@ -160,3 +160,30 @@ def test_pairs_the_reference_cannot_score_count_for_neither(bad):
     canary = Canary(Source({1: TRUE, 2: BAD}), pairs=50)
     verdict, = feed(canary, stream)
     assert verdict.metrics["pairs"] == 50 and verdict.ts == 64.0
+
+
+def test_the_serving_version_is_known_with_the_canary_off_too():
+    canary = Canary(Source({1: TRUE, 2: BAD}), pairs=0)
+    canary.observe(pairs(TRUE, 1, 10) + pairs(BAD, 2, 10, start=10))
+    assert canary.serving == {"m": 2} and canary.runs == {}
+
+
+def test_reports_ride_on_the_serving_versions_metrics_record():
+    from driftline.agents.monitor.safeloop import SafeLoop
+    from driftline.observe import Observatory
+    from driftline.settings import Settings
+
+    loop = SafeLoop(Settings(canary_pairs=50, shadow_pairs=50), Source({1: TRUE, 2: BAD, 3: TRUE},
+                                                                     challenger=(3, 0.0)))
+    loop.observe(pairs(TRUE, 1, 20) + pairs(BAD, 2, 60, start=20))
+    assert loop.serving("m") == 2
+    [(model, reports)] = loop.by_model().items()
+    assert model == "m" and {(r["role"], r["version"]) for r in reports} == {
+        ("challenger", 3), ("canary", 2)}
+    assert [v.action for v in loop.pending] == ["promote", "rollback"]
+    obs = Observatory()
+    obs.apply("metrics", {"model": "m", "version": 2, "rolling_mse": 9.0, "n_scored": 60,
+                          "shadow": reports}, 5.0)
+    assert obs.reports["m"][2]["n_scored"] == 60
+    assert obs.shadow["m"][("canary", 2)]["verdict"] == "rollback"
+    assert obs.shadow["m"][("challenger", 3)]["n"] == 50

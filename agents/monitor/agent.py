@@ -344,15 +344,16 @@ class MonitorAgent:
         """A record per version on the metrics topic: what dashboards and tests read."""
         out = Outbox()
         for q, part in self.parts.items():
+            loop = part.loop
+            watched = loop.by_model() if loop is not None else {}
             for vm in part.monitor.versions.values():
-                out.add(self.metrics_topic, vm.model.encode(),
-                        encode({**vm.report(), "input_offset": part.next_offset}), q)
-            for report in part.loop.reports() if part.loop is not None else ():
-                # Under "shadow", not at the top: a record without n_scored is no version's
-                # progress (the trigger and the observatory's version rows read those).
-                out.add(self.metrics_topic, report["model"].encode(),
-                        encode({"model": report["model"], "version": report["version"],
-                                "shadow": report}), q)
+                record = {**vm.report(), "input_offset": part.next_offset}
+                # A model's challenger in shadow and canaries ride on the record of the
+                # version serving it now: one record per version stays one per version.
+                if loop is not None and vm.model in watched and \
+                        vm.version == loop.serving(vm.model):
+                    record["shadow"] = watched[vm.model]
+                out.add(self.metrics_topic, vm.model.encode(), encode(record), q)
         if len(out):
             await out.flush(self.send)
 

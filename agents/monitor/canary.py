@@ -73,8 +73,6 @@ class Canary:
     runs: dict[tuple[str, int], CanaryRun] = field(default_factory=dict)
 
     def observe(self, pairs: Sequence[dict[str, Any]]) -> list[Verdict]:
-        if self.pairs <= 0:
-            return []
         verdicts: list[Verdict] = []
         batch: list[dict[str, Any]] = []
         key: tuple[str, int] | None = None
@@ -100,7 +98,7 @@ class Canary:
         if version in seen:
             return
         seen.add(version)
-        if previous is None:
+        if previous is None or self.pairs <= 0:  # the first version; or the canary is off
             return
         reference = self.models.load(model, previous)
         holdout = None if reference is not None else self.models.holdout_mse(model, previous)

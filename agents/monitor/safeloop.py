@@ -129,6 +129,17 @@ class SafeLoop:
     def reports(self) -> list[dict[str, Any]]:
         return self.shadow.reports() + self.canary.reports()
 
+    def by_model(self) -> dict[str, list[dict[str, Any]]]:
+        """The reports of each model (a challenger's shadow score, its canaries)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for report in self.reports():
+            out.setdefault(report["model"], []).append(report)
+        return out
+
+    def serving(self, model: str) -> int | None:
+        """The version that made the model's latest pair."""
+        return self.canary.serving.get(model)
+
 
 def alert_for(verdict: Verdict) -> dict[str, Any]:
     """The ``promotion_regressed`` alert of a rollback verdict."""
