@@ -109,6 +109,28 @@ def test_a_bad_version_promoted_by_hand_is_rolled_back_by_the_canary(settings,
     metrics = [orjson.loads(r.value) for r in read_all(settings, "metrics")]
     canary = [w for m in metrics for w in m.get("shadow", ()) if w["role"] == "canary"]
     assert canary and canary[-1]["verdict"] == "rollback" and canary[-1]["previous"] == 1
+
+    # kill -9 and a new worker: it replays monitor-input, reaches the same verdict on the same
+    # pairs, finds the alert on the alerts partition and neither rolls back nor alerts again.
+    worker.kill()
+    restarted = time.time()
+    again = worker_factory(settings, name="again")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fresh = [orjson.loads(r.value) for r in read_all(settings, "metrics")
+                 if r.timestamp / 1000 > restarted]
+        if any(m["version"] == 1 and m["n_scored"] == stats.by_version[1] for m in fresh):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the new worker did not catch up\n{again.log()}")
+    time.sleep(1.0)  # a metrics interval and more: a second rollback would have happened
+    assert [h["action"] for h in registry.history("houses")].count("rolled_back") == 1
+    assert registry.resolve("houses") == 1
+    assert [orjson.loads(r.value)["kind"] for r in read_all(settings, "alerts")].count(
+        "promotion_regressed") == 1
+    assert [orjson.loads(r.value)["event"] for r in read_all(settings, "models")].count(
+        "rolled_back") == 1
     print(f"v2 served {served_by_v2} predictions before the client was back on v1 "
           f"(canary {CANARY_PAIRS} pairs, labels 100 rows late, {RATE}/s); canary MSE "
           f"{alert['metrics']['rolling_mse']:.3f} vs v1's shadow "
