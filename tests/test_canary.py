@@ -150,8 +150,10 @@ def set_challenger_by_hand(settings, version: int) -> None:
 def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worker_factory):
     from driftline.models.training import train_ridge
 
+    from driftline.stack import free_port
+
     settings = settings.replace(metrics_interval=0.5, shadow_pairs=SHADOW_PAIRS,
-                                canary_pairs=CANARY_PAIRS)
+                                canary_pairs=CANARY_PAIRS, web_port=free_port())
     create_topics(settings)
     registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
     world = World("abrupt", drift_at=0, seed=12)  # v1 (trained before the drift) is off
@@ -215,6 +217,30 @@ def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worke
     assert canary[-1]["verdict"] == "passed" and canary[-1]["previous"] == 1
     assert not [r for r in read_all(settings, "alerts")
                 if orjson.loads(r.value)["kind"] == "promotion_regressed"]
+    # Where a user looks: the API and Prometheus of the worker.
+    import json
+    import urllib.request
+
+    def api(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}{path}",
+                                    timeout=10) as response:
+            return response.read()
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        detail = json.loads(api("/api/models/houses"))
+        watched = {(w["role"], w["version"]): w for w in detail["shadow"]}
+        if watched.get(("canary", 3), {}).get("verdict") == "passed":
+            break
+        time.sleep(0.5)
+    assert watched[("challenger", 3)]["verdict"] == "promote", detail["shadow"]
+    assert watched[("canary", 3)]["verdict"] == "passed" and watched[("canary", 3)]["n"] == \
+        CANARY_PAIRS
+    v3 = next(v for v in detail["versions"] if v["version"] == 3)
+    assert v3["explanation"] is None  # registered by hand, without training rows
+    text = api("/metrics").decode()
+    assert 'driftline_shadow_mse{model="houses",role="canary",version="3"}' in text
+    assert 'driftline_rollbacks_total{model="houses"} 0.0' in text
     print(f"\nshadow over {SHADOW_PAIRS} pairs: v2 {events[1]['metrics']['shadow_mse']:.3f} "
           f"vs live {events[1]['metrics']['live_mse']:.3f} (rejected); v3 "
           f"{canary[-1]['rolling_mse']:.3f} in its canary vs v1's shadow "

@@ -311,6 +311,12 @@ class MonitorAgent:
             elif alert is not None:
                 self._publish(out, q, part, [alert], replay=replay)
 
+    def close(self) -> None:
+        """At shutdown: the registries the verdicts opened (and their Kafka producers)."""
+        self.actions.close()
+        if self.models is not None:
+            self.models.registry.close()
+
     async def refresh_models(self) -> None:
         """Re-read the registry's ``challenger`` aliases (a thread: Redis blocks)."""
         if self.models is not None:
