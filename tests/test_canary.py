@@ -246,3 +246,54 @@ def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worke
           f"{canary[-1]['rolling_mse']:.3f} in its canary vs v1's shadow "
           f"{canary[-1]['reference_mse']:.3f} (passed)")
     registry.close()
+
+
+def test_the_closed_loop_with_promotion_shadow(settings, worker_factory):
+    """Drift -> retrain -> the trainer's winner becomes the challenger, not the champion ->
+    shadow-scored on live pairs -> promoted by the monitor -> its canary passes."""
+    settings = settings.replace(metrics_interval=0.5, promotion="shadow",
+                                shadow_pairs=SHADOW_PAIRS, canary_pairs=CANARY_PAIRS)
+    create_topics(settings)
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    world = World("abrupt", drift_at=20_000, seed=5)  # test_closed_loop.py's world
+    bootstrap(registry, "houses", world)
+    worker_factory(settings)
+    trainer = worker_factory(settings.replace(web_port=0), name="trainer", command="trainer")
+    client = ModelClient.from_url(settings.redis_url, "houses", prefix=settings.registry_prefix,
+                                  poll_interval=0.5)
+    try:
+        async def serve():
+            async with Publisher(settings=settings) as pub:
+                service = ProductionService(pub, lambda: client.model, world, model="houses",
+                                            label_delay=100, rate=RATE)
+                await service.run(20_000, finish=False)
+                await service.run(40_000, finish=False,
+                                  until=lambda: service.stats.by_version.get(2, 0) >= 1_000)
+                await service.run(200)
+                return service.stats
+
+        stats = asyncio.run(serve())
+    finally:
+        client.close()
+    assert stats.by_version.get(2, 0) >= 1_000, f"{stats.by_version}\n{trainer.log()}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        events = [orjson.loads(r.value) for r in read_all(settings, "models")]
+        metrics = [w for r in read_all(settings, "metrics")
+                   for w in orjson.loads(r.value).get("shadow", ())]
+        if any(w["role"] == "canary" and w["verdict"] for w in metrics):
+            break
+        time.sleep(0.5)
+    assert [(e["event"], e["version"]) for e in events] == [
+        ("registered", 2), ("shadowing", 2), ("promoted", 2)]
+    assert registry.get("houses", 2).meta["decision"] == "shadow"
+    promoted = [h for h in registry.history("houses") if h["action"] == "promoted"][-1]
+    assert promoted["actor"] == "driftline-shadow" and promoted["version"] == 2
+    challenger = [w for w in metrics if w["role"] == "challenger" and w["verdict"]][-1]
+    assert challenger["n"] == SHADOW_PAIRS and challenger["rolling_mse"] < challenger["live_mse"]
+    canary = [w for w in metrics if w["role"] == "canary" and w["verdict"]][-1]
+    assert (canary["version"], canary["previous"], canary["verdict"]) == (2, 1, "passed")
+    print(f"\nshadow mode: v2 shadow MSE {challenger['rolling_mse']:.3f} vs live "
+          f"{challenger['live_mse']:.3f} over {SHADOW_PAIRS} pairs, then its canary "
+          f"{canary['rolling_mse']:.3f} vs v1's {canary['reference_mse']:.3f}")
+    registry.close()
