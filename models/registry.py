@@ -230,6 +230,13 @@ class ModelRegistry:
                     else meta.get("metrics", {})}, self.clock())
         return version
 
+    def note(self, name: str, version: int, action: str, *, reason: str = "") -> None:
+        """Record a decision that changes nothing (a canary that passed) in the history.
+        One XADD: atomic on its own."""
+        self._do(self.redis.xadd, self._k(name, "history"), {
+            "action": action, "version": str(version), "alias": "", "previous": "",
+            "actor": self.actor, "reason": reason, "time": repr(self.clock())})
+
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> int:
         result = self._call(self._delete_alias, keys=[
             self._k(name, "aliases"), self._k(name, "history")],

@@ -149,7 +149,6 @@ def set_challenger_by_hand(settings, version: int) -> None:
 
 def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worker_factory):
     from driftline.models.training import train_ridge
-
     from driftline.stack import free_port
 
     settings = settings.replace(metrics_interval=0.5, shadow_pairs=SHADOW_PAIRS,
@@ -196,13 +195,13 @@ def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worke
     assert stats.by_version.get(2) is None  # a challenger never serves
     assert "challenger" not in registry.aliases("houses")
     rows = [(h["action"], h["version"], h["alias"], h["actor"])
-            for h in registry.history("houses")][4:]
+            for h in registry.history("houses") if h["action"] != "canary_passed"][4:]
     assert rows == [("promoted", 2, "challenger", registry.actor),  # the CLI's promote
                     ("rejected", 2, "challenger", "driftline-shadow"),
                     ("promoted", 3, "challenger", registry.actor),
                     ("promoted", 3, "champion", "driftline-shadow"),
                     ("alias_deleted", 3, "challenger", "driftline-shadow")]
-    history = registry.history("houses")
+    history = [h for h in registry.history("houses") if h["action"] != "canary_passed"]
     assert f"over {SHADOW_PAIRS} live pairs is not 2% below" in history[-4]["reason"]
     assert f"over {SHADOW_PAIRS} live pairs beats the live" in history[-2]["reason"]
     events = [orjson.loads(r.value) for r in read_all(settings, "models")]
@@ -215,6 +214,9 @@ def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worke
     assert {(2, "reject"), (3, "promote")} <= shadows
     canary = [m for m in metrics if m["role"] == "canary" and m["version"] == 3]
     assert canary[-1]["verdict"] == "passed" and canary[-1]["previous"] == 1
+    passed = [h for h in registry.history("houses") if h["action"] == "canary_passed"]
+    assert [(h["version"], h["actor"]) for h in passed] == [(3, "driftline-canary")]
+    assert "v3's live MSE" in passed[0]["reason"] and "within 10% of v1's" in passed[0]["reason"]
     assert not [r for r in read_all(settings, "alerts")
                 if orjson.loads(r.value)["kind"] == "promotion_regressed"]
     # Where a user looks: the API and Prometheus of the worker.

@@ -304,8 +304,6 @@ class MonitorAgent:
             alert = alert_for(verdict) if verdict.action == "rollback" else None
             if alert is not None and alert["alert_id"] in part.published:
                 continue
-            if replay and verdict.action == "passed":
-                continue
             if not await self.actions.carry_out(verdict):
                 loop.pending.append(verdict)  # Redis is down: the next batch tries again
             elif alert is not None:

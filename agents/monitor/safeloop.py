@@ -15,7 +15,7 @@ Acting on a verdict (in a thread: Redis and the model events are blocking):
   reaches the verdict again finds it on the alerts partition and does nothing.
 * ``promote`` / ``reject`` (shadow, actor ``driftline-shadow``): only while the
   version still holds the alias ``challenger``; a promotion releases the alias.
-* ``passed``: logged.
+* ``passed``: recorded in the history as ``canary_passed`` (once), with the numbers.
 """
 
 from __future__ import annotations
@@ -183,7 +183,11 @@ class Actions:
 
     def _act(self, v: Verdict) -> None:
         if v.action == "passed":
-            log.warning("%s v%d: %s", v.model, v.version, v.reason)
+            registry = self.registry(CANARY_ACTOR)
+            if not any(h["action"] == "canary_passed" and h["version"] == v.version
+                       for h in registry.history(v.model)):  # a replay: recorded before
+                registry.note(v.model, v.version, "canary_passed", reason=v.reason)
+                log.warning("%s v%d: %s", v.model, v.version, v.reason)
         elif v.action == "rollback":
             registry = self.registry(CANARY_ACTOR)
             try:
