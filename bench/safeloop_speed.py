@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/safeloop_speed.py [--pairs 100000] [--batch 500] [--features 10]
 
-Rows (microseconds per pair, lower is better; the monitor as a whole spends ~40 µs a pair
-end to end, README "Performance"):
+Rows (microseconds per pair, lower is better; the whole worker spends ~55 µs a pair,
+README "Performance"):
   canary, nothing watched     every pair's version checked: no promotion in sight
   shadow, no challenger       the model has no ``challenger`` alias
   shadow, a challenger        the challenger predicts every pair from its features
