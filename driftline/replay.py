@@ -241,9 +241,8 @@ def registry_explanations(result: ReplayResult, registry: Any) -> list[str]:
     from driftline.models.explanation import stored
 
     problems = []
-    for model, version in sorted({k for k in result.series if k[1] is not None},
-                                 key=lambda k: (k[0], k[1] or 0)):
-        assert version is not None
+    seen = sorted((model, version) for model, version in result.series if version is not None)
+    for model, version in seen:
         try:
             result.explanations[(model, version)] = stored(registry.load(model,
                                                                          version=version))

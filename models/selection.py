@@ -141,7 +141,9 @@ def train_selected(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *
     scale = np.where(spread > 0, spread, 1.0)
     sub = fit.model
     coef[keep] = sub.coef
-    assert sub.mean is not None and sub.scale is not None  # train_ridge standardises
-    mean[keep], scale[keep] = sub.mean, sub.scale
+    if sub.mean is not None:  # train_ridge standardises: its mean and scale are the kept
+        mean[keep] = sub.mean  # features' own
+    if sub.scale is not None:
+        scale[keep] = sub.scale
     model = LinearModel(coef, sub.intercept, names, mean=mean, scale=scale)
     return SelectedFit(model, fit.alpha, fit.method, fit.cv_mse, selection)

@@ -299,3 +299,37 @@ def test_the_closed_loop_with_promotion_shadow(settings, worker_factory):
           f"{challenger['live_mse']:.3f} over {SHADOW_PAIRS} pairs, then its canary "
           f"{canary['rolling_mse']:.3f} vs v1's {canary['reference_mse']:.3f}")
     registry.close()
+
+
+def test_a_rollback_verdict_for_a_champion_that_moved_on_changes_nothing(settings):
+    from driftline.agents.monitor.safeloop import Actions, alert_for
+    from driftline.agents.monitor.shadow import Verdict
+
+    create_topics(settings)
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    for k in (1, 2, 3):
+        registry.register("houses", LinearModel([float(k)], 0.0, ["x"]))
+        registry.promote("houses", k)
+    actions = Actions(settings)
+
+    def verdict(version):
+        return Verdict("rollback", "houses", version, version - 1,
+                       {"canary_mse": 4.0, "reference_mse": 1.0, "pairs": 300, "margin": 0.1},
+                       f"canary: v{version} is worse", 1.0)
+
+    try:
+        assert asyncio.run(actions.carry_out(verdict(2))) == "kept"  # v3 serves now
+        assert registry.resolve("houses") == 3
+        assert "was not rolled back (the champion had changed" in alert_for(
+            verdict(2), False)["message"]
+        assert asyncio.run(actions.carry_out(verdict(3))) == "done"
+        assert registry.resolve("houses") == 2
+        last = registry.history("houses")[-1]
+        assert (last["action"], last["actor"], last["reason"]) == (
+            "rolled_back", "driftline-canary", "canary: v3 is worse")
+    finally:
+        actions.close()
+        registry.close()
+    events = [orjson.loads(r.value) for r in read_all(settings, "models")]
+    assert [(e["event"], e["version"], e["metrics"].get("canary_mse")) for e in events] == [
+        ("rolled_back", 2, 4.0)]

@@ -304,10 +304,12 @@ class MonitorAgent:
             alert = alert_for(verdict) if verdict.action == "rollback" else None
             if alert is not None and alert["alert_id"] in part.published:
                 continue
-            if not await self.actions.carry_out(verdict):
+            outcome = await self.actions.carry_out(verdict)
+            if outcome == "later":
                 loop.pending.append(verdict)  # Redis is down: the next batch tries again
-            elif alert is not None:
-                self._publish(out, q, part, [alert], replay=replay)
+            elif outcome in ("done", "kept") and alert is not None:
+                self._publish(out, q, part, [alert_for(verdict, outcome == "done")],
+                              replay=replay)
 
     def close(self) -> None:
         """At shutdown: the registries the verdicts opened (and their Kafka producers)."""

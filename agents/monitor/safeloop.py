@@ -25,6 +25,8 @@ import logging
 import time
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from driftline.agents.monitor.canary import Canary
 from driftline.agents.monitor.shadow import Shadow, Verdict
 from driftline.errors import RegistryError, RegistryUnavailable
@@ -141,9 +143,12 @@ class SafeLoop:
         return self.canary.serving.get(model)
 
 
-def alert_for(verdict: Verdict) -> dict[str, Any]:
-    """The ``promotion_regressed`` alert of a rollback verdict."""
+def alert_for(verdict: Verdict, rolled_back: bool = True) -> dict[str, Any]:
+    """The ``promotion_regressed`` alert of a rollback verdict (``rolled_back`` False: the
+    champion had moved on before the canary could roll it back)."""
     m = verdict.metrics
+    done = (f"was rolled back to v{verdict.previous}" if rolled_back else
+            "was not rolled back (the champion had changed meanwhile)")
     return {"alert_id": f"{verdict.model}.v{verdict.version}.promotion_regressed.firing",
             "model": verdict.model, "version": verdict.version, "kind": "promotion_regressed",
             "status": "firing", "severity": "critical", "detector": "canary", "feature": None,
@@ -152,8 +157,7 @@ def alert_for(verdict: Verdict) -> dict[str, Any]:
                         "n_scored": m["pairs"], "margin": m["margin"],
                         "restored_version": verdict.previous},
             "message": f"{verdict.model} v{verdict.version} regressed after its promotion "
-                       f"and was rolled back to v{verdict.previous}: "
-                       f"{verdict.reason.removeprefix('canary: ')}."}
+                       f"and {done}: {verdict.reason.removeprefix('canary: ')}."}
 
 
 class Actions:
@@ -171,17 +175,22 @@ class Actions:
                 self.settings, actor=actor)
         return self._registries[actor]
 
-    async def carry_out(self, verdict: Verdict) -> bool:
-        """Act on one verdict; False if the registry was unreachable (try again later)."""
+    async def carry_out(self, verdict: Verdict) -> str:
+        """Act on one verdict: ``done``; ``kept`` (a rollback refused: the champion moved
+        meanwhile); ``later`` if Redis or Kafka was unreachable (try again); ``failed`` for
+        anything else, logged: the verdict is dropped and the monitor goes on."""
         try:
-            await asyncio.to_thread(self._act, verdict)
-        except RegistryUnavailable as exc:
-            log.warning("registry unreachable (%s): %s v%d %s postponed", exc, verdict.model,
-                        verdict.version, verdict.action)
-            return False
-        return True
+            return await asyncio.to_thread(self._act, verdict)
+        except (RegistryUnavailable, KafkaError, OSError) as exc:
+            log.warning("%s v%d %s postponed: %s", verdict.model, verdict.version,
+                        verdict.action, exc)
+            return "later"
+        except Exception:
+            log.exception("%s v%d: the %s verdict could not be carried out", verdict.model,
+                          verdict.version, verdict.action)
+            return "failed"
 
-    def _act(self, v: Verdict) -> None:
+    def _act(self, v: Verdict) -> str:
         if v.action == "passed":
             registry = self.registry(CANARY_ACTOR)
             if not any(h["action"] == "canary_passed" and h["version"] == v.version
@@ -198,7 +207,7 @@ class Actions:
             except RegistryError as exc:
                 log.error("%s v%d regressed but was not rolled back: %s", v.model, v.version,
                           exc)
-                return
+                return "kept"
             log.warning("%s: rolled back from v%d to v%d: %s", v.model, v.version, restored,
                         v.reason)
         else:
@@ -206,13 +215,14 @@ class Actions:
             if registry.resolve(v.model, CHALLENGER) != v.version:
                 log.info("%s v%d is no longer the challenger; shadow verdict %s dropped",
                          v.model, v.version, v.action)
-                return
+                return "done"
             if v.action == "promote":
                 registry.promote(v.model, v.version, reason=v.reason)
                 registry.delete_alias(v.model, CHALLENGER, reason="promoted")
             else:
                 registry.reject(v.model, v.version, reason=v.reason, metrics=v.metrics)
             log.warning("%s v%d: %s", v.model, v.version, v.reason)
+        return "done"
 
     def close(self) -> None:
         for registry in self._registries.values():
