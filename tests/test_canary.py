@@ -115,11 +115,23 @@ def test_a_bad_version_promoted_by_hand_is_rolled_back_by_the_canary(settings,
     worker.kill()
     restarted = time.time()
     again = worker_factory(settings, name="again")
+
+    async def more():  # new input: the new worker rebuilds a partition when it needs it
+        with ModelClient.from_url(settings.redis_url, "houses",
+                                  prefix=settings.registry_prefix) as v1_client:
+            async with Publisher(settings=settings) as pub:
+                service = ProductionService(pub, lambda: v1_client.model, world,
+                                            model="houses", label_delay=100)
+                service.position = stats.predictions
+                return await service.run(300)
+
+    assert asyncio.run(more()).by_version == {1: 300}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         fresh = [orjson.loads(r.value) for r in read_all(settings, "metrics")
                  if r.timestamp / 1000 > restarted]
-        if any(m["version"] == 1 and m["n_scored"] == stats.by_version[1] for m in fresh):
+        if any(m["version"] == 1 and m["n_scored"] == stats.by_version[1] + 300
+               for m in fresh):
             break
         time.sleep(0.5)
     else:
