@@ -71,6 +71,7 @@ def test_a_bad_version_promoted_by_hand_is_rolled_back_by_the_canary(settings,
                 await caught_up(settings, service.stats.labels)  # the worker's start-up
                 print("\n" + promote_by_hand(settings, 2).strip())
                 await service.run(20_000, finish=False, until=lambda: client.version == 1)
+                assert client.version == 1  # the service's ModelClient, on the old champion
                 await service.run(1_000)  # v1 again, labels flushed
                 return service.stats
 
