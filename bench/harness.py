@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/harness.py [--pairs 200000] [--partitions 8] [--workers 1]
                                       [--shapes single,batched] [--latency-seconds 20]
-                                      [--broker tansu|kafka]
+                                      [--models 1] [--broker tansu|kafka]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
 (driftline.apache_kafka) instead of Tansu.
@@ -60,16 +60,18 @@ from driftline.stack import EmbeddedStack
 METRICS_INTERVAL = 0.1
 
 
-def events(n: int, seed: int = 1) -> list[tuple[str, dict]]:
+def events(n: int, seed: int = 1, models: int = 1) -> list[tuple[str, dict]]:
     """N predictions and their labels; each label comes after its prediction, shuffled
-    among the predictions that follow it (up to ~2,000 events later)."""
+    among the predictions that follow it (up to ~2,000 events later). With ``models`` > 1
+    the predictions go round-robin to models m0, m1, ..."""
     rng = random.Random(seed)
     out: list[tuple[str, dict]] = []
     pending: list[dict] = []
     for i in range(n):
         pid = f"b{i}"
         x = [rng.gauss(0, 1) for _ in range(10)]
-        out.append(("predictions", {"prediction_id": pid, "model": "m", "version": 1,
+        model = "m" if models == 1 else f"m{i % models}"
+        out.append(("predictions", {"prediction_id": pid, "model": model, "version": 1,
                                     "prediction": 2 * x[0],
                                     "features": {f"x{j}": x[j] for j in range(10)},
                                     "ts": 1.7e9 + i / 1000}))
@@ -177,7 +179,8 @@ class Workers:
 async def monitor_progress(settings: Settings, until: int, deadline: float,
                            on_record=None) -> float:
     """Read the metrics topic until the monitor has applied ``until`` pairs and
-    predictions of model m; returns when (perf_counter)."""
+    predictions, summed over the models; returns when (perf_counter)."""
+    latest: dict[str, tuple[int, int]] = {}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
@@ -188,9 +191,13 @@ async def monitor_progress(settings: Settings, until: int, deadline: float,
             for records in (await consumer.getmany(timeout_ms=100)).values():
                 for record in records:
                     report = orjson.loads(record.value)
+                    latest[report["model"]] = (report["n_scored"], report["n_predictions"])
+                    scored = sum(s for s, _ in latest.values())
+                    predicted = sum(p for _, p in latest.values())
                     if on_record is not None:
-                        on_record(report, record.timestamp / 1000)
-                    if report["n_scored"] >= until and report["n_predictions"] >= until:
+                        on_record({**report, "n_scored": scored, "n_predictions": predicted},
+                                  record.timestamp / 1000)
+                    if scored >= until and predicted >= until:
                         return time.perf_counter()
         raise TimeoutError(f"the monitor did not reach {until} pairs in time")
     finally:
@@ -208,11 +215,12 @@ def settings_for(stack: EmbeddedStack, partitions: int) -> Settings:
 
 
 def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
-               workers: int, profile: str | None = None) -> dict:
+               workers: int, profile: str | None = None, models: int = 1) -> dict:
     settings = settings_for(stack, partitions)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
                               configs=topic_configs(settings)))
-    asyncio.run((produce_single if shape == "single" else produce_batched)(settings, events(n)))
+    asyncio.run((produce_single if shape == "single" else produce_batched)(
+        settings, events(n, models=models)))
     bare = asyncio.run(bare_consumer(settings))
     floor = faust_floor(settings, 2 * n)
     group = Workers(settings, workers)
@@ -323,6 +331,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--models", type=int, default=1,
+                        help="predictions round-robin over this many models")
     parser.add_argument("--shapes", default="single,batched")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, metavar="PAIRS_PER_S",
@@ -339,13 +349,14 @@ def main() -> None:
     with EmbeddedStack(kafka="apache" if args.broker == "kafka" else "tansu") as stack:
         for shape in args.shapes.split(","):
             rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
-                                   args.profile))
+                                   args.profile, args.models))
         batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
         lat = (latency(stack, args.partitions, rate, args.latency_seconds)
                if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
-          f"{args.workers} worker process(es), {os.cpu_count()} CPUs, {broker_name(args.broker)}")
+          f"{args.workers} worker process(es), {args.models} model(s), {os.cpu_count()} CPUs, "
+          f"{broker_name(args.broker)}")
     print(f"{'input':8} {'(a) bare ev/s':>14} {'(e) Faust floor ev/s':>21} "
           f"{'(b) driftline ev/s':>19} {'b/a':>6} {'b/e':>6} {'(d) peak RSS MB':>16} "
           f"{'RSS at 1/5, end':>16}")

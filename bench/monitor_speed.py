@@ -9,6 +9,13 @@ Rows (median of --repeat runs, pairs/s; higher is better):
   monitor pairs            Monitor.process_pairs: rolling MSE, ADWIN, threshold rule
   monitor predictions      Monitor.process_predictions: PSI on 10 features + prediction
   monitor both             pairs + their predictions (what the issue asks to compare)
+
+Issue #17, each detector alone on top of "monitor both" (its cost per event = the
+difference of the per-event times), then everything on side by side with everything off:
+  + estimation (DLE)       [estimation] (on by default; "both" above runs it)
+  + multivariate (PCA)     [multivariate] enabled
+  + segments (10)          segments = true, 10 segments of 10% each
+  all off / all on         estimation off / estimation, multivariate, 10 segments on
 """
 
 from __future__ import annotations
@@ -81,11 +88,23 @@ def main() -> None:
         for i in range(0, n, b):
             mon.process_predictions(predictions[i:i + b])
 
-    def monitor_both():
-        mon = Monitor(MonitorConfig())
-        for i in range(0, n, b):
-            mon.process_predictions(predictions[i:i + b])
-            mon.process_pairs(pairs[i:i + b])
+    def both(config: MonitorConfig):
+        def run():
+            mon = Monitor(config)
+            for i in range(0, n, b):
+                mon.process_predictions(predictions[i:i + b])
+                mon.process_pairs(pairs[i:i + b])
+        return run
+
+    monitor_both = both(MonitorConfig())
+    for k, (p, pair) in enumerate(zip(predictions, pairs)):  # 10 segments, 10% each
+        p["segment"] = pair["segment"] = f"s{k % 10}"
+
+    def config(estimation: bool = False, multivariate: bool = False,
+               segments: bool = False) -> MonitorConfig:
+        return MonitorConfig.from_dict({"defaults": {
+            "estimation": {"enabled": estimation}, "multivariate": {"enabled": multivariate},
+            "segments": segments}})
 
     rows = [("river Rolling(MSE)", rate(river_rolling, n, args.repeat)),
             ("river ADWIN", rate(river_adwin, n, args.repeat)),
@@ -93,11 +112,22 @@ def main() -> None:
             ("monitor pairs", rate(monitor_pairs, n, args.repeat)),
             ("monitor predictions", rate(monitor_predictions, n, args.repeat)),
             ("monitor both", rate(monitor_both, n, args.repeat))]
+    off = rate(both(config()), n, args.repeat)
+    added = [("+ estimation (DLE)", rate(both(config(estimation=True)), n, args.repeat)),
+             ("+ multivariate (PCA)", rate(both(config(multivariate=True)), n, args.repeat)),
+             ("+ segments (10)", rate(both(config(segments=True)), n, args.repeat))]
+    on = rate(both(config(True, True, True)), n, args.repeat)
     base = rows[0][1]
     print(f"{n:,} pairs, batches of {b}, median of {args.repeat}")
     print(f"{'':26}{'per second':>14}{'us each':>10}{'cost vs Rolling(MSE)':>22}")
     for name, r in rows:
         print(f"{name:26}{r:14,.0f}{1e6 / r:10.2f}{base / r:21.2f}x")
+    print(f"\nissue #17 detectors, pairs + predictions, 10 features{'':4}{'us per pair':>12}")
+    print(f"{'all off':26}{off:14,.0f}{1e6 / off:10.2f}")
+    for name, r in added:
+        print(f"{name:26}{r:14,.0f}{1e6 / r:10.2f}{'':4}+{1e6 / r - 1e6 / off:.2f} us")
+    print(f"{'all on':26}{on:14,.0f}{1e6 / on:10.2f}{'':4}throughput "
+          f"{(on / off - 1) * 100:+.1f}% vs all off")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ FAST_GROUP_TIMEOUTS: dict[str, Any] = {
 def topics_to_create(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in
             ("predictions", "labels", "scored", "alerts", "retrain", "models",
-             "deadletter", "expired", "join_state", "monitor_input", "metrics")]
+             "deadletter", "expired", "join_state", "monitor_input", "metrics",
+             "alert_deliveries")]
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -41,8 +42,9 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-AGENTS = ("join", "monitor", "trigger", "trainer")
-WORKER_AGENTS = ("join", "monitor", "trigger")  # `driftline worker`; the trainer runs apart
+AGENTS = ("join", "monitor", "trigger", "trainer", "delivery")
+# `driftline worker`; the trainer and alert delivery run apart, in their own groups
+WORKER_AGENTS = ("join", "monitor", "trigger")
 
 
 # Faust builds its consumer with fetch_max_wait_ms=1500, hard-coded. Tansu then answers a
@@ -135,12 +137,14 @@ def create_app(settings: Settings, *, agents: tuple[str, ...] = WORKER_AGENTS,
         web_metrics_enabled=False,
         **FAST_GROUP_TIMEOUTS,
     )
+    from driftline.agents.delivery import agent as delivery
     from driftline.agents.join import agent as join
     from driftline.agents.monitor import agent as monitor
     from driftline.agents.retrain import trainer, trigger
 
     installers = {"join": join.install, "monitor": monitor.install,
-                  "trigger": trigger.install, "trainer": trainer.install}
+                  "trigger": trigger.install, "trainer": trainer.install,
+                  "delivery": delivery.install}
     installed: dict[str, Any] = {name: installers[name](app, settings)
                                  for name in AGENTS if name in agents}
     if settings.web_port:

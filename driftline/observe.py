@@ -1,10 +1,11 @@
 """What the dashboard and the HTTP API show: a view rebuilt from driftline's own topics.
 
 :class:`Observatory` is fed the records of ``metrics`` (each version's report,
-every ``DRIFTLINE_METRICS_INTERVAL`` s), ``alerts`` and ``models`` (lifecycle
-events); :func:`follow` feeds it from Kafka, reading every partition, so every
-worker answers for every model whichever partitions it owns. Bounded: a series
-of at most ``max_points`` per version and ``max_alerts`` alerts per model.
+every ``DRIFTLINE_METRICS_INTERVAL`` s), ``alerts``, ``models`` (lifecycle
+events) and ``alert-deliveries`` (the delivery outcomes); :func:`follow` feeds it
+from Kafka, reading every partition, so every worker answers for every model
+whichever partitions it owns. Bounded: a series of at most ``max_points`` per
+version and ``max_alerts`` alerts per model.
 
 >>> obs = Observatory()
 >>> obs.apply("metrics", {"model": "m", "version": 1, "rolling_mse": 1.5, "baseline_mse": 1.0,
@@ -21,7 +22,7 @@ of at most ``max_points`` per version and ``max_alerts`` alerts per model.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -32,7 +33,7 @@ from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-KINDS = ("metrics", "alerts", "models")
+KINDS = ("metrics", "alerts", "models", "alert_deliveries")
 METRICS_HISTORY = 5_000  # records per metrics partition read back at start
 
 
@@ -53,8 +54,18 @@ class Observatory:
         self.events: dict[str, deque[dict[str, Any]]] = {}
         # model -> (role, version) -> the latest shadow or canary report
         self.shadow: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
+        # alert-deliveries: the latest records, and per partition (target, outcome) counts
+        self.deliveries: deque[dict[str, Any]] = deque(maxlen=max_alerts)
+        self.delivery_counts: dict[int, Counter[tuple[str, str]]] = {}
 
-    def apply(self, kind: str, value: dict[str, Any], ts: float) -> None:
+    def apply(self, kind: str, value: dict[str, Any], ts: float,
+              partition: int | None = None) -> None:
+        if kind == "alert_deliveries":
+            if isinstance(value.get("target"), str) and isinstance(value.get("outcome"), str):
+                self.deliveries.append(value)
+                self.delivery_counts.setdefault(partition or 0, Counter())[
+                    (value["target"], value["outcome"])] += 1
+            return
         model = value.get("model")
         if not isinstance(model, str):
             return
@@ -105,6 +116,11 @@ class Observatory:
                      and a.get("status") == "firing")]
         return sorted(found, key=lambda a: a["ts"])[-limit:] if limit else []
 
+    def recent_deliveries(self, alert_id: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        found = [d for d in self.deliveries if alert_id is None or d.get("alert_id") == alert_id]
+        return found[-limit:]
+
 
 async def follow(observatory: Observatory, settings: Settings) -> None:
     """Feed ``observatory`` from the topics: their recent history, then as records come."""
@@ -126,4 +142,4 @@ async def follow(observatory: Observatory, settings: Settings) -> None:
                     except ValueError:  # not JSON, or not one record
                         continue
                     if isinstance(value, dict):
-                        observatory.apply(kind, value, r.timestamp / 1000)
+                        observatory.apply(kind, value, r.timestamp / 1000, tp.partition)

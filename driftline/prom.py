@@ -16,6 +16,10 @@ conventions: base units, ``_total`` for counters.
 ``driftline_rolling_mse``                 gauge      ``model``, ``version``
 ``driftline_baseline_mse``                gauge      ``model``, ``version``
 ``driftline_version_pairs_total``         counter    ``model``, ``version``
+``driftline_estimated_mse``               gauge      ``model``, ``version``: DLE / CBPE
+``driftline_multivariate_z``              gauge      ``model``, ``version``: PCA drift
+``driftline_segment_rolling_mse``         gauge      ``model``, ``version``, ``segment``
+``driftline_segment_estimated_mse``       gauge      ``model``, ``version``, ``segment``
 ``driftline_alerts_firing``               gauge      ``model``, ``kind``
 ``driftline_alerts_total``                counter    ``model``, ``kind``: episodes fired
 ``driftline_retrain_requests_total``      counter    ``model``
@@ -23,6 +27,7 @@ conventions: base units, ``_total`` for counters.
 ``driftline_rollbacks_total``             counter    ``model`` (the canary's and by hand)
 ``driftline_shadow_mse``                  gauge      ``model``, ``version``, ``role``:
                                                      a challenger's shadow MSE, a canary's
+``driftline_alert_deliveries_total``      counter    ``target``, ``outcome``: delivery records
 ``driftline_consumer_lag_records``        gauge      ``topic``, ``partition``
 ``driftline_event_time_lag_seconds``      gauge      ``model``: now - newest label time
 ========================================  =========  ==================================
@@ -89,6 +94,18 @@ def _monitor_families(monitor) -> list:
                                  labels=["model", "version"])
     pairs = CounterMetricFamily("driftline_version_pairs", "Scored pairs of the version.",
                                 labels=["model", "version"])
+    estimated = GaugeMetricFamily("driftline_estimated_mse", "Estimated MSE before labels "
+                                  "(DLE; CBPE's expected Brier score).",
+                                  labels=["model", "version"])
+    multivariate = GaugeMetricFamily("driftline_multivariate_z", "PCA reconstruction error of "
+                                     "the last window vs the reference, in standard errors.",
+                                     labels=["model", "version"])
+    # Segments: only those inside max_segments have a monitor (the rest pool as
+    # "_other"), so the label's values are bounded.
+    seg_mse = GaugeMetricFamily("driftline_segment_rolling_mse", "Rolling MSE of a segment.",
+                                labels=["model", "version", "segment"])
+    seg_estimated = GaugeMetricFamily("driftline_segment_estimated_mse", "Estimated MSE of a "
+                                      "segment.", labels=["model", "version", "segment"])
     firing = GaugeMetricFamily("driftline_alerts_firing", "Alert episodes firing now.",
                                labels=["model", "kind"])
     fired = CounterMetricFamily("driftline_alerts", "Alert episodes fired.",
@@ -107,6 +124,11 @@ def _monitor_families(monitor) -> list:
             if vm.baseline_mse is not None:
                 baseline.add_metric(labels, vm.baseline_mse)
             pairs.add_metric(labels, vm.rolling.count)
+            _estimates(vm, labels, estimated, multivariate)
+            for name, seg in vm.segments.items():
+                if seg.rolling.count:
+                    seg_mse.add_metric([*labels, name], seg.rolling.mse())
+                _estimates(seg, [*labels, name], seg_estimated, None)
         counts_firing: Counter[tuple[str, str]] = Counter()
         counts_fired: Counter[tuple[str, str]] = Counter()
         for model, book in part.monitor.books.items():
@@ -120,7 +142,18 @@ def _monitor_families(monitor) -> list:
             delay.add_metric([model], histogram.buckets(), histogram.total)
             if histogram.newest_label_ts is not None:
                 event_lag.add_metric([model], max(0.0, now - histogram.newest_label_ts))
-    return [mse, baseline, pairs, firing, fired, delay, event_lag]
+    return [mse, baseline, pairs, estimated, multivariate, seg_mse, seg_estimated, firing,
+            fired, delay, event_lag]
+
+
+def _estimates(vm, labels: list[str], estimated, multivariate) -> None:
+    if vm.estimated is not None:
+        value = vm.estimated.estimation.report()["estimated_mse"]
+        if value is not None:
+            estimated.add_metric(labels, value)
+    last = vm.multivariate.drift.last if vm.multivariate is not None else None
+    if multivariate is not None and last is not None:
+        multivariate.add_metric(labels, last.z)
 
 
 def _loop_families(app, state, owned: set[int]) -> list:
@@ -150,7 +183,20 @@ def _loop_families(app, state, owned: set[int]) -> list:
             for (role, version), report in sorted(watched.items(), key=str):
                 if report.get("rolling_mse") is not None:
                     shadow.add_metric([model, str(version), str(role)], report["rolling_mse"])
-    return [requests, promotions, rollbacks, shadow]
+    deliveries = CounterMetricFamily("driftline_alert_deliveries", "Alert delivery outcomes "
+                                     "(records on alert-deliveries).",
+                                     labels=["target", "outcome"])
+    totals: Counter[tuple[str, str]] = Counter()
+    monitor = app.driftline.get("monitor")
+    # Partitions numbered alike: each record is reported by the one worker that owns its
+    # monitor partition (assigned, whether or not a pair has arrived there yet).
+    assigned = owned | (monitor.parts.assigned if monitor is not None else set())
+    for q, counts in state.observatory.delivery_counts.items():
+        if q in assigned:
+            totals.update(counts)
+    for (target, outcome), count in sorted(totals.items()):
+        deliveries.add_metric([target, outcome], count)
+    return [requests, promotions, rollbacks, shadow, deliveries]
 
 
 async def _lag_family(app, prefix: str) -> Any:

@@ -8,7 +8,8 @@ get the alerts the worker would publish. Expiry runs on the events' own times
 the ones it would have raised live.
 
 The report: ``alerts.json`` (the alert events), ``summary.json`` (per model
-version: the monitor's report) and ``report.png`` (rolling MSE per version over
+version: the monitor's report, with its estimates and, with segments on, each
+segment's report) and ``report.png`` (rolling MSE per version over
 time, with its baseline, the drift points and the alerts marked).
 """
 
@@ -190,7 +191,8 @@ def plot(result: ReplayResult, path: Path) -> None:
             drift = alert["kind"] == "concept_drift"
             ax.axvline(when(alert["ts"]), color="tab:red" if drift else "tab:orange",
                        linestyle="--" if drift else ":", linewidth=1)
-            ax.annotate(alert["kind"] + (f" {alert['feature']}" if alert.get("feature") else ""),
+            ax.annotate(alert["kind"] + (f" {alert['feature']}" if alert.get("feature") else "")
+                        + (f" [{alert['segment']}]" if alert.get("segment") else ""),
                         (when(alert["ts"]), top), rotation=90, fontsize=7, va="top",
                         ha="right", color="tab:red" if drift else "tab:orange")
         ax.set_title(f"{model}: rolling MSE per version (dashed red: concept drift, dotted "

@@ -37,6 +37,7 @@ TOPICS = {
     "join_state": "join-state",
     "monitor_input": "monitor-input",
     "metrics": "metrics",
+    "alert_deliveries": "alert-deliveries",
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
@@ -47,8 +48,11 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 # Settings that are secrets themselves, and settings that are URLs which may carry one
 # (``redis://:password@host``). Nothing built from settings shows either: see redacted().
-SECRET_FIELDS = ("kafka_sasl_password", "api_token")
-URL_FIELDS = ("kafka_url", "redis_url")
+SECRET_FIELDS = ("kafka_sasl_password", "api_token", "webhook_secret")
+URL_FIELDS = ("kafka_url", "redis_url", "alertmanager_url")
+# Webhook URLs carry their secret in the path (Slack's /services/T../B../xxxx): only
+# scheme and host are ever shown.
+WEBHOOK_FIELDS = ("alert_webhooks",)
 MASK = "***"
 
 
@@ -77,6 +81,19 @@ def redact_url(url: str) -> str:
     # user part without ':' is masked whole.
     masked = f"{user}:{MASK}" if colon else MASK
     return f"{scheme}{sep}{masked}@{hosts}{tail}"
+
+
+def redact_webhook(url: str) -> str:
+    """A webhook URL as scheme and host only: its path and query may be the secret.
+
+    >>> redact_webhook("https://hooks.slack.com/services/T0/B0/XyZ"), redact_webhook("x")
+    ('https://hooks.slack.com/***', '***')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return MASK
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{host}/{MASK}"
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -281,6 +298,51 @@ class Settings:
         ),
     )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
+    alertmanager_url: str = field(
+        default="",
+        metadata=_doc(
+            "Alertmanager base URL (`http://am:9093`); `driftline delivery` POSTs every alert to "
+            "its `/api/v2/alerts` (empty: none)."
+        ),
+    )
+    alert_webhooks: str = field(
+        default="",
+        metadata=_doc(
+            "Comma-separated webhook URLs `driftline delivery` POSTs every alert to, as JSON "
+            "with a Slack-compatible `text` (only their hosts are ever printed)."
+        ),
+    )
+    webhook_secret: str = field(
+        default="",
+        metadata=_doc(
+            "Key of the `X-Driftline-Signature: sha256=<hex HMAC-SHA256 of the body>` header "
+            "on webhook requests (empty: unsigned; never printed)."
+        ),
+    )
+    alert_resend_interval: float = field(
+        default=60.0,
+        metadata=_doc(
+            "Seconds between re-sends of a firing alert to Alertmanager (it ends an alert "
+            "not re-sent within 4 intervals)."
+        ),
+    )
+    alert_delivery_timeout: float = field(
+        default=10.0,
+        metadata=_doc("Seconds one delivery request may take before it counts as failed and "
+                      "is retried."),
+    )
+    alert_retry_max_delay: float = field(
+        default=30.0,
+        metadata=_doc("Longest wait between retries of a failed delivery (the backoff doubles "
+                      "from 0.5 s up to it; retries never stop)."),
+    )
+    dashboard_url: str = field(
+        default="",
+        metadata=_doc(
+            "The dashboard's address as receivers should link it (Alertmanager's "
+            "`generatorURL`); empty: `http://DRIFTLINE_WEB_HOST:DRIFTLINE_WEB_PORT/`."
+        ),
+    )
 
     # --- printing ----------------------------------------------------------------
 
@@ -304,6 +366,8 @@ class Settings:
                 value = MASK if value else ""
             elif f.name in URL_FIELDS:
                 value = redact_url(value)
+            elif f.name in WEBHOOK_FIELDS:
+                value = ",".join(redact_webhook(u) for u in self.webhook_urls)
             out[f.name] = value
         return out
 
@@ -337,10 +401,19 @@ class Settings:
             raise ConfigError(f"training_max_pairs must be at least 20, got "
                               f"{self.training_max_pairs}")
         for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait",
-                     "metrics_interval"):
+                     "metrics_interval", "alert_resend_interval", "alert_delivery_timeout",
+                     "alert_retry_max_delay"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
         _ = self.bootstrap_servers  # validates kafka_url
+        for name, urls in (("DRIFTLINE_ALERTMANAGER_URL", [self.alertmanager_url]),
+                           ("DRIFTLINE_ALERT_WEBHOOKS", self.webhook_urls),
+                           ("DRIFTLINE_DASHBOARD_URL", [self.dashboard_url])):
+            bad = [u for u in urls if u and not u.startswith(("http://", "https://"))]
+            if bad:
+                shown = (redact_url(bad[0]) if name != "DRIFTLINE_ALERT_WEBHOOKS"
+                         else redact_webhook(bad[0]))
+                raise ConfigError(f"{name}: {shown!r} must be an http:// or https:// URL")
         self._check_kafka_security()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"redis_url {redact_url(self.redis_url)!r} must start with "
@@ -377,6 +450,16 @@ class Settings:
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ConfigError("DRIFTLINE_KAFKA_SSL_KEYFILE needs DRIFTLINE_KAFKA_SSL_CERTFILE "
                               "(the certificate it belongs to)")
+
+    @property
+    def webhook_urls(self) -> list[str]:
+        """``alert_webhooks`` as a list of URLs."""
+        return [u.strip() for u in self.alert_webhooks.split(",") if u.strip()]
+
+    @property
+    def delivery_group_id(self) -> str:
+        """Consumer group of ``driftline delivery`` (apart from the worker's)."""
+        return f"{self.group_id}-delivery"
 
     @property
     def bootstrap_servers(self) -> list[str]:

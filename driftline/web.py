@@ -7,6 +7,11 @@
                            alerts, label-join rate, the MSE series, model events, shadow
                            scores of a challenger and canaries of new champions
 ``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=``
+``GET /api/deliveries``    delivery outcomes (``alert-deliveries``), ``?alert_id=&limit=``
+``GET /api/silences``      the silences in force
+``POST /api/silences``     ``{"model", "kind"?, "feature"?, "duration": "2h" | seconds,
+                           "reason"}`` -> 201 and the silence
+``DELETE /api/silences/{id}``  end a silence now (404 if none is in force)
 ``GET /metrics``           Prometheus exposition format (:mod:`driftline.prom`)
 ``GET /healthz``           broker and Redis reachable, partitions assigned (200 / 503)
 =========================  =============================================================
@@ -202,6 +207,25 @@ def install(app: faust.App, settings: Settings) -> WebState:
                                  status=400)
             model = request.query.get("model") or None
             return self.json({"alerts": state.observatory.recent_alerts(model, status, limit)})
+
+    @app.page("/api/deliveries")
+    class Deliveries(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            try:
+                limit = int(request.query.get("limit", "100"))
+            except ValueError:
+                limit = -1
+            if not 1 <= limit <= 1000:
+                return self.json({"error": "limit must be an integer from 1 to 1000"},
+                                 status=400)
+            return self.json({"deliveries": state.observatory.recent_deliveries(
+                request.query.get("alert_id") or None, limit)})
+
+    from driftline.web_silences import install_silences
+
+    install_silences(app, settings, denied)
 
     @app.page("/metrics")
     class Metrics(web.View):

@@ -54,3 +54,19 @@ def run_trainer(settings: Settings) -> int:
     """The trainer in its own consumer group, so it scales and restarts apart."""
     return run_worker(settings.replace(group_id=settings.trainer_group_id, web_port=0),
                       ("trainer",))
+
+
+def run_delivery(settings: Settings) -> int:
+    """Alert delivery in its own consumer group: a slow receiver never holds back the
+    monitor."""
+    from .agents.delivery.receivers import targets
+    from .errors import ConfigError
+
+    if not targets(settings):  # before any connection is made
+        raise ConfigError("nothing to deliver to: set DRIFTLINE_ALERTMANAGER_URL and/or "
+                          "DRIFTLINE_ALERT_WEBHOOKS")
+    # Links point at the worker's dashboard (the delivery process serves none itself).
+    dashboard = settings.dashboard_url or (
+        f"http://{settings.web_host}:{settings.web_port or 6066}/")
+    return run_worker(settings.replace(group_id=settings.delivery_group_id, web_port=0,
+                                       dashboard_url=dashboard), ("delivery",))

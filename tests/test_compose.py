@@ -42,7 +42,7 @@ def interpolate(value: str) -> str:
 def test_driftline_services_use_only_known_settings_with_valid_values(compose):
     services = compose["services"]
     known = set(Settings.env_names().values())
-    for name in ("worker", "trainer"):
+    for name in ("worker", "trainer", "delivery"):
         env = {k: interpolate(str(v)) for k, v in services[name]["environment"].items()}
         assert env, name
         assert set(env) <= known, f"{name} sets unknown variables {set(env) - known}"

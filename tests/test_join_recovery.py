@@ -146,10 +146,21 @@ def test_state_survives_handing_a_partition_away_and_back(settings):
 
 
 def _state(joiner: Joiner) -> dict:
-    """Every partition's maps, with their order (expiry relies on arrival order)."""
-    return {p: (list(part.predictions.items()), list(part.labels.items()),
-                list(part.done.items()))
+    """Every partition's maps, the waiting ones with their order (expiry relies on arrival
+    order); the done ids as (hash, seen), however many of them are frozen."""
+    return {p: (list(part.predictions.items()), list(part.labels.items()), _done(part.done))
             for p, part in sorted(joiner.parts.items()) if len(part)}
+
+
+def _done(done) -> list[tuple[int, float]]:
+    from driftline.agents.join.dedupe import id_hash
+
+    seen = list(done.recent.values())
+    assert seen == sorted(seen)  # arrival order: a sweep stops at the first live id
+    out = [(id_hash(pid), t) for pid, t in done.recent.items()]
+    for h, t in done.frozen():
+        out.extend(zip(h.tolist(), t.tolist()))
+    return sorted(out)
 
 
 def _compacted(settings, other_settings) -> None:
@@ -179,15 +190,20 @@ def _compacted(settings, other_settings) -> None:
     asyncio.run(copy())
 
 
+@pytest.mark.parametrize("freeze", [None, 4], ids=["named", "frozen"])
 def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
-        settings, monkeypatch):
+        settings, monkeypatch, freeze):
     """Many batches of pending predictions, early labels, pairs and expirations, with a
     snapshot every few records: a fresh Joiner rebuilds exactly the same state from the
     log as written (every delta) and from the log as compaction leaves it (the snapshot
-    and the deltas after it)."""
+    and the deltas after it). ``frozen``: done ids are frozen into hashes every 4, so the
+    snapshots carry frozen chunks."""
     import driftline.agents.join.agent as join
+    from driftline.agents.join import dedupe
 
     monkeypatch.setattr(join, "SNAPSHOT_MIN_RECORDS", 30)
+    if freeze:
+        monkeypatch.setattr(dedupe, "FREEZE", freeze)
     create_topics(settings)
     clock = [1_000.0]
     ids = [f"s-{i}" for i in range(400)]
@@ -217,6 +233,8 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
 
     first = asyncio.run(run(settings, scenario))
     assert sum(log.snapshot_seq > 0 for log in first.logs.values()) >= 2
+    if freeze:
+        assert sum(part.done.generations for part in first.parts.values()) >= 8
 
     async def recover(s):
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)

@@ -78,8 +78,7 @@ def test_replaying_state_records_rebuilds_the_same_state():
         replayed.restore(pid, None if record is None else record.as_tuple())
     assert replayed.predictions == live.predictions
     assert replayed.labels == live.labels
-    assert replayed.done == live.done
-    assert list(replayed.done) == list(live.done)  # same order: sweeps stay correct
+    assert list(replayed.done.recent.items()) == list(live.done.recent.items())  # same order
 
 
 def test_mark_done_turns_pending_into_done_and_records_it():
@@ -87,7 +86,7 @@ def test_mark_done_turns_pending_into_done_and_records_it():
     j.add_prediction(pred("a"), now=0)
     j.drain()
     j.mark_done("a", when=5)
-    assert "a" not in j.predictions and j.done["a"] == 5
+    assert "a" not in j.predictions and j.done.seen("a") == 5
     assert j.drain()[1] == {"a": ("d", 5, None)}
     j.add_label(lab("a"), now=6)
     assert j.drain()[0] == [] and j.stats["duplicate_labels"] == 1
@@ -110,17 +109,21 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
 
     entry = state_entry("a", "p", 1.0, pred("a"))
     assert delta_value([entry], 3).startswith(b'{"v":1,')
-    assert chunk_value([entry]).startswith(b'{"v":1,') and head_value(4, 1, 9).endswith(b',"v":1}')
-    assert decode_chunk(chunk_value([entry]))[0][1].as_tuple() == ("p", 1.0, pred("a"))
-    # As written before versions: a delta and a head without "v", a chunk as a bare array.
+    # Snapshot chunks are format 2 (they may hold frozen done ids); the rest is format 1.
+    assert chunk_value([entry]).startswith(b'{"v":2,') and head_value(4, 1, 9).endswith(b',"v":1}')
+    assert decode_chunk(chunk_value([entry])).r[0][1].as_tuple() == ("p", 1.0, pred("a"))
+    # As written before versions: a delta and a head without "v", a chunk as a bare array;
+    # and a format-1 chunk, before frozen ids.
     legacy_delta = b'{"r":[["a",{"s":"d","t":5}]],"c":2}'
     assert decode_delta(legacy_delta).r[0][1].as_tuple() == ("d", 5.0, None)
-    assert decode_chunk(b"[" + entry + b"]")[0][0] == "a"
+    assert decode_chunk(b"[" + entry + b"]").r[0][0] == "a"
+    assert decode_chunk(b'{"v":1,"r":[' + entry + b"]}").r[0][0] == "a"
     assert decode_head(b'{"seq":4,"chunks":1,"c":9}').seq == 4
     assert decode_elements(b'[{"k":"s","s":[0,1],"e":[]}]')[0].v == 1
     for refused in (lambda: decode_delta(b'{"v":2,"r":[]}'),
-                    lambda: decode_chunk(b'{"v":2,"r":[]}'),
                     lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}'),
                     lambda: decode_elements(b'[{"v":2,"k":"s","s":[0,1],"e":[]}]')):
         with pytest.raises(FormatError, match="format v2; this driftline reads v1"):
             refused()
+    with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
+        decode_chunk(b'{"v":3,"r":[]}')

@@ -121,7 +121,9 @@ DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.w
              "driftline.agents.monitor.rules.hysteresis",
              "driftline.models.linear",
              "driftline.models.training", "driftline.agents.retrain.policy",
-             "driftline.simulate", "driftline.eventfile"]
+             "driftline.simulate", "driftline.eventfile",
+             "driftline.agents.delivery.payload", "driftline.agents.delivery.inhibition",
+             "driftline.agents.delivery.silences"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)

@@ -41,11 +41,13 @@ def test_replay_and_the_streaming_worker_raise_the_same_alerts(settings, worker_
     streamed = [orjson.loads(r.value) for r in read_all(settings, "alerts")]
 
     def key(a):
-        return (a["alert_id"], a["kind"], a["status"], a["version"], a["feature"], a["ts"])
+        return (a["alert_id"], a["kind"], a["status"], a["version"], a["feature"],
+                a["segment"], a["ts"])
 
     assert sorted(map(key, offline.alerts)) == sorted(map(key, streamed))
     kinds = {a["kind"] for a in streamed}
-    assert {"concept_drift", "metric_threshold", "data_drift"} <= kinds, kinds
+    assert {"concept_drift", "metric_threshold", "data_drift",
+            "estimated_degradation"} <= kinds, kinds
     # Pair-driven alerts carry the same numbers too (PSI alerts also report the rolling
     # MSE of the moment, which depends on how predictions and pairs interleave).
     by_id = {a["alert_id"]: a for a in streamed}

@@ -54,7 +54,7 @@ from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import batch_agent, raw_topic, sender
-from driftline.kafka import partition_for, read_partition
+from driftline.kafka import partitions_for, read_partition
 from driftline.models.wire import (
     LABEL,
     PREDICTION,
@@ -77,6 +77,7 @@ from driftline.models.wire.internal import (
     delta_key,
     delta_value,
     element,
+    frozen_chunk_values,
     head_value,
     snapshot_key,
     state_entry,
@@ -131,7 +132,7 @@ class Joiner:
             accepted: list[tuple[int, bool, Prediction | Label]] = []
             forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
             to_monitor: dict[int, list[bytes]] = defaultdict(list)
-            n = self.settings.partitions
+            decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
             for event in messages:
                 msg = event.message
                 is_label = msg.topic == self.labels_topic
@@ -140,7 +141,7 @@ class Joiner:
                     max_batch=self.settings.max_batch_events)
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
-                monitored: dict[int, list[bytes]] = defaultdict(list)
+                timed = []
                 for ev in good:
                     if ev.ts is UNSET:
                         if not 0 <= msg.timestamp <= MAX_EPOCH_SECONDS:
@@ -152,7 +153,14 @@ class Joiner:
                         ev.ts = msg.timestamp  # broker time, seconds
                     if isinstance(ev, Prediction) and ev.features is None:
                         ev.features = {}
-                    home = partition_for(ev.prediction_id.encode(), n)
+                    timed.append(ev)
+                decoded.append((msg, is_label, timed))
+            homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in decoded
+                                         for ev in evs], self.settings.partitions))
+            for msg, is_label, timed in decoded:
+                monitored: dict[int, list[bytes]] = defaultdict(list)
+                for ev in timed:
+                    home = next(homes)
                     if home != msg.partition:
                         forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
                         continue
@@ -164,12 +172,11 @@ class Joiner:
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self.parts.ensure({p for p, _, _ in accepted})
+            by_partition: dict[int, list[Prediction | Label]] = defaultdict(list)
             for partition, _, ev in accepted:
-                part = self.parts[partition]
-                if isinstance(ev, Label):
-                    part.add_label(ev, now)
-                else:
-                    part.add_prediction(ev, now)
+                by_partition[partition].append(ev)
+            for partition, batch in by_partition.items():
+                self.parts[partition].add_events(batch, now)
             await self._persist(out, {p for p, _, _ in accepted})
             # Before the input is acknowledged: a crash re-delivers the predictions, and
             # the monitor drops the copies by their source position.
@@ -225,9 +232,12 @@ class Joiner:
         if seq == log_.snapshot_seq:  # nothing since the last one (whose keys these would be)
             return
         chunks = Outbox()
-        runs = arrays([_entry(pid, record) for pid, record in part.records()])
-        for k, run in enumerate(runs):
-            chunks.add(self.state_topic, snapshot_key(seq, k), chunk_value(run), p)
+        values = [chunk_value(run)
+                  for run in arrays([_entry(pid, record) for pid, record in part.records()])]
+        for frozen in part.done.frozen():
+            values.extend(frozen_chunk_values(*frozen))
+        for k, value in enumerate(values):
+            chunks.add(self.state_topic, snapshot_key(seq, k), value, p)
         n_chunks = len(chunks)
         await chunks.flush(self.send)
         head = Outbox()

@@ -13,7 +13,8 @@ An id is in exactly one of three maps:
 
 * ``predictions`` - a prediction waiting for its label;
 * ``labels``      - a label that came first, waiting for its prediction;
-* ``done``        - already scored; later copies of either side are duplicates.
+* ``done``        - already scored; later copies of either side are duplicates. Kept
+  for the dedupe window in ~16 bytes an id (:class:`~driftline.agents.join.dedupe.DoneIds`).
 
 >>> from driftline.models.wire import Label, Prediction
 >>> j = PartitionJoin(ttl=60, dedupe_window=60)
@@ -36,6 +37,7 @@ from typing import Any
 
 from msgspec import UnsetType
 
+from driftline.agents.join.dedupe import DoneIds
 from driftline.models.wire import Label, Prediction, ScoredPair
 from driftline.models.wire.internal import DONE, PENDING_LABEL, PENDING_PREDICTION
 
@@ -77,7 +79,7 @@ class PartitionJoin:
         # Insertion order is arrival order, so sweeps stop at the first live entry.
         self.predictions: dict[str, tuple[Prediction, float]] = {}
         self.labels: dict[str, tuple[Label, float]] = {}
-        self.done: dict[str, float] = {}
+        self.done = DoneIds()
         self.stats: Counter[str] = Counter()
         # Next offset of this partition of the scored topic; kept by the agent.
         self.scored_next = 0
@@ -89,10 +91,27 @@ class PartitionJoin:
 
     # --- events ------------------------------------------------------------------
 
+    def add_events(self, events: list[Event], now: float) -> None:
+        """:meth:`add_label` or :meth:`add_prediction` of each event, in order, with one
+        search of the frozen done ids for the whole batch (they change only on drain)."""
+        frozen = self.done.frozen_many([ev.prediction_id for ev in events])
+        for i, ev in enumerate(events):
+            old = frozen is not None and frozen[i]
+            if isinstance(ev, Label):
+                self._add_label(ev, now, old)
+            else:
+                self._add_prediction(ev, now, old)
+
     def add_prediction(self, event: Prediction, now: float) -> None:
+        self._add_prediction(event, now, event.prediction_id in self.done)
+
+    def add_label(self, event: Label, now: float) -> None:
+        self._add_label(event, now, event.prediction_id in self.done)
+
+    def _add_prediction(self, event: Prediction, now: float, done: bool) -> None:
         pid = event.prediction_id
         self.stats["predictions"] += 1
-        if pid in self.done or pid in self.predictions:
+        if done or pid in self.done.recent or pid in self.predictions:
             self.stats["duplicate_predictions"] += 1
             return
         waiting = self.labels.pop(pid, None)
@@ -102,10 +121,10 @@ class PartitionJoin:
         else:
             self._score(event, waiting[0], now)
 
-    def add_label(self, event: Label, now: float) -> None:
+    def _add_label(self, event: Label, now: float, done: bool) -> None:
         pid = event.prediction_id
         self.stats["labels"] += 1
-        if pid in self.done or pid in self.labels:
+        if done or pid in self.done.recent or pid in self.labels:
             self.stats["duplicate_labels"] += 1
             return
         waiting = self.predictions.pop(pid, None)
@@ -117,7 +136,7 @@ class PartitionJoin:
 
     def _score(self, prediction: Prediction, label: Label, now: float) -> None:
         pid = prediction.prediction_id
-        self.done[pid] = now
+        self.done.add(pid, now)
         self._records[pid] = (DONE, now, None)
         self._scored.append(make_scored(prediction, label, now, now))
         self.stats["scored"] += 1
@@ -128,9 +147,11 @@ class PartitionJoin:
         return len(self._scored)
 
     def drain(self) -> tuple[list[ScoredPair], dict[str, StateRecord]]:
-        """Scored pairs and state records produced since the last drain."""
+        """Scored pairs and state records produced since the last drain (when the newest
+        done ids may be frozen: between batches, never inside one)."""
         scored, records = self._scored, self._records
         self._scored, self._records = [], {}
+        self.done.freeze()
         return scored, records
 
     # --- time --------------------------------------------------------------------
@@ -145,10 +166,12 @@ class PartitionJoin:
         for pid in _older_than(self.labels, cutoff, key=lambda v: v[1]):
             out.labels.append(self.labels.pop(pid)[0])
             self._records[pid] = None
-        for pid in _older_than(self.done, now - self.dedupe_window, key=lambda t: t):
-            del self.done[pid]
+        # A frozen id is known by its hash, so it gets no tombstone: restored from an older
+        # record, it is forgotten again by the next sweep, its seen time being kept.
+        named, frozen = self.done.expire(now - self.dedupe_window)
+        for pid in named:
             self._records[pid] = None
-            out.forgotten += 1
+        out.forgotten = len(named) + frozen
         self.stats["expired_predictions"] += len(out.predictions)
         self.stats["expired_labels"] += len(out.labels)
         return out
@@ -159,7 +182,7 @@ class PartitionJoin:
         """Apply one state record read back from the changelog (last one wins)."""
         self.predictions.pop(pid, None)
         self.labels.pop(pid, None)
-        self.done.pop(pid, None)
+        self.done.discard(pid)
         if record is None:
             return
         state, seen, event = record
@@ -168,18 +191,19 @@ class PartitionJoin:
         elif state == PENDING_LABEL and isinstance(event, Label):
             self.labels[pid] = (event, seen)
         elif state == DONE:
-            self.done[pid] = seen
+            self.done.add(pid, seen)
         else:
             raise ValueError(f"unknown join state {state!r} for {pid!r}")
 
     def records(self) -> Iterator[tuple[str, StateRecord]]:
-        """The whole state as (pid, state record) pairs, each map in arrival order:
-        replaying them through :meth:`restore` into an empty join rebuilds this one."""
+        """The whole state as (pid, state record) pairs, each map in arrival order, but for
+        the frozen done ids (:meth:`DoneIds.frozen`): replaying both through :meth:`restore`
+        and :meth:`DoneIds.add_frozen` into an empty join rebuilds this one."""
         for pid, (prediction, seen) in self.predictions.items():
             yield pid, (PENDING_PREDICTION, seen, prediction)
         for pid, (label, seen) in self.labels.items():
             yield pid, (PENDING_LABEL, seen, label)
-        for pid, seen in self.done.items():
+        for pid, seen in self.done.recent.items():
             yield pid, (DONE, seen, None)
 
     def mark_done(self, pid: str, when: float) -> None:
@@ -188,7 +212,7 @@ class PartitionJoin:
             return
         self.predictions.pop(pid, None)
         self.labels.pop(pid, None)
-        self.done[pid] = when
+        self.done.add(pid, when)
         self._records[pid] = (DONE, when, None)
 
 

@@ -86,8 +86,11 @@ class StateLogReplay:
                 f"the state")
         self.part = self.new_part()
         for k in range(head.chunks):
-            for pid, entry in decode_chunk(self._chunks[k]):
+            chunk = decode_chunk(self._chunks[k])
+            for pid, entry in chunk.r:
                 self.part.restore(pid, _restored(entry))
+            if chunk.h:
+                self.part.done.add_frozen(*chunk.frozen())
         self.log.seq = max(self.log.seq, head.seq)
         self.log.snapshot_seq, self.log.snapshot_chunks = head.seq, head.chunks
         self.log.since_snapshot = 0

@@ -1,6 +1,8 @@
 """Alert episodes: one ``firing`` per episode, one ``resolved`` when it clears, a cooldown.
 
-An episode is keyed by (model, version, kind, feature). Alert ids are derived
+An episode is keyed by (model, version, kind, feature, segment); the segment is
+None for the model-wide rules, and then left out of the id (ids of before segments
+are unchanged). Alert ids are derived
 from the key and the episode number, so replaying the same input yields the same
 ids; the monitor agent uses that to publish each alert exactly once.
 
@@ -32,6 +34,7 @@ class AlertKey(NamedTuple):
     version: int | None
     kind: str
     feature: str | None
+    segment: str | None = None
 
 
 @dataclass
@@ -76,7 +79,8 @@ class AlertBook:
 def alert_id(key: AlertKey, episode: int, status: str) -> str:
     version = "vnone" if key.version is None else f"v{key.version}"
     feature = f".{key.feature}" if key.feature is not None else ""
-    readable = f"{key.model}.{version}.{key.kind}{feature}.{episode}.{status}"
+    segment = f".s:{key.segment}" if key.segment is not None else ""
+    readable = f"{key.model}.{version}{segment}.{key.kind}{feature}.{episode}.{status}"
     if len(readable) <= 256:
         return readable
     digest = hashlib.blake2b(readable.encode(), digest_size=16).hexdigest()
@@ -87,5 +91,5 @@ def _alert(key: AlertKey, episode: int, status: str, ts: float, severity: str, d
            metrics: dict[str, Any], message: str) -> dict[str, Any]:
     return {"alert_id": alert_id(key, episode, status), "model": key.model,
             "version": key.version, "kind": key.kind, "status": status, "severity": severity,
-            "detector": detector, "feature": key.feature, "ts": ts, "metrics": metrics,
-            "message": message}
+            "detector": detector, "feature": key.feature, "segment": key.segment, "ts": ts,
+            "metrics": metrics, "message": message}

@@ -46,7 +46,7 @@ DETECTORS = {"adwin": {"delta", "clock", "max_buckets", "min_window_length", "gr
              "page_hinkley": {"min_instances", "delta", "threshold", "alpha"}}
 
 RETRAIN_KINDS = ("concept_drift", "data_drift", "prediction_drift", "metric_threshold",
-                 "label_starvation")
+                 "label_starvation", "estimated_degradation", "multivariate_drift")
 
 AtLeastOne = Annotated[int, Meta(ge=1)]
 AtLeastTwo = Annotated[int, Meta(ge=2)]
@@ -96,6 +96,27 @@ class RetrainConfig(Table, frozen=True):
     max_per_hour: AtLeastOne = 2        # retrains per model per hour of event time
 
 
+class EstimationConfig(Table, frozen=True):
+    """Estimated performance before the labels arrive (CBPE, DLE: :mod:`..estimation`)."""
+
+    enabled: bool = True
+    reference_pairs: AtLeastTwo = 1000  # the version's first N labeled pairs fit the estimator
+    factor: Annotated[float, Meta(gt=1)] = 1.5  # estimate above factor x its reference value ...
+    consecutive: AtLeastOne = 200       # ... for this many predictions in a row fires
+
+
+class MultivariateConfig(Table, frozen=True):
+    """Multivariate drift: PCA reconstruction error of the features (:mod:`..multivariate`)."""
+
+    enabled: bool = False
+    variance: Annotated[float, Meta(gt=0, lt=1)] = 0.65  # share of variance the PCA keeps
+    reference_size: AtLeastTwo = 1000   # the version's first N predictions
+    window: AtLeastTwo = 1000           # mean error of the most recent N predictions ...
+    check_every: AtLeastOne = 250       # ... checked every N predictions
+    z: Annotated[float, Meta(gt=0)] = 4.0  # drift: mean error this many standard errors away
+    consecutive: AtLeastOne = 2         # checks in a row before firing or resolving
+
+
 class ModelConfig(Table, frozen=True):
     task: Literal["regression", "classification"] = "regression"
     window: AtLeastTwo = 1000
@@ -107,6 +128,10 @@ class ModelConfig(Table, frozen=True):
     threshold: ThresholdConfig = ThresholdConfig()
     starvation: StarvationConfig = StarvationConfig()
     retrain: RetrainConfig = RetrainConfig()
+    estimation: EstimationConfig = EstimationConfig()
+    multivariate: MultivariateConfig = MultivariateConfig()
+    segments: bool = False              # per-segment metrics and drift (prediction "segment")
+    max_segments: AtLeastOne = 50       # segments beyond the first N pool as "_other"
 
     def __post_init__(self) -> None:
         # The checks that span keys, and (for configs built in Python, which msgspec does
@@ -137,6 +162,12 @@ class ModelConfig(Table, frozen=True):
             raise ConfigError("threshold: need 1 <= resolve_factor <= factor")
         if not 0 < self.starvation.threshold < 1:
             raise ConfigError("starvation.threshold must be between 0 and 1")
+        if self.estimation.factor <= 1.0:
+            raise ConfigError("estimation.factor must be above 1")
+        if not 0 < self.multivariate.variance < 1:
+            raise ConfigError("multivariate.variance must be between 0 and 1")
+        if self.max_segments < 1:
+            raise ConfigError("max_segments must be at least 1")
         rt = self.retrain
         unknown = set(rt.kinds) - set(RETRAIN_KINDS)
         if unknown:

@@ -29,32 +29,42 @@ from typing import Any
 import numpy as np
 
 from driftline.agents.monitor.alerting import AlertBook
+from driftline.agents.monitor.attribution import attribute, describe
+from driftline.agents.monitor.columns import Columns, Tail
 from driftline.agents.monitor.config import ModelConfig, MonitorConfig
+from driftline.agents.monitor.estimation import Reference
 from driftline.agents.monitor.metrics import Baseline, RollingErrors
 from driftline.agents.monitor.rules import (
     ConceptDriftRule,
     DataDriftRule,
+    EstimatedDegradationRule,
     LabelStarvationRule,
+    MultivariateDriftRule,
     PredictionDriftRule,
     Subject,
     ThresholdRule,
 )
 from driftline.agents.monitor.rules.subject import Alert
+from driftline.agents.monitor.segments import Segments
 
 
 class VersionMonitor:
-    """Everything the monitor knows about one version of one model."""
+    """Everything the monitor knows about one version of one model, or (``segment``
+    set) of one segment of it. With ``segments = true`` the version-wide monitor holds
+    one such monitor per segment and feeds each the events of its segment."""
 
     def __init__(self, model: str, version: int | None, config: ModelConfig,
-                 alerts: AlertBook, baseline_mse: float | None = None) -> None:
+                 alerts: AlertBook, baseline_mse: float | None = None,
+                 segment: str | None = None) -> None:
         self.model, self.version, self.config = model, version, config
+        self.segment = segment
         self.alerts = alerts
         self.rolling = RollingErrors(config.window)
         # The version's own baseline (registry metadata) wins over the model's (config
         # file); without either, the first `baseline_pairs` pairs set it.
         self.baseline = Baseline(config.baseline_pairs,
                                  baseline_mse if baseline_mse is not None else config.baseline_mse)
-        subject = Subject(model, version, alerts, self.rolling, self.baseline)
+        subject = Subject(model, version, alerts, self.rolling, self.baseline, segment)
         self.concept = ConceptDriftRule(subject, config.concept_drift, self.classification)
         self.threshold = ThresholdRule(subject, config.threshold)
         self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
@@ -64,6 +74,42 @@ class VersionMonitor:
         self.n_predictions = 0
         self.n_expired = 0
         self.rejected = 0
+        # Set by the first event's features (:meth:`_start`): the estimator, the
+        # multivariate drift and the attribution read feature rows.
+        self.columns: Columns | None = None
+        self.reference: Reference | None = None   # the first labeled pairs
+        self.recent: Tail | None = None            # the last `window` pairs
+        self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
+                                                   self.classification)
+                          if config.estimation.enabled else None)
+        # Per segment: metrics, concept drift, threshold, data drift and estimation (issue
+        # #17); multivariate drift, prediction drift and label starvation are model-wide.
+        self.multivariate = (MultivariateDriftRule(subject, config.multivariate)
+                             if config.multivariate.enabled and segment is None else None)
+        self.segments: dict[str, VersionMonitor] = {}
+        self._segments = Segments(config.max_segments) if (
+            config.segments and segment is None) else None
+
+    def _start(self, event: dict[str, Any]) -> Columns:
+        if self.columns is None:
+            self.columns = Columns(event.get("features") or {})
+            width = len(self.columns)
+            self.reference = Reference(self.config.estimation.reference_pairs, width)
+            self.recent = Tail(self.config.window)
+        return self.columns
+
+    def _by_segment(self, events: list[dict[str, Any]], method) -> list[Alert]:
+        """Each segment's monitor gets the events of its segment (``segments = true``)."""
+        if self._segments is None:
+            return []
+        out: list[Alert] = []
+        for name, group in self._segments.split(events).items():
+            vm = self.segments.get(name)
+            if vm is None:
+                vm = self.segments[name] = VersionMonitor(
+                    self.model, self.version, self.config, self.alerts, segment=name)
+            out.extend(method(vm, group))
+        return out
 
     @property
     def classification(self) -> bool:
@@ -74,6 +120,10 @@ class VersionMonitor:
         return self.baseline.mse
 
     def process_pairs(self, pairs: list[dict[str, Any]]) -> list[Alert]:
+        segmented = self._by_segment(pairs, VersionMonitor.process_pairs)
+        return self._process_pairs(pairs) + segmented
+
+    def _process_pairs(self, pairs: list[dict[str, Any]]) -> list[Alert]:
         preds = np.fromiter((p["prediction"] for p in pairs), float, len(pairs))
         labels = np.fromiter((p["label"] for p in pairs), float, len(pairs))
         if self.classification:
@@ -93,6 +143,15 @@ class VersionMonitor:
             preds, labels, sq = preds[finite], labels[finite], sq[finite]
             if not pairs:
                 return []
+        columns = self._start(pairs[0])
+        features = [p["features"] for p in pairs]
+        assert self.reference is not None and self.recent is not None
+        waited: list[Alert] = []  # raised by predictions that waited for the estimator
+        if not self.reference.full and self.reference.add(columns.rows(features), preds,
+                                                          labels):
+            if self.estimated is not None:
+                waited = self.estimated.fit(*self.reference.arrays()).alerts
+        before = (self.recent.features, self.recent.values)
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels)
         applies_from = self.baseline.update(sq).applies_from
@@ -113,18 +172,51 @@ class VersionMonitor:
                 continue
             alert = concept.fire(i, ts, mse, n) if step == 0 else threshold.fire(ts, mse, n)
             if alert:
-                out.append(alert)
-        return out
+                out.append(self._attribute(alert, before, features[:i + 1], sq[:i + 1]))
+        self.recent.extend(features, sq)
+        return out + waited
+
+    def _attribute(self, alert: Alert, before: tuple[list[dict[str, float]], np.ndarray],
+                   features: list[dict[str, float]], sq: np.ndarray) -> Alert:
+        """The features that best explain the rise of the error, over the window ending at
+        the pair that fired, against the reference (:mod:`.attribution`)."""
+        assert self.columns is not None and self.reference is not None
+        if not self.reference.full:
+            return alert
+        ref_rows, ref_preds, ref_labels = self.reference.arrays()
+        window = self.config.window
+        recent_rows = self.columns.rows((before[0] + features)[-window:])
+        recent_sq = np.concatenate((before[1], sq))[-window:]
+        found = attribute(self.columns.names, ref_rows, (ref_preds - ref_labels) ** 2,
+                          recent_rows, recent_sq)
+        if found:
+            alert["attribution"] = found
+            alert["message"] += describe(found)
+        return alert
 
     def process_predictions(self, events: list[dict[str, Any]]) -> list[Alert]:
         self.n_predictions += len(events)
         if self.data_drift is None:
             self.data_drift = DataDriftRule(self.subject, sorted(events[0]["features"]),
                                             self.config.data_drift)
-        return (self.data_drift.update(events).alerts
-                + self.prediction_drift.update(events).alerts)
+        columns = self._start(events[0])
+        # One feature matrix for data drift, the estimator and the multivariate drift.
+        rows = (columns.rows([e["features"] for e in events])
+                if columns.names == self.data_drift.features and columns.names else None)
+        out = self.data_drift.update(events, rows).alerts
+        if self.segment is None:  # the prediction's own PSI: model-wide only
+            out += self.prediction_drift.update(events).alerts
+        if rows is None:
+            rows = columns.rows([e["features"] for e in events])
+        if self.estimated is not None:
+            preds = np.fromiter((e["prediction"] for e in events), float, len(events))
+            out += self.estimated.update(events, rows, preds).alerts
+        if self.multivariate is not None:
+            out += self.multivariate.update(events, rows).alerts
+        return out + self._by_segment(events, VersionMonitor.process_predictions)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
+        """Expired predictions: label starvation, model-wide only."""
         self.n_expired += len(events)
         return self.starvation.update(events, expired=True).alerts
 
@@ -133,11 +225,20 @@ class VersionMonitor:
         metrics = (self.rolling.classification_report() if self.classification else {})
         psi = {**(self.data_drift.last_psi if self.data_drift else {}),
                **self.prediction_drift.last_psi}
-        return {"model": self.model, "version": self.version, "task": self.config.task,
-                **self.rolling.report(), **metrics, "baseline_mse": self.baseline.mse,
-                "n_scored": self.rolling.count, "n_predictions": self.n_predictions,
-                "n_expired": self.n_expired, "detector": self.concept.name,
-                "drift_detections": self.concept.detections, "psi": psi}
+        report: dict[str, Any] = {
+                  "model": self.model, "version": self.version, "segment": self.segment,
+                  "task": self.config.task, **self.rolling.report(), **metrics,
+                  "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
+                  "n_predictions": self.n_predictions, "n_expired": self.n_expired,
+                  "detector": self.concept.name, "drift_detections": self.concept.detections,
+                  "psi": psi}
+        if self.estimated is not None:
+            report.update(self.estimated.report())
+        if self.multivariate is not None:
+            report.update(self.multivariate.report())
+        if self._segments is not None:
+            report["segments"] = {name: vm.report() for name, vm in self.segments.items()}
+        return report
 
 
 BaselineLookup = Callable[[str, int | None], float | None]

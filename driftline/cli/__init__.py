@@ -2,9 +2,10 @@
 ``python -m driftline``).
 
 One module per group of sub-commands, each importing only :mod:`._common`, so there
-is no cycle: :mod:`.services` (worker, trainer), :mod:`.embedded` (stack up, up, demo),
-:mod:`.ops` (publish, alerts, replay, health, simulate, config), :mod:`.registry`
-(the registry) and :mod:`.schema` (the events' JSON Schema).
+is no cycle: :mod:`.services` (worker, trainer, delivery), :mod:`.embedded` (stack up,
+up, demo), :mod:`.ops` (publish, alerts, replay, health, simulate, config),
+:mod:`.silences` (alerts silence, silences, unsilence), :mod:`.registry` (the
+registry) and :mod:`.schema` (the events' JSON Schema).
 
 Exit codes: 0 ok, 1 runtime failure (a service failed, a broker is unreachable),
 2 bad usage or configuration (the message says what to change), 3 bad rows skipped
@@ -20,7 +21,8 @@ from .embedded import demo, stack, up
 from .ops import alerts, config, health, publish, replay, simulate
 from .registry import models
 from .schema import schema
-from .services import trainer, worker
+from .services import delivery, trainer, worker
+from .silences import silence, silences, unsilence
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_SKIPPED_ROWS", "EXIT_USAGE", "main"]
 
@@ -31,6 +33,8 @@ def main() -> None:
     """driftline: monitor ML models in production from their Kafka prediction and label streams."""
 
 
-for _command in (worker, trainer, models, publish, alerts, replay, health, simulate, config,
-                 stack, up, demo, schema):
+for _command in (worker, trainer, delivery, models, publish, alerts, replay, health, simulate,
+                 config, stack, up, demo, schema):
     main.add_command(_command)
+for _command in (silence, silences, unsilence):
+    alerts.add_command(_command)

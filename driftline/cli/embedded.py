@@ -67,7 +67,9 @@ def up(kafka_port: int, redis_port: int, partitions: int | None, broker: str) ->
         # pipe closes and the worker and trainer are stopped too.
         from ..processes import STOPPED_OK, supervised
 
-        names = ("worker", "trainer")
+        names: tuple[str, ...] = ("worker", "trainer")
+        if web.alertmanager_url or web.webhook_urls:  # a receiver is set: deliver to it
+            names += ("delivery",)
         with supervised([[name] for name in names], env) as procs:
             wait_for_signal(lambda: all(p.poll() is None for p in procs) and st.kafka.alive())
         failed = [(name, p.returncode) for name, p in zip(names, procs)

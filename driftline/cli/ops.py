@@ -246,8 +246,10 @@ def _explanations(result: Any) -> None:
 
 @click.command()
 @settings_options
-@click.option("--group", "which", type=click.Choice(["worker", "trainer", "all"]),
-              default="all", show_default=True, help="Whose consumer group must be running.")
+@click.option("--group", "which", type=click.Choice(["worker", "trainer", "delivery", "all"]),
+              default="all", show_default=True,
+              help="Whose consumer group must be running (all: delivery too when a receiver "
+                   "is configured).")
 @click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
               help="Seconds to wait for Kafka and Redis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
@@ -261,8 +263,11 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
     from ..redis_client import Timeouts, settings_redis_client
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the checks say what failed
-    groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id}
-    wanted = list(groups) if which == "all" else [which]
+    groups = {"worker": settings.group_id, "trainer": settings.trainer_group_id,
+              "delivery": settings.delivery_group_id}
+    delivering = bool(settings.alertmanager_url or settings.webhook_urls)
+    wanted = ([g for g in groups if g != "delivery" or delivering] if which == "all"
+              else [which])
     checks: dict[str, dict[str, Any]] = {}
 
     async def kafka() -> None:

@@ -51,3 +51,18 @@ def trainer(settings: Settings) -> None:
     from ..worker import run_trainer
 
     run_service(settings, lambda: run_trainer(settings))
+
+
+@click.command()
+@settings_options
+def delivery(settings: Settings) -> None:
+    """Run alert delivery until SIGTERM or Ctrl-C: push every alert to Alertmanager
+    (DRIFTLINE_ALERTMANAGER_URL) and the webhooks (DRIFTLINE_ALERT_WEBHOOKS), apply
+    silences and inhibition, and record each outcome on the alert-deliveries topic.
+
+    Uses its own consumer group (DRIFTLINE_GROUP_ID + "-delivery"), so a receiver that
+    is slow or down holds back only delivery.
+    """
+    from ..worker import run_delivery
+
+    run_service(settings, lambda: run_delivery(settings))

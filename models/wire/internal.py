@@ -19,8 +19,10 @@ one source message that go to one monitor partition, with where they came from::
 
 **join-state records** (``driftline.join-state``, compacted). Keys ``d:<seq>`` (a
 delta: ``{"v": 1, "r": [[prediction_id, record | null], ...], "c": checkpoint?}``),
-``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``{"v": 1, "r":
-[[prediction_id, record], ...]}``; a bare array before versions) and ``h`` (the head:
+``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``{"v": 2, "r":
+[[prediction_id, record], ...]}``, or frozen done ids ``{"v": 2, "r": [], "h": hashes,
+"t": seen}``, both base64 of little-endian arrays, uint64 and float64 (format 2; format 1
+had no frozen ids; a bare array before versions) and ``h`` (the head:
 ``{"v": 1, "seq", "chunks", "c"}``). A record is ``{"s": "p" |
 "l" | "d", "t": seen, "e": event?}``: a waiting prediction or label (with the event)
 or a done id.
@@ -41,21 +43,23 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 
 from driftline.models.wire.codec import LABEL, PREDICTION, array, encode
 from driftline.models.wire.events import Label, Prediction
 
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
-FORMAT = 1  # of every record below
+FORMAT = 1  # of every record below but snapshot chunks
+CHUNK_FORMAT = 2  # of snapshot chunks: 2 may hold frozen done ids, which 1 did not know
 
 
 class FormatError(ValueError):
     """A record of a format version this driftline does not read."""
 
 
-def _check(what: str, version: int) -> None:
-    if version != FORMAT:
-        raise FormatError(f"a {what} of format v{version}; this driftline reads v{FORMAT} "
+def _check(what: str, version: int, known: int = FORMAT) -> None:
+    if not 1 <= version <= known:
+        raise FormatError(f"a {what} of format v{version}; this driftline reads v{known} "
                           f"(a newer driftline wrote it: upgrade this one)")
 
 # --- monitor-input ------------------------------------------------------------------
@@ -132,6 +136,14 @@ class Delta(msgspec.Struct, gc=False):
 class Chunk(msgspec.Struct, gc=False):
     r: list[tuple[str, StateRecord]]
     v: int = 1
+    h: bytes = b""  # frozen done ids: 64-bit hashes, and when each was scored
+    t: bytes = b""
+
+    def frozen(self) -> tuple[np.ndarray, np.ndarray]:
+        h, t = np.frombuffer(self.h, "<u8"), np.frombuffer(self.t, "<f8")
+        if len(h) != len(t):
+            raise ValueError(f"a join-state chunk with {len(h)} hashes and {len(t)} times")
+        return h, t
 
 
 class Head(msgspec.Struct, gc=False):
@@ -169,7 +181,17 @@ def delta_value(entries: list[bytes], checkpoint: int | None) -> bytes:
 
 def chunk_value(entries: list[bytes]) -> bytes:
     """Chunk k of a snapshot: encoded entries of the whole state."""
-    return b'{"v":%d,"r":' % FORMAT + array(entries) + b"}"
+    return b'{"v":%d,"r":' % CHUNK_FORMAT + array(entries) + b"}"
+
+
+FROZEN_PER_CHUNK = 12_000  # 16 bytes an id, base64: a chunk stays under ARRAY_BYTES
+
+
+def frozen_chunk_values(h: np.ndarray, t: np.ndarray) -> list[bytes]:
+    """Chunks of a snapshot holding frozen done ids (hashes and seen times, aligned)."""
+    return [encode(Chunk([], CHUNK_FORMAT, h[i:i + FROZEN_PER_CHUNK].astype("<u8").tobytes(),
+                         t[i:i + FROZEN_PER_CHUNK].astype("<f8").tobytes()))
+            for i in range(0, len(h), FROZEN_PER_CHUNK)]
 
 
 def delta_key(seq: int) -> bytes:
@@ -190,12 +212,12 @@ def decode_delta(value: bytes) -> Delta:
     return delta
 
 
-def decode_chunk(value: bytes) -> list[tuple[str, StateRecord]]:
+def decode_chunk(value: bytes) -> Chunk:
     if value[:1] == b"[":
-        return _legacy_chunk.decode(value)
+        return Chunk(_legacy_chunk.decode(value))
     chunk = _chunk.decode(value)
-    _check("join-state snapshot chunk", chunk.v)
-    return chunk.r
+    _check("join-state snapshot chunk", chunk.v, CHUNK_FORMAT)
+    return chunk
 
 
 def decode_head(value: bytes) -> Head:

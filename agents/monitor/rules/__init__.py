@@ -11,17 +11,24 @@ order and merges what they raise.
   in a row; its resolve also closes the concept-drift episode;
 * ``data_drift`` (:mod:`.data_drift`) and ``prediction_drift`` (:mod:`.prediction_drift`),
   both :mod:`.psi`: a column's PSI above its limit, N checks in a row;
-* ``label_starvation`` (:mod:`.starvation`): too many predictions expire unlabeled.
+* ``label_starvation`` (:mod:`.starvation`): too many predictions expire unlabeled;
+* ``estimated_degradation`` (:mod:`.estimated`): the estimated MSE (DLE / CBPE, no labels
+  needed) stays above factor x its reference value;
+* ``multivariate_drift`` (:mod:`.multivariate`): the PCA reconstruction error of the
+  features moved away from the reference's.
 """
 
 from driftline.agents.monitor.rules.concept_drift import ConceptDriftRule
 from driftline.agents.monitor.rules.data_drift import DataDriftRule
+from driftline.agents.monitor.rules.estimated import EstimatedDegradationRule
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
+from driftline.agents.monitor.rules.multivariate import MultivariateDriftRule
 from driftline.agents.monitor.rules.prediction_drift import PredictionDriftRule
 from driftline.agents.monitor.rules.psi import PSIRule
 from driftline.agents.monitor.rules.starvation import LabelStarvationRule
 from driftline.agents.monitor.rules.subject import Subject
 from driftline.agents.monitor.rules.threshold import ThresholdRule
 
-__all__ = ["ConceptDriftRule", "DataDriftRule", "Hysteresis", "LabelStarvationRule",
-           "PSIRule", "PredictionDriftRule", "Subject", "ThresholdRule"]
+__all__ = ["ConceptDriftRule", "DataDriftRule", "EstimatedDegradationRule", "Hysteresis",
+           "LabelStarvationRule", "MultivariateDriftRule", "PSIRule", "PredictionDriftRule",
+           "Subject", "ThresholdRule"]

@@ -26,11 +26,14 @@ class DataDriftRule(PSIRule):
         self.features = features
         self._getter = operator.itemgetter(*features) if features else None
 
-    def update(self, events: list[dict[str, Any]]) -> DataDriftRule:
-        """Prediction events in order; :attr:`alerts` holds what they raised."""
+    def update(self, events: list[dict[str, Any]],
+               rows: np.ndarray | None = None) -> DataDriftRule:
+        """Prediction events in order (``rows``: their feature rows, if the caller has
+        them already); :attr:`alerts` holds what they raised."""
         self.alerts = []
         if self.features:
-            self._check(self.rows([e["features"] for e in events]), events)
+            self._check(self.rows([e["features"] for e in events]) if rows is None else rows,
+                        events)
         return self
 
     def rows(self, features: list[dict[str, float]]) -> np.ndarray:

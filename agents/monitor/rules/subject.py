@@ -12,19 +12,22 @@ Alert = dict[str, Any]
 
 
 class Subject:
-    """The version a rule watches: ``name`` for messages ("houses v3"), the model's
-    :class:`AlertBook`, and the rolling errors and baseline that alerts report."""
+    """The version a rule watches: ``name`` for messages ("houses v3", "houses v3 segment
+    'de'"), the model's :class:`AlertBook`, and the rolling errors and baseline that
+    alerts report. ``segment`` is None for the rules that watch the whole version."""
 
     def __init__(self, model: str, version: int | None, alerts: AlertBook,
-                 rolling: RollingErrors, baseline: Baseline) -> None:
-        self.model, self.version = model, version
+                 rolling: RollingErrors, baseline: Baseline,
+                 segment: str | None = None) -> None:
+        self.model, self.version, self.segment = model, version, segment
         self.alerts = alerts
         self.rolling = rolling
         self.baseline = baseline
-        self.name = f"{model} {version_name(version)}"
+        self.name = f"{model} {version_name(version)}" + (
+            f" segment {segment!r}" if segment is not None else "")
 
     def key(self, kind: str, feature: str | None = None) -> AlertKey:
-        return AlertKey(self.model, self.version, kind, feature)
+        return AlertKey(self.model, self.version, kind, feature, self.segment)
 
     def metrics(self, rolling_mse: float, n_scored: int) -> dict[str, Any]:
         """An alert's metrics as of one scored pair (the pair-driven rules)."""

@@ -1,0 +1,1 @@
+"""Alert delivery: Alertmanager, webhooks, silences and inhibition."""

@@ -1,0 +1,107 @@
+"""What driftline sends to receivers: Alertmanager's API v2 alerts and webhook bodies.
+
+Pure functions, no I/O. An alert event (DESIGN.md) becomes
+
+* for Alertmanager, one element of ``POST /api/v2/alerts``: ``labels`` ``alertname``
+  (the kind), ``model``, ``version``, ``severity``, ``alert_id`` and, where set,
+  ``feature`` and ``segment``; ``annotations.summary`` (the message); ``startsAt``;
+  ``endsAt``; ``generatorURL`` (the dashboard). The ``alert_id`` label is the
+  *episode's* id (the alert id without ``.firing`` / ``.resolved``): Alertmanager
+  identifies an alert by its label set, so the resolve must carry the same labels as
+  the firing it ends;
+* for a webhook, the alert event itself plus a Slack-compatible ``text``, signed with
+  ``X-Driftline-Signature: sha256=<hex>`` (HMAC-SHA256 of the exact body bytes).
+
+>>> alert = {"alert_id": "m.v1.data_drift.x.1.firing", "model": "m", "version": 1,
+...          "kind": "data_drift", "status": "firing", "severity": "warning",
+...          "detector": "psi", "feature": "x", "segment": None, "ts": 0.0,
+...          "metrics": {}, "message": "x drifted."}
+>>> am = alertmanager_alert(alert, "http://dash/", now=0.0, resend_interval=60)
+>>> am["labels"]["alert_id"], am["labels"]["alertname"], am["startsAt"], am["endsAt"]
+('m.v1.data_drift.x.1', 'data_drift', '1970-01-01T00:00:00Z', '1970-01-01T00:04:00Z')
+>>> webhook_text(alert)
+':warning: *data_drift* firing for m v1 (feature x): x drifted.'
+>>> signature(b'{"a":1}', "k")
+'sha256=c3a92ff9e274cdcce27a58c15a78ec6dcbbdbd0038a87e7a11baef2028fd8bff'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+SIGNATURE_HEADER = "X-Driftline-Signature"
+# Prometheus sends endsAt = now + 4 x its resend delay, so an alert a sender stops
+# re-sending (it crashed, or the alert was silenced meanwhile) ends by itself.
+ENDS_AFTER_RESENDS = 4
+
+
+def episode_id(alert_id: str) -> str:
+    """``m.v1.kind.1.firing`` -> ``m.v1.kind.1`` (the firing and its resolve share it)."""
+    head, _, status = alert_id.rpartition(".")
+    return head if status in ("firing", "resolved") and head else alert_id
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC, Alertmanager's time format."""
+    stamp = datetime.fromtimestamp(ts, tz=UTC)
+    text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    if stamp.microsecond:
+        text += f".{stamp.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def generator_url(base: str, model: str) -> str:
+    return f"{base}?model={quote(model, safe='')}"
+
+
+def alertmanager_alert(alert: dict[str, Any], dashboard: str, *, now: float,
+                       resend_interval: float, started: float | None = None) -> dict[str, Any]:
+    """One element of Alertmanager's ``POST /api/v2/alerts`` body.
+
+    ``started``: when the episode fired (a resolve carries only its own time); ``now``
+    and ``resend_interval`` set a firing alert's ``endsAt`` to when Alertmanager should
+    give up on it without a re-send."""
+    labels = {"alertname": alert["kind"], "model": alert["model"],
+              "version": "none" if alert.get("version") is None else str(alert["version"]),
+              "severity": alert["severity"], "alert_id": episode_id(alert["alert_id"])}
+    for name in ("feature", "segment"):
+        if alert.get(name) is not None:
+            labels[name] = str(alert[name])
+    resolved = alert["status"] == "resolved"
+    starts = started if started is not None else float(alert["ts"])
+    ends = float(alert["ts"]) if resolved else now + ENDS_AFTER_RESENDS * resend_interval
+    return {"labels": labels,
+            "annotations": {"summary": alert["message"], "detector": alert.get("detector", "")},
+            "startsAt": iso(min(starts, ends) if resolved else starts),
+            "endsAt": iso(ends),
+            "generatorURL": generator_url(dashboard, alert["model"])}
+
+
+def webhook_text(alert: dict[str, Any]) -> str:
+    """The one line a chat channel shows (Slack's ``text``, mrkdwn)."""
+    icon = (":white_check_mark:" if alert["status"] == "resolved"
+            else ":rotating_light:" if alert["severity"] == "critical" else ":warning:")
+    version = "" if alert.get("version") is None else f" v{alert['version']}"
+    where = "".join(f" ({name} {alert[name]})" for name in ("feature", "segment")
+                    if alert.get(name) is not None)
+    return (f"{icon} *{alert['kind']}* {alert['status']} for {alert['model']}{version}{where}: "
+            f"{alert['message']}")
+
+
+def webhook_body(alert: dict[str, Any]) -> bytes:
+    """The alert event as JSON with ``text`` added (the exact bytes that are signed)."""
+    return orjson.dumps({**alert, "text": webhook_text(alert)})
+
+
+def signature(body: bytes, secret: str) -> str:
+    """``X-Driftline-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``body`` with ``secret``.
+
+    A receiver checks it with ``hmac.compare_digest(header, signature(raw_body, secret))``."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"

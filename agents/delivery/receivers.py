@@ -1,0 +1,113 @@
+"""The receivers an alert is pushed to, and the retry rule for pushing.
+
+A :class:`Target` is one receiver: Alertmanager (``POST {url}/api/v2/alerts``) or one
+webhook. :func:`push` sends one request until it has an answer that settles it:
+
+* 2xx: ``delivered``;
+* 4xx (but 408 and 429): ``failed`` at once: the receiver refused this alert, sending
+  it again cannot help; the agent dead-letters it with the reason;
+* 5xx, 408, 429, a timeout, a refused or reset connection: retried with
+  :class:`~driftline.retry.Backoff` (0.5 s doubling up to ``max_delay``) for as long
+  as it takes, unless ``max_attempts`` is set. Nothing is skipped: the agent commits
+  the alert's offset only after the outcome is on ``alert-deliveries``, so a receiver
+  that is down holds delivery back, and delivery resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from driftline.models.wire.events import DeliveryOutcome
+from driftline.retry import Backoff
+from driftline.settings import Settings, redact_url, redact_webhook
+
+log = logging.getLogger(__name__)
+
+RETRIED_4XX = (408, 429)
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    """``name`` is what records and logs show (never the URL: it may hold a secret)."""
+
+    name: str
+    kind: str          # "alertmanager" | "webhook"
+    url: str           # where requests go
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r})"
+
+
+def targets(settings: Settings) -> list[Target]:
+    out = []
+    if settings.alertmanager_url:
+        base = settings.alertmanager_url.rstrip("/")
+        out.append(Target("alertmanager", "alertmanager", f"{base}/api/v2/alerts"))
+    for i, url in enumerate(settings.webhook_urls, 1):
+        host = redact_webhook(url).split("://", 1)[1].split("/", 1)[0]
+        out.append(Target(f"webhook-{i}:{host}", "webhook", url))
+    return out
+
+
+def shown(target: Target) -> str:
+    return redact_url(target.url) if target.kind == "alertmanager" else redact_webhook(target.url)
+
+
+@dataclass
+class Result:
+    outcome: DeliveryOutcome
+    attempts: int
+    status_code: int | None
+    error: str | None
+
+
+@dataclass
+class PushStats:
+    """Counts for logs and tests: retries per target."""
+
+    retries: dict[str, int] = field(default_factory=dict)
+
+
+async def push(session: aiohttp.ClientSession, target: Target, body: bytes,
+               headers: dict[str, str], *, timeout: float, max_delay: float,
+               max_attempts: int = 0, stats: PushStats | None = None,
+               sleep: Callable[[float], Any] = asyncio.sleep) -> Result:
+    """POST ``body`` to ``target`` until it is settled (see the module's doc)."""
+    backoff = Backoff(0.5, max_delay)
+    attempts = 0
+    while True:
+        attempts += 1
+        status: int | None = None
+        try:
+            async with session.post(target.url, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                status = response.status
+                text = (await response.text(errors="replace"))[:MAX_ERROR_CHARS]
+            if 200 <= status < 300:
+                return Result("delivered", attempts, status, None)
+            error = f"HTTP {status}: {text.strip()}" if text.strip() else f"HTTP {status}"
+            if 400 <= status < 500 and status not in RETRIED_4XX:
+                return Result("failed", attempts, status, error)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # aiohttp's errors name the URL: say what failed without it.
+            error = f"{type(exc).__name__}: {_without_url(str(exc), target)}"
+        if max_attempts and attempts >= max_attempts:
+            return Result("failed", attempts, status, f"gave up after {attempts} attempts: "
+                                                       f"{error}")
+        delay = backoff.next()
+        if stats is not None:
+            stats.retries[target.name] = stats.retries.get(target.name, 0) + 1
+        log.warning("delivery to %s failed (%s, attempt %d); retrying in %.1fs",
+                    target.name, error, attempts, delay)
+        await sleep(delay)
+
+
+def _without_url(text: str, target: Target) -> str:
+    return text.replace(target.url, shown(target))[:MAX_ERROR_CHARS] or "no answer"

@@ -1,0 +1,178 @@
+"""Estimated performance before the labels arrive: DLE for regression, CBPE for
+classification (NannyML's methods, on a stream, in numpy).
+
+Both are fitted once, on a version's first ``reference_pairs`` labeled pairs, and
+then turn every prediction into its *expected squared error*:
+
+* **DLE** (direct loss estimation): a ridge regression of the squared error on the
+  standardised features, their squares, the prediction and its square. Where traffic
+  moves into a region where the reference's errors were larger, the estimate rises,
+  days before the labels say so.
+* **CBPE** (confidence-based performance estimation): the predicted probabilities are
+  calibrated on the reference by histogram binning (equal-frequency bins of the
+  prediction, the share of positive labels in each); a prediction ``p`` with calibrated
+  probability ``c`` then has expected Brier score ``c(1-p)^2 + (1-c)p^2``, and the
+  window's expected confusion matrix gives accuracy, precision, recall and F1.
+
+The rolling mean of the expected squared error over the last ``window`` predictions is
+``estimated_mse`` (for a classifier that is the expected Brier score, the same number
+driftline's ``rolling_mse`` is for one); its *baseline* is its mean over the reference.
+
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(2000, 1)); p = 2 * X[:, 0]
+>>> y = p + rng.normal(size=2000) * np.where(X[:, 0] > 1, 3.0, 1.0)
+>>> est = Estimation(window=500, classification=False)
+>>> round(est.fit(X, p, y).baseline, 1)
+2.1
+>>> bool(est.expected(X + 1.5, 2 * (X[:, 0] + 1.5)).mean() > 2 * est.baseline)
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+RIDGE = 1.0          # ridge penalty of DLE, on standardised inputs
+Z_CLIP = 8.0         # standardised inputs are clipped here: a wild value must not explode
+CALIBRATION_BINS = 20
+
+
+class Reference:
+    """The first ``size`` labeled pairs of a version: feature rows, predictions, labels."""
+
+    def __init__(self, size: int, width: int) -> None:
+        self.size = size
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.count = 0
+        self.width = width
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.size
+
+    def add(self, rows: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> bool:
+        """Take what the reference still needs of a batch; True once it is full."""
+        if self.full:
+            return True
+        need = self.size - self.count
+        self._parts.append((rows[:need], predictions[:need], labels[:need]))
+        self.count += min(need, len(labels))
+        return self.full
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self._parts:
+            return np.empty((0, self.width)), np.empty(0), np.empty(0)
+        rows, preds, labels = (np.concatenate(a) for a in zip(*self._parts))
+        self._parts = [(rows, preds, labels)]
+        return rows, preds, labels
+
+
+class Estimation:
+    """The fitted estimator of one (model, version[, segment]) and its rolling estimate."""
+
+    def __init__(self, window: int, classification: bool) -> None:
+        self.window = window
+        self.classification = classification
+        self.method = "cbpe" if classification else "dle"
+        self.baseline: float | None = None   # mean expected squared error on the reference
+        self._values = np.empty(0)           # expected squared errors of the window
+        self._probs = np.empty((0, 2))       # classification: (p, calibrated p) of the window
+        self.count = 0                       # predictions estimated since the fit
+        # DLE
+        self._mu = self._sd = self._weights = np.empty(0)
+        # CBPE
+        self._edges = self._calibrated = np.empty(0)
+
+    @property
+    def fitted(self) -> bool:
+        return self.baseline is not None
+
+    def fit(self, rows: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> Estimation:
+        if self.classification:
+            qs = np.linspace(0, 1, CALIBRATION_BINS + 1)[1:-1]
+            self._edges = np.unique(np.quantile(predictions, qs))
+            bins = np.searchsorted(self._edges, predictions, side="right")
+            n = np.bincount(bins, minlength=len(self._edges) + 1)
+            pos = np.bincount(bins, weights=labels, minlength=len(self._edges) + 1)
+            self._calibrated = (pos + 0.5) / (n + 1.0)  # a Jeffreys prior: no bin at 0 or 1
+        else:
+            inputs = np.column_stack((rows, predictions))
+            with np.errstate(invalid="ignore"):
+                self._mu = np.nan_to_num(np.nanmean(inputs, axis=0)) if len(inputs) else \
+                    np.zeros(inputs.shape[1])
+                sd = np.nan_to_num(np.nanstd(inputs, axis=0))
+            self._sd = np.where(sd > 0, sd, 1.0)
+            design = self._design(rows, predictions)
+            target = (predictions - labels) ** 2
+            # einsum, not BLAS: a 1000 x 23 product, where a threaded BLAS on a busy
+            # machine took 20 ms instead of 1 (bench/monitor_speed.py).
+            gram = np.einsum("ij,ik->jk", design, design) + RIDGE * np.eye(design.shape[1])
+            gram[0, 0] -= RIDGE  # the intercept is not penalised
+            self._weights = np.linalg.solve(gram, design.T @ target)
+        self.baseline = float(self.expected(rows, predictions).mean())
+        return self
+
+    def _design(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        z = (np.column_stack((rows, predictions)) - self._mu) / self._sd
+        np.clip(z, -Z_CLIP, Z_CLIP, out=z)
+        z[np.isnan(z)] = 0.0  # missing: the reference mean
+        return np.column_stack((np.ones(len(z)), z, z * z))
+
+    def calibrate(self, predictions: np.ndarray) -> np.ndarray:
+        return np.asarray(self._calibrated[np.searchsorted(self._edges, predictions,
+                                                           side="right")])
+
+    def expected(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Expected squared error of each prediction (fitted estimators only)."""
+        if self.classification:
+            c = self.calibrate(predictions)
+            return np.asarray(c * (1 - predictions) ** 2 + (1 - c) * predictions ** 2)
+        return np.asarray(np.maximum(self._design(rows, predictions) @ self._weights, 0.0))
+
+    def update(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Predictions in order; the rolling estimate after each (NaN until the window of
+        estimated predictions is full, and before the fit)."""
+        n = len(predictions)
+        if not self.fitted:
+            return np.full(n, math.nan)
+        values = self.expected(rows, predictions)
+        held = len(self._values)
+        cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((self._values, values)))))
+        ends = held + 1 + np.arange(n)
+        counts = self.count + 1 + np.arange(n)
+        sizes = np.minimum(counts, self.window)
+        rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
+        rolling[counts < self.window] = math.nan
+        self._values = np.concatenate((self._values, values))[-self.window:]
+        if self.classification:
+            probs = np.column_stack((predictions, self.calibrate(predictions)))
+            self._probs = np.concatenate((self._probs, probs))[-self.window:]
+        self.count += n
+        return np.asarray(rolling)
+
+    def report(self) -> dict[str, float | None]:
+        """The estimated metrics over the window (None before the fit)."""
+        names = ["estimated_mse", "estimated_rmse", "estimated_baseline_mse"]
+        if self.classification:
+            names += ["estimated_accuracy", "estimated_precision", "estimated_recall",
+                      "estimated_f1", "estimated_brier"]
+        if not self.fitted or not len(self._values):
+            return {name: (self.baseline if name == "estimated_baseline_mse" else None)
+                    for name in names}
+        mse = float(self._values.mean())
+        out: dict[str, float | None] = {"estimated_mse": mse, "estimated_rmse": math.sqrt(mse),
+                                        "estimated_baseline_mse": self.baseline}
+        if self.classification:
+            p, c = self._probs[:, 0], self._probs[:, 1]
+            yes = p >= 0.5
+            tp, fp = float(c[yes].sum()), float((1 - c[yes]).sum())
+            fn, tn = float(c[~yes].sum()), float((1 - c[~yes]).sum())
+            precision = tp / (tp + fp) if tp + fp else 0.0
+            recall = tp / (tp + fn) if tp + fn else 0.0
+            out.update(estimated_accuracy=(tp + tn) / len(p), estimated_precision=precision,
+                       estimated_recall=recall, estimated_brier=mse,
+                       estimated_f1=(2 * precision * recall / (precision + recall)
+                                     if precision + recall else 0.0))
+        return out

@@ -1,0 +1,132 @@
+"""The join's dedupe memory: DoneIds against a plain dict, and a join across freezes."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from driftline.agents.join import dedupe
+from driftline.agents.join.dedupe import DoneIds
+from driftline.agents.join.state import PartitionJoin
+from driftline.agents.join.statelog import StateLogReplay
+from driftline.models.wire import Label, Prediction
+from driftline.models.wire.internal import (
+    FROZEN_PER_CHUNK,
+    chunk_value,
+    decode_chunk,
+    frozen_chunk_values,
+    head_value,
+    snapshot_key,
+)
+
+
+def test_done_ids_behave_as_a_dict_of_id_to_seen_across_freezes_merges_and_expiry():
+    rng = random.Random(7)
+    done, model = DoneIds(), {}
+    t = 0.0
+    for step in range(20_000):
+        t += rng.random()
+        pid = f"id{rng.randrange(6_000)}"
+        op = rng.random()
+        if op < 0.6:
+            if pid not in model:
+                done.add(pid, t)
+                model[pid] = t
+        elif op < 0.75:
+            done.discard(pid)
+            model.pop(pid, None)
+        elif op < 0.76:
+            cutoff = t - 300
+            named, frozen = done.expire(cutoff)
+            gone = {p for p, seen in model.items() if seen <= cutoff}
+            assert set(named) <= gone and len(named) + frozen == len(gone)
+            model = {p: seen for p, seen in model.items() if seen > cutoff}
+        if step % 37 == 0:
+            done.freeze(min_size=rng.choice([1, 50, 400]))
+        if step % 101 == 0:
+            probe = [f"id{rng.randrange(6_000)}" for _ in range(64)]
+            frozen_hits = done.frozen_many(probe)
+            expected = [p in model for p in probe]
+            got = [p in done.recent or bool(frozen_hits and frozen_hits[i])
+                   for i, p in enumerate(probe)]
+            assert got == expected
+        assert (pid in done) == (pid in model)
+        assert done.seen(pid) == model.get(pid)
+    assert len(done) == len(model)
+    assert done.generations <= 12  # merged as they grow: O(log n) of them to search
+
+
+def test_frozen_ids_cost_16_bytes_each_and_round_trip_through_snapshot_chunks():
+    done = DoneIds()
+    for i in range(50_000):
+        done.add(f"prediction-{i:012d}", float(i))
+    done.freeze(min_size=1)
+    assert not done.recent and len(done) == 50_000
+    assert done.nbytes() == 50_000 * 16
+    restored = DoneIds()
+    for h, t in done.frozen():
+        values = frozen_chunk_values(h, t)
+        assert len(values) == -(-len(h) // FROZEN_PER_CHUNK)
+        for value in values:
+            assert len(value) < 256 * 1024
+            restored.add_frozen(*decode_chunk(value).frozen())
+    assert len(restored) == 50_000 and "prediction-000000031337" in restored
+    assert restored.seen("prediction-000000031337") == 31337.0
+    assert "prediction-000000050000" not in restored
+
+
+def test_a_join_finds_duplicates_of_frozen_ids_one_by_one_and_in_batches(monkeypatch):
+    monkeypatch.setattr(dedupe, "FREEZE", 100)
+    j = PartitionJoin(ttl=1e9, dedupe_window=1e9)
+    for i in range(1_000):
+        j.add_events([Prediction(f"p{i}", "m", 1.0, version=1, ts=0.0),
+                      Label(f"p{i}", 0.0, ts=0.0)], now=float(i))
+        j.drain()
+    assert j.done.generations >= 1 and len(j.done.recent) < 100
+    j.add_label(Label("p3", 0.0, ts=0.0), now=2e3)                          # one by one
+    j.add_events([Prediction("p5", "m", 1.0, version=1, ts=0.0),            # in a batch,
+                  Label("new", 0.0, ts=0.0), Label("p999", 0.0, ts=0.0)],   # with new ids
+                 now=2e3)
+    scored, _ = j.drain()
+    assert scored == [] and "new" in j.labels
+    assert j.stats["duplicate_labels"] == 2 and j.stats["duplicate_predictions"] == 1
+    assert j.stats["scored"] == 1_000
+
+
+def test_a_snapshot_with_frozen_ids_rebuilds_the_same_join(monkeypatch):
+    """What the agent's snapshot writes (named records, then frozen chunks) read back by
+    the state log's replay gives the same dedupe memory, and sweeps forget the same."""
+    monkeypatch.setattr(dedupe, "FREEZE", 64)
+    live = PartitionJoin(ttl=50, dedupe_window=500)
+    for i in range(2_000):
+        live.add_events([Prediction(f"p{i}", "m", 1.0, version=1, ts=0.0)], now=float(i))
+        if i % 3:
+            live.add_events([Label(f"p{i}", 0.0, ts=0.0)], now=float(i))
+        if i % 97 == 0:
+            live.expire(now=float(i))
+        live.drain()
+    from driftline.agents.join.agent import _entry
+    values = [chunk_value([_entry(pid, record) for pid, record in live.records()])]
+    for frozen in live.done.frozen():
+        values.extend(frozen_chunk_values(*frozen))
+    replay = StateLogReplay(lambda: PartitionJoin(ttl=50, dedupe_window=500), partition=0)
+    for k, value in enumerate(values):
+        replay.apply(snapshot_key(9, k), value)
+    replay.apply(b"h", head_value(9, len(values), 0))
+    back = replay.part
+    assert len(back.done) == len(live.done) and back.predictions == live.predictions
+    for i in range(2_000):
+        assert back.done.seen(f"p{i}") == live.done.seen(f"p{i}")
+    assert back.expire(now=2_300).forgotten == live.expire(now=2_300).forgotten > 0
+
+
+@pytest.mark.parametrize("n", [0, 1, FROZEN_PER_CHUNK + 1])
+def test_frozen_chunks_hold_exactly_what_they_are_given(n):
+    h = np.arange(n, dtype=np.uint64) * np.uint64(2**40 + 1)
+    t = np.arange(n, dtype=float)
+    back = [decode_chunk(v).frozen() for v in frozen_chunk_values(h, t)]
+    got_h = np.concatenate([b[0] for b in back]) if back else np.array([], np.uint64)
+    got_t = np.concatenate([b[1] for b in back]) if back else np.array([])
+    assert np.array_equal(got_h, h) and np.array_equal(got_t, t)
