@@ -82,7 +82,7 @@ class Watcher:
             elif row >= self.drift_at - 1000:
                 seen.before.append(error)
         elif kind == "metrics":
-            if value["model"] == MODEL and "shadow" not in value:  # shadow: the canary's
+            if value["model"] == MODEL:
                 seen.metrics[value["version"]] = value
         else:
             if kind == "alerts":
