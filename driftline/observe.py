@@ -52,6 +52,8 @@ class Observatory:
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
         self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
         self.events: dict[str, deque[dict[str, Any]]] = {}
+        # model -> (role, version) -> the latest shadow or canary report
+        self.shadow: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
         # alert-deliveries: the latest records, and per partition (target, outcome) counts
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=max_alerts)
         self.delivery_counts: dict[int, Counter[tuple[str, str]]] = {}
@@ -68,6 +70,13 @@ class Observatory:
         if not isinstance(model, str):
             return
         if kind == "metrics":
+            # A challenger's shadow score and new champions' canaries, on the record of the
+            # version serving the model (agents/monitor/safeloop.py)
+            for watch in value.get("shadow") or ():
+                if isinstance(watch, dict):
+                    self.shadow.setdefault(model, {})[(watch.get("role"),
+                                                       watch.get("version"))] = {
+                        **watch, "updated": ts}
             version = value.get("version")
             self.reports.setdefault(model, {})[version] = {**value, "updated": ts}
             points = self.series.setdefault((model, version), deque(maxlen=self.max_points))

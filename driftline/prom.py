@@ -24,6 +24,9 @@ conventions: base units, ``_total`` for counters.
 ``driftline_alerts_total``                counter    ``model``, ``kind``: episodes fired
 ``driftline_retrain_requests_total``      counter    ``model``
 ``driftline_promotions_total``            counter    ``model``
+``driftline_rollbacks_total``             counter    ``model`` (the canary's and by hand)
+``driftline_shadow_mse``                  gauge      ``model``, ``version``, ``role``:
+                                                     a challenger's shadow MSE, a canary's
 ``driftline_alert_deliveries_total``      counter    ``target``, ``outcome``: delivery records
 ``driftline_consumer_lag_records``        gauge      ``topic``, ``partition``
 ``driftline_event_time_lag_seconds``      gauge      ``model``: now - newest label time
@@ -164,10 +167,22 @@ def _loop_families(app, state, owned: set[int]) -> list:
         per_model.update(counts)
     for model, n in sorted(per_model.items()):
         requests.add_metric([model], n)
+    rollbacks = CounterMetricFamily("driftline_rollbacks", "Champions rolled back (model "
+                                    "events).", labels=["model"])
+    shadow = GaugeMetricFamily("driftline_shadow_mse", "MSE of a challenger in shadow, or of "
+                               "a new champion in its canary, on live pairs.",
+                               labels=["model", "version", "role"])
     n = state.settings.partitions
     for model, events in sorted(state.observatory.events.items()):
         if partition_for(model.encode(), n) in owned:  # one worker reports each model
             promotions.add_metric([model], sum(1 for e in events if e.get("event") == "promoted"))
+            rollbacks.add_metric([model], sum(1 for e in events
+                                              if e.get("event") == "rolled_back"))
+    for model, watched in sorted(state.observatory.shadow.items()):
+        if partition_for(model.encode(), n) in owned:
+            for (role, version), report in sorted(watched.items(), key=str):
+                if report.get("rolling_mse") is not None:
+                    shadow.add_metric([model, str(version), str(role)], report["rolling_mse"])
     deliveries = CounterMetricFamily("driftline_alert_deliveries", "Alert delivery outcomes "
                                      "(records on alert-deliveries).",
                                      labels=["target", "outcome"])
@@ -181,7 +196,7 @@ def _loop_families(app, state, owned: set[int]) -> list:
             totals.update(counts)
     for (target, outcome), count in sorted(totals.items()):
         deliveries.add_metric([target, outcome], count)
-    return [requests, promotions, deliveries]
+    return [requests, promotions, rollbacks, shadow, deliveries]
 
 
 async def _lag_family(app, prefix: str) -> Any:

@@ -50,6 +50,8 @@ class ReplayResult:
         default_factory=lambda: defaultdict(list))
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     bad_rows: list[Row] = field(default_factory=list)
+    # (model, version) -> its explanation (models/explanation.py), when the registry was asked
+    explanations: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     events: int = 0
     scored: int = 0
     expired: int = 0
@@ -157,8 +159,14 @@ def plot(result: ReplayResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = sorted({model for model, _ in result.series})
-    fig, axes = plt.subplots(max(1, len(models)), 1, figsize=(11, 3.6 * max(1, len(models))),
-                             squeeze=False)
+    explained = bool(result.explanations)
+    fig, axes = plt.subplots(max(1, len(models)), 2 if explained else 1,
+                             figsize=(16 if explained else 11, 3.6 * max(1, len(models))),
+                             squeeze=False,
+                             gridspec_kw={"width_ratios": [11, 5]} if explained else None)
+    if explained:
+        for ax, model in zip(axes[:, 1], models):
+            plot_explanations(ax, model, result.explanations)
 
     def when(ts: float) -> datetime:
         return datetime.fromtimestamp(ts, tz=UTC)
@@ -198,3 +206,48 @@ def plot(result: ReplayResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_explanations(ax: Any, model: str,
+                      explanations: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """Each version's share of the prediction variance per feature, as grouped bars."""
+    versions = sorted(v for m, v in explanations if m == model)
+    shares: dict[str, dict[int, float]] = {}
+    for version in versions:
+        for f in explanations[(model, version)].get("features", []):
+            if f.get("variance_share") is not None:
+                shares.setdefault(f["feature"], {})[version] = f["variance_share"]
+    names = sorted(shares, key=lambda n: -max(abs(s) for s in shares[n].values()))[:12]
+    height = 0.8 / max(1, len(versions))
+    for i, version in enumerate(versions):
+        ax.barh([j + i * height for j in range(len(names))],
+                [shares[n].get(version, 0.0) for n in names], height=height,
+                label=f"v{version}")
+    ax.set_yticks([j + height * (len(versions) - 1) / 2 for j in range(len(names))], names,
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the prediction variance (training rows)")
+    ax.set_title(f"{model}: what each version uses", fontsize=10)
+    if versions:
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no explanation in the registry", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.grid(alpha=0.3, axis="x")
+
+
+def registry_explanations(result: ReplayResult, registry: Any) -> list[str]:
+    """Fill ``result.explanations`` from ``registry`` for the versions the replay saw;
+    returns what could not be read (one line each)."""
+    from driftline.errors import ArtifactError, RegistryError
+    from driftline.models.explanation import stored
+
+    problems = []
+    seen = sorted((model, version) for model, version in result.series if version is not None)
+    for model, version in seen:
+        try:
+            result.explanations[(model, version)] = stored(registry.load(model,
+                                                                         version=version))
+        except (RegistryError, ArtifactError) as exc:
+            problems.append(f"{model} v{version}: {exc}")
+    return problems

@@ -246,10 +246,40 @@ class Settings:
             "A challenger is promoted when its holdout MSE is this fraction below the champion's."
         ),
     )
-    trainer: str = field(
-        default="driftline.models.training:train_ridge",
+    promotion: str = field(
+        default="immediate",
         metadata=_doc(
-            "Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`."
+            "`immediate`: a challenger that wins on the holdout becomes champion at once; "
+            "`shadow`: it gets the alias `challenger` and is scored on live pairs first."
+        ),
+    )
+    shadow_pairs: int = field(
+        default=2000,
+        metadata=_doc(
+            "Live pairs a `challenger` is shadow-scored on before it is promoted (its MSE beats "
+            "the champion's on the same pairs by `DRIFTLINE_PROMOTION_MARGIN`) or rejected."
+        ),
+    )
+    canary_pairs: int = field(
+        default=2000,
+        metadata=_doc(
+            "Live pairs of a newly promoted champion compared with the previous champion's "
+            "shadow score on the same pairs (or its holdout MSE); `0` turns the canary off."
+        ),
+    )
+    rollback_margin: float = field(
+        default=0.1,
+        metadata=_doc(
+            "The canary rolls a new champion back when its live MSE is this fraction above "
+            "the previous champion's (0.1 = 10 % worse)."
+        ),
+    )
+    trainer: str = field(
+        default="driftline.models.selection:train_selected",
+        metadata=_doc(
+            "Training function, `module:function`: `(X, y, feature_names)` -> a `LinearModel`; "
+            "the default drops constant, near-duplicate and unhelpful features, then fits ridge "
+            "(`driftline.models.training:train_ridge` keeps every feature)."
         ),
     )
     web_host: str = field(
@@ -357,6 +387,14 @@ class Settings:
                               f"{self.holdout_fraction}")
         if not 0 <= self.promotion_margin < 1:
             raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin}")
+        if self.promotion not in ("immediate", "shadow"):
+            raise ConfigError(f"promotion must be 'immediate' or 'shadow', got "
+                              f"{self.promotion!r}")
+        if self.shadow_pairs < 1 or self.canary_pairs < 0:
+            raise ConfigError(f"shadow_pairs must be at least 1 and canary_pairs at least 0, "
+                              f"got {self.shadow_pairs} and {self.canary_pairs}")
+        if not 0 <= self.rollback_margin < 10:
+            raise ConfigError(f"rollback_margin must be in [0, 10), got {self.rollback_margin}")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port must be 0 (off) to 65535, got {self.web_port}")
         if self.training_max_pairs < 20:

@@ -94,11 +94,16 @@ def initial_model(world: World, n: int = 2_000) -> tuple[LinearModel, float]:
 def bootstrap(registry: ModelRegistry, model: str, world: World, n: int = 2_000) -> int:
     """Register :func:`initial_model` with its holdout MSE as the baseline and promote it;
     returns the version."""
+    from driftline.models.explanation import explain
+
     trained, mse = initial_model(world, n)
+    before = World(world.scenario, None, world.features, world.noise, world.span,
+                   world.seed + 1)
     version = registry.register(model, trained, metrics={"mse": mse},
                                 meta={"parent_version": None, "baseline_mse": mse,
                                       "trainer": "driftline.simulate.bootstrap",
-                                      "data": {"rows": n, "scenario": "before drift"}})
+                                      "data": {"rows": n, "scenario": "before drift"},
+                                      "explanation": explain(trained, before.rows(0, n)[0])})
     registry.promote(model, version, reason="bootstrap")
     return version
 

@@ -4,7 +4,8 @@
 ``GET /``                  the dashboard (one HTML page, no build step, polls the API)
 ``GET /api/models``        models with their versions and aliases
 ``GET /api/models/{m}``    rolling metrics per version, baseline, detector state, open
-                           alerts, label-join rate, the MSE series, model events
+                           alerts, label-join rate, the MSE series, model events, shadow
+                           scores of a challenger and canaries of new champions
 ``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=``
 ``GET /api/deliveries``    delivery outcomes (``alert-deliveries``), ``?alert_id=&limit=``
 ``GET /api/silences``      the silences in force
@@ -108,7 +109,11 @@ def _version(info) -> dict[str, Any]:
             "aliases": list(info.aliases), "parent_version": meta.get("parent_version"),
             "request_id": meta.get("request_id"), "alert_id": meta.get("alert_id"),
             "holdout_mse": holdout.get("challenger_mse", (meta.get("metrics") or {}).get("mse")),
-            "decision_reason": meta.get("decision_reason")}
+            "decision_reason": meta.get("decision_reason"),
+            # Standardised coefficients and prediction-variance shares on its training rows
+            # (models/explanation.py), and the features the trainer kept and dropped.
+            "explanation": (meta.get("explanation") or {}).get("features"),
+            "selection": meta.get("selection")}
 
 
 def install(app: faust.App, settings: Settings) -> WebState:
@@ -179,6 +184,7 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 "open_alerts": obs.open_alerts(model),
                 "alerts": obs.recent_alerts(model, limit=50),
                 "events": list(obs.events.get(model, ())),
+                "shadow": list(obs.shadow.get(model, {}).values()),
                 "series": {str(v): list(points) for (m, v), points in obs.series.items()
                            if m == model},
                 "registry_error": problem})

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "driftline:"
 CHAMPION = "champion"
+CHALLENGER = "challenger"  # scored in shadow on live pairs (agents/monitor/shadow.py)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class ModelRegistry:
         self._rollback = client.register_script(lua.ROLLBACK)
         self._delete_alias = client.register_script(lua.DELETE_ALIAS)
         self._archive = client.register_script(lua.ARCHIVE)
+        self._reject = client.register_script(lua.REJECT)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX,
@@ -171,12 +173,32 @@ class ModelRegistry:
         previous, changed = self._alias_script(name, alias, version, "promoted", reason)
         if changed:
             info = self.get(name, version)
-            self._emit(name, version, "promoted", info.meta, self.clock())
+            self._emit(name, version, "shadowing" if alias == CHALLENGER else "promoted",
+                       info.meta, self.clock())
         return previous
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> int | None:
-        previous, _ = self._alias_script(name, alias, version, "alias_set", reason)
+        """Point ``alias`` at ``version``; ``challenger`` also emits the model event
+        ``shadowing`` (the monitor starts scoring it on live pairs)."""
+        previous, changed = self._alias_script(name, alias, version, "alias_set", reason)
+        if changed and alias == CHALLENGER:
+            self._emit(name, version, "shadowing", self.get(name, version).meta, self.clock())
         return previous
+
+    def reject(self, name: str, version: int, *, reason: str,
+               metrics: dict[str, Any] | None = None, release: str = CHALLENGER) -> bool:
+        """Mark a registered version ``rejected`` after the fact (a challenger that lost on
+        live pairs), releasing the alias ``release`` if it points at it; ``metrics`` go in
+        the model event. Returns False if it was rejected already (nothing recorded)."""
+        done = self._call(self._reject, keys=[
+            self._k(name, "aliases"), self._version_key(name, version), self._k(name, "history")],
+            args=[str(version), self.actor, reason, repr(self.clock()), release,
+                  self._channel(name)], what=f"{name} v{version}")
+        if done:
+            meta = self.get(name, version).meta
+            self._emit(name, version, "rejected", {**meta, "metrics": metrics or
+                                                   meta.get("metrics", {})}, self.clock())
+        return bool(done)
 
     def _alias_script(self, name: str, alias: str, version: int, action: str,
                       reason: str) -> tuple[int | None, bool]:
@@ -189,15 +211,31 @@ class ModelRegistry:
         previous = result[0].decode() if result[0] else ""
         return (int(previous) if previous else None), bool(result[1])
 
-    def rollback(self, name: str, alias: str = CHAMPION, *, reason: str = "") -> int:
-        """Point ``alias`` back at its previous target; returns that version."""
+    def rollback(self, name: str, alias: str = CHAMPION, *, reason: str = "",
+                 expect: int | None = None, metrics: dict[str, Any] | None = None) -> int:
+        """Point ``alias`` back at its previous target; returns that version.
+
+        ``expect``: roll back only if the alias still points at that version (else
+        :class:`RegistryError`, nothing changed). ``metrics`` go in the model event
+        (default: the restored version's holdout metrics)."""
         result = self._call(self._rollback, keys=[
             self._k(name, "aliases"), self._k(name, "prev", alias), self._k(name, "history")],
             args=[alias, self.actor, reason, repr(self.clock()), self._channel(name),
-                  self._k(name, "v", "")], what=f"{name} {alias}")
+                  self._k(name, "v", ""), "" if expect is None else str(expect)],
+            what=f"{name} {alias}")
         version = int(result[0])
-        self._emit(name, version, "rolled_back", self.get(name, version).meta, self.clock())
+        meta = self.get(name, version).meta
+        self._emit(name, version, "rolled_back",
+                   {**meta, "metrics": metrics if metrics is not None
+                    else meta.get("metrics", {})}, self.clock())
         return version
+
+    def note(self, name: str, version: int, action: str, *, reason: str = "") -> None:
+        """Record a decision that changes nothing (a canary that passed) in the history.
+        One XADD: atomic on its own."""
+        self._do(self.redis.xadd, self._k(name, "history"), {
+            "action": action, "version": str(version), "alias": "", "previous": "",
+            "actor": self.actor, "reason": reason, "time": repr(self.clock())})
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> int:
         result = self._call(self._delete_alias, keys=[
@@ -312,6 +350,7 @@ def _refusal(message: str, what: str) -> RegistryError:
         "NOVERSION": f"{what}: no such version",
         "ARCHIVED": f"{what}: the version is archived",
         "NOPREVIOUS": f"{what}: nothing to roll back to",
+        "NOTEXPECTED": f"{what}: moved to v{rest} meanwhile; not rolled back",
         "NOALIAS": f"{what}: no such alias",
         "ALIASED": f"{what}: alias {rest!r} points at it; move the alias first",
     }.get(code, f"{what}: {message}"))

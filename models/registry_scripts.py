@@ -44,9 +44,13 @@ return {prev or '', 1}
 """
 
 # KEYS: aliases hash, previous-targets list of the alias, history stream
-# ARGV: alias, actor, reason, time, channel, version key prefix
+# ARGV: alias, actor, reason, time, channel, version key prefix, expected current target
+#       ('' for any: the canary rolls back only the version it judged)
 ROLLBACK = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[7] ~= '' and current ~= ARGV[7] then
+  return redis.error_reply('NOTEXPECTED ' .. (current or ''))
+end
 local prev = redis.call('LPOP', KEYS[2])
 while prev and redis.call('HGET', ARGV[6] .. prev, 'status') == 'archived' do
   prev = redis.call('LPOP', KEYS[2])
@@ -80,6 +84,25 @@ for i = 1, #aliases, 2 do
 end
 redis.call('HSET', KEYS[2], 'status', 'archived')
 redis.call('XADD', KEYS[3], '*', 'action', 'archived', 'version', ARGV[1], 'alias', '',
+           'previous', '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
+return 1
+"""
+
+# KEYS: aliases hash, version hash, history stream
+# ARGV: version, actor, reason, time, alias to release ('' for none), channel
+# A registered version judged unfit after the fact (a challenger that lost in shadow):
+# status ``rejected``, the alias released if it still points at it, one history entry.
+REJECT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOVERSION') end
+if redis.call('HGET', KEYS[2], 'status') == 'rejected' then return 0 end
+redis.call('HSET', KEYS[2], 'status', 'rejected')
+local alias = ''
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], ARGV[5]) == ARGV[1] then
+  redis.call('HDEL', KEYS[1], ARGV[5])
+  redis.call('PUBLISH', ARGV[6], ARGV[5] .. '=')
+  alias = ARGV[5]
+end
+redis.call('XADD', KEYS[3], '*', 'action', 'rejected', 'version', ARGV[1], 'alias', alias,
            'previous', '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
 return 1
 """

@@ -75,3 +75,49 @@ def test_unreachable_redis_is_exit_1_with_a_hint():
     result = CliRunner().invoke(main, ["models", "list", "--redis-url", "redis://127.0.0.1:1/0"])
     assert result.exit_code == 1
     assert "Redis is unreachable" in result.output and "DRIFTLINE_REDIS_URL" in result.output
+
+
+def test_show_version_explains_and_diff_compares(stack):
+    import numpy as np
+
+    from driftline import ModelRegistry
+    from driftline.models.explanation import explain
+    from driftline.models.selection import train_selected
+
+    prefix = f"cli{uuid.uuid4().hex[:8]}:"
+    env = {"DRIFTLINE_REDIS_URL": stack.redis_url, "DRIFTLINE_REGISTRY_PREFIX": prefix}
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(600, 3))
+    y1 = 2 * X[:, 0] + rng.normal(0, 0.5, 600)
+    y2 = 2 * X[:, 0] + 3 * X[:, 2] + rng.normal(0, 0.5, 600)
+    registry = ModelRegistry.from_url(stack.redis_url, prefix=prefix)
+    for y in (y1, y2):
+        fit = train_selected(X, y, ["a", "b", "c"])
+        registry.register("houses", fit.model, meta={
+            "selection": fit.selection.describe(), "explanation": explain(fit.model, X),
+            "holdout": {"challenger_mse": 0.25}})
+    registry.close()
+
+    def run(*args):
+        result = CliRunner().invoke(main, ["models", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    shown = json.loads(run("show", "houses", "--version", "2", "--json"))
+    shares = {f["feature"]: f["variance_share"] for f in shown["explanation"]["features"]}
+    assert shares["c"] == pytest.approx(9 / 13, abs=0.05) and shares["b"] == 0.0
+    assert shown["meta"]["selection"]["kept"] == ["a", "c"]
+    text = run("show", "houses", "--version", "1")
+    assert "explanation on 600 training rows" in text and "kept: a" in text
+    assert "dropped c: not selected" in text
+    line = next(row for row in text.splitlines() if row.startswith("a "))
+    assert line.split()[-2:] == ["100.0%", "#" * 20]
+    diffed = json.loads(run("diff", "houses", "1", "2", "--json"))
+    change = {r["feature"]: r["change"] for r in diffed["features"]}
+    assert change == {"a": "changed", "b": "same", "c": "added"}
+    assert diffed["features"][-1]["feature"] == "b"  # the largest change of share first
+    table = run("diff", "houses", "1", "2").splitlines()
+    assert table[0] == "houses v1 -> v2" and table[2].split()[:3] == ["FEATURE", "STD", "COEF"]
+    rows = {row.split()[0]: row.split() for row in table[3:]}
+    share_c = next(r["variance_share"][1] for r in diffed["features"] if r["feature"] == "c")
+    assert rows["c"][-3:] == ["0.0%", f"{share_c:.1%}", "added"]

@@ -193,3 +193,33 @@ def test_health_reports_each_check(settings, worker_factory):
     result = runner.invoke(main, ["health"], env=env_of(settings))  # no trainer running
     assert result.exit_code == 1
     assert "FAIL trainer: group=" in result.stdout and "ok   worker" in result.stdout
+
+
+@pytest.mark.integration
+def test_replay_explain_draws_each_versions_feature_shares_from_the_registry(tmp_path, stack):
+    import uuid
+
+    from driftline import ModelRegistry
+    from driftline.simulate import World, bootstrap
+
+    env = {"DRIFTLINE_REDIS_URL": stack.redis_url,
+           "DRIFTLINE_REGISTRY_PREFIX": f"rx{uuid.uuid4().hex[:8]}:"}
+    registry = ModelRegistry.from_url(stack.redis_url, prefix=env["DRIFTLINE_REGISTRY_PREFIX"])
+    bootstrap(registry, "houses", World("abrupt", seed=0))  # what `simulate` serves as v1
+    registry.close()
+    runner = CliRunner()
+    log = tmp_path / "houses.jsonl"
+    assert runner.invoke(main, ["simulate", "--events", "3000", "--out", str(log)]).exit_code == 0
+    plain, explained = tmp_path / "plain", tmp_path / "explained"
+    assert runner.invoke(main, ["replay", str(log), "--out", str(plain)]).exit_code == 0
+    result = runner.invoke(main, ["replay", str(log), "--out", str(explained), "--explain"],
+                           env=env)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    from PIL import Image
+
+    with Image.open(plain / "report.png") as a, Image.open(explained / "report.png") as b:
+        assert b.size[0] > a.size[0] * 1.3  # the explanation panel beside the MSE plot
+    result = runner.invoke(main, ["replay", str(log), "--out", str(tmp_path / "gone"),
+                                  "--explain"], env={**env, "DRIFTLINE_REGISTRY_PREFIX": "x:"})
+    assert result.exit_code == 0 and "no explanation of houses v1" in result.output

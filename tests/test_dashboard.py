@@ -96,6 +96,12 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert re.search(r'class="promotion"[^>]*data-version="2"|data-version="2"[^>]*'
                          r'class="promotion"', after), after[-3000:]
         assert '<tr data-version="2">' in after
+        row = after[after.index('<tr data-version="2">'):]
+        row = row[:row.index("</tr>")]
+        # v2's canary against v1 (2,000 pairs by default: still running) and its features
+        assert re.search(r'class="watch[^"]*">canary [\d.]+ vs v1 [\d.]+ \([\d,]+ pairs',
+                         row), row
+        assert re.search(r'<b style="width:\d+px"></b>x0 \d+%', row), row
         assert (tmp_path / "after-drift.png").stat().st_size > 10_000
     finally:
         client.close()

@@ -237,3 +237,33 @@ def test_the_core_registry_knows_no_kafka_and_the_package_one_wires_it():
     with pytest.raises(TypeError):
         driftline.ModelRegistry.from_url("redis://127.0.0.1:1/0", kafka_url="kafka://k:9092",
                                          on_event=sink.append)
+
+
+def test_challenger_alias_reject_and_a_rollback_only_of_the_expected_version(registry):
+    events: list[dict] = []
+    registry.on_event = events.append
+    for k in (1, 2, 3):
+        registry.register("m", model(k))
+    registry.promote("m", 1)
+    registry.set_alias("m", "challenger", 2, reason="holdout winner")
+    assert registry.reject("m", 2, reason="shadow: MSE 2 not below 1",
+                           metrics={"shadow_mse": 2.0, "live_mse": 1.0}) is True
+    assert registry.reject("m", 2, reason="again") is False  # recorded once
+    assert registry.get("m", 2).status == "rejected" and "challenger" not in registry.aliases("m")
+    registry.promote("m", 3)
+    with pytest.raises(RegistryError, match="moved to v3 meanwhile; not rolled back"):
+        registry.rollback("m", expect=2)
+    assert registry.resolve("m") == 3
+    assert registry.rollback("m", expect=3, reason="canary: 5.0 vs 1.0",
+                             metrics={"canary_mse": 5.0}) == 1
+    assert [(e["event"], e["version"]) for e in events][3:] == [
+        ("promoted", 1), ("shadowing", 2), ("rejected", 2), ("promoted", 3),
+        ("rolled_back", 1)]
+    assert events[5]["metrics"] == {"shadow_mse": 2.0, "live_mse": 1.0}
+    assert events[-1]["metrics"] == {"canary_mse": 5.0}
+    rows = [(h["action"], h["version"], h["alias"], h["actor"], h["reason"])
+            for h in registry.history("m")][4:]
+    assert rows == [("alias_set", 2, "challenger", "tester", "holdout winner"),
+                    ("rejected", 2, "challenger", "tester", "shadow: MSE 2 not below 1"),
+                    ("promoted", 3, "champion", "tester", ""),
+                    ("rolled_back", 1, "champion", "tester", "canary: 5.0 vs 1.0")]

@@ -202,3 +202,27 @@ def test_requests_it_cannot_train_go_to_the_dead_letter_topic(settings, registry
     assert [d["error"].split(":")[0] for d in dead] == ["training_failed", "wrong_type"]
     assert "5 usable pairs" in dead[0]["error"] and dead[0]["offset"] == 0
     assert registry.models() == []
+
+
+def test_with_promotion_shadow_a_winner_becomes_the_challenger_not_the_champion(settings,
+                                                                               registry):
+    settings = settings.replace(promotion="shadow")
+    create_topics(settings)
+    world = World("abrupt", drift_at=0, seed=4)
+    bootstrap(registry, "houses", world)
+    put_pairs(settings, pairs_of(world, 0, 2000, champion=registry.load("houses")))
+    trainer = trainer_for(settings, registry)
+    outcome = asyncio.run(trainer.handle(request(since=0.0)))
+    assert (outcome.version, outcome.promoted, outcome.trained) == (2, False, True)
+    assert registry.aliases("houses") == {"champion": 1, "challenger": 2}
+    info = registry.get("houses", 2)
+    assert info.status == "active" and info.meta["decision"] == "shadow"
+    assert [(e["event"], e["version"]) for e in registry.recorded][2:] == [
+        ("registered", 2), ("shadowing", 2)]
+    # A re-delivery whose alias a crash cut off sets it; one that finds it set does nothing.
+    registry.delete_alias("houses", "challenger")
+    assert asyncio.run(trainer.handle(request(since=0.0))).trained is False
+    assert registry.resolve("houses", "challenger") == 2
+    asyncio.run(trainer.handle(request(since=0.0)))
+    assert [e["event"] for e in registry.recorded].count("shadowing") == 2
+    assert registry.resolve("houses") == 1

@@ -24,6 +24,7 @@ crash lost. Nothing is unpickled: the state is re-derived from JSON events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -38,6 +39,7 @@ from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import LabelDelays
+from driftline.agents.monitor.safeloop import Actions, RegistryModels, SafeLoop, alert_for
 from driftline.agents.outbox import Outbox
 from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
@@ -107,8 +109,10 @@ def _header(msg: Any, name: str) -> str | None:
 class PartitionMonitor:
     """The Monitor of one ``monitor-input`` partition plus what makes replays exact."""
 
-    def __init__(self, config: MonitorConfig, baselines=None) -> None:
+    def __init__(self, config: MonitorConfig, baselines=None,
+                 loop: SafeLoop | None = None) -> None:
         self.monitor = Monitor(config, baselines)
+        self.loop = loop                            # shadow scoring and canary (issue 19)
         self.next_offset = 0                        # of monitor-input
         self.applied: dict[tuple[str, int], int] = {}  # source -> last offset applied
         self.published: set[str] = set()            # alert ids on the alerts partition
@@ -144,6 +148,8 @@ class PartitionMonitor:
     def _feed(self, kind: str | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == SCORED:
             self._label_delays(events)
+            if self.loop is not None:
+                self.loop.observe(events)
             return self.monitor.process_pairs(events)
         if kind == PREDICTIONS:
             return self.monitor.process_predictions(events)
@@ -220,11 +226,13 @@ class RegistryBaselines:
 
 class MonitorAgent:
     def __init__(self, settings: Settings, send, config: MonitorConfig,
-                 baselines=None) -> None:
+                 baselines=None, models: RegistryModels | None = None) -> None:
         self.settings = settings
         self.send = send
         self.config = config
         self.baselines = baselines
+        self.models = models  # None: no shadow scoring, no canary
+        self.actions = Actions(settings)
         self.input_topic = settings.topic("monitor_input")
         self.alerts_topic = settings.topic("alerts")
         self.metrics_topic = settings.topic("metrics")
@@ -238,6 +246,8 @@ class MonitorAgent:
             msg = event.message
             self._apply(out, msg.partition, self.parts[msg.partition], msg.offset, msg.value,
                         replay=False)
+        for q in {e.message.partition for e in messages}:
+            await self._carry_out(out, q, self.parts[q], replay=False)
         if len(out):
             await out.flush(self.send)
 
@@ -281,11 +291,44 @@ class MonitorAgent:
             log.warning("alert %s: %s", alert["alert_id"], alert["message"])
             out.add(self.alerts_topic, alert["model"].encode(), value, q)
 
+    async def _carry_out(self, out: Outbox, q: int, part: PartitionMonitor, *,
+                         replay: bool) -> None:
+        """Act on the partition's shadow and canary verdicts; a rollback's alert is queued
+        after the registry has rolled back, and a verdict whose alert is already on the
+        alerts partition (a replay) is not acted on again."""
+        loop = part.loop
+        if loop is None or not loop.pending:
+            return
+        todo, loop.pending = loop.pending, []
+        for verdict in todo:
+            alert = alert_for(verdict) if verdict.action == "rollback" else None
+            if alert is not None and alert["alert_id"] in part.published:
+                continue
+            outcome = await self.actions.carry_out(verdict)
+            if outcome == "later":
+                loop.pending.append(verdict)  # Redis is down: the next batch tries again
+            elif outcome in ("done", "kept") and alert is not None:
+                self._publish(out, q, part, [alert_for(verdict, outcome == "done")],
+                              replay=replay)
+
+    def close(self) -> None:
+        """At shutdown: the registries the verdicts opened (and their Kafka producers)."""
+        self.actions.close()
+        if self.models is not None:
+            self.models.registry.close()
+
+    async def refresh_models(self) -> None:
+        """Re-read the registry's ``challenger`` aliases (a thread: Redis blocks)."""
+        if self.models is not None:
+            await asyncio.to_thread(self.models.refresh)
+
     async def _recover(self, consumer: Any, q: int, out: Outbox) -> PartitionMonitor:
         """Replay ``monitor-input`` partition ``q`` into a new PartitionMonitor; alerts a crash
         lost are queued on ``out``."""
         started = time.monotonic()
-        part = PartitionMonitor(self.config, self.baselines)
+        await self.refresh_models()
+        part = PartitionMonitor(self.config, self.baselines, None if self.models is None
+                                else SafeLoop(self.settings, self.models))
         n = 0
         queued_before = len(out)  # ``out`` is shared by every partition being rebuilt
         async for records in read_partition(consumer, self.alerts_topic, q):
@@ -295,6 +338,7 @@ class MonitorAgent:
             for r in records:
                 self._apply(out, q, part, r.offset, r.value, replay=True)
             n += len(records)
+        await self._carry_out(out, q, part, replay=True)
         log.info("monitor partition %d recovered in %.2fs: replayed %d records "
                  "(%d re-forwarded events dropped), %d versions, %d alerts already "
                  "published, %d to re-publish", q, time.monotonic() - started, n,
@@ -306,9 +350,16 @@ class MonitorAgent:
         """A record per version on the metrics topic: what dashboards and tests read."""
         out = Outbox()
         for q, part in self.parts.items():
+            loop = part.loop
+            watched = loop.by_model() if loop is not None else {}
             for vm in part.monitor.versions.values():
-                out.add(self.metrics_topic, vm.model.encode(),
-                        encode({**vm.report(), "input_offset": part.next_offset}), q)
+                record = {**vm.report(), "input_offset": part.next_offset}
+                # A model's challenger in shadow and canaries ride on the record of the
+                # version serving it now: one record per version stays one per version.
+                if loop is not None and vm.model in watched and \
+                        vm.version == loop.serving(vm.model):
+                    record["shadow"] = watched[vm.model]
+                out.add(self.metrics_topic, vm.model.encode(), encode(record), q)
         if len(out):
             await out.flush(self.send)
 
@@ -319,7 +370,12 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
 
     send = sender(app)
     router = Router(settings, send)
-    agent = MonitorAgent(settings, send, config, RegistryBaselines(settings))
+    from driftline.models.registry import ModelRegistry
+    from driftline.redis_client import HOT_PATH, settings_redis_client
+
+    models = RegistryModels(ModelRegistry(settings_redis_client(settings, timeout=HOT_PATH),
+                                          prefix=settings.registry_prefix))
+    agent = MonitorAgent(settings, send, config, RegistryBaselines(settings), models)
     sources = raw_topic(app, settings.topic("scored"), settings.topic("expired"))
     batch_agent(app, sources, "driftline.monitor.route", settings, router.process,
                 max_messages=ARRAY_BATCH)
@@ -328,6 +384,7 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
 
     @app.timer(settings.metrics_interval, name="driftline.monitor.metrics")
     async def metrics() -> None:
+        await agent.refresh_models()
         await agent.publish_metrics()
 
     agent.parts.install(app)

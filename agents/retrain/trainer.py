@@ -48,8 +48,9 @@ from driftline.errors import (
     RegistryUnavailable,
     TopicError,
 )
+from driftline.models.explanation import explain
 from driftline.models.linear import LinearModel
-from driftline.models.registry import ModelRegistry
+from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
 from driftline.models.wire import RETRAIN_REQUEST, Rejection
 from driftline.models.wire.deadletter import dead_letter_value
@@ -150,6 +151,12 @@ class Trainer:
         """A re-delivered request: complete the promotion a crash may have cut off."""
         info = self.registry.get(model, version)
         meta = info.meta
+        if info.status == "active" and meta.get("decision") == "shadow":
+            if self.registry.resolve(model) != version and \
+                    self.registry.resolve(model, CHALLENGER) != version:
+                self.registry.set_alias(model, CHALLENGER, version,
+                                        reason=meta.get("decision_reason", ""))
+            return Outcome(version, False, meta.get("decision_reason", ""), trained=False)
         promote = info.status == "active" and meta.get("decision") == "promote"
         if promote and self.registry.resolve(model) == meta.get("parent_version"):
             self.registry.promote(model, version, reason=meta.get("decision_reason", ""))
@@ -195,6 +202,9 @@ class Trainer:
                                  f"{challenger.feature_names}, not the {names} it was given")
         decision = decide(challenger, champion, X[holdout], y[holdout],
                           self.settings.promotion_margin)
+        # DRIFTLINE_PROMOTION=shadow: a holdout winner is scored on live pairs before it
+        # serves (agents/monitor/shadow.py); the first version has no champion to shadow.
+        shadow = self.settings.promotion == "shadow" and champion is not None
         metrics = {"mse": _finite(decision.challenger_mse),
                    "champion_mse": _finite(decision.champion_mse),
                    "train_rows": train.stop - train.start,
@@ -216,21 +226,30 @@ class Trainer:
             "training": {key: value for key, value in (
                 ("alpha", getattr(result, "alpha", None)),
                 ("method", getattr(result, "method", None))) if value is not None},
+            # Which features the training function kept and why (models/selection.py), and
+            # what the model does with them on its training rows (models/explanation.py).
+            "selection": _selection(result),
+            "explanation": explain(challenger, X[train]),
             "training_seconds": round(fit_seconds, 4),
-            "decision": "promote" if decision.promote else "reject",
+            "decision": ("reject" if not decision.promote else
+                         "shadow" if shadow else "promote"),
             "decision_reason": decision.reason,
         }
         version = self.registry.register(
             model_name, challenger, metrics=metrics, meta=meta, request_id=rid,
             rejected=None if decision.promote else decision.reason,
             reason=f"retrain request {rid}")
-        if decision.promote:
+        if decision.promote and shadow:
+            self.registry.set_alias(model_name, CHALLENGER, version,
+                                    reason=f"{rid}: {decision.reason}; shadow-scored next")
+        elif decision.promote:
             self.registry.promote(model_name, version, reason=f"{rid}: {decision.reason}")
         log.warning("%s v%d %s in %.2fs (%d train, %d holdout rows): %s", model_name, version,
-                    "promoted" if decision.promote else "rejected",
+                    "rejected" if not decision.promote else
+                    "shadowing" if shadow else "promoted",
                     time.monotonic() - started, metrics["train_rows"], metrics["holdout_rows"],
                     decision.reason)
-        return Outcome(version, decision.promote, decision.reason, trained=True)
+        return Outcome(version, decision.promote and not shadow, decision.reason, trained=True)
 
 
 def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None) -> list[str]:
@@ -241,6 +260,11 @@ def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None) ->
     if champion is not None and set(champion.feature_names) <= seen:
         return list(champion.feature_names)
     return sorted(seen)
+
+
+def _selection(result: Any) -> dict[str, Any] | None:
+    selection = getattr(result, "selection", None)
+    return selection.describe() if selection is not None else None
 
 
 def _finite(value: float | None) -> float | None:

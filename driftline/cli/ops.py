@@ -20,7 +20,13 @@ import orjson
 
 from ..errors import ConfigError, DriftlineError
 from ..settings import Settings, redact_url
-from ._common import EXIT_FAILURE, EXIT_SKIPPED_ROWS, setting_option, settings_options
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_SKIPPED_ROWS,
+    load_settings,
+    setting_option,
+    settings_options,
+)
 
 MAX_REPORTED = 20
 
@@ -182,8 +188,11 @@ def _alert(value: bytes | None) -> dict[str, Any] | None:
 @setting_option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
                 show_default=True,
                 help="Seconds (event time) a prediction waits for its label, as in the worker.")
+@click.option("--explain", is_flag=True,
+              help="Also draw each version's feature shares, read from the model registry "
+                   "(DRIFTLINE_REDIS_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
+def replay(file: Path, config_path: str | None, out: Path, join_ttl: float, explain: bool,
            as_json: bool) -> None:
     """Run the monitor offline over FILE, a log of predictions and labels (JSON lines,
     or CSV by extension), in its order, and write a report: a plot of rolling MSE per
@@ -200,6 +209,8 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
         raise click.UsageError(str(exc)) from None
     started = time.monotonic()
     result = Replay(config, ttl=join_ttl).feed(open_events(file)).finish()
+    if explain:
+        _explanations(result)
     paths = write_report(result, out)
     _report_bad_rows(result.bad_rows, len(result.bad_rows))
     summary = {"events": result.events, "scored": result.scored, "expired": result.expired,
@@ -215,6 +226,22 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
             click.echo(f"  {alert['alert_id']}: {alert['message']}")
         click.echo(f"report: {paths['plot']}, {paths['alerts']}, {paths['summary']}")
     sys.exit(EXIT_SKIPPED_ROWS if result.bad_rows else 0)
+
+
+def _explanations(result: Any) -> None:
+    """The registry's explanations of the replayed versions into ``result`` (or why not)."""
+    from ..errors import RegistryUnavailable
+    from ..models.registry import ModelRegistry
+    from ..replay import registry_explanations
+
+    registry = ModelRegistry.from_settings(load_settings(), on_event=None)
+    try:
+        for problem in registry_explanations(result, registry):
+            click.echo(f"warning: no explanation of {problem}", err=True)
+    except RegistryUnavailable as exc:
+        click.echo(f"warning: {exc}; the report has no explanations", err=True)
+    finally:
+        registry.close()
 
 
 @click.command()

@@ -8,10 +8,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import ArtifactError, RegistryError, RegistryUnavailable
+from ..models.explanation import bar
 from ._common import EXIT_FAILURE, load_settings, setting_option
 
 
@@ -82,9 +84,23 @@ def list_models(registry, as_json: bool) -> None:
 
 @models.command()
 @click.argument("name")
+@click.option("--version", "version", type=click.IntRange(min=1), default=None,
+              help="One version in detail: its standardised coefficients, each feature's "
+                   "share of the prediction variance, the features kept and dropped.")
 @registry_command
-def show(registry, as_json: bool, name: str) -> None:
-    """Every version of NAME with its status, aliases and holdout MSE."""
+def show(registry, as_json: bool, name: str, version: int | None) -> None:
+    """Every version of NAME with its status, aliases and holdout MSE; with --version, what
+    that version does with its features."""
+    from ..models.explanation import stored
+
+    if version is not None:
+        info = registry.get(name, version)
+        explanation = stored(registry.load(name, version=version))
+        if as_json:
+            click.echo(json.dumps({**info.as_dict(), "explanation": explanation}))
+        else:
+            echo_version(info, explanation, _table)
+        return
     versions = registry.versions(name)
     if not versions:
         raise RegistryError(f"no model {name!r}")
@@ -94,6 +110,28 @@ def show(registry, as_json: bool, name: str) -> None:
     _table(["VERSION", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT MSE"],
            [[v.version, v.status, ", ".join(v.aliases), _when(v.created),
              v.meta.get("parent_version"), _mse(v.meta)] for v in versions])
+
+
+@models.command()
+@click.argument("name")
+@click.argument("v1", type=click.IntRange(min=1))
+@click.argument("v2", type=click.IntRange(min=1))
+@registry_command
+def diff(registry, as_json: bool, name: str, v1: int, v2: int) -> None:
+    """What changed from version V1 of NAME to V2: holdout MSE, and per feature the
+    standardised coefficient and share of the prediction variance."""
+    from ..models.explanation import diff as explanation_diff
+    from ..models.explanation import stored
+
+    a, b = registry.get(name, v1), registry.get(name, v2)
+    rows = explanation_diff(stored(registry.load(name, version=v1)),
+                            stored(registry.load(name, version=v2)))
+    if as_json:
+        click.echo(json.dumps({"model": name, "versions": [v1, v2], "features": rows,
+                               "holdout_mse": [_holdout(a.meta), _holdout(b.meta)],
+                               "status": [a.status, b.status]}))
+    else:
+        echo_diff(name, a, b, rows, _table)
 
 
 @models.command()
@@ -185,8 +223,65 @@ def _when(ts: float) -> str:
         "%Y-%m-%d %H:%M:%S")
 
 
+def _holdout(meta: dict) -> float | None:
+    value = (meta.get("holdout") or {}).get("challenger_mse")
+    return value if value is not None else (meta.get("metrics") or {}).get("mse")
+
+
 def _mse(meta: dict) -> str:
     value = (meta.get("metrics") or {}).get("mse")
     if value is None:
         value = ((meta.get("metrics") or {}).get("challenger") or {}).get("mse")
     return "" if value is None else f"{value:.4g}"
+
+
+# --- explanations (models show --version, models diff) ------------------------------
+
+def _num(value: Any, spec: str = ".4g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:6.1%}"
+
+
+def echo_version(info: Any, explanation: dict[str, Any], table: Any) -> None:
+    """One version: what it is, how it was trained, and what it does with its features."""
+    meta = info.meta
+    holdout = meta.get("holdout") or {}
+    click.echo(f"{info.model} v{info.version}  {info.status}"
+               + (f"  ({', '.join(info.aliases)})" if info.aliases else ""))
+    click.echo(f"  parent v{meta.get('parent_version')}  holdout MSE "
+               f"{_num(holdout.get('challenger_mse', (meta.get('metrics') or {}).get('mse')))}"
+               f"  trainer {meta.get('trainer', '–')}")
+    if meta.get("decision_reason"):
+        click.echo(f"  decision: {meta.get('decision')}: {meta['decision_reason']}")
+    rows = explanation.get("rows") or 0
+    click.echo(f"  explanation on {rows:,} training rows" if rows else
+               "  no training rows stored: coefficients only")
+    features = explanation.get("features", [])
+    table(["FEATURE", "COEF", "STD COEF", "VARIANCE SHARE", ""],
+          [[f["feature"], _num(f["coef"]), _num(f["std_coef"]), _share(f["variance_share"]),
+            bar(f["variance_share"]) if f["variance_share"] is not None else ""]
+           for f in features])
+    selection = meta.get("selection")
+    if selection:
+        click.echo(f"  kept: {', '.join(selection['kept']) or '(none: intercept only)'}")
+        for dropped in selection["dropped"]:
+            click.echo(f"  dropped {dropped['feature']}: {dropped['reason']}")
+
+
+def echo_diff(model: str, a: Any, b: Any, rows: list[dict[str, Any]], table: Any) -> None:
+    ma, mb = a.meta, b.meta
+
+    def holdout(meta: dict[str, Any]) -> Any:
+        return (meta.get("holdout") or {}).get("challenger_mse",
+                                               (meta.get("metrics") or {}).get("mse"))
+    click.echo(f"{model} v{a.version} -> v{b.version}")
+    click.echo(f"  holdout MSE {_num(holdout(ma))} -> {_num(holdout(mb))}; status "
+               f"{a.status} -> {b.status}; parent of v{b.version}: v{mb.get('parent_version')}")
+    table(["FEATURE", f"STD COEF v{a.version}", f"STD COEF v{b.version}",
+           f"SHARE v{a.version}", f"SHARE v{b.version}", "CHANGE"],
+          [[r["feature"], _num(r["std_coef"][0]), _num(r["std_coef"][1]),
+            _share(r["variance_share"][0]), _share(r["variance_share"][1]), r["change"]]
+           for r in rows])
