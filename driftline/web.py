@@ -198,11 +198,8 @@ def install(app: faust.App, settings: Settings) -> WebState:
             if status is not None and status not in STATUSES:
                 return self.json({"error": f"status must be one of {', '.join(STATUSES)}"},
                                  status=400)
-            try:
-                limit = int(request.query.get("limit", "100"))
-            except ValueError:
-                limit = -1
-            if not 1 <= limit <= 1000:
+            limit = _limit(request)
+            if limit is None:
                 return self.json({"error": "limit must be an integer from 1 to 1000"},
                                  status=400)
             model = request.query.get("model") or None
@@ -213,11 +210,8 @@ def install(app: faust.App, settings: Settings) -> WebState:
         async def get(self, request: web.Request) -> web.Response:
             if (refusal := denied(self, request)) is not None:
                 return refusal
-            try:
-                limit = int(request.query.get("limit", "100"))
-            except ValueError:
-                limit = -1
-            if not 1 <= limit <= 1000:
+            limit = _limit(request)
+            if limit is None:
                 return self.json({"error": "limit must be an integer from 1 to 1000"},
                                  status=400)
             return self.json({"deliveries": state.observatory.recent_deliveries(
@@ -283,3 +277,12 @@ async def health_checks(app: faust.App, settings: Settings) -> dict[str, dict[st
     assigned = len(app.consumer.assignment())
     return {"kafka": kafka, "redis": await asyncio.to_thread(ping),
             "consumer": {"ok": assigned > 0, "assigned_partitions": assigned}}
+
+
+def _limit(request: web.Request) -> int | None:
+    """The ``limit`` query parameter (default 100), or None unless an integer 1-1000."""
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return None
+    return limit if 1 <= limit <= 1000 else None
