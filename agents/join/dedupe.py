@@ -29,13 +29,24 @@ million ids remembered). Ids in the dict are compared exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from hashlib import blake2b
+from typing import Any
 
 import numpy as np
 
 FREEZE = 16_384  # ids the dict holds before they are frozen into a generation
 DEAD = -np.inf   # the seen time of a removed entry
+
+
+def older_than(entries: dict[str, Any], cutoff: float, key: Callable[[Any], float]) -> list[str]:
+    """Keys of ``entries`` (in arrival order) up to the first whose time is after ``cutoff``."""
+    old = []
+    for pid, value in entries.items():
+        if key(value) > cutoff:
+            break
+        old.append(pid)
+    return old
 
 
 def id_hash(pid: str) -> int:
@@ -89,14 +100,10 @@ class DoneIds:
     def seen(self, pid: str) -> float | None:
         """When ``pid`` was scored, or None if it is not remembered."""
         t = self.recent.get(pid)
-        if t is not None or not self._generations:
+        if t is not None:
             return t
-        h = np.array([id_hash(pid)], np.uint64)
-        for g in self._generations:
-            found, at = g.find(h)
-            if found[0]:
-                return float(g.t[at[0]])
-        return None
+        where = self._frozen_at(pid)
+        return None if where is None else float(where[0].t[where[1]])
 
     def frozen_many(self, pids: list[str]) -> list[bool] | None:
         """For each id, whether a generation holds it, with one search of each generation
@@ -114,23 +121,28 @@ class DoneIds:
         self.recent[pid] = seen
 
     def discard(self, pid: str) -> None:
-        if self.recent.pop(pid, None) is not None or not self._generations:
+        if self.recent.pop(pid, None) is not None:
             return
+        where = self._frozen_at(pid)
+        if where is not None:
+            where[0].kill(np.array([where[1]]))
+
+    def _frozen_at(self, pid: str) -> tuple[_Generation, int] | None:
+        """The generation holding ``pid`` live, and its index there."""
+        if not self._generations:
+            return None
         h = np.array([id_hash(pid)], np.uint64)
         for g in self._generations:
             found, at = g.find(h)
             if found[0]:
-                g.kill(at[found])
+                return g, int(at[0])
+        return None
 
     def expire(self, cutoff: float) -> tuple[list[str], int]:
         """Forget every id scored at or before ``cutoff``: the ids forgotten from the dict
         (known by name, so the join can write their tombstones) and how many more were
         forgotten from the generations."""
-        old = []
-        for pid, t in self.recent.items():  # arrival order: stop at the first live one
-            if t > cutoff:
-                break
-            old.append(pid)
+        old = older_than(self.recent, cutoff, key=lambda t: t)
         for pid in old:
             del self.recent[pid]
         frozen = 0

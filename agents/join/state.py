@@ -31,13 +31,12 @@ An id is in exactly one of three maps:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from msgspec import UnsetType
 
-from driftline.agents.join.dedupe import DoneIds
+from driftline.agents.join.dedupe import DoneIds, older_than
 from driftline.models.wire import Label, Prediction, ScoredPair
 from driftline.models.wire.internal import DONE, PENDING_LABEL, PENDING_PREDICTION
 
@@ -160,10 +159,10 @@ class PartitionJoin:
         """Drop pending entries older than ``ttl`` and done ids older than the window."""
         out = Expired()
         cutoff = now - self.ttl
-        for pid in _older_than(self.predictions, cutoff, key=lambda v: v[1]):
+        for pid in older_than(self.predictions, cutoff, key=lambda v: v[1]):
             out.predictions.append(self.predictions.pop(pid)[0])
             self._records[pid] = None
-        for pid in _older_than(self.labels, cutoff, key=lambda v: v[1]):
+        for pid in older_than(self.labels, cutoff, key=lambda v: v[1]):
             out.labels.append(self.labels.pop(pid)[0])
             self._records[pid] = None
         # A frozen id is known by its hash, so it gets no tombstone: restored from an older
@@ -215,11 +214,3 @@ class PartitionJoin:
         self.done.add(pid, when)
         self._records[pid] = (DONE, when, None)
 
-
-def _older_than(entries: dict[str, Any], cutoff: float, key: Callable[[Any], float]) -> list[str]:
-    old = []
-    for pid, value in entries.items():
-        if key(value) > cutoff:
-            break
-        old.append(pid)
-    return old

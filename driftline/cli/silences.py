@@ -7,8 +7,9 @@ on the alerts topic and its delivery record says ``silenced``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
@@ -16,14 +17,25 @@ import orjson
 from ..settings import Settings
 from ._common import EXIT_FAILURE, EXIT_USAGE, settings_options
 
-
-def _store(settings: Settings) -> Any:
-    from ..agents.delivery.silences import SilenceStore
-
-    return SilenceStore.from_settings(settings)
+T = TypeVar("T")
 
 
-def _fail(exc: Any) -> None:
+def _with_store(settings: Settings, use: Callable[[Any], T]) -> T:
+    """``use(store)`` on the registry's silence store, closed after; a store error ends
+    the command with its message (exit 1 if retrying may help, else 2)."""
+    from ..agents.delivery.silences import SilenceError, SilenceStore
+
+    try:
+        store = SilenceStore.from_settings(settings)
+        try:
+            return use(store)
+        finally:
+            store.close()
+    except SilenceError as exc:
+        _fail(exc)
+
+
+def _fail(exc: Any) -> NoReturn:
     click.echo(f"error: {exc}", err=True)
     sys.exit(EXIT_FAILURE if getattr(exc, "retriable", False) else EXIT_USAGE)
 
@@ -50,18 +62,10 @@ def _line(s: Any) -> str:
 def silence(settings: Settings, model: str, kind: str | None, feature: str | None,
             duration: str, reason: str, as_json: bool) -> None:
     """Stop pushing a model's alerts (of --kind, about --feature) for a while."""
-    from ..agents.delivery.silences import SilenceError, parse_duration
+    from ..agents.delivery.silences import parse_duration
 
-    try:
-        store = _store(settings)
-        try:
-            made = store.create(model, parse_duration(duration), reason, kind=kind,
-                                feature=feature)
-        finally:
-            store.close()
-    except SilenceError as exc:
-        _fail(exc)
-        return
+    made = _with_store(settings, lambda store: store.create(
+        model, parse_duration(duration), reason, kind=kind, feature=feature))
     if as_json:
         click.echo(orjson.dumps(made.as_dict()).decode())
     else:
@@ -74,17 +78,7 @@ def silence(settings: Settings, model: str, kind: str | None, feature: str | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the silences as a JSON array.")
 def silences(settings: Settings, as_json: bool) -> None:
     """List the silences in force, soonest to end first."""
-    from ..agents.delivery.silences import SilenceError
-
-    try:
-        store = _store(settings)
-        try:
-            active = store.active()
-        finally:
-            store.close()
-    except SilenceError as exc:
-        _fail(exc)
-        return
+    active = _with_store(settings, lambda store: store.active())
     if as_json:
         click.echo(orjson.dumps([s.as_dict() for s in active]).decode())
     elif not active:
@@ -98,17 +92,7 @@ def silences(settings: Settings, as_json: bool) -> None:
 @click.argument("silence_id")
 def unsilence(settings: Settings, silence_id: str) -> None:
     """End the silence SILENCE_ID now (see `driftline alerts silences`)."""
-    from ..agents.delivery.silences import SilenceError
-
-    try:
-        store = _store(settings)
-        try:
-            ended = store.delete(silence_id)
-        finally:
-            store.close()
-    except SilenceError as exc:
-        _fail(exc)
-        return
+    ended = _with_store(settings, lambda store: store.delete(silence_id))
     if not ended:
         click.echo(f"error: no silence {silence_id!r} in force; list them with "
                    f"`driftline alerts silences`", err=True)
