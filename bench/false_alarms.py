@@ -43,19 +43,6 @@ START_TS = 1_767_225_600.0
 RATE = 100.0         # rows per second of event time
 
 
-class Stamps:
-    """The only field the PSI rules read off an event, ``ts``, without a dict per event."""
-
-    def __init__(self, first: int, n: int) -> None:
-        self.first, self.n = first, n
-
-    def __getitem__(self, i: int) -> dict[str, float]:
-        return {"ts": START_TS + (self.first + i) / RATE}
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def config(calibrated: bool, budget: float = 1.0) -> MonitorConfig:
     defaults: dict[str, Any] = {} if calibrated else dict(FIXED)
     if calibrated:
@@ -93,19 +80,18 @@ def stationary(d: int, n: int, calibrated: bool, budget: float, seed: int) -> di
         labels = preds + rng.normal(size=m)
         for s in range(0, m, CHUNK):
             e = min(m, s + CHUNK)
-            stamps = Stamps(first + s, e - s)
+            ts = START_TS + (first + np.arange(s, e)) / RATE
             for rule, rows in ((vm.data_drift, X[s:e]), (vm.prediction_drift,
                                                          preds[s:e].reshape(-1, 1))):
                 ran = rule.detector.extend
                 seen: list[Any] = []
                 rule.detector.extend = lambda r, ran=ran, seen=seen: seen.extend(ran(r)) or seen
-                rule._check(rows, stamps)  # type: ignore[arg-type]  # what update() calls
+                rule._check(rows, ts)  # what update() calls
                 rule.detector.extend = ran
                 alerts.extend(rule.alerts)
                 for check in seen:
                     checks += len(check.psi)
                     breaches += int((check.psi > rule.limits).sum())
-            ts = START_TS + (first + np.arange(s, e)) / RATE
             pairs = [{"prediction_id": str(first + i), "model": "m", "version": 1,
                       "prediction": p, "label": y, "error": p - y, "features": {},
                       "ts": t, "label_ts": t}

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/harness.py [--pairs 200000] [--partitions 8] [--workers 1]
                                       [--shapes single,batched] [--latency-seconds 20]
-                                      [--models 1] [--broker tansu|kafka]
+                                      [--models 1] [--segments 0] [--broker tansu|kafka]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
 (driftline.apache_kafka) instead of Tansu.
@@ -60,10 +60,12 @@ from driftline.stack import EmbeddedStack
 METRICS_INTERVAL = 0.1
 
 
-def events(n: int, seed: int = 1, models: int = 1) -> list[tuple[str, dict]]:
+def events(n: int, seed: int = 1, models: int = 1,
+           segments: int = 0) -> list[tuple[str, dict]]:
     """N predictions and their labels; each label comes after its prediction, shuffled
     among the predictions that follow it (up to ~2,000 events later). With ``models`` > 1
-    the predictions go round-robin to models m0, m1, ..."""
+    the predictions go round-robin to models m0, m1, ...; with ``segments`` > 0 they carry
+    a ``segment`` s0, s1, ... round-robin."""
     rng = random.Random(seed)
     out: list[tuple[str, dict]] = []
     pending: list[dict] = []
@@ -71,10 +73,12 @@ def events(n: int, seed: int = 1, models: int = 1) -> list[tuple[str, dict]]:
         pid = f"b{i}"
         x = [rng.gauss(0, 1) for _ in range(10)]
         model = "m" if models == 1 else f"m{i % models}"
-        out.append(("predictions", {"prediction_id": pid, "model": model, "version": 1,
-                                    "prediction": 2 * x[0],
-                                    "features": {f"x{j}": x[j] for j in range(10)},
-                                    "ts": 1.7e9 + i / 1000}))
+        prediction = {"prediction_id": pid, "model": model, "version": 1,
+                      "prediction": 2 * x[0], "features": {f"x{j}": x[j] for j in range(10)},
+                      "ts": 1.7e9 + i / 1000}
+        if segments:
+            prediction["segment"] = f"s{i % segments}"
+        out.append(("predictions", prediction))
         pending.append({"prediction_id": pid, "label": 2 * x[0] + rng.gauss(0, 1),
                         "ts": 1.7e9 + i / 1000 + 1})
         if len(pending) > 1000 or i == n - 1:
@@ -215,12 +219,13 @@ def settings_for(stack: EmbeddedStack, partitions: int) -> Settings:
 
 
 def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
-               workers: int, profile: str | None = None, models: int = 1) -> dict:
+               workers: int, profile: str | None = None, models: int = 1,
+               segments: int = 0) -> dict:
     settings = settings_for(stack, partitions)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
                               configs=topic_configs(settings)))
     asyncio.run((produce_single if shape == "single" else produce_batched)(
-        settings, events(n, models=models)))
+        settings, events(n, models=models, segments=segments)))
     bare = asyncio.run(bare_consumer(settings))
     floor = faust_floor(settings, 2 * n)
     group = Workers(settings, workers)
@@ -333,6 +338,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--models", type=int, default=1,
                         help="predictions round-robin over this many models")
+    parser.add_argument("--segments", type=int, default=0,
+                        help="predictions carry a segment, round-robin over this many (the "
+                             "monitor splits by them with segments = true in "
+                             "DRIFTLINE_MONITOR_CONFIG)")
     parser.add_argument("--shapes", default="single,batched")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, metavar="PAIRS_PER_S",
@@ -349,7 +358,7 @@ def main() -> None:
     with EmbeddedStack(kafka="apache" if args.broker == "kafka" else "tansu") as stack:
         for shape in args.shapes.split(","):
             rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
-                                   args.profile, args.models))
+                                   args.profile, args.models, args.segments))
         batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
         lat = (latency(stack, args.partitions, rate, args.latency_seconds)

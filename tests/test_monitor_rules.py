@@ -86,3 +86,64 @@ def test_the_rules_package_exports_exactly_its_classes():
     for name in rules.__all__:
         kind = getattr(rules, name)
         assert kind.__module__.startswith("driftline.agents.monitor.rules.")
+
+
+def test_adwin_on_its_compiled_window_detects_what_rivers_api_does(monkeypatch):
+    """The concept-drift detector calls River's compiled ADWIN window directly; it must
+    give the detections, positions and means of River's own ADWIN.update, however the
+    stream is batched (shifts up and down, a detection at a batch's last value)."""
+    from driftline.agents.monitor import drift
+    from driftline.agents.monitor.config import ConceptDriftConfig
+
+    assert drift._RUST_ADWIN, "this River has no compiled ADWIN window: the test means nothing"
+    rng = np.random.default_rng(5)
+    levels = np.repeat([1.0, 4.0, 1.0, 9.0, 2.0, 12.0], 3_000)
+    errors = rng.exponential(levels)
+    config = ConceptDriftConfig()
+
+    def run(fast: bool, sizes) -> tuple[list, int]:
+        monkeypatch.setattr(drift, "_RUST_ADWIN", fast)
+        detector, found, start = drift.ErrorDrift(config, rate=1e-6), [], 0
+        for size in sizes:
+            part = errors[start:start + size]
+            found += [(start + i, b, a) for i, b, a in detector.update_many(part)]
+            start += size
+        return found, detector.detections
+
+    def same(got, want) -> bool:  # the mean before a cut is summed per batch: to 1e-12
+        return got[1] == want[1] and [i for i, _, _ in got[0]] == [i for i, _, _ in want[0]] \
+            and np.allclose([m for _, *ms in got[0] for m in ms],
+                            [m for _, *ms in want[0] for m in ms], rtol=1e-12)
+
+    sizes = rng.integers(1, 700, 200).tolist()
+    want = run(False, [len(errors)])
+    assert len(want[0]) >= 3  # the rises are found, so the comparison says something
+    assert run(True, [len(errors)]) == want
+    assert same(run(True, sizes), want)
+    assert same(run(False, sizes), want)
+    assert run(True, sizes) == run(False, sizes)
+
+
+def test_psi_binning_in_one_comparison_equals_a_searchsorted_per_column():
+    """PSIDrift bins a batch with one comparison against every column's edges (padded with
+    +inf); it must give searchsorted's bin per column: values on an edge, +-inf, NaN
+    (missing), a constant column (one edge) and an all-missing one (none)."""
+    from driftline.agents.monitor.config import DataDriftConfig
+    from driftline.agents.monitor.drift import PSIDrift
+
+    rng = np.random.default_rng(3)
+    cfg = DataDriftConfig(reference_size=500, window=100, check_every=50)
+    reference = np.column_stack((rng.normal(size=500), rng.poisson(2.0, 500).astype(float),
+                                 np.full(500, 7.0), np.full(500, np.nan)))
+    psi = PSIDrift(["a", "b", "c", "d"], cfg)
+    psi.extend(reference)
+    assert psi.edges is not None and [len(e) for e in psi.edges][2:] == [1, 0]
+    rows = np.column_stack((rng.normal(size=300), rng.poisson(2.0, 300).astype(float),
+                            rng.choice([6.0, 7.0, 8.0], 300), rng.normal(size=300)))
+    rows[:len(psi.edges[0]), 0] = psi.edges[0]              # exactly on an edge
+    rows[10:13, :2] = [[np.inf, -np.inf]] * 3
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    want = np.column_stack([np.searchsorted(e, rows[:, j], side="right")
+                            for j, e in enumerate(psi.edges)])
+    want[np.isnan(rows)] = cfg.bins
+    assert psi._bin(rows).tolist() == want.tolist()

@@ -1,18 +1,27 @@
-"""Feature rows of a batch of events, and the last rows of a stream, as numpy arrays.
+"""A version's events as columns: the feature rows, the numbers the rules read, and the
+last rows of a stream, as numpy arrays.
 
 The version's first event names the columns (sorted); an event that lacks one has
-NaN there. What the estimators, the multivariate drift and the attribution read.
+NaN there. The monitor turns each batch of one version's event dicts into a
+:class:`Batch` once; everything after that (the version's rules, and each segment's,
+on a :meth:`Batch.take` of it) reads arrays, not dicts.
 
 >>> cols = Columns(["b", "a"])
 >>> cols.names
 ['a', 'b']
 >>> cols.rows([{"a": 1.0, "b": 2.0}, {"a": 3.0}]).tolist()
 [[1.0, 2.0], [3.0, nan]]
->>> tail = Tail(2)
->>> tail.extend([{"a": 1.0}, {"a": 2.0}, {"a": 3.0}], np.array([1.0, 2, 3])).values.tolist()
+>>> batch = cols.batch([{"prediction": 0.5, "features": {"a": 1.0, "b": 2.0}, "ts": 7.0,
+...                      "segment": "de"}, {"prediction": 1.5, "features": {"a": 3.0}}])
+>>> batch.ts.tolist(), batch.newest_ts, batch.segment
+([7.0, nan], 7.0, ['de', None])
+>>> batch.take(np.array([1])).rows.tolist()
+[[3.0, nan]]
+>>> tail = Tail(2, 1)
+>>> tail.extend(np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 2, 3])).values.tolist()
 [2.0, 3.0]
->>> tail.features
-[{'a': 2.0}, {'a': 3.0}]
+>>> tail.rows.tolist()
+[[2.0], [3.0]]
 """
 
 from __future__ import annotations
@@ -21,8 +30,60 @@ import itertools
 import math
 import operator
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+_EMPTY = np.empty(0)
+_PREDICTION = operator.itemgetter("prediction")
+_LABEL = operator.itemgetter("label")
+_FEATURES = operator.itemgetter("features")
+
+
+@dataclass(slots=True)
+class Batch:
+    """One version's events in order, as columns. ``label`` and ``label_ts`` are empty
+    for predictions; a missing time is NaN."""
+
+    ts: np.ndarray          # the prediction's event time
+    prediction: np.ndarray
+    rows: np.ndarray        # events x the version's columns, NaN = missing
+    segment: list[str | None]
+    label: np.ndarray       # pairs only
+    label_ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.prediction)
+
+    @property
+    def newest_ts(self) -> float | None:
+        """The newest event time in the batch (None: no event has one)."""
+        finite = self.ts[~np.isnan(self.ts)]
+        return float(finite.max()) if len(finite) else None
+
+    def take(self, index: np.ndarray) -> Batch:
+        """The events at ``index`` (positions or a boolean mask), in that order."""
+        pairs = len(self.label) > 0
+        segment = (list(itertools.compress(self.segment, index.tolist()))
+                   if index.dtype == bool else [self.segment[i] for i in index.tolist()])
+        return Batch(self.ts[index], self.prediction[index], self.rows[index], segment,
+                     self.label[index] if pairs else _EMPTY,
+                     self.label_ts[index] if pairs else _EMPTY)
+
+
+def at(ts: np.ndarray, i: int) -> float:
+    """An alert's time from an event's: 0.0 where the event had none."""
+    value = float(ts[i])
+    return 0.0 if math.isnan(value) else value
+
+
+def floats(events: list[dict[str, Any]], key: str) -> np.ndarray:
+    """``event[key]`` of each event as floats, NaN where it is missing or None."""
+    try:  # the common case: every event has it; one C call per event
+        return np.fromiter(map(operator.itemgetter(key), events), float, len(events))
+    except (KeyError, TypeError):
+        return np.array([math.nan if e.get(key) is None else e[key] for e in events], float)
 
 
 class Columns:
@@ -44,24 +105,33 @@ class Columns:
             flat = (itertools.chain.from_iterable(map(self._getter, features))
                     if len(names) > 1 else map(self._getter, features))
             return np.fromiter(flat, float, n * len(names)).reshape(n, len(names))
-        except KeyError:
-            return np.array([[f.get(c, math.nan) for c in names] for f in features],
+        except (KeyError, TypeError):
+            return np.array([[(f or {}).get(c, math.nan) for c in names] for f in features],
                             float).reshape(n, len(names))
+
+    def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
+        """Prediction events, or scored pairs (``pairs``), as one :class:`Batch`."""
+        n = len(events)
+        try:
+            features = list(map(_FEATURES, events))
+        except KeyError:
+            features = [e.get("features") or {} for e in events]
+        return Batch(floats(events, "ts"), np.fromiter(map(_PREDICTION, events), float, n),
+                     self.rows(features), [e.get("segment") for e in events],
+                     np.fromiter(map(_LABEL, events), float, n) if pairs else _EMPTY,
+                     floats(events, "label_ts") if pairs else _EMPTY)
 
 
 class Tail:
-    """The last ``size`` events' features and one value each (e.g. the squared error).
+    """The last ``size`` rows of a stream and one value each (e.g. the squared error)."""
 
-    The features stay dicts: they become rows (:meth:`Columns.rows`) only when something
-    reads them, an alert's attribution, so the hot path copies references, not numbers."""
-
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, width: int) -> None:
         self.size = size
-        self.features: list[dict[str, float]] = []
+        self.rows = np.empty((0, width))
         self.values = np.empty(0)
 
-    def extend(self, features: list[dict[str, float]], values: np.ndarray) -> Tail:
-        self.features = (self.features + features[-self.size:])[-self.size:]
+    def extend(self, rows: np.ndarray, values: np.ndarray) -> Tail:
+        self.rows = np.concatenate((self.rows, rows[-self.size:]))[-self.size:]
         self.values = np.concatenate((self.values, values[-self.size:]))[-self.size:]
         return self
 

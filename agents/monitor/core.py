@@ -24,7 +24,6 @@ how the agent survives kill -9 (see the README).
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
-from driftline.agents.monitor.columns import Columns, Tail
+from driftline.agents.monitor.columns import Batch, Columns, Tail, at
 from driftline.agents.monitor.config import ModelConfig, MonitorConfig
 from driftline.agents.monitor.estimation import Reference
 from driftline.agents.monitor.metrics import Baseline, RollingErrors
@@ -51,17 +50,21 @@ from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
 from driftline.agents.monitor.superseded import supersede
 
-_TS = operator.itemgetter("ts")
-
 
 class VersionMonitor:
     """Everything the monitor knows about one version of one model, or (``segment``
     set) of one segment of it. With ``segments = true`` the version-wide monitor holds
-    one such monitor per segment and feeds each the events of its segment."""
+    one such monitor per segment and feeds each the events of its segment.
+
+    A batch of event dicts becomes a :class:`~.columns.Batch` once (:meth:`batch`); the
+    version's rules and its segments' (each on a :meth:`~.columns.Batch.take` of it)
+    read its arrays, so a segment costs numpy calls on its share of the rows, not a
+    second pass over the dicts."""
 
     def __init__(self, model: str, version: int | None, config: ModelConfig,
                  alerts: AlertBook, baseline_mse: float | None = None,
-                 features: int = 0, segment: str | None = None) -> None:
+                 features: int = 0, segment: str | None = None,
+                 columns: Columns | None = None) -> None:
         self.model, self.version, self.config = model, version, config
         self.segment = segment
         self.alerts = alerts
@@ -89,11 +92,13 @@ class VersionMonitor:
         self.n_expired = 0
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.rejected = 0
-        # Set by the first event's features (:meth:`_start`): the estimator, the
-        # multivariate drift and the attribution read feature rows.
+        # The columns (the first event's features, or the version's for a segment): the
+        # rules, the estimator, the multivariate drift and the attribution read rows.
         self.columns: Columns | None = None
         self.reference: Reference | None = None   # the first labeled pairs
         self.recent: Tail | None = None            # the last `window` pairs
+        if columns is not None:
+            self._use(columns)
         self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
                                                    self.classification)
                           if config.estimation.enabled else None)
@@ -105,26 +110,30 @@ class VersionMonitor:
         self._segments = Segments(config.max_segments) if (
             config.segments and segment is None) else None
 
-    def _start(self, event: dict[str, Any]) -> Columns:
-        if self.columns is None:
-            self.columns = Columns(event.get("features") or {})
-            width = len(self.columns)
-            self.reference = Reference(self.config.estimation.reference_pairs, width)
-            self.recent = Tail(self.config.window)
-        return self.columns
+    def _use(self, columns: Columns) -> None:
+        self.columns = columns
+        self.reference = Reference(self.config.estimation.reference_pairs, len(columns))
+        self.recent = Tail(self.config.window, len(columns))
 
-    def _by_segment(self, events: list[dict[str, Any]], method) -> list[Alert]:
+    def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
+        """Events of this version (the first one it sees names its columns) as columns."""
+        if self.columns is None:
+            self._use(Columns(events[0].get("features") or {}))
+        assert self.columns is not None
+        return self.columns.batch(events, pairs)
+
+    def _by_segment(self, batch: Batch, method) -> list[Alert]:
         """Each segment's monitor gets the events of its segment (``segments = true``)."""
         if self._segments is None:
             return []
         out: list[Alert] = []
-        for name, group in self._segments.split(events).items():
+        for name, index in self._segments.split(batch.segment).items():
             vm = self.segments.get(name)
             if vm is None:
                 vm = self.segments[name] = VersionMonitor(
                     self.model, self.version, self.config, self.alerts,
-                    features=len(group[0].get("features") or ()), segment=name)
-            out.extend(method(vm, group))
+                    features=len(self.columns or ()), segment=name, columns=self.columns)
+            out.extend(method(vm, batch if len(index) == len(batch) else batch.take(index)))
         return out
 
     @property
@@ -136,65 +145,67 @@ class VersionMonitor:
         return self.baseline.mse
 
     def process_pairs(self, pairs: list[dict[str, Any]]) -> list[Alert]:
-        segmented = self._by_segment(pairs, VersionMonitor.process_pairs)
-        return self._process_pairs(pairs) + segmented
+        """Scored pairs of this version, in order."""
+        return self.pairs(self.batch(pairs, pairs=True))
 
-    def _process_pairs(self, pairs: list[dict[str, Any]]) -> list[Alert]:
-        preds = np.fromiter((p["prediction"] for p in pairs), float, len(pairs))
-        labels = np.fromiter((p["label"] for p in pairs), float, len(pairs))
+    def process_predictions(self, events: list[dict[str, Any]]) -> list[Alert]:
+        """Prediction events of this version, in order."""
+        return self.predictions(self.batch(events))
+
+    def pairs(self, batch: Batch) -> list[Alert]:
+        return self._pairs(batch) + self._by_segment(batch, VersionMonitor.pairs)
+
+    def _pairs(self, batch: Batch) -> list[Alert]:
+        preds, labels = batch.prediction, batch.label
         if self.classification:
             ok = ((labels == 0) | (labels == 1)) & (preds >= 0) & (preds <= 1)
             if not ok.all():
                 self.rejected += int((~ok).sum())
-                pairs = [p for p, good in zip(pairs, ok) if good]
-                preds, labels = preds[ok], labels[ok]
-            if not pairs:
-                return []
-        with np.errstate(over="ignore"):
+                batch = batch.take(ok)
+                preds, labels = batch.prediction, batch.label
+        with np.errstate(over="ignore", invalid="ignore"):
             sq = (preds - labels) ** 2
         finite = np.isfinite(sq)  # 1e200 - 0 is finite, its square is not
         if not finite.all():
             self.rejected += int((~finite).sum())
-            pairs = [p for p, good in zip(pairs, finite) if good]
-            preds, labels, sq = preds[finite], labels[finite], sq[finite]
-            if not pairs:
-                return []
-        self._served(pairs)
-        columns = self._start(pairs[0])
-        features = [p["features"] for p in pairs]
+            batch = batch.take(finite)
+            preds, labels, sq = batch.prediction, batch.label, sq[finite]
+        if not len(batch):
+            return []
+        self._served(batch)
+        rows = batch.rows
         assert self.reference is not None and self.recent is not None
         waited: list[Alert] = []  # raised by predictions that waited for the estimator
-        if not self.reference.full and self.reference.add(columns.rows(features), preds,
-                                                          labels):
+        if not self.reference.full and self.reference.add(rows, preds, labels):
             if self.estimated is not None:
                 waited = self.estimated.fit(*self.reference.arrays()).alerts
-        before = (self.recent.features, self.recent.values)
+        before = (self.recent.rows, self.recent.values)
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels)
         applies_from = self.baseline.update(sq).applies_from
         concept = self.concept.update(preds, labels, sq)
-        out = self.starvation.update(pairs, expired=False).alerts
+        out = self.starvation.update(batch.label_ts, expired=False).alerts
         # The threshold applies once the baseline is set and the window is full.
         start = (max(applies_from, self.config.window - first - 1, 0)
-                 if self.baseline.mse is not None else len(pairs))
+                 if self.baseline.mse is not None else len(batch))
         threshold = self.threshold.update(rolling, start, restarts=concept.positions)
         # What the two pair rules raise, in the order of the pairs; at one pair, a
         # detection (0) before a fire (1) before a resolve (2).
         steps = sorted([(i, 0) for i in concept.positions] + [(i, 1) for i in threshold.fires]
                        + [(i, 2) for i in threshold.resolves])
         for i, step in steps:
-            ts, mse, n = pairs[i]["label_ts"], float(rolling[i]), first + i + 1
+            ts, mse, n = at(batch.label_ts, i), float(rolling[i]), first + i + 1
             if step == 2:
                 out.extend(threshold.resolve(ts, mse, n, concept))
                 continue
             alert = concept.fire(i, ts, mse, n) if step == 0 else threshold.fire(ts, mse, n)
             if alert:
-                out.append(self._attribute(alert, before, features[:i + 1], sq[:i + 1]))
-        self.recent.extend(features, sq)
+                out.append(self._attribute(alert, before, rows[:i + 1], sq[:i + 1]))
+        self.recent.extend(rows, sq)
         return out + waited
 
-    def _attribute(self, alert: Alert, before: tuple[list[dict[str, float]], np.ndarray],
-                   features: list[dict[str, float]], sq: np.ndarray) -> Alert:
+    def _attribute(self, alert: Alert, before: tuple[np.ndarray, np.ndarray],
+                   rows: np.ndarray, sq: np.ndarray) -> Alert:
         """The features that best explain the rise of the error, over the window ending at
         the pair that fired, against the reference (:mod:`.attribution`)."""
         assert self.columns is not None and self.reference is not None
@@ -202,7 +213,7 @@ class VersionMonitor:
             return alert
         ref_rows, ref_preds, ref_labels = self.reference.arrays()
         window = self.config.window
-        recent_rows = self.columns.rows((before[0] + features)[-window:])
+        recent_rows = np.concatenate((before[0], rows))[-window:]
         recent_sq = np.concatenate((before[1], sq))[-window:]
         found = attribute(self.columns.names, ref_rows, (ref_preds - ref_labels) ** 2,
                           recent_rows, recent_sq)
@@ -211,40 +222,37 @@ class VersionMonitor:
             alert["message"] += describe(found)
         return alert
 
-    def process_predictions(self, events: list[dict[str, Any]]) -> list[Alert]:
-        self.n_predictions += len(events)
-        self._served(events)
-        self.alerts.reinstate(self.model, self.version)  # it serves again
+    def predictions(self, batch: Batch) -> list[Alert]:
+        self.n_predictions += len(batch)
+        self._served(batch)
+        assert self.columns is not None
+        if self.segment is None:
+            self.alerts.reinstate(self.model, self.version)  # it serves again
         if self.data_drift is None:
-            self.data_drift = DataDriftRule(self.subject, sorted(events[0]["features"]),
+            self.data_drift = DataDriftRule(self.subject, self.columns.names,
                                             self.config.data_drift, self.rate)
-        columns = self._start(events[0])
-        # One feature matrix for data drift, the estimator and the multivariate drift.
-        rows = (columns.rows([e["features"] for e in events])
-                if columns.names == self.data_drift.features and columns.names else None)
-        out = self.data_drift.update(events, rows).alerts
+        rows, ts = batch.rows, batch.ts
+        out = self.data_drift.update(rows, ts).alerts
         if self.segment is None:  # the prediction's own PSI: model-wide only
-            out += self.prediction_drift.update(events).alerts
-        if rows is None:
-            rows = columns.rows([e["features"] for e in events])
+            out += self.prediction_drift.update(batch.prediction, ts).alerts
         if self.estimated is not None:
-            preds = np.fromiter((e["prediction"] for e in events), float, len(events))
-            out += self.estimated.update(events, rows, preds).alerts
+            out += self.estimated.update(ts, rows, batch.prediction).alerts
         if self.multivariate is not None:
-            out += self.multivariate.update(events, rows).alerts
-        return out + self._by_segment(events, VersionMonitor.process_predictions)
+            out += self.multivariate.update(rows, ts).alerts
+        return out + self._by_segment(batch, VersionMonitor.predictions)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
         """Expired predictions: label starvation, model-wide only."""
         self.n_expired += len(events)
-        return self.starvation.update(events, expired=True).alerts
+        ts = np.array([e.get("expired_ts", e.get("label_ts", 0.0)) for e in events], float)
+        return self.starvation.update(ts, expired=True).alerts
 
-    def _served(self, events: list[dict[str, Any]]) -> None:
-        """The newest prediction time of predictions, or of pairs (their ``ts``)."""
-        try:  # one C call per event in the common case: every event has a time
-            newest = max(map(_TS, events), default=None)
-        except (TypeError, KeyError):
-            newest = max((e["ts"] for e in events if e.get("ts") is not None), default=None)
+    def _served(self, batch: Batch) -> None:
+        """The newest prediction time of predictions, or of pairs (their ``ts``): whether
+        the version still serves (:mod:`.superseded`, version-wide only)."""
+        if self.segment is not None:
+            return
+        newest = batch.newest_ts
         if newest is not None and newest > self.last_prediction_ts:
             self.last_prediction_ts = newest
 

@@ -26,20 +26,23 @@ class RollingErrors:
         self.window = window
         self.predictions = np.empty(0)
         self.labels = np.empty(0)
+        self._squared = np.zeros(1)  # 0, then the window's squared errors
         self.count = 0
 
     def extend(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Add pairs in order; returns the rolling MSE after each of them."""
-        sq_old = (self.predictions - self.labels) ** 2
-        sq_new = (predictions - labels) ** 2
-        cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((sq_old, sq_new)))))
-        held = len(sq_old)
-        ends = held + 1 + np.arange(len(sq_new))
-        sizes = np.minimum(self.count + 1 + np.arange(len(sq_new)), self.window)
+        n = len(predictions)
+        held = len(self._squared) - 1
+        squared = np.concatenate((self._squared, (predictions - labels) ** 2))
+        cumulative = np.cumsum(squared)
+        ends = np.arange(held + 1, held + 1 + n)
+        sizes = np.minimum(np.arange(self.count + 1, self.count + 1 + n), self.window)
         rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
+        self._squared = squared[-self.window - 1:].copy()
+        self._squared[0] = 0.0
         self.predictions = np.concatenate((self.predictions, predictions))[-self.window:]
         self.labels = np.concatenate((self.labels, labels))[-self.window:]
-        self.count += len(predictions)
+        self.count += n
         return rolling
 
     def mse(self) -> float | None:

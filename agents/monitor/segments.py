@@ -5,18 +5,14 @@ same ones) get a monitor each; every later name is pooled as ``"_other"``. Event
 without a segment go to none of them (the version-wide monitor sees every event).
 
 >>> seg = Segments(max_segments=2)
->>> groups = seg.split([{"segment": "de"}, {}, {"segment": "fr"}, {"segment": "it"},
-...                     {"segment": "de"}])
->>> {name: len(events) for name, events in groups.items()}
-{'de': 2, 'fr': 1, '_other': 1}
+>>> groups = seg.split(["de", None, "fr", "it", "de"])
+>>> {name: index.tolist() for name, index in groups.items()}
+{'de': [0, 4], 'fr': [2], '_other': [3]}
 >>> seg.names
 ['de', 'fr']
 """
 
 from __future__ import annotations
-
-import operator
-from typing import Any
 
 import numpy as np
 
@@ -38,22 +34,17 @@ class Segments:
             return segment
         return OTHER
 
-    def split(self, events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        """The events of each segment (pooled past the cap), in their order."""
-        segments = [ev.get("segment") for ev in events]
+    def split(self, segments: list[str | None]) -> dict[str, np.ndarray]:
+        """The positions of each segment's events (pooled past the cap), in their order.
+        One stable sort of small integer codes, not an append per event."""
         seen = list(dict.fromkeys(segments))  # in order of first appearance
         if len(seen) == 1:
-            return {} if seen[0] is None else {self.name(seen[0]): events}
+            return {} if seen[0] is None else {self.name(seen[0]): np.arange(len(segments))}
         names = {s: self.name(s) for s in seen if s is not None}
-        # Group with numpy (a stable sort of small integer codes), not an append per event.
         code = {name: k for k, name in enumerate(dict.fromkeys(names.values()))}
-        codes = np.fromiter((code[names[s]] if s is not None else -1 for s in segments),
-                            np.int64, len(segments))
+        of: dict[str | None, int] = {s: code[name] for s, name in names.items()}
+        of[None] = -1  # no segment: none of the groups
+        codes = np.fromiter(map(of.__getitem__, segments), np.int64, len(segments))
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(code) + 1))
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for name, k in code.items():
-            idx = order[bounds[k]:bounds[k + 1]].tolist()
-            groups[name] = ([events[idx[0]]] if len(idx) == 1
-                            else list(operator.itemgetter(*idx)(events)))
-        return groups
+        return {name: order[bounds[k]:bounds[k + 1]] for name, k in code.items()}

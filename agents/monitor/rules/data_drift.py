@@ -1,15 +1,10 @@
 """Data drift: the PSI of one feature, over the latest predictions vs the version's first.
 
-The version's first prediction names the columns; an event that lacks one leaves
-it out of that column's bins.
+The version's first event names the columns (:class:`~..columns.Columns`); an event
+that lacks one leaves it out of that column's bins.
 """
 
 from __future__ import annotations
-
-import itertools
-import math
-import operator
-from typing import Any
 
 import numpy as np
 
@@ -25,27 +20,11 @@ class DataDriftRule(PSIRule):
                  rate: float = PSIRule.default_rate) -> None:
         super().__init__(subject, list(features), config, rate)
         self.features = features
-        self._getter = operator.itemgetter(*features) if features else None
 
-    def update(self, events: list[dict[str, Any]],
-               rows: np.ndarray | None = None) -> DataDriftRule:
-        """Prediction events in order (``rows``: their feature rows, if the caller has
-        them already); :attr:`alerts` holds what they raised."""
+    def update(self, rows: np.ndarray, ts: np.ndarray) -> DataDriftRule:
+        """The feature rows of prediction events in order, at times ``ts``; :attr:`alerts`
+        holds what they raised."""
         self.alerts = []
         if self.features:
-            self._check(self.rows([e["features"] for e in events]) if rows is None else rows,
-                        events)
+            self._check(rows, ts)
         return self
-
-    def rows(self, features: list[dict[str, float]]) -> np.ndarray:
-        """Events x columns, NaN where an event lacks a column."""
-        names = self.features
-        assert self._getter is not None  # only called with features
-        try:  # the common case: every event has every column; one C call per event
-            flat = (itertools.chain.from_iterable(map(self._getter, features))
-                    if len(names) > 1 else map(self._getter, features))
-            return np.fromiter(flat, float, len(features) * len(names)).reshape(
-                len(features), len(names))
-        except KeyError:
-            return np.array([[f.get(n, math.nan) for n in names] for f in features],
-                            float).reshape(len(features), len(names))

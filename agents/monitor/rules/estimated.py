@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from driftline.agents.monitor.columns import at
 from driftline.agents.monitor.config import EstimationConfig
 from driftline.agents.monitor.estimation import Estimation
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
@@ -60,12 +61,11 @@ class EstimatedDegradationRule:
             self._apply(ts, waiting, preds)
         return self
 
-    def update(self, events: list[dict[str, Any]], rows: np.ndarray,
+    def update(self, ts: np.ndarray, rows: np.ndarray,
                predictions: np.ndarray) -> EstimatedDegradationRule:
-        """Prediction events in order (with their feature rows); :attr:`alerts` holds what
-        they raised."""
+        """Prediction events in order (their times, feature rows and predictions);
+        :attr:`alerts` holds what they raised."""
         self.alerts = []
-        ts = np.fromiter((e.get("ts", 0.0) for e in events), float, len(events))
         if not self.estimation.fitted:
             self._pending.append((ts, rows, predictions))
             self._pending_count += len(ts)
@@ -89,12 +89,12 @@ class EstimatedDegradationRule:
         subject, book, cfg = self.subject, self.subject.alerts, self.config
         for i, fire in steps:
             value = float(values[i])
-            at = float(ts[start + i])
+            when = at(ts, start + i)
             metrics = subject.metrics_now(estimated_mse=value, estimated_baseline_mse=baseline)
             ratio = value / baseline if baseline else float("inf")
             if fire:
                 alert = book.fire(
-                    self.key, ts=at, detector=self.detector, metrics=metrics,
+                    self.key, ts=when, detector=self.detector, metrics=metrics,
                     severity="critical" if ratio > 2 * cfg.factor else "warning",
                     message=f"Estimated degradation of {subject.name} before its labels: "
                             f"{self.detector.upper()} estimates the MSE of the last "
@@ -103,7 +103,7 @@ class EstimatedDegradationRule:
                             f"{cfg.consecutive} predictions in a row (limit {cfg.factor}x).")
             else:
                 alert = book.resolve(
-                    self.key, ts=at, detector=self.detector, metrics=metrics,
+                    self.key, ts=when, detector=self.detector, metrics=metrics,
                     message=f"Estimated MSE of {subject.name} is back to {value:.4g} "
                             f"(reference {baseline:.4g}) for {cfg.consecutive} predictions "
                             f"in a row.")

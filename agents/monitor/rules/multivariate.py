@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from driftline.agents.monitor.columns import at
 from driftline.agents.monitor.config import MultivariateConfig
 from driftline.agents.monitor.multivariate import PCADrift
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
@@ -28,21 +29,21 @@ class MultivariateDriftRule:
         self.runs = Hysteresis(config.consecutive)
         self.alerts: list[Alert] = []
 
-    def update(self, events: list[dict[str, Any]], rows: np.ndarray) -> MultivariateDriftRule:
-        """Prediction events in order, with their feature rows."""
+    def update(self, rows: np.ndarray, ts: np.ndarray) -> MultivariateDriftRule:
+        """The feature rows of prediction events in order, at times ``ts``."""
         self.alerts = []
         if rows.shape[1] < 2:  # one feature: PSI already says everything
             return self
         subject, book, cfg = self.subject, self.subject.alerts, self.config
         for check in self.drift.extend(rows):
             runs = self.runs.update(abs(check.z) > cfg.z, abs(check.z) < cfg.z / 2)
-            ts = events[check.position].get("ts", 0.0)
+            when = at(ts, check.position)
             metrics = subject.metrics_now(reconstruction_error=check.error,
                                           reference_reconstruction_error=self.drift
                                           .reference_error or 0.0, multivariate_z=check.z)
             if runs.breached and not book.is_firing(self.key):
                 alert = book.fire(
-                    self.key, ts=ts, detector=self.detector, metrics=metrics,
+                    self.key, ts=when, detector=self.detector, metrics=metrics,
                     severity="critical" if abs(check.z) > 2 * cfg.z else "warning",
                     message=f"Multivariate drift on {subject.name}: the PCA reconstruction "
                             f"error of the last {cfg.window} predictions is {check.error:.4g} "
@@ -51,7 +52,7 @@ class MultivariateDriftRule:
                             f"{cfg.z}); the features no longer move together as they did.")
             elif runs.cleared and book.is_firing(self.key):
                 alert = book.resolve(
-                    self.key, ts=ts, detector=self.detector, metrics=metrics,
+                    self.key, ts=when, detector=self.detector, metrics=metrics,
                     message=f"PCA reconstruction error of {subject.name} is back to "
                             f"{check.error:.4g} ({check.z:+.1f} standard errors).")
             else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from driftline.agents.monitor.config import DataDriftConfig
@@ -18,8 +16,7 @@ class PredictionDriftRule(PSIRule):
                  rate: float = PSIRule.default_rate) -> None:
         super().__init__(subject, [None], config, rate)
 
-    def update(self, events: list[dict[str, Any]]) -> PredictionDriftRule:
-        """Prediction events in order; :attr:`alerts` holds what they raised."""
-        preds = np.fromiter((e["prediction"] for e in events), float, len(events))
-        self._check(preds.reshape(-1, 1), events)
+    def update(self, predictions: np.ndarray, ts: np.ndarray) -> PredictionDriftRule:
+        """Predictions in order, at times ``ts``; :attr:`alerts` holds what they raised."""
+        self._check(predictions.reshape(-1, 1), ts)
         return self

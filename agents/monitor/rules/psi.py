@@ -11,11 +11,10 @@ reference is in, from the version's false-alarm rate per test
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from driftline.agents.monitor import calibration
+from driftline.agents.monitor.columns import at
 from driftline.agents.monitor.config import DataDriftConfig
 from driftline.agents.monitor.drift import PSIDrift
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
@@ -42,16 +41,17 @@ class PSIRule:
         self.last_psi: dict[str, float] = {}  # the latest PSI per column
         self.alerts: list[Alert] = []         # raised by the last update
 
-    def _check(self, rows: np.ndarray, events: list[dict[str, Any]]) -> PSIRule:
-        """Rows (events x columns, NaN = missing) of ``events``; checks run as they fall due."""
+    def _check(self, rows: np.ndarray, ts: np.ndarray) -> PSIRule:
+        """Rows (events x columns, NaN = missing) of events at times ``ts``; checks run as
+        they fall due."""
         self.alerts = []
         checks = self.detector.extend(rows)
         if self.limits is None and self.detector.ready:
             self._calibrate()
         for check in checks:
-            event = events[check.position]
+            when = at(ts, check.position)
             for j, value in enumerate(check.psi.tolist()):
-                self._apply(j, value, event["ts"])
+                self._apply(j, value, when)
         return self
 
     def _calibrate(self) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any
+
+import numpy as np
 
 from driftline.agents.monitor.config import StarvationConfig
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
@@ -36,20 +37,21 @@ class LabelStarvationRule:
         """Share of the window that expired unlabeled (None while it is empty)."""
         return self._expired / len(self._outcomes) if self._outcomes else None
 
-    def update(self, events: list[dict[str, Any]], expired: bool) -> LabelStarvationRule:
-        """Scored pairs (``expired`` False) or expired predictions slide the window."""
+    def update(self, ts: np.ndarray, expired: bool) -> LabelStarvationRule:
+        """Scored pairs (``expired`` False) or expired predictions slide the window; ``ts``
+        is when each was resolved (its label's time, or its expiry's; NaN if unknown)."""
         self.alerts = []
         window = self._outcomes
         book = self.subject.alerts
         if not expired and not book.is_firing(self.key):
             # A scored pair can only lower the share, and nothing is firing: no alert
             # can come out of this batch, so slide the window in bulk.
-            dropped = max(0, len(window) + len(events) - self.config.window)
+            dropped = max(0, len(window) + len(ts) - self.config.window)
             self._expired -= sum(itertools.islice(window, 0, dropped))
-            window.extend(itertools.repeat(0, len(events)))
+            window.extend(itertools.repeat(0, len(ts)))
             return self
         cfg, subject, outcome = self.config, self.subject, int(expired)
-        for event in events:
+        for when in np.nan_to_num(ts).tolist():  # an unknown time: 0.0
             if len(window) == cfg.window:
                 self._expired -= window[0]
             window.append(outcome)
@@ -57,12 +59,11 @@ class LabelStarvationRule:
             if len(window) < cfg.min_events:
                 continue
             share = self._expired / len(window)
-            ts = event.get("expired_ts", event.get("label_ts", 0.0))
             firing = book.is_firing(self.key)
             runs = self.runs.update(share > cfg.threshold, share <= cfg.threshold / 2)
             if not firing and runs.breached:
                 alert = book.fire(
-                    self.key, ts=ts,
+                    self.key, ts=when,
                     severity="critical" if share > (1 + cfg.threshold) / 2 else "warning",
                     detector=self.detector, metrics=subject.metrics_now(expired_share=share),
                     message=f"Label starvation on {subject.name}: {share:.0%} of the last "
@@ -70,7 +71,7 @@ class LabelStarvationRule:
                             f"{cfg.threshold:.0%}).")
             elif firing and runs.cleared:
                 alert = book.resolve(
-                    self.key, ts=ts, detector=self.detector,
+                    self.key, ts=when, detector=self.detector,
                     metrics=subject.metrics_now(expired_share=share),
                     message=f"Labels arrive again for {subject.name}: {share:.0%} of the last "
                             f"{len(window)} predictions expired.")
