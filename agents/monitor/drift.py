@@ -201,7 +201,7 @@ class PSIDrift:
         """Bin numbers 0..bins-1 per value (``searchsorted(edges, value, side="right")``:
         the edges at or below it); ``bins`` marks a missing value."""
         assert self.edges is not None
-        out = np.count_nonzero(self._edges[None, :, :] <= rows[:, :, None], axis=2)
+        out: np.ndarray = np.count_nonzero(self._edges[None, :, :] <= rows[:, :, None], axis=2)
         np.minimum(out, self._n_edges, out=out)  # +inf is at or above the padding
         missing = np.isnan(rows)
         if missing.any():

@@ -43,7 +43,7 @@ class RollingErrors:
         self.predictions = np.concatenate((self.predictions, predictions))[-self.window:]
         self.labels = np.concatenate((self.labels, labels))[-self.window:]
         self.count += n
-        return rolling
+        return np.asarray(rolling)
 
     def mse(self) -> float | None:
         if self.count == 0:
