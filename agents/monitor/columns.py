@@ -62,6 +62,11 @@ class Batch:
         finite = self.ts[~np.isnan(self.ts)]
         return float(finite.max()) if len(finite) else None
 
+    def slice(self, start: int, end: int) -> Batch:
+        """Events ``start:end``: views of the arrays, no copy."""
+        return Batch(self.ts[start:end], self.prediction[start:end], self.rows[start:end],
+                     self.segment[start:end], self.label[start:end], self.label_ts[start:end])
+
     def take(self, index: np.ndarray) -> Batch:
         """The events at ``index`` (positions or a boolean mask), in that order."""
         pairs = len(self.label) > 0

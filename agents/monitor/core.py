@@ -57,8 +57,8 @@ class VersionMonitor:
     one such monitor per segment and feeds each the events of its segment.
 
     A batch of event dicts becomes a :class:`~.columns.Batch` once (:meth:`batch`); the
-    version's rules and its segments' (each on a :meth:`~.columns.Batch.take` of it)
-    read its arrays, so a segment costs numpy calls on its share of the rows, not a
+    version's rules read its arrays, and its segments' rules views of one copy of it in
+    segment order, so a segment costs numpy calls on its share of the rows, not a
     second pass over the dicts."""
 
     def __init__(self, model: str, version: int | None, config: ModelConfig,
@@ -127,13 +127,15 @@ class VersionMonitor:
         if self._segments is None:
             return []
         out: list[Alert] = []
-        for name, index in self._segments.split(batch.segment).items():
+        order, runs = self._segments.split(batch.segment)
+        ordered = batch if order is None else batch.take(order)
+        for name, (start, end) in runs.items():
             vm = self.segments.get(name)
             if vm is None:
                 vm = self.segments[name] = VersionMonitor(
                     self.model, self.version, self.config, self.alerts,
                     features=len(self.columns or ()), segment=name, columns=self.columns)
-            out.extend(method(vm, batch if len(index) == len(batch) else batch.take(index)))
+            out.extend(method(vm, ordered.slice(start, end)))
         return out
 
     @property
@@ -184,7 +186,8 @@ class VersionMonitor:
         rolling = self.rolling.extend(preds, labels)
         applies_from = self.baseline.update(sq).applies_from
         concept = self.concept.update(preds, labels, sq)
-        out = self.starvation.update(batch.label_ts, expired=False).alerts
+        out = (self.starvation.update(batch.label_ts, expired=False).alerts
+               if self.segment is None else [])  # label starvation is model-wide
         # The threshold applies once the baseline is set and the window is full.
         start = (max(applies_from, self.config.window - first - 1, 0)
                  if self.baseline.mse is not None else len(batch))

@@ -156,7 +156,7 @@ class PSIDrift:
         start = 0
         if not self.ready:
             need = self.config.reference_size - self._reference_rows
-            self._reference.append(rows[:need])
+            self._reference.append(rows[:need].copy())  # a view would pin the batch
             self._reference_rows += len(rows[:need])
             start = min(need, len(rows))
             if self._reference_rows >= self.config.reference_size:

@@ -57,7 +57,7 @@ class Reference:
         if self.full:
             return True
         need = self.size - self.count
-        self._parts.append((rows[:need], predictions[:need], labels[:need]))
+        self._parts.append((rows[:need].copy(), predictions[:need].copy(), labels[:need].copy()))
         self.count += min(need, len(labels))
         return self.full
 

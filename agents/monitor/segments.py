@@ -5,9 +5,9 @@ same ones) get a monitor each; every later name is pooled as ``"_other"``. Event
 without a segment go to none of them (the version-wide monitor sees every event).
 
 >>> seg = Segments(max_segments=2)
->>> groups = seg.split(["de", None, "fr", "it", "de"])
->>> {name: index.tolist() for name, index in groups.items()}
-{'de': [0, 4], 'fr': [2], '_other': [3]}
+>>> order, groups = seg.split(["de", None, "fr", "it", "de"])
+>>> order.tolist(), groups
+([1, 0, 4, 2, 3], {'de': (1, 3), 'fr': (3, 4), '_other': (4, 5)})
 >>> seg.names
 ['de', 'fr']
 """
@@ -34,17 +34,20 @@ class Segments:
             return segment
         return OTHER
 
-    def split(self, segments: list[str | None]) -> dict[str, np.ndarray]:
-        """The positions of each segment's events (pooled past the cap), in their order.
-        One stable sort of small integer codes, not an append per event."""
+    def split(self, segments: list[str | None]
+              ) -> tuple[np.ndarray | None, dict[str, tuple[int, int]]]:
+        """The events in segment order (a stable sort of small integer codes, so each
+        segment's events keep their order; None: they are in it already) and where each
+        segment's run is in that order (pooled past the cap; events without a segment
+        first, in none)."""
         seen = list(dict.fromkeys(segments))  # in order of first appearance
         if len(seen) == 1:
-            return {} if seen[0] is None else {self.name(seen[0]): np.arange(len(segments))}
+            return None, {} if seen[0] is None else {self.name(seen[0]): (0, len(segments))}
         names = {s: self.name(s) for s in seen if s is not None}
         code = {name: k for k, name in enumerate(dict.fromkeys(names.values()))}
         of: dict[str | None, int] = {s: code[name] for s, name in names.items()}
         of[None] = -1  # no segment: none of the groups
         codes = np.fromiter(map(of.__getitem__, segments), np.int64, len(segments))
         order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(code) + 1))
-        return {name: order[bounds[k]:bounds[k + 1]] for name, k in code.items()}
+        bounds = np.searchsorted(codes[order], np.arange(len(code) + 1)).tolist()
+        return order, {name: (bounds[k], bounds[k + 1]) for name, k in code.items()}

@@ -67,7 +67,7 @@ class EstimatedDegradationRule:
         :attr:`alerts` holds what they raised."""
         self.alerts = []
         if not self.estimation.fitted:
-            self._pending.append((ts, rows, predictions))
+            self._pending.append((ts.copy(), rows.copy(), predictions.copy()))  # not views
             self._pending_count += len(ts)
             while self._pending_count - len(self._pending[0][0]) >= PENDING:
                 self._pending_count -= len(self._pending.pop(0)[0])
