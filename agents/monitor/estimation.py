@@ -114,10 +114,13 @@ class Estimation:
         self.baseline = float(self.expected(rows, predictions).mean())
         return self
 
-    def _design(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    def _standardised(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         z = (np.column_stack((rows, predictions)) - self._mu) / self._sd
         np.clip(z, -Z_CLIP, Z_CLIP, out=z)
-        z[np.isnan(z)] = 0.0  # missing: the reference mean
+        return np.nan_to_num(z, copy=False)  # missing: the reference mean
+
+    def _design(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        z = self._standardised(rows, predictions)
         return np.column_stack((np.ones(len(z)), z, z * z))
 
     def calibrate(self, predictions: np.ndarray) -> np.ndarray:
@@ -129,7 +132,9 @@ class Estimation:
         if self.classification:
             c = self.calibrate(predictions)
             return np.asarray(c * (1 - predictions) ** 2 + (1 - c) * predictions ** 2)
-        return np.asarray(np.maximum(self._design(rows, predictions) @ self._weights, 0.0))
+        # The design's product with the weights, without building the design per batch.
+        z, w, k = self._standardised(rows, predictions), self._weights, len(self._mu)
+        return np.asarray(np.maximum(w[0] + z @ w[1:k + 1] + (z * z) @ w[k + 1:], 0.0))
 
     def update(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         """Predictions in order; the rolling estimate after each (NaN until the window of

@@ -129,10 +129,13 @@ class PCADrift:
         return np.asarray(np.nan_to_num((rows - self._mu) / self._sd))  # missing: the mean
 
     def errors(self, rows: np.ndarray) -> np.ndarray:
-        """Reconstruction error of each row."""
+        """Reconstruction error of each row: the distance from the row to its projection
+        on the components, ``|z|^2 - |z B|^2`` under the root (the basis is orthonormal),
+        which saves projecting back."""
         z = self._standardise(rows)
-        back = (z @ self._basis) @ self._basis.T
-        return np.asarray(np.sqrt(np.sum((z - back) ** 2, axis=1)))
+        kept = z @ self._basis
+        squared = np.einsum("ij,ij->i", z, z) - np.einsum("ij,ij->i", kept, kept)
+        return np.asarray(np.sqrt(np.maximum(squared, 0.0)))
 
     def _check(self, position: int) -> MultivariateCheck:
         assert self.reference_error is not None
