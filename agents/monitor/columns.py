@@ -39,6 +39,7 @@ _EMPTY = np.empty(0)
 _PREDICTION = operator.itemgetter("prediction")
 _LABEL = operator.itemgetter("label")
 _FEATURES = operator.itemgetter("features")
+_SEGMENT = operator.methodcaller("get", "segment")
 
 
 @dataclass(slots=True)
@@ -122,7 +123,7 @@ class Columns:
         except KeyError:
             features = [e.get("features") or {} for e in events]
         return Batch(floats(events, "ts"), np.fromiter(map(_PREDICTION, events), float, n),
-                     self.rows(features), [e.get("segment") for e in events],
+                     self.rows(features), list(map(_SEGMENT, events)),
                      np.fromiter(map(_LABEL, events), float, n) if pairs else _EMPTY,
                      floats(events, "label_ts") if pairs else _EMPTY)
 

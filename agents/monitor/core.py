@@ -24,6 +24,7 @@ how the agent survives kill -9 (see the README).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,6 +50,8 @@ from driftline.agents.monitor.rules import (
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
 from driftline.agents.monitor.superseded import supersede
+
+_VERSION_KEY = operator.itemgetter("model", "version")
 
 
 class VersionMonitor:
@@ -334,7 +337,10 @@ class Monitor:
     def _dispatch(self, events: Iterable[dict[str, Any]], method) -> list[Alert]:
         """Each version gets its events in their order; versions share no state."""
         events = events if isinstance(events, list) else list(events)
-        keys = [(ev["model"], ev.get("version")) for ev in events]
+        try:  # the common case: every event names its version; one C call per event
+            keys = list(map(_VERSION_KEY, events))
+        except KeyError:
+            keys = [(ev["model"], ev.get("version")) for ev in events]
         groups: dict[tuple[str, int | None], list[dict[str, Any]]]
         if keys and keys.count(keys[0]) == len(keys):  # the common case: one version
             groups = {keys[0]: events}
