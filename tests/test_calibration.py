@@ -68,8 +68,8 @@ def test_the_limit_is_the_upper_quantile_of_the_psi_of_stationary_windows():
         assert d.expected is not None
         limit = float(calibration.psi_thresholds(d.expected, 1000, 1000, alpha)[0])
         for _ in range(100):  # windows
-            d._bins = d._bin(rng.normal(size=(1000, 1)))
-            breaches += int(d._psi()[0] > limit)
+            [check] = d.extend(rng.normal(size=(1000, 1)))  # a whole new window
+            breaches += int(check.psi[0] > limit)
             trials += 1
     share = breaches / trials
     print(f"share of stationary windows above the alpha={alpha} limit: {share:.3f}")

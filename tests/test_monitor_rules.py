@@ -147,3 +147,34 @@ def test_psi_binning_in_one_comparison_equals_a_searchsorted_per_column():
                             for j, e in enumerate(psi.edges)])
     want[np.isnan(rows)] = cfg.bins
     assert psi._bin(rows).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("window,every", [(100, 30), (100, 100), (50, 120)])
+def test_psi_window_counts_kept_as_rows_enter_and_leave_equal_a_recount(window, every):
+    """PSIDrift keeps its window's counts per column and bin as rows enter and leave
+    (a check is then arithmetic on them); after any batching they must equal a count of
+    the window's rows, and each check's PSI the PSI of those counts."""
+    from driftline.agents.monitor.config import DataDriftConfig
+    from driftline.agents.monitor.drift import PSIDrift, _shares, psi_of_shares
+
+    rng = np.random.default_rng(window + every)
+    cfg = DataDriftConfig(reference_size=200, window=window, check_every=every, bins=5)
+    psi = PSIDrift(["a", "b"], cfg)
+    checks, fed, after = 0, 0, []  # rows fed so far; every row after the reference
+    for size in rng.integers(1, 300, 60).tolist():
+        rows = rng.normal(size=(size, 2)) + rng.normal()
+        rows[rng.random(rows.shape) < 0.1] = np.nan
+        found = psi.extend(rows)
+        if psi.ready:
+            skip = max(0, cfg.reference_size - fed)
+            after.extend(psi._bin(rows[skip:]).tolist())
+        for check in found:
+            checks += 1
+            end = fed + check.position + 1 - cfg.reference_size  # rows after the reference
+            recount = psi._count(np.array(after[end - window:end]))
+            want = psi_of_shares(_shares(recount, cfg.bins), psi.expected)
+            assert np.allclose(check.psi, want, rtol=0, atol=1e-15)
+        fed += size
+        if psi.ready:
+            assert psi._counts.tolist() == psi._count(psi._bins).tolist()
+    assert checks > 10

@@ -131,8 +131,8 @@ class PSIDrift:
     """PSI of ``len(columns)`` columns, reference = first events, current = sliding window.
 
     Each value is binned once, when it arrives (quantile edges of the reference,
-    NaN = missing, left out); a check is then one ``bincount`` over the window's
-    bin numbers for all columns at once.
+    NaN = missing, left out), and the window's counts per column and bin are kept as
+    rows enter and leave it; a check is then arithmetic on a columns x bins table.
     """
 
     def __init__(self, columns: list[str], config: DataDriftConfig) -> None:
@@ -143,6 +143,8 @@ class PSIDrift:
         self.edges: list[np.ndarray] | None = None
         self.expected: np.ndarray | None = None          # columns x bins
         self._bins = np.empty((0, len(columns)), np.int64)  # the window, binned
+        self._counts = np.zeros((len(columns), config.bins + 1), np.int64)  # ... counted
+        self._offsets = np.arange(len(columns)) * (config.bins + 1)
         self._since_check = 0
         self.seen = 0
 
@@ -170,7 +172,12 @@ class PSIDrift:
         position = 0
         while position < len(binned):
             take = min(every - self._since_check, len(binned) - position)
-            self._bins = np.concatenate((self._bins, binned[position:position + take]))[-window:]
+            grown = np.concatenate((self._bins, binned[position:position + take]))
+            leaving = len(grown) - window
+            self._counts += self._count(binned[position:position + take])
+            if leaving > 0:
+                self._counts -= self._count(grown[:leaving])
+            self._bins = grown[-window:]
             self._since_check += take
             position += take
             if self._since_check == every:
@@ -178,6 +185,12 @@ class PSIDrift:
                 if len(self._bins) >= window:
                     checks.append(PSICheck(start + position - 1, self._psi()))
         return checks
+
+    def _count(self, binned: np.ndarray) -> np.ndarray:
+        """Columns x (bins + 1) counts of binned values (the last: missing)."""
+        size = len(self._offsets) * (self.config.bins + 1)
+        return np.bincount((binned + self._offsets).ravel(), minlength=size).reshape(
+            len(self._offsets), self.config.bins + 1)
 
     def _fit_reference(self, reference: np.ndarray) -> None:
         qs = np.linspace(0, 1, self.config.bins + 1)[1:-1]
@@ -187,21 +200,23 @@ class PSIDrift:
             col = col[~np.isnan(col)]
             edges = np.unique(np.quantile(col, qs)) if len(col) else np.empty(0)
             self.edges.append(edges)
-        # Every column's edges in one array, padded with +inf to the longest: binning a
-        # batch is then one comparison of all its values with all edges, not a
-        # searchsorted call per column.
+        # Every column's edges in one array, padded with +inf to the longest, edge-major:
+        # binning a batch is then one comparison of all its values with all edges, not a
+        # searchsorted call per column (2-3x faster on 50 to 500 rows, measured).
         width = max((len(e) for e in self.edges), default=0)
-        self._edges = np.full((len(self.edges), width), np.inf)
+        self._edges = np.full((width, len(self.edges), 1), np.inf)
         for j, edges in enumerate(self.edges):
-            self._edges[j, :len(edges)] = edges
+            self._edges[:len(edges), j, 0] = edges
         self._n_edges = np.array([len(e) for e in self.edges], np.int64)
-        self.expected = _shares(self._bin(reference), self.config.bins)
+        self.expected = _shares(self._count(self._bin(reference)), self.config.bins)
 
     def _bin(self, rows: np.ndarray) -> np.ndarray:
         """Bin numbers 0..bins-1 per value (``searchsorted(edges, value, side="right")``:
         the edges at or below it); ``bins`` marks a missing value."""
         assert self.edges is not None
-        out: np.ndarray = np.count_nonzero(self._edges[None, :, :] <= rows[:, :, None], axis=2)
+        by_column = np.ascontiguousarray(rows.T)
+        out: np.ndarray = np.add.reduce(self._edges <= by_column[None, :, :], axis=0,
+                                        dtype=np.int64).T
         np.minimum(out, self._n_edges, out=out)  # +inf is at or above the padding
         missing = np.isnan(rows)
         if missing.any():
@@ -210,9 +225,8 @@ class PSIDrift:
 
     def _psi(self) -> np.ndarray:
         assert self.expected is not None
-        actual = _shares(self._bins, self.config.bins)
-        psi = psi_of_shares(actual, self.expected)
-        psi[~(self._bins < self.config.bins).any(axis=0)] = 0.0  # nothing seen: no drift
+        psi = psi_of_shares(_shares(self._counts, self.config.bins), self.expected)
+        psi[self._counts[:, :self.config.bins].sum(axis=1) == 0] = 0.0  # nothing seen
         return np.asarray(psi, dtype=float)
 
 
@@ -223,14 +237,11 @@ def psi_of_shares(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.asarray(np.sum((actual - expected) * np.log(actual / expected), axis=-1), float)
 
 
-def _shares(binned: np.ndarray, bins: int) -> np.ndarray:
-    """Columns x bins shares of the binned values (missing left out), floored at a small
-    epsilon so that an empty bin does not make the PSI infinite."""
-    n_cols = binned.shape[1]
-    offsets = np.arange(n_cols) * (bins + 1)
-    counts = np.bincount((binned + offsets).ravel(), minlength=n_cols * (bins + 1))
-    counts = counts.reshape(n_cols, bins + 1)[:, :bins].astype(float)
-    totals = counts.sum(axis=1, keepdims=True)
+def _shares(counts: np.ndarray, bins: int) -> np.ndarray:
+    """Columns x bins shares of columns x (bins + 1) counts (the missing left out), floored
+    at a small epsilon so that an empty bin does not make the PSI infinite."""
+    present = counts[:, :bins].astype(float)
+    totals = present.sum(axis=1, keepdims=True)
     shares: np.ndarray = np.maximum(
-        np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0), _PSI_EPS)
+        np.divide(present, totals, out=np.zeros_like(present), where=totals > 0), _PSI_EPS)
     return shares
