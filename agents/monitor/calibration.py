@@ -26,6 +26,8 @@ is scored by one version, so versions split the budget by their share of the tra
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import stats
 
@@ -122,9 +124,23 @@ def psi_thresholds(expected: np.ndarray, reference_size: int, window: int, alpha
     ((500,), True, True)
     """
     shares, inverse = np.unique(np.round(expected, 12), axis=0, return_inverse=True)
-    step = max(1, 2_000_000 // (BOOTSTRAP_SAMPLES * expected.shape[1]))
+    limits = _limits_of_unique(shares.tobytes(), shares.shape, reference_size, window, alpha,
+                               seed)
+    out: np.ndarray = np.maximum(np.asarray(limits[np.ravel(inverse)], float), MIN_LIMIT)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _limits_of_unique(shares_bytes: bytes, shape: tuple[int, int], reference_size: int,
+                      window: int, alpha: float, seed: int) -> np.ndarray:
+    """:func:`psi_thresholds` of distinct share rows. A function of its arguments only (the
+    bootstrap's seed is one of them), so it is cached: the prediction's PSI and every
+    segment's features, quantile-binned, have the shares of the version's features, and
+    each bootstrap costs ~8 ms."""
+    shares = np.frombuffer(shares_bytes).reshape(shape)
+    step = max(1, 2_000_000 // (BOOTSTRAP_SAMPLES * shape[1]))
     limits = np.concatenate([
         upper_quantile(psi_null(shares[j:j + step], reference_size, window, seed=seed + j),
                        alpha) for j in range(0, len(shares), step)])
-    out: np.ndarray = np.maximum(np.asarray(limits[np.ravel(inverse)], float), MIN_LIMIT)
-    return out
+    limits.setflags(write=False)  # shared by every caller
+    return limits
