@@ -266,3 +266,18 @@ def test_overflowing_squared_error_is_rejected_not_nan():
     vm = mon.versions[("m", 1)]
     assert vm.rejected == 1 and vm.rolling.count == 99
     assert math.isfinite(vm.report()["rolling_mse"])
+
+
+def test_segments_watch_the_versions_features_even_when_their_first_event_lacks_one():
+    """A segment's monitor reads the version's columns (its first event's features), so a
+    segment whose own first event lacks a feature still watches it for data drift."""
+    cfg = MonitorConfig.from_dict({"defaults": {"segments": True}})
+    mon = Monitor(cfg)
+    events = [{"prediction_id": str(i), "model": "m", "version": 1, "prediction": 0.0,
+               "ts": float(i), "segment": "fr" if i % 2 else "de",
+               "features": {"a": float(i % 7), "b": float(i % 5)} if i != 1 else {"a": 1.0}}
+              for i in range(4_000)]
+    mon.process_predictions(events)
+    fr = mon.versions[("m", 1)].segments["fr"]
+    assert fr.columns is not None and fr.columns.names == ["a", "b"]
+    assert set(fr.report()["psi"]) == {"a", "b"}  # both checked in the segment

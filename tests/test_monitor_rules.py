@@ -95,14 +95,14 @@ def test_adwin_on_its_compiled_window_detects_what_rivers_api_does(monkeypatch):
     from driftline.agents.monitor import drift
     from driftline.agents.monitor.config import ConceptDriftConfig
 
-    assert drift._RUST_ADWIN, "this River has no compiled ADWIN window: the test means nothing"
+    assert drift._COMPILED_ADWIN, "this River has no compiled ADWIN window: the test means nothing"
     rng = np.random.default_rng(5)
     levels = np.repeat([1.0, 4.0, 1.0, 9.0, 2.0, 12.0], 3_000)
     errors = rng.exponential(levels)
     config = ConceptDriftConfig()
 
     def run(fast: bool, sizes) -> tuple[list, int]:
-        monkeypatch.setattr(drift, "_RUST_ADWIN", fast)
+        monkeypatch.setattr(drift, "_COMPILED_ADWIN", fast)
         detector, found, start = drift.ErrorDrift(config, rate=1e-6), [], 0
         for size in sizes:
             part = errors[start:start + size]

@@ -137,8 +137,9 @@ class Tail:
         self.values = np.empty(0)
 
     def extend(self, rows: np.ndarray, values: np.ndarray) -> Tail:
-        self.rows = np.concatenate((self.rows, rows[-self.size:]))[-self.size:]
-        self.values = np.concatenate((self.values, values[-self.size:]))[-self.size:]
+        # Copies: a view of the concatenation would keep up to twice the rows alive.
+        self.rows = np.concatenate((self.rows, rows[-self.size:]))[-self.size:].copy()
+        self.values = np.concatenate((self.values, values[-self.size:]))[-self.size:].copy()
         return self
 
     def __len__(self) -> int:

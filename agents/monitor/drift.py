@@ -22,9 +22,10 @@ from driftline.agents.monitor import calibration
 from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
 
 _PSI_EPS = 1e-4
-# River's ADWIN (0.21 and later) keeps its window in a compiled ``AdaptiveWindowing``,
+# River's ADWIN (0.21 and later) keeps its window in a compiled (Cython, then Rust)
+# ``AdaptiveWindowing``,
 # ``_helper``; where a River lacks it, the detectors go through River's public API.
-_RUST_ADWIN = all(hasattr(getattr(drift.ADWIN(), "_helper", None), name)
+_COMPILED_ADWIN = all(hasattr(getattr(drift.ADWIN(), "_helper", None), name)
                   for name in ("update", "get_width", "get_total"))
 
 
@@ -65,7 +66,7 @@ class ErrorDrift:
         """Feed errors in order; returns (position, mean before, mean after) of each
         detected increase (the means are None for PageHinkley)."""
         adwin = self.name == "adwin"
-        hits = (self._adwin_hits(errors) if adwin and _RUST_ADWIN
+        hits = (self._adwin_hits(errors) if adwin and _COMPILED_ADWIN
                 else self._river_hits(errors, adwin))
         if not adwin:
             self._count += len(errors)
@@ -199,7 +200,7 @@ class PSIDrift:
             col = reference[:, j]
             col = col[~np.isnan(col)]
             edges = np.unique(np.quantile(col, qs)) if len(col) else np.empty(0)
-            self.edges.append(edges)
+            self.edges.append(edges[~np.isnan(edges)])  # inf in a reference: no NaN edge
         # Every column's edges in one array, padded with +inf to the longest, edge-major:
         # binning a batch is then one comparison of all its values with all edges, not a
         # searchsorted call per column (2-3x faster on 50 to 500 rows, measured).

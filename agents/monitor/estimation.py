@@ -117,7 +117,8 @@ class Estimation:
     def _standardised(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         z = (np.column_stack((rows, predictions)) - self._mu) / self._sd
         np.clip(z, -Z_CLIP, Z_CLIP, out=z)
-        return np.nan_to_num(z, copy=False)  # missing: the reference mean
+        np.copyto(z, 0.0, where=np.isnan(z))  # missing: the reference mean
+        return z
 
     def _design(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         z = self._standardised(rows, predictions)

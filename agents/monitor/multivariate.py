@@ -126,7 +126,9 @@ class PCADrift:
         self._basis = vt[:min(keep, len(s))].T
 
     def _standardise(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(np.nan_to_num((rows - self._mu) / self._sd))  # missing: the mean
+        z = np.asarray((rows - self._mu) / self._sd)
+        np.copyto(z, 0.0, where=np.isnan(z))  # missing: the mean
+        return z
 
     def errors(self, rows: np.ndarray) -> np.ndarray:
         """Reconstruction error of each row: the distance from the row to its projection

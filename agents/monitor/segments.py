@@ -7,7 +7,7 @@ without a segment go to none of them (the version-wide monitor sees every event)
 >>> seg = Segments(max_segments=2)
 >>> order, groups = seg.split(["de", None, "fr", "it", "de"])
 >>> order.tolist(), groups
-([1, 0, 4, 2, 3], {'de': (1, 3), 'fr': (3, 4), '_other': (4, 5)})
+([0, 4, 2, 3], {'de': (0, 2), 'fr': (2, 3), '_other': (3, 4)})
 >>> seg.names
 ['de', 'fr']
 """
@@ -38,8 +38,8 @@ class Segments:
               ) -> tuple[np.ndarray | None, dict[str, tuple[int, int]]]:
         """The events in segment order (a stable sort of small integer codes, so each
         segment's events keep their order; None: they are in it already) and where each
-        segment's run is in that order (pooled past the cap; events without a segment
-        first, in none)."""
+        segment's run is in that order (pooled past the cap; events without a segment are
+        in none)."""
         seen = list(dict.fromkeys(segments))  # in order of first appearance
         if len(seen) == 1:
             return None, {} if seen[0] is None else {self.name(seen[0]): (0, len(segments))}
@@ -50,4 +50,6 @@ class Segments:
         codes = np.fromiter(map(of.__getitem__, segments), np.int64, len(segments))
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(code) + 1)).tolist()
-        return order, {name: (bounds[k], bounds[k + 1]) for name, k in code.items()}
+        first = bounds[0]  # the events without a segment sort first: left out
+        return order[first:], {name: (bounds[k] - first, bounds[k + 1] - first)
+                               for name, k in code.items()}

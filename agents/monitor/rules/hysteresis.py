@@ -80,8 +80,11 @@ def _run_ends(flags: np.ndarray, carried: int, needed: int,
     length of the run still open at the end. Vectorised over runs, not items."""
     if not len(flags):
         return [], carried
-    if not flags.any():  # the common case, nothing breaching: every run ends here
+    if not flags.any():  # the common case for breaches: every run ends here
         return [], 0
+    if not resets and flags.all():  # ... and for clears: one run goes on
+        end = carried + len(flags)
+        return ([needed - carried - 1] if carried < needed <= end else []), end
     cuts = set((np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist()) | set(resets)
     bounds = sorted(cuts | {0, len(flags)})
     hits = []

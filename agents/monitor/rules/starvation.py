@@ -51,7 +51,7 @@ class LabelStarvationRule:
             window.extend(itertools.repeat(0, len(ts)))
             return self
         cfg, subject, outcome = self.config, self.subject, int(expired)
-        for when in np.nan_to_num(ts).tolist():  # an unknown time: 0.0
+        for when in np.where(np.isnan(ts), 0.0, ts).tolist():  # an unknown time: 0.0
             if len(window) == cfg.window:
                 self._expired -= window[0]
             window.append(outcome)
