@@ -4,7 +4,7 @@ last rows of a stream, as numpy arrays.
 The version's first event names the columns (sorted); an event that lacks one has
 NaN there. The monitor turns each batch of one version's event dicts into a
 :class:`Batch` once; everything after that (the version's rules, and each segment's,
-on a :meth:`Batch.take` of it) reads arrays, not dicts.
+on a :meth:`Batch.slice` of one copy of it in segment order) reads arrays, not dicts.
 
 >>> cols = Columns(["b", "a"])
 >>> cols.names
