@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ import faust
 import numpy as np
 
 from driftline.agents.lifecycle import PartitionStates
+from driftline.agents.monitor.columns import floats
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import LabelDelays
@@ -59,6 +61,7 @@ from driftline.models.wire.internal import (
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
+_MODEL = operator.itemgetter("model")
 
 
 class Router:
@@ -158,14 +161,12 @@ class PartitionMonitor:
 
     def _label_delays(self, pairs: list[dict[str, Any]]) -> None:
         """Label time - prediction time of a run of pairs, into each model's histogram."""
-        label_ts = np.fromiter((p["label_ts"] if p.get("label_ts") is not None else math.nan
-                                for p in pairs), float, len(pairs))
-        ts = np.fromiter((p["ts"] if p.get("ts") is not None else math.nan for p in pairs),
-                         float, len(pairs))
-        models = np.array([p["model"] for p in pairs], dtype=object)
-        names = set(models.tolist())
+        label_ts, ts = floats(pairs, "label_ts"), floats(pairs, "ts")
+        models = list(map(_MODEL, pairs))
+        names = set(models)
         for model in names:
-            mine = slice(None) if len(names) == 1 else models == model
+            mine = (slice(None) if len(names) == 1
+                    else np.array(models, dtype=object) == model)
             labelled = label_ts[mine]
             newest = float(np.nanmax(labelled)) if np.isfinite(labelled).any() else None
             self.label_delays.setdefault(model, LabelDelays()).add(labelled - ts[mine], newest)
