@@ -268,8 +268,10 @@ def faust_floor(settings: Settings, events: int) -> float:
     return json.loads(lines[-1])["rate"]
 
 
-def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float) -> dict:
-    """Label-to-metric latency with batched input at a fixed offered rate."""
+def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float,
+            out: str | None = None) -> dict:
+    """Label-to-metric latency with batched input at a fixed offered rate; ``out``: a JSON
+    file of each timed pair's send time (epoch seconds) and latency (seconds)."""
     # Metrics every 20 ms: the resolution of this measurement.
     settings = settings_for(stack, partitions).replace(metrics_interval=0.02)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
@@ -314,6 +316,8 @@ def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: 
     times, counts = times[order], np.maximum.accumulate(counts[order])
     first_record = np.searchsorted(counts, warmup + np.arange(1, n + 1), side="left")
     latencies = times[np.minimum(first_record, len(times) - 1)] - np.array(sent)
+    if out:
+        Path(out).write_text(json.dumps({"sent": sent, "latency": latencies.tolist()}))
     return {"rate": pairs_per_s, "p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "p99_ms": 1000 * float(np.percentile(latencies, 99))}
 
@@ -337,6 +341,8 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, metavar="PAIRS_PER_S",
                         help="offered rate for (c); default half of (b)'s pair rate")
+    parser.add_argument("--latency-out", metavar="FILE",
+                        help="write (c)'s send times and latencies as JSON to FILE")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each worker with py-spy (raw collapsed stacks) into DIR")
     parser.add_argument("--smoke", action="store_true", help="a few thousand pairs, for CI")
@@ -352,7 +358,7 @@ def main() -> None:
                                    args.profile, args.models))
         batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
-        lat = (latency(stack, args.partitions, rate, args.latency_seconds)
+        lat = (latency(stack, args.partitions, rate, args.latency_seconds, args.latency_out)
                if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
           f"{args.workers} worker process(es), {args.models} model(s), {os.cpu_count()} CPUs, "
