@@ -337,7 +337,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--models", type=int, default=1,
                         help="predictions round-robin over this many models")
-    parser.add_argument("--shapes", default="single,batched")
+    parser.add_argument("--shapes", default="single,batched",
+                        help="shapes for (a), (b), (d), (e); '' with --latency-rate: (c) only")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, metavar="PAIRS_PER_S",
                         help="offered rate for (c); default half of (b)'s pair rate")
@@ -351,12 +352,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.pairs, args.latency_seconds, args.shapes = 1_000, 2.0, "batched"
+    shapes = [shape for shape in args.shapes.split(",") if shape]
+    if not shapes and not args.latency_rate:
+        parser.error("no --shapes: give --latency-rate (there is no (b) to take half of)")
     rows = []
     with EmbeddedStack(kafka="apache" if args.broker == "kafka" else "tansu") as stack:
-        for shape in args.shapes.split(","):
+        for shape in shapes:
             rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
                                    args.profile, args.models))
-        batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
+        batched = next((r for r in rows if r["shape"] == "batched"), rows[-1] if rows else None)
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
         lat = (latency(stack, args.partitions, rate, args.latency_seconds, args.latency_out)
                if args.latency_seconds > 0 else None)
