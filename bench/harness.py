@@ -3,6 +3,7 @@
     .venv/bin/python bench/harness.py [--pairs 200000] [--partitions 8] [--workers 1]
                                       [--shapes single,batched] [--latency-seconds 20]
                                       [--models 1] [--broker tansu|kafka]
+                                      [--latency-rate PAIRS_PER_S] [--latency-out FILE]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
 (driftline.apache_kafka) instead of Tansu.
@@ -29,8 +30,9 @@ among the predictions) into fresh topics, then measures:
     (bench/faust_floor.py, timed from its first message), the ceiling for a stage that
     stays a Faust agent.
 
-It prints a table with b / a and b / e. `--smoke` runs 1,000 batched pairs, for CI (the numbers
-then say nothing; start-up dominates).
+It prints a table with b / a and b / e. `--shapes '' --latency-rate R` measures (c) alone, at
+R pairs/s; `--latency-out FILE` writes each timed pair's send time and latency as JSON.
+`--smoke` runs 1,000 batched pairs, for CI (the numbers then say nothing; start-up dominates).
 """
 
 from __future__ import annotations
