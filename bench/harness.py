@@ -3,6 +3,7 @@
     .venv/bin/python bench/harness.py [--pairs 200000] [--partitions 8] [--workers 1]
                                       [--shapes single,batched] [--latency-seconds 20]
                                       [--models 1] [--segments 0] [--broker tansu|kafka]
+                                      [--latency-rate PAIRS_PER_S] [--latency-out FILE]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
 (driftline.apache_kafka) instead of Tansu.
@@ -29,8 +30,9 @@ among the predictions) into fresh topics, then measures:
     (bench/faust_floor.py, timed from its first message), the ceiling for a stage that
     stays a Faust agent.
 
-It prints a table with b / a and b / e. `--smoke` runs 1,000 batched pairs, for CI (the numbers
-then say nothing; start-up dominates).
+It prints a table with b / a and b / e. `--shapes '' --latency-rate R` measures (c) alone, at
+R pairs/s; `--latency-out FILE` writes each timed pair's send time and latency as JSON.
+`--smoke` runs 1,000 batched pairs, for CI (the numbers then say nothing; start-up dominates).
 """
 
 from __future__ import annotations
@@ -273,8 +275,10 @@ def faust_floor(settings: Settings, events: int) -> float:
     return json.loads(lines[-1])["rate"]
 
 
-def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float) -> dict:
-    """Label-to-metric latency with batched input at a fixed offered rate."""
+def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float,
+            out: str | None = None) -> dict:
+    """Label-to-metric latency with batched input at a fixed offered rate; ``out``: a JSON
+    file of each timed pair's send time (epoch seconds) and latency (seconds)."""
     # Metrics every 20 ms: the resolution of this measurement.
     settings = settings_for(stack, partitions).replace(metrics_interval=0.02)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
@@ -319,6 +323,8 @@ def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: 
     times, counts = times[order], np.maximum.accumulate(counts[order])
     first_record = np.searchsorted(counts, warmup + np.arange(1, n + 1), side="left")
     latencies = times[np.minimum(first_record, len(times) - 1)] - np.array(sent)
+    if out:
+        Path(out).write_text(json.dumps({"sent": sent, "latency": latencies.tolist()}))
     return {"rate": pairs_per_s, "p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "p99_ms": 1000 * float(np.percentile(latencies, 99))}
 
@@ -342,10 +348,13 @@ def main() -> None:
                         help="predictions carry a segment, round-robin over this many (the "
                              "monitor splits by them with segments = true in "
                              "DRIFTLINE_MONITOR_CONFIG)")
-    parser.add_argument("--shapes", default="single,batched")
+    parser.add_argument("--shapes", default="single,batched",
+                        help="shapes for (a), (b), (d), (e); '' with --latency-rate: (c) only")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, metavar="PAIRS_PER_S",
                         help="offered rate for (c); default half of (b)'s pair rate")
+    parser.add_argument("--latency-out", metavar="FILE",
+                        help="write (c)'s send times and latencies as JSON to FILE")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each worker with py-spy (raw collapsed stacks) into DIR")
     parser.add_argument("--smoke", action="store_true", help="a few thousand pairs, for CI")
@@ -354,14 +363,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.pairs, args.latency_seconds, args.shapes = 1_000, 2.0, "batched"
+    shapes = [shape for shape in args.shapes.split(",") if shape]
+    if not shapes and not args.latency_rate:
+        parser.error("no --shapes: give --latency-rate (there is no (b) to take half of)")
     rows = []
     with EmbeddedStack(kafka="apache" if args.broker == "kafka" else "tansu") as stack:
-        for shape in args.shapes.split(","):
+        for shape in shapes:
             rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
                                    args.profile, args.models, args.segments))
-        batched = next((r for r in rows if r["shape"] == "batched"), rows[-1])
+        batched = next((r for r in rows if r["shape"] == "batched"), rows[-1] if rows else None)
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
-        lat = (latency(stack, args.partitions, rate, args.latency_seconds)
+        lat = (latency(stack, args.partitions, rate, args.latency_seconds, args.latency_out)
                if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
           f"{args.workers} worker process(es), {args.models} model(s), {os.cpu_count()} CPUs, "

@@ -9,7 +9,7 @@ import faust
 
 from . import batch_consumer
 from .errors import ConfigError
-from .kafka import ssl_context
+from .kafka import FETCH_MAX_WAIT_MS, ssl_context
 from .settings import Settings
 from .stack import free_port
 
@@ -47,14 +47,8 @@ AGENTS = ("join", "monitor", "trigger", "trainer", "delivery")
 WORKER_AGENTS = ("join", "monitor", "trigger")
 
 
-# Faust builds its consumer with fetch_max_wait_ms=1500, hard-coded. Tansu then answers a
-# fetch only after ~450 ms even when records are waiting (measured: 450 ms per hop at
-# 1500, 5 ms at 100; tests/test_kafka_quirks.py), and every stage of the pipeline is a
-# hop, so a label took seconds to reach the monitor. A record produced while a fetch is
-# parked waits for that fetch to time out: at 100 ms a hop took ~60 ms (p50) between
-# stages, at 20 ms ~20 ms. Real Kafka answers as soon as fetch_min_bytes (1) is there,
-# so a short wait only adds empty fetches while idle (50 a second per consumer).
-FETCH_MAX_WAIT_MS = 20
+# Faust builds its consumer with fetch_max_wait_ms=1500, hard-coded: a stage on Tansu then
+# took ~450 ms a hop. driftline sets FETCH_MAX_WAIT_MS (driftline.kafka, where it says why).
 
 
 def _short_fetch_wait() -> None:

@@ -9,7 +9,11 @@ agents skip all of that:
 
 * the consumer's drain loop splits each fetch by agent: one :class:`Batch` per agent
   per fetch, holding the records of all its partitions, goes into that agent's
-  :class:`Inbox` (two batches deep, so the fetch waits for a slow agent);
+  :class:`Inbox` (two batches deep, so the fetch waits for a slow agent). A small fetch
+  joins the last batch waiting instead (up to the agent's batch size and
+  :data:`MERGE_BYTES`): the drain loop feeds every agent, so an agent that is busy for
+  a while with a trickle of input (the trigger rebuilding its partitions on its first
+  metrics record: 0.5 s) must not fill its two places and stall all the others;
 * the agent's actor (a Faust agent, supervised by Faust) makes one handler call per
   batch, then acknowledges each partition by offset range (:class:`AckedRanges`): a
   range runs from the previous batch's end (or the committed offset), so compacted
@@ -49,6 +53,10 @@ log = logging.getLogger(__name__)
 FAUST_VERSION = "0.15.3"
 SCHEME = "driftline"  # broker_consumer="driftline://host:port": this module's Transport
 INBOX_DEPTH = 2  # batches waiting per agent, besides the one in its handler
+# A fetch joins the last waiting batch while both together hold at most this many bytes
+# of values: a waiting batch is then one fetch or at most this much (a partition's fetch
+# is up to 1 MB, Faust's consumer_max_fetch_size), so memory stays bounded as before.
+MERGE_BYTES = 1 << 20
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between retries of a failing batch
 
 
@@ -118,15 +126,17 @@ class Event:
 
 
 class Batch:
-    """One fetch's records for one agent, and the offset range per partition."""
+    """One fetch's records for one agent, the offset range per partition, and the bytes
+    of their values."""
 
-    __slots__ = ("events", "ranges", "generation")
+    __slots__ = ("events", "ranges", "generation", "nbytes")
 
     def __init__(self, events: list[Event], ranges: dict[TP, tuple[int, int]],
-                 generation: int) -> None:
+                 generation: int, nbytes: int = 0) -> None:
         self.events = events
         self.ranges = ranges
         self.generation = generation
+        self.nbytes = nbytes
 
     def followed_by(self, later: Batch) -> Batch:
         """This batch and the next fetch's as one: a partition's ranges are contiguous
@@ -134,7 +144,15 @@ class Batch:
         ranges = dict(self.ranges)
         for tp, (begin, end) in later.ranges.items():
             ranges[tp] = (ranges[tp][0], end) if tp in ranges else (begin, end)
-        return Batch(self.events + later.events, ranges, self.generation)
+        return Batch(self.events + later.events, ranges, self.generation,
+                     self.nbytes + later.nbytes)
+
+    def joins(self, later: Batch, size: int, nbytes: int = MERGE_BYTES) -> bool:
+        """Whether ``later`` may join this batch: same generation, at most ``size``
+        events and ``nbytes`` bytes together."""
+        return (later.generation == self.generation
+                and len(self.events) + len(later.events) <= size
+                and self.nbytes + later.nbytes <= nbytes)
 
 
 class Inbox:
@@ -159,12 +177,20 @@ class Inbox:
         async with self.changed:
             self.changed.notify_all()
 
-    async def wait_room(self) -> None:
+    def _joins_last(self, batch: Batch) -> bool:
+        return bool(self.pending) and self.pending[-1].joins(batch, self.size)
+
+    async def wait_room(self, batch: Batch) -> None:
+        """Until ``batch`` fits: a place is free, or it joins the last waiting batch."""
         async with self.changed:
-            await self.changed.wait_for(lambda: len(self.pending) < INBOX_DEPTH)
+            await self.changed.wait_for(
+                lambda: len(self.pending) < INBOX_DEPTH or self._joins_last(batch))
 
     async def put(self, batch: Batch) -> None:
-        self.pending.append(batch)
+        if self._joins_last(batch):
+            self.pending[-1] = self.pending[-1].followed_by(batch)
+        else:
+            self.pending.append(batch)
         await self._notify()
 
     async def get(self) -> Batch:
@@ -369,7 +395,7 @@ class Consumer(driver.Consumer):
     async def _deliver(self, records: Any, active: set[TP] | None,
                        registry: dict[str, Inbox]) -> None:
         generation = self.app.consumer_generation_id
-        batches: dict[Inbox, tuple[list[Event], dict[TP, tuple[int, int]]]] = {}
+        batches: dict[Inbox, tuple[list[Event], dict[TP, tuple[int, int]], list[int]]] = {}
         stock: list[tuple[TP, list[Any]]] = []
         for tp, recs in records.items():
             if not recs or not (active is None or tp in active
@@ -388,16 +414,19 @@ class Consumer(driver.Consumer):
                 recs = [r for r in recs if r.offset >= begin]
                 if not recs:
                     continue
-            events, ranges = batches.setdefault(inbox, ([], {}))
+            events, ranges, nbytes = batches.setdefault(inbox, ([], {}, [0]))
             events.extend([Event(r) for r in recs])
             ranges[tp] = (begin, recs[-1].offset + 1)
-        for inbox, (events, ranges) in batches.items():
-            await inbox.wait_room()
+            nbytes[0] += sum(len(r.value) for r in recs if r.value is not None)
+        for inbox, (events, ranges, nbytes) in batches.items():
+            batch = Batch(events, ranges, inbox.generation, nbytes[0])
+            await inbox.wait_room(batch)
             if not self.flow_active or self.app.consumer_generation_id != generation:
                 return  # a rebalance began: the partitions are read again from the commit
             for tp, (_, end) in ranges.items():
                 self._next_offset[tp] = end
-            await inbox.put(Batch(events, ranges, inbox.generation))
+            batch.generation = inbox.generation  # as of now, should the wait have seen a clear
+            await inbox.put(batch)
         for tp, recs in stock:
             await self._deliver_stock(tp, recs, generation)
 

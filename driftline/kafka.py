@@ -37,6 +37,19 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long a fetch may wait for records, for every consumer driftline builds (the worker's,
+# whose 1,500 ms Faust hard-codes, and the readers that rebuild state). Tansu answers a
+# fetch only after ~450 ms at 1,500 even when records are waiting (measured: 450 ms per
+# hop at 1500, 5 ms at 100; tests/test_kafka_quirks.py), and every stage of the pipeline
+# is a hop, so a label took seconds to reach the monitor. A record produced while a fetch
+# is parked waits for that fetch to time out: at 100 ms a hop took ~60 ms (p50) between
+# stages, at 20 ms ~20 ms. A rebuild makes a few fetches per partition: with aiokafka's
+# 500 ms default the monitor took 3-4 s to rebuild 8 nearly empty partitions, the join and
+# the trigger 0.5 s each, at 20 ms 0.06-0.09 s (bench/harness.py (c), traced). Real Kafka
+# answers as soon as fetch_min_bytes (1) is there, so a short wait only adds empty fetches
+# while idle (50 a second per consumer).
+FETCH_MAX_WAIT_MS = 20
+
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """Where and how every aiokafka client driftline builds connects: the bootstrap
@@ -259,6 +272,7 @@ def reader(settings: Settings) -> AIOKafkaConsumer:
         **client_options(settings), group_id=None,
         enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
 
 

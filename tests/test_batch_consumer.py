@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from driftline.batch_consumer import AckedRanges, Batch, Inbox
+from driftline.batch_consumer import MERGE_BYTES, AckedRanges, Batch, Inbox
 from driftline.kafka import ensure_topics
 from driftline.settings import Settings
 
@@ -76,6 +76,41 @@ def test_batches_queued_behind_a_busy_handler_go_in_one_call():
     assert first.events == ["e1", "e2", "e3"] and first.ranges == {a: (0, 3), b: (7, 8)}
     assert second.events == ["e4", "e5", "e6"] and second.ranges == {a: (3, 6)}
     assert stale.events == ["old"]
+
+
+def test_a_small_fetch_joins_a_full_inbox_and_a_large_one_waits():
+    """An agent busy for a while (the trigger rebuilding on its first metrics record) with
+    a trickle of input must not fill its inbox and so stall the drain loop that feeds
+    every agent: a fetch joins the last waiting batch while the two stay within the
+    agent's size and MERGE_BYTES; one that would not fit waits for a place."""
+    a = TopicPartition("t", 0)
+
+    async def scenario():
+        inbox = Inbox("agent", ["t"], size=5)
+        await inbox.put(Batch(["e1", "e2", "e3"], {a: (0, 3)}, 0, nbytes=30))
+        await inbox.put(Batch(["e4"], {a: (3, 4)}, 0, nbytes=MERGE_BYTES - 10))  # too big
+        assert len(inbox.pending) == 2  # full
+        small = Batch(["e5"], {a: (4, 5)}, 0, nbytes=10)
+        await asyncio.wait_for(inbox.wait_room(small), 5)  # at once: it joins the last one
+        await inbox.put(small)
+        big = Batch(["e6", "e7"], {a: (5, 7)}, 0, nbytes=10)  # 3 + 2 events > size 5
+        waiting = asyncio.ensure_future(inbox.wait_room(big))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        blocked = not waiting.done()
+        first = await inbox.get()  # a place frees up
+        await waiting
+        await inbox.put(big)
+        return blocked, first, list(inbox.pending)
+
+    blocked, first, pending = asyncio.run(scenario())
+    assert blocked
+    assert first.events == ["e1", "e2", "e3", "e4", "e5"] and first.ranges == {a: (0, 5)}
+    assert [b.events for b in pending] == [["e6", "e7"]] and pending[0].ranges == {a: (5, 7)}
+    full = Batch(["e1"], {a: (0, 1)}, 0, nbytes=MERGE_BYTES)
+    assert not full.joins(Batch(["e2"], {a: (1, 2)}, 0, nbytes=1), size=5)  # over the bytes
+    assert not pending[0].joins(Batch(["e8"], {a: (7, 8)}, 1), size=5)  # another generation
+    assert pending[0].joins(Batch(["e8"], {a: (7, 8)}, 0, nbytes=1), size=5)
 
 
 def _settings(stack) -> Settings:

@@ -75,3 +75,16 @@ def test_the_worker_consumer_does_not_wait_1500_ms_per_fetch(settings):
             await consumer.stop()  # never started; stop() closes its client
 
     assert asyncio.run(build()) == FETCH_MAX_WAIT_MS == 20
+
+
+def test_the_readers_that_rebuild_state_do_not_wait_500_ms_per_fetch(settings):
+    """aiokafka's default fetch_max_wait_ms is 500: on Tansu every fetch of a rebuild then
+    waited for it (the monitor took 3-4 s to rebuild 8 nearly empty partitions)."""
+    async def build():
+        consumer = reader(settings)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()  # never started; stop() closes its client
+
+    assert asyncio.run(build()) == FETCH_MAX_WAIT_MS
