@@ -217,7 +217,9 @@ class Settings:
     )
     batch_wait: float = field(
         default=0.05,
-        metadata=_doc("Seconds an agent waits to fill a batch before processing what it has."),
+        metadata=_doc("With DRIFTLINE_BATCH_DELIVERY=false: seconds an agent waits to fill a "
+                     "batch before processing what it has (batch delivery takes each fetch "
+                     "as it comes)."),
     )
     monitor_config: str = field(
         default="",
