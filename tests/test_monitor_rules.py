@@ -176,5 +176,24 @@ def test_psi_window_counts_kept_as_rows_enter_and_leave_equal_a_recount(window, 
             assert np.allclose(check.psi, want, rtol=0, atol=1e-15)
         fed += size
         if psi.ready:
-            assert psi._counts.tolist() == psi._count(psi._bins).tolist()
+            assert psi._counts.tolist() == psi._count(psi._bins.ordered()).tolist()
     assert checks > 10
+
+
+@pytest.mark.parametrize("size", [1, 7, 100])
+def test_ring_holds_the_last_rows_and_returns_those_that_leave(size):
+    """The ring buffer the PSI window and the attribution tail keep: after any pushes
+    (smaller, equal to and larger than the window) it holds the last ``size`` rows in
+    order, and each push returns exactly the rows that left, oldest first."""
+    from driftline.agents.monitor.columns import Ring
+
+    rng = np.random.default_rng(size)
+    ring, held, seen = Ring(size, (2,), np.int64), [], 0
+    for n in rng.integers(0, 3 * size + 2, 200).tolist():
+        rows = np.arange(seen, seen + n).repeat(2).reshape(n, 2)
+        seen += n
+        left = ring.push(rows).tolist()
+        held += rows.tolist()
+        want_left, held = held[:max(0, len(held) - size)], held[-size:]
+        assert left == want_left
+        assert ring.ordered().tolist() == held and len(ring) == len(held)

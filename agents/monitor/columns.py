@@ -22,6 +22,11 @@ on a :meth:`Batch.slice` of one copy of it in segment order) reads arrays, not d
 [2.0, 3.0]
 >>> tail.rows.tolist()
 [[2.0], [3.0]]
+>>> ring = Ring(3, (1,), int)
+>>> ring.push(np.array([[1], [2]])).tolist(), ring.push(np.array([[3], [4]])).tolist()
+([], [[1]])
+>>> ring.ordered().tolist(), len(ring)
+([[2], [3], [4]], 3)
 """
 
 from __future__ import annotations
@@ -128,19 +133,65 @@ class Columns:
                      floats(events, "label_ts") if pairs else _EMPTY)
 
 
+class Ring:
+    """The last ``size`` rows of a stream (each of ``shape``) in one fixed array: a push
+    writes its rows over the oldest, so it costs its own rows, not a copy of the window."""
+
+    def __init__(self, size: int, shape: tuple[int, ...] = (), dtype: Any = float) -> None:
+        self.size = size
+        self._data = np.zeros((size, *shape), dtype)
+        self._end = 0  # rows pushed so far
+
+    def __len__(self) -> int:
+        return min(self._end, self.size)
+
+    def push(self, rows: np.ndarray) -> np.ndarray:
+        """Add rows in order; returns the rows that left the window, oldest first."""
+        n, size, held = len(rows), self.size, len(self)
+        leaving = max(0, held + n - size)
+        if n >= size:  # the new rows replace everything
+            out = np.concatenate((self.ordered(), rows[:n - size]))
+            self._data[:] = rows[n - size:]
+            self._end = (self._end // size + 2) * size  # the oldest row at position 0
+            return out
+        oldest = (self._end - held) % size
+        out = self._data[(oldest + np.arange(leaving)) % size] if leaving else rows[:0]
+        start = self._end % size
+        first = min(n, size - start)
+        self._data[start:start + first] = rows[:first]
+        self._data[:n - first] = rows[first:]
+        self._end += n
+        return out
+
+    def ordered(self) -> np.ndarray:
+        """The window's rows, oldest first (a copy)."""
+        if self._end < self.size:
+            return self._data[:self._end].copy()
+        start = self._end % self.size
+        return np.concatenate((self._data[start:], self._data[:start]))
+
+
 class Tail:
-    """The last ``size`` rows of a stream and one value each (e.g. the squared error)."""
+    """The last ``size`` rows of a stream and one value each (e.g. the squared error),
+    read only when an alert is attributed (:attr:`rows`, :attr:`values`: copies)."""
 
     def __init__(self, size: int, width: int) -> None:
         self.size = size
-        self.rows = np.empty((0, width))
-        self.values = np.empty(0)
+        self._rows = Ring(size, (width,))
+        self._values = Ring(size)
 
     def extend(self, rows: np.ndarray, values: np.ndarray) -> Tail:
-        # Copies: a view of the concatenation would keep up to twice the rows alive.
-        self.rows = np.concatenate((self.rows, rows[-self.size:]))[-self.size:].copy()
-        self.values = np.concatenate((self.values, values[-self.size:]))[-self.size:].copy()
+        self._rows.push(rows)
+        self._values.push(values)
         return self
 
+    @property
+    def rows(self) -> np.ndarray:
+        return self._rows.ordered()
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values.ordered()
+
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values)

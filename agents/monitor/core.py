@@ -184,7 +184,6 @@ class VersionMonitor:
         if not self.reference.full and self.reference.add(rows, preds, labels):
             if self.estimated is not None:
                 waited = self.estimated.fit(*self.reference.arrays()).alerts
-        before = (self.recent.rows, self.recent.values)
         first = self.rolling.count
         rolling = self.rolling.extend(preds, labels)
         applies_from = self.baseline.update(sq).applies_from
@@ -206,21 +205,22 @@ class VersionMonitor:
                 continue
             alert = concept.fire(i, ts, mse, n) if step == 0 else threshold.fire(ts, mse, n)
             if alert:
-                out.append(self._attribute(alert, before, rows[:i + 1], sq[:i + 1]))
+                out.append(self._attribute(alert, self.recent, rows[:i + 1], sq[:i + 1]))
         self.recent.extend(rows, sq)
         return out + waited
 
-    def _attribute(self, alert: Alert, before: tuple[np.ndarray, np.ndarray],
-                   rows: np.ndarray, sq: np.ndarray) -> Alert:
+    def _attribute(self, alert: Alert, before: Tail, rows: np.ndarray,
+                   sq: np.ndarray) -> Alert:
         """The features that best explain the rise of the error, over the window ending at
-        the pair that fired, against the reference (:mod:`.attribution`)."""
+        the pair that fired (``before``: the pairs before this batch), against the
+        reference (:mod:`.attribution`)."""
         assert self.columns is not None and self.reference is not None
         if not self.reference.full:
             return alert
         ref_rows, ref_preds, ref_labels = self.reference.arrays()
         window = self.config.window
-        recent_rows = np.concatenate((before[0], rows))[-window:]
-        recent_sq = np.concatenate((before[1], sq))[-window:]
+        recent_rows = np.concatenate((before.rows, rows))[-window:]
+        recent_sq = np.concatenate((before.values, sq))[-window:]
         found = attribute(self.columns.names, ref_rows, (ref_preds - ref_labels) ** 2,
                           recent_rows, recent_sq)
         if found:

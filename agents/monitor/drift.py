@@ -19,6 +19,7 @@ import numpy as np
 from river import drift
 
 from driftline.agents.monitor import calibration
+from driftline.agents.monitor.columns import Ring
 from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
 
 _PSI_EPS = 1e-4
@@ -143,7 +144,7 @@ class PSIDrift:
         self._reference_rows = 0
         self.edges: list[np.ndarray] | None = None
         self.expected: np.ndarray | None = None          # columns x bins
-        self._bins = np.empty((0, len(columns)), np.int64)  # the window, binned
+        self._bins = Ring(config.window, (len(columns),), np.int64)  # the window, binned
         self._counts = np.zeros((len(columns), config.bins + 1), np.int64)  # ... counted
         self._offsets = np.arange(len(columns)) * (config.bins + 1)
         self._since_check = 0
@@ -173,12 +174,11 @@ class PSIDrift:
         position = 0
         while position < len(binned):
             take = min(every - self._since_check, len(binned) - position)
-            grown = np.concatenate((self._bins, binned[position:position + take]))
-            leaving = len(grown) - window
-            self._counts += self._count(binned[position:position + take])
-            if leaving > 0:
-                self._counts -= self._count(grown[:leaving])
-            self._bins = grown[-window:]
+            chunk = binned[position:position + take]
+            self._counts += self._count(chunk)
+            leaving = self._bins.push(chunk)
+            if len(leaving):
+                self._counts -= self._count(leaving)
             self._since_check += take
             position += take
             if self._since_check == every:
