@@ -281,3 +281,20 @@ def test_segments_watch_the_versions_features_even_when_their_first_event_lacks_
     fr = mon.versions[("m", 1)].segments["fr"]
     assert fr.columns is not None and fr.columns.names == ["a", "b"]
     assert set(fr.report()["psi"]) == {"a", "b"}  # both checked in the segment
+
+
+def test_label_delays_are_kept_per_model_from_the_pairs_columns():
+    """The monitor reads each pair's label delay off the batch it builds anyway: per model,
+    over its versions, rejected pairs included (their label came), unknown times left out."""
+    mon = Monitor(MonitorConfig())
+    pairs = [{"prediction_id": str(i), "model": "m", "version": 1 + i % 2, "prediction": 1.0,
+              "label": 0.0 if i != 3 else float("inf"), "features": {}, "ts": 100.0,
+              "label_ts": 100.0 + (0.5 if i < 4 else 10.0)} for i in range(6)]
+    pairs.append({**pairs[0], "prediction_id": "x", "label_ts": None})
+    mon.process_pairs(pairs)
+    mon.process_pairs([{**pairs[0], "model": "n", "label_ts": 100.0 + 4e5}])
+    m, n = mon.label_delays["m"], mon.label_delays["n"]
+    assert dict(m.buckets())["1.0"] == 4 and dict(m.buckets())["15.0"] == 6
+    assert dict(m.buckets())["+Inf"] == 6 and m.total == 4 * 0.5 + 2 * 10.0
+    assert m.newest_label_ts == 110.0 and mon.versions[("m", 2)].rejected == 1
+    assert dict(n.buckets())["+Inf"] == 1 and dict(n.buckets())["86400.0"] == 0

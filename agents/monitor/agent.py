@@ -27,17 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import operator
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import faust
-import numpy as np
 
 from driftline.agents.lifecycle import PartitionStates
-from driftline.agents.monitor.columns import floats
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import LabelDelays
@@ -61,7 +58,6 @@ from driftline.models.wire.internal import (
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
-_MODEL = operator.itemgetter("model")
 
 
 class Router:
@@ -120,7 +116,6 @@ class PartitionMonitor:
         self.applied: dict[tuple[str, int], int] = {}  # source -> last offset applied
         self.published: set[str] = set()            # alert ids on the alerts partition
         self.duplicates = 0
-        self.label_delays: dict[str, LabelDelays] = {}  # per model, for /metrics
 
     def apply(self, offset: int, value: bytes) -> list[dict[str, Any]]:
         """One monitor-input record, in offset order; returns the alerts it raised."""
@@ -150,7 +145,6 @@ class PartitionMonitor:
 
     def _feed(self, kind: str | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == SCORED:
-            self._label_delays(events)
             if self.loop is not None:
                 self.loop.observe(events)
             return self.monitor.process_pairs(events)
@@ -158,18 +152,10 @@ class PartitionMonitor:
             return self.monitor.process_predictions(events)
         return self.monitor.process_expired(events)
 
-
-    def _label_delays(self, pairs: list[dict[str, Any]]) -> None:
-        """Label time - prediction time of a run of pairs, into each model's histogram."""
-        label_ts, ts = floats(pairs, "label_ts"), floats(pairs, "ts")
-        models = list(map(_MODEL, pairs))
-        names = set(models)
-        for model in names:
-            mine = (slice(None) if len(names) == 1
-                    else np.array(models, dtype=object) == model)
-            labelled = label_ts[mine]
-            newest = float(np.nanmax(labelled)) if np.isfinite(labelled).any() else None
-            self.label_delays.setdefault(model, LabelDelays()).add(labelled - ts[mine], newest)
+    @property
+    def label_delays(self) -> dict[str, LabelDelays]:
+        """Per model, the label delays of its scored pairs (for /metrics)."""
+        return self.monitor.label_delays
 
 
 def _finite_or_null(metrics: dict[str, Any]) -> dict[str, Any]:

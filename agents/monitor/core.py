@@ -36,7 +36,7 @@ from driftline.agents.monitor.attribution import attribute, describe
 from driftline.agents.monitor.columns import Batch, Columns, Tail, at
 from driftline.agents.monitor.config import ModelConfig, MonitorConfig
 from driftline.agents.monitor.estimation import Reference
-from driftline.agents.monitor.metrics import Baseline, RollingErrors
+from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
 from driftline.agents.monitor.rules import (
     ConceptDriftRule,
     DataDriftRule,
@@ -67,9 +67,11 @@ class VersionMonitor:
     def __init__(self, model: str, version: int | None, config: ModelConfig,
                  alerts: AlertBook, baseline_mse: float | None = None,
                  features: int = 0, segment: str | None = None,
-                 columns: Columns | None = None) -> None:
+                 columns: Columns | None = None,
+                 label_delays: LabelDelays | None = None) -> None:
         self.model, self.version, self.config = model, version, config
         self.segment = segment
+        self.label_delays = label_delays  # the model's histogram (version-wide monitors)
         self.alerts = alerts
         # The false-alarm budget split over this version's tests (the features its first
         # event names): each test's false alarms per prediction.
@@ -158,9 +160,20 @@ class VersionMonitor:
         return self.predictions(self.batch(events))
 
     def pairs(self, batch: Batch) -> list[Alert]:
-        return self._pairs(batch) + self._by_segment(batch, VersionMonitor.pairs)
+        """Scored pairs as columns: their label delays, then the rules of the version and
+        of its segments on the valid ones (checked once, here, for both)."""
+        if self.label_delays is not None:
+            label_ts = batch.label_ts
+            known = label_ts[np.isfinite(label_ts)]
+            self.label_delays.add(label_ts - batch.ts, float(known.max()) if len(known) else None)
+        batch = self._valid(batch)
+        if not len(batch):
+            return []
+        return self._pairs(batch) + self._by_segment(batch, VersionMonitor._pairs)
 
-    def _pairs(self, batch: Batch) -> list[Alert]:
+    def _valid(self, batch: Batch) -> Batch:
+        """The pairs a rule can score: for a classifier, 0/1 labels and probabilities in
+        [0, 1]; a finite squared error. The others are counted in :attr:`rejected`."""
         preds, labels = batch.prediction, batch.label
         if self.classification:
             ok = ((labels == 0) | (labels == 1)) & (preds >= 0) & (preds <= 1)
@@ -169,14 +182,16 @@ class VersionMonitor:
                 batch = batch.take(ok)
                 preds, labels = batch.prediction, batch.label
         with np.errstate(over="ignore", invalid="ignore"):
-            sq = (preds - labels) ** 2
-        finite = np.isfinite(sq)  # 1e200 - 0 is finite, its square is not
+            finite = np.isfinite((preds - labels) ** 2)  # 1e200 - 0 is finite, its square not
         if not finite.all():
             self.rejected += int((~finite).sum())
             batch = batch.take(finite)
-            preds, labels, sq = batch.prediction, batch.label, sq[finite]
-        if not len(batch):
-            return []
+        return batch
+
+    def _pairs(self, batch: Batch) -> list[Alert]:
+        """Valid scored pairs (:meth:`_valid`) through this monitor's pair rules."""
+        preds, labels = batch.prediction, batch.label
+        sq = (preds - labels) ** 2
         self._served(batch)
         rows = batch.rows
         assert self.reference is not None and self.recent is not None
@@ -309,6 +324,7 @@ class Monitor:
         self.books: dict[str, AlertBook] = {}
         self._touched: list[VersionMonitor] = []  # the versions the last call fed
         self.by_model: dict[str, list[VersionMonitor]] = {}  # each model's versions
+        self.label_delays: dict[str, LabelDelays] = {}  # per model: label - prediction time
 
     def version(self, model: str, version: int | None, features: int = 0) -> VersionMonitor:
         """The monitor of ``version``, made on its first event (``features``: how many
@@ -319,8 +335,9 @@ class Monitor:
             cfg = self.config.for_model(model)
             book = self.books.setdefault(model, AlertBook(cfg.cooldown))
             baseline = self.baselines(model, version) if self.baselines else None
-            vm = self.versions[key] = VersionMonitor(model, version, cfg, book, baseline,
-                                                     features)
+            vm = self.versions[key] = VersionMonitor(
+                model, version, cfg, book, baseline, features,
+                label_delays=self.label_delays.setdefault(model, LabelDelays()))
             self.by_model.setdefault(model, []).append(vm)
         return vm
 
