@@ -184,7 +184,8 @@ def test_psi_window_counts_kept_as_rows_enter_and_leave_equal_a_recount(window, 
 def test_ring_holds_the_last_rows_and_returns_those_that_leave(size):
     """The ring buffer the PSI window and the attribution tail keep: after any pushes
     (smaller, equal to and larger than the window) it holds the last ``size`` rows in
-    order, and each push returns exactly the rows that left, oldest first."""
+    order, and each push returns exactly the rows that left, oldest first (a write,
+    nothing)."""
     from driftline.agents.monitor.columns import Ring
 
     rng = np.random.default_rng(size)
@@ -192,8 +193,13 @@ def test_ring_holds_the_last_rows_and_returns_those_that_leave(size):
     for n in rng.integers(0, 3 * size + 2, 200).tolist():
         rows = np.arange(seen, seen + n).repeat(2).reshape(n, 2)
         seen += n
-        left = ring.push(rows).tolist()
+        wrote = n < size and rng.random() < 0.5  # write: the same without what left
+        left = None if wrote else ring.push(rows).tolist()
+        if wrote:
+            ring.write(rows)
         held += rows.tolist()
         want_left, held = held[:max(0, len(held) - size)], held[-size:]
-        assert left == want_left
+        assert left in (None, want_left)
         assert ring.ordered().tolist() == held and len(ring) == len(held)
+        assert sorted(ring.values().tolist()) == sorted(held)
+        assert ring.sum() == sum(v for row in held for v in row)

@@ -148,20 +148,41 @@ class Ring:
     def push(self, rows: np.ndarray) -> np.ndarray:
         """Add rows in order; returns the rows that left the window, oldest first."""
         n, size, held = len(rows), self.size, len(self)
-        leaving = max(0, held + n - size)
         if n >= size:  # the new rows replace everything
             out = np.concatenate((self.ordered(), rows[:n - size]))
             self._data[:] = rows[n - size:]
             self._end = (self._end // size + 2) * size  # the oldest row at position 0
             return out
-        oldest = (self._end - held) % size
-        out = self._data[(oldest + np.arange(leaving)) % size] if leaving else rows[:0]
+        leaving = held + n - size
+        if leaving > 0:  # they sit from the oldest on, wrapping at most once: slices
+            oldest = (self._end - held) % size
+            last = oldest + leaving
+            out = (self._data[oldest:last].copy() if last <= size else
+                   np.concatenate((self._data[oldest:], self._data[:last - size])))
+        else:
+            out = rows[:0]
+        self.write(rows)
+        return out
+
+    def write(self, rows: np.ndarray) -> None:
+        """Add fewer than ``size`` rows in order, over the oldest (:meth:`push` without
+        what left)."""
+        n, size = len(rows), self.size
         start = self._end % size
         first = min(n, size - start)
         self._data[start:start + first] = rows[:first]
-        self._data[:n - first] = rows[first:]
+        if first < n:
+            self._data[:n - first] = rows[first:]
         self._end += n
-        return out
+
+    def sum(self) -> float:
+        """The sum of the window's values (in storage order)."""
+        return float(self._data[:len(self)].sum())
+
+    def values(self) -> np.ndarray:
+        """The window's rows in storage order, not oldest first: for sums and means (a
+        view; valid until the next push)."""
+        return self._data[:len(self)]
 
     def ordered(self) -> np.ndarray:
         """The window's rows, oldest first (a copy)."""
@@ -181,8 +202,12 @@ class Tail:
         self._values = Ring(size)
 
     def extend(self, rows: np.ndarray, values: np.ndarray) -> Tail:
-        self._rows.push(rows)
-        self._values.push(values)
+        if len(values) >= self.size:
+            self._rows.push(rows)
+            self._values.push(values)
+        else:
+            self._rows.write(rows)
+            self._values.write(values)
         return self
 
     @property

@@ -200,7 +200,7 @@ class VersionMonitor:
             if self.estimated is not None:
                 waited = self.estimated.fit(*self.reference.arrays()).alerts
         first = self.rolling.count
-        rolling = self.rolling.extend(preds, labels)
+        rolling = self.rolling.extend(preds, labels, sq)
         applies_from = self.baseline.update(sq).applies_from
         concept = self.concept.update(preds, labels, sq)
         out = (self.starvation.update(batch.label_ts, expired=False).alerts

@@ -34,6 +34,8 @@ import math
 
 import numpy as np
 
+from driftline.agents.monitor.columns import Ring
+
 RIDGE = 1.0          # ridge penalty of DLE, on standardised inputs
 Z_CLIP = 8.0         # standardised inputs are clipped here: a wild value must not explode
 CALIBRATION_BINS = 20
@@ -77,8 +79,9 @@ class Estimation:
         self.classification = classification
         self.method = "cbpe" if classification else "dle"
         self.baseline: float | None = None   # mean expected squared error on the reference
-        self._values = np.empty(0)           # expected squared errors of the window
-        self._probs = np.empty((0, 2))       # classification: (p, calibrated p) of the window
+        self._values = Ring(window)          # expected squared errors of the window
+        self._sum = 0.0                      # ... their sum
+        self._probs = Ring(window, (2,))     # classification: (p, calibrated p) of the window
         self.count = 0                       # predictions estimated since the fit
         # DLE
         self._mu = self._sd = self._weights = np.empty(0)
@@ -140,21 +143,24 @@ class Estimation:
     def update(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         """Predictions in order; the rolling estimate after each (NaN until the window of
         estimated predictions is full, and before the fit)."""
-        n = len(predictions)
+        n, window = len(predictions), self.window
         if not self.fitted:
             return np.full(n, math.nan)
         values = self.expected(rows, predictions)
-        held = len(self._values)
-        cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((self._values, values)))))
-        ends = held + 1 + np.arange(n)
-        counts = self.count + 1 + np.arange(n)
-        sizes = np.minimum(counts, self.window)
-        rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
-        rolling[counts < self.window] = math.nan
-        self._values = np.concatenate((self._values, values))[-self.window:]
+        if self.count >= window and n < window:  # the common case: a full window already
+            rolling = (self._sum + np.cumsum(values - self._values.push(values))) / window
+        else:
+            held = self._values.ordered()
+            self._values.push(values)
+            cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((held, values)))))
+            ends = len(held) + 1 + np.arange(n)
+            counts = self.count + 1 + np.arange(n)
+            sizes = np.minimum(counts, window)
+            rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
+            rolling[counts < window] = math.nan
+        self._sum = self._values.sum()  # summed afresh: no rounding carried over
         if self.classification:
-            probs = np.column_stack((predictions, self.calibrate(predictions)))
-            self._probs = np.concatenate((self._probs, probs))[-self.window:]
+            self._probs.push(np.column_stack((predictions, self.calibrate(predictions))))
         self.count += n
         return np.asarray(rolling)
 
@@ -167,11 +173,12 @@ class Estimation:
         if not self.fitted or not len(self._values):
             return {name: (self.baseline if name == "estimated_baseline_mse" else None)
                     for name in names}
-        mse = float(self._values.mean())
+        mse = float(self._values.values().mean())
         out: dict[str, float | None] = {"estimated_mse": mse, "estimated_rmse": math.sqrt(mse),
                                         "estimated_baseline_mse": self.baseline}
         if self.classification:
-            p, c = self._probs[:, 0], self._probs[:, 1]
+            probs = self._probs.values()
+            p, c = probs[:, 0], probs[:, 1]
             yes = p >= 0.5
             tp, fp = float(c[yes].sum()), float((1 - c[yes]).sum())
             fn, tn = float(c[~yes].sum()), float((1 - c[~yes]).sum())

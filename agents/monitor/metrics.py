@@ -18,37 +18,50 @@ import math
 
 import numpy as np
 
+from driftline.agents.monitor.columns import Ring
+
 
 class RollingErrors:
     """The last ``window`` (prediction, label) pairs and the cumulative count."""
 
     def __init__(self, window: int) -> None:
         self.window = window
-        self.predictions = np.empty(0)
-        self.labels = np.empty(0)
-        self._squared = np.zeros(1)  # 0, then the window's squared errors
+        self._pairs = Ring(window, (3,))  # prediction, label, squared error
+        self._sum = 0.0                   # of the window's squared errors
         self.count = 0
 
-    def extend(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Add pairs in order; returns the rolling MSE after each of them."""
-        n = len(predictions)
-        held = len(self._squared) - 1
-        squared = np.concatenate((self._squared, (predictions - labels) ** 2))
-        cumulative = np.cumsum(squared)
-        ends = np.arange(held + 1, held + 1 + n)
-        sizes = np.minimum(np.arange(self.count + 1, self.count + 1 + n), self.window)
-        rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
-        self._squared = squared[-self.window - 1:].copy()
-        self._squared[0] = 0.0
-        self.predictions = np.concatenate((self.predictions, predictions))[-self.window:]
-        self.labels = np.concatenate((self.labels, labels))[-self.window:]
+    @property
+    def predictions(self) -> np.ndarray:
+        return self._pairs.values()[:, 0]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._pairs.values()[:, 1]
+
+    def extend(self, predictions: np.ndarray, labels: np.ndarray,
+               squared: np.ndarray | None = None) -> np.ndarray:
+        """Add pairs in order (``squared``: their squared errors, if the caller has them);
+        returns the rolling MSE after each of them."""
+        n, window = len(predictions), self.window
+        sq = (predictions - labels) ** 2 if squared is None else squared
+        rows = np.column_stack((predictions, labels, sq))
+        if self.count >= window and n < window:  # the common case: a full window already
+            rolling = (self._sum + np.cumsum(sq - self._pairs.push(rows)[:, 2])) / window
+        else:
+            held = self._pairs.ordered()[:, 2]
+            self._pairs.push(rows)
+            cumulative = np.cumsum(np.concatenate(([0.0], held, sq)))
+            ends = np.arange(len(held) + 1, len(held) + 1 + n)
+            sizes = np.minimum(np.arange(self.count + 1, self.count + 1 + n), window)
+            rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
+        self._sum = float(self._pairs.values()[:, 2].sum())  # afresh: no rounding carried
         self.count += n
         return np.asarray(rolling)
 
     def mse(self) -> float | None:
         if self.count == 0:
             return None
-        return float(np.mean((self.predictions - self.labels) ** 2))
+        return float(np.mean(self._pairs.values()[:, 2]))
 
     def report(self) -> dict[str, float | None]:
         """Rolling MSE, RMSE, MAE and R^2 over the window (None before any pair)."""
@@ -56,7 +69,7 @@ class RollingErrors:
             return {"rolling_mse": None, "rolling_rmse": None, "rolling_mae": None,
                     "rolling_r2": None}
         err = self.predictions - self.labels
-        mse = float(np.mean(err ** 2))
+        mse = float(np.mean(self._pairs.values()[:, 2]))
         total = float(np.sum((self.labels - self.labels.mean()) ** 2))
         return {"rolling_mse": mse, "rolling_rmse": math.sqrt(mse),
                 "rolling_mae": float(np.mean(np.abs(err))),

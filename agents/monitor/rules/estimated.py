@@ -17,6 +17,7 @@ of the first pairs only: replay equals streaming.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -76,12 +77,13 @@ class EstimatedDegradationRule:
 
     def _apply(self, ts: np.ndarray, rows: np.ndarray,
                predictions: np.ndarray) -> EstimatedDegradationRule:
+        full = self.estimation.count >= self.estimation.window  # no NaN comes out
         rolling = self.estimation.update(rows, predictions)
         baseline = self.estimation.baseline
-        if baseline is None or np.isnan(rolling[-1:]).all():
+        if baseline is None or not len(rolling) or math.isnan(rolling[-1]):
             return self
-        start = int(np.argmax(~np.isnan(rolling)))
-        values = rolling[start:]
+        start = 0 if full else int(np.argmax(~np.isnan(rolling)))
+        values = rolling[start:] if start else rolling
         resolve = (1 + self.config.factor) / 2 * baseline
         self.runs.update_many(values > self.config.factor * baseline, values <= resolve, ())
         steps = sorted([(i, True) for i in self.runs.breached_at]
