@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from driftline.agents.monitor.agent import MonitorAgent, PartitionMonitor
 from driftline.agents.monitor.config import MonitorConfig
@@ -39,3 +40,80 @@ def test_alerts_are_validated_once_and_a_bad_one_is_dead_lettered_not_raised():
     assert record["topic"] == "t.alerts" and record["error"].startswith(
         "internal_error: alert does not match the schema: kind: must be one of")
     assert orjson.loads(record["raw"])["alert_id"] == "bad"
+
+
+def monitor_input(n: int = 6_000, chunk: int = 250):
+    """monitor-input records as the join and the route write them: elements of
+    ``chunk`` predictions or scored pairs, one per record, in runs of either kind
+    (predictions run ahead of their pairs, as in the worker), with a concept drift
+    halfway; plus one record that is not JSON and one element forwarded twice."""
+    from simulate import stream
+
+    from driftline.models.wire import encode
+    from driftline.models.wire.internal import PREDICTIONS, SCORED, element
+
+    predictions, pairs = stream(n, seed=5, drift_at=n // 2)
+    values = []
+    for k, i in enumerate(range(0, n, chunk)):
+        values.append(element(PREDICTIONS, 0, k, [encode(e) for e in predictions[i:i + chunk]]))
+        if k % 3 == 2:  # the pairs come in bursts of three source messages
+            for j in range(i - 2 * chunk, i + chunk, chunk):
+                values.append(element(SCORED, 1, j // chunk,
+                                      [encode(e) for e in pairs[j:j + chunk]]))
+    values.insert(7, b"not json")
+    values.insert(12, values[11])  # re-forwarded after a crash: dropped as a duplicate
+    return [(offset, b"[" + v + b"]") for offset, v in enumerate(values)]
+
+
+def test_a_run_of_one_kind_reaches_the_monitor_at_once_across_records_with_the_same_results():
+    """Consecutive records of one kind go to the monitor as one call (its cost is per
+    call), and give the alerts and numbers record-by-record application gives; a record
+    that cannot be decoded is skipped alone and reported, whatever else came with it."""
+    records = monitor_input()
+    config = MonitorConfig.load(None)
+
+    one_by_one = PartitionMonitor(config)
+    alerts_one, failed_one = [], []
+    for offset, value in records:
+        try:
+            alerts_one += one_by_one.apply(offset, value)
+        except ValueError:
+            failed_one.append(offset)
+
+    calls: list[int] = []
+    at_once = PartitionMonitor(config)
+    feed = at_once._feed
+    at_once._feed = lambda kind, events: calls.append(len(events)) or feed(kind, events)
+    alerts_all, failed = at_once.apply_records(records)
+
+    assert failed_one == [7] and [f.offset for f in failed] == [7]
+    assert failed[0].value == b"[not json]"
+    assert max(calls) >= 3 * 250  # three records of pairs, one call
+    assert len(calls) < len(records) - 2
+    assert [a["alert_id"] for a in alerts_all] == [a["alert_id"] for a in alerts_one]
+    assert "m.v1.concept_drift.1.firing" in {a["alert_id"] for a in alerts_all}
+    assert at_once.duplicates == one_by_one.duplicates == 250
+    mine, theirs = (p.monitor.versions[("m", 1)].report() for p in (at_once, one_by_one))
+    assert (mine["n_scored"], mine["n_predictions"]) == (theirs["n_scored"],
+                                                        theirs["n_predictions"]) == (6_000, 6_000)
+    assert mine["rolling_mse"] == pytest.approx(theirs["rolling_mse"], rel=1e-9)
+
+
+def test_a_record_that_cannot_be_applied_is_dead_lettered_alone_live_and_skipped_on_replay():
+    settings = Settings(topic_prefix="t.")
+    config = MonitorConfig.load(None)
+    agent = MonitorAgent(settings, None, config)
+    records = monitor_input(1_500)
+    dead = {}
+    for replay in (False, True):
+        out = Outbox()
+        part = PartitionMonitor(config)
+        agent._apply(out, 2, part, records, replay=replay)
+        dead[replay] = [r for r in out.records if r.topic == "t.deadletter"]
+        assert part.monitor.versions[("m", 1)].report()["n_scored"] == 1_500
+        assert part.next_offset == len(records)
+    assert dead[True] == []
+    [record] = dead[False]
+    value = orjson.loads(record.value)
+    assert (value["topic"], value["partition"], value["offset"]) == ("t.monitor-input", 2, 7)
+    assert value["error"].startswith("internal_error") and value["raw"] == "[not json]"

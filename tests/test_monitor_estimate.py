@@ -335,3 +335,31 @@ def test_the_estimate_does_not_depend_on_how_predictions_and_pairs_interleave():
     [(id0, ts0, mse0)], [(id1, ts1, mse1)] = results[0][0], results[1][0]
     assert (id1, ts1) == (id0, ts0) and mse1 == pytest.approx(mse0, rel=1e-12)
     assert results[1][1] == pytest.approx(results[0][1], rel=1e-12)
+
+
+def test_segments_estimators_stacked_give_each_estimators_own_expected_errors():
+    """The version-wide monitor computes its segments' DLE estimates in one pass over the
+    batch (estimation.Stacked): each segment's values equal its own estimator's, for any
+    subset of the segments (not contiguous), with missing and extreme values."""
+    from driftline.agents.monitor.estimation import Estimation, Stacked
+
+    rng = np.random.default_rng(3)
+    estimations = []
+    for k in range(5):
+        X = rng.normal(size=(500, 4)) * (1 + k)
+        p = X[:, 0] + k
+        estimations.append(Estimation(100, False).fit(X, p, p + rng.normal(size=500) * (1 + k)))
+    rows = rng.normal(size=(60, 4)) * 3
+    rows[5, 2] = np.nan
+    rows[17, 0] = 1e6  # clipped at Z_CLIP
+    predictions = rng.normal(size=60)
+    stacked = Stacked()
+    bounds = [(0, 7), (7, 30), (30, 31), (31, 50), (50, 60)]
+    for chosen in ([0, 1, 2, 3, 4], [1, 3, 4], [4, 0], [0, 1, 2, 3, 4]):
+        got = stacked.expected([estimations[k] for k in chosen], rows, predictions,
+                               [bounds[k] for k in chosen])
+        for k, values in zip(chosen, got):
+            start, end = bounds[k]
+            want = estimations[k].expected(rows[start:end], predictions[start:end])
+            assert values == pytest.approx(want, rel=1e-12, abs=1e-12)
+            assert np.isfinite(values).all()

@@ -73,10 +73,12 @@ class Batch:
         return Batch(self.ts[start:end], self.prediction[start:end], self.rows[start:end],
                      self.segment[start:end], self.label[start:end], self.label_ts[start:end])
 
-    def take(self, index: np.ndarray) -> Batch:
-        """The events at ``index`` (positions or a boolean mask), in that order."""
+    def take(self, index: np.ndarray, segments: bool = True) -> Batch:
+        """The events at ``index`` (positions or a boolean mask), in that order (without
+        their segment names unless ``segments``: a segment's own monitor never reads them)."""
         pairs = len(self.label) > 0
-        segment = (list(itertools.compress(self.segment, index.tolist()))
+        segment = ([] if not segments else
+                   list(itertools.compress(self.segment, index.tolist()))
                    if index.dtype == bool else [self.segment[i] for i in index.tolist()])
         return Batch(self.ts[index], self.prediction[index], self.rows[index], segment,
                      self.label[index] if pairs else _EMPTY,

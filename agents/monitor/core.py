@@ -35,7 +35,7 @@ from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
 from driftline.agents.monitor.columns import Batch, Columns, Tail, at
 from driftline.agents.monitor.config import ModelConfig, MonitorConfig
-from driftline.agents.monitor.estimation import Reference
+from driftline.agents.monitor.estimation import Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
 from driftline.agents.monitor.rules import (
     ConceptDriftRule,
@@ -114,6 +114,7 @@ class VersionMonitor:
         self.segments: dict[str, VersionMonitor] = {}
         self._segments = Segments(config.max_segments) if (
             config.segments and segment is None) else None
+        self._stacked = Stacked()  # the segments' estimators, stacked
 
     def _use(self, columns: Columns) -> None:
         self.columns = columns
@@ -127,20 +128,47 @@ class VersionMonitor:
         assert self.columns is not None
         return self.columns.batch(events, pairs)
 
-    def _by_segment(self, batch: Batch, method) -> list[Alert]:
-        """Each segment's monitor gets the events of its segment (``segments = true``)."""
+    def _by_segment(self, batch: Batch) -> tuple[Batch, list[tuple[VersionMonitor, int, int]]]:
+        """The batch in segment order (one copy) and each segment's monitor with where its
+        events are in it (``segments = true``; none otherwise)."""
         if self._segments is None:
-            return []
-        out: list[Alert] = []
+            return batch, []
         order, runs = self._segments.split(batch.segment)
-        ordered = batch if order is None else batch.take(order)
+        ordered = batch if order is None else batch.take(order, segments=False)
+        out = []
         for name, (start, end) in runs.items():
             vm = self.segments.get(name)
             if vm is None:
                 vm = self.segments[name] = VersionMonitor(
                     self.model, self.version, self.config, self.alerts,
                     features=len(self.columns or ()), segment=name, columns=self.columns)
-            out.extend(method(vm, ordered.slice(start, end)))
+            out.append((vm, start, end))
+        return ordered, out
+
+    def _segment_pairs(self, batch: Batch) -> list[Alert]:
+        ordered, parts = self._by_segment(batch)
+        out: list[Alert] = []
+        for vm, start, end in parts:
+            out.extend(vm._pairs(ordered.slice(start, end)))
+        return out
+
+    def _segment_predictions(self, batch: Batch) -> list[Alert]:
+        """The segments' prediction rules; the expected squared errors of the segments
+        whose regression estimator is fitted come from one pass over the batch
+        (:class:`~.estimation.Stacked`), not one per segment."""
+        ordered, parts = self._by_segment(batch)
+        fitted = [(k, vm.estimated.estimation) for k, (vm, _, _) in enumerate(parts)
+                  if vm.estimated is not None and vm.estimated.estimation.fitted]
+        expected: list[np.ndarray | None] = [None] * len(parts)
+        if len(fitted) > 1 and not self.classification:
+            found = self._stacked.expected(
+                [e for _, e in fitted], ordered.rows, ordered.prediction,
+                [parts[k][1:] for k, _ in fitted])
+            for (k, _), values in zip(fitted, found):
+                expected[k] = values
+        out: list[Alert] = []
+        for (vm, start, end), given in zip(parts, expected):
+            out.extend(vm.predictions(ordered.slice(start, end), given))
         return out
 
     @property
@@ -169,7 +197,7 @@ class VersionMonitor:
         batch = self._valid(batch)
         if not len(batch):
             return []
-        return self._pairs(batch) + self._by_segment(batch, VersionMonitor._pairs)
+        return self._pairs(batch) + self._segment_pairs(batch)
 
     def _valid(self, batch: Batch) -> Batch:
         """The pairs a rule can score: for a classifier, 0/1 labels and probabilities in
@@ -243,7 +271,9 @@ class VersionMonitor:
             alert["message"] += describe(found)
         return alert
 
-    def predictions(self, batch: Batch) -> list[Alert]:
+    def predictions(self, batch: Batch, expected: np.ndarray | None = None) -> list[Alert]:
+        """Prediction events as columns (``expected``: their expected squared errors, if a
+        version-wide monitor computed them for its segments)."""
         self.n_predictions += len(batch)
         self._served(batch)
         assert self.columns is not None
@@ -257,10 +287,10 @@ class VersionMonitor:
         if self.segment is None:  # the prediction's own PSI: model-wide only
             out += self.prediction_drift.update(batch.prediction, ts).alerts
         if self.estimated is not None:
-            out += self.estimated.update(ts, rows, batch.prediction).alerts
+            out += self.estimated.update(ts, rows, batch.prediction, expected).alerts
         if self.multivariate is not None:
             out += self.multivariate.update(rows, ts).alerts
-        return out + self._by_segment(batch, VersionMonitor.predictions)
+        return out + self._segment_predictions(batch)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
         """Expired predictions: label starvation, model-wide only."""

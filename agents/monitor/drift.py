@@ -74,6 +74,10 @@ class ErrorDrift:
             self.detections += len(hits)
             return [(i, None, None) for i, _ in hits]
         increases: list[tuple[int, float | None, float | None]] = []
+        if not hits:  # the common case: no running sums before a cut to read
+            self._count += len(errors)
+            self._total += float(errors.sum())
+            return increases
         before_sums = np.concatenate(([0.0], np.cumsum(errors)))
         for i, after in hits:
             count = self._count + i  # values in before this one
@@ -147,6 +151,7 @@ class PSIDrift:
         self._bins = Ring(config.window, (len(columns),), np.int64)  # the window, binned
         self._counts = np.zeros((len(columns), config.bins + 1), np.int64)  # ... counted
         self._offsets = np.arange(len(columns)) * (config.bins + 1)
+        self._leave = len(columns) * (config.bins + 1)  # a second table: what left
         self._since_check = 0
         self.seen = 0
 
@@ -174,11 +179,16 @@ class PSIDrift:
         position = 0
         while position < len(binned):
             take = min(every - self._since_check, len(binned) - position)
-            chunk = binned[position:position + take]
-            self._counts += self._count(chunk)
+            chunk = binned[position:position + take] if take < len(binned) else binned
             leaving = self._bins.push(chunk)
-            if len(leaving):
-                self._counts -= self._count(leaving)
+            if len(leaving) == len(chunk):  # a full window: as many leave as enter
+                both = self._count(np.concatenate((chunk, leaving + self._leave)), 2)
+                self._counts += both[0]
+                self._counts -= both[1]
+            else:
+                self._counts += self._count(chunk)
+                if len(leaving):
+                    self._counts -= self._count(leaving)
             self._since_check += take
             position += take
             if self._since_check == every:
@@ -187,11 +197,13 @@ class PSIDrift:
                     checks.append(PSICheck(start + position - 1, self._psi()))
         return checks
 
-    def _count(self, binned: np.ndarray) -> np.ndarray:
-        """Columns x (bins + 1) counts of binned values (the last: missing)."""
+    def _count(self, binned: np.ndarray, tables: int = 1) -> np.ndarray:
+        """Columns x (bins + 1) counts of binned values (the last: missing); ``tables``
+        > 1: values offset by multiples of :attr:`_leave` counted in tables of their own."""
         size = len(self._offsets) * (self.config.bins + 1)
-        return np.bincount((binned + self._offsets).ravel(), minlength=size).reshape(
-            len(self._offsets), self.config.bins + 1)
+        counts = np.bincount((binned + self._offsets).ravel(), minlength=tables * size)
+        shape = (len(self._offsets), self.config.bins + 1)
+        return counts.reshape((tables, *shape) if tables > 1 else shape)
 
     def _fit_reference(self, reference: np.ndarray) -> None:
         qs = np.linspace(0, 1, self.config.bins + 1)[1:-1]

@@ -140,13 +140,15 @@ class Estimation:
         z, w, k = self._standardised(rows, predictions), self._weights, len(self._mu)
         return np.asarray(np.maximum(w[0] + z @ w[1:k + 1] + (z * z) @ w[k + 1:], 0.0))
 
-    def update(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-        """Predictions in order; the rolling estimate after each (NaN until the window of
-        estimated predictions is full, and before the fit)."""
+    def update(self, rows: np.ndarray, predictions: np.ndarray,
+               expected: np.ndarray | None = None) -> np.ndarray:
+        """Predictions in order (``expected``: their expected squared errors, if the caller
+        has them, :class:`Stacked`); the rolling estimate after each (NaN until the window
+        of estimated predictions is full, and before the fit)."""
         n, window = len(predictions), self.window
         if not self.fitted:
             return np.full(n, math.nan)
-        values = self.expected(rows, predictions)
+        values = self.expected(rows, predictions) if expected is None else expected
         if self.count >= window and n < window:  # the common case: a full window already
             rolling = (self._sum + np.cumsum(values - self._values.push(values))) / window
         else:
@@ -189,3 +191,43 @@ class Estimation:
                        estimated_f1=(2 * precision * recall / (precision + recall)
                                      if precision + recall else 0.0))
         return out
+
+
+class Stacked:
+    """Fitted DLE estimators of the groups of one batch (a version's segments, each a run
+    of rows): their :meth:`Estimation.expected` in one pass over the batch, gathering each
+    row's group's standardisation and weights. numpy's cost per call is then paid once,
+    not once per group: 70 against 210 µs for 10 segments of 50 rows (the same values to
+    rounding, ``tests/test_monitor_estimate.py``)."""
+
+    def __init__(self) -> None:
+        self._of: list[Estimation] = []  # the estimators the stacked parameters are of
+        self._mu = self._sd = self._weights = np.empty((0, 0))
+
+    def expected(self, estimations: list[Estimation], rows: np.ndarray,
+                 predictions: np.ndarray, bounds: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Expected squared errors of rows ``bounds[k]`` by ``estimations[k]`` (fitted,
+        regression)."""
+        if len(self._of) != len(estimations) or any(
+                a is not b for a, b in zip(self._of, estimations)):
+            self._of = list(estimations)  # a fit is final: stacked once per set
+            self._mu = np.stack([e._mu for e in estimations])
+            self._sd = np.stack([e._sd for e in estimations])
+            self._weights = np.stack([e._weights for e in estimations])
+        lengths = [end - start for start, end in bounds]
+        group = np.repeat(np.arange(len(estimations)), lengths)
+        if bounds[0][0] == 0 and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])):
+            end = bounds[-1][1]
+            rows, predictions = rows[:end], predictions[:end]
+        else:
+            at = np.concatenate([np.arange(start, end) for start, end in bounds])
+            rows, predictions = rows[at], predictions[at]
+        z = np.column_stack((rows, predictions))
+        z -= self._mu[group]
+        z /= self._sd[group]
+        np.clip(z, -Z_CLIP, Z_CLIP, out=z)
+        np.copyto(z, 0.0, where=np.isnan(z))  # missing: the reference mean
+        w, k = self._weights[group], z.shape[1]
+        values = (w[:, 0] + np.einsum("ij,ij->i", z, w[:, 1:k + 1])
+                  + np.einsum("ij,ij->i", z * z, w[:, k + 1:]))
+        return np.split(np.maximum(values, 0.0), np.cumsum(lengths)[:-1])

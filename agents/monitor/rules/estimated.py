@@ -62,10 +62,11 @@ class EstimatedDegradationRule:
             self._apply(ts, waiting, preds)
         return self
 
-    def update(self, ts: np.ndarray, rows: np.ndarray,
-               predictions: np.ndarray) -> EstimatedDegradationRule:
-        """Prediction events in order (their times, feature rows and predictions);
-        :attr:`alerts` holds what they raised."""
+    def update(self, ts: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
+               expected: np.ndarray | None = None) -> EstimatedDegradationRule:
+        """Prediction events in order (their times, feature rows and predictions, and
+        their expected squared errors if the caller has them); :attr:`alerts` holds what
+        they raised."""
         self.alerts = []
         if not self.estimation.fitted:
             self._pending.append((ts.copy(), rows.copy(), predictions.copy()))  # not views
@@ -73,12 +74,12 @@ class EstimatedDegradationRule:
             while self._pending_count - len(self._pending[0][0]) >= PENDING:
                 self._pending_count -= len(self._pending.pop(0)[0])
             return self
-        return self._apply(ts, rows, predictions)
+        return self._apply(ts, rows, predictions, expected)
 
-    def _apply(self, ts: np.ndarray, rows: np.ndarray,
-               predictions: np.ndarray) -> EstimatedDegradationRule:
+    def _apply(self, ts: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
+               expected: np.ndarray | None = None) -> EstimatedDegradationRule:
         full = self.estimation.count >= self.estimation.window  # no NaN comes out
-        rolling = self.estimation.update(rows, predictions)
+        rolling = self.estimation.update(rows, predictions, expected)
         baseline = self.estimation.baseline
         if baseline is None or not len(rolling) or math.isnan(rolling[-1]):
             return self
