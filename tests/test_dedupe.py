@@ -130,3 +130,15 @@ def test_frozen_chunks_hold_exactly_what_they_are_given(n):
     got_h = np.concatenate([b[0] for b in back]) if back else np.array([], np.uint64)
     got_t = np.concatenate([b[1] for b in back]) if back else np.array([])
     assert np.array_equal(got_h, h) and np.array_equal(got_t, t)
+
+
+def test_a_batch_of_ids_hashes_as_each_id_alone():
+    """The batch hash (one buffer of digests) is the one snapshots were written with:
+    the same 64-bit value per id as id_hash, for any text."""
+    rng = random.Random(4)
+    pids = ["", "a", "é-ü-中", *("".join(rng.choice("ab-Z9é") for _ in range(rng.randint(1, 60)))
+                                 for _ in range(500))]
+    got = dedupe.hashes(pids)
+    assert got.dtype == np.uint64 and got.flags.writeable
+    assert got.tolist() == [dedupe.id_hash(pid) for pid in pids]
+    assert len(dedupe.hashes([])) == 0

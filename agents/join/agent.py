@@ -48,6 +48,7 @@ import faust
 from msgspec import UNSET
 
 from driftline.agents.deadletter import DeadLetterCounter
+from driftline.agents.join import dedupe
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
@@ -89,6 +90,18 @@ log = logging.getLogger(__name__)
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
 
+
+
+def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
+    """The partition whose newest done ids (``recent``: how many, per partition) should
+    freeze now: the fullest of those holding ``size`` (:data:`.dedupe.FREEZE`) or more.
+
+    >>> fullest_due({0: 20_000, 1: 17_000, 2: 5}), fullest_due({0: 3}), fullest_due({})
+    (0, None, None)
+    """
+    size = dedupe.FREEZE if size is None else size
+    due = {p: n for p, n in recent.items() if n >= size}
+    return max(due, key=due.__getitem__) if due else None
 
 class Joiner:
     """Everything the join agent does, minus the Faust wiring (see :func:`install`)."""
@@ -184,8 +197,13 @@ class Joiner:
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
                        expired: dict[int, list[Prediction]] | None = None) -> None:
-        """Steps 2 and 3 of the module docstring, for the given partitions."""
-        drained = {p: self.parts[p].drain() for p in partitions}
+        """Steps 2 and 3 of the module docstring, for the given partitions. One partition
+        at most freezes its newest done ids per batch (the fullest): under even load they
+        all reach :data:`.dedupe.FREEZE` together, and eight freezes of ~10 ms in one
+        batch held every stage behind it."""
+        partitions = list(partitions)
+        freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
+        drained = {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
         scored_index: dict[int, list[int]] = defaultdict(list)
         for p, (scored, _) in drained.items():
             for model, key, run in _by_model((s.model, s.prediction_id, encode(s))

@@ -145,12 +145,13 @@ class PartitionJoin:
         """Scored pairs waiting for :meth:`drain`."""
         return len(self._scored)
 
-    def drain(self) -> tuple[list[ScoredPair], dict[str, StateRecord]]:
-        """Scored pairs and state records produced since the last drain (when the newest
-        done ids may be frozen: between batches, never inside one)."""
+    def drain(self, freeze: bool = True) -> tuple[list[ScoredPair], dict[str, StateRecord]]:
+        """Scored pairs and state records produced since the last drain (when, with
+        ``freeze``, the newest done ids may be frozen: between batches, never inside one)."""
         scored, records = self._scored, self._records
         self._scored, self._records = [], {}
-        self.done.freeze()
+        if freeze:
+            self.done.freeze()
         return scored, records
 
     # --- time --------------------------------------------------------------------
