@@ -117,3 +117,36 @@ def test_a_record_that_cannot_be_applied_is_dead_lettered_alone_live_and_skipped
     value = orjson.loads(record.value)
     assert (value["topic"], value["partition"], value["offset"]) == ("t.monitor-input", 2, 7)
     assert value["error"].startswith("internal_error") and value["raw"] == "[not json]"
+
+
+def test_runs_the_monitor_raises_on_skip_their_records_once_and_the_rest_applies():
+    """A bug in the monitor (here: any run of scored pairs raises) skips the records of
+    that run, each named once even when it spans two runs; the predictions still apply."""
+    from driftline.models.wire import encode
+    from driftline.models.wire.internal import PREDICTIONS, SCORED, element
+
+    part = PartitionMonitor(MonitorConfig.load(None))
+    feed = part._feed
+
+    def buggy(kind, events):
+        if kind == SCORED:
+            raise RuntimeError("a bug")
+        return feed(kind, events)
+
+    part._feed = buggy
+    from simulate import stream
+    predictions, pairs = stream(20, seed=1)
+    both = b"[" + element(PREDICTIONS, 0, 1, [encode(p) for p in predictions[:10]]) + b"," + \
+        element(SCORED, 1, 1, [encode(p) for p in pairs[:10]]) + b"]"
+    scored = b"[" + element(SCORED, 1, 2, [encode(p) for p in pairs[10:]]) + b"," + \
+        element(PREDICTIONS, 0, 2, [encode(p) for p in predictions[10:]]) + b"]"
+    alerts, failed = part.apply_records([(0, both), (1, scored)])
+    assert [(f.offset, str(f.error)) for f in failed] == [(0, "a bug"), (1, "a bug")]
+    assert part.monitor.versions[("m", 1)].report()["n_predictions"] == 20
+    assert part.next_offset == 2
+
+    # Every run raises: each record spans two failing runs, and is named once.
+    part = PartitionMonitor(MonitorConfig.load(None))
+    part._feed = lambda kind, events: (_ for _ in ()).throw(RuntimeError("a bug"))
+    alerts, failed = part.apply_records([(0, both), (1, scored)])
+    assert alerts == [] and [f.offset for f in failed] == [0, 1]

@@ -91,7 +91,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_MIN_RECORDS = 50_000
 
 
-
 def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
     """The partition whose newest done ids (``recent``: how many, per partition) should
     freeze now: the fullest of those holding ``size`` (:data:`.dedupe.FREEZE`) or more.
@@ -102,6 +101,7 @@ def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
     size = dedupe.FREEZE if size is None else size
     due = {p: n for p, n in recent.items() if n >= size}
     return max(due, key=due.__getitem__) if due else None
+
 
 class Joiner:
     """Everything the join agent does, minus the Faust wiring (see :func:`install`)."""

@@ -155,7 +155,9 @@ class PartitionMonitor:
             try:
                 alerts.extend(self._feed(run_kind, run))
             except Exception as exc:  # a bug must not stop the partition
-                failed.extend(Failed(offset, value, exc) for offset, value in spans)
+                known = {f.offset for f in failed}  # a record may span two runs
+                failed.extend(Failed(offset, value, exc) for offset, value in spans
+                              if offset not in known)
 
         for offset, value in records:
             if offset < self.next_offset:
