@@ -17,6 +17,19 @@ from driftline.models.wire import unbatch
 from driftline.settings import Settings
 
 
+def unstarted(make, read):
+    """``read(consumer)`` of an aiokafka consumer built by ``make()`` and never started (its
+    settings, its client), then stopped: stop() closes the client it built."""
+    async def build():
+        consumer = make()
+        try:
+            return read(consumer)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(build())
+
+
 def create_topics(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
                               configs=topic_configs(settings)))

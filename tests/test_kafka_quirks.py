@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
+from kafka_io import unstarted
 
 from driftline.app import FETCH_MAX_WAIT_MS, create_app
 from driftline.kafka import ensure_topics, read_partition, reader, true_end_offset
@@ -66,25 +67,15 @@ def test_on_apache_kafka_true_end_offset_is_end_offsets(settings):
 
 def test_the_worker_consumer_does_not_wait_1500_ms_per_fetch(settings):
     """Faust hard-codes fetch_max_wait_ms=1500; on Tansu that costs ~450 ms per stage."""
-    async def build():
+    def make():
         app = create_app(settings.replace(web_port=0), agents=("join",))
-        consumer = app.consumer._thread._create_worker_consumer(app.transport)
-        try:
-            return consumer._fetch_max_wait_ms
-        finally:
-            await consumer.stop()  # never started; stop() closes its client
+        return app.consumer._thread._create_worker_consumer(app.transport)
 
-    assert asyncio.run(build()) == FETCH_MAX_WAIT_MS == 20
+    assert unstarted(make, lambda c: c._fetch_max_wait_ms) == FETCH_MAX_WAIT_MS == 20
 
 
 def test_the_readers_that_rebuild_state_do_not_wait_500_ms_per_fetch(settings):
     """aiokafka's default fetch_max_wait_ms is 500: on Tansu every fetch of a rebuild then
     waited for it (the monitor took 3-4 s to rebuild 8 nearly empty partitions)."""
-    async def build():
-        consumer = reader(settings)
-        try:
-            return consumer._fetch_max_wait_ms
-        finally:
-            await consumer.stop()  # never started; stop() closes its client
-
-    assert asyncio.run(build()) == FETCH_MAX_WAIT_MS
+    assert unstarted(lambda: reader(settings), lambda c: c._fetch_max_wait_ms) == \
+        FETCH_MAX_WAIT_MS

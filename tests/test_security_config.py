@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from kafka_io import unstarted
 
 from driftline import ModelRegistry
 from driftline.app import broker_credentials, create_app
@@ -53,14 +54,7 @@ def test_the_password_is_not_in_the_settings_repr():
 def test_sasl_ssl_reaches_the_aiokafka_clients():
     settings = Settings.from_env(SASL)
 
-    async def build():
-        consumer = reader(settings)
-        try:
-            return consumer._client
-        finally:
-            await consumer.stop()  # never started; stop() closes its client
-
-    client = asyncio.run(build())
+    client = unstarted(lambda: reader(settings), lambda c: c._client)
     assert client._security_protocol == "SASL_SSL"
     assert (client._sasl_mechanism, client._sasl_plain_username,
             client._sasl_plain_password) == ("SCRAM-SHA-512", "driftline", "s3cret")
