@@ -202,8 +202,21 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
     from driftline.agents.join import dedupe
 
     monkeypatch.setattr(join, "SNAPSHOT_MIN_RECORDS", 30)
+    froze: list[int] = [0]  # per batch the joiner persists: the partitions that froze
     if freeze:
         monkeypatch.setattr(dedupe, "FREEZE", freeze)
+        real_freeze, real_persist = dedupe.DoneIds.freeze, Joiner._persist
+
+        def counted_freeze(done, min_size=None):
+            froze[-1] += len(done.recent) >= (dedupe.FREEZE if min_size is None else min_size)
+            real_freeze(done, min_size)
+
+        async def counted_persist(joiner, *args, **kwargs):
+            froze.append(0)
+            await real_persist(joiner, *args, **kwargs)
+
+        monkeypatch.setattr(dedupe.DoneIds, "freeze", counted_freeze)
+        monkeypatch.setattr(Joiner, "_persist", counted_persist)
     create_topics(settings)
     clock = [1_000.0]
     ids = [f"s-{i}" for i in range(400)]
@@ -238,6 +251,8 @@ def test_snapshots_rebuild_the_same_state_from_the_whole_or_a_compacted_log(
         # batch, so how many generations there are depends on the batches' order).
         assert all(part.done.generations >= 1 for part in first.parts.values())
         assert len(first.parts) >= 4
+        # One partition at most freezes per batch, though several are due in most.
+        assert max(froze) == 1 and sum(froze) >= 2 * len(first.parts)
 
     async def recover(s):
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
