@@ -98,19 +98,27 @@ def test_kill_9_three_times_at_random_points_changes_nothing(settings, worker_fa
     # Two kills at random points of the stream, the third at a random point after the
     # first alert is out, so that a restart has alerts to replay and not repeat.
     points = [rng.uniform(0.1, 0.3) * 2 * n, rng.uniform(0.35, 0.6) * 2 * n]
-    send(settings, batched(settings, predictions, "predictions")
-         + batched(settings, labels_of(pairs), "labels"))
+    # The input goes in four parts, the next one after each kill, so a worker fast enough
+    # to finish the stream between two looks at its progress is still killed before the
+    # end of it (each part ends past the point its kill waits for).
+    messages = (batched(settings, predictions, "predictions")
+                + batched(settings, labels_of(pairs), "labels"))
+    cuts = [0, *(int(len(messages) * f) for f in (0.35, 0.65, 0.85)), len(messages)]
+    parts = [messages[a:b] for a, b in zip(cuts, cuts[1:])]
+    send(settings, parts[0])
     worker = worker_factory(settings, "w0")
     at_kill = []
     for k, point in enumerate(points):
         wait_until(lambda point=point: progress(settings) >= point, what=f"{point:.0f} events")
         worker.kill()
         at_kill.append(progress(settings))
+        send(settings, parts[k + 1])
         worker = worker_factory(settings, f"w{k + 1}")
     wait_until(lambda: len(read_all(settings, "alerts")) >= 1, what="an alert")
     time.sleep(rng.uniform(0.0, 0.3))
     worker.kill()
     at_kill.append(progress(settings))
+    send(settings, parts[3])
     worker = worker_factory(settings, "w3")
 
     wait_until(lambda: (latest_metrics(settings) or {}).get("n_scored") == n
