@@ -43,7 +43,7 @@ def test_alerts_are_validated_once_and_a_bad_one_is_dead_lettered_not_raised():
 
 
 def monitor_input(n: int = 6_000, chunk: int = 250):
-    """monitor-input records as the join and the route write them: elements of
+    """monitor-input records as the join writes them: elements of
     ``chunk`` predictions or scored pairs, one per record, in runs of either kind
     (predictions run ahead of their pairs, as in the worker), with a concept drift
     halfway; plus one record that is not JSON and one element forwarded twice."""

@@ -1,18 +1,15 @@
-"""Monitor agents: regroup by model, then metrics, drift and alerts per model version.
+"""Monitor agent: metrics, drift and alerts per model version.
 
-Two Faust agents:
-
-* **route** reads ``scored`` and ``expired`` (arrays of one model's events, written
-  by the join) and forwards them to ``monitor-input``, on the partition of their
-  *model*, as an *element*: the events of one source message and where it came
-  from, (partition, offset). It keeps no state; after a crash it forwards some
-  messages again, and the monitor drops them because their source offset is not
-  newer than the last one it applied from that source partition. Predictions
-  take the same path, but the join forwards them (:func:`send_in_order`): it has
-  just validated them, so they are neither read nor validated a second time.
-* **monitor** reads ``monitor-input`` and feeds the pure
-  :class:`~driftline.agents.monitor.core.Monitor` of that partition. Every
-  alert it computes has an id derived from the input order alone.
+The **monitor** agent reads ``monitor-input`` and feeds the pure
+:class:`~driftline.agents.monitor.core.Monitor` of that partition. The join writes
+that topic (:mod:`driftline.agents.join.agent`, step 3): the elements of one
+model's events on the model's partition, each with where it came from, (source
+partition, source offset): its ``scored`` and ``expired`` arrays as written, and
+its valid predictions. After a crash the join sends the pairs after its checkpoint
+again, and a re-delivered input brings its predictions again: the monitor drops an
+element whose source offset is not newer than the last one it applied from that
+source partition. Every alert it computes has an id derived from the input order
+alone.
 
 Recovery (start-up, kill -9, rebalance): the partition's Monitor is rebuilt by
 replaying its ``monitor-input`` partition from the start, which reproduces the
@@ -40,69 +37,19 @@ from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.safeloop import Actions, RegistryModels, SafeLoop, alert_for
 from driftline.agents.outbox import Outbox
-from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
 from driftline.errors import SchemaError
 from driftline.kafka import read_partition
-from driftline.models.wire import ALERT, Rejection, encode, unbatch
+from driftline.models.wire import ALERT, Rejection, encode
 from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.internal import (
-    EXPIRED,
-    MODEL_HEADER,
     PREDICTIONS,
     SCORED,
     decode_elements,
-    element,
-    element_of_array,
 )
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class Router:
-    """Forwards scored pairs and expirations to their model's partition.
-
-    The join writes one model's events per message and names the model in a header,
-    so a message is forwarded as it is, without being decoded; a message without the
-    header (or of several models) is decoded and split by model."""
-
-    def __init__(self, settings: Settings, send) -> None:
-        self.settings = settings
-        self.send = send
-        self.kinds = {settings.topic("scored"): SCORED, settings.topic("expired"): EXPIRED}
-        self.target = settings.topic("monitor_input")
-        self.home = ModelPartitions(settings.partitions)
-
-    async def process(self, messages: Sequence[Any]) -> None:
-        parts: dict[int, list[bytes]] = defaultdict(list)
-        for event in messages:
-            msg = event.message
-            kind = self.kinds[msg.topic]
-            model = _header(msg, MODEL_HEADER)
-            if model is not None and msg.value[:1] == b"[":
-                parts[self.home(model)].append(
-                    element_of_array(kind, msg.partition, msg.offset, msg.value))
-                continue
-            try:
-                events = unbatch(msg.value)  # written by driftline itself
-            except ValueError:
-                log.error("unreadable record at %s[%d]@%d", msg.topic, msg.partition,
-                          msg.offset)
-                continue
-            by_home: dict[int, list[bytes]] = defaultdict(list)
-            for ev in events:
-                by_home[self.home(ev["model"])].append(encode(ev))
-            for q, encoded in by_home.items():
-                parts[q].append(element(kind, msg.partition, msg.offset, encoded))
-        await send_in_order(self.send, self.target, parts)
-
-
-def _header(msg: Any, name: str) -> str | None:
-    for key, value in getattr(msg, "headers", None) or ():
-        if key == name:
-            return bytes(value).decode()
-    return None
 
 
 class Failed(NamedTuple):
@@ -397,20 +344,16 @@ class MonitorAgent:
 
 
 def install(app: faust.App, settings: Settings) -> MonitorAgent:
-    """Register the route and monitor agents and the metrics timer on ``app``."""
+    """Register the monitor agent and the metrics timer on ``app``."""
     config = MonitorConfig.load(settings.monitor_config or None)
 
     send = sender(app)
-    router = Router(settings, send)
     from driftline.models.registry import ModelRegistry
     from driftline.redis_client import HOT_PATH, settings_redis_client
 
     models = RegistryModels(ModelRegistry(settings_redis_client(settings, timeout=HOT_PATH),
                                           prefix=settings.registry_prefix))
     agent = MonitorAgent(settings, send, config, RegistryBaselines(settings), models)
-    sources = raw_topic(app, settings.topic("scored"), settings.topic("expired"))
-    batch_agent(app, sources, "driftline.monitor.route", settings, router.process,
-                max_messages=ARRAY_BATCH)
     batch_agent(app, raw_topic(app, settings.topic("monitor_input")), "driftline.monitor",
                 settings, agent.process, max_messages=ARRAY_BATCH)
 

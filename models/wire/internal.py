@@ -1,8 +1,8 @@
 """driftline's own topics: their byte formats, written and read only here.
 
 **Model header.** The join writes scored and expired pairs as arrays of one model's
-events, and names the model in the ``model`` header, so the route agent forwards a
-message without decoding it.
+events, and names the model in the ``model`` header; the same bytes go to
+monitor-input inside an element, not encoded again.
 
 **Format version.** Every record below carries ``"v"``, the version of its format
 (:data:`FORMAT`; DESIGN.md: internal topics must carry one). A record without it was
@@ -87,8 +87,8 @@ def element(kind: str, partition: int, offset: int, events: list[bytes]) -> byte
 
 
 def element_of_array(kind: str, partition: int, offset: int, events_array: bytes) -> bytes:
-    """An element around a JSON array of events as it came (the route forwards the join's
-    arrays without decoding them)."""
+    """An element around a JSON array of events as it is (the join's ``scored`` and
+    ``expired`` arrays, as written)."""
     return b'{"v":%d,"k":"%s","s":[%d,%d],"e":%s}' % (FORMAT, kind.encode(), partition,
                                                         offset, events_array)
 
