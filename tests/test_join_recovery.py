@@ -350,10 +350,11 @@ def test_state_rebuilds_after_the_log_cleaner_compacted_join_state(settings, mon
     assert _state(asyncio.run(recover())) == expected
 
 
-def _monitored(settings) -> tuple[dict[str, tuple[int, int]], int]:
+def _monitored(settings) -> tuple[dict[str, tuple[int, int]], int, set[int]]:
     """What the monitor makes of monitor-input, every partition applied in order:
-    (n_scored, n_predictions) per model, and how many copies it dropped. Checks on the
-    way that each scored element holds the events of the ``scored`` record it names."""
+    (n_scored, n_predictions) per model, how many copies it dropped, and the formats of
+    the scored elements. Checks on the way that each scored element holds the events of
+    the ``scored`` record it names."""
     from driftline.agents.monitor.agent import PartitionMonitor
     from driftline.agents.monitor.config import MonitorConfig
     from driftline.models.wire import unbatch
@@ -361,17 +362,19 @@ def _monitored(settings) -> tuple[dict[str, tuple[int, int]], int]:
 
     scored = {(r.partition, r.offset): unbatch(r.value) for r in read_all(settings, "scored")}
     parts: dict[int, PartitionMonitor] = {}
+    formats: set[int] = set()
     for r in read_all(settings, "monitor_input"):
         part = parts.setdefault(r.partition, PartitionMonitor(MonitorConfig()))
         part.apply(r.offset, r.value)
         for item in decode_elements(r.value):
-            if item.k == SCORED:
-                assert item.e == scored[item.s]
+            if item.k == SCORED:  # columns as the join writes them; events as re-sent
+                assert item.events() == scored[item.s]
                 assert {partition_for(e["model"].encode(), settings.partitions)
-                        for e in item.e} == {r.partition}
+                        for e in item.events()} == {r.partition}
+                formats.add(item.v)
     counts = {model: (vm.report()["n_scored"], vm.report()["n_predictions"])
               for part in parts.values() for (model, _), vm in part.monitor.versions.items()}
-    return counts, sum(part.duplicates for part in parts.values())
+    return counts, sum(part.duplicates for part in parts.values()), formats
 
 
 def _models_batch(settings, ids):
@@ -405,8 +408,11 @@ def test_a_crash_after_scored_gets_each_pair_to_the_monitor_once(settings, crash
         await second.process(events)  # re-delivered: every id is a duplicate now
 
     asyncio.run(run(settings, scenario))
-    counts, duplicates = _monitored(settings)
+    counts, duplicates, formats = _monitored(settings)
     assert counts == {f"m{k}": (100, 100) for k in range(3)}
+    # The pairs sent again on the rebuild are the scored arrays as they are (format 1);
+    # after a crash on join-state the first run's went out as columns (format 2).
+    assert formats == ({1, 2} if crash_on == "join_state" else {1})
     assert len(read_events(settings, "scored")) == len(ids)
     # After the elements were out, the pairs sent again and the re-delivered predictions
     # are copies the monitor drops; before, there was nothing to drop.
@@ -429,5 +435,5 @@ def test_without_the_resend_the_crash_would_lose_the_pairs(settings, monkeypatch
         await Joiner(settings, sender(producer)).process(events)
 
     asyncio.run(run(settings, scenario))
-    counts, _ = _monitored(settings)
+    counts, _, _ = _monitored(settings)
     assert counts == {f"m{k}": (0, 20) for k in range(3)}

@@ -16,12 +16,14 @@ replaying its ``monitor-input`` partition from the start, which reproduces the
 same numbers and the same alert ids. The ids already on the matching
 ``alerts`` partition are read first; an alert is published only if its id is
 not there, so a replay never repeats an alert and re-publishes any alert a
-crash lost. Nothing is unpickled: the state is re-derived from JSON events.
+crash lost. Nothing is unpickled: the state is re-derived from the events (JSON, or
+the columns of format 2 elements, :mod:`driftline.models.wire.internal`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -45,6 +47,8 @@ from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.internal import (
     PREDICTIONS,
     SCORED,
+    Columnar,
+    Element,
     decode_elements,
 )
 from driftline.settings import Settings
@@ -94,7 +98,7 @@ class PartitionMonitor:
         records it spans, live and on replay alike."""
         alerts: list[dict[str, Any]] = []
         failed: list[Failed] = []
-        run: list[dict[str, Any]] = []
+        run: list[tuple[Element, Columnar | None]] = []  # elements, and their columns
         spans: list[tuple[int, bytes]] = []  # the records the run takes events from
         run_kind = None
 
@@ -111,31 +115,56 @@ class PartitionMonitor:
                 continue
             self.next_offset = offset + 1
             try:
-                items = decode_elements(value)
+                items = [(item, item.columns() if item.columnar else None)
+                         for item in decode_elements(value)]
             except Exception as exc:  # not a record driftline wrote: skip it
                 failed.append(Failed(offset, value, exc))
                 continue
-            for item in items:
+            for item, columns in items:
                 kind = item.k
                 partition, src_offset = item.s
                 source = (kind, partition)
                 last = self.applied.get(source)
                 if last is not None and src_offset <= last:
-                    self.duplicates += len(item.e)
+                    self.duplicates += len(item)
                     continue
                 self.applied[source] = src_offset
                 if kind != run_kind and run:
                     feed()
                     run, spans = [], []
                 run_kind = kind
-                run.extend(item.e)
+                run.append((item, columns))
                 if not spans or spans[-1][0] != offset:
                     spans.append((offset, value))
         if run:
             feed()
         return alerts, failed
 
-    def _feed(self, kind: str | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _feed(self, kind: str | None, run: list[tuple[Element, Columnar | None]]
+              ) -> list[dict[str, Any]]:
+        """A run of elements of one kind: consecutive ones of events (format 1) in one
+        call, consecutive ones of columns of one model (and features) in one."""
+        out: list[dict[str, Any]] = []
+        for key, group in itertools.groupby(run, key=_piece):
+            parts = list(group)
+            if key is None:
+                out.extend(self._feed_events(kind, [ev for item, _ in parts for ev in item.e]))
+            else:
+                out.extend(self._feed_columns(kind, Columnar.join(
+                    [columns for _, columns in parts if columns is not None])))
+        return out
+
+    def _feed_columns(self, kind: str | None, cols: Columnar) -> list[dict[str, Any]]:
+        if kind == SCORED:
+            if self.loop is not None:
+                self.loop.observe_columns(cols)
+            return self.monitor.process_pair_columns(cols)
+        if kind == PREDICTIONS:
+            return self.monitor.process_prediction_columns(cols)
+        raise ValueError(f"a columnar monitor-input element of kind {kind!r}")
+
+    def _feed_events(self, kind: str | None, events: list[dict[str, Any]]
+                     ) -> list[dict[str, Any]]:
         if kind == SCORED:
             if self.loop is not None:
                 self.loop.observe(events)
@@ -148,6 +177,13 @@ class PartitionMonitor:
     def label_delays(self) -> dict[str, LabelDelays]:
         """Per model, the label delays of its scored pairs (for /metrics)."""
         return self.monitor.label_delays
+
+
+def _piece(piece: tuple[Element, Columnar | None]) -> tuple[str, tuple[str, ...]] | None:
+    """What consecutive elements of a run share to be applied in one call: None for
+    events, (model, features) for columns."""
+    columns = piece[1]
+    return None if columns is None else (columns.model, tuple(columns.names))
 
 
 def _finite_or_null(metrics: dict[str, Any]) -> dict[str, Any]:
