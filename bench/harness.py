@@ -28,7 +28,10 @@ among the predictions) into fresh topics, then measures:
     and at the end (summed over workers): whether memory stays flat with stream length;
 (e) the floor of any Faust agent: one that only reads and decodes the same messages
     (bench/faust_floor.py, timed from its first message), the ceiling for a stage that
-    stays a Faust agent.
+    stays a Faust agent;
+(f) the workers' CPU time (user + system, /proc) over (b), per event: what one event
+    costs the worker whatever else shares the cores (the wall-clock rates above move
+    ~2x with the machine's other load; this much less).
 
 It prints a table with b / a and b / e. `--shapes '' --latency-rate R` measures (c) alone, at
 R pairs/s; `--latency-out FILE` writes each timed pair's send time and latency as JSON.
@@ -163,6 +166,14 @@ class Workers:
             out.append(kb / 1024)
         return out
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of every worker so far (from /proc, clock ticks)."""
+        total = 0
+        for proc in self.procs:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> list[float]:
         out = []
         for proc in self.procs:
@@ -243,6 +254,7 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for i, proc in enumerate(group.procs)]
         started = time.perf_counter()
+        cpu_started = group.cpu_seconds()
         # RSS once a fifth of the events are through, and at the end: flat with length?
         fifth: list[float] = []
 
@@ -250,6 +262,7 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
             if not fifth and report["n_scored"] + report["n_predictions"] >= 2 * n / 5:
                 fifth.append(sum(group.rss_mb()))
         done = asyncio.run(monitor_progress(settings, n, started + 1800, on_record=sample))
+        cpu = group.cpu_seconds() - cpu_started
         rss = group.peak_rss_mb()
         rss_end = sum(group.rss_mb())
     finally:
@@ -260,7 +273,7 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
     rate = 2 * n / (done - started)
     return {"shape": shape, "bare": bare, "floor": floor, "driftline": rate, "ratio": rate / bare,
             "rss_mb": max(rss), "rss_fifth_mb": fifth[0] if fifth else float("nan"),
-            "rss_end_mb": rss_end, "seconds": done - started}
+            "rss_end_mb": rss_end, "seconds": done - started, "cpu_us": cpu / (2 * n) * 1e6}
 
 
 def faust_floor(settings: Settings, events: int) -> float:
@@ -380,11 +393,11 @@ def main() -> None:
           f"{broker_name(args.broker)}")
     print(f"{'input':8} {'(a) bare ev/s':>14} {'(e) Faust floor ev/s':>21} "
           f"{'(b) driftline ev/s':>19} {'b/a':>6} {'b/e':>6} {'(d) peak RSS MB':>16} "
-          f"{'RSS at 1/5, end':>16}")
+          f"{'RSS at 1/5, end':>16} {'(f) worker CPU µs/ev':>20}")
     for r in rows:
         print(f"{r['shape']:8} {r['bare']:14,.0f} {r['floor']:21,.0f} {r['driftline']:19,.0f} "
               f"{r['ratio']:6.3f} {r['driftline'] / r['floor']:6.3f} {r['rss_mb']:16,.0f} "
-              f"{r['rss_fifth_mb']:8,.0f} {r['rss_end_mb']:7,.0f}")
+              f"{r['rss_fifth_mb']:8,.0f} {r['rss_end_mb']:7,.0f} {r['cpu_us']:20.1f}")
     if lat is None:
         return
     print(f"(c) label-to-metric latency at {lat['rate']:,.0f} pairs/s, batched: "

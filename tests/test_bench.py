@@ -22,7 +22,9 @@ def test_harness_smoke_prints_its_table(broker):
     assert lines[0].startswith("1,000 pairs (2,000 events), 8 partitions, 1 worker")
     assert lines[0].endswith("Tansu" if broker == "tansu" else "Apache Kafka 4.1.1")
     assert lines[1].split()[:2] == ["input", "(a)"]
-    assert lines[1].split()[-4:] == ["RSS", "at", "1/5,", "end"]
-    row = lines[2].split()  # input, (a), (e), (b), b/a, b/e, peak RSS, RSS at 1/5, at end
+    assert lines[1].split()[-8:] == ["RSS", "at", "1/5,", "end", "(f)", "worker", "CPU",
+                                     "µs/ev"]
+    row = lines[2].split()  # input, (a), (e), (b), b/a, b/e, peak RSS, RSS at 1/5, at end, CPU
     assert row[0] == "batched" and float(row[4]) > 0 and float(row[5]) > 0
+    assert float(row[9]) > 0
     assert lines[3].startswith("(c) label-to-metric latency at ")

@@ -217,15 +217,15 @@ def test_a_columnar_element_whose_arrays_disagree_is_skipped_alone():
 
     events = [PREDICTION.decode_one(encode({"prediction_id": str(i), "model": "m",
                                             "version": 1, "prediction": 1.0, "ts": 1.0,
-                                            "features": {"a": 1.0}})) for i in range(4)]
+                                            "features": {"a": 1.0}})) for i in range(8)]
     good = columnar_element(PREDICTIONS, 0, 0, "m", events)
     assert good is not None
     short = orjson.loads(good)
-    short["y"] = short["y"][:8]  # one prediction's bytes of four: base64 of 6 bytes
+    short["c"]["y"] = short["c"]["y"][:8]  # 6 bytes of a prediction's 8, in base64
     part = PartitionMonitor(MonitorConfig())
     _, failed = part.apply_records([(0, b"[" + orjson.dumps(short) + b"]"),
                                     (1, b"[" + columnar_element(PREDICTIONS, 0, 1, "m",
                                                                 events) + b"]")])
     assert [f.offset for f in failed] == [0]
-    assert "'y' holds 6 bytes, not 32" in str(failed[0].error)
-    assert part.monitor.versions[("m", 1)].report()["n_predictions"] == 4
+    assert "'y' holds 6 bytes, not 64" in str(failed[0].error)
+    assert part.monitor.versions[("m", 1)].report()["n_predictions"] == 8

@@ -18,8 +18,9 @@ one source message that go to one monitor partition, with where they came from::
 ``k`` is the source: scored pairs, predictions (for data drift) or expirations.
 **Columnar elements** (format 2, :func:`columnar_element`) hold one model's scored pairs
 or predictions as columns, when every event names the same features (else the join
-writes format 1): ``"e": []``, and ``m`` the model, ``i`` the prediction ids, ``r``
-the versions (null: unknown), ``c`` the feature names (sorted), and base64 of
+writes format 1, as it does for fewer than :data:`COLUMNAR_MIN` events): ``"e": []``,
+and ``"c"``: ``m`` the model, ``i`` the prediction ids, ``r``
+the versions (null: unknown), ``f`` the feature names (sorted), and base64 of
 little-endian float64 arrays: ``x`` the feature rows (events x ``c``), ``y`` the
 predictions, ``t`` the prediction times (NaN: null), and for pairs ``l`` the labels,
 ``lt`` the label times and ``er`` the errors; ``g`` the segments (null: none has one).
@@ -46,12 +47,14 @@ Traceback (most recent call last):
 ...
 driftline.models.wire.internal.FormatError: a monitor-input element of format v3; ...
 >>> from driftline.models.wire.events import Prediction
->>> v = columnar_element(PREDICTIONS, 0, 9, "m", [Prediction("a", "m", 0.5, 1, {"x": 1.0}, 7.0),
-...                                               Prediction("b", "m", 1.5, 1, {"x": 2.0}, 8.0)])
->>> [e["features"] for e in decode_elements(b"[" + v + b"]")[0].events()]
-[{'x': 1.0}, {'x': 2.0}]
->>> columnar_element(PREDICTIONS, 0, 9, "m", [   # features differ: format 1 instead
-...     Prediction("a", "m", 0.5, 1, {"x": 1.0}), Prediction("b", "m", 1.5, 1, {})]) is None
+>>> events = [Prediction(str(k), "m", 0.5, 1, {"x": float(k)}, 7.0) for k in range(8)]
+>>> v = columnar_element(PREDICTIONS, 0, 9, "m", events)
+>>> [e["features"] for e in decode_elements(b"[" + v + b"]")[0].events()][:2]
+[{'x': 0.0}, {'x': 1.0}]
+>>> columnar_element(PREDICTIONS, 0, 9, "m", events[:7]) is None  # too few: format 1
+True
+>>> events[7].features = {}  # features differ: format 1 instead
+>>> columnar_element(PREDICTIONS, 0, 9, "m", events) is None
 True
 """
 
@@ -100,40 +103,31 @@ class Element(msgspec.Struct, gc=False):
     s: tuple[int, int]
     e: list[dict[str, Any]]
     v: int = 1  # absent before versions: 1
-    m: str = ""
-    i: list[str] = []
-    r: list[int | None] = []
-    c: list[str] = []
-    x: bytes = b""
-    y: bytes = b""
-    t: bytes = b""
-    l: bytes = b""  # noqa: E741 (the format's field names are short on purpose)
-    lt: bytes = b""
-    er: bytes = b""
-    g: list[str | None] | None = None
+    c: Body | None = None  # format 2: the columns
 
     @property
     def columnar(self) -> bool:
         return self.v == COLUMNAR
 
     def __len__(self) -> int:
-        return len(self.i) if self.columnar else len(self.e)
+        return len(self.c.i) if self.c is not None else len(self.e)
 
     def columns(self) -> Columnar:
         """A columnar element's arrays (checked against each other)."""
-        n, width = len(self.i), len(self.c)
-        if not n:
+        b = self.c
+        if b is None or not b.i:
             raise ValueError("a columnar element of no events")
+        n, width = len(b.i), len(b.f)
         pairs = self.k == SCORED
         cols = Columnar(
-            self.m, self.r, self.c, _floats(self.x, n * width, "x").reshape(n, width),
-            _floats(self.y, n, "y"), _floats(self.t, n, "t"),
-            self.g if self.g is not None else [None] * n,
-            _floats(self.l, n, "l") if pairs else _EMPTY,
-            _floats(self.lt, n, "lt") if pairs else _EMPTY,
-            _floats(self.er, n, "er") if pairs else _EMPTY, self.i)
-        if len(self.r) != n or len(cols.segment) != n:
-            raise ValueError(f"a columnar element of {n} ids with {len(self.r)} versions "
+            b.m, b.r, b.f, _floats(b.x, n * width, "x").reshape(n, width),
+            _floats(b.y, n, "y"), _floats(b.t, n, "t"),
+            b.g if b.g is not None else [None] * n,
+            _floats(b.l, n, "l") if pairs else _EMPTY,
+            _floats(b.lt, n, "lt") if pairs else _EMPTY,
+            _floats(b.er, n, "er") if pairs else _EMPTY, b.i)
+        if len(b.r) != n or len(cols.segment) != n:
+            raise ValueError(f"a columnar element of {n} ids with {len(b.r)} versions "
                              f"and {len(cols.segment)} segments")
         return cols
 
@@ -142,7 +136,24 @@ class Element(msgspec.Struct, gc=False):
         return self.columns().events(self.k) if self.columnar else self.e
 
 
+class Body(msgspec.Struct, gc=False):
+    """The columns of a format 2 element (the module docstring says what each is)."""
+
+    m: str
+    i: list[str]
+    r: list[int | None]
+    f: list[str]
+    x: bytes
+    y: bytes
+    t: bytes
+    l: bytes = b""  # noqa: E741 (the format's field names are short on purpose)
+    lt: bytes = b""
+    er: bytes = b""
+    g: list[str | None] | None = None
+
+
 _EMPTY = np.empty(0)
+COLUMNAR_MIN = 8  # events: below it an element of columns costs more than one of events
 
 
 def _floats(raw: bytes, n: int, name: str) -> np.ndarray:
@@ -227,7 +238,10 @@ def _column(events: Sequence[Any], name: str) -> np.ndarray:
 def columnar_element(kind: str, partition: int, offset: int, model: str,
                      events: Sequence[Prediction] | Sequence[ScoredPair]) -> bytes | None:
     """A format 2 element of one model's predictions or scored pairs (``kind``), or None
-    when they do not all name the same features (format 1 keeps each event's own)."""
+    when they do not all name the same features (format 1 keeps each event's own) or
+    are fewer than :data:`COLUMNAR_MIN` (single-event messages)."""
+    if len(events) < COLUMNAR_MIN:
+        return None
     features = [f or {} for f in map(_FEATURES, events)]
     names, n = sorted(features[0]), len(events)
     if set(map(len, features)) != {len(names)}:
@@ -245,15 +259,15 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
         return None
     segments = [None if e.segment is UNSET else e.segment for e in events]
     pairs = kind == SCORED
-    return encode(Element(
-        cast(ElementKind, kind), (partition, offset), [], COLUMNAR, model, list(map(_ID, events)),
-        list(map(_VERSION, events)), names, rows.astype("<f8").tobytes(),
+    return encode(Element(cast(ElementKind, kind), (partition, offset), [], COLUMNAR, Body(
+        model, list(map(_ID, events)), list(map(_VERSION, events)), names,
+        rows.astype("<f8").tobytes(),
         np.fromiter(map(_Y, events), float, n).astype("<f8").tobytes(),
         _column(events, "ts").astype("<f8").tobytes(),
         _column(events, "label").astype("<f8").tobytes() if pairs else b"",
         _column(events, "label_ts").astype("<f8").tobytes() if pairs else b"",
         _column(events, "error").astype("<f8").tobytes() if pairs else b"",
-        None if segments.count(None) == n else segments))
+        None if segments.count(None) == n else segments)))
 
 
 _elements = msgspec.json.Decoder(list[Element])
