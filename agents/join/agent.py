@@ -219,7 +219,6 @@ class Joiner:
         freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
         drained = {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
         scored_index: dict[int, list[int]] = defaultdict(list)
-        # kind, partition, model, the array and its record on ``out``
         # kind, partition, model, the array, its record on ``out``, its pairs
         monitored: list[tuple[str, int, str, bytes, int, list[ScoredPair] | None]] = []
         for p, (scored, _) in drained.items():

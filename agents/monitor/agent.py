@@ -4,9 +4,10 @@ The **monitor** agent reads ``monitor-input`` and feeds the pure
 :class:`~driftline.agents.monitor.core.Monitor` of that partition. The join writes
 that topic (:mod:`driftline.agents.join.agent`, step 3): the elements of one
 model's events on the model's partition, each with where it came from, (source
-partition, source offset): its ``scored`` and ``expired`` arrays as written, and
-its valid predictions. After a crash the join sends the pairs after its checkpoint
-again, and a re-delivered input brings its predictions again: the monitor drops an
+partition, source offset): its ``scored`` arrays' pairs and its valid predictions
+as columns where it can (format 2), its ``expired`` arrays as written. After a
+crash the join sends the pairs after its checkpoint again, and a re-delivered
+input brings its predictions again: the monitor drops an
 element whose source offset is not newer than the last one it applied from that
 source partition. Every alert it computes has an id derived from the input order
 alone.
