@@ -175,13 +175,7 @@ class Workers:
         return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> list[float]:
-        out = []
-        for proc in self.procs:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            kb = next(int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith("VmHWM:"))
-            out.append(kb / 1024)
-        return out
+        return self.rss_mb("VmHWM:")
 
     def stop(self) -> None:
         for proc in self.procs:
