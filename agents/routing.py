@@ -1,14 +1,19 @@
 """Where monitor-input elements go: a model's partition, and the order they land in.
 
-Both the join (predictions, for data drift) and the route agent (scored pairs and
-expirations) write monitor-input, so this sits below both of them.
+The join writes every monitor-input element (its scored pairs, expirations and
+predictions); this is the part of it that knows the monitor's partitioning.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.kafka import partition_for
-from driftline.models.wire import array, arrays
+from driftline.models.wire import array, arrays, encode, unbatch
+from driftline.models.wire.internal import element, element_of_array
 
 
 async def send_in_order(send: SendFn, target: str, parts: dict[int, list[bytes]]) -> None:
@@ -25,6 +30,36 @@ async def send_in_order(send: SendFn, target: str, parts: dict[int, list[bytes]]
             rounds[k].add(target, None, array(run), q)
     for out in rounds:
         await out.flush(send)
+
+
+def elements_of(kind: str, partition: int, offset: int, value: bytes, model: str | None,
+                home: Callable[[str], int]) -> dict[int, bytes]:
+    """The monitor-input elements of one ``scored`` or ``expired`` message, by partition.
+
+    A message of one model (``model``: its header) becomes one element around its bytes
+    as they are, not decoded; anything else (a message without the header) is decoded
+    and split by model. Raises ``ValueError`` on a message that is not JSON events.
+
+    >>> home = {"a": 0, "b": 1}.__getitem__
+    >>> elements_of("s", 2, 7, b'[{"model":"a"}]', "a", home)
+    {0: b'{"v":1,"k":"s","s":[2,7],"e":[{"model":"a"}]}'}
+    >>> sorted(elements_of("x", 2, 8, b'[{"model":"a"},{"model":"b"}]', None, home))
+    [0, 1]
+    """
+    if model is not None and value[:1] == b"[":
+        return {home(model): element_of_array(kind, partition, offset, value)}
+    by_home: dict[int, list[bytes]] = defaultdict(list)
+    for ev in unbatch(value):
+        by_home[home(ev["model"])].append(encode(ev))
+    return {q: element(kind, partition, offset, events) for q, events in by_home.items()}
+
+
+def header(msg: Any, name: str) -> str | None:
+    """The value of header ``name`` of a Kafka record (Faust's or aiokafka's), if any."""
+    for key, value in getattr(msg, "headers", None) or ():
+        if key == name:
+            return bytes(value).decode()
+    return None
 
 
 class ModelPartitions:

@@ -204,7 +204,7 @@ class Settings:
     )
     batch_size: int = field(
         default=500, metadata=_doc(
-            "Most messages an agent (join, route, monitor) takes as one batch (a message may be "
+            "Most messages an agent (join, monitor) takes as one batch (a message may be "
             "an array of events)."
         )
     )

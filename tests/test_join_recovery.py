@@ -10,9 +10,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from kafka_io import create_topics, label, prediction, read_events
+from kafka_io import create_topics, label, prediction, read_all, read_events
 
 from driftline.agents.join.agent import Joiner
 from driftline.kafka import partition_for, read_partition
@@ -347,3 +348,92 @@ def test_state_rebuilds_after_the_log_cleaner_compacted_join_state(settings, mon
             await producer.stop()
 
     assert _state(asyncio.run(recover())) == expected
+
+
+def _monitored(settings) -> tuple[dict[str, tuple[int, int]], int, set[int]]:
+    """What the monitor makes of monitor-input, every partition applied in order:
+    (n_scored, n_predictions) per model, how many copies it dropped, and the formats of
+    the scored elements. Checks on the way that each scored element holds the events of
+    the ``scored`` record it names."""
+    from driftline.agents.monitor.agent import PartitionMonitor
+    from driftline.agents.monitor.config import MonitorConfig
+    from driftline.models.wire import unbatch
+    from driftline.models.wire.internal import SCORED, decode_elements
+
+    scored = {(r.partition, r.offset): unbatch(r.value) for r in read_all(settings, "scored")}
+    parts: dict[int, PartitionMonitor] = {}
+    formats: set[int] = set()
+    for r in read_all(settings, "monitor_input"):
+        part = parts.setdefault(r.partition, PartitionMonitor(MonitorConfig()))
+        part.apply(r.offset, r.value)
+        for item in decode_elements(r.value):
+            if item.k == SCORED:  # columns as the join writes them; events as re-sent
+                assert item.events() == scored[item.s]
+                assert {partition_for(e["model"].encode(), settings.partitions)
+                        for e in item.events()} == {r.partition}
+                formats.add(item.v)
+    counts = {model: (vm.report()["n_scored"], vm.report()["n_predictions"])
+              for part in parts.values() for (model, _), vm in part.monitor.versions.items()}
+    return counts, sum(part.duplicates for part in parts.values()), formats
+
+
+def _models_batch(settings, ids):
+    """``batch`` with the ids spread over three models (so over monitor-input partitions)."""
+    events = batch(settings, ids)
+    for ev in events:
+        if ev.message.topic == settings.topic("predictions"):
+            pid = orjson.loads(ev.message.value)["prediction_id"]
+            ev.message.value = prediction(pid, 2.0, model=f"m{int(pid.split('-')[1]) % 3}")
+    return events
+
+
+@pytest.mark.reliability
+@pytest.mark.kafka
+@pytest.mark.parametrize("crash_on", ["monitor_input", "join_state"])
+def test_a_crash_after_scored_gets_each_pair_to_the_monitor_once(settings, crash_on):
+    """The join writes monitor-input itself, after ``scored`` and before its checkpoint.
+    A crash before monitor-input (or after it, before the state) leaves pairs on
+    ``scored`` the monitor may not have: the rebuilt partition sends those again, and
+    the monitor applies each pair once."""
+    settings = settings.replace(partitions=4)
+    create_topics(settings)
+    ids = [f"w-{i}" for i in range(300)]
+    events = _models_batch(settings, ids)
+
+    async def scenario(producer):
+        first = Joiner(settings, sender(producer, crash_on_topic=settings.topic(crash_on)))
+        with pytest.raises(Crash):
+            await first.process(events)
+        second = Joiner(settings, sender(producer))
+        await second.process(events)  # re-delivered: every id is a duplicate now
+
+    asyncio.run(run(settings, scenario))
+    counts, duplicates, formats = _monitored(settings)
+    assert counts == {f"m{k}": (100, 100) for k in range(3)}
+    # The pairs sent again on the rebuild are the scored arrays as they are (format 1);
+    # after a crash on join-state the first run's went out as columns (format 2).
+    assert formats == ({1, 2} if crash_on == "join_state" else {1})
+    assert len(read_events(settings, "scored")) == len(ids)
+    # After the elements were out, the pairs sent again and the re-delivered predictions
+    # are copies the monitor drops; before, there was nothing to drop.
+    assert duplicates == (2 * len(ids) if crash_on == "join_state" else 0)
+
+
+def test_without_the_resend_the_crash_would_lose_the_pairs(settings, monkeypatch):
+    """Guards the test above: it fails if the rebuild does not send the pairs after the
+    checkpoint to monitor-input."""
+    settings = settings.replace(partitions=4)
+    create_topics(settings)
+    ids = [f"u-{i}" for i in range(60)]
+    events = _models_batch(settings, ids)
+    monkeypatch.setattr("driftline.agents.join.agent.elements_of", lambda *a, **k: {})
+
+    async def scenario(producer):
+        first = Joiner(settings, sender(producer, crash_on_topic=settings.topic("monitor_input")))
+        with pytest.raises(Crash):
+            await first.process(events)
+        await Joiner(settings, sender(producer)).process(events)
+
+    asyncio.run(run(settings, scenario))
+    counts, _, _ = _monitored(settings)
+    assert counts == {f"m{k}": (0, 20) for k in range(3)}

@@ -121,9 +121,13 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
     assert decode_head(b'{"seq":4,"chunks":1,"c":9}').seq == 4
     assert decode_elements(b'[{"k":"s","s":[0,1],"e":[]}]')[0].v == 1
     for refused in (lambda: decode_delta(b'{"v":2,"r":[]}'),
-                    lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}'),
-                    lambda: decode_elements(b'[{"v":2,"k":"s","s":[0,1],"e":[]}]')):
+                    lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}')):
         with pytest.raises(FormatError, match="format v2; this driftline reads v1"):
             refused()
-    with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
-        decode_chunk(b'{"v":3,"r":[]}')
+    # Chunks and monitor-input elements are at format 2 (elements: columns).
+    for refused in (lambda: decode_chunk(b'{"v":3,"r":[]}'),
+                    lambda: decode_elements(b'[{"v":3,"k":"s","s":[0,1],"e":[]}]')):
+        with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
+            refused()
+    with pytest.raises(ValueError, match="a columnar element of no events"):
+        decode_elements(b'[{"v":2,"k":"s","s":[0,1],"e":[]}]')[0].columns()

@@ -53,61 +53,6 @@ def test_baseline_comes_from_the_registry_when_the_version_has_one(settings, wor
     assert final["baseline_mse"] == 0.75  # not the MSE of its first pairs (~1.0)
 
 
-def test_route_forwards_model_arrays_whole_and_splits_anything_else(settings):
-    """An array with a ``model`` header goes to monitor-input as it is; one without (or a
-    single event) is decoded and split by model. Either way each element names its source
-    message, and the monitor applies a source message once."""
-    import asyncio
-    from types import SimpleNamespace
-
-    from kafka_io import agent_sender
-
-    from driftline.agents.monitor.agent import PartitionMonitor, Router
-    from driftline.agents.monitor.config import MonitorConfig
-    from driftline.kafka import partition_for
-
-    settings = settings.replace(partitions=4)
-    create_topics(settings)
-    models = ["a", "b", "c", "d", "e"]
-    homes = {m: partition_for(m.encode(), 4) for m in models}
-    assert len(set(homes.values())) > 1
-    pair = {"prediction_id": "x", "model": "a", "version": 1, "prediction": 1.0, "label": 0.0,
-            "error": 1.0, "features": {}, "ts": 1.0, "label_ts": 2.0}
-    whole = [{**pair, "prediction_id": f"w{i}"} for i in range(3)]
-    mixed = [{**pair, "prediction_id": f"m{i}", "model": m} for i, m in enumerate(models)]
-    topic = settings.topic("scored")
-
-    def message(offset, events, headers=None):
-        return SimpleNamespace(message=SimpleNamespace(
-            topic=topic, partition=2, offset=offset, key=b"k", headers=headers,
-            value=orjson.dumps(events)))
-
-    async def run():
-        async with agent_sender(settings) as send:
-            router = Router(settings, send)
-            batch = [message(7, whole, [("model", b"a")]), message(8, mixed), message(9, pair)]
-            await router.process(batch)
-            await router.process(batch)  # re-forwarded, as after a crash
-
-    asyncio.run(run())
-    by_partition: dict[int, list] = {}
-    for r in read_all(settings, "monitor_input"):
-        by_partition.setdefault(r.partition, []).append(r)
-    seen = {}
-    for q, records in by_partition.items():
-        part = PartitionMonitor(MonitorConfig())
-        for r in records:
-            part.apply(r.offset, r.value)
-            for element in orjson.loads(r.value):
-                assert element["s"][0] == 2 and element["k"] == "s"
-                for ev in element["e"]:
-                    assert homes[ev["model"]] == q
-        for (model, _), vm in part.monitor.versions.items():
-            seen[model] = vm.report()["n_scored"]
-        assert part.duplicates > 0  # the second forward was dropped
-    assert seen == {"a": 3 + 1 + 1, "b": 1, "c": 1, "d": 1, "e": 1}
-
-
 def test_an_old_versions_alerts_resolve_as_superseded_in_a_real_worker(settings, worker_factory,
                                                                         stack, tmp_path):
     """v1's alert fires; v2 then serves, and once v1 has had no predictions for

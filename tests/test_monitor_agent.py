@@ -42,34 +42,48 @@ def test_alerts_are_validated_once_and_a_bad_one_is_dead_lettered_not_raised():
     assert orjson.loads(record["raw"])["alert_id"] == "bad"
 
 
-def monitor_input(n: int = 6_000, chunk: int = 250):
-    """monitor-input records as the join and the route write them: elements of
+def monitor_input(n: int = 6_000, chunk: int = 250, columnar: bool = False, stream_of=None):
+    """monitor-input records as the join writes them: elements of
     ``chunk`` predictions or scored pairs, one per record, in runs of either kind
     (predictions run ahead of their pairs, as in the worker), with a concept drift
-    halfway; plus one record that is not JSON and one element forwarded twice."""
+    halfway; plus one record that is not JSON and one element forwarded twice.
+    ``columnar``: the elements hold columns (format 2) where the join would write them,
+    else events (format 1). ``stream_of``: (predictions, pairs) instead of the default."""
     from simulate import stream
 
-    from driftline.models.wire import encode
-    from driftline.models.wire.internal import PREDICTIONS, SCORED, element
+    from driftline.models.wire import PREDICTION, SCORED_PAIR, encode
+    from driftline.models.wire.internal import PREDICTIONS, SCORED, columnar_element, element
 
-    predictions, pairs = stream(n, seed=5, drift_at=n // 2)
+    def element_of(kind, partition, offset, events):
+        if columnar:
+            structs = [(SCORED_PAIR if kind == SCORED else PREDICTION).decode_one(encode(e))
+                       for e in events]
+            models = {e.model for e in structs}
+            value = (columnar_element(kind, partition, offset, structs[0].model, structs)
+                     if len(models) == 1 else None)
+            if value is not None:
+                return value
+        return element(kind, partition, offset, [encode(e) for e in events])
+
+    predictions, pairs = stream_of or stream(n, seed=5, drift_at=n // 2)
     values = []
     for k, i in enumerate(range(0, n, chunk)):
-        values.append(element(PREDICTIONS, 0, k, [encode(e) for e in predictions[i:i + chunk]]))
+        values.append(element_of(PREDICTIONS, 0, k, predictions[i:i + chunk]))
         if k % 3 == 2:  # the pairs come in bursts of three source messages
             for j in range(i - 2 * chunk, i + chunk, chunk):
-                values.append(element(SCORED, 1, j // chunk,
-                                      [encode(e) for e in pairs[j:j + chunk]]))
+                values.append(element_of(SCORED, 1, j // chunk, pairs[j:j + chunk]))
     values.insert(7, b"not json")
     values.insert(12, values[11])  # re-forwarded after a crash: dropped as a duplicate
     return [(offset, b"[" + v + b"]") for offset, v in enumerate(values)]
 
 
-def test_a_run_of_one_kind_reaches_the_monitor_at_once_across_records_with_the_same_results():
+@pytest.mark.parametrize("columnar", [False, True], ids=["events", "columns"])
+def test_a_run_of_one_kind_reaches_the_monitor_at_once_across_records_with_the_same_results(
+        columnar):
     """Consecutive records of one kind go to the monitor as one call (its cost is per
     call), and give the alerts and numbers record-by-record application gives; a record
     that cannot be decoded is skipped alone and reported, whatever else came with it."""
-    records = monitor_input()
+    records = monitor_input(columnar=columnar)
     config = MonitorConfig.load(None)
 
     one_by_one = PartitionMonitor(config)
@@ -82,8 +96,9 @@ def test_a_run_of_one_kind_reaches_the_monitor_at_once_across_records_with_the_s
 
     calls: list[int] = []
     at_once = PartitionMonitor(config)
-    feed = at_once._feed
-    at_once._feed = lambda kind, events: calls.append(len(events)) or feed(kind, events)
+    name = "_feed_columns" if columnar else "_feed_events"
+    feed = getattr(at_once, name)
+    setattr(at_once, name, lambda kind, events: calls.append(len(events)) or feed(kind, events))
     alerts_all, failed = at_once.apply_records(records)
 
     assert failed_one == [7] and [f.offset for f in failed] == [7]
@@ -150,3 +165,67 @@ def test_runs_the_monitor_raises_on_skip_their_records_once_and_the_rest_applies
     part._feed = lambda kind, events: (_ for _ in ()).throw(RuntimeError("a bug"))
     alerts, failed = part.apply_records([(0, both), (1, scored)])
     assert alerts == [] and [f.offset for f in failed] == [0, 1]
+
+
+def test_columns_on_monitor_input_give_what_the_events_give():
+    """The join writes monitor-input as columns (format 2) where it can; the monitor fed
+    them gives the alerts and reports the same events as dicts (format 1) give, with
+    every rule on: segments, estimation, multivariate drift, two versions (one element
+    mixes them), and elements whose events name different features (format 1 kept)."""
+    import json
+
+    from simulate import stream
+
+    from driftline.models.wire.internal import decode_elements
+
+    n = 6_000
+    predictions, pairs = stream(n, seed=9, drift_at=n // 2)
+    for k, (p, q) in enumerate(zip(predictions, pairs)):
+        p["segment"] = q["segment"] = f"s{k % 4}"
+        if k >= n // 3 or (1_000 <= k < 1_250 and k % 2):  # an element of both versions
+            p["version"] = q["version"] = 2
+        if 2_000 <= k < 2_010:  # one element whose events name different features
+            for ev in (p, q):
+                ev["features"] = {f: x for f, x in ev["features"].items() if f != "x1"}
+    config = MonitorConfig.from_dict({"defaults": {
+        "estimation": {"enabled": True}, "multivariate": {"enabled": True}, "segments": True}})
+    results = {}
+    for columnar in (False, True):
+        records = monitor_input(n, columnar=columnar, stream_of=(predictions, pairs))
+        formats = {item.v for _, value in records if value != b"[not json]"
+                   for item in decode_elements(value)}
+        assert formats == ({1, 2} if columnar else {1})
+        part = PartitionMonitor(config)
+        alerts, failed = part.apply_records(records)
+        assert [f.offset for f in failed] == [7]
+        reports = {key: json.dumps(vm.report(), sort_keys=True, default=str)
+                   for key, vm in part.monitor.versions.items()}
+        results[columnar] = ([a["alert_id"] for a in alerts], reports)
+    (alerts_events, reports_events), (alerts_columns, reports_columns) = results.values()
+    assert set(reports_events) == {("m", 1), ("m", 2)}
+    assert {"m.v2.concept_drift.1.firing", "m.v2.s:s2.concept_drift.1.firing"} <= set(
+        alerts_events)
+    assert alerts_columns == alerts_events
+    assert reports_columns == reports_events
+
+
+def test_a_columnar_element_whose_arrays_disagree_is_skipped_alone():
+    """Columns of the wrong length (bytes driftline did not write) are refused when the
+    record is decoded: that record is reported, the next one applies."""
+    from driftline.models.wire import PREDICTION, encode
+    from driftline.models.wire.internal import PREDICTIONS, columnar_element
+
+    events = [PREDICTION.decode_one(encode({"prediction_id": str(i), "model": "m",
+                                            "version": 1, "prediction": 1.0, "ts": 1.0,
+                                            "features": {"a": 1.0}})) for i in range(8)]
+    good = columnar_element(PREDICTIONS, 0, 0, "m", events)
+    assert good is not None
+    short = orjson.loads(good)
+    short["c"]["y"] = short["c"]["y"][:8]  # 6 bytes of a prediction's 8, in base64
+    part = PartitionMonitor(MonitorConfig())
+    _, failed = part.apply_records([(0, b"[" + orjson.dumps(short) + b"]"),
+                                    (1, b"[" + columnar_element(PREDICTIONS, 0, 1, "m",
+                                                                events) + b"]")])
+    assert [f.offset for f in failed] == [0]
+    assert "'y' holds 6 bytes, not 64" in str(failed[0].error)
+    assert part.monitor.versions[("m", 1)].report()["n_predictions"] == 8

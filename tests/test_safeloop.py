@@ -187,3 +187,37 @@ def test_reports_ride_on_the_serving_versions_metrics_record():
     assert obs.reports["m"][2]["n_scored"] == 60
     assert obs.shadow["m"][("canary", 2)]["verdict"] == "rollback"
     assert obs.shadow["m"][("challenger", 3)]["n"] == 50
+
+
+def test_pairs_as_columns_reach_the_same_verdicts_making_dicts_only_while_watched(
+        monkeypatch):
+    """The worker's pairs come as columns (monitor-input format 2): the safe loop makes
+    them dicts only for a chunk a canary or the shadow scores (or whose version is new),
+    and reaches the verdicts the dicts reach."""
+    from driftline.agents.monitor.safeloop import SafeLoop
+    from driftline.models.wire import SCORED_PAIR, encode
+    from driftline.models.wire.internal import SCORED, Columnar, columnar_element, decode_elements
+    from driftline.settings import Settings
+
+    settings = Settings().replace(canary_pairs=300, shadow_pairs=200)
+    stream = (pairs(TRUE, 1, 1000) + pairs(BAD, 2, 600, start=1000)
+              + pairs(TRUE, 1, 1000, start=1600))
+    made: list[int] = []
+    events = Columnar.events
+    monkeypatch.setattr(Columnar, "events",
+                        lambda self, kind: made.append(len(self)) or events(self, kind))
+    loops = [SafeLoop(settings, Source({1: TRUE, 2: BAD})) for _ in range(2)]
+    for i in range(0, len(stream), 50):
+        chunk = stream[i:i + 50]
+        loops[0].observe(chunk)
+        value = columnar_element(SCORED, 0, i, "m",
+                                 [SCORED_PAIR.decode_one(encode(p)) for p in chunk])
+        loops[1].observe_columns(decode_elements(b"[" + value + b"]")[0].columns())
+    by_dicts, by_columns = ([(v.action, v.version, v.ts, v.metrics) for v in loop.pending]
+                            for loop in loops)
+    assert by_columns == by_dicts
+    assert [v[:2] for v in by_dicts] == [("rollback", 2)]
+    assert loops[0].canary.serving == loops[1].canary.serving == {"m": 1}
+    # Dicts for the first chunk (v1 new) and v2's chunks until its verdict; none for the
+    # rest of v2 or for v1's return (seen before, no canary).
+    assert sum(made) == 50 + 300

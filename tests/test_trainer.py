@@ -29,7 +29,7 @@ def pairs_of(world: World, start: int, stop: int, model: str = "houses", version
 
 
 def put_pairs(settings, pairs: list[dict], per_record: int = 50) -> None:
-    """Pairs on monitor-input as the route agent writes them: on their model's partition."""
+    """Pairs on monitor-input as the join writes them: on their model's partition."""
     by_partition: dict[int, list] = {}
     for i, pair in enumerate(pairs):
         q = partition_for(pair["model"].encode(), settings.partitions)

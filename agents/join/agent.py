@@ -5,20 +5,26 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
 1. The agent takes a batch of input events and applies them to the in-memory
    :class:`~driftline.agents.joinstate.PartitionJoin` of each input partition.
 2. It sends the batch's scored pairs (to the *same partition number* of
-   ``scored``), dead letters and forwards, and waits for every ack.
-3. Then it appends the batch's state records to the partition's ``join-state``
+   ``scored``) and expirations, dead letters and forwards, and waits for every ack.
+3. It sends what the monitor reads to ``monitor-input``, on the partition of each
+   event's *model*, tagged with its source position: each ``scored`` array's pairs
+   as columns (format 2, :func:`~driftline.models.wire.internal.columnar_element`)
+   and each ``expired`` array as written, with the offset it got, and the batch's
+   valid predictions (for data drift, as columns too) with the input position they
+   came from. It waits for those acks.
+4. Then it appends the batch's state records to the partition's ``join-state``
    log as one *delta* message (more if large), whose last one carries the
    checkpoint: the next ``scored`` offset. It waits for those acks.
-4. It sends the batch's valid predictions to ``monitor-input`` (on their model's
-   partition, tagged with their source position, for the monitor's data drift)
-   and waits for those acks.
 5. Only then does Faust acknowledge the batch and later commit its offsets.
 
 After a crash (or when a partition moves to another worker) the partition's
 state is rebuilt by reading ``join-state`` to its true end, then reading
 ``scored`` from the checkpoint: any pair found there was written before the
 crash, so its id is marked done before input is consumed again. A re-delivered
-label for it is then a duplicate, not a second pair.
+label for it is then a duplicate, not a second pair. Those pairs are sent to
+``monitor-input`` again, since the crash may have come before step 3 (the
+monitor drops what it already has by source position); a pair before the
+checkpoint was on ``monitor-input`` before its checkpoint was written.
 
 The ``join-state`` log (a compacted topic; its format is in
 :mod:`driftline.models.wire.internal`) holds three kinds of record, see
@@ -42,7 +48,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from msgspec import UNSET
@@ -53,7 +59,7 @@ from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
-from driftline.agents.routing import ModelPartitions, send_in_order
+from driftline.agents.routing import ModelPartitions, elements_of, header, send_in_order
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import partitions_for, read_partition
 from driftline.models.wire import (
@@ -68,16 +74,20 @@ from driftline.models.wire import (
     unbatch,
 )
 from driftline.models.wire.deadletter import dead_letter_value
-from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
+from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
 from driftline.models.wire.internal import (
+    EXPIRED,
     HEAD,
     MODEL_HEADER,
     PREDICTIONS,
+    SCORED,
     chunk_value,
+    columnar_element,
     deleted_entry,
     delta_key,
     delta_value,
     element,
+    element_of_array,
     frozen_chunk_values,
     head_value,
     snapshot_key,
@@ -86,6 +96,8 @@ from driftline.models.wire.internal import (
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
@@ -171,7 +183,7 @@ class Joiner:
             homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in decoded
                                          for ev in evs], self.settings.partitions))
             for msg, is_label, timed in decoded:
-                monitored: dict[int, list[bytes]] = defaultdict(list)
+                monitored: dict[int, list[Prediction]] = defaultdict(list)
                 for ev in timed:
                     home = next(homes)
                     if home != msg.partition:
@@ -179,9 +191,10 @@ class Joiner:
                         continue
                     accepted.append((home, is_label, ev))
                     if isinstance(ev, Prediction):  # the monitor's data drift
-                        monitored[self.model_home(ev.model)].append(encode(ev))
-                for q, encoded in monitored.items():
-                    to_monitor[q].append(element(PREDICTIONS, msg.partition, msg.offset, encoded))
+                        monitored[self.model_home(ev.model)].append(ev)
+                for q, predictions in monitored.items():
+                    to_monitor[q].append(_predictions_element(msg.partition, msg.offset,
+                                                              predictions))
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self.parts.ensure({p for p, _, _ in accepted})
@@ -190,14 +203,15 @@ class Joiner:
                 by_partition[partition].append(ev)
             for partition, batch in by_partition.items():
                 self.parts[partition].add_events(batch, now)
-            await self._persist(out, {p for p, _, _ in accepted})
-            # Before the input is acknowledged: a crash re-delivers the predictions, and
-            # the monitor drops the copies by their source position.
-            await send_in_order(self.send, self.monitor_topic, to_monitor)
+            # The predictions' elements go out before the input is acknowledged: a crash
+            # re-delivers them, and the monitor drops the copies by their source position.
+            await self._persist(out, {p for p, _, _ in accepted}, to_monitor=to_monitor)
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
-                       expired: dict[int, list[Prediction]] | None = None) -> None:
-        """Steps 2 and 3 of the module docstring, for the given partitions. One partition
+                       expired: dict[int, list[Prediction]] | None = None,
+                       to_monitor: dict[int, list[bytes]] | None = None) -> None:
+        """Steps 2 to 4 of the module docstring, for the given partitions (``to_monitor``:
+        the batch's predictions, as elements by monitor-input partition). One partition
         at most freezes its newest done ids per batch (the fullest): under even load they
         all reach :data:`.dedupe.FREEZE` together, and eight freezes of ~10 ms in one
         batch held every stage behind it."""
@@ -205,19 +219,37 @@ class Joiner:
         freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
         drained = {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
         scored_index: dict[int, list[int]] = defaultdict(list)
+        # kind, partition, model, the array, its record on ``out``, its pairs
+        monitored: list[tuple[str, int, str, bytes, int, list[ScoredPair] | None]] = []
         for p, (scored, _) in drained.items():
-            for model, key, run in _by_model((s.model, s.prediction_id, encode(s))
-                                             for s in scored):
-                scored_index[p].append(out.add(self.scored_topic, key, array(run),
-                                               p, [(MODEL_HEADER, model.encode())]))
+            for model, key, run, pairs in _by_model((s.model, s.prediction_id, encode(s), s)
+                                                    for s in scored):
+                value = array(run)
+                i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
+                scored_index[p].append(i)
+                monitored.append((SCORED, p, model, value, i, pairs))
         for p, events in (expired or {}).items():
             now = self.clock()
-            for model, key, run in _by_model(
-                    (ev.model, ev.prediction_id, encode({**as_dict(ev), "expired_ts": now}))
-                    for ev in events):
-                out.add(self.expired_topic, key, array(run), p, [(MODEL_HEADER, model.encode())])
+            for model, key, run, _ in _by_model(
+                    (ev.model, ev.prediction_id, encode({**as_dict(ev), "expired_ts": now}),
+                     None) for ev in events):
+                value = array(run)
+                monitored.append((EXPIRED, p, model, value, out.add(
+                    self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())]),
+                    None))
         if len(out):
             offsets = await out.flush(self.send)
+        # Step 3, before any checkpoint that vouches for these pairs; in offset order per
+        # source partition (a retried array can land after a later one). Pairs go as
+        # columns; expirations (few) as the array written.
+        elements = defaultdict(list, to_monitor or {})
+        for kind, p, model, value, i, run_pairs in sorted(
+                monitored, key=lambda m: (m[0], m[1], offsets[m[4]])):
+            columns = None if run_pairs is None else columnar_element(
+                kind, p, offsets[i], model, run_pairs)
+            elements[self.model_home(model)].append(
+                columns or element_of_array(kind, p, offsets[i], value))
+        await send_in_order(self.send, self.monitor_topic, elements)
         # Each partition's delta: its last message carries the checkpoint and goes out
         # only once the others are acknowledged, so a checkpoint is never on the log ahead
         # of a done record it vouches for.
@@ -308,6 +340,9 @@ class Joiner:
         part.drain()  # restoring writes nothing
         part.scored_next = checkpoint
         n_scored = 0
+        # Pairs after the checkpoint may not have reached monitor-input before the crash:
+        # they go again (the monitor drops what it has by source position).
+        elements: dict[int, list[bytes]] = defaultdict(list)
         async for records in read_partition(consumer, self.scored_topic, partition,
                                             start=checkpoint):
             for r in records:
@@ -315,6 +350,10 @@ class Joiner:
                     part.mark_done(pair["prediction_id"], self.clock())
                     n_scored += 1
                 part.scored_next = r.offset + 1
+                for q, value in elements_of(SCORED, partition, r.offset, r.value,
+                                            header(r, MODEL_HEADER), self.model_home).items():
+                    elements[q].append(value)
+        await send_in_order(self.send, self.monitor_topic, elements)
         log.info("join partition %d recovered in %.2fs: %d state records, %d scored pairs "
                  "after the checkpoint; %d waiting predictions, %d waiting labels, %d done ids",
                  partition, time.monotonic() - started, n_state, n_scored,
@@ -360,20 +399,29 @@ class Joiner:
                 await self._persist(Outbox(), touched, expired)
 
 
-def _by_model(events: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, bytes, list[bytes]]]:
-    """(model, key, run of encoded events) for arrays of one model each, in event order per
-    model: what the route agent forwards without decoding. ``events`` are (model,
-    prediction_id, encoded event); an array's key is its first event's id."""
-    models: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
-    for model, pid, encoded in events:
-        models[model].append((pid, encoded))
+def _by_model(events: Iterable[tuple[str, str, bytes, T]]
+              ) -> Iterator[tuple[str, bytes, list[bytes], list[T]]]:
+    """(model, key, run of encoded events, the run's events) for arrays of one model each,
+    in event order per model. ``events`` are (model, prediction_id, encoded event, event);
+    an array's key is its first event's id."""
+    models: dict[str, list[tuple[str, bytes, T]]] = defaultdict(list)
+    for model, pid, encoded, event in events:
+        models[model].append((pid, encoded, event))
     for model, items in models.items():
-        ids = iter(pid for pid, _ in items)
-        for run in arrays([encoded for _, encoded in items]):
-            key = next(ids)
-            for _ in range(len(run) - 1):
-                next(ids)
-            yield model, key.encode(), run
+        first = 0
+        for run in arrays([encoded for _, encoded, _ in items]):
+            yield (model, items[first][0].encode(), run,
+                   [event for _, _, event in items[first:first + len(run)]])
+            first += len(run)
+
+
+def _predictions_element(partition: int, offset: int, events: list[Prediction]) -> bytes:
+    """The monitor-input element of one source message's predictions for one partition:
+    columns when they are of one model and name the same features, else the events."""
+    model = events[0].model
+    columns = (columnar_element(PREDICTIONS, partition, offset, model, events)
+               if all(ev.model == model for ev in events) else None)
+    return columns or element(PREDICTIONS, partition, offset, [encode(ev) for ev in events])
 
 
 def _entry(pid: str, record: StateRecord) -> bytes:

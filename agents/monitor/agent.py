@@ -1,30 +1,30 @@
-"""Monitor agents: regroup by model, then metrics, drift and alerts per model version.
+"""Monitor agent: metrics, drift and alerts per model version.
 
-Two Faust agents:
-
-* **route** reads ``scored`` and ``expired`` (arrays of one model's events, written
-  by the join) and forwards them to ``monitor-input``, on the partition of their
-  *model*, as an *element*: the events of one source message and where it came
-  from, (partition, offset). It keeps no state; after a crash it forwards some
-  messages again, and the monitor drops them because their source offset is not
-  newer than the last one it applied from that source partition. Predictions
-  take the same path, but the join forwards them (:func:`send_in_order`): it has
-  just validated them, so they are neither read nor validated a second time.
-* **monitor** reads ``monitor-input`` and feeds the pure
-  :class:`~driftline.agents.monitor.core.Monitor` of that partition. Every
-  alert it computes has an id derived from the input order alone.
+The **monitor** agent reads ``monitor-input`` and feeds the pure
+:class:`~driftline.agents.monitor.core.Monitor` of that partition. The join writes
+that topic (:mod:`driftline.agents.join.agent`, step 3): the elements of one
+model's events on the model's partition, each with where it came from, (source
+partition, source offset): its ``scored`` arrays' pairs and its valid predictions
+as columns where it can (format 2), its ``expired`` arrays as written. After a
+crash the join sends the pairs after its checkpoint again, and a re-delivered
+input brings its predictions again: the monitor drops an
+element whose source offset is not newer than the last one it applied from that
+source partition. Every alert it computes has an id derived from the input order
+alone.
 
 Recovery (start-up, kill -9, rebalance): the partition's Monitor is rebuilt by
 replaying its ``monitor-input`` partition from the start, which reproduces the
 same numbers and the same alert ids. The ids already on the matching
 ``alerts`` partition are read first; an alert is published only if its id is
 not there, so a replay never repeats an alert and re-publishes any alert a
-crash lost. Nothing is unpickled: the state is re-derived from JSON events.
+crash lost. Nothing is unpickled: the state is re-derived from the events (JSON, or
+the columns of format 2 elements, :mod:`driftline.models.wire.internal`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -40,69 +40,21 @@ from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.safeloop import Actions, RegistryModels, SafeLoop, alert_for
 from driftline.agents.outbox import Outbox
-from driftline.agents.routing import ModelPartitions, send_in_order
 from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
 from driftline.errors import SchemaError
 from driftline.kafka import read_partition
-from driftline.models.wire import ALERT, Rejection, encode, unbatch
+from driftline.models.wire import ALERT, Rejection, encode
 from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.internal import (
-    EXPIRED,
-    MODEL_HEADER,
     PREDICTIONS,
     SCORED,
+    Columnar,
+    Element,
     decode_elements,
-    element,
-    element_of_array,
 )
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class Router:
-    """Forwards scored pairs and expirations to their model's partition.
-
-    The join writes one model's events per message and names the model in a header,
-    so a message is forwarded as it is, without being decoded; a message without the
-    header (or of several models) is decoded and split by model."""
-
-    def __init__(self, settings: Settings, send) -> None:
-        self.settings = settings
-        self.send = send
-        self.kinds = {settings.topic("scored"): SCORED, settings.topic("expired"): EXPIRED}
-        self.target = settings.topic("monitor_input")
-        self.home = ModelPartitions(settings.partitions)
-
-    async def process(self, messages: Sequence[Any]) -> None:
-        parts: dict[int, list[bytes]] = defaultdict(list)
-        for event in messages:
-            msg = event.message
-            kind = self.kinds[msg.topic]
-            model = _header(msg, MODEL_HEADER)
-            if model is not None and msg.value[:1] == b"[":
-                parts[self.home(model)].append(
-                    element_of_array(kind, msg.partition, msg.offset, msg.value))
-                continue
-            try:
-                events = unbatch(msg.value)  # written by driftline itself
-            except ValueError:
-                log.error("unreadable record at %s[%d]@%d", msg.topic, msg.partition,
-                          msg.offset)
-                continue
-            by_home: dict[int, list[bytes]] = defaultdict(list)
-            for ev in events:
-                by_home[self.home(ev["model"])].append(encode(ev))
-            for q, encoded in by_home.items():
-                parts[q].append(element(kind, msg.partition, msg.offset, encoded))
-        await send_in_order(self.send, self.target, parts)
-
-
-def _header(msg: Any, name: str) -> str | None:
-    for key, value in getattr(msg, "headers", None) or ():
-        if key == name:
-            return bytes(value).decode()
-    return None
 
 
 class Failed(NamedTuple):
@@ -147,7 +99,7 @@ class PartitionMonitor:
         records it spans, live and on replay alike."""
         alerts: list[dict[str, Any]] = []
         failed: list[Failed] = []
-        run: list[dict[str, Any]] = []
+        run: list[tuple[Element, Columnar | None]] = []  # elements, and their columns
         spans: list[tuple[int, bytes]] = []  # the records the run takes events from
         run_kind = None
 
@@ -164,31 +116,56 @@ class PartitionMonitor:
                 continue
             self.next_offset = offset + 1
             try:
-                items = decode_elements(value)
+                items = [(item, item.columns() if item.columnar else None)
+                         for item in decode_elements(value)]
             except Exception as exc:  # not a record driftline wrote: skip it
                 failed.append(Failed(offset, value, exc))
                 continue
-            for item in items:
+            for item, columns in items:
                 kind = item.k
                 partition, src_offset = item.s
                 source = (kind, partition)
                 last = self.applied.get(source)
                 if last is not None and src_offset <= last:
-                    self.duplicates += len(item.e)
+                    self.duplicates += len(item)
                     continue
                 self.applied[source] = src_offset
                 if kind != run_kind and run:
                     feed()
                     run, spans = [], []
                 run_kind = kind
-                run.extend(item.e)
+                run.append((item, columns))
                 if not spans or spans[-1][0] != offset:
                     spans.append((offset, value))
         if run:
             feed()
         return alerts, failed
 
-    def _feed(self, kind: str | None, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _feed(self, kind: str | None, run: list[tuple[Element, Columnar | None]]
+              ) -> list[dict[str, Any]]:
+        """A run of elements of one kind: consecutive ones of events (format 1) in one
+        call, consecutive ones of columns of one model (and features) in one."""
+        out: list[dict[str, Any]] = []
+        for key, group in itertools.groupby(run, key=_piece):
+            parts = list(group)
+            if key is None:
+                out.extend(self._feed_events(kind, [ev for item, _ in parts for ev in item.e]))
+            else:
+                out.extend(self._feed_columns(kind, Columnar.join(
+                    [columns for _, columns in parts if columns is not None])))
+        return out
+
+    def _feed_columns(self, kind: str | None, cols: Columnar) -> list[dict[str, Any]]:
+        if kind == SCORED:
+            if self.loop is not None:
+                self.loop.observe_columns(cols)
+            return self.monitor.process_pair_columns(cols)
+        if kind == PREDICTIONS:
+            return self.monitor.process_prediction_columns(cols)
+        raise ValueError(f"a columnar monitor-input element of kind {kind!r}")
+
+    def _feed_events(self, kind: str | None, events: list[dict[str, Any]]
+                     ) -> list[dict[str, Any]]:
         if kind == SCORED:
             if self.loop is not None:
                 self.loop.observe(events)
@@ -201,6 +178,13 @@ class PartitionMonitor:
     def label_delays(self) -> dict[str, LabelDelays]:
         """Per model, the label delays of its scored pairs (for /metrics)."""
         return self.monitor.label_delays
+
+
+def _piece(piece: tuple[Element, Columnar | None]) -> tuple[str, tuple[str, ...]] | None:
+    """What consecutive elements of a run share to be applied in one call: None for
+    events, (model, features) for columns."""
+    columns = piece[1]
+    return None if columns is None else (columns.model, tuple(columns.names))
 
 
 def _finite_or_null(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -397,20 +381,16 @@ class MonitorAgent:
 
 
 def install(app: faust.App, settings: Settings) -> MonitorAgent:
-    """Register the route and monitor agents and the metrics timer on ``app``."""
+    """Register the monitor agent and the metrics timer on ``app``."""
     config = MonitorConfig.load(settings.monitor_config or None)
 
     send = sender(app)
-    router = Router(settings, send)
     from driftline.models.registry import ModelRegistry
     from driftline.redis_client import HOT_PATH, settings_redis_client
 
     models = RegistryModels(ModelRegistry(settings_redis_client(settings, timeout=HOT_PATH),
                                           prefix=settings.registry_prefix))
     agent = MonitorAgent(settings, send, config, RegistryBaselines(settings), models)
-    sources = raw_topic(app, settings.topic("scored"), settings.topic("expired"))
-    batch_agent(app, sources, "driftline.monitor.route", settings, router.process,
-                max_messages=ARRAY_BATCH)
     batch_agent(app, raw_topic(app, settings.topic("monitor_input")), "driftline.monitor",
                 settings, agent.process, max_messages=ARRAY_BATCH)
 

@@ -91,6 +91,26 @@ class Canary:
             verdicts.extend(self._score(key, batch))
         return verdicts
 
+    def watching(self, model: str, versions: Sequence[int | None]) -> bool:
+        """Whether :meth:`observe` of pairs of ``model`` of these versions would do more
+        than note the version serving it: a version not seen yet (it may start a canary),
+        or one whose canary has no verdict yet."""
+        seen = self.seen.get(model, set())
+        for version in set(versions) - {None}:
+            if version not in seen:
+                return True
+            run = self.runs.get((model, version))
+            if run is not None and run.verdict is None:
+                return True
+        return False
+
+    def arrived(self, model: str, versions: Sequence[int | None]) -> None:
+        """Pairs of versions already seen, none of them in a canary: the last one serves."""
+        for version in reversed(versions):
+            if version is not None:
+                self.serving[model] = version
+                return
+
     def _arrived(self, model: str, version: int) -> None:
         seen = self.seen.setdefault(model, set())
         previous = self.serving.get(model)

@@ -50,8 +50,10 @@ from driftline.agents.monitor.rules import (
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
 from driftline.agents.monitor.superseded import supersede
+from driftline.models.wire.internal import Columnar
 
 _VERSION_KEY = operator.itemgetter("model", "version")
+_EMPTY = np.empty(0)
 
 
 class VersionMonitor:
@@ -127,6 +129,30 @@ class VersionMonitor:
             self._use(Columns(events[0].get("features") or {}))
         assert self.columns is not None
         return self.columns.batch(events, pairs)
+
+    def batch_of(self, cols: Columnar, index: np.ndarray | None, pairs: bool) -> Batch:
+        """Events of this version given as columns (those at ``index``; None: all) as a
+        :class:`Batch` of this version's columns: what :meth:`batch` makes of the same
+        events as dicts (a column the events lack is NaN; one the version lacks is left)."""
+        if self.columns is None:
+            self._use(Columns(cols.names))
+        assert self.columns is not None
+        names = self.columns.names
+        rows = cols.rows if index is None else cols.rows[index]
+        if names != cols.names:
+            where = {name: k for k, name in enumerate(cols.names)}
+            out = np.full((len(rows), len(names)), math.nan)
+            for j, name in enumerate(names):
+                if name in where:
+                    out[:, j] = rows[:, where[name]]
+            rows = out
+
+        def take(values: np.ndarray) -> np.ndarray:
+            return values if index is None else values[index]
+        return Batch(take(cols.ts), take(cols.prediction), rows,
+                     cols.segment if index is None else [cols.segment[i] for i in index.tolist()],
+                     take(cols.label) if pairs else _EMPTY,
+                     take(cols.label_ts) if pairs else _EMPTY)
 
     def _by_segment(self, batch: Batch) -> tuple[Batch, list[tuple[VersionMonitor, int, int]]]:
         """The batch in segment order (one copy) and each segment's monitor with where its
@@ -380,6 +406,35 @@ class Monitor:
 
     def process_expired(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         return self._dispatch(events, VersionMonitor.process_expired)
+
+    def process_pair_columns(self, cols: Columnar) -> list[Alert]:
+        """One model's scored pairs as columns (a monitor-input element of format 2):
+        what :meth:`process_pairs` does with the same pairs as dicts."""
+        return self._columns(cols, pairs=True)
+
+    def process_prediction_columns(self, cols: Columnar) -> list[Alert]:
+        """:meth:`process_predictions` of one model's predictions as columns."""
+        out = self._columns(cols, pairs=False)
+        return out + supersede(self, {vm.model for vm in self._touched})
+
+    def _columns(self, cols: Columnar, *, pairs: bool) -> list[Alert]:
+        versions = cols.version
+        groups: dict[int | None, np.ndarray | None]
+        if versions.count(versions[0]) == len(versions):  # the common case: one version
+            groups = {versions[0]: None}
+        else:
+            positions: dict[int | None, list[int]] = {}
+            for i, version in enumerate(versions):
+                positions.setdefault(version, []).append(i)
+            groups = {v: np.array(index) for v, index in positions.items()}
+        out: list[Alert] = []
+        self._touched = []
+        for version, index in groups.items():
+            vm = self.version(cols.model, version, len(cols.names))
+            self._touched.append(vm)
+            batch = vm.batch_of(cols, index, pairs)
+            out.extend(vm.pairs(batch) if pairs else vm.predictions(batch))
+        return out
 
     def _dispatch(self, events: Iterable[dict[str, Any]], method) -> list[Alert]:
         """Each version gets its events in their order; versions share no state."""

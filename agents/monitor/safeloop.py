@@ -32,6 +32,7 @@ from driftline.agents.monitor.shadow import Shadow, Verdict
 from driftline.errors import RegistryError, RegistryUnavailable
 from driftline.models.linear import LinearModel
 from driftline.models.registry import CHALLENGER, ModelRegistry
+from driftline.models.wire.internal import SCORED, Columnar
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,15 @@ class SafeLoop:
     def observe(self, pairs: list[dict[str, Any]]) -> None:
         self.pending.extend(self.shadow.observe(pairs))
         self.pending.extend(self.canary.observe(pairs))
+
+    def observe_columns(self, cols: Columnar) -> None:
+        """One model's pairs as columns: :meth:`observe`, with the pairs made dicts only
+        when the model's shadow or a canary scores them (or a version arrives that may
+        start one); otherwise only the version serving the model is noted."""
+        if self.shadow.watching(cols.model) or self.canary.watching(cols.model, cols.version):
+            self.observe(cols.events(SCORED))
+        else:
+            self.canary.arrived(cols.model, cols.version)
 
     def reports(self) -> list[dict[str, Any]]:
         return self.shadow.reports() + self.canary.reports()

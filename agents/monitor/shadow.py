@@ -138,6 +138,12 @@ class Shadow:
                 verdicts.append(run.verdict)
         return verdicts
 
+    def watching(self, model: str) -> bool:
+        """Whether :meth:`observe` would score ``model``'s pairs now (a challenger in
+        shadow without a verdict yet)."""
+        run = self._run(model)
+        return run is not None and run.verdict is None and run.scorer is not None
+
     def _run(self, model: str) -> ShadowRun | None:
         current = self.models.challenger(model)
         run = self.runs.get(model)

@@ -62,7 +62,7 @@ async def recent_pairs(settings: Settings, model: str, *, since: float | None = 
                     for element in decode_elements(record.value):
                         if element.k != SCORED:
                             continue
-                        for pair in element.e:
+                        for pair in element.events():
                             if pair["model"] != model:
                                 continue
                             label_ts = pair.get("label_ts")

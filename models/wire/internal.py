@@ -1,8 +1,8 @@
 """driftline's own topics: their byte formats, written and read only here.
 
 **Model header.** The join writes scored and expired pairs as arrays of one model's
-events, and names the model in the ``model`` header, so the route agent forwards a
-message without decoding it.
+events, and names the model in the ``model`` header; the same bytes go to
+monitor-input inside an element, not encoded again.
 
 **Format version.** Every record below carries ``"v"``, the version of its format
 (:data:`FORMAT`; DESIGN.md: internal topics must carry one). A record without it was
@@ -16,6 +16,16 @@ one source message that go to one monitor partition, with where they came from::
     {"v": 1, "k": "s" | "p" | "x", "s": [source partition, source offset], "e": [event, ...]}
 
 ``k`` is the source: scored pairs, predictions (for data drift) or expirations.
+**Columnar elements** (format 2, :func:`columnar_element`) hold one model's scored pairs
+or predictions as columns, when every event names the same features (else the join
+writes format 1, as it does for fewer than :data:`COLUMNAR_MIN` events): ``"e": []``,
+and ``"c"``: ``m`` the model, ``i`` the prediction ids, ``r``
+the versions (null: unknown), ``f`` the feature names (sorted), and base64 of
+little-endian float64 arrays: ``x`` the feature rows (events x ``c``), ``y`` the
+predictions, ``t`` the prediction times (NaN: null), and for pairs ``l`` the labels,
+``lt`` the label times and ``er`` the errors; ``g`` the segments (null: none has one).
+The monitor reads them without a dict per event; :meth:`Element.events` gives the
+events back as the dicts format 1 holds.
 
 **join-state records** (``driftline.join-state``, compacted). Keys ``d:<seq>`` (a
 delta: ``{"v": 1, "r": [[prediction_id, record | null], ...], "c": checkpoint?}``),
@@ -32,24 +42,41 @@ or a done id.
 b'{"v":1,"k":"s","s":[2,41],"e":[{"prediction_id":"a"}]}'
 >>> [(e.k, e.s, e.e) for e in decode_elements(b"[" + v + b"]")]
 [('s', (2, 41), [{'prediction_id': 'a'}])]
->>> decode_elements(b'[{"v":2,"k":"s","s":[2,41],"e":[]}]')
+>>> decode_elements(b'[{"v":3,"k":"s","s":[2,41],"e":[]}]')
 Traceback (most recent call last):
 ...
-driftline.models.wire.internal.FormatError: a monitor-input element of format v2; ...
+driftline.models.wire.internal.FormatError: a monitor-input element of format v3; ...
+>>> from driftline.models.wire.events import Prediction
+>>> events = [Prediction(str(k), "m", 0.5, 1, {"x": float(k)}, 7.0) for k in range(8)]
+>>> v = columnar_element(PREDICTIONS, 0, 9, "m", events)
+>>> [e["features"] for e in decode_elements(b"[" + v + b"]")[0].events()][:2]
+[{'x': 0.0}, {'x': 1.0}]
+>>> columnar_element(PREDICTIONS, 0, 9, "m", events[:7]) is None  # too few: format 1
+True
+>>> events[7].features = {}  # features differ: format 1 instead
+>>> columnar_element(PREDICTIONS, 0, 9, "m", events) is None
+True
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import itertools
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import msgspec
 import numpy as np
+from msgspec import UNSET
 
 from driftline.models.wire.codec import LABEL, PREDICTION, array, encode
-from driftline.models.wire.events import Label, Prediction
+from driftline.models.wire.events import Label, Prediction, ScoredPair
 
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
-FORMAT = 1  # of every record below but snapshot chunks
+FORMAT = 1  # of every record below but snapshot chunks and columnar elements
+COLUMNAR = 2  # of monitor-input elements that hold columns (1: events)
 CHUNK_FORMAT = 2  # of snapshot chunks: 2 may hold frozen done ids, which 1 did not know
 
 
@@ -69,12 +96,178 @@ ElementKind = Literal["s", "p", "x"]
 
 
 class Element(msgspec.Struct, gc=False):
-    """One monitor-input element: its source kind, (partition, offset), and events."""
+    """One monitor-input element: its source kind, (partition, offset), and events (format
+    1) or one model's events as columns (format 2, :attr:`columnar`)."""
 
     k: ElementKind
     s: tuple[int, int]
     e: list[dict[str, Any]]
     v: int = 1  # absent before versions: 1
+    c: Body | None = None  # format 2: the columns
+
+    @property
+    def columnar(self) -> bool:
+        return self.v == COLUMNAR
+
+    def __len__(self) -> int:
+        return len(self.c.i) if self.c is not None else len(self.e)
+
+    def columns(self) -> Columnar:
+        """A columnar element's arrays (checked against each other)."""
+        b = self.c
+        if b is None or not b.i:
+            raise ValueError("a columnar element of no events")
+        n, width = len(b.i), len(b.f)
+        pairs = self.k == SCORED
+        cols = Columnar(
+            b.m, b.r, b.f, _floats(b.x, n * width, "x").reshape(n, width),
+            _floats(b.y, n, "y"), _floats(b.t, n, "t"),
+            b.g if b.g is not None else [None] * n,
+            _floats(b.l, n, "l") if pairs else _EMPTY,
+            _floats(b.lt, n, "lt") if pairs else _EMPTY,
+            _floats(b.er, n, "er") if pairs else _EMPTY, b.i)
+        if len(b.r) != n or len(cols.segment) != n:
+            raise ValueError(f"a columnar element of {n} ids with {len(b.r)} versions "
+                             f"and {len(cols.segment)} segments")
+        return cols
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events as format 1 holds them (dicts), whichever format this is."""
+        return self.columns().events(self.k) if self.columnar else self.e
+
+
+class Body(msgspec.Struct, gc=False):
+    """The columns of a format 2 element (the module docstring says what each is)."""
+
+    m: str
+    i: list[str]
+    r: list[int | None]
+    f: list[str]
+    x: bytes
+    y: bytes
+    t: bytes
+    l: bytes = b""  # noqa: E741 (the format's field names are short on purpose)
+    lt: bytes = b""
+    er: bytes = b""
+    g: list[str | None] | None = None
+
+
+_EMPTY = np.empty(0)
+COLUMNAR_MIN = 8  # events: below it an element of columns costs more than one of events
+
+
+def _floats(raw: bytes, n: int, name: str) -> np.ndarray:
+    if len(raw) != 8 * n:
+        raise ValueError(f"a columnar element's {name!r} holds {len(raw)} bytes, not {8 * n}")
+    return np.frombuffer(raw, "<f8").astype(float)  # a copy the monitor may own
+
+
+@dataclass(slots=True)
+class Columnar:
+    """One model's events as arrays (a decoded format 2 element, or several joined)."""
+
+    model: str
+    version: list[int | None]
+    names: list[str]
+    rows: np.ndarray
+    prediction: np.ndarray
+    ts: np.ndarray            # NaN: null
+    segment: list[str | None]
+    label: np.ndarray         # pairs only
+    label_ts: np.ndarray
+    error: np.ndarray
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def join(parts: Sequence[Columnar]) -> Columnar:
+        """Parts of one model with the same names, in order, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        cat = np.concatenate
+        return Columnar(parts[0].model, [v for p in parts for v in p.version], parts[0].names,
+                        cat([p.rows for p in parts]), cat([p.prediction for p in parts]),
+                        cat([p.ts for p in parts]), [g for p in parts for g in p.segment],
+                        cat([p.label for p in parts]), cat([p.label_ts for p in parts]),
+                        cat([p.error for p in parts]), [i for p in parts for i in p.ids])
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        """The dicts a format 1 element holds for these events."""
+        names, out = self.names, []
+        ts = [None if math.isnan(t) else t for t in self.ts.tolist()]
+        rows = self.rows.tolist()
+        if kind == SCORED:
+            for k, (pid, version, y, label, error, t, lt, seg) in enumerate(zip(
+                    self.ids, self.version, self.prediction.tolist(), self.label.tolist(),
+                    self.error.tolist(), ts, self.label_ts.tolist(), self.segment)):
+                ev = {"prediction_id": pid, "model": self.model, "version": version,
+                      "prediction": y, "label": label, "error": error,
+                      "features": dict(zip(names, rows[k])), "ts": t,
+                      "label_ts": None if math.isnan(lt) else lt}
+                if seg is not None:
+                    ev["segment"] = seg
+                out.append(ev)
+            return out
+        for k, (pid, version, y, t, seg) in enumerate(zip(
+                self.ids, self.version, self.prediction.tolist(), ts, self.segment)):
+            ev = {"prediction_id": pid, "model": self.model, "prediction": y,
+                  "version": version, "features": dict(zip(names, rows[k])), "ts": t}
+            if seg is not None:
+                ev["segment"] = seg
+            out.append(ev)
+        return out
+
+
+_ID = operator.attrgetter("prediction_id")
+_VERSION = operator.attrgetter("version")
+_Y = operator.attrgetter("prediction")
+_FEATURES = operator.attrgetter("features")
+
+
+def _column(events: Sequence[Any], name: str) -> np.ndarray:
+    """An attribute of each event as float64, NaN where it is None."""
+    try:
+        return np.fromiter(map(operator.attrgetter(name), events), float, len(events))
+    except TypeError:
+        return np.array([math.nan if getattr(e, name) is None else getattr(e, name)
+                         for e in events], float)
+
+
+def columnar_element(kind: str, partition: int, offset: int, model: str,
+                     events: Sequence[Prediction] | Sequence[ScoredPair]) -> bytes | None:
+    """A format 2 element of one model's predictions or scored pairs (``kind``), or None
+    when they do not all name the same features (format 1 keeps each event's own) or
+    are fewer than :data:`COLUMNAR_MIN` (single-event messages)."""
+    if len(events) < COLUMNAR_MIN:
+        return None
+    features = [f or {} for f in map(_FEATURES, events)]
+    names, n = sorted(features[0]), len(events)
+    if set(map(len, features)) != {len(names)}:
+        return None
+    try:  # every event has as many features as the first and each of its names: the same
+        if len(names) > 1:
+            get = operator.itemgetter(*names)
+            rows = np.fromiter(itertools.chain.from_iterable(map(get, features)), float,
+                               n * len(names))
+        elif names:
+            rows = np.fromiter(map(operator.itemgetter(names[0]), features), float, n)
+        else:
+            rows = _EMPTY
+    except KeyError:
+        return None
+    segments = [None if e.segment is UNSET else e.segment for e in events]
+    pairs = kind == SCORED
+    return encode(Element(cast(ElementKind, kind), (partition, offset), [], COLUMNAR, Body(
+        model, list(map(_ID, events)), list(map(_VERSION, events)), names,
+        rows.astype("<f8").tobytes(),
+        np.fromiter(map(_Y, events), float, n).astype("<f8").tobytes(),
+        _column(events, "ts").astype("<f8").tobytes(),
+        _column(events, "label").astype("<f8").tobytes() if pairs else b"",
+        _column(events, "label_ts").astype("<f8").tobytes() if pairs else b"",
+        _column(events, "error").astype("<f8").tobytes() if pairs else b"",
+        None if segments.count(None) == n else segments)))
 
 
 _elements = msgspec.json.Decoder(list[Element])
@@ -87,8 +280,8 @@ def element(kind: str, partition: int, offset: int, events: list[bytes]) -> byte
 
 
 def element_of_array(kind: str, partition: int, offset: int, events_array: bytes) -> bytes:
-    """An element around a JSON array of events as it came (the route forwards the join's
-    arrays without decoding them)."""
+    """An element around a JSON array of events as it is (the join's ``scored`` and
+    ``expired`` arrays, as written)."""
     return b'{"v":%d,"k":"%s","s":[%d,%d],"e":%s}' % (FORMAT, kind.encode(), partition,
                                                         offset, events_array)
 
@@ -99,7 +292,7 @@ def decode_elements(value: bytes) -> list[Element]:
     elements = _elements.decode(value)
     for item in elements:
         if item.v != FORMAT:
-            _check("monitor-input element", item.v)
+            _check("monitor-input element", item.v, COLUMNAR)
     return elements
 
 
