@@ -23,9 +23,12 @@ from driftline.agents.monitor.columns import Ring
 from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
 
 _PSI_EPS = 1e-4
+# (position in the batch, mean error before, mean after) of a detected rise; the means are
+# None for PageHinkley.
+Rise = tuple[int, float | None, float | None]
 # River's ADWIN (0.21 and later) keeps its window in a compiled (Cython, then Rust)
-# ``AdaptiveWindowing``,
-# ``_helper``; where a River lacks it, the detectors go through River's public API.
+# ``AdaptiveWindowing``, ``_helper``; where a River lacks it, ADWIN goes through River's
+# public API.
 _COMPILED_ADWIN = all(hasattr(getattr(drift.ADWIN(), "_helper", None), name)
                   for name in ("update", "get_width", "get_total"))
 
@@ -54,75 +57,100 @@ class ErrorDrift:
             self.params = {"mode": "up", **config.params}
             self._detector = drift.PageHinkley(**self.params)
         self.detections = 0
-        # River's ADWIN starts afresh after each detection and drops nothing otherwise,
-        # so its window is "everything since the last detection": running sums give
-        # the mean before a cut without reading River's (Python-level) estimation
+        # ADWIN's window is everything since its start (``_base_*``): afresh after a rise,
+        # the values its cut kept after a fall; it drops nothing otherwise. Running sums
+        # give the mean before a cut without reading River's (Python-level) estimation
         # after every update.
         self._count = 0
         self._total = 0.0
         self._base_count = 0
         self._base_total = 0.0
 
-    def update_many(self, errors: np.ndarray) -> list[tuple[int, float | None, float | None]]:
+    def update_many(self, errors: np.ndarray) -> list[Rise]:
         """Feed errors in order; returns (position, mean before, mean after) of each
         detected increase (the means are None for PageHinkley)."""
-        adwin = self.name == "adwin"
-        hits = (self._adwin_hits(errors) if adwin and _COMPILED_ADWIN
-                else self._river_hits(errors, adwin))
-        if not adwin:
+        if self.name != "adwin":
+            hits = self._page_hinkley_hits(errors)
             self._count += len(errors)
             self.detections += len(hits)
-            return [(i, None, None) for i, _ in hits]
-        increases: list[tuple[int, float | None, float | None]] = []
-        if not hits:  # the common case: no running sums before a cut to read
-            self._count += len(errors)
-            self._total += float(errors.sum())
-            return increases
-        before_sums = np.concatenate(([0.0], np.cumsum(errors)))
-        for i, after in hits:
-            count = self._count + i  # values in before this one
-            total = self._total + before_sums[i]
-            before = (total - self._base_total) / max(count - self._base_count, 1)
-            self._base_count = count + 1
-            self._base_total = total + float(errors[i])
-            if after > before:
-                self.detections += 1
-                increases.append((i, before, after))
+            return [(i, None, None) for i in hits]
+        sums = np.concatenate(([0.0], np.cumsum(errors)))
+        rises = (self._adwin_rises(errors, sums) if _COMPILED_ADWIN
+                 else self._river_adwin_rises(errors, sums))
         self._count += len(errors)
-        self._total += before_sums[-1]
-        return increases
+        self._total += sums[-1]
+        return rises
 
-    def _river_hits(self, errors: np.ndarray, adwin: bool) -> list[tuple[int, float]]:
-        """(position, the detector's mean after) of each detection, through River's API."""
+    def _cut(self, i: int, after: float, width: int,
+             sums: np.ndarray) -> Rise | None:
+        """ADWIN cut its window at position ``i`` of the batch, keeping the ``width`` most
+        recent values (this one included), of mean ``after``. A rise is counted and the
+        detector starts afresh after it, as River's does; a fall is not an incident, and
+        the window keeps what the cut left, so the next rise is measured from the lower
+        level. (Starting afresh after a fall too, River's way, lost rises: pairs that reach
+        the monitor a join partition at a time, as they do after a backlog, rise and fall in
+        a sawtooth, and every cut can land on a fall — ``tests/test_monitor_rules.py``.)"""
+        count = self._count + i  # values in before this one
+        total = self._total + sums[i]
+        before = (total - self._base_total) / max(count - self._base_count, 1)
+        if after > before:
+            self.detections += 1
+            self._base_count, self._base_total = count + 1, self._total + sums[i + 1]
+            return i, before, after
+        self._base_count = count + 1 - width
+        self._base_total = self._total + sums[i + 1] - after * width
+        return None
+
+    def _page_hinkley_hits(self, errors: np.ndarray) -> list[int]:
+        """Positions of PageHinkley's detections (of rises only: ``mode="up"``)."""
         detector = self._detector
         update = detector.update
         hits = []
         for i, e in enumerate(errors.tolist()):
             update(e)
             if detector.drift_detected:
-                hits.append((i, detector.estimation if adwin else 0.0))
+                hits.append(i)
         return hits
 
-    def _adwin_hits(self, errors: np.ndarray) -> list[tuple[int, float]]:
-        """The same as :meth:`_river_hits` for ADWIN, calling the compiled window River's
-        ADWIN wraps (``_helper``) directly: River's ``update`` adds a Python call and two
-        property reads per value, more than the window's own update (0.39 against 0.15 µs,
+    def _river_adwin_rises(self, errors: np.ndarray,
+                           sums: np.ndarray) -> list[Rise]:
+        """The rises, through River's ADWIN API (where a River lacks the compiled window).
+        After a fall, River's flag is cleared so its next update keeps the window."""
+        detector = self._detector
+        rises = []
+        for i, e in enumerate(errors.tolist()):
+            detector.update(e)
+            if detector.drift_detected:
+                rise = self._cut(i, detector.estimation, int(detector.width), sums)
+                if rise is None:
+                    detector._drift_detected = False
+                else:
+                    rises.append(rise)
+        return rises
+
+    def _adwin_rises(self, errors: np.ndarray,
+                     sums: np.ndarray) -> list[Rise]:
+        """The same as :meth:`_river_adwin_rises`, calling the compiled window River's ADWIN
+        wraps (``_helper``) directly: River's ``update`` adds a Python call and two property
+        reads per value, more than the window's own update (0.39 against 0.15 µs,
         ``bench/monitor_speed.py``). River resets after a detection at the next update; this
         resets right after reading the mean, which leaves the same state for the next value.
         ``tests/test_monitor_rules.py`` checks the two give the same detections."""
         detector = self._detector
-        if detector.drift_detected:  # River's own update ran last and detected
+        if detector.drift_detected:  # River's own update ran last and detected a rise
             detector._reset()
-        hits = []
+        rises = []
         update = detector._helper.update
         for i, e in enumerate(errors.tolist()):
             if update(e):
                 helper = detector._helper
-                width = helper.get_width()
-                hits.append((i, helper.get_total() / width if width else 0.0))
-                detector._reset()
-                update = detector._helper.update
-        return hits
+                width = int(helper.get_width())
+                rise = self._cut(i, helper.get_total() / width if width else 0.0, width, sums)
+                if rise is not None:
+                    rises.append(rise)
+                    detector._reset()
+                    update = detector._helper.update
+        return rises
 
 
 @dataclass
