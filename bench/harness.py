@@ -15,11 +15,9 @@ among the predictions) into fresh topics, then measures:
 (a) a bare aiokafka consumer that only reads and JSON-decodes (orjson, as driftline)
     the same messages;
 (b) driftline end to end - `driftline worker` processes (join, monitor with
-    ADWIN, rolling MSE and PSI on all 10 features, trigger) - from the monitor's first
-    metrics record that counts any event to the one that counts all N pairs and N
-    predictions, by the records' timestamps (they come every 0.1 s; the events the first
-    one counts are left out; a run done within one record is timed from the group's
-    ready);
+    ADWIN, rolling MSE and PSI on all 10 features, trigger) - from the moment their
+    consumer group is ready to the moment the monitor has applied all N pairs and N
+    predictions (its metrics records say so; they come every 0.1 s);
 (c) label-to-metric latency at a fixed offered rate (half of (b)'s pair rate, or
     --latency-rate) through the Publisher with its defaults (up to 500 events a
     message, linger 50 ms): the time from handing a
@@ -253,22 +251,12 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
         cpu_started = group.cpu_seconds()
         # RSS once a fifth of the events are through, and at the end: flat with length?
         fifth: list[float] = []
-        # (b) runs from the first metrics record that counts any event to the one that
-        # counts them all, by the records' own timestamps: the worker starts on its input
-        # as soon as it owns its partitions, up to half a second before wait_for_groups
-        # sees the group ready. (record time, events counted, workers' CPU) of the first.
-        first: list[tuple[float, int, float]] = []
-        last: list[float] = []
 
-        def sample(report: dict, ts: float) -> None:
-            count = report["n_scored"] + report["n_predictions"]
-            if not first and 0 < count < 2 * n:
-                first.append((ts, count, group.cpu_seconds()))
-            last[:] = [ts]
-            if not fifth and count >= 2 * n / 5:
+        def sample(report: dict, _ts: float) -> None:
+            if not fifth and report["n_scored"] + report["n_predictions"] >= 2 * n / 5:
                 fifth.append(sum(group.rss_mb()))
         done = asyncio.run(monitor_progress(settings, n, started + 1800, on_record=sample))
-        cpu_done = group.cpu_seconds()
+        cpu = group.cpu_seconds() - cpu_started
         rss = group.peak_rss_mb()
         rss_end = sum(group.rss_mb())
     finally:
@@ -276,16 +264,10 @@ def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         group.stop()
-    if first and last[0] > first[0][0]:
-        t0, counted, cpu0 = first[0]
-        seconds, timed = last[0] - t0, 2 * n - counted
-    else:  # all counted in the first record (a smoke run): from the group's ready
-        seconds, timed, cpu0 = done - started, 2 * n, cpu_started
-    rate = timed / seconds
+    rate = 2 * n / (done - started)
     return {"shape": shape, "bare": bare, "floor": floor, "driftline": rate, "ratio": rate / bare,
             "rss_mb": max(rss), "rss_fifth_mb": fifth[0] if fifth else float("nan"),
-            "rss_end_mb": rss_end, "seconds": seconds,
-            "cpu_us": (cpu_done - cpu0) / timed * 1e6}
+            "rss_end_mb": rss_end, "seconds": done - started, "cpu_us": cpu / (2 * n) * 1e6}
 
 
 def faust_floor(settings: Settings, events: int) -> float:
