@@ -105,11 +105,11 @@ class Canary:
         return False
 
     def arrived(self, model: str, versions: Sequence[int | None]) -> None:
-        """Pairs of versions already seen, none of them in a canary: the last one serves."""
-        for version in reversed(versions):
-            if version is not None:
-                self.serving[model] = version
-                return
+        """Pairs of versions already seen, none of them in a canary (:meth:`watching` is
+        False): what :meth:`observe` notes of them, that the last one serves."""
+        last = next((v for v in reversed(versions) if v is not None), None)
+        if last is not None:
+            self._arrived(model, last)
 
     def _arrived(self, model: str, version: int) -> None:
         seen = self.seen.setdefault(model, set())
