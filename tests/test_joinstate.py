@@ -124,10 +124,47 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
                     lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}')):
         with pytest.raises(FormatError, match="format v2; this driftline reads v1"):
             refused()
-    # Chunks and monitor-input elements are at format 2 (elements: columns).
-    for refused in (lambda: decode_chunk(b'{"v":3,"r":[]}'),
-                    lambda: decode_elements(b'[{"v":3,"k":"s","s":[0,1],"e":[]}]')):
-        with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
-            refused()
+    # Chunks are at format 2; monitor-input elements at 3 (2: columns, 3: columns of
+    # several source messages).
+    with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
+        decode_chunk(b'{"v":3,"r":[]}')
+    with pytest.raises(FormatError, match="format v4; this driftline reads v3"):
+        decode_elements(b'[{"v":4,"k":"s","s":[0,1],"e":[]}]')
     with pytest.raises(ValueError, match="a columnar element of no events"):
         decode_elements(b'[{"v":2,"k":"s","s":[0,1],"e":[]}]')[0].columns()
+
+
+def test_small_messages_of_one_model_share_an_element_that_names_each_events_offset():
+    """The predictions of single-event messages go to the monitor as one element of
+    columns (format 3) with each event's source offset; a message of many events keeps
+    its own, and a model change, the bytes of one array or features that differ end a
+    run."""
+    from driftline.agents.join.agent import _predictions_elements
+    from driftline.models.wire.codec import ARRAY_BYTES
+    from driftline.models.wire.internal import decode_elements
+
+    def single(offset, model="m", features=None):
+        ev = Prediction(f"p{offset}", model, float(offset), version=1,
+                        features={"a": float(offset)} if features is None else features,
+                        ts=10.0)
+        return (offset, 100, [ev])
+
+    def shapes(messages):
+        return [(e.v, e.s[1], None if e.offsets() is None else e.offsets().tolist(), len(e))
+                for value in _predictions_elements(3, messages)
+                for e in decode_elements(b"[" + value + b"]")]
+
+    assert shapes([single(o) for o in range(10, 30)]) == [(3, 29, list(range(10, 30)), 20)]
+    many = (30, 1000, [single(30 + k)[2][0] for k in range(8)])
+    assert shapes([single(o) for o in range(10)] + [many] + [single(o) for o in range(31, 41)]
+                  ) == [(3, 9, list(range(10)), 10), (2, 30, None, 8),
+                        (3, 40, list(range(31, 41)), 10)]
+    assert [s[:2] for s in shapes([single(o) for o in range(8)]
+                                  + [single(o, model="n") for o in range(8, 16)])
+            ] == [(3, 7), (3, 15)]
+    big = [(o, ARRAY_BYTES // 10, single(o)[2]) for o in range(25)]
+    assert [s[3] for s in shapes(big)] == [10, 10, 1, 1, 1, 1, 1]
+    # Too few for columns, or features that differ: an element per message, as before.
+    assert [s[:2] for s in shapes([single(o) for o in range(3)])] == [(1, 0), (1, 1), (1, 2)]
+    mixed = [single(o) for o in range(9)] + [single(9, features={"b": 1.0})]
+    assert [s[:2] for s in shapes(mixed)] == [(1, o) for o in range(10)]

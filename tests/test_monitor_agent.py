@@ -229,3 +229,58 @@ def test_a_columnar_element_whose_arrays_disagree_is_skipped_alone():
     assert [f.offset for f in failed] == [0]
     assert "'y' holds 6 bytes, not 64" in str(failed[0].error)
     assert part.monitor.versions[("m", 1)].report()["n_predictions"] == 8
+
+
+def test_an_element_of_several_messages_applies_only_what_a_redelivery_adds():
+    """Format 3 (the predictions of consecutive small messages in one element): a batch
+    re-delivered after a crash may start inside the last element applied and end past
+    it; the monitor applies exactly the events after the last offset it applied, and
+    ends where the same messages applied once each leave it."""
+    import json
+
+    from simulate import stream
+
+    from driftline.agents.join.agent import _predictions_elements
+    from driftline.models.wire import PREDICTION, encode
+    from driftline.models.wire.internal import PREDICTIONS, element
+
+    predictions, _ = stream(600, seed=3, drift_at=300)
+    structs = [PREDICTION.decode_one(encode(p)) for p in predictions]
+
+    def batch(first, end):  # single-event messages first..end-1 of source partition 0
+        [value] = _predictions_elements(0, [(o, 300, [structs[o]]) for o in range(first, end)])
+        return b"[" + value + b"]"
+
+    part = PartitionMonitor(MonitorConfig())
+    # 0-199, then 100-399 again from 100 (a crash before the commit), 150-250 (all seen
+    # already), then 400-599.
+    _, failed = part.apply_records([(0, batch(0, 200)), (1, batch(100, 400)),
+                                    (2, batch(150, 251)), (3, batch(400, 600))])
+    assert not failed
+    assert part.duplicates == 100 + 101
+    once = PartitionMonitor(MonitorConfig())
+    once.apply_records([(o, b"[" + element(PREDICTIONS, 0, o, [encode(predictions[o])]) + b"]")
+                        for o in range(600)])
+    report = part.monitor.versions[("m", 1)].report()
+    assert report["n_predictions"] == 600
+    assert json.dumps(report, sort_keys=True, default=str) == json.dumps(
+        once.monitor.versions[("m", 1)].report(), sort_keys=True, default=str)
+
+
+def test_a_spanning_element_whose_offsets_are_out_of_order_is_skipped_alone():
+    from driftline.agents.join.agent import _predictions_elements
+    from driftline.models.wire import PREDICTION, encode
+
+    events = [PREDICTION.decode_one(encode({"prediction_id": str(i), "model": "m",
+                                            "version": 1, "prediction": 1.0, "ts": 1.0,
+                                            "features": {"a": 1.0}})) for i in range(16)]
+    [good] = _predictions_elements(0, [(o, 100, [events[o]]) for o in range(8)])
+    bad = orjson.loads(good)
+    bad["s"] = [0, 6]  # the last event's offset is 7
+    [later] = _predictions_elements(0, [(o, 100, [events[o]]) for o in range(8, 16)])
+    part = PartitionMonitor(MonitorConfig())
+    _, failed = part.apply_records([(0, b"[" + orjson.dumps(bad) + b"]"),
+                                    (1, b"[" + later + b"]")])
+    assert [f.offset for f in failed] == [0]
+    assert "source offsets are not in order" in str(failed[0].error)
+    assert part.monitor.versions[("m", 1)].report()["n_predictions"] == 8

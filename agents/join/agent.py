@@ -11,7 +11,8 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
    as columns (format 2, :func:`~driftline.models.wire.internal.columnar_element`)
    and each ``expired`` array as written, with the offset it got, and the batch's
    valid predictions (for data drift, as columns too) with the input position they
-   came from. It waits for those acks.
+   came from (consecutive small messages in one element, with each event's offset).
+   It waits for those acks.
 4. Then it appends the batch's state records to the partition's ``join-state``
    log as one *delta* message (more if large), whose last one carries the
    checkpoint: the next ``scored`` offset. It waits for those acks.
@@ -73,9 +74,11 @@ from driftline.models.wire import (
     encode,
     unbatch,
 )
+from driftline.models.wire.codec import ARRAY_BYTES
 from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
 from driftline.models.wire.internal import (
+    COLUMNAR_MIN,
     EXPIRED,
     HEAD,
     MODEL_HEADER,
@@ -182,6 +185,10 @@ class Joiner:
                 decoded.append((msg, is_label, timed))
             homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in decoded
                                          for ev in evs], self.settings.partitions))
+            # The monitor's data drift: each message's predictions, by source partition
+            # and monitor-input partition, as (offset, message bytes, predictions).
+            predicted: dict[tuple[int, int], list[tuple[int, int, list[Prediction]]]] = \
+                defaultdict(list)
             for msg, is_label, timed in decoded:
                 monitored: dict[int, list[Prediction]] = defaultdict(list)
                 for ev in timed:
@@ -190,11 +197,13 @@ class Joiner:
                         forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
                         continue
                     accepted.append((home, is_label, ev))
-                    if isinstance(ev, Prediction):  # the monitor's data drift
+                    if isinstance(ev, Prediction):
                         monitored[self.model_home(ev.model)].append(ev)
                 for q, predictions in monitored.items():
-                    to_monitor[q].append(_predictions_element(msg.partition, msg.offset,
-                                                              predictions))
+                    predicted[(msg.partition, q)].append((msg.offset, len(msg.value),
+                                                          predictions))
+            for (source, q), messages in predicted.items():
+                to_monitor[q].extend(_predictions_elements(source, messages))
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self.parts.ensure({p for p, _, _ in accepted})
@@ -413,6 +422,46 @@ def _by_model(events: Iterable[tuple[str, str, bytes, T]]
             yield (model, items[first][0].encode(), run,
                    [event for _, _, event in items[first:first + len(run)]])
             first += len(run)
+
+
+def _predictions_elements(partition: int,
+                          messages: list[tuple[int, int, list[Prediction]]]) -> list[bytes]:
+    """The monitor-input elements of one source partition's predictions for one monitor
+    partition, in order; ``messages`` are (offset, size of the message, its predictions).
+
+    Consecutive small messages of one model (single-event messages, mostly) share one
+    element of columns with each event's offset (format 3), up to the bytes of one
+    array of messages: an element each cost the join an encode and the monitor a decode
+    and a dict per event. A message of many events keeps its own element, as do runs
+    whose events name different features or are too few for columns."""
+    out: list[bytes] = []
+    run: list[tuple[int, list[Prediction]]] = []
+    size = 0
+
+    def flush() -> None:
+        if len(run) > 1:
+            events = [ev for _, evs in run for ev in evs]
+            columns = columnar_element(PREDICTIONS, partition, run[-1][0], events[0].model,
+                                       events, [o for o, evs in run for _ in evs])
+            if columns is not None:
+                out.append(columns)
+                return
+        out.extend(_predictions_element(partition, offset, events) for offset, events in run)
+
+    for offset, nbytes, events in messages:
+        model = events[0].model
+        if len(events) >= COLUMNAR_MIN or any(ev.model != model for ev in events):
+            flush()
+            run, size = [], 0
+            out.append(_predictions_element(partition, offset, events))
+            continue
+        if run and (run[0][1][0].model != model or size + nbytes > ARRAY_BYTES):
+            flush()
+            run, size = [], 0
+        run.append((offset, events))
+        size += nbytes
+    flush()
+    return out
 
 
 def _predictions_element(partition: int, offset: int, events: list[Prediction]) -> bytes:

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import faust
+import numpy as np
 
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.monitor.config import MonitorConfig
@@ -129,6 +130,14 @@ class PartitionMonitor:
                 if last is not None and src_offset <= last:
                     self.duplicates += len(item)
                     continue
+                if columns is not None and last is not None:
+                    # Several source messages (format 3), the first of them applied
+                    # already: a re-delivered batch that overlaps the last one seen.
+                    offsets = item.offsets()
+                    if offsets is not None and offsets[0] <= last:
+                        seen = int(np.searchsorted(offsets, last, side="right"))
+                        self.duplicates += seen
+                        columns = columns.tail(seen)
                 self.applied[source] = src_offset
                 if kind != run_kind and run:
                     feed()

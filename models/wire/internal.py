@@ -11,7 +11,8 @@ code does not know is refused with an error that says so, never guessed at.
 
 **monitor-input elements** (``driftline.monitor-input``, keyed by nothing, on the
 model's partition). A message is a JSON array of elements; an element is the events of
-one source message that go to one monitor partition, with where they came from::
+one source message (format 3: of several) that go to one monitor partition, with where they
+came from::
 
     {"v": 1, "k": "s" | "p" | "x", "s": [source partition, source offset], "e": [event, ...]}
 
@@ -25,7 +26,11 @@ little-endian float64 arrays: ``x`` the feature rows (events x ``c``), ``y`` the
 predictions, ``t`` the prediction times (NaN: null), and for pairs ``l`` the labels,
 ``lt`` the label times and ``er`` the errors; ``g`` the segments (null: none has one).
 The monitor reads them without a dict per event; :meth:`Element.events` gives the
-events back as the dicts format 1 holds.
+events back as the dicts format 1 holds. **Format 3** is format 2 for the predictions of
+several consecutive source messages (single-event messages, mostly) in one element: ``s``
+names the last message, and ``c.o`` is base64 of each event's own source offset
+(little-endian int64, non-decreasing), so the monitor drops exactly the events it has
+applied when a re-delivered batch overlaps the last one it saw.
 
 **join-state records** (``driftline.join-state``, compacted). Keys ``d:<seq>`` (a
 delta: ``{"v": 1, "r": [[prediction_id, record | null], ...], "c": checkpoint?}``),
@@ -42,10 +47,10 @@ or a done id.
 b'{"v":1,"k":"s","s":[2,41],"e":[{"prediction_id":"a"}]}'
 >>> [(e.k, e.s, e.e) for e in decode_elements(b"[" + v + b"]")]
 [('s', (2, 41), [{'prediction_id': 'a'}])]
->>> decode_elements(b'[{"v":3,"k":"s","s":[2,41],"e":[]}]')
+>>> decode_elements(b'[{"v":4,"k":"s","s":[2,41],"e":[]}]')
 Traceback (most recent call last):
 ...
-driftline.models.wire.internal.FormatError: a monitor-input element of format v3; ...
+driftline.models.wire.internal.FormatError: a monitor-input element of format v4; ...
 >>> from driftline.models.wire.events import Prediction
 >>> events = [Prediction(str(k), "m", 0.5, 1, {"x": float(k)}, 7.0) for k in range(8)]
 >>> v = columnar_element(PREDICTIONS, 0, 9, "m", events)
@@ -77,6 +82,7 @@ from driftline.models.wire.events import Label, Prediction, ScoredPair
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
 FORMAT = 1  # of every record below but snapshot chunks and columnar elements
 COLUMNAR = 2  # of monitor-input elements that hold columns (1: events)
+SPANNING = 3  # columns of several source messages, with each event's source offset
 CHUNK_FORMAT = 2  # of snapshot chunks: 2 may hold frozen done ids, which 1 did not know
 
 
@@ -107,7 +113,21 @@ class Element(msgspec.Struct, gc=False):
 
     @property
     def columnar(self) -> bool:
-        return self.v == COLUMNAR
+        return self.v >= COLUMNAR
+
+    def offsets(self) -> np.ndarray | None:
+        """Each event's source offset (format 3), checked: non-decreasing, the last one
+        ``s``'s; None for an element of one source message."""
+        if self.v != SPANNING or self.c is None:
+            return None
+        raw, n = self.c.o, len(self.c.i)
+        if len(raw) != 8 * n:
+            raise ValueError(f"a columnar element's 'o' holds {len(raw)} bytes, not {8 * n}")
+        offsets = np.frombuffer(raw, "<i8")
+        if n == 0 or offsets[-1] != self.s[1] or bool(np.any(np.diff(offsets) < 0)):
+            raise ValueError(f"a spanning element at {self.s} whose source offsets are not "
+                             f"in order up to it")
+        return offsets
 
     def __len__(self) -> int:
         return len(self.c.i) if self.c is not None else len(self.e)
@@ -129,6 +149,7 @@ class Element(msgspec.Struct, gc=False):
         if len(b.r) != n or len(cols.segment) != n:
             raise ValueError(f"a columnar element of {n} ids with {len(b.r)} versions "
                              f"and {len(cols.segment)} segments")
+        self.offsets()  # format 3's are checked here too, with the rest of the element
         return cols
 
     def events(self) -> list[dict[str, Any]]:
@@ -150,6 +171,7 @@ class Body(msgspec.Struct, gc=False):
     lt: bytes = b""
     er: bytes = b""
     g: list[str | None] | None = None
+    o: bytes = b""  # format 3: each event's source offset
 
 
 _EMPTY = np.empty(0)
@@ -192,6 +214,15 @@ class Columnar:
                         cat([p.ts for p in parts]), [g for p in parts for g in p.segment],
                         cat([p.label for p in parts]), cat([p.label_ts for p in parts]),
                         cat([p.error for p in parts]), [i for p in parts for i in p.ids])
+
+    def tail(self, start: int) -> Columnar:
+        """The events from ``start`` on."""
+        def cut(a: np.ndarray) -> np.ndarray:
+            return a[start:] if len(a) else a
+        return Columnar(self.model, self.version[start:], self.names, cut(self.rows),
+                        cut(self.prediction), cut(self.ts), self.segment[start:],
+                        cut(self.label), cut(self.label_ts), cut(self.error),
+                        self.ids[start:])
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         """The dicts a format 1 element holds for these events."""
@@ -236,10 +267,13 @@ def _column(events: Sequence[Any], name: str) -> np.ndarray:
 
 
 def columnar_element(kind: str, partition: int, offset: int, model: str,
-                     events: Sequence[Prediction] | Sequence[ScoredPair]) -> bytes | None:
+                     events: Sequence[Prediction] | Sequence[ScoredPair],
+                     offsets: Sequence[int] | None = None) -> bytes | None:
     """A format 2 element of one model's predictions or scored pairs (``kind``), or None
     when they do not all name the same features (format 1 keeps each event's own) or
-    are fewer than :data:`COLUMNAR_MIN` (single-event messages)."""
+    are fewer than :data:`COLUMNAR_MIN` (single-event messages). ``offsets``: each
+    event's source offset when they come from several messages, the last ``offset``
+    (format 3)."""
     if len(events) < COLUMNAR_MIN:
         return None
     features = [f or {} for f in map(_FEATURES, events)]
@@ -259,7 +293,9 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
         return None
     segments = [None if e.segment is UNSET else e.segment for e in events]
     pairs = kind == SCORED
-    return encode(Element(cast(ElementKind, kind), (partition, offset), [], COLUMNAR, Body(
+    spanning = offsets is not None and offsets[0] != offsets[-1]
+    return encode(Element(cast(ElementKind, kind), (partition, offset), [],
+                          SPANNING if spanning else COLUMNAR, Body(
         model, list(map(_ID, events)), list(map(_VERSION, events)), names,
         rows.astype("<f8").tobytes(),
         np.fromiter(map(_Y, events), float, n).astype("<f8").tobytes(),
@@ -267,7 +303,8 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
         _column(events, "label").astype("<f8").tobytes() if pairs else b"",
         _column(events, "label_ts").astype("<f8").tobytes() if pairs else b"",
         _column(events, "error").astype("<f8").tobytes() if pairs else b"",
-        None if segments.count(None) == n else segments)))
+        None if segments.count(None) == n else segments,
+        np.asarray(offsets, "<i8").tobytes() if spanning else b"")))
 
 
 _elements = msgspec.json.Decoder(list[Element])
@@ -292,7 +329,7 @@ def decode_elements(value: bytes) -> list[Element]:
     elements = _elements.decode(value)
     for item in elements:
         if item.v != FORMAT:
-            _check("monitor-input element", item.v, COLUMNAR)
+            _check("monitor-input element", item.v, SPANNING)
     return elements
 
 
