@@ -168,3 +168,23 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
     assert [s[:2] for s in shapes([single(o) for o in range(3)])] == [(1, 0), (1, 1), (1, 2)]
     mixed = [single(o) for o in range(9)] + [single(9, features={"b": 1.0})]
     assert [s[:2] for s in shapes(mixed)] == [(1, o) for o in range(10)]
+
+
+def test_scored_arrays_are_one_encode_of_each_models_pairs_with_the_same_bytes():
+    """The join encodes a model's pairs as one list; past an array's bytes it cuts them as
+    before. Either way the bytes are those of each pair encoded and joined."""
+    from driftline.agents.join.agent import _by_model
+    from driftline.models.wire import array, arrays, encode
+
+    events = [pred(f"p{i}", float(i), model="b" if i % 3 == 0 else "a") for i in range(9_000)]
+    got = list(_by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
+    for model in "ab":
+        mine = [i for i, ev in enumerate(events) if ev.model == model]
+        runs = list(arrays([encode(events[i]) for i in mine]))
+        assert len(runs) > 1  # more than one array's bytes: cut as before
+        assert [(key, value) for m, key, value, _ in got if m == model] == [
+            (events[mine[sum(map(len, runs[:k]))]].prediction_id.encode(), array(run))
+            for k, run in enumerate(runs)]
+        assert [i for m, _, _, payloads in got if m == model for i in payloads] == mine
+    small = list(_by_model([("a", "x", events[1], 1), ("a", "y", events[2], 2)]))
+    assert small == [("a", b"x", array([encode(events[1]), encode(events[2])]), [1, 2])]

