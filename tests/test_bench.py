@@ -57,3 +57,18 @@ def test_worker_cpu_is_read_from_proc_for_each_process():
         for proc in group.procs + idle.procs:
             proc.kill()
             proc.wait()
+
+
+def test_pair_floor_prints_each_step_and_the_ceiling():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "pair_floor.py"),
+                             "--pairs", "1000", "--repeat", "1", "--bare-rate", "500000"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    cost = {line[:24].strip(): float(line[24:31]) for line in lines[1:10]}
+    assert list(cost) == ["read", "validate", "join", "scored", "join-state entries",
+                          "monitor-input", "monitor", "floor", "now"]
+    assert cost["floor"] == pytest.approx(cost["validate"] + cost["join"] + cost["scored"]
+                                          + cost["monitor"], abs=0.02)
+    assert lines[10].startswith("ceiling on b / a, floor: ")
+    assert lines[11].startswith("ceiling on b / a, now: ")
