@@ -20,10 +20,11 @@ output, with no Kafka; the figure is the median of ``--repeat`` runs, in µs per
 "floor" = validate + join + scored + monitor: what produces what a user sees (validated
 pairs, scored, metrics and alerts), with no durable join state, no hop to the monitor
 and no Kafka I/O at all. "now" = the floor + join-state entries + monitor-input: what the
-worker does in process today, still without Kafka I/O. With ``--bare-rate`` (the harness's (a), events/s, measured in the same session)
-it prints the ceiling on b / a: (a) spends 1e6 / rate µs an event, of which "read" / 2
-decoding and the rest fetching, and driftline fetches the same bytes, so at best
-b / a = (fetch + read) / (fetch + floor), per event, on a whole core.
+worker does in process today, still without Kafka I/O. With ``--bare-rate`` (the
+harness's (a), events/s, measured in the same session) it prints the ceiling on b / a:
+(a) spends 1e6 / rate µs an event, of which "read" / 2 decoding and the rest fetching,
+and driftline fetches the same bytes, so at best b / a = (fetch + read) / (fetch +
+floor), per event, on a whole core.
 """
 
 from __future__ import annotations
