@@ -4,6 +4,7 @@
                                       [--shapes single,batched] [--latency-seconds 20]
                                       [--models 1] [--segments 0] [--broker tansu|kafka]
                                       [--latency-rate PAIRS_PER_S] [--latency-out FILE]
+                                      [--latency-stages]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
 (driftline.apache_kafka) instead of Tansu.
@@ -34,7 +35,10 @@ among the predictions) into fresh topics, then measures:
     ~2x with the machine's other load; this much less).
 
 It prints a table with b / a and b / e. `--shapes '' --latency-rate R` measures (c) alone, at
-R pairs/s; `--latency-out FILE` writes each timed pair's send time and latency as JSON.
+R pairs/s; `--latency-out FILE` writes each timed pair's send time and latency as JSON;
+`--latency-stages` splits (c) into its legs: the Publisher (its linger and produce), the join
+(fetch, waiting for the batch before, the batch), the ack the join waits for before writing
+monitor-input, and the monitor (fetch, the batch, the metrics interval).
 `--smoke` runs 1,000 batched pairs, for CI (the numbers then say nothing; start-up dominates).
 """
 
@@ -58,7 +62,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from driftline import Publisher
 from driftline.app import topic_configs, topics_to_create
-from driftline.kafka import ensure_topics, reader, true_end_offset, wait_for_groups
+from driftline.kafka import (
+    ensure_topics,
+    opened_reader,
+    read_partition,
+    reader,
+    true_end_offset,
+    wait_for_groups,
+)
+from driftline.models.wire import unbatch
+from driftline.models.wire.internal import SCORED, decode_elements
 from driftline.settings import Settings
 from driftline.stack import EmbeddedStack
 
@@ -283,9 +296,10 @@ def faust_floor(settings: Settings, events: int) -> float:
 
 
 def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float,
-            out: str | None = None) -> dict:
+            out: str | None = None, stages: bool = False) -> dict:
     """Label-to-metric latency with batched input at a fixed offered rate; ``out``: a JSON
-    file of each timed pair's send time (epoch seconds) and latency (seconds)."""
+    file of each timed pair's send time (epoch seconds) and latency (seconds); ``stages``:
+    also where the time went (:func:`latency_stages`)."""
     # Metrics every 20 ms: the resolution of this measurement.
     settings = settings_for(stack, partitions).replace(metrics_interval=0.02)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
@@ -324,6 +338,10 @@ def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: 
         asyncio.run(run())
     finally:
         group.stop()
+    result = {}
+    if stages:
+        handed = {f"l{i}": t for i, t in enumerate(sent)}
+        result["stages"] = asyncio.run(latency_stages(settings, handed, seen))
     times = np.array([ts for ts, _ in seen])
     counts = np.array([c for _, c in seen])
     order = np.argsort(times)
@@ -333,7 +351,48 @@ def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: 
     if out:
         Path(out).write_text(json.dumps({"sent": sent, "latency": latencies.tolist()}))
     return {"rate": pairs_per_s, "p50_ms": 1000 * float(np.percentile(latencies, 50)),
-            "p99_ms": 1000 * float(np.percentile(latencies, 99))}
+            "p99_ms": 1000 * float(np.percentile(latencies, 99)), **result}
+
+
+async def latency_stages(settings: Settings, handed: dict[str, float],
+                         seen: list[tuple[float, int]]) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) of each leg of a timed label's way, from the records' CreateTime
+    on the topics: the Publisher (handed to it -> its labels record), the join (-> the
+    scored record), the ack the join waits for (-> the monitor-input record) and the
+    monitor (-> the first metrics record that counts the pair). The monitor counts pairs in
+    monitor-input order (one model: one partition), which ranks each pair."""
+    records: dict[str, list] = {}
+    async with opened_reader(settings) as consumer:
+        for name in ("labels", "scored", "monitor_input"):
+            records[name] = [r for p in range(settings.partitions) async for batch in
+                             read_partition(consumer, settings.topic(name), p) for r in batch]
+    labelled = {ev["prediction_id"]: r.timestamp / 1000 for r in records["labels"]
+                for ev in unbatch(r.value)}
+    scored = {ev["prediction_id"]: r.timestamp / 1000 for r in records["scored"]
+              for ev in unbatch(r.value)}
+    order: list[tuple[str, float]] = []  # every scored pair, as the monitor counts them
+    for r in sorted(records["monitor_input"], key=lambda r: (r.partition, r.offset)):
+        for item in decode_elements(r.value):
+            if item.k == SCORED:
+                ids = item.c.i if item.c is not None else [e["prediction_id"] for e in item.e]
+                order.extend((pid, r.timestamp / 1000) for pid in ids)
+    times = np.array([ts for ts, _ in seen])
+    counts = np.array([c for _, c in seen])
+    by_time = np.argsort(times)
+    times, counts = times[by_time], np.maximum.accumulate(counts[by_time])
+    legs: dict[str, list[float]] = {"Publisher": [], "join": [], "scored ack": [],
+                                    "monitor": []}
+    for rank, (pid, on_input) in enumerate(order, 1):
+        if pid not in handed:  # a warm-up pair
+            continue
+        metric = times[min(int(np.searchsorted(counts, rank)), len(times) - 1)]
+        for leg, start, end in (("Publisher", handed[pid], labelled[pid]),
+                                ("join", labelled[pid], scored[pid]),
+                                ("scored ack", scored[pid], on_input),
+                                ("monitor", on_input, metric)):
+            legs[leg].append(end - start)
+    return {leg: (1000 * float(np.percentile(v, 50)), 1000 * float(np.percentile(v, 99)))
+            for leg, v in legs.items()}
 
 
 def broker_name(broker: str) -> str:
@@ -362,6 +421,9 @@ def main() -> None:
                         help="offered rate for (c); default half of (b)'s pair rate")
     parser.add_argument("--latency-out", metavar="FILE",
                         help="write (c)'s send times and latencies as JSON to FILE")
+    parser.add_argument("--latency-stages", action="store_true",
+                        help="also print where (c)'s time goes: Publisher, join, the join's "
+                             "ack, monitor (from the topics' record times)")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each worker with py-spy (raw collapsed stacks) into DIR")
     parser.add_argument("--smoke", action="store_true", help="a few thousand pairs, for CI")
@@ -380,7 +442,8 @@ def main() -> None:
                                    args.profile, args.models, args.segments))
         batched = next((r for r in rows if r["shape"] == "batched"), rows[-1] if rows else None)
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
-        lat = (latency(stack, args.partitions, rate, args.latency_seconds, args.latency_out)
+        lat = (latency(stack, args.partitions, rate, args.latency_seconds, args.latency_out,
+                       args.latency_stages)
                if args.latency_seconds > 0 else None)
     print(f"{args.pairs:,} pairs ({2 * args.pairs:,} events), {args.partitions} partitions, "
           f"{args.workers} worker process(es), {args.models} model(s), {os.cpu_count()} CPUs, "
@@ -396,6 +459,9 @@ def main() -> None:
         return
     print(f"(c) label-to-metric latency at {lat['rate']:,.0f} pairs/s, batched: "
           f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms")
+    if "stages" in lat:
+        print("(c) by leg, p50 / p99: " + "; ".join(
+            f"{leg} {p50:,.0f} / {p99:,.0f} ms" for leg, (p50, p99) in lat["stages"].items()))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.kafka
 def test_harness_smoke_prints_its_table(broker):
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "harness.py"), "--smoke",
-                             "--broker", broker], capture_output=True, text=True, timeout=240)
+                             "--latency-stages", "--broker", broker],
+                            capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("1,000 pairs (2,000 events), 8 partitions, 1 worker")
@@ -31,6 +32,8 @@ def test_harness_smoke_prints_its_table(broker):
     # (b); the next test checks the reading itself.
     assert float(row[9]) >= 0
     assert lines[3].startswith("(c) label-to-metric latency at ")
+    legs = lines[4].removeprefix("(c) by leg, p50 / p99: ").split("; ")
+    assert [leg.split()[0] for leg in legs] == ["Publisher", "join", "scored", "monitor"]
 
 
 def test_worker_cpu_is_read_from_proc_for_each_process():
