@@ -188,3 +188,49 @@ def test_scored_arrays_are_one_encode_of_each_models_pairs_with_the_same_bytes()
         assert [i for m, _, _, payloads in got if m == model for i in payloads] == mine
     small = list(_by_model([("a", "x", events[1], 1), ("a", "y", events[2], 2)]))
     assert small == [("a", b"x", array([encode(events[1]), encode(events[2])]), [1, 2])]
+
+
+def test_runs_of_single_event_messages_decode_as_each_message_alone_would():
+    """The join decodes consecutive single-event messages in one call; whatever the mix
+    (bad events among good ones, two objects in one message, arrays, both topics, an
+    oversized one), each message gets the events and rejections it gets alone."""
+    from driftline.agents.join.agent import Joiner
+    from driftline.models.wire import LABEL, PREDICTION
+    from driftline.settings import Settings
+
+    settings = Settings(topic_prefix="t.", max_message_bytes=2_000)
+    joiner = Joiner(settings, send=None)
+    good_p = b'{"prediction_id":"p%d","model":"m","prediction":1.5,"features":{"a":1}}'
+    values = {
+        "predictions": [good_p, b'{"prediction_id":"","model":"m","prediction":1}',
+                        b'{"prediction_id":"x","model":"m","prediction":NaN}',
+                        b'{"prediction_id":"a","model":"m","prediction":1},{"prediction_id":'
+                        b'"b","model":"m","prediction":2}',
+                        b'[{"prediction_id":"c","model":"m","prediction":3}]',
+                        b'{"prediction_id":"big","model":"m","prediction":1,"segment":"'
+                        + b"s" * 2_000 + b'"}', b" {}", b"{", None],
+        "labels": [b'{"prediction_id":"p%d","label":0.5}', b'{"prediction_id":"q","label":"x"}',
+                   b'{"prediction_id":"r","label":1,"extra":2}'],
+    }
+
+    class Msg:
+        def __init__(self, topic, value):
+            self.topic, self.value = f"t.{topic}", value
+
+        @property
+        def message(self):
+            return self
+
+    rng = random.Random(4)
+    for trial in range(200):
+        messages = []
+        for i in range(rng.randint(1, 150)):
+            topic = rng.choice(["predictions", "labels"])
+            pool = values[topic]
+            value = pool[0] if rng.random() < 0.8 else rng.choice(pool)
+            messages.append(Msg(topic, value % i if value and b"%d" in value else value))
+        got = joiner._decode(messages)
+        expected = [(m, m.topic == "t.labels", *(LABEL if m.topic == "t.labels" else PREDICTION)
+                     .decode(m.value, max_bytes=2_000, max_batch=settings.max_batch_events))
+                    for m in messages]
+        assert got == expected, trial

