@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import time
-from collections.abc import Callable
 
 import orjson
+from wire_speed import per_event  # the median of the runs, per item, in µs
 
 from driftline.agents.join.agent import _entry
 from driftline.agents.join.state import PartitionJoin
@@ -62,15 +60,6 @@ def stream(n: int, features: int) -> list[tuple[bytes, bytes]]:
                            "ts": 1.7e9 + i / 1000 + 1})
         out.append((orjson.dumps(preds), orjson.dumps(labels)))
     return out
-
-
-def median_us(fn: Callable[[], object], pairs: int, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) / pairs * 1e6
 
 
 def main() -> None:
@@ -122,7 +111,7 @@ def main() -> None:
                                   for k, (preds, _, scored, _) in enumerate(drained)],
         "monitor": monitor,
     }
-    cost = {name: median_us(fn, n, args.repeat) for name, fn in steps.items()}
+    cost = {name: per_event(fn, n, args.repeat) for name, fn in steps.items()}  # a pair
     floor = cost["validate"] + cost["join"] + cost["scored"] + cost["monitor"]
     now = floor + cost["join-state entries"] + cost["monitor-input"]
     print(f"{n:,} pairs in {ARRAY}-event arrays, {args.features} features, "
@@ -132,11 +121,11 @@ def main() -> None:
     print(f"  {'floor':<22}{floor:7.2f}   validate + join + scored + monitor")
     print(f"  {'now':<22}{now:7.2f}   floor + join-state entries + monitor-input")
     if args.bare_rate:
-        per_event = 1e6 / args.bare_rate
-        fetch = max(0.0, per_event - cost["read"] / 2)
+        bare_us = 1e6 / args.bare_rate
+        fetch = max(0.0, bare_us - cost["read"] / 2)
         for name, us in (("floor", floor), ("now", now)):
-            ceiling = per_event / (fetch + us / 2)
-            print(f"ceiling on b / a, {name}: {ceiling:.2f} ((a) {per_event:.2f} µs an event: "
+            ceiling = bare_us / (fetch + us / 2)
+            print(f"ceiling on b / a, {name}: {ceiling:.2f} ((a) {bare_us:.2f} µs an event: "
                   f"fetch {fetch:.2f} + read {cost['read'] / 2:.2f}; driftline: fetch + "
                   f"{us / 2:.2f})")
 
