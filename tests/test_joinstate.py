@@ -170,24 +170,51 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
     assert [s[:2] for s in shapes(mixed)] == [(1, o) for o in range(10)]
 
 
-def test_scored_arrays_are_one_encode_of_each_models_pairs_with_the_same_bytes():
-    """The join encodes a model's pairs as one list; past an array's bytes it cuts them as
-    before. Either way the bytes are those of each pair encoded and joined."""
+def _arrays_of(events):
+    """_by_model's arrays of ``events`` (payload: each event's index), checked: per model,
+    every event once and in order, each array the bytes of its events encoded and joined,
+    keyed by its first one's id."""
     from driftline.agents.join.agent import _by_model
-    from driftline.models.wire import array, arrays, encode
+    from driftline.models.wire import array, encode
+
+    got = list(_by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
+    for model in {ev.model for ev in events}:
+        mine = [(key, value, payloads) for m, key, value, payloads in got if m == model]
+        assert [i for _, _, payloads in mine for i in payloads] == [
+            i for i, ev in enumerate(events) if ev.model == model]
+        for key, value, payloads in mine:
+            assert key == events[payloads[0]].prediction_id.encode()
+            assert value == array([encode(events[i]) for i in payloads])
+    return got
+
+
+def test_scored_arrays_are_one_encode_of_each_models_pairs_with_the_same_bytes():
+    """The join encodes a model's pairs as lists: arrays under ARRAY_BYTES, all but the
+    last of a model nearly as full as ARRAY_FILL makes them, the same bytes as each pair
+    encoded and joined."""
+    from driftline.agents.join.agent import ARRAY_FILL
+    from driftline.models.wire import array, encode
+    from driftline.models.wire.codec import ARRAY_BYTES
 
     events = [pred(f"p{i}", float(i), model="b" if i % 3 == 0 else "a") for i in range(9_000)]
-    got = list(_by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
+    got = _arrays_of(events)
     for model in "ab":
-        mine = [i for i, ev in enumerate(events) if ev.model == model]
-        runs = list(arrays([encode(events[i]) for i in mine]))
-        assert len(runs) > 1  # more than one array's bytes: cut as before
-        assert [(key, value) for m, key, value, _ in got if m == model] == [
-            (events[mine[sum(map(len, runs[:k]))]].prediction_id.encode(), array(run))
-            for k, run in enumerate(runs)]
-        assert [i for m, _, _, payloads in got if m == model for i in payloads] == mine
-    small = list(_by_model([("a", "x", events[1], 1), ("a", "y", events[2], 2)]))
-    assert small == [("a", b"x", array([encode(events[1]), encode(events[2])]), [1, 2])]
+        sizes = [len(value) for m, _, value, _ in got if m == model]
+        assert len(sizes) > 1 and max(sizes) <= ARRAY_BYTES
+        assert min(sizes[:-1]) >= 0.95 * ARRAY_FILL * ARRAY_BYTES
+    assert _arrays_of(events[1:3]) == [
+        ("a", b"p1", array([encode(events[1]), encode(events[2])]), [0, 1])]
+
+
+def test_an_event_larger_than_an_array_gets_one_of_its_own():
+    from driftline.models.wire.codec import ARRAY_BYTES
+
+    events = [pred(f"p{i}", float(i)) for i in range(3_000)]
+    events[1_000].features = {f"f{k}": float(k) for k in range(20_000)}  # ~300 KB alone
+    got = _arrays_of(events)
+    assert [payloads for _, _, _, payloads in got if 1_000 in payloads] == [[1_000]]
+    assert all(len(value) <= ARRAY_BYTES for _, _, value, payloads in got
+               if payloads != [1_000])
 
 
 def test_runs_of_single_event_messages_decode_as_each_message_alone_would():
