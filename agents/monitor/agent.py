@@ -117,12 +117,12 @@ class PartitionMonitor:
                 continue
             self.next_offset = offset + 1
             try:
-                items = [(item, item.columns() if item.columnar else None)
+                items = [(item, item.columns() if item.columnar else None, item.offsets())
                          for item in decode_elements(value)]
             except Exception as exc:  # not a record driftline wrote: skip it
                 failed.append(Failed(offset, value, exc))
                 continue
-            for item, columns in items:
+            for item, columns, offsets in items:
                 kind = item.k
                 partition, src_offset = item.s
                 source = (kind, partition)
@@ -130,14 +130,13 @@ class PartitionMonitor:
                 if last is not None and src_offset <= last:
                     self.duplicates += len(item)
                     continue
-                if columns is not None and last is not None:
+                if offsets is not None and columns is not None and last is not None \
+                        and offsets[0] <= last:
                     # Several source messages (format 3), the first of them applied
                     # already: a re-delivered batch that overlaps the last one seen.
-                    offsets = item.offsets()
-                    if offsets is not None and offsets[0] <= last:
-                        seen = int(np.searchsorted(offsets, last, side="right"))
-                        self.duplicates += seen
-                        columns = columns.tail(seen)
+                    seen = int(np.searchsorted(offsets, last, side="right"))
+                    self.duplicates += seen
+                    columns = columns.tail(seen)
                 self.applied[source] = src_offset
                 if kind != run_kind and run:
                     feed()

@@ -149,7 +149,6 @@ class Element(msgspec.Struct, gc=False):
         if len(b.r) != n or len(cols.segment) != n:
             raise ValueError(f"a columnar element of {n} ids with {len(b.r)} versions "
                              f"and {len(cols.segment)} segments")
-        self.offsets()  # format 3's are checked here too, with the rest of the element
         return cols
 
     def events(self) -> list[dict[str, Any]]:
