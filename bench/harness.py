@@ -295,6 +295,15 @@ def faust_floor(settings: Settings, events: int) -> float:
     return json.loads(lines[-1])["rate"]
 
 
+def counted(seen: list[tuple[float, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The metrics records' (time, pairs counted) in time order, the count never going back
+    (a record of another partition may come late): the first time each count was reached."""
+    times = np.array([ts for ts, _ in seen])
+    counts = np.array([c for _, c in seen])
+    order = np.argsort(times)
+    return times[order], np.maximum.accumulate(counts[order])
+
+
 def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: float,
             out: str | None = None, stages: bool = False) -> dict:
     """Label-to-metric latency with batched input at a fixed offered rate; ``out``: a JSON
@@ -342,10 +351,7 @@ def latency(stack: EmbeddedStack, partitions: int, pairs_per_s: float, seconds: 
     if stages:
         handed = {f"l{i}": t for i, t in enumerate(sent)}
         result["stages"] = asyncio.run(latency_stages(settings, handed, seen))
-    times = np.array([ts for ts, _ in seen])
-    counts = np.array([c for _, c in seen])
-    order = np.argsort(times)
-    times, counts = times[order], np.maximum.accumulate(counts[order])
+    times, counts = counted(seen)
     first_record = np.searchsorted(counts, warmup + np.arange(1, n + 1), side="left")
     latencies = times[np.minimum(first_record, len(times) - 1)] - np.array(sent)
     if out:
@@ -376,10 +382,7 @@ async def latency_stages(settings: Settings, handed: dict[str, float],
             if item.k == SCORED:
                 ids = item.c.i if item.c is not None else [e["prediction_id"] for e in item.e]
                 order.extend((pid, r.timestamp / 1000) for pid in ids)
-    times = np.array([ts for ts, _ in seen])
-    counts = np.array([c for _, c in seen])
-    by_time = np.argsort(times)
-    times, counts = times[by_time], np.maximum.accumulate(counts[by_time])
+    times, counts = counted(seen)
     legs: dict[str, list[float]] = {"Publisher": [], "join": [], "scored ack": [],
                                     "monitor": []}
     for rank, (pid, on_input) in enumerate(order, 1):

@@ -73,5 +73,7 @@ def test_pair_floor_prints_each_step_and_the_ceiling():
                           "monitor-input", "monitor", "floor", "now"]
     assert cost["floor"] == pytest.approx(cost["validate"] + cost["join"] + cost["scored"]
                                           + cost["monitor"], abs=0.02)
+    assert cost["now"] == pytest.approx(cost["floor"] + cost["join-state entries"]
+                                        + cost["monitor-input"], abs=0.02)
     assert lines[10].startswith("ceiling on b / a, floor: ")
     assert lines[11].startswith("ceiling on b / a, now: ")
