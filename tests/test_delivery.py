@@ -70,6 +70,23 @@ def test_webhook_body_is_the_alert_with_slack_text_and_a_verifiable_signature():
     assert payload.signature(body + b" ", "k3y") != expected
 
 
+def test_a_decoded_alert_with_attribution_serialises_for_every_receiver():
+    """Issue 29: the monitor's concept_drift alerts carry ``attribution`` (Structs);
+    the decoded event must reach orjson as plain JSON types, not as Structs."""
+    from driftline.models.wire import ALERT
+    from driftline.models.wire.events import as_dict
+
+    record = {**alert(), "attribution": [{"feature": "rooms", "share": 0.75}],
+              "reason": "cleared", "status": "resolved", "segment": "fr"}
+    [event], bad = ALERT.decode(orjson.dumps(record))
+    assert bad == []
+    decoded = as_dict(event)
+    assert orjson.loads(payload.webhook_body(decoded))["attribution"] == [
+        {"feature": "rooms", "share": 0.75}]
+    am = payload.alertmanager_alert(decoded, "http://d/", now=0.0, resend_interval=60)
+    assert orjson.loads(orjson.dumps(am))["labels"]["segment"] == "fr"
+
+
 def test_targets_are_named_without_their_secret_paths():
     s = Settings(alertmanager_url="http://am:9093/", alert_webhooks=(
         "https://hooks.slack.com/services/T0/B0/SECRETPATH, http://ops:8080/hook"))

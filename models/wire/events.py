@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 MAX_ID_CHARS = 256
@@ -164,6 +165,14 @@ class AlertDelivery(Event):
 
 
 def as_dict(event: Struct) -> dict[str, Any]:
-    """An event as a plain dict of its set fields (UNSET ones left out)."""
-    return {name: value for name in event.__struct_fields__
-            if (value := getattr(event, name)) is not UNSET}
+    """An event as plain JSON types, nested Structs included (``attribution``), with
+    its UNSET fields left out: what every consumer (orjson, the payload builders,
+    the API) can serialise.
+
+    >>> a = Alert("m.v1.concept_drift.1.firing", "m", 1, "concept_drift", "firing",
+    ...           "warning", "adwin", None, 1.0, {}, "up", attribution=[Attribution("x", 0.5)])
+    >>> as_dict(a)["attribution"], "reason" in as_dict(a)
+    ([{'feature': 'x', 'share': 0.5}], False)
+    """
+    plain: dict[str, Any] = msgspec.to_builtins(event)
+    return plain
