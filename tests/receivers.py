@@ -3,6 +3,7 @@ fail their first N requests, refuse with a 4xx, or are not listening yet."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # time.time() when it arrived
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -50,7 +52,7 @@ class Receiver:
             return web.json_response({"error": "not an API v2 alert list"}, status=400)
         if self.status >= 300:
             return web.Response(status=self.status, text="payload refused: unknown channel")
-        self.received.append(Request(request.path, dict(request.headers), body))
+        self.received.append(Request(request.path, dict(request.headers), body, time.time()))
         return web.Response(status=self.status)
 
     async def start(self) -> Receiver:
