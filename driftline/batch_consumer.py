@@ -21,9 +21,10 @@ agents skip all of that:
   advance;
 * a revoke clears the inboxes and waits for the batch in flight before Faust commits
   (``wait_empty``); the next owner reads the cleared batches again;
-* a handler that raises is logged and retried with the same records (backing off up
-  to 5 s) until it succeeds or the partitions are revoked; it never ends the actor
-  nor the consumer, and nothing of the batch is acknowledged before it succeeds.
+* the handler runs under the agent's guard (``agents/guard.py``): what fails is
+  retried, and a record that fails every time is dead-lettered, so no record holds
+  its partition; it never ends the actor nor the consumer, and nothing of the batch is
+  acknowledged before the guard is done with it or the partitions are revoked.
 
 Every other topic goes Faust's stock way, record by record. The code overrides
 private methods of faust-streaming's Consumer, so pyproject.toml pins the exact version
@@ -57,7 +58,9 @@ INBOX_DEPTH = 2  # batches waiting per agent, besides the one in its handler
 # of values: a waiting batch is then one fetch or at most this much (a partition's fetch
 # is up to 1 MB, Faust's consumer_max_fetch_size), so memory stays bounded as before.
 MERGE_BYTES = 1 << 20
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between retries of a failing batch
+# run(events, wait) -> False if the batch was revoked before it was done; wait(seconds)
+# -> True once it is revoked
+Run = Callable[[Sequence[Any], Callable[[float], Awaitable[bool]]], Awaitable[bool]]
 
 
 class AckedRanges:
@@ -232,34 +235,29 @@ class Inbox:
                 pass
         return self.generation != generation
 
-    async def serve(self, consumer: Consumer,
-                    handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
-        """The agent's loop: one handler call per batch (``size`` events a call at most),
-        then the batch's offset ranges are acknowledged."""
+    async def serve(self, consumer: Consumer, run: Run) -> None:
+        """The agent's loop: one ``run(events, wait)`` per ``size`` events of a batch,
+        then the batch's offset ranges are acknowledged. ``run`` (the agent's
+        :class:`~driftline.agents.guard.Guard`) retries what fails, waiting with
+        ``wait(seconds)``, which says whether the batch was revoked meanwhile."""
         while True:
             batch = await self.get()
             try:
-                if await self._handle(batch, handle):
+                if await self._handle(batch, run):
                     consumer.ack_ranges(batch.ranges)
             finally:
                 await self.done()
 
-    async def _handle(self, batch: Batch,
-                      handle: Callable[[Sequence[Any]], Awaitable[None]]) -> bool:
+    async def _handle(self, batch: Batch, run: Run) -> bool:
         events, size = batch.events, self.size
+
+        async def revoked_within(seconds: float) -> bool:
+            return await self.cleared_within(batch.generation, seconds)
+
         for start in range(0, len(events), size):
             chunk = events[start:start + size] if len(events) > size else events
-            delay = RETRY_FIRST
-            while True:
-                try:
-                    await handle(chunk)
-                    break
-                except Exception:
-                    log.exception("%s: a batch of %d events failed; retrying in %.1f s",
-                                  self.name, len(chunk), delay)
-                if await self.cleared_within(batch.generation, delay):
-                    return False  # revoked: not acknowledged, read again by the next owner
-                delay = min(delay * 2, RETRY_MAX)
+            if not await run(chunk, revoked_within):
+                return False  # revoked: not acknowledged, read again by the next owner
         return True
 
 

@@ -12,6 +12,12 @@ conventions: base units, ``_total`` for counters.
 ``driftline_duplicates_total``            counter    ``kind``: prediction, label
 ``driftline_predictions_expired_total``   counter    unlabelled after the join TTL
 ``driftline_dead_letters_total``          counter    ``reason``: the error kind
+``driftline_internal_errors_total``       counter    ``agent``: records an agent could not
+                                                     process, dead-lettered (issue 29)
+``driftline_handler_failures_total``      counter    ``agent``: batch handler calls (and
+                                                     timer ticks) that raised
+``driftline_io_retries_total``            counter    ``agent``: ... and waited on I/O
+``driftline_dead_letters_unsent_total``   counter    ``topic``: dead letters Kafka refused
 ``driftline_label_delay_seconds``         histogram  label time - prediction time
 ``driftline_rolling_mse``                 gauge      ``model``, ``version``
 ``driftline_baseline_mse``                gauge      ``model``, ``version``
@@ -43,6 +49,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from driftline.agents.deadletter import TROUBLES
 from driftline.kafka import partition_for
 
 
@@ -56,6 +63,7 @@ class _Collector:
 
 async def exposition(app, state) -> tuple[bytes, str]:
     families = list(_join_families(app.driftline.get("join")))
+    families += _trouble_families()
     monitor = app.driftline.get("monitor")
     owned: set[int] = set(monitor.parts) if monitor is not None else set()
     families += _monitor_families(monitor)
@@ -82,9 +90,30 @@ def _join_families(joiner) -> list:
         duplicates.add_metric([kind], stats[f"duplicate_{kind}s"])
     scored.add_metric([], stats["scored"])
     expired.add_metric([], stats["expired_predictions"])
-    for reason, count in sorted((joiner.dead_letters if joiner is not None else {}).items()):
+    reasons = Counter(joiner.dead_letters if joiner is not None else {})
+    reasons["internal_error"] += sum(TROUBLES.internal_errors.values())
+    for reason, count in sorted(reasons.items()):
         dead.add_metric([reason], count)
     return [consumed, scored, duplicates, expired, dead]
+
+
+def _trouble_families() -> list:
+    """What went wrong inside this process's agents and timers (agents/guard.py)."""
+    internal = CounterMetricFamily("driftline_internal_errors", "Records an agent could not "
+                                   "process after its retries, dead-lettered as "
+                                   "internal_error.", labels=["agent"])
+    failures = CounterMetricFamily("driftline_handler_failures", "Batch handler calls and "
+                                   "timer ticks that raised.", labels=["agent"])
+    io = CounterMetricFamily("driftline_io_retries", "Batch handler calls that raised an I/O "
+                             "error and were retried.", labels=["agent"])
+    unsent = CounterMetricFamily("driftline_dead_letters_unsent", "Dead letters Kafka "
+                                 "refused for good (logged, passed over).", labels=["topic"])
+    for family, counts in ((internal, TROUBLES.internal_errors),
+                           (failures, TROUBLES.failures), (io, TROUBLES.io_retries),
+                           (unsent, TROUBLES.unsent)):
+        for name, count in sorted(counts.items()):
+            family.add_metric([name], count)
+    return [internal, failures, io, unsent]
 
 
 def _monitor_families(monitor) -> list:

@@ -44,11 +44,10 @@ from driftline.agents.delivery.receivers import PushStats, Result, Target, push,
 from driftline.agents.delivery.silences import Silence, SilenceError, SilenceStore, matching
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
-from driftline.agents.wiring import batch_agent, raw_topic, sender
+from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
 from driftline.errors import ConfigError
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, MODEL_EVENT, RETRAIN_REQUEST, Rejection, encode
-from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import AlertDelivery, as_dict
 from driftline.retry import Backoff
 from driftline.settings import Settings
@@ -123,8 +122,8 @@ class DeliveryAgent:
         limit = self.settings.max_message_bytes
         events, bad = ALERT.decode(msg.value, max_bytes=limit)
         for rejection in bad:  # the monitor, the trigger and the dashboard refuse it too
-            out.add(self.settings.topic("deadletter"), msg.key,
-                    dead_letter_value(msg.topic, q, msg.offset, rejection, limit=limit), None)
+            out.dead_letter(self.settings.topic("deadletter"), msg.key, msg.topic, q,
+                            msg.offset, rejection, limit=limit)
         for index, event in enumerate(events):
             alert = as_dict(event)
             part = self.parts[q]
@@ -147,8 +146,8 @@ class DeliveryAgent:
                     raw = encode(event)
                     why = Rejection("receiver_refused", f"{target.name}: {result.error}", raw,
                                     index if len(events) > 1 else None)
-                    out.add(self.settings.topic("deadletter"), msg.key,
-                            dead_letter_value(msg.topic, q, msg.offset, why, limit=limit), None)
+                    out.dead_letter(self.settings.topic("deadletter"), msg.key, msg.topic, q,
+                                    msg.offset, why, limit=limit)
 
     async def _push(self, session: aiohttp.ClientSession, target: Target,
                     alert: dict[str, Any], started: float | None) -> Result:
@@ -267,10 +266,10 @@ def install(app: faust.App, settings: Settings) -> DeliveryAgent:
     agent = DeliveryAgent(settings, sender(app),
                           SilenceStore.from_settings(settings, timeout=REGISTRY))
     batch_agent(app, raw_topic(app, agent.alerts_topic, agent.retrain_topic, agent.models_topic),
-                "driftline.delivery", settings, agent.process)
+                "driftline.delivery", settings, agent.process, states=agent.parts)
     agent.parts.install(app)
 
-    @app.timer(settings.alert_resend_interval)
+    @timer(app, settings.alert_resend_interval, "driftline.delivery.resend")
     async def resend_firing() -> None:
         await agent.resend()
 

@@ -61,7 +61,7 @@ from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import ModelPartitions, elements_of, header, send_in_order
-from driftline.agents.wiring import batch_agent, raw_topic, sender
+from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
 from driftline.kafka import partitions_for, read_partition
 from driftline.models.wire import (
     LABEL,
@@ -75,7 +75,6 @@ from driftline.models.wire import (
     unbatch,
 )
 from driftline.models.wire.codec import ARRAY_BYTES, EventKind
-from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
 from driftline.models.wire.internal import (
     COLUMNAR_MIN,
@@ -350,11 +349,10 @@ class Joiner:
 
     def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
         self.dead_letters.count(rejection)
-        value = dead_letter_value(msg.topic, msg.partition, msg.offset, rejection,
-                                  limit=self.settings.max_message_bytes)
         log.debug("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset,
-                  rejection.error)
-        out.add(self.deadletter_topic, msg.key, value, None)
+                  rejection.error[:200])
+        out.dead_letter(self.deadletter_topic, msg.key, msg.topic, msg.partition, msg.offset,
+                        rejection, limit=self.settings.max_message_bytes)
 
     def _forward(self, out: Outbox, topic: str, partition: int,
                  events: list[tuple[str, bytes]]) -> None:
@@ -531,15 +529,15 @@ def install(app: faust.App, settings: Settings) -> Joiner:
     inputs = {settings.topic("predictions"), settings.topic("labels")}
     joiner = Joiner(settings, sender(app))
     batch_agent(app, raw_topic(app, *sorted(inputs)), "driftline.join", settings,
-                joiner.process)
+                joiner.process, states=joiner.parts)
 
-    @app.timer(settings.expiry_interval, name="driftline.join.expiry")
+    @timer(app, settings.expiry_interval, "driftline.join.expiry")
     async def expiry() -> None:
         await joiner.sweep()
 
     last_summary = [""]
 
-    @app.timer(30.0, name="driftline.join.summary")
+    @timer(app, 30.0, "driftline.join.summary")
     async def summary() -> None:
         line = joiner.summary()
         if line != last_summary[0]:

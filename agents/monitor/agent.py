@@ -41,11 +41,10 @@ from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.safeloop import Actions, RegistryModels, SafeLoop, alert_for
 from driftline.agents.outbox import Outbox
-from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender
+from driftline.agents.wiring import ARRAY_BATCH, batch_agent, raw_topic, sender, timer
 from driftline.errors import SchemaError
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, Rejection, encode
-from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.internal import (
     PREDICTIONS,
     SCORED,
@@ -288,9 +287,9 @@ class MonitorAgent:
             log.error("monitor-input %d@%d could not be applied; skipped", q, offset,
                       exc_info=exc)
             if not replay:
-                out.add(self.settings.topic("deadletter"), None, dead_letter_value(
-                    self.input_topic, q, offset, Rejection("internal_error", repr(exc), value),
-                    limit=self.settings.max_message_bytes), None)
+                out.dead_letter(self.settings.topic("deadletter"), None, self.input_topic, q,
+                                offset, Rejection("internal_error", repr(exc), value),
+                                limit=self.settings.max_message_bytes)
         self._publish(out, q, part, alerts, replay=replay)
 
     def _publish(self, out: Outbox, q: int, part: PartitionMonitor,
@@ -308,10 +307,11 @@ class MonitorAgent:
                 log.error("alert %s does not match the alert schema (%s); not published",
                           alert["alert_id"], exc)
                 if not replay:  # dead-lettered once, live, as a record that cannot apply
-                    out.add(self.settings.topic("deadletter"), alert["model"].encode(),
-                            dead_letter_value(self.alerts_topic, None, None, Rejection(
-                                "internal_error", f"alert does not match the schema: {exc}",
-                                encode(alert)), limit=self.settings.max_message_bytes), None)
+                    out.dead_letter(self.settings.topic("deadletter"), alert["model"].encode(),
+                                    self.alerts_topic, None, None, Rejection(
+                                        "internal_error",
+                                        f"alert does not match the schema: {exc}",
+                                        encode(alert)), limit=self.settings.max_message_bytes)
                 continue
             log.warning("alert %s: %s", alert["alert_id"], alert["message"])
             out.add(self.alerts_topic, alert["model"].encode(), value, q)
@@ -400,9 +400,9 @@ def install(app: faust.App, settings: Settings) -> MonitorAgent:
                                           prefix=settings.registry_prefix))
     agent = MonitorAgent(settings, send, config, RegistryBaselines(settings), models)
     batch_agent(app, raw_topic(app, settings.topic("monitor_input")), "driftline.monitor",
-                settings, agent.process, max_messages=ARRAY_BATCH)
+                settings, agent.process, max_messages=ARRAY_BATCH, states=agent.parts)
 
-    @app.timer(settings.metrics_interval, name="driftline.monitor.metrics")
+    @timer(app, settings.metrics_interval, "driftline.monitor.metrics")
     async def metrics() -> None:
         await agent.refresh_models()
         await agent.publish_metrics()

@@ -53,7 +53,6 @@ from driftline.models.linear import LinearModel
 from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
 from driftline.models.wire import RETRAIN_REQUEST, Rejection
-from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 
@@ -122,9 +121,9 @@ class Trainer:
             if rejections and self.send is not None:
                 out = Outbox()
                 for rejection in rejections:
-                    out.add(self.settings.topic("deadletter"), msg.key,
-                            dead_letter_value(msg.topic, msg.partition, msg.offset, rejection,
-                                              limit=self.settings.max_message_bytes), None)
+                    out.dead_letter(self.settings.topic("deadletter"), msg.key, msg.topic,
+                                    msg.partition, msg.offset, rejection,
+                                    limit=self.settings.max_message_bytes)
                 await out.flush(self.send)
 
     async def handle(self, request: dict[str, Any]) -> Outcome:

@@ -30,7 +30,6 @@ from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.kafka import read_partition
 from driftline.models.wire import ALERT, RETRAIN_REQUEST, encode, unbatch
-from driftline.models.wire.deadletter import dead_letter_value
 from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
 
@@ -72,9 +71,9 @@ class TriggerAgent:
             if msg.topic == self.alerts_topic:
                 alerts, bad = ALERT.decode(msg.value, max_bytes=self.settings.max_message_bytes)
                 for rejection in bad:
-                    out.add(self.settings.topic("deadletter"), msg.key,
-                            dead_letter_value(msg.topic, q, msg.offset, rejection,
-                                              limit=self.settings.max_message_bytes), None)
+                    out.dead_letter(self.settings.topic("deadletter"), msg.key, msg.topic, q,
+                                    msg.offset, rejection,
+                                    limit=self.settings.max_message_bytes)
                 for alert in alerts:
                     self._publish(out, q, self.parts[q].trigger.on_alert(as_dict(alert)))
             else:
@@ -145,7 +144,7 @@ def install(app: faust.App, settings: Settings) -> TriggerAgent:
     config = MonitorConfig.load(settings.monitor_config or None)
     agent = TriggerAgent(settings, sender(app), config)
     batch_agent(app, raw_topic(app, agent.alerts_topic, agent.metrics_topic),
-                "driftline.trigger", settings, agent.process)
+                "driftline.trigger", settings, agent.process, states=agent.parts)
 
     agent.parts.install(app)
     return agent
