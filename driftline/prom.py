@@ -12,6 +12,7 @@ conventions: base units, ``_total`` for counters.
 ``driftline_duplicates_total``            counter    ``kind``: prediction, label
 ``driftline_predictions_expired_total``   counter    unlabelled after the join TTL
 ``driftline_dead_letters_total``          counter    ``reason``: the error kind
+``driftline_timestamps_clamped_total``    counter    ``kind``: event ts ahead of the clock
 ``driftline_internal_errors_total``       counter    ``agent``: records an agent could not
                                                      process, dead-lettered (issue 29)
 ``driftline_handler_failures_total``      counter    ``agent``: batch handler calls (and
@@ -90,11 +91,16 @@ def _join_families(joiner) -> list:
         duplicates.add_metric([kind], stats[f"duplicate_{kind}s"])
     scored.add_metric([], stats["scored"])
     expired.add_metric([], stats["expired_predictions"])
+    clamped = CounterMetricFamily("driftline_timestamps_clamped", "Event times later than "
+                                  "the worker's clock + DRIFTLINE_MAX_FUTURE_SKEW, clamped "
+                                  "to the clock.", labels=["kind"])
+    for kind in ("prediction", "label"):
+        clamped.add_metric([kind], joiner.clamped[kind] if joiner is not None else 0)
     reasons = Counter(joiner.dead_letters if joiner is not None else {})
     reasons["internal_error"] += sum(TROUBLES.internal_errors.values())
     for reason, count in sorted(reasons.items()):
         dead.add_metric([reason], count)
-    return [consumed, scored, duplicates, expired, dead]
+    return [consumed, scored, duplicates, expired, dead, clamped]
 
 
 def _trouble_families() -> list:

@@ -184,6 +184,15 @@ class Settings:
             "expires."
         ),
     )
+    max_future_skew: float = field(
+        default=300.0,
+        metadata=_doc(
+            "Seconds an event's ts may be ahead of the worker's clock; a later one is clamped to "
+            "the clock (and counted), so one forged far-future event cannot push the monitor's "
+            "event-time clock, its cooldowns or superseded versions forward. Past times are "
+            "kept (backfills)."
+        ),
+    )
     dedupe_window: float = field(
         default=86400.0,
         metadata=_doc(
@@ -402,7 +411,8 @@ class Settings:
         if self.training_max_pairs < 20:
             raise ConfigError(f"training_max_pairs must be at least 20, got "
                               f"{self.training_max_pairs}")
-        for name in ("join_ttl", "dedupe_window", "expiry_interval", "batch_wait",
+        for name in ("join_ttl", "dedupe_window", "max_future_skew", "expiry_interval",
+                     "batch_wait",
                      "metrics_interval", "alert_resend_interval", "alert_delivery_timeout",
                      "alert_retry_max_delay"):
             if not getattr(self, name) > 0:

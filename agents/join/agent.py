@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import faust
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from driftline.agents.deadletter import DeadLetterCounter
 from driftline.agents.join import dedupe
@@ -144,6 +144,8 @@ class Joiner:
             on_drop=self._retire, lock=self.lock)
         self.logs: dict[int, StateLog] = {}
         self.dead_letters = DeadLetterCounter()
+        # Event times later than the clock + DRIFTLINE_MAX_FUTURE_SKEW, clamped, by kind.
+        self.clamped: Counter[str] = Counter()
         self.expired_by_model: Counter[str] = Counter()
         self.forwarded = 0
         self._retired: Counter[str] = Counter()  # stats of partitions handed to another worker
@@ -166,6 +168,7 @@ class Joiner:
             forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
             to_monitor: dict[int, list[bytes]] = defaultdict(list)
             decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
+            latest = now + self.settings.max_future_skew
             for msg, is_label, good, bad in self._decode(messages):
                 for rejection in bad:
                     self._dead_letter(out, msg, rejection)
@@ -179,6 +182,9 @@ class Joiner:
                                 f"CreateTime in another unit?): set ts", encode(ev)))
                             continue
                         ev.ts = msg.timestamp  # broker time, seconds
+                    if not isinstance(ev.ts, UnsetType) and ev.ts > latest:  # not our clock
+                        self.clamped["label" if is_label else "prediction"] += 1
+                        ev.ts = now
                     if isinstance(ev, Prediction) and ev.features is None:
                         ev.features = {}
                     timed.append(ev)

@@ -206,29 +206,53 @@ def _finite_or_null(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 class RegistryBaselines:
-    """A version's baseline MSE from its registry metadata: ``baseline_mse``, else the
-    holdout ``metrics.mse``. Asked once per version (versions are immutable); an unknown
-    model or version has none. The call blocks the event loop, so it gets one short try:
-    if Redis is down the version falls back to its first pairs (logged; a replay with
-    Redis up would then pick the registry's baseline instead)."""
+    """What the registry says of a version the monitor meets: its baseline MSE from its
+    metadata (``baseline_mse``, else the holdout ``metrics.mse``), and whether it is
+    registered (:meth:`registered`). Asked once per version (versions are immutable);
+    an unknown model or version has no baseline.
 
-    def __init__(self, settings: Settings) -> None:
+    The lookup blocks the event loop, so it gets one short try (``HOT_PATH``), and once
+    Redis has failed, none for :data:`DOWN_FOR` seconds (issue 30: a lookup per new
+    version, each waiting its timeout, held the partition while Redis was down): the
+    versions met meanwhile fall back to their first pairs (logged; a replay with Redis
+    up would then pick the registry's baseline instead)."""
+
+    DOWN_FOR = 30.0
+
+    def __init__(self, settings: Settings, *, clock=time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
         self._registry: Any = None
-        self._cache: dict[tuple[str, int], float | None] = {}
+        # (model, version) -> (baseline, registered: True, False, or None for no word)
+        self._cache: dict[tuple[str, int], tuple[float | None, bool | None]] = {}
+        self._down_until = -math.inf
 
     def __call__(self, model: str, version: int | None) -> float | None:
-        if version is None:
-            return None
-        key = (model, version)
-        if key not in self._cache:
-            self._cache[key] = self._lookup(model, version)
-        return self._cache[key]
+        return self._facts(model, version)[0]
 
-    def _lookup(self, model: str, version: int) -> float | None:
+    def registered(self, model: str, version: int | None) -> bool | None:
+        """True: the registry holds the version; False: it knows the model and not this
+        version (a producer's made-up number); None: it has no word (no such model, or
+        Redis unreachable)."""
+        return self._facts(model, version)[1]
+
+    def _facts(self, model: str, version: int | None) -> tuple[float | None, bool | None]:
+        if version is None:
+            return None, None
+        key = (model, version)
+        facts = self._cache.get(key)
+        if facts is None:
+            facts = self._lookup(model, version)
+            if facts is not None:
+                self._cache[key] = facts
+        return facts if facts is not None else (None, None)
+
+    def _lookup(self, model: str, version: int) -> tuple[float | None, bool | None] | None:
         from driftline.errors import RegistryError, RegistryUnavailable
         from driftline.models.registry import ModelRegistry
 
+        if self.clock() < self._down_until:
+            return None  # not cached: asked again once Redis may be back
         try:
             if self._registry is None:
                 from driftline.redis_client import HOT_PATH, settings_redis_client
@@ -236,15 +260,21 @@ class RegistryBaselines:
                 self._registry = ModelRegistry(
                     settings_redis_client(self.settings, timeout=HOT_PATH),
                     prefix=self.settings.registry_prefix)
-            meta = self._registry.get(model, version).meta
+            try:
+                meta = self._registry.get(model, version).meta
+            except RegistryError as exc:
+                if isinstance(exc, RegistryUnavailable):
+                    raise
+                return None, (False if self._registry.resolve(model) is not None
+                              or model in self._registry.models() else None)
         except RegistryUnavailable as exc:
+            self._down_until = self.clock() + self.DOWN_FOR
             log.error("registry unreachable (%s): the baseline of %s v%d comes from its "
-                      "first pairs", exc, model, version)
-            return None
-        except RegistryError:
+                      "first pairs; no registry lookups for %.0f s", exc, model, version,
+                      self.DOWN_FOR)
             return None
         value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
-        return float(value) if isinstance(value, (int, float)) else None
+        return (float(value) if isinstance(value, (int, float)) else None), True
 
 
 class MonitorAgent:

@@ -96,6 +96,9 @@ class VersionMonitor:
         self.starvation = LabelStarvationRule(subject, config.starvation)
         self.subject = subject
         self.n_predictions = 0
+        # What the registry says of this version (see Monitor.version): False for a
+        # version number the registry does not have of a model it knows.
+        self.registered: bool | None = None
         self.n_expired = 0
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.rejected = 0
@@ -394,6 +397,8 @@ class Monitor:
             vm = self.versions[key] = VersionMonitor(
                 model, version, cfg, book, baseline, features,
                 label_delays=self.label_delays.setdefault(model, LabelDelays()))
+            registered = getattr(self.baselines, "registered", None)
+            vm.registered = registered(model, version) if registered is not None else None
             self.by_model.setdefault(model, []).append(vm)
         return vm
 

@@ -8,7 +8,11 @@ it opens no new one (late labels of its old predictions may still arrive) until 
 serves predictions again (a rollback).
 
 Which version is champion is read from the input itself: the newest version that
-serves predictions. The model events on ``driftline.models`` are on another topic, out
+serves predictions, among those the registry does not disown (issue 30: one forged
+prediction of a made-up version 99 resolved the real version's firing episode as
+superseded). Where the registry knows the model, a version it does not hold never
+counts as serving; a model the registry does not know goes by the input alone. The
+model events on ``driftline.models`` are on another topic, out
 of the monitor's input order; the predictions are in it, so a replay of the same input
 gives the same alerts. The clock is the model's newest prediction time (event time,
 never the wall clock): a model that gets no predictions at all supersedes nothing.
@@ -31,7 +35,7 @@ def supersede(monitor: Monitor, models: Iterable[str]) -> list[Alert]:
     for model in sorted(models):
         vms = sorted((vm for vm in monitor.by_model.get(model, ()) if vm.version is not None),
                      key=lambda vm: vm.version or 0)
-        serving = [vm for vm in vms if vm.n_predictions]
+        serving = [vm for vm in vms if vm.n_predictions and vm.registered is not False]
         if not serving:
             continue
         champion = serving[-1]
