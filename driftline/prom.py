@@ -13,6 +13,7 @@ conventions: base units, ``_total`` for counters.
 ``driftline_predictions_expired_total``   counter    unlabelled after the join TTL
 ``driftline_dead_letters_total``          counter    ``reason``: the error kind
 ``driftline_timestamps_clamped_total``    counter    ``kind``: event ts ahead of the clock
+``driftline_join_shed_total``             counter    ``kind``: waiting entries past the cap
 ``driftline_internal_errors_total``       counter    ``agent``: records an agent could not
                                                      process, dead-lettered (issue 29)
 ``driftline_handler_failures_total``      counter    ``agent``: batch handler calls (and
@@ -28,6 +29,8 @@ conventions: base units, ``_total`` for counters.
 ``driftline_segment_rolling_mse``         gauge      ``model``, ``version``, ``segment``
 ``driftline_segment_estimated_mse``       gauge      ``model``, ``version``, ``segment``
 ``driftline_alerts_firing``               gauge      ``model``, ``kind``
+``driftline_monitor_refused_events_total``  counter  ``reason``: too_many_models, ...
+``driftline_monitor_versions_evicted_total``  counter  quiet versions dropped for room
 ``driftline_alerts_total``                counter    ``model``, ``kind``: episodes fired
 ``driftline_retrain_requests_total``      counter    ``model``
 ``driftline_promotions_total``            counter    ``model``
@@ -91,16 +94,20 @@ def _join_families(joiner) -> list:
         duplicates.add_metric([kind], stats[f"duplicate_{kind}s"])
     scored.add_metric([], stats["scored"])
     expired.add_metric([], stats["expired_predictions"])
+    shed = CounterMetricFamily("driftline_join_shed", "Waiting predictions and labels expired "
+                               "early: past DRIFTLINE_JOIN_MAX_PENDING in their partition.",
+                               labels=["kind"])
     clamped = CounterMetricFamily("driftline_timestamps_clamped", "Event times later than "
                                   "the worker's clock + DRIFTLINE_MAX_FUTURE_SKEW, clamped "
                                   "to the clock.", labels=["kind"])
     for kind in ("prediction", "label"):
         clamped.add_metric([kind], joiner.clamped[kind] if joiner is not None else 0)
+        shed.add_metric([kind], stats[f"shed_{kind}s"])
     reasons = Counter(joiner.dead_letters if joiner is not None else {})
     reasons["internal_error"] += sum(TROUBLES.internal_errors.values())
     for reason, count in sorted(reasons.items()):
         dead.add_metric([reason], count)
-    return [consumed, scored, duplicates, expired, dead, clamped]
+    return [consumed, scored, duplicates, expired, dead, clamped, shed]
 
 
 def _trouble_families() -> list:
@@ -150,6 +157,19 @@ def _monitor_families(monitor) -> list:
                                   unit="")
     event_lag = GaugeMetricFamily("driftline_event_time_lag_seconds", "Now minus the newest "
                                   "label time the monitor has applied.", labels=["model"])
+    refused = CounterMetricFamily("driftline_monitor_refused_events", "Events the monitor's "
+                                  "limits kept out ([limits] of the monitor config).",
+                                  labels=["reason"])
+    evicted = CounterMetricFamily("driftline_monitor_versions_evicted", "Quiet versions "
+                                  "dropped to make room for a newer one of their model.")
+    reasons: Counter[str] = Counter()
+    n_evicted = 0
+    for part in (monitor.parts.values() if monitor is not None else ()):
+        reasons.update(part.monitor.refused)
+        n_evicted += part.monitor.evicted
+    for reason in ("too_many_models", "too_many_versions", "unregistered"):
+        refused.add_metric([reason], reasons[reason])
+    evicted.add_metric([], n_evicted)
     now = time.time()
     for part in (monitor.parts.values() if monitor is not None else ()):
         for (model, version), vm in part.monitor.versions.items():
@@ -178,7 +198,7 @@ def _monitor_families(monitor) -> list:
             if histogram.newest_label_ts is not None:
                 event_lag.add_metric([model], max(0.0, now - histogram.newest_label_ts))
     return [mse, baseline, pairs, estimated, multivariate, seg_mse, seg_estimated, firing,
-            fired, delay, event_lag]
+            fired, delay, event_lag, refused, evicted]
 
 
 def _estimates(vm, labels: list[str], estimated, multivariate) -> None:

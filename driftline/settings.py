@@ -193,6 +193,15 @@ class Settings:
             "kept (backfills)."
         ),
     )
+    join_max_pending: int = field(
+        default=250_000,
+        metadata=_doc(
+            "Most predictions (and most labels) waiting for their other half, per join "
+            "partition; past it the oldest are expired early and counted "
+            "(driftline_join_shed_total), so the state within the TTL stays bounded. 0: "
+            "no cap."
+        ),
+    )
     dedupe_window: float = field(
         default=86400.0,
         metadata=_doc(
@@ -417,6 +426,8 @@ class Settings:
                      "alert_retry_max_delay"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
+        if self.join_max_pending < 0:
+            raise ConfigError("join_max_pending must be 0 (no cap) or a positive number")
         _ = self.bootstrap_servers  # validates kafka_url
         for name, urls in (("DRIFTLINE_ALERTMANAGER_URL", [self.alertmanager_url]),
                            ("DRIFTLINE_ALERT_WEBHOOKS", self.webhook_urls),

@@ -109,3 +109,72 @@ def test_registry_lookups_say_what_is_registered_and_back_off_while_redis_is_dow
         assert time.monotonic() - started > 0.9 and down._down_until > clock[0]
     finally:
         hung.close()
+
+
+def _pairs(model: str, version: int, n: int, t0: float = T0) -> list[dict]:
+    return [{"prediction_id": f"{model}-{version}-{i}", "model": model, "version": version,
+             "prediction": 1.0, "label": 0.5, "error": 0.5, "features": {"x": float(i)},
+             "ts": t0 + i, "label_ts": t0 + i} for i in range(n)]
+
+
+def _config(**limits) -> MonitorConfig:
+    return MonitorConfig.from_dict({"limits": limits})
+
+
+def test_models_past_the_cap_are_refused_and_counted():
+    mon = Monitor(_config(max_models=3))
+    for k in range(5):
+        mon.process_pairs(_pairs(f"m{k}", 1, 10))
+    assert sorted(mon.by_model) == ["m0", "m1", "m2"]
+    assert mon.refused == {"too_many_models": 20}
+    mon.process_pairs(_pairs("m1", 1, 10))  # a known model goes on
+    assert mon.versions[("m1", 1)].rolling.count == 20
+
+
+def test_a_new_version_past_the_cap_drops_the_idlest_quiet_one():
+    mon = Monitor(_config(max_versions=2))
+    mon.process_pairs(_pairs("m", 1, 10))
+    mon.process_pairs(_pairs("m", 2, 10))
+    mon.process_pairs(_pairs("m", 1, 10))  # v1 fed last: v2 is the idlest
+    mon.process_pairs(_pairs("m", 3, 10))
+    assert sorted(v for _, v in mon.versions) == [1, 3] and mon.evicted == 1
+    assert [vm.version for vm in mon.by_model["m"]] == [1, 3]
+
+
+def test_a_version_with_an_open_alert_is_never_dropped():
+    mon = Monitor(_config(max_versions=1))
+    drifted_v1(mon)  # v1 has two open episodes
+    mon.process_pairs(_pairs("m", 2, 10, t0=T0 + 500))
+    assert list(mon.versions) == [("m", 1)]
+    assert mon.refused == {"too_many_versions": 10}
+
+
+def test_registered_only_monitors_what_the_registry_holds():
+    mon = Monitor(_config(registered_only=True), Registry())
+    mon.process_pairs(_pairs("m", 1, 10) + _pairs("m", 99, 5) + _pairs("other", 1, 7))
+    assert list(mon.versions) == [("m", 1)] and mon.refused == {"unregistered": 12}
+
+
+def test_limits_are_checked_when_the_config_is_read():
+    from driftline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[limits\]"):
+        MonitorConfig.from_dict({"limits": {"max_models": 0}})
+    with pytest.raises(ConfigError, match=r"\[limits\]"):
+        MonitorConfig.from_dict({"limits": {"max_modelz": 5}})
+
+
+@pytest.mark.integration
+def test_waiting_predictions_past_the_cap_expire_early_and_are_counted(settings,
+                                                                       worker_factory):
+    web = free_port()
+    s = settings.replace(web_port=web, join_max_pending=5, partitions=1)
+    create_topics(s)
+    worker_factory(s)
+    produce(s, [("predictions", f"w-{i}".encode(), prediction(f"w-{i}", ts=T0 + i))
+                for i in range(12)])
+    expired = wait_for_events(s, "expired", 7, timeout=60)
+    assert sorted(e["prediction_id"] for e in expired) == sorted(f"w-{i}" for i in range(7))
+    with urllib.request.urlopen(f"http://127.0.0.1:{web}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'driftline_join_shed_total{kind="prediction"} 7.0' in text

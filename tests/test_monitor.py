@@ -69,6 +69,9 @@ def test_an_old_versions_alerts_resolve_as_superseded_in_a_real_worker(settings,
     # ~3x the baseline whatever order the partitions' pairs arrive in, so the alert stays open.
     registry = ModelRegistry.from_url(stack.redis_url, prefix=settings.registry_prefix)
     registry.register("m", LinearModel([2.0], 0.0), metrics={"mse": 1.0})
+    # v2 is registered too: where the registry knows a model, only a version it holds
+    # can supersede another (issue 30; tests/test_hostile.py has the forged case).
+    registry.register("m", LinearModel([2.0], 0.0), metrics={"mse": 1.0})
     registry.close()
     create_topics(settings)
     predictions, pairs = stream(4_000, seed=31, drift_at=0)

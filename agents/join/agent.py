@@ -146,7 +146,6 @@ class Joiner:
         self.dead_letters = DeadLetterCounter()
         # Event times later than the clock + DRIFTLINE_MAX_FUTURE_SKEW, clamped, by kind.
         self.clamped: Counter[str] = Counter()
-        self.expired_by_model: Counter[str] = Counter()
         self.forwarded = 0
         self._retired: Counter[str] = Counter()  # stats of partitions handed to another worker
 
@@ -216,11 +215,17 @@ class Joiner:
             by_partition: dict[int, list[Prediction | Label]] = defaultdict(list)
             for partition, _, ev in accepted:
                 by_partition[partition].append(ev)
+            shed: dict[int, list[Prediction]] = {}
             for partition, batch in by_partition.items():
-                self.parts[partition].add_events(batch, now)
+                part = self.parts[partition]
+                part.add_events(batch, now)
+                if part.max_pending and len(part.predictions) + len(part.labels) > \
+                        part.max_pending:
+                    shed[partition] = part.shed().predictions
             # The predictions' elements go out before the input is acknowledged: a crash
             # re-delivers them, and the monitor drops the copies by their source position.
-            await self._persist(out, {p for p, _, _ in accepted}, to_monitor=to_monitor)
+            await self._persist(out, {p for p, _, _ in accepted}, shed or None,
+                                to_monitor=to_monitor)
 
     def _decode(self, messages: Sequence[Any]
                 ) -> list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]]:
@@ -410,7 +415,8 @@ class Joiner:
         return part
 
     def _new_part(self) -> PartitionJoin:
-        return PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window)
+        return PartitionJoin(self.settings.join_ttl, self.settings.dedupe_window,
+                             self.settings.join_max_pending)
 
     def _retire(self, partition: int, part: PartitionJoin) -> None:
         """A partition went to another worker: keep its counts, forget its log position."""
@@ -442,8 +448,6 @@ class Joiner:
                 if gone.predictions or gone.labels or gone.forgotten:
                     touched.append(p)
                     expired[p] = gone.predictions
-                    for ev in gone.predictions:
-                        self.expired_by_model[ev.model] += 1
             if touched:
                 await self._persist(Outbox(), touched, expired)
 

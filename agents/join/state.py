@@ -30,9 +30,11 @@ An id is in exactly one of three maps:
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from msgspec import UnsetType
 
@@ -72,9 +74,10 @@ class Expired:
 class PartitionJoin:
     """Join state of one partition. ``now`` is wall-clock seconds, passed in by the caller."""
 
-    def __init__(self, ttl: float, dedupe_window: float) -> None:
+    def __init__(self, ttl: float, dedupe_window: float, max_pending: int = 0) -> None:
         self.ttl = ttl
         self.dedupe_window = dedupe_window
+        self.max_pending = max_pending  # per map; 0: no cap but the TTL
         # Insertion order is arrival order, so sweeps stop at the first live entry.
         self.predictions: dict[str, tuple[Prediction, float]] = {}
         self.labels: dict[str, tuple[Label, float]] = {}
@@ -175,6 +178,38 @@ class PartitionJoin:
         self.stats["expired_predictions"] += len(out.predictions)
         self.stats["expired_labels"] += len(out.labels)
         return out
+
+    def shed(self) -> Expired:
+        """Past ``max_pending`` waiting predictions (or labels), the oldest go as if they
+        had expired, counted apart (``shed_predictions``, ``shed_labels``): a producer
+        that never sends labels (or sends labels of nothing) cannot grow the state
+        without bound within the TTL (issue 30).
+
+        >>> j = PartitionJoin(ttl=60, dedupe_window=60, max_pending=2)
+        >>> for pid in "abc":
+        ...     j.add_prediction(Prediction(pid, "m", 1.0), now=1)
+        >>> [p.prediction_id for p in j.shed().predictions], list(j.predictions)
+        (['a'], ['b', 'c'])
+        """
+        out = Expired()
+        if not self.max_pending:
+            return out
+        for pid in self._oldest(self.predictions, "shed_predictions"):
+            out.predictions.append(self.predictions.pop(pid)[0])
+        for pid in self._oldest(self.labels, "shed_labels"):
+            out.labels.append(self.labels.pop(pid)[0])
+        return out
+
+    def _oldest(self, waiting: dict[str, Any], stat: str) -> list[str]:
+        """The ids of ``waiting`` past ``max_pending``, oldest first, tombstoned."""
+        over = len(waiting) - self.max_pending
+        if over <= 0:
+            return []
+        self.stats[stat] += over
+        ids = list(itertools.islice(waiting, over))
+        for pid in ids:
+            self._records[pid] = None
+        return ids
 
     # --- recovery ----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -374,6 +375,14 @@ class Monitor:
 
     ``baselines(model, version)``, when given, supplies a version's baseline MSE (the
     agent reads it from the registry's metadata), asked once per version.
+
+    Bounded (``[limits]`` of the config, issue 30): at most ``max_models`` models; the
+    events of a model past it are counted in ``refused["too_many_models"]`` and go no
+    further. At most ``max_versions`` versions a model: a new one makes room by dropping
+    the version met least recently that has no open alert (its numbers go; should it
+    serve again it starts afresh), else it is refused (``too_many_versions``). With
+    ``registered_only``, a model or version the registry does not hold is refused
+    (``unregistered``): a producer's made-up names and numbers make no state at all.
     """
 
     def __init__(self, config: MonitorConfig, baselines: BaselineLookup | None = None) -> None:
@@ -384,23 +393,65 @@ class Monitor:
         self._touched: list[VersionMonitor] = []  # the versions the last call fed
         self.by_model: dict[str, list[VersionMonitor]] = {}  # each model's versions
         self.label_delays: dict[str, LabelDelays] = {}  # per model: label - prediction time
+        self.refused: Counter[str] = Counter()  # events not monitored, by reason
+        self.evicted = 0  # versions dropped to make room for a newer one
+        self._met: dict[tuple[str, int | None], int] = {}  # version -> when last fed
+        self.refused_why = ""  # the reason version() last returned None
+        self._tick = 0
 
-    def version(self, model: str, version: int | None, features: int = 0) -> VersionMonitor:
+    def version(self, model: str, version: int | None, features: int = 0
+                ) -> VersionMonitor | None:
         """The monitor of ``version``, made on its first event (``features``: how many
-        features that event names, for the split of the false-alarm budget)."""
+        features that event names, for the split of the false-alarm budget); None if
+        the limits refuse it (the reason is in :attr:`refused_why`)."""
         key = (model, version)
         vm = self.versions.get(key)
+        self._tick += 1
         if vm is None:
+            why = self._room_for(model, version)
+            if why is not None:
+                self.refused_why = why
+                return None
             cfg = self.config.for_model(model)
             book = self.books.setdefault(model, AlertBook(cfg.cooldown))
             baseline = self.baselines(model, version) if self.baselines else None
             vm = self.versions[key] = VersionMonitor(
                 model, version, cfg, book, baseline, features,
                 label_delays=self.label_delays.setdefault(model, LabelDelays()))
-            registered = getattr(self.baselines, "registered", None)
-            vm.registered = registered(model, version) if registered is not None else None
+            vm.registered = self._registered(model, version)
             self.by_model.setdefault(model, []).append(vm)
+        self._met[key] = self._tick
         return vm
+
+    def _registered(self, model: str, version: int | None) -> bool | None:
+        registered = getattr(self.baselines, "registered", None)
+        return registered(model, version) if registered is not None else None
+
+    def _room_for(self, model: str, version: int | None) -> str | None:
+        """None if a monitor of (model, version) may be made now (having made room),
+        else the reason it may not."""
+        limits = self.config.limits
+        known = self.by_model.get(model)
+        if not known and len(self.by_model) >= limits.max_models:
+            return "too_many_models"
+        if limits.registered_only and self._registered(model, version) is not True:
+            return "unregistered"
+        if known and len(known) >= limits.max_versions:
+            book = self.books[model]
+            firing = {k.version for k, ep in book.episodes.items() if ep.firing}
+            quiet = [vm for vm in known if vm.version not in firing]
+            if not quiet:
+                return "too_many_versions"
+            idlest = min(quiet, key=lambda vm: self._met[(vm.model, vm.version)])
+            self._drop(idlest)
+        return None
+
+    def _drop(self, vm: VersionMonitor) -> None:
+        key = (vm.model, vm.version)
+        del self.versions[key]
+        del self._met[key]
+        self.by_model[vm.model].remove(vm)
+        self.evicted += 1
 
     def process_pairs(self, pairs: Iterable[dict[str, Any]]) -> list[Alert]:
         return self._dispatch(pairs, VersionMonitor.process_pairs)
@@ -436,6 +487,9 @@ class Monitor:
         self._touched = []
         for version, index in groups.items():
             vm = self.version(cols.model, version, len(cols.names))
+            if vm is None:
+                self.refused[self.refused_why] += len(versions) if index is None else len(index)
+                continue
             self._touched.append(vm)
             batch = vm.batch_of(cols, index, pairs)
             out.extend(vm.pairs(batch) if pairs else vm.predictions(batch))
@@ -459,6 +513,9 @@ class Monitor:
         self._touched = []
         for (model, version), group in groups.items():
             vm = self.version(model, version, len(group[0].get("features") or ()))
+            if vm is None:
+                self.refused[self.refused_why] += len(group)
+                continue
             self._touched.append(vm)
             out.extend(method(vm, group))
         return out
