@@ -114,7 +114,9 @@ def main() -> None:
         env.update(settings.as_env())
         if args.code is not None:
             env["PYTHONPATH"] = staged(args.code.resolve())
+        # From a folder of its own: with -m, the working directory comes first on the path.
         worker = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env,
+                                  cwd=tempfile.mkdtemp(prefix="driftline-worker-"),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{web}"
