@@ -121,12 +121,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
     def show(alert: dict[str, Any]) -> None:
         if model and alert.get("model") != model:
             return
-        if as_json:
-            click.echo(orjson.dumps(alert).decode())
-            return
-        when = datetime.fromtimestamp(alert["ts"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(f"{when}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<17} "
-                   f"{alert['model']} v{alert['version']}  {alert['message']}")
+        click.echo(orjson.dumps(alert).decode() if as_json else alert_line(alert))
 
     async def run() -> None:
         consumer = reader(settings)
@@ -167,6 +162,13 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
         click.echo(f"error: cannot read {topic} from {redact_url(settings.kafka_url)}: {exc}",
                    err=True)
         sys.exit(EXIT_FAILURE)
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """One alert as ``alerts tail`` prints it (an alert event as ``as_dict`` gives it)."""
+    when = datetime.fromtimestamp(alert["ts"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"{when}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<17} "
+            f"{alert['model']} v{alert['version']}  {alert['message']}")
 
 
 def _alert(value: bytes | None) -> dict[str, Any] | None:
