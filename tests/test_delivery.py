@@ -87,6 +87,35 @@ def test_a_decoded_alert_with_attribution_serialises_for_every_receiver():
     assert orjson.loads(orjson.dumps(am))["labels"]["segment"] == "fr"
 
 
+def test_an_alert_id_with_control_characters_is_pushed_with_a_header_safe_key():
+    """Issue 29: an id quoting a feature name with a newline (any producer may choose one)
+    made aiohttp refuse the Idempotency-Key header with a ValueError, which push() does
+    not catch: the delivery agent crashed on that alert at every restart."""
+    from urllib.parse import unquote
+
+    from driftline.agents.delivery.agent import DeliveryAgent
+
+    a = alert("data_drift", feature="rooms\r\nX-Injected: 1\x00%")
+    hook = Receiver()
+    agent = DeliveryAgent(Settings(alert_webhooks=hook.url + "/hook"), None, None)
+    [target] = agent.targets
+    body, headers = agent._request(target, [a], {})
+
+    async def run():
+        await hook.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await push(session, target, body, headers, timeout=5.0, max_delay=1.0)
+        finally:
+            await hook.stop()
+    assert asyncio.run(run()).outcome == "delivered"
+    [request] = hook.received
+    assert request.headers["Idempotency-Key"] == \
+        "m.v1.data_drift.rooms%0D%0AX-Injected: 1%00%25.1.firing"
+    assert unquote(request.headers["Idempotency-Key"]) == a["alert_id"]
+    assert "X-Injected" not in request.headers and request.json()["alert_id"] == a["alert_id"]
+
+
 def test_targets_are_named_without_their_secret_paths():
     s = Settings(alertmanager_url="http://am:9093/", alert_webhooks=(
         "https://hooks.slack.com/services/T0/B0/SECRETPATH, http://ops:8080/hook"))
