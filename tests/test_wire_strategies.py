@@ -4,8 +4,6 @@ declare, so consumer tests built on it cannot silently stop covering them (issue
 
 from __future__ import annotations
 
-import typing
-
 import msgspec
 import msgspec.inspect
 import pytest
@@ -31,16 +29,6 @@ CASES = [(Alert, ALERT, ws.ALERTS), (ModelEvent, MODEL_EVENT, ws.MODEL_EVENTS),
 IDS = [cls.__name__ for cls, _, _ in CASES]
 LITERALS = {Alert: ("kind", "status", "severity", "reason"), ModelEvent: ("event",),
             RetrainRequest: (), AlertDelivery: ("outcome",)}
-
-
-def literal_values(cls: type[msgspec.Struct], field: str) -> set[str]:
-    """A ``Literal`` field's choices, read off the annotation (``X | UnsetType`` too)."""
-    hint = typing.get_type_hints(cls, include_extras=True)[field]
-    found: set[str] = set()
-    for arg in (typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)):
-        if typing.get_origin(arg) is typing.Literal:
-            found.update(typing.get_args(arg))
-    return found
 
 
 def optional_fields(cls: type[msgspec.Struct]) -> set[str]:
@@ -73,16 +61,16 @@ def test_every_generated_event_round_trips_and_the_run_reaches_every_target(cls,
     assert wanted - seen == set()
     # Not vacuous: the Literal choices on the annotations are among the targets.
     for field in LITERALS[cls]:
-        values = literal_values(cls, field)
+        values = ws.literal_values(cls, field)
         assert values and {(field, f"={v}") for v in values} <= wanted, field
 
 
 def test_alert_kinds_come_from_the_annotation():
     """A kind added to ``AlertKind`` is a target, a corner and a drawn value at once."""
-    kinds = literal_values(Alert, "kind")
+    kinds = ws.literal_values(Alert, "kind")
     assert {"concept_drift", "metric_threshold", "promotion_regressed"} <= kinds
     assert {(c.kind) for c in ws.corners(Alert)} == kinds
-    assert literal_values(Alert, "reason") == {"cleared", "superseded"}
+    assert ws.literal_values(Alert, "reason") == {"cleared", "superseded"}
 
 
 def optional_states(alert: Alert) -> set[tuple[str, str]]:
@@ -99,7 +87,7 @@ ALL_STATES = {("attribution", s) for s in ("left out", "empty", "not empty")} | 
     ("reason", s) for s in ("left out", "cleared", "superseded")}
 
 
-@pytest.mark.parametrize("kind", sorted(literal_values(Alert, "kind")))
+@pytest.mark.parametrize("kind", sorted(ws.literal_values(Alert, "kind")))
 def test_each_kind_is_drawn_with_each_optional_field_set_and_left_out(kind):
     """Attribution left out, empty and not, segment and feature set and null, reason of
     each value and left out, version null and not: with every kind."""
@@ -129,7 +117,7 @@ def test_corners_round_trip_and_pair_every_literal_with_every_optional_field(cls
     if cls is Alert:  # every kind x status x severity with all optional fields set and unset
         states = {(a.kind, a.status, a.severity, a.attribution is not msgspec.UNSET,
                    a.segment is not None, a.reason) for a in made}
-        for a_kind in literal_values(Alert, "kind"):
+        for a_kind in ws.literal_values(Alert, "kind"):
             for status in ("firing", "resolved"):
                 for severity in ("warning", "critical"):
                     for reason in ("cleared", "superseded"):

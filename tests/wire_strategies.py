@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import typing
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -54,6 +55,16 @@ INT64 = (-(2**63), 2**63 - 1)
 # Keys of a free-form dict (an event's ``metrics``) that consumers look up: drawn as
 # often as any other key, so a consumer meets them holding every kind of value.
 KNOWN_KEYS = ("rolling_mse", "baseline_mse", "n_scored", "challenger", "champion")
+
+
+def literal_values(cls: type[msgspec.Struct], field: str) -> set[Any]:
+    """A ``Literal`` field's choices, read off the annotation (``X | UnsetType`` too)."""
+    hint = typing.get_type_hints(cls, include_extras=True)[field]
+    found: set[Any] = set()
+    for arg in (typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)):
+        if typing.get_origin(arg) is typing.Literal:
+            found.update(typing.get_args(arg))
+    return found
 
 
 # --- from a msgspec type to a strategy ---------------------------------------------------
