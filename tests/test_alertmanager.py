@@ -112,3 +112,46 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
     [note] = [r.json() for r in oncall.received if r.json()["status"] == "resolved"]
     assert note["alerts"][0]["labels"]["alert_id"] == "m.v1.data_drift.rooms.1"
     assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}
+
+
+def test_alertmanager_accepts_every_real_and_corner_alert(settings, alertmanager):
+    """Issue 29: the real monitor's alerts (attribution, segments, a feature named with
+    control characters, a 256-character id) and the corner alerts of every kind with every
+    optional field (hostile Unicode, times at the wire's bounds) are all taken by a real
+    Alertmanager, each under the labels of tests/test_alert_consumers.py."""
+    from kafka_io import as_messages
+    from real_events import HOSTILE_FEATURE, monitor_output
+    from test_alert_consumers import CORNERS, delivered, expected_labels
+
+    from driftline.kafka import partition_for
+    from driftline.models.wire import ALERT, encode
+
+    url, _ = alertmanager
+    create_topics(settings)
+    settings = settings.replace(alertmanager_url=url, dashboard_url="http://dash.example/")
+    raws = monitor_output().alerts + [encode(c) for c in CORNERS]
+    batch = []
+    for i, raw in enumerate(raws):
+        key = ALERT.decode_one(raw).model.encode()
+        batch += as_messages([raw], topic=settings.topic("alerts"), key=key,
+                             partition=partition_for(key, settings.partitions), first_offset=i)
+
+    async def deliver():
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            try:
+                await DeliveryAgent(settings, send, store).process(batch)
+            finally:
+                store.close()
+
+    asyncio.run(deliver())
+    records = deliveries(settings)
+    refused = [r for r in records if r["outcome"] != "delivered"]
+    assert refused == [] and len(records) == len(raws)
+    held = {a["labels"]["alert_id"]: a["labels"] for a in get_json(f"{url}/api/v2/alerts")}
+    for raw in monitor_output().alerts:
+        a = delivered(ALERT.decode_one(raw))
+        if a["status"] == "firing" and a["alert_id"] in {r["alert_id"] for r in records}:
+            episode = expected_labels(a)["alert_id"]
+            assert episode not in held or held[episode] == expected_labels(a)
+    assert any(labels.get("feature") == HOSTILE_FEATURE for labels in held.values())

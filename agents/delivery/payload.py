@@ -83,7 +83,9 @@ def alertmanager_alert(alert: dict[str, Any], dashboard: str, *, now: float,
     ends = float(alert["ts"]) if resolved else now + ENDS_AFTER_RESENDS * resend_interval
     return {"labels": labels,
             "annotations": {"summary": alert["message"], "detector": alert.get("detector", "")},
-            "startsAt": iso(min(starts, ends) if resolved else starts),
+            # Alertmanager refuses an end before the start (a firing alert's event time
+            # can be later than now + 4 re-sends: a producer's clock, a wrong timestamp).
+            "startsAt": iso(min(starts, ends)),
             "endsAt": iso(ends),
             "generatorURL": generator_url(dashboard, alert["model"])}
 
