@@ -21,18 +21,30 @@ from driftline.agents.delivery.receivers import Target, push, targets
 from driftline.agents.delivery.silences import SilenceError, SilenceStore, parse_duration
 from driftline.cli import main
 from driftline.errors import ConfigError
+from driftline.models.wire import ALERT
+from driftline.models.wire.events import as_dict
 from driftline.redis_client import redis_client
 from driftline.settings import Settings
 
 
 def alert(kind="concept_drift", n=1, status="firing", ts=100.0, model="m", feature=None,
           version=1, segment=None, severity="critical"):
+    """An alert as the delivery agent reads it: shaped as the monitor makes them (a
+    concept_drift or metric_threshold firing carries ``attribution``, a resolve its
+    ``reason``), through the wire layer (issue 29: hand-made alerts without attribution
+    hid a crash on every real one)."""
     tail = f".{feature}" if feature else ""
-    return {"alert_id": f"{model}.v{version}.{kind}{tail}.{n}.{status}", "model": model,
-            "version": version, "kind": kind, "status": status, "severity": severity,
-            "detector": "adwin", "feature": feature, "segment": segment, "ts": ts,
-            "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 1000},
-            "message": "Rolling MSE doubled."}
+    record = {"alert_id": f"{model}.v{version}.{kind}{tail}.{n}.{status}", "model": model,
+              "version": version, "kind": kind, "status": status, "severity": severity,
+              "detector": "adwin", "feature": feature, "segment": segment, "ts": ts,
+              "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 1000},
+              "message": "Rolling MSE doubled."}
+    if kind in ("concept_drift", "metric_threshold") and status == "firing":
+        record["attribution"] = [{"feature": "rooms", "share": 0.75},
+                                 {"feature": "area", "share": 0.25}]
+    if status == "resolved":
+        record["reason"] = "cleared"
+    return as_dict(ALERT.validate(record))
 
 
 # --- payloads ---------------------------------------------------------------------------

@@ -7,15 +7,24 @@ import pytest
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.errors import ConfigError
+from driftline.models.wire import ALERT
+from driftline.models.wire.events import as_dict
 
 
 def alert(kind="concept_drift", ts=1000.0, n=5000, version=1, episode=1, status="firing",
           model="m"):
-    return {"alert_id": f"{model}.v{version}.{kind}.{episode}.{status}", "model": model,
-            "version": version, "kind": kind, "status": status, "severity": "warning",
-            "detector": "adwin", "feature": None, "ts": ts,
-            "metrics": {"n_scored": n, "rolling_mse": 3.0, "baseline_mse": 1.0},
-            "message": "The error went up."}
+    """An alert as the trigger reads it: shaped as the monitor's (attribution on a
+    concept_drift or metric_threshold firing, reason on a resolve), through the wire layer."""
+    record = {"alert_id": f"{model}.v{version}.{kind}.{episode}.{status}", "model": model,
+              "version": version, "kind": kind, "status": status, "severity": "warning",
+              "detector": "adwin", "feature": None, "ts": ts,
+              "metrics": {"n_scored": n, "rolling_mse": 3.0, "baseline_mse": 1.0},
+              "message": "The error went up."}
+    if kind in ("concept_drift", "metric_threshold") and status == "firing":
+        record["attribution"] = [{"feature": "x0", "share": 0.9}]
+    if status == "resolved":
+        record["reason"] = "cleared"
+    return as_dict(ALERT.validate(record))
 
 
 def progress(n, version=1, model="m"):
