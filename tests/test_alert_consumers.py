@@ -57,8 +57,7 @@ from driftline.settings import Settings
 
 FIXED = settings(derandomize=True, database=None, deadline=None, print_blob=False,
                  max_examples=60,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                        HealthCheck.function_scoped_fixture])
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CORNERS = ws.corners(Alert)
 TIMES = st.sampled_from([0.0, MAX_EPOCH_SECONDS]) | st.floats(0, MAX_EPOCH_SECONDS)
 SECRET = "k3y"
