@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -71,7 +72,8 @@ class Receiver:
 
 def _is_v2_alerts(body: bytes) -> bool:
     """What Alertmanager's API v2 accepts: a list of alerts, each with string labels
-    (alertname among them) and annotations, RFC 3339 times, a generator URL."""
+    (alertname among them) and annotations, RFC 3339 times, an end not before the start
+    ("start time must be before end time"), a generator URL."""
     try:
         alerts = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -82,4 +84,15 @@ def _is_v2_alerts(body: bytes) -> bool:
         and all(isinstance(v, str) for v in a["labels"].values())
         and all(isinstance(v, str) for v in a.get("annotations", {}).values())
         and all(a.get(t, "Z").endswith("Z") for t in ("startsAt", "endsAt"))
+        and _in_order(a.get("startsAt"), a.get("endsAt"))
         for a in alerts)
+
+
+def _in_order(starts: str | None, ends: str | None) -> bool:
+    if starts is None or ends is None:
+        return True
+    try:
+        return (datetime.fromisoformat(starts.replace("Z", "+00:00"))
+                <= datetime.fromisoformat(ends.replace("Z", "+00:00")))
+    except ValueError:
+        return False

@@ -15,13 +15,17 @@ import time
 import urllib.request
 
 import pytest
-from kafka_io import agent_sender, create_topics
+from kafka_io import agent_sender, as_messages, create_topics
+from real_events import HOSTILE_FEATURE, monitor_output
 from receivers import Receiver
+from test_alert_consumers import CORNERS, delivered, expected_labels, expected_open
 from test_delivery import alert
 from test_delivery_agent import ReceiverThread, deliveries, messages, wait_for
 
 from driftline.agents.delivery.agent import DeliveryAgent
 from driftline.agents.delivery.silences import SilenceStore
+from driftline.kafka import partition_for
+from driftline.models.wire import ALERT, encode
 from driftline.stack import free_port
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -112,3 +116,39 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
     [note] = [r.json() for r in oncall.received if r.json()["status"] == "resolved"]
     assert note["alerts"][0]["labels"]["alert_id"] == "m.v1.data_drift.rooms.1"
     assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}
+
+
+def test_alertmanager_accepts_every_real_and_corner_alert(settings, alertmanager):
+    """Issue 29: the real monitor's alerts (attribution, segments, a feature named with
+    control characters, a 256-character id) and the corner alerts of every kind with every
+    optional field (hostile Unicode, times at the wire's bounds) are all taken by a real
+    Alertmanager, each under the labels of tests/test_alert_consumers.py."""
+    url, _ = alertmanager
+    create_topics(settings)
+    settings = settings.replace(alertmanager_url=url, dashboard_url="http://dash.example/")
+    raws = monitor_output().alerts + [encode(c) for c in CORNERS]
+    batch = []
+    for i, raw in enumerate(raws):
+        key = ALERT.decode_one(raw).model.encode()
+        batch += as_messages([raw], topic=settings.topic("alerts"), key=key,
+                             partition=partition_for(key, settings.partitions), first_offset=i)
+
+    async def deliver():
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            try:
+                await DeliveryAgent(settings, send, store).process(batch)
+            finally:
+                store.close()
+
+    asyncio.run(deliver())
+    records = deliveries(settings)
+    refused = [r for r in records if r["outcome"] != "delivered"]
+    assert refused == [] and len(records) == len(raws)
+    held = {a["labels"]["alert_id"]: a["labels"] for a in get_json(f"{url}/api/v2/alerts")}
+    real = monitor_output().structs()
+    open_now = [delivered(real[i]) for i in expected_open(real).values()]
+    assert len(open_now) >= 10  # every episode that did not resolve, under its labels
+    for a in open_now:
+        assert held[expected_labels(a)["alert_id"]] == expected_labels(a)
+    assert any(labels.get("feature") == HOSTILE_FEATURE for labels in held.values())

@@ -21,18 +21,30 @@ from driftline.agents.delivery.receivers import Target, push, targets
 from driftline.agents.delivery.silences import SilenceError, SilenceStore, parse_duration
 from driftline.cli import main
 from driftline.errors import ConfigError
+from driftline.models.wire import ALERT
+from driftline.models.wire.events import as_dict
 from driftline.redis_client import redis_client
 from driftline.settings import Settings
 
 
 def alert(kind="concept_drift", n=1, status="firing", ts=100.0, model="m", feature=None,
           version=1, segment=None, severity="critical"):
+    """An alert as the delivery agent reads it: shaped as the monitor makes them (a
+    concept_drift or metric_threshold firing carries ``attribution``, a resolve its
+    ``reason``), through the wire layer (issue 29: hand-made alerts without attribution
+    hid a crash on every real one)."""
     tail = f".{feature}" if feature else ""
-    return {"alert_id": f"{model}.v{version}.{kind}{tail}.{n}.{status}", "model": model,
-            "version": version, "kind": kind, "status": status, "severity": severity,
-            "detector": "adwin", "feature": feature, "segment": segment, "ts": ts,
-            "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 1000},
-            "message": "Rolling MSE doubled."}
+    record = {"alert_id": f"{model}.v{version}.{kind}{tail}.{n}.{status}", "model": model,
+              "version": version, "kind": kind, "status": status, "severity": severity,
+              "detector": "adwin", "feature": feature, "segment": segment, "ts": ts,
+              "metrics": {"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 1000},
+              "message": "Rolling MSE doubled."}
+    if kind in ("concept_drift", "metric_threshold") and status == "firing":
+        record["attribution"] = [{"feature": "rooms", "share": 0.75},
+                                 {"feature": "area", "share": 0.25}]
+    if status == "resolved":
+        record["reason"] = "cleared"
+    return as_dict(ALERT.validate(record))
 
 
 # --- payloads ---------------------------------------------------------------------------
@@ -85,6 +97,35 @@ def test_a_decoded_alert_with_attribution_serialises_for_every_receiver():
         {"feature": "rooms", "share": 0.75}]
     am = payload.alertmanager_alert(decoded, "http://d/", now=0.0, resend_interval=60)
     assert orjson.loads(orjson.dumps(am))["labels"]["segment"] == "fr"
+
+
+def test_an_alert_id_with_control_characters_is_pushed_with_a_header_safe_key():
+    """Issue 29: an id quoting a feature name with a newline (any producer may choose one)
+    made aiohttp refuse the Idempotency-Key header with a ValueError, which push() does
+    not catch: the delivery agent crashed on that alert at every restart."""
+    from urllib.parse import unquote
+
+    from driftline.agents.delivery.agent import DeliveryAgent
+
+    a = alert("data_drift", feature="rooms\r\nX-Injected: 1\x00%")
+    hook = Receiver()
+    agent = DeliveryAgent(Settings(alert_webhooks=hook.url + "/hook"), None, None)
+    [target] = agent.targets
+    body, headers = agent._request(target, [a], {})
+
+    async def run():
+        await hook.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await push(session, target, body, headers, timeout=5.0, max_delay=1.0)
+        finally:
+            await hook.stop()
+    assert asyncio.run(run()).outcome == "delivered"
+    [request] = hook.received
+    assert request.headers["Idempotency-Key"] == \
+        "m.v1.data_drift.rooms%0D%0AX-Injected: 1%00%25.1.firing"
+    assert unquote(request.headers["Idempotency-Key"]) == a["alert_id"]
+    assert "X-Injected" not in request.headers and request.json()["alert_id"] == a["alert_id"]
 
 
 def test_targets_are_named_without_their_secret_paths():

@@ -123,7 +123,7 @@ DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.w
              "driftline.models.training", "driftline.agents.retrain.policy",
              "driftline.simulate", "driftline.eventfile",
              "driftline.agents.delivery.payload", "driftline.agents.delivery.inhibition",
-             "driftline.agents.delivery.silences"]
+             "driftline.agents.delivery.silences", "driftline.cli.ops"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)

@@ -7,15 +7,24 @@ import pytest
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.retrain.policy import RetrainTrigger
 from driftline.errors import ConfigError
+from driftline.models.wire import ALERT
+from driftline.models.wire.events import as_dict
 
 
 def alert(kind="concept_drift", ts=1000.0, n=5000, version=1, episode=1, status="firing",
           model="m"):
-    return {"alert_id": f"{model}.v{version}.{kind}.{episode}.{status}", "model": model,
-            "version": version, "kind": kind, "status": status, "severity": "warning",
-            "detector": "adwin", "feature": None, "ts": ts,
-            "metrics": {"n_scored": n, "rolling_mse": 3.0, "baseline_mse": 1.0},
-            "message": "The error went up."}
+    """An alert as the trigger reads it: shaped as the monitor's (attribution on a
+    concept_drift or metric_threshold firing, reason on a resolve), through the wire layer."""
+    record = {"alert_id": f"{model}.v{version}.{kind}.{episode}.{status}", "model": model,
+              "version": version, "kind": kind, "status": status, "severity": "warning",
+              "detector": "adwin", "feature": None, "ts": ts,
+              "metrics": {"n_scored": n, "rolling_mse": 3.0, "baseline_mse": 1.0},
+              "message": "The error went up."}
+    if kind in ("concept_drift", "metric_threshold") and status == "firing":
+        record["attribution"] = [{"feature": "x0", "share": 0.9}]
+    if status == "resolved":
+        record["reason"] = "cleared"
+    return as_dict(ALERT.validate(record))
 
 
 def progress(n, version=1, model="m"):
@@ -116,3 +125,27 @@ def test_the_retrain_table_is_checked():
         MonitorConfig.from_dict({"defaults": {"retrain": {"enabled": 1}}})
     with pytest.raises(ConfigError, match="unknown key"):
         MonitorConfig.from_dict({"defaults": {"retrain": {"cooldwn": 1}}})
+
+
+def test_any_alert_the_wire_allows_makes_a_valid_request():
+    """Issue 29: a firing alert id of 256 characters gave a request id of 257, which the
+    agent's validation refused with an exception (the trigger stopped on it, and on it
+    again after every restart); an ``n_scored`` that is not a number (metrics may hold
+    nested objects) raised TypeError. The long id becomes a cut id with a digest: unique,
+    and the same when the alerts are replayed."""
+    from driftline.models.wire import RETRAIN_REQUEST
+
+    trig = RetrainTrigger(config(min_pairs=0, cooldown=0.0, max_per_hour=10))
+    long_ids = ["m." + "x" * 247 + ".firing", "m." + "x" * 246 + "y.firing"]
+    made = [r for rid in long_ids for r in trig.on_alert({**alert(), "alert_id": rid})]
+    assert [len(r["request_id"]) for r in made] == [256, 256]
+    assert len({r["request_id"] for r in made}) == 2
+    assert [RETRAIN_REQUEST.validate(r).alert_id for r in made] == long_ids
+    again = RetrainTrigger(config(min_pairs=0, cooldown=0.0, max_per_hour=10))
+    assert [again.on_alert({**alert(), "alert_id": rid})[0]["request_id"]
+            for rid in long_ids] == [r["request_id"] for r in made]
+    odd = RetrainTrigger(config(min_pairs=10))
+    assert odd.on_alert({**alert(), "metrics": {"n_scored": {"a": 1}}}) == []
+    assert odd.on_alert({**alert(episode=2, ts=9000.0), "metrics": {"n_scored": None}}) == []
+    assert [r["request_id"] for r in odd.on_metrics(progress(10))] == [
+        "m.v1.concept_drift.1.retrain", "m.v1.concept_drift.2.retrain"]

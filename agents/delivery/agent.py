@@ -167,7 +167,7 @@ class DeliveryAgent:
             return body, headers
         [alert] = alerts
         body = payload.webhook_body(alert)
-        headers["Idempotency-Key"] = alert["alert_id"]
+        headers["Idempotency-Key"] = payload.idempotency_key(alert["alert_id"])
         if self.settings.webhook_secret:
             headers[payload.SIGNATURE_HEADER] = payload.signature(body,
                                                                   self.settings.webhook_secret)

@@ -10,7 +10,8 @@ Pure functions, no I/O. An alert event (DESIGN.md) becomes
   identifies an alert by its label set, so the resolve must carry the same labels as
   the firing it ends;
 * for a webhook, the alert event itself plus a Slack-compatible ``text``, signed with
-  ``X-Driftline-Signature: sha256=<hex>`` (HMAC-SHA256 of the exact body bytes).
+  ``X-Driftline-Signature: sha256=<hex>`` (HMAC-SHA256 of the exact body bytes), and
+  ``Idempotency-Key``: the alert id, header-safe (:func:`idempotency_key`).
 
 >>> alert = {"alert_id": "m.v1.data_drift.x.1.firing", "model": "m", "version": 1,
 ...          "kind": "data_drift", "status": "firing", "severity": "warning",
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +41,9 @@ SIGNATURE_HEADER = "X-Driftline-Signature"
 # Prometheus sends endsAt = now + 4 x its resend delay, so an alert a sender stops
 # re-sending (it crashed, or the alert was silenced meanwhile) ends by itself.
 ENDS_AFTER_RESENDS = 4
+# What an HTTP header value cannot hold (aiohttp refuses it as a header injection), and
+# the escape character itself, so that the escaping can be undone.
+_NOT_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f%]")
 
 
 def episode_id(alert_id: str) -> str:
@@ -78,7 +83,9 @@ def alertmanager_alert(alert: dict[str, Any], dashboard: str, *, now: float,
     ends = float(alert["ts"]) if resolved else now + ENDS_AFTER_RESENDS * resend_interval
     return {"labels": labels,
             "annotations": {"summary": alert["message"], "detector": alert.get("detector", "")},
-            "startsAt": iso(min(starts, ends) if resolved else starts),
+            # Alertmanager refuses an end before the start (a firing alert's event time
+            # can be later than now + 4 re-sends: a producer's clock, a wrong timestamp).
+            "startsAt": iso(min(starts, ends)),
             "endsAt": iso(ends),
             "generatorURL": generator_url(dashboard, alert["model"])}
 
@@ -97,6 +104,17 @@ def webhook_text(alert: dict[str, Any]) -> str:
 def webhook_body(alert: dict[str, Any]) -> bytes:
     """The alert event as JSON with ``text`` added (the exact bytes that are signed)."""
     return orjson.dumps({**alert, "text": webhook_text(alert)})
+
+
+def idempotency_key(alert_id: str) -> str:
+    """The ``Idempotency-Key`` of an alert: its id with control characters and ``%``
+    percent-encoded (``urllib.parse.unquote`` gives the id back). An id can hold them:
+    it quotes the feature and segment names producers choose.
+
+    >>> idempotency_key("m.v1.data_drift.a\\nb.1.firing"), idempotency_key("m.v1.x.1.firing")
+    ('m.v1.data_drift.a%0Ab.1.firing', 'm.v1.x.1.firing')
+    """
+    return _NOT_IN_HEADER.sub(lambda m: quote(m.group()), alert_id)
 
 
 def signature(body: bytes, secret: str) -> str:

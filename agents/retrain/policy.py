@@ -34,6 +34,7 @@ decisions and the same ids; the agent publishes an id only if it is not on the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftline.agents.monitor.config import MonitorConfig
+from driftline.models.wire.events import MAX_ID_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,19 @@ class Pending:
 
 
 def request_id_for(alert_id: str) -> str:
-    """``houses.v1.concept_drift.1.firing`` -> ``houses.v1.concept_drift.1.retrain``."""
-    return alert_id.removesuffix(".firing") + ".retrain"
+    """``houses.v1.concept_drift.1.firing`` -> ``houses.v1.concept_drift.1.retrain``.
+
+    An id that would be too long (a firing's id of 256 characters gives 257) is cut and
+    given a digest of the whole alert id, so that it stays unique and the same on replay:
+
+    >>> len(request_id_for("m" * 249 + ".firing")), request_id_for("m" * 249 + ".firing")[-8:]
+    (256, '.retrain')
+    """
+    made = alert_id.removesuffix(".firing") + ".retrain"
+    if len(made) <= MAX_ID_CHARS:
+        return made
+    digest = hashlib.blake2b(alert_id.encode(), digest_size=16).hexdigest()
+    return f"{alert_id[:MAX_ID_CHARS - len(digest) - len('..retrain')]}.{digest}.retrain"
 
 
 class RetrainTrigger:
@@ -99,7 +112,8 @@ class RetrainTrigger:
         earlier.append(ts)
         del earlier[:-max(policy.max_per_hour, 1) - 1]  # older ones can no longer matter
         rid = request_id_for(alert_id)
-        start = int(alert["metrics"].get("n_scored") or 0)
+        n_scored = alert["metrics"].get("n_scored")  # any metric value on the wire
+        start = int(n_scored) if isinstance(n_scored, int | float) else 0
         self.pending[rid] = Pending(alert, rid, start, start + policy.min_pairs)
         self._decide(alert_id, f"accepted as {rid}: waiting for {policy.min_pairs} more pairs")
         if policy.min_pairs == 0:

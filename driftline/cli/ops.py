@@ -121,12 +121,7 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
     def show(alert: dict[str, Any]) -> None:
         if model and alert.get("model") != model:
             return
-        if as_json:
-            click.echo(orjson.dumps(alert).decode())
-            return
-        when = datetime.fromtimestamp(alert["ts"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(f"{when}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<17} "
-                   f"{alert['model']} v{alert['version']}  {alert['message']}")
+        click.echo(orjson.dumps(alert).decode() if as_json else alert_line(alert))
 
     async def run() -> None:
         consumer = reader(settings)
@@ -167,6 +162,24 @@ def alerts_tail(settings: Settings, model: str | None, lines: int, follow: bool,
         click.echo(f"error: cannot read {topic} from {redact_url(settings.kafka_url)}: {exc}",
                    err=True)
         sys.exit(EXIT_FAILURE)
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """One alert as ``alerts tail`` prints it (an alert event as ``as_dict`` gives it).
+
+    One line whatever the alert holds: control and other unprintable characters of its
+    message (which quotes feature and segment names, chosen by producers) are shown
+    escaped, so they can neither break the line nor drive the terminal.
+
+    >>> alert_line({"ts": 0.0, "status": "firing", "severity": "warning", "version": None,
+    ...             "kind": "data_drift", "model": "m", "message": "'a\\nb' drifted."})
+    "1970-01-01 00:00:00  firing   warning  data_drift        m  'a\\\\nb' drifted."
+    """
+    when = datetime.fromtimestamp(alert["ts"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    version = "" if alert["version"] is None else f" v{alert['version']}"
+    line = (f"{when}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<17} "
+            f"{alert['model']}{version}  {alert['message']}")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
 def _alert(value: bytes | None) -> dict[str, Any] | None:
