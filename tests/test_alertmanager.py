@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from kafka_io import agent_sender, create_topics
 from receivers import Receiver
-from test_delivery import alert
+from test_delivery import alert, long_episode
 from test_delivery_agent import ReceiverThread, deliveries, messages, wait_for
 
 from driftline.agents.delivery.agent import DeliveryAgent
@@ -111,4 +111,34 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
     assert wait_for(lambda: any(r.json()["status"] == "resolved" for r in oncall.received), 30)
     [note] = [r.json() for r in oncall.received if r.json()["status"] == "resolved"]
     assert note["alerts"][0]["labels"]["alert_id"] == "m.v1.data_drift.rooms.1"
+    assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}
+
+
+def test_a_resolve_of_an_alert_with_a_300_char_feature_ends_it_in_alertmanager(settings,
+                                                                               alertmanager):
+    """Issue 30: the monitor's alert book (alerting.py) hashes ids over 256 chars; the
+    firing and its resolve must still be one alert to Alertmanager (same labels)."""
+    url, _ = alertmanager
+    create_topics(settings)
+    settings = settings.replace(alertmanager_url=url)
+    firing, resolved = long_episode()
+    now = time.time()
+    firing["ts"], resolved["ts"] = now - 5, now
+
+    async def deliver(record, offset):
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            try:
+                agent = DeliveryAgent(settings, send, store)
+                await agent.process(messages(settings, [("alerts", record)], offset))
+            finally:
+                store.close()
+
+    asyncio.run(deliver(firing, 0))
+    [held] = get_json(f"{url}/api/v2/alerts")
+    assert held["labels"]["feature"] == "f" * 300 and held["labels"]["severity"] == "critical"
+    assert held["labels"]["alert_id"] == firing["alert_id"].removesuffix(".firing")
+    asyncio.run(deliver(resolved, 1))
+    assert wait_for(lambda: get_json(f"{url}/api/v2/alerts") == [], 30), \
+        get_json(f"{url}/api/v2/alerts")
     assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}

@@ -87,6 +87,61 @@ def test_a_decoded_alert_with_attribution_serialises_for_every_receiver():
     assert orjson.loads(orjson.dumps(am))["labels"]["segment"] == "fr"
 
 
+def long_episode(book=None, feature="f" * 300, segment="s" * 128):
+    """A firing and its resolve from the monitor's own alert book (alerting.py)."""
+    from driftline.agents.monitor.alerting import AlertBook, AlertKey
+
+    book = book or AlertBook(cooldown=60)
+    key = AlertKey("m", 1, "data_drift", feature, segment)
+    firing = book.fire(key, ts=1_700_000_000.0, severity="critical", detector="psi",
+                       metrics={"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 10},
+                       message="x drifted.")
+    resolved = book.resolve(key, ts=1_700_000_060.0, metrics={}, message="x is back.")
+    return firing, resolved
+
+
+def test_long_feature_and_segment_names_keep_one_episode_for_every_reader():
+    """Issue 30: ids over 256 chars were hashed with their status, so the resolve named
+    another episode than its firing: Alertmanager, delivery and the dashboard kept it open."""
+    from driftline.agents.delivery.agent import DeliveryPartition
+    from driftline.agents.monitor.alerting import AlertKey, alert_id
+    from driftline.observe import Observatory, episode
+
+    firing, resolved = long_episode()
+    assert len(firing["alert_id"]) <= 256 and len(resolved["alert_id"]) <= 256
+    assert firing["alert_id"] != resolved["alert_id"]
+    assert payload.episode_id(firing["alert_id"]) == payload.episode_id(resolved["alert_id"])
+    assert episode(firing["alert_id"]) == episode(resolved["alert_id"])
+    # Alertmanager matches the resolve to the firing by their labels.
+    am = [payload.alertmanager_alert(a, "http://d/", now=0.0, resend_interval=60)
+          for a in (firing, resolved)]
+    assert am[0]["labels"] == am[1]["labels"]
+    # Delivery's partition state closes the episode and knows when it fired.
+    part = DeliveryPartition()
+    assert part.apply(firing) is None and part.apply(resolved) == firing["ts"]
+    assert part.firing == {}
+    # The resolve of an inhibited firing is inhibited too.
+    inh = Inhibitor(inhibited={payload.episode_id(firing["alert_id"]): "r1"})
+    assert inh.inhibited_by(resolved) == "r1"
+    # The dashboard shows it closed.
+    obs = Observatory()
+    for a in (firing, resolved):
+        obs.apply("alerts", a, ts=a["ts"])
+    assert obs.open_alerts("m") == []
+    # Deterministic (a replay gives the stream's ids), and short names keep their ids.
+    assert long_episode() == (firing, resolved)
+    assert alert_id(AlertKey("m", 1, "data_drift", "rooms", "fr"), 3, "resolved") == \
+        "m.v1.s:fr.data_drift.rooms.3.resolved"
+    # At the edge: a firing id that would fit while its resolve would not is hashed too.
+    edge = AlertKey("m", 1, "data_drift", "f" * (256 - len("m.v1.data_drift..1.firing")))
+    ids = [alert_id(edge, 1, s) for s in ("firing", "resolved")]
+    assert all(len(i) <= 256 for i in ids)
+    assert payload.episode_id(ids[0]) == payload.episode_id(ids[1])
+    # The longest names the wire allows still fit.
+    widest = AlertKey("M" * 128, 2**63, "estimated_degradation", "f" * 1000, "s" * 128)
+    assert len(alert_id(widest, 10**9, "resolved")) <= 256
+
+
 def test_targets_are_named_without_their_secret_paths():
     s = Settings(alertmanager_url="http://am:9093/", alert_webhooks=(
         "https://hooks.slack.com/services/T0/B0/SECRETPATH, http://ops:8080/hook"))

@@ -35,16 +35,15 @@ from urllib.parse import quote
 
 import orjson
 
+from driftline.agents.monitor.alerting import episode_of
+
 SIGNATURE_HEADER = "X-Driftline-Signature"
 # Prometheus sends endsAt = now + 4 x its resend delay, so an alert a sender stops
 # re-sending (it crashed, or the alert was silenced meanwhile) ends by itself.
 ENDS_AFTER_RESENDS = 4
 
-
-def episode_id(alert_id: str) -> str:
-    """``m.v1.kind.1.firing`` -> ``m.v1.kind.1`` (the firing and its resolve share it)."""
-    head, _, status = alert_id.rpartition(".")
-    return head if status in ("firing", "resolved") and head else alert_id
+# The episode of an alert id: one rule, the monitor's, for every reader (issue 30).
+episode_id = episode_of
 
 
 def iso(ts: float) -> str:
