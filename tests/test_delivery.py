@@ -296,6 +296,85 @@ def test_a_timeout_is_retried_and_bounded_attempts_give_up_saying_why():
     assert "/hook" not in result.error  # a webhook's path may be its secret
 
 
+async def serve(handler, path="/hook"):
+    """An aiohttp server on a free port answering POST ``path`` with ``handler``."""
+    app = aiohttp.web.Application()
+    app.router.add_post(path, handler)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{path}"
+
+
+def test_a_redirect_is_a_failure_and_never_followed():
+    """Issue 30: a 307 re-POSTed the signed body and its signature to any origin, whose
+    answer then showed in /api/deliveries and the logs."""
+    elsewhere: list[bytes] = []
+
+    async def other_origin(request):
+        elsewhere.append(await request.read())
+        return aiohttp.web.Response(status=500, text="the other origin's error text")
+
+    async def run():
+        other, other_url = await serve(other_origin, "/steal/SECRETPATH")
+
+        async def redirect(request):
+            raise aiohttp.web.HTTPTemporaryRedirect(other_url)
+        hook, hook_url = await serve(redirect)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await push(session, Target("webhook-1:t", "webhook", hook_url),
+                                  b'{"a":1}', {"X-Driftline-Signature": "t=1,v1=x"},
+                                  timeout=5, max_delay=0.1, max_attempts=3)
+        finally:
+            await hook.cleanup()
+            await other.cleanup()
+    result = asyncio.run(run())
+    assert (result.outcome, result.attempts, result.status_code) == ("failed", 1, 307)
+    assert result.error.startswith("HTTP 307: redirect to http://127.0.0.1:")
+    assert result.error.endswith("/*** not followed (set the receiver's final URL)")
+    assert "SECRETPATH" not in result.error and "other origin" not in result.error
+    assert elsewhere == []
+
+
+def test_only_the_head_of_a_huge_error_body_is_read():
+    """Issue 30: a 50 MB error answer was read whole (~105 MB); now at most 4 KiB."""
+    import tracemalloc
+
+    chunk = b"x" * 65536
+
+    async def huge(request):
+        response = aiohttp.web.StreamResponse(status=500)
+        response.content_length = 50 * 2**20
+        await response.prepare(request)
+        try:
+            for _ in range(50 * 16):
+                await response.write(chunk)
+        except (ConnectionError, RuntimeError):  # the client stopped reading: expected
+            pass
+        return response
+
+    async def run():
+        hook, url = await serve(huge)
+        try:
+            async with aiohttp.ClientSession() as session:
+                tracemalloc.start()
+                try:
+                    result = await push(session, Target("webhook-1:t", "webhook", url),
+                                        b"{}", {}, timeout=30, max_delay=0.1, max_attempts=1)
+                    peak = tracemalloc.get_traced_memory()[1]
+                finally:
+                    tracemalloc.stop()
+                return result, peak
+        finally:
+            await hook.cleanup()
+    result, peak = asyncio.run(run())
+    assert result.outcome == "failed" and result.status_code == 500
+    assert result.error == "gave up after 1 attempts: HTTP 500: " + "x" * 500
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MB at peak"
+
+
 # --- silences in Valkey ----------------------------------------------------------------
 
 @pytest.fixture
