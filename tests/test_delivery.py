@@ -70,6 +70,20 @@ def test_webhook_body_is_the_alert_with_slack_text_and_a_verifiable_signature():
     assert payload.signature(body + b" ", "k3y") != expected
 
 
+def test_slack_text_escapes_what_producers_named():
+    """Issue 30: feature and segment names went into Slack's text as they came, so a
+    feature called ``<!channel>`` paged a whole channel and ``<https://x|y>`` was a link."""
+    a = alert("data_drift", feature="<!channel>", segment="<https://evil.example|fr> & co")
+    a["message"] = "Feature <!channel> drifted (<!here>)."
+    text = payload.webhook_text(a)
+    assert text == (":rotating_light: *data_drift* firing for m v1 (feature &lt;!channel&gt;) "
+                    "(segment &lt;https://evil.example|fr&gt; &amp; co): "
+                    "Feature &lt;!channel&gt; drifted (&lt;!here&gt;).")
+    assert "<" not in text and ">" not in text
+    # The event fields themselves stay as they came: only the chat text is escaped.
+    assert orjson.loads(payload.webhook_body(a))["feature"] == "<!channel>"
+
+
 def test_a_decoded_alert_with_attribution_serialises_for_every_receiver():
     """Issue 29: the monitor's concept_drift alerts carry ``attribution`` (Structs);
     the decoded event must reach orjson as plain JSON types, not as Structs."""

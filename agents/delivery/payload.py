@@ -82,15 +82,26 @@ def alertmanager_alert(alert: dict[str, Any], dashboard: str, *, now: float,
             "generatorURL": generator_url(dashboard, alert["model"])}
 
 
+def slack_escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack's mrkdwn wants them, so a name in an alert can
+    neither mention (``<!channel>``) nor link (``<https://x|y>``).
+
+    >>> slack_escape("<!channel> & <https://evil|click>")
+    '&lt;!channel&gt; &amp; &lt;https://evil|click&gt;'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_text(alert: dict[str, Any]) -> str:
-    """The one line a chat channel shows (Slack's ``text``, mrkdwn)."""
+    """The one line a chat channel shows (Slack's ``text``, mrkdwn). Every part that
+    came from a producer (model, feature, segment, message) is escaped (issue 30)."""
     icon = (":white_check_mark:" if alert["status"] == "resolved"
             else ":rotating_light:" if alert["severity"] == "critical" else ":warning:")
     version = "" if alert.get("version") is None else f" v{alert['version']}"
-    where = "".join(f" ({name} {alert[name]})" for name in ("feature", "segment")
-                    if alert.get(name) is not None)
-    return (f"{icon} *{alert['kind']}* {alert['status']} for {alert['model']}{version}{where}: "
-            f"{alert['message']}")
+    where = "".join(f" ({name} {slack_escape(str(alert[name]))})"
+                    for name in ("feature", "segment") if alert.get(name) is not None)
+    return (f"{icon} *{slack_escape(alert['kind'])}* {alert['status']} for "
+            f"{slack_escape(alert['model'])}{version}{where}: {slack_escape(alert['message'])}")
 
 
 def webhook_body(alert: dict[str, Any]) -> bytes:
