@@ -65,9 +65,62 @@ def test_webhook_body_is_the_alert_with_slack_text_and_a_verifiable_signature():
     assert {k: v for k, v in decoded.items() if k != "text"} == a
     assert decoded["text"] == (":warning: *data_drift* firing for m v1 (feature rooms): "
                                "Rolling MSE doubled.")
-    expected = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
-    assert payload.signature(body, "k3y") == expected
-    assert payload.signature(body + b" ", "k3y") != expected
+    headers = payload.signed_headers(body, a["alert_id"], "k3y", now=1_700_000_000.9)
+    signed = b"1700000000\n" + a["alert_id"].encode() + b"\n" + body
+    assert headers == {"Idempotency-Key": a["alert_id"], "X-Driftline-Timestamp": "1700000000",
+                       "X-Driftline-Signature": "v1=" + hmac.new(b"k3y", signed,
+                                                                 hashlib.sha256).hexdigest()}
+    assert "X-Driftline-Signature" not in payload.signed_headers(body, "k", "", now=0.0)
+
+
+def readme_verify():
+    """The README's webhook verification recipe, executed as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("<!-- webhook-verify -->"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("\n```", start)]
+    namespace: dict = {}
+    exec(compile(code, "README.md#webhook-verify", "exec"), namespace)
+    return namespace["verify"]
+
+
+def test_the_readme_recipe_verifies_a_request_and_refuses_replays():
+    """Issue 30: the HMAC covered only the body: a captured request replayed forever, under
+    any Idempotency-Key and to every receiver (one secret for all)."""
+    verify = readme_verify()
+    a = alert()
+    body = payload.webhook_body(a)
+    now = time.time()
+    headers = payload.signed_headers(body, a["alert_id"], "k-1", now=now)
+    assert verify(headers, body, "k-1")
+    assert not verify(headers, body + b" ", "k-1")                       # another body
+    assert not verify({**headers, "Idempotency-Key": "m.v1.x.9.firing"}, body, "k-1")
+    assert not verify(headers, body, "k-2")                              # another receiver
+    old = payload.signed_headers(body, a["alert_id"], "k-1", now=now - 3600)
+    assert not verify(old, body, "k-1")                                  # replayed an hour on
+    assert not verify({**old, "X-Driftline-Timestamp": headers["X-Driftline-Timestamp"]},
+                      body, "k-1")                                       # ...re-dated
+
+
+def test_each_webhook_signs_with_its_own_secret_and_none_is_printed():
+    s = Settings(alert_webhooks="http://a:1/h,http://b:2/h,http://c:3/h",
+                 webhook_secret="default-5ec", webhook_secrets="1=only-a-7f1, 3 = only-c-2b9")
+    assert [t.secret for t in targets(s)] == ["only-a-7f1", "default-5ec", "only-c-2b9"]
+    for text in (repr(s), str(s), repr(targets(s)), orjson.dumps(s.redacted()).decode()):
+        assert not any(k in text for k in ("only-a-7f1", "only-c-2b9", "default-5ec")), text
+    assert s.redacted()["webhook_secrets"] == "***"
+    result = CliRunner().invoke(main, ["config", "--json"], env={
+        "DRIFTLINE_ALERT_WEBHOOKS": "http://a:1/h", "DRIFTLINE_WEBHOOK_SECRETS": "1=only-a-7f1"})
+    assert result.exit_code == 0 and "only-a-7f1" not in result.output
+    for bad, says in (("1only-a-7f1", "entry 1 must be N=secret"),
+                      ("4=only-a-7f1", "there is no webhook 4"),
+                      ("1=only-a-7f1,1=only-a-7f1", "webhook 1 is listed twice"),
+                      ("x=only-a-7f1", "entry 1 must be N=secret")):
+        with pytest.raises(ConfigError, match=says) as info:
+            Settings(alert_webhooks="http://a:1/h", webhook_secrets=bad)
+        assert "only-a-7f1" not in str(info.value)
 
 
 def test_slack_text_escapes_what_producers_named():

@@ -6,8 +6,6 @@ that is killed and restarted."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import threading
 import time
 
@@ -16,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
 from receivers import Receiver
-from test_delivery import alert
+from test_delivery import alert, readme_verify
 
 from driftline.agents.delivery.agent import DeliveryAgent
 from driftline.agents.delivery.silences import SilenceStore
@@ -62,6 +60,7 @@ def test_alertmanager_and_a_signed_webhook_get_every_alert(settings):
                                 webhook_secret="k-9", dashboard_url="http://dash.example/")
     firing = alert("data_drift", feature="rooms", ts=1_700_000_000.0)
     resolved = alert("data_drift", feature="rooms", status="resolved", ts=1_700_000_600.0)
+    verify = readme_verify()
 
     async def run():
         await am.start()
@@ -86,8 +85,7 @@ def test_alertmanager_and_a_signed_webhook_get_every_alert(settings):
     for request, sent in zip(hook.received, (firing, resolved)):
         body = request.json()
         assert body["alert_id"] == sent["alert_id"] and body["text"].startswith(":")
-        assert request.headers["X-Driftline-Signature"] == "sha256=" + hmac.new(
-            b"k-9", request.body, hashlib.sha256).hexdigest()
+        assert verify(request.headers, request.body, "k-9")
         assert request.headers["Idempotency-Key"] == sent["alert_id"]
     records = deliveries(settings)
     assert sorted((d["alert_id"], d["target"], d["outcome"], d["attempts"], d["status_code"])

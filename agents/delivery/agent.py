@@ -152,12 +152,19 @@ class DeliveryAgent:
     async def _push(self, session: aiohttp.ClientSession, target: Target,
                     alert: dict[str, Any], started: float | None) -> Result:
         body, headers = self._request(target, [alert], {alert["alert_id"]: started})
+        sign = None
+        if target.kind == "webhook":
+            def sign() -> dict[str, str]:
+                return payload.signed_headers(body, alert["alert_id"], target.secret,
+                                              now=self.clock())
         return await push(session, target, body, headers,
                           timeout=self.settings.alert_delivery_timeout,
-                          max_delay=self.settings.alert_retry_max_delay, stats=self.stats)
+                          max_delay=self.settings.alert_retry_max_delay, stats=self.stats,
+                          sign=sign)
 
     def _request(self, target: Target, alerts: list[dict[str, Any]],
                  started: dict[str, float | None]) -> tuple[bytes, dict[str, str]]:
+        """The body and fixed headers; a webhook's signed ones are made per attempt."""
         headers = {"Content-Type": "application/json"}
         if target.kind == "alertmanager":
             now = self.clock()
@@ -166,12 +173,7 @@ class DeliveryAgent:
                 started=started.get(a["alert_id"])) for a in alerts])
             return body, headers
         [alert] = alerts
-        body = payload.webhook_body(alert)
-        headers["Idempotency-Key"] = alert["alert_id"]
-        if self.settings.webhook_secret:
-            headers[payload.SIGNATURE_HEADER] = payload.signature(body,
-                                                                  self.settings.webhook_secret)
-        return body, headers
+        return payload.webhook_body(alert), headers
 
     def _record(self, out: Outbox, alert: dict[str, Any], target: Target,
                 result: Result) -> None:

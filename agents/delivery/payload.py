@@ -9,8 +9,12 @@ Pure functions, no I/O. An alert event (DESIGN.md) becomes
   *episode's* id (the alert id without ``.firing`` / ``.resolved``): Alertmanager
   identifies an alert by its label set, so the resolve must carry the same labels as
   the firing it ends;
-* for a webhook, the alert event itself plus a Slack-compatible ``text``, signed with
-  ``X-Driftline-Signature: sha256=<hex>`` (HMAC-SHA256 of the exact body bytes).
+* for a webhook, the alert event itself plus a Slack-compatible ``text``, with the
+  headers ``Idempotency-Key`` (the alert id), ``X-Driftline-Timestamp`` (epoch seconds
+  of the attempt) and, with a key, ``X-Driftline-Signature: v1=<hex>``: HMAC-SHA256 of
+  ``"{timestamp}\n{idempotency key}\n"`` + the exact body bytes. Signing the time and
+  the key too (issue 30) lets a receiver refuse a captured request replayed later
+  (an old timestamp) or under another key; each webhook may have its own secret.
 
 >>> alert = {"alert_id": "m.v1.data_drift.x.1.firing", "model": "m", "version": 1,
 ...          "kind": "data_drift", "status": "firing", "severity": "warning",
@@ -21,8 +25,11 @@ Pure functions, no I/O. An alert event (DESIGN.md) becomes
 ('m.v1.data_drift.x.1', 'data_drift', '1970-01-01T00:00:00Z', '1970-01-01T00:04:00Z')
 >>> webhook_text(alert)
 ':warning: *data_drift* firing for m v1 (feature x): x drifted.'
->>> signature(b'{"a":1}', "k")
-'sha256=c3a92ff9e274cdcce27a58c15a78ec6dcbbdbd0038a87e7a11baef2028fd8bff'
+>>> h = signed_headers(b'{"a":1}', "m.v1.kind.1.firing", "k", now=1700000000.7)
+>>> h["Idempotency-Key"], h["X-Driftline-Timestamp"]
+('m.v1.kind.1.firing', '1700000000')
+>>> h["X-Driftline-Signature"]
+'v1=8348a2bf1f1c3c5ca18c60ed0413aa7ae87b6868585153984b8838930fe11196'
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ import orjson
 from driftline.agents.monitor.alerting import episode_of
 
 SIGNATURE_HEADER = "X-Driftline-Signature"
+TIMESTAMP_HEADER = "X-Driftline-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Prometheus sends endsAt = now + 4 x its resend delay, so an alert a sender stops
 # re-sending (it crashed, or the alert was silenced meanwhile) ends by itself.
 ENDS_AFTER_RESENDS = 4
@@ -109,9 +118,24 @@ def webhook_body(alert: dict[str, Any]) -> bytes:
     return orjson.dumps({**alert, "text": webhook_text(alert)})
 
 
-def signature(body: bytes, secret: str) -> str:
-    """``X-Driftline-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``body`` with ``secret``.
+def signed_content(timestamp: int, key: str, body: bytes) -> bytes:
+    """What the signature covers: ``"{timestamp}\n{key}\n"`` + the body. (A header
+    value holds no newline, so the parts cannot be shifted into one another.)"""
+    return f"{timestamp}\n{key}\n".encode() + body
 
-    A receiver checks it with ``hmac.compare_digest(header, signature(raw_body, secret))``."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+
+def signature(timestamp: int, key: str, body: bytes, secret: str) -> str:
+    """``X-Driftline-Signature``: ``v1=`` + hex HMAC-SHA256 of :func:`signed_content`."""
+    digest = hmac.new(secret.encode(), signed_content(timestamp, key, body),
+                      hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def signed_headers(body: bytes, key: str, secret: str, *, now: float) -> dict[str, str]:
+    """The headers of one webhook attempt (made again for each retry, so a receiver
+    back after an outage gets a fresh timestamp); unsigned without ``secret``."""
+    timestamp = int(now)
+    headers = {IDEMPOTENCY_HEADER: key, TIMESTAMP_HEADER: str(timestamp)}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(timestamp, key, body, secret)
+    return headers

@@ -46,6 +46,7 @@ class Target:
     name: str
     kind: str          # "alertmanager" | "webhook"
     url: str           # where requests go
+    secret: str = field(default="", repr=False)  # a webhook's signature key
 
     def __repr__(self) -> str:
         return f"Target({self.name!r})"
@@ -58,7 +59,7 @@ def targets(settings: Settings) -> list[Target]:
         out.append(Target("alertmanager", "alertmanager", f"{base}/api/v2/alerts"))
     for i, url in enumerate(settings.webhook_urls, 1):
         host = redact_webhook(url).split("://", 1)[1].split("/", 1)[0]
-        out.append(Target(f"webhook-{i}:{host}", "webhook", url))
+        out.append(Target(f"webhook-{i}:{host}", "webhook", url, settings.webhook_key(i)))
     return out
 
 
@@ -84,15 +85,18 @@ class PushStats:
 async def push(session: aiohttp.ClientSession, target: Target, body: bytes,
                headers: dict[str, str], *, timeout: float, max_delay: float,
                max_attempts: int = 0, stats: PushStats | None = None,
-               sleep: Callable[[float], Any] = asyncio.sleep) -> Result:
-    """POST ``body`` to ``target`` until it is settled (see the module's doc)."""
+               sleep: Callable[[float], Any] = asyncio.sleep,
+               sign: Callable[[], dict[str, str]] | None = None) -> Result:
+    """POST ``body`` to ``target`` until it is settled (see the module's doc).
+    ``sign()``, if given, adds headers made anew for each attempt (a timestamp)."""
     backoff = Backoff(0.5, max_delay)
     attempts = 0
     while True:
         attempts += 1
         status: int | None = None
         try:
-            async with session.post(target.url, data=body, headers=headers,
+            sent = headers if sign is None else {**headers, **sign()}
+            async with session.post(target.url, data=body, headers=sent,
                                     allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 status = response.status
