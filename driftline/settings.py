@@ -38,6 +38,7 @@ TOPICS = {
     "monitor_input": "monitor-input",
     "metrics": "metrics",
     "alert_deliveries": "alert-deliveries",
+    "delivery_progress": "delivery-progress",
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
@@ -347,6 +348,12 @@ class Settings:
         metadata=_doc("Longest wait between retries of a failed delivery (the backoff doubles "
                       "from 0.5 s up to it; retries never stop)."),
     )
+    alert_backlog: int = field(
+        default=10_000,
+        metadata=_doc("Alerts waiting for one receiver (per target) before delivery stops "
+                      "reading new ones: a receiver that is down holds back only itself until "
+                      "this many wait for it."),
+    )
     dashboard_url: str = field(
         default="",
         metadata=_doc(
@@ -390,7 +397,7 @@ class Settings:
                 f"topic_prefix {self.topic_prefix!r} may only use letters, digits, '.', '_' and '-'"
             )
         for name in ("partitions", "replication_factor", "max_message_bytes",
-                     "max_batch_events", "batch_size"):
+                     "max_batch_events", "batch_size", "alert_backlog"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.holdout_fraction < 1:

@@ -92,6 +92,8 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
             try:
                 agent = DeliveryAgent(settings, send, store)
                 await agent.process(messages(settings, [("alerts", record)], offset))
+                await agent.drain()
+                await agent.close()
             finally:
                 store.close()
 
@@ -131,6 +133,8 @@ def test_a_resolve_of_an_alert_with_a_300_char_feature_ends_it_in_alertmanager(s
             try:
                 agent = DeliveryAgent(settings, send, store)
                 await agent.process(messages(settings, [("alerts", record)], offset))
+                await agent.drain()
+                await agent.close()
             finally:
                 store.close()
 
