@@ -10,9 +10,9 @@ webhook. :func:`push` sends one request until it has an answer that settles it:
   signed body and its signature to whatever origin it names (issue 30);
 * 5xx, 408, 429, a timeout, a refused or reset connection: retried with
   :class:`~driftline.retry.Backoff` (0.5 s doubling up to ``max_delay``) for as long
-  as it takes, unless ``max_attempts`` is set. Nothing is skipped: the agent commits
-  the alert's offset only after the outcome is on ``alert-deliveries``, so a receiver
-  that is down holds delivery back, and delivery resumes where it stopped.
+  as it takes, unless ``max_attempts`` is set. Nothing is skipped: a receiver that is
+  down holds back its own lane (:mod:`.lanes`), and its progress record says where
+  delivery to it resumes after a restart.
 
 Of an answer's body only the first ``MAX_ERROR_BYTES`` are read (for the error text):
 a receiver that answers with 50 MB must not cost 50 MB.
