@@ -8,6 +8,12 @@ are produced and the time from each produce to its arrival is measured. Phase 2:
 receiver is stopped, ``--alerts`` more are produced, it stays down ``--down`` seconds,
 comes back, and the script measures how long until the last one arrives. Prints one
 JSON object: delivered, lost, duplicates, latency percentiles, catch-up time.
+
+    .venv/bin/python bench/delivery_outage.py --dead-webhook [--alerts 200]
+
+Instead: the receiver is Alertmanager (the same aiohttp server answering
+``/api/v2/alerts``) beside a webhook that is down the whole run; prints how long each
+alert took to reach Alertmanager (issue 30: one dead receiver used to stop them all).
 """
 
 from __future__ import annotations
@@ -46,13 +52,16 @@ class Hook:
     async def _handle(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         self.count += 1
-        self.arrived.setdefault(body["alert_id"], time.time())
+        # Alertmanager's API v2: a list, the episode id as a label (the id without .firing)
+        for a in body if isinstance(body, list) else [body]:
+            alert_id = a["alert_id"] if "alert_id" in a else a["labels"]["alert_id"] + ".firing"
+            self.arrived.setdefault(alert_id, time.time())
         return web.Response()
 
     def up(self) -> None:
         async def start():
             app = web.Application()
-            app.router.add_post("/", self._handle)
+            app.router.add_post("/{tail:.*}", self._handle)
             self.runner = web.AppRunner(app)
             await self.runner.setup()
             await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -101,15 +110,19 @@ def main() -> None:
     ap.add_argument("--alerts", type=int, default=200)
     ap.add_argument("--down", type=float, default=60.0)
     ap.add_argument("--max-delay", type=float, default=30.0)
+    ap.add_argument("--dead-webhook", action="store_true")
     args = ap.parse_args()
     with EmbeddedStack() as stack:
         hook = Hook()
         hook.up()
         tag = uuid.uuid4().hex[:8]
+        receivers = ({"alertmanager_url": f"http://127.0.0.1:{hook.port}",
+                      "alert_webhooks": f"http://127.0.0.1:{free_port()}/"} if args.dead_webhook
+                     else {"alert_webhooks": f"http://127.0.0.1:{hook.port}/"})
         settings = Settings(kafka_url=stack.kafka_url, redis_url=stack.redis_url,
                             topic_prefix=f"b{tag}.", group_id=f"b{tag}", partitions=4,
-                            alert_webhooks=f"http://127.0.0.1:{hook.port}/",
-                            alert_retry_max_delay=args.max_delay, log_level="warning")
+                            alert_retry_max_delay=args.max_delay, log_level="warning",
+                            **receivers)
         asyncio.run(ensure_topics(settings, topics_to_create(settings),
                                   configs=topic_configs(settings)))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
@@ -126,6 +139,15 @@ def main() -> None:
             sent = asyncio.run(produce(settings, first, 0.01))
             assert wait(lambda: all(a in hook.arrived for a in sent), 120)
             latency = sorted((hook.arrived[a] - t) * 1000 for a, t in sent.items())
+            if args.dead_webhook:
+                print(orjson.dumps({
+                    "alerts": args.alerts, "to": "alertmanager, beside a webhook down all along",
+                    "delivered": sum(a in hook.arrived for a in sent),
+                    "latency_ms_p50": round(statistics.median(latency), 1),
+                    "latency_ms_p99": round(latency[int(0.99 * (len(latency) - 1))], 1),
+                    "latency_ms_max": round(latency[-1], 1)},
+                    option=orjson.OPT_INDENT_2).decode())
+                return
             hook.down()
             second = [alert(n) for n in range(args.alerts, 2 * args.alerts)]
             down_at = time.time()

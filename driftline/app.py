@@ -26,7 +26,7 @@ def topics_to_create(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in
             ("predictions", "labels", "scored", "alerts", "retrain", "models",
              "deadletter", "expired", "join_state", "monitor_input", "metrics",
-             "alert_deliveries")]
+             "alert_deliveries", "delivery_progress")]
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -39,6 +39,8 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
         # (Kafka's default retention of 7 days would make a replay start half-way).
         settings.topic("monitor_input"): keep,
         settings.topic("alerts"): keep,
+        # Delivery's per-target progress on each alerts partition: the latest per key.
+        settings.topic("delivery_progress"): {"cleanup.policy": "compact"},
     }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from driftline.agents.monitor.alerting import episode_of
 from driftline.kafka import opened_reader, true_end_offset
 from driftline.models.wire import unbatch
 from driftline.settings import Settings
@@ -38,8 +39,9 @@ METRICS_HISTORY = 5_000  # records per metrics partition read back at start
 
 
 def episode(alert_id: str) -> str:
-    """``m.v1.kind.1.firing`` -> ``m.v1.kind.1`` (firing and resolved share it)."""
-    return alert_id.rsplit(".", 1)[0]
+    """``m.v1.kind.1.firing`` -> ``m.v1.kind.1`` (firing and resolved share it): the one
+    rule of :func:`driftline.agents.monitor.alerting.episode_of`, as delivery uses."""
+    return episode_of(alert_id)
 
 
 class Observatory:

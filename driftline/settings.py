@@ -38,6 +38,7 @@ TOPICS = {
     "monitor_input": "monitor-input",
     "metrics": "metrics",
     "alert_deliveries": "alert-deliveries",
+    "delivery_progress": "delivery-progress",
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
@@ -48,7 +49,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 # Settings that are secrets themselves, and settings that are URLs which may carry one
 # (``redis://:password@host``). Nothing built from settings shows either: see redacted().
-SECRET_FIELDS = ("kafka_sasl_password", "api_token", "webhook_secret")
+SECRET_FIELDS = ("kafka_sasl_password", "api_token", "webhook_secret", "webhook_secrets")
 URL_FIELDS = ("kafka_url", "redis_url", "alertmanager_url")
 # Webhook URLs carry their secret in the path (Slack's /services/T../B../xxxx): only
 # scheme and host are ever shown.
@@ -335,8 +336,17 @@ class Settings:
     webhook_secret: str = field(
         default="",
         metadata=_doc(
-            "Key of the `X-Driftline-Signature: sha256=<hex HMAC-SHA256 of the body>` header "
-            "on webhook requests (empty: unsigned; never printed)."
+            "Default key of the webhook signature, `X-Driftline-Signature: v1=<hex>`, an "
+            "HMAC-SHA256 of the timestamp, the `Idempotency-Key` and the body (README, "
+            "\"Delivering alerts\"); empty: unsigned; never printed."
+        ),
+    )
+    webhook_secrets: str = field(
+        default="",
+        metadata=_doc(
+            "Per-webhook signature keys, comma-separated `N=secret` (N: the webhook's place "
+            "in `DRIFTLINE_ALERT_WEBHOOKS`, from 1); a webhook not listed uses "
+            "`DRIFTLINE_WEBHOOK_SECRET`. Never printed."
         ),
     )
     alert_resend_interval: float = field(
@@ -355,6 +365,12 @@ class Settings:
         default=30.0,
         metadata=_doc("Longest wait between retries of a failed delivery (the backoff doubles "
                       "from 0.5 s up to it; retries never stop)."),
+    )
+    alert_backlog: int = field(
+        default=10_000,
+        metadata=_doc("Alerts waiting for one receiver (per target) before delivery stops "
+                      "reading new ones: a receiver that is down holds back only itself until "
+                      "this many wait for it."),
     )
     dashboard_url: str = field(
         default="",
@@ -399,7 +415,7 @@ class Settings:
                 f"topic_prefix {self.topic_prefix!r} may only use letters, digits, '.', '_' and '-'"
             )
         for name in ("partitions", "replication_factor", "max_message_bytes",
-                     "max_batch_events", "batch_size"):
+                     "max_batch_events", "batch_size", "alert_backlog"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.holdout_fraction < 1:
@@ -437,6 +453,7 @@ class Settings:
                 shown = (redact_url(bad[0]) if name != "DRIFTLINE_ALERT_WEBHOOKS"
                          else redact_webhook(bad[0]))
                 raise ConfigError(f"{name}: {shown!r} must be an http:// or https:// URL")
+        _ = self.webhook_secret_by_place  # validates webhook_secrets
         self._check_kafka_security()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"redis_url {redact_url(self.redis_url)!r} must start with "
@@ -478,6 +495,36 @@ class Settings:
     def webhook_urls(self) -> list[str]:
         """``alert_webhooks`` as a list of URLs."""
         return [u.strip() for u in self.alert_webhooks.split(",") if u.strip()]
+
+    @property
+    def webhook_secret_by_place(self) -> dict[int, str]:
+        """``webhook_secrets`` as {place of the webhook (from 1): its key}.
+
+        >>> s = Settings(alert_webhooks="http://a/,http://b/", webhook_secrets="2=k2")
+        >>> s.webhook_secret_by_place, s.webhook_key(1), s.webhook_key(2)
+        ({2: 'k2'}, '', 'k2')
+        """
+        out: dict[int, str] = {}
+        for i, entry in enumerate(e.strip() for e in self.webhook_secrets.split(",")):
+            if not entry:
+                continue
+            place, eq, secret = entry.partition("=")
+            # Never the entry itself in a message: it holds the secret.
+            if not eq or not place.strip().isdigit() or not secret.strip():
+                raise ConfigError(f"DRIFTLINE_WEBHOOK_SECRETS: entry {i + 1} must be N=secret "
+                                  f"(N the webhook's place in DRIFTLINE_ALERT_WEBHOOKS)")
+            n = int(place)
+            if n in out:
+                raise ConfigError(f"DRIFTLINE_WEBHOOK_SECRETS: webhook {n} is listed twice")
+            if not 1 <= n <= len(self.webhook_urls):
+                raise ConfigError(f"DRIFTLINE_WEBHOOK_SECRETS: there is no webhook {n} "
+                                  f"(DRIFTLINE_ALERT_WEBHOOKS has {len(self.webhook_urls)})")
+            out[n] = secret.strip()
+        return out
+
+    def webhook_key(self, place: int) -> str:
+        """The signature key of the webhook at ``place`` (from 1); empty: unsigned."""
+        return self.webhook_secret_by_place.get(place, self.webhook_secret)
 
     @property
     def delivery_group_id(self) -> str:

@@ -144,10 +144,14 @@ def check_webhook(alert: Alert) -> None:
     assert sent == a
     assert ALERT.decode(orjson.dumps(sent)) == ([alert], [])
     assert ("attribution" in sent) == (alert.attribution is not msgspec.UNSET)
-    assert a["kind"] in text and a["status"] in text and text.endswith(a["message"])
+    # The text is Slack mrkdwn: what producers named is escaped (issue 30), the JSON is not.
+    assert a["kind"] in text and a["status"] in text
+    assert text.endswith(payload.slack_escape(a["message"]))
+    assert not any(c in text.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "")
+                   for c in "<>&")
     for name in ("feature", "segment"):
         if a[name] is not None:
-            assert f"({name} {a[name]})" in text
+            assert f"({name} {payload.slack_escape(a[name])})" in text
 
 
 @settings(FIXED)
@@ -177,10 +181,14 @@ def check_requests(alert: Alert, now: float, started: float | None) -> None:
     assert all(header_safe(v) for v in headers.values()), headers
     body, headers = agent._request(hook, [a], {})
     assert body == payload.webhook_body(a)
+    # The per-attempt headers, as _push makes them: key, timestamp, signature.
+    headers = {**headers, **payload.signed_headers(body, a["alert_id"], hook.secret, now=now)}
     assert all(header_safe(v) for v in headers.values()), headers
-    assert unquote(headers["Idempotency-Key"]) == a["alert_id"]
-    assert headers[payload.SIGNATURE_HEADER] == "sha256=" + hmac.new(
-        SECRET.encode(), body, hashlib.sha256).hexdigest()
+    key = headers["Idempotency-Key"]
+    assert unquote(key) == a["alert_id"]
+    signed = f"{headers['X-Driftline-Timestamp']}\n{key}\n".encode() + body
+    assert headers[payload.SIGNATURE_HEADER] == "v1=" + hmac.new(
+        SECRET.encode(), signed, hashlib.sha256).hexdigest()
 
 
 @settings(FIXED)

@@ -19,7 +19,7 @@ from kafka_io import agent_sender, as_messages, create_topics
 from real_events import HOSTILE_FEATURE, monitor_output
 from receivers import Receiver
 from test_alert_consumers import CORNERS, delivered, expected_labels, expected_open
-from test_delivery import alert
+from test_delivery import alert, long_episode
 from test_delivery_agent import ReceiverThread, deliveries, messages, wait_for
 
 from driftline.agents.delivery.agent import DeliveryAgent
@@ -96,6 +96,8 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
             try:
                 agent = DeliveryAgent(settings, send, store)
                 await agent.process(messages(settings, [("alerts", record)], offset))
+                await agent.drain()
+                await agent.close()
             finally:
                 store.close()
 
@@ -137,7 +139,10 @@ def test_alertmanager_accepts_every_real_and_corner_alert(settings, alertmanager
         async with agent_sender(settings) as send:
             store = SilenceStore.from_settings(settings)
             try:
-                await DeliveryAgent(settings, send, store).process(batch)
+                agent = DeliveryAgent(settings, send, store)
+                await agent.process(batch)
+                await agent.drain()
+                await agent.close()
             finally:
                 store.close()
 
@@ -152,3 +157,33 @@ def test_alertmanager_accepts_every_real_and_corner_alert(settings, alertmanager
     for a in open_now:
         assert held[expected_labels(a)["alert_id"]] == expected_labels(a)
     assert any(labels.get("feature") == HOSTILE_FEATURE for labels in held.values())
+def test_a_resolve_of_an_alert_with_a_300_char_feature_ends_it_in_alertmanager(settings,
+                                                                               alertmanager):
+    """Issue 30: the monitor's alert book (alerting.py) hashes ids over 256 chars; the
+    firing and its resolve must still be one alert to Alertmanager (same labels)."""
+    url, _ = alertmanager
+    create_topics(settings)
+    settings = settings.replace(alertmanager_url=url)
+    firing, resolved = long_episode()
+    now = time.time()
+    firing["ts"], resolved["ts"] = now - 5, now
+
+    async def deliver(record, offset):
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            try:
+                agent = DeliveryAgent(settings, send, store)
+                await agent.process(messages(settings, [("alerts", record)], offset))
+                await agent.drain()
+                await agent.close()
+            finally:
+                store.close()
+
+    asyncio.run(deliver(firing, 0))
+    [held] = get_json(f"{url}/api/v2/alerts")
+    assert held["labels"]["feature"] == "f" * 300 and held["labels"]["severity"] == "critical"
+    assert held["labels"]["alert_id"] == firing["alert_id"].removesuffix(".firing")
+    asyncio.run(deliver(resolved, 1))
+    assert wait_for(lambda: get_json(f"{url}/api/v2/alerts") == [], 30), \
+        get_json(f"{url}/api/v2/alerts")
+    assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}

@@ -77,9 +77,76 @@ def test_webhook_body_is_the_alert_with_slack_text_and_a_verifiable_signature():
     assert {k: v for k, v in decoded.items() if k != "text"} == a
     assert decoded["text"] == (":warning: *data_drift* firing for m v1 (feature rooms): "
                                "Rolling MSE doubled.")
-    expected = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
-    assert payload.signature(body, "k3y") == expected
-    assert payload.signature(body + b" ", "k3y") != expected
+    headers = payload.signed_headers(body, a["alert_id"], "k3y", now=1_700_000_000.9)
+    signed = b"1700000000\n" + a["alert_id"].encode() + b"\n" + body
+    assert headers == {"Idempotency-Key": a["alert_id"], "X-Driftline-Timestamp": "1700000000",
+                       "X-Driftline-Signature": "v1=" + hmac.new(b"k3y", signed,
+                                                                 hashlib.sha256).hexdigest()}
+    assert "X-Driftline-Signature" not in payload.signed_headers(body, "k", "", now=0.0)
+
+
+def readme_verify():
+    """The README's webhook verification recipe, executed as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("<!-- webhook-verify -->"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("\n```", start)]
+    namespace: dict = {}
+    exec(compile(code, "README.md#webhook-verify", "exec"), namespace)
+    return namespace["verify"]
+
+
+def test_the_readme_recipe_verifies_a_request_and_refuses_replays():
+    """Issue 30: the HMAC covered only the body: a captured request replayed forever, under
+    any Idempotency-Key and to every receiver (one secret for all)."""
+    verify = readme_verify()
+    a = alert()
+    body = payload.webhook_body(a)
+    now = time.time()
+    headers = payload.signed_headers(body, a["alert_id"], "k-1", now=now)
+    assert verify(headers, body, "k-1")
+    assert not verify(headers, body + b" ", "k-1")                       # another body
+    assert not verify({**headers, "Idempotency-Key": "m.v1.x.9.firing"}, body, "k-1")
+    assert not verify(headers, body, "k-2")                              # another receiver
+    old = payload.signed_headers(body, a["alert_id"], "k-1", now=now - 3600)
+    assert not verify(old, body, "k-1")                                  # replayed an hour on
+    assert not verify({**old, "X-Driftline-Timestamp": headers["X-Driftline-Timestamp"]},
+                      body, "k-1")                                       # ...re-dated
+
+
+def test_each_webhook_signs_with_its_own_secret_and_none_is_printed():
+    s = Settings(alert_webhooks="http://a:1/h,http://b:2/h,http://c:3/h",
+                 webhook_secret="default-5ec", webhook_secrets="1=only-a-7f1, 3 = only-c-2b9")
+    assert [t.secret for t in targets(s)] == ["only-a-7f1", "default-5ec", "only-c-2b9"]
+    for text in (repr(s), str(s), repr(targets(s)), orjson.dumps(s.redacted()).decode()):
+        assert not any(k in text for k in ("only-a-7f1", "only-c-2b9", "default-5ec")), text
+    assert s.redacted()["webhook_secrets"] == "***"
+    result = CliRunner().invoke(main, ["config", "--json"], env={
+        "DRIFTLINE_ALERT_WEBHOOKS": "http://a:1/h", "DRIFTLINE_WEBHOOK_SECRETS": "1=only-a-7f1"})
+    assert result.exit_code == 0 and "only-a-7f1" not in result.output
+    for bad, says in (("1only-a-7f1", "entry 1 must be N=secret"),
+                      ("4=only-a-7f1", "there is no webhook 4"),
+                      ("1=only-a-7f1,1=only-a-7f1", "webhook 1 is listed twice"),
+                      ("x=only-a-7f1", "entry 1 must be N=secret")):
+        with pytest.raises(ConfigError, match=says) as info:
+            Settings(alert_webhooks="http://a:1/h", webhook_secrets=bad)
+        assert "only-a-7f1" not in str(info.value)
+
+
+def test_slack_text_escapes_what_producers_named():
+    """Issue 30: feature and segment names went into Slack's text as they came, so a
+    feature called ``<!channel>`` paged a whole channel and ``<https://x|y>`` was a link."""
+    a = alert("data_drift", feature="<!channel>", segment="<https://evil.example|fr> & co")
+    a["message"] = "Feature <!channel> drifted (<!here>)."
+    text = payload.webhook_text(a)
+    assert text == (":rotating_light: *data_drift* firing for m v1 (feature &lt;!channel&gt;) "
+                    "(segment &lt;https://evil.example|fr&gt; &amp; co): "
+                    "Feature &lt;!channel&gt; drifted (&lt;!here&gt;).")
+    assert "<" not in text and ">" not in text
+    # The event fields themselves stay as they came: only the chat text is escaped.
+    assert orjson.loads(payload.webhook_body(a))["feature"] == "<!channel>"
 
 
 def test_a_decoded_alert_with_attribution_serialises_for_every_receiver():
@@ -111,13 +178,12 @@ def test_an_alert_id_with_control_characters_is_pushed_with_a_header_safe_key():
     hook = Receiver()
     agent = DeliveryAgent(Settings(alert_webhooks=hook.url + "/hook"), None, None)
     [target] = agent.targets
-    body, headers = agent._request(target, [a], {})
 
     async def run():
         await hook.start()
         try:
             async with aiohttp.ClientSession() as session:
-                return await push(session, target, body, headers, timeout=5.0, max_delay=1.0)
+                return await agent._push(session, target, a, None)
         finally:
             await hook.stop()
     assert asyncio.run(run()).outcome == "delivered"
@@ -126,6 +192,61 @@ def test_an_alert_id_with_control_characters_is_pushed_with_a_header_safe_key():
         "m.v1.data_drift.rooms%0D%0AX-Injected: 1%00%25.1.firing"
     assert unquote(request.headers["Idempotency-Key"]) == a["alert_id"]
     assert "X-Injected" not in request.headers and request.json()["alert_id"] == a["alert_id"]
+
+
+def long_episode(book=None, feature="f" * 300, segment="s" * 128):
+    """A firing and its resolve from the monitor's own alert book (alerting.py)."""
+    from driftline.agents.monitor.alerting import AlertBook, AlertKey
+
+    book = book or AlertBook(cooldown=60)
+    key = AlertKey("m", 1, "data_drift", feature, segment)
+    firing = book.fire(key, ts=1_700_000_000.0, severity="critical", detector="psi",
+                       metrics={"rolling_mse": 2.0, "baseline_mse": 1.0, "n_scored": 10},
+                       message="x drifted.")
+    resolved = book.resolve(key, ts=1_700_000_060.0, metrics={}, message="x is back.")
+    return firing, resolved
+
+
+def test_long_feature_and_segment_names_keep_one_episode_for_every_reader():
+    """Issue 30: ids over 256 chars were hashed with their status, so the resolve named
+    another episode than its firing: Alertmanager, delivery and the dashboard kept it open."""
+    from driftline.agents.delivery.agent import DeliveryPartition
+    from driftline.agents.monitor.alerting import AlertKey, alert_id
+    from driftline.observe import Observatory, episode
+
+    firing, resolved = long_episode()
+    assert len(firing["alert_id"]) <= 256 and len(resolved["alert_id"]) <= 256
+    assert firing["alert_id"] != resolved["alert_id"]
+    assert payload.episode_id(firing["alert_id"]) == payload.episode_id(resolved["alert_id"])
+    assert episode(firing["alert_id"]) == episode(resolved["alert_id"])
+    # Alertmanager matches the resolve to the firing by their labels.
+    am = [payload.alertmanager_alert(a, "http://d/", now=0.0, resend_interval=60)
+          for a in (firing, resolved)]
+    assert am[0]["labels"] == am[1]["labels"]
+    # Delivery's partition state closes the episode and knows when it fired.
+    part = DeliveryPartition()
+    assert part.apply(firing) is None and part.apply(resolved) == firing["ts"]
+    assert part.firing == {}
+    # The resolve of an inhibited firing is inhibited too.
+    inh = Inhibitor(inhibited={payload.episode_id(firing["alert_id"]): "r1"})
+    assert inh.inhibited_by(resolved) == "r1"
+    # The dashboard shows it closed.
+    obs = Observatory()
+    for a in (firing, resolved):
+        obs.apply("alerts", a, ts=a["ts"])
+    assert obs.open_alerts("m") == []
+    # Deterministic (a replay gives the stream's ids), and short names keep their ids.
+    assert long_episode() == (firing, resolved)
+    assert alert_id(AlertKey("m", 1, "data_drift", "rooms", "fr"), 3, "resolved") == \
+        "m.v1.s:fr.data_drift.rooms.3.resolved"
+    # At the edge: a firing id that would fit while its resolve would not is hashed too.
+    edge = AlertKey("m", 1, "data_drift", "f" * (256 - len("m.v1.data_drift..1.firing")))
+    ids = [alert_id(edge, 1, s) for s in ("firing", "resolved")]
+    assert all(len(i) <= 256 for i in ids)
+    assert payload.episode_id(ids[0]) == payload.episode_id(ids[1])
+    # The longest names the wire allows still fit.
+    widest = AlertKey("M" * 128, 2**63, "estimated_degradation", "f" * 1000, "s" * 128)
+    assert len(alert_id(widest, 10**9, "resolved")) <= 256
 
 
 def test_targets_are_named_without_their_secret_paths():
@@ -280,6 +401,85 @@ def test_a_timeout_is_retried_and_bounded_attempts_give_up_saying_why():
     assert (result.outcome, result.attempts, result.status_code) == ("failed", 2, None)
     assert result.error.startswith("gave up after 2 attempts: TimeoutError")
     assert "/hook" not in result.error  # a webhook's path may be its secret
+
+
+async def serve(handler, path="/hook"):
+    """An aiohttp server on a free port answering POST ``path`` with ``handler``."""
+    app = aiohttp.web.Application()
+    app.router.add_post(path, handler)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{path}"
+
+
+def test_a_redirect_is_a_failure_and_never_followed():
+    """Issue 30: a 307 re-POSTed the signed body and its signature to any origin, whose
+    answer then showed in /api/deliveries and the logs."""
+    elsewhere: list[bytes] = []
+
+    async def other_origin(request):
+        elsewhere.append(await request.read())
+        return aiohttp.web.Response(status=500, text="the other origin's error text")
+
+    async def run():
+        other, other_url = await serve(other_origin, "/steal/SECRETPATH")
+
+        async def redirect(request):
+            raise aiohttp.web.HTTPTemporaryRedirect(other_url)
+        hook, hook_url = await serve(redirect)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await push(session, Target("webhook-1:t", "webhook", hook_url),
+                                  b'{"a":1}', {"X-Driftline-Signature": "t=1,v1=x"},
+                                  timeout=5, max_delay=0.1, max_attempts=3)
+        finally:
+            await hook.cleanup()
+            await other.cleanup()
+    result = asyncio.run(run())
+    assert (result.outcome, result.attempts, result.status_code) == ("failed", 1, 307)
+    assert result.error.startswith("HTTP 307: redirect to http://127.0.0.1:")
+    assert result.error.endswith("/*** not followed (set the receiver's final URL)")
+    assert "SECRETPATH" not in result.error and "other origin" not in result.error
+    assert elsewhere == []
+
+
+def test_only_the_head_of_a_huge_error_body_is_read():
+    """Issue 30: a 50 MB error answer was read whole (~105 MB); now at most 4 KiB."""
+    import tracemalloc
+
+    chunk = b"x" * 65536
+
+    async def huge(request):
+        response = aiohttp.web.StreamResponse(status=500)
+        response.content_length = 50 * 2**20
+        await response.prepare(request)
+        try:
+            for _ in range(50 * 16):
+                await response.write(chunk)
+        except (ConnectionError, RuntimeError):  # the client stopped reading: expected
+            pass
+        return response
+
+    async def run():
+        hook, url = await serve(huge)
+        try:
+            async with aiohttp.ClientSession() as session:
+                tracemalloc.start()
+                try:
+                    result = await push(session, Target("webhook-1:t", "webhook", url),
+                                        b"{}", {}, timeout=30, max_delay=0.1, max_attempts=1)
+                    peak = tracemalloc.get_traced_memory()[1]
+                finally:
+                    tracemalloc.stop()
+                return result, peak
+        finally:
+            await hook.cleanup()
+    result, peak = asyncio.run(run())
+    assert result.outcome == "failed" and result.status_code == 500
+    assert result.error == "gave up after 1 attempts: HTTP 500: " + "x" * 500
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MB at peak"
 
 
 # --- silences in Valkey ----------------------------------------------------------------

@@ -6,8 +6,6 @@ that is killed and restarted."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import threading
 import time
 
@@ -16,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from kafka_io import agent_sender, as_messages, create_topics, produce, read_all
 from receivers import Receiver
-from test_delivery import alert
+from test_delivery import alert, readme_verify
 
 from driftline.agents.delivery.agent import DeliveryAgent
 from driftline.agents.delivery.silences import SilenceStore
@@ -38,15 +36,17 @@ async def drive(settings, batches, *, during=None, then=None):
     ``then(agent)`` after the last (its result is returned instead of the agent)."""
     async with agent_sender(settings) as send:
         store = SilenceStore.from_settings(settings)
+        agent = DeliveryAgent(settings, send, store)
         try:
-            agent = DeliveryAgent(settings, send, store)
             for i, batch in enumerate(batches):
                 work = asyncio.ensure_future(agent.process(batch))
                 if i == 0 and during is not None:
                     await during(agent)
                 await work
+            await agent.drain()  # the lanes push after process() returns
             return agent if then is None else await then(agent)
         finally:
+            await agent.close()
             store.close()
 
 
@@ -62,6 +62,7 @@ def test_alertmanager_and_a_signed_webhook_get_every_alert(settings):
                                 webhook_secret="k-9", dashboard_url="http://dash.example/")
     firing = alert("data_drift", feature="rooms", ts=1_700_000_000.0)
     resolved = alert("data_drift", feature="rooms", status="resolved", ts=1_700_000_600.0)
+    verify = readme_verify()
 
     async def run():
         await am.start()
@@ -86,8 +87,7 @@ def test_alertmanager_and_a_signed_webhook_get_every_alert(settings):
     for request, sent in zip(hook.received, (firing, resolved)):
         body = request.json()
         assert body["alert_id"] == sent["alert_id"] and body["text"].startswith(":")
-        assert request.headers["X-Driftline-Signature"] == "sha256=" + hmac.new(
-            b"k-9", request.body, hashlib.sha256).hexdigest()
+        assert verify(request.headers, request.body, "k-9")
         assert request.headers["Idempotency-Key"] == sent["alert_id"]
     records = deliveries(settings)
     assert sorted((d["alert_id"], d["target"], d["outcome"], d["attempts"], d["status_code"])
@@ -126,6 +126,97 @@ def test_a_receiver_down_then_failing_loses_nothing(settings):
     assert records[0]["attempts"] >= 5  # >= 2 refused connections + 3 x 503 + the success
     assert waited[0][f"webhook-1:127.0.0.1:{hook.port}"] >= 2
     assert agent.outcomes == {(f"webhook-1:127.0.0.1:{hook.port}", "delivered"): 3}
+
+
+def test_a_dead_webhook_holds_back_only_itself(settings):
+    """Issue 30: each alert waited for every target, and a target is retried forever,
+    so one dead webhook stopped Alertmanager's alerts too. Now Alertmanager gets each
+    alert within a second while the webhook is down; the webhook gets them all, in
+    order, once it is back."""
+    create_topics(settings)
+    am, hook = Receiver(), Receiver()
+    settings = settings.replace(alertmanager_url=am.url, alert_webhooks=hook.url + "/hook",
+                                alert_retry_max_delay=0.5)
+    sent = [alert(n=n, ts=100.0 * n) for n in (1, 2, 3)]
+    waits: list[float] = []
+
+    async def run():
+        await am.start()
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            agent = DeliveryAgent(settings, send, store)
+            try:
+                for i, a in enumerate(sent):
+                    began = time.monotonic()
+                    await asyncio.wait_for(agent.process(
+                        messages(settings, [("alerts", a)], i)), 10)
+                    while len(am.received) < i + 1:
+                        await asyncio.wait_for(asyncio.sleep(0.02), 10)
+                        assert time.monotonic() - began < 5, "Alertmanager waits for the hook"
+                    waits.append(time.monotonic() - began)
+                assert hook.received == []
+                await hook.start()
+                await asyncio.wait_for(agent.drain(), 30)
+            finally:
+                await agent.close()
+                store.close()
+                await am.stop()
+                await hook.stop()
+    asyncio.run(run())
+    assert max(waits) < 1.0, waits
+    assert [r.json()[0]["labels"]["alert_id"] for r in am.received] == [
+        f"m.v1.concept_drift.{n}" for n in (1, 2, 3)]
+    assert [r.json()["alert_id"] for r in hook.received] == [a["alert_id"] for a in sent]
+    records = deliveries(settings)
+    assert sorted((d["alert_id"], d["target"].split(":")[0], d["outcome"]) for d in records) == \
+        sorted((a["alert_id"], t, "delivered") for a in sent for t in ("alertmanager", "webhook-1"))
+    hook_records = [d for d in records if d["target"].startswith("webhook-1")]
+    assert max(d["attempts"] for d in hook_records) >= 2  # refused while it was down
+
+
+@pytest.mark.reliability
+def test_a_restart_resumes_each_target_where_it_stood(settings):
+    """Offsets are committed once alerts are in the lanes; what a dead target never got
+    comes back from delivery-progress after a restart, and only to that target."""
+    create_topics(settings)
+    am, hook = Receiver(), Receiver()
+    settings = settings.replace(alertmanager_url=am.url, alert_webhooks=hook.url + "/hook",
+                                alert_retry_max_delay=0.5)
+    q = partition_for(b"m", settings.partitions)
+    sent = [alert(n=n, ts=100.0 * n) for n in (1, 2, 3, 4)]
+    produce(settings, [("alerts", b"m", orjson.dumps(a)) for a in sent], partition=q)
+
+    async def run():
+        await am.start()
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            try:
+                # The first process: the webhook is down; it "crashes" with 3 alerts
+                # acknowledged, delivered to Alertmanager only.
+                first = DeliveryAgent(settings, send, store)
+                await first.process(messages(settings, [("alerts", a) for a in sent[:3]]))
+                while len(am.received) < 3:
+                    await asyncio.sleep(0.02)
+                await first.close()
+                assert hook.received == []
+                # The next one starts at the committed offset (3), the webhook is up.
+                await hook.start()
+                second = DeliveryAgent(settings, send, store)
+                await second.process(messages(settings, [("alerts", sent[3])], 3))
+                await asyncio.wait_for(second.drain(), 30)
+                await second.close()
+            finally:
+                store.close()
+                await am.stop()
+                await hook.stop()
+    asyncio.run(run())
+    assert [r.json()[0]["labels"]["alert_id"] for r in am.received] == [
+        f"m.v1.concept_drift.{n}" for n in (1, 2, 3, 4)]          # nothing twice
+    assert [r.json()["alert_id"] for r in hook.received] == [a["alert_id"] for a in sent]
+    records = [(d["alert_id"], d["target"].split(":")[0], d["outcome"])
+               for d in deliveries(settings)]
+    assert sorted(records) == sorted((a["alert_id"], t, "delivered") for a in sent
+                                     for t in ("alertmanager", "webhook-1"))
 
 
 def test_a_4xx_is_dead_lettered_with_the_receivers_reason(settings):
@@ -217,10 +308,13 @@ def test_firing_alerts_are_resent_to_alertmanager_until_they_resolve(settings):
                 store = SilenceStore.from_settings(settings)
                 agent = DeliveryAgent(settings, send, store, clock=lambda: clock[0])
                 await agent.process(messages(settings, [("alerts", firing)]))
+                await agent.drain()
                 clock[0] += 30
                 first = await agent.resend()
                 await agent.process(messages(settings, [("alerts", resolved)], 1))
+                await agent.drain()
                 second = await agent.resend()
+                await agent.close()
                 store.close()
                 return first, second, agent.resends
         finally:

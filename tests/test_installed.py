@@ -355,7 +355,7 @@ def run_loop(install: Install, tmp_path: Path, urls: dict[str, str], hook: Recei
     for request in hook.received:
         body = request.json()
         assert {k: body[k] for k in alerts[body["alert_id"]]} == alerts[body["alert_id"]]
-        assert request.headers["X-Driftline-Signature"].startswith("sha256=")
+        assert request.headers["X-Driftline-Signature"].startswith("v1=")
     # ... and Alertmanager notifies on-call of every firing episode.
     firing = {a["alert_id"].rsplit(".", 1)[0] for a in alerts.values()
               if a["status"] == "firing"}

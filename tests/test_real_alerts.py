@@ -80,7 +80,9 @@ def test_the_monitor_makes_every_kind_status_reason_and_optional_field(real):
     assert any(HOSTILE_FEATURE == f.feature for a in alerts if a.attribution
                for f in a.attribution)
     assert any(a.version is None for a in alerts)
-    assert max(len(a.alert_id) for a in alerts) == MAX_ID_CHARS
+    # The long-named model and segment: ids at the wire's bound are hashed to fit, with
+    # the firing and its resolve of one form (issue 30), so none is over it.
+    assert 150 < max(len(a.alert_id) for a in alerts) <= MAX_ID_CHARS
 
 
 def test_real_alerts_through_the_payloads_requests_and_alerts_tail(real):
@@ -122,8 +124,8 @@ def test_real_alerts_and_progress_through_the_trigger(real):
         a.alert_id for a in alerts if a.status == "firing"
         and a.kind in ("concept_drift", "metric_threshold")
         and payload.episode_id(a.alert_id) not in resolved)
-    long_one = next(r for r in valid if len(r.alert_id) == MAX_ID_CHARS)
-    assert len(long_one.request_id) == MAX_ID_CHARS and long_one.model == LONG_MODEL
+    long_one = next(r for r in valid if r.model == LONG_MODEL)
+    assert len(long_one.request_id) <= MAX_ID_CHARS
     assert all(r.since == next(a.ts for a in alerts if a.alert_id == r.alert_id)
                for r in valid)
 
@@ -229,6 +231,8 @@ def test_real_alerts_reach_alertmanager_and_the_webhook_with_their_attribution(s
                 try:
                     agent = DeliveryAgent(settings, send, store)
                     await agent.process(alert_messages(settings, real))
+                    await agent.drain()  # each target's lane delivers on its own
+                    await agent.close()
                     return agent
                 finally:
                     store.close()

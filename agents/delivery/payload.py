@@ -9,9 +9,13 @@ Pure functions, no I/O. An alert event (DESIGN.md) becomes
   *episode's* id (the alert id without ``.firing`` / ``.resolved``): Alertmanager
   identifies an alert by its label set, so the resolve must carry the same labels as
   the firing it ends;
-* for a webhook, the alert event itself plus a Slack-compatible ``text``, signed with
-  ``X-Driftline-Signature: sha256=<hex>`` (HMAC-SHA256 of the exact body bytes), and
-  ``Idempotency-Key``: the alert id, header-safe (:func:`idempotency_key`).
+* for a webhook, the alert event itself plus a Slack-compatible ``text``, with the
+  headers ``Idempotency-Key`` (the alert id, header-safe: :func:`idempotency_key`),
+  ``X-Driftline-Timestamp`` (epoch seconds of the attempt) and, with a key,
+  ``X-Driftline-Signature: v1=<hex>``: HMAC-SHA256 of
+  ``"{timestamp}\n{idempotency key}\n"`` + the exact body bytes. Signing the time and
+  the key too (issue 30) lets a receiver refuse a captured request replayed later
+  (an old timestamp) or under another key; each webhook may have its own secret.
 
 >>> alert = {"alert_id": "m.v1.data_drift.x.1.firing", "model": "m", "version": 1,
 ...          "kind": "data_drift", "status": "firing", "severity": "warning",
@@ -22,8 +26,11 @@ Pure functions, no I/O. An alert event (DESIGN.md) becomes
 ('m.v1.data_drift.x.1', 'data_drift', '1970-01-01T00:00:00Z', '1970-01-01T00:04:00Z')
 >>> webhook_text(alert)
 ':warning: *data_drift* firing for m v1 (feature x): x drifted.'
->>> signature(b'{"a":1}', "k")
-'sha256=c3a92ff9e274cdcce27a58c15a78ec6dcbbdbd0038a87e7a11baef2028fd8bff'
+>>> h = signed_headers(b'{"a":1}', "m.v1.kind.1.firing", "k", now=1700000000.7)
+>>> h["Idempotency-Key"], h["X-Driftline-Timestamp"]
+('m.v1.kind.1.firing', '1700000000')
+>>> h["X-Driftline-Signature"]
+'v1=8348a2bf1f1c3c5ca18c60ed0413aa7ae87b6868585153984b8838930fe11196'
 """
 
 from __future__ import annotations
@@ -37,7 +44,11 @@ from urllib.parse import quote
 
 import orjson
 
+from driftline.agents.monitor.alerting import episode_of
+
 SIGNATURE_HEADER = "X-Driftline-Signature"
+TIMESTAMP_HEADER = "X-Driftline-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Prometheus sends endsAt = now + 4 x its resend delay, so an alert a sender stops
 # re-sending (it crashed, or the alert was silenced meanwhile) ends by itself.
 ENDS_AFTER_RESENDS = 4
@@ -45,11 +56,8 @@ ENDS_AFTER_RESENDS = 4
 # the escape character itself, so that the escaping can be undone.
 _NOT_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f%]")
 
-
-def episode_id(alert_id: str) -> str:
-    """``m.v1.kind.1.firing`` -> ``m.v1.kind.1`` (the firing and its resolve share it)."""
-    head, _, status = alert_id.rpartition(".")
-    return head if status in ("firing", "resolved") and head else alert_id
+# The episode of an alert id: one rule, the monitor's, for every reader (issue 30).
+episode_id = episode_of
 
 
 def iso(ts: float) -> str:
@@ -90,15 +98,26 @@ def alertmanager_alert(alert: dict[str, Any], dashboard: str, *, now: float,
             "generatorURL": generator_url(dashboard, alert["model"])}
 
 
+def slack_escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack's mrkdwn wants them, so a name in an alert can
+    neither mention (``<!channel>``) nor link (``<https://x|y>``).
+
+    >>> slack_escape("<!channel> & <https://evil|click>")
+    '&lt;!channel&gt; &amp; &lt;https://evil|click&gt;'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_text(alert: dict[str, Any]) -> str:
-    """The one line a chat channel shows (Slack's ``text``, mrkdwn)."""
+    """The one line a chat channel shows (Slack's ``text``, mrkdwn). Every part that
+    came from a producer (model, feature, segment, message) is escaped (issue 30)."""
     icon = (":white_check_mark:" if alert["status"] == "resolved"
             else ":rotating_light:" if alert["severity"] == "critical" else ":warning:")
     version = "" if alert.get("version") is None else f" v{alert['version']}"
-    where = "".join(f" ({name} {alert[name]})" for name in ("feature", "segment")
-                    if alert.get(name) is not None)
-    return (f"{icon} *{alert['kind']}* {alert['status']} for {alert['model']}{version}{where}: "
-            f"{alert['message']}")
+    where = "".join(f" ({name} {slack_escape(str(alert[name]))})"
+                    for name in ("feature", "segment") if alert.get(name) is not None)
+    return (f"{icon} *{slack_escape(alert['kind'])}* {alert['status']} for "
+            f"{slack_escape(alert['model'])}{version}{where}: {slack_escape(alert['message'])}")
 
 
 def webhook_body(alert: dict[str, Any]) -> bytes:
@@ -117,9 +136,26 @@ def idempotency_key(alert_id: str) -> str:
     return _NOT_IN_HEADER.sub(lambda m: quote(m.group()), alert_id)
 
 
-def signature(body: bytes, secret: str) -> str:
-    """``X-Driftline-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``body`` with ``secret``.
+def signed_content(timestamp: int, key: str, body: bytes) -> bytes:
+    """What the signature covers: ``"{timestamp}\n{key}\n"`` + the body. (A header
+    value holds no newline, so the parts cannot be shifted into one another.)"""
+    return f"{timestamp}\n{key}\n".encode() + body
 
-    A receiver checks it with ``hmac.compare_digest(header, signature(raw_body, secret))``."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+
+def signature(timestamp: int, key: str, body: bytes, secret: str) -> str:
+    """``X-Driftline-Signature``: ``v1=`` + hex HMAC-SHA256 of :func:`signed_content`."""
+    digest = hmac.new(secret.encode(), signed_content(timestamp, key, body),
+                      hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def signed_headers(body: bytes, alert_id: str, secret: str, *, now: float) -> dict[str, str]:
+    """The headers of one webhook attempt (made again for each retry, so a receiver
+    back after an outage gets a fresh timestamp); unsigned without ``secret``. The key
+    signed is the header's value, :func:`idempotency_key` of the alert id."""
+    key = idempotency_key(alert_id)
+    timestamp = int(now)
+    headers = {IDEMPOTENCY_HEADER: key, TIMESTAMP_HEADER: str(timestamp)}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(timestamp, key, body, secret)
+    return headers

@@ -54,6 +54,7 @@ class Episode:
     firing: bool = False
     resolved_at: float | None = None
     detector: str = ""  # of the open episode's firing alert
+    severity: str = "warning"  # likewise: its resolve carries it
 
 
 class AlertBook:
@@ -79,6 +80,7 @@ class AlertBook:
         episode.number += 1
         episode.firing = True
         episode.detector = detector
+        episode.severity = severity
         return _alert(key, episode.number, "firing", ts, severity, detector, metrics, message)
 
     def resolve(self, key: AlertKey, *, ts: float, metrics: dict[str, Any], message: str,
@@ -89,7 +91,9 @@ class AlertBook:
             return None
         episode.firing = False
         episode.resolved_at = ts
-        return {**_alert(key, episode.number, "resolved", ts, "warning", detector, metrics,
+        # The firing's severity: Alertmanager tells alerts apart by their labels, severity
+        # among them, so a resolve of a critical alert that said "warning" ended nothing.
+        return {**_alert(key, episode.number, "resolved", ts, episode.severity, detector, metrics,
                          message), "reason": reason}
 
     def supersede(self, model: str, version: int | None, *, ts: float, message: str,
@@ -115,15 +119,51 @@ def _order(key: AlertKey) -> tuple[str, str, str]:
     return key.kind, key.feature or "", key.segment or ""
 
 
+MAX_ALERT_ID = 256  # the wire's limit on alert_id
+STATUSES = ("firing", "resolved")
+
+
 def alert_id(key: AlertKey, episode: int, status: str) -> str:
+    """``{episode id}.{status}``: the firing and the resolve of an episode differ only in
+    their last part, so every reader (delivery, Alertmanager's labels, the dashboard)
+    finds the episode with :func:`episode_of`.
+
+    Readable while the longest of the two ids fits in 256 characters; else the
+    (model, version, segment, kind, feature) part is hashed, never the status, so a
+    long feature or segment name still gives the firing and its resolve one episode:
+
+    >>> key = AlertKey("m", 1, "data_drift", "f" * 300)
+    >>> firing, resolved = alert_id(key, 2, "firing"), alert_id(key, 2, "resolved")
+    >>> firing
+    'm.v1.data_drift.hce4a527d10a793e2427a099cc8cd1bd5.2.firing'
+    >>> episode_of(firing) == episode_of(resolved), len(resolved) <= 256
+    (True, True)
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     version = "vnone" if key.version is None else f"v{key.version}"
     feature = f".{key.feature}" if key.feature is not None else ""
     segment = f".s:{key.segment}" if key.segment is not None else ""
-    readable = f"{key.model}.{version}{segment}.{key.kind}{feature}.{episode}.{status}"
-    if len(readable) <= 256:
-        return readable
-    digest = hashlib.blake2b(readable.encode(), digest_size=16).hexdigest()
-    return f"{key.model}.{version}.{key.kind}.{digest}.{episode}.{status}"
+    readable = f"{key.model}.{version}{segment}.{key.kind}{feature}.{episode}"
+    # Decided on the longer status, so both ids of an episode take the same form.
+    if len(readable) + len(".resolved") <= MAX_ALERT_ID:
+        return f"{readable}.{status}"
+    # Issue 30: the digest once covered the status too, so a resolve's id named another
+    # episode than its firing and never ended it downstream.
+    name = f"{key.model}.{version}{segment}.{key.kind}{feature}"
+    digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+    return f"{key.model}.{version}.{key.kind}.h{digest}.{episode}.{status}"
+
+
+def episode_of(alert_id: str) -> str:
+    """The episode's id: ``m.v1.kind.1.firing`` -> ``m.v1.kind.1``; the firing and its
+    resolve share it (an id without a status is its own episode).
+
+    >>> episode_of("m.v1.kind.1.resolved"), episode_of("odd")
+    ('m.v1.kind.1', 'odd')
+    """
+    head, _, status = alert_id.rpartition(".")
+    return head if status in STATUSES and head else alert_id
 
 
 def _alert(key: AlertKey, episode: int, status: str, ts: float, severity: str, detector: str,
