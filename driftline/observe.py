@@ -7,6 +7,12 @@ from Kafka, reading every partition, so every worker answers for every model
 whichever partitions it owns. Bounded: a series of at most ``max_points`` per
 version and ``max_alerts`` alerts per model.
 
+Every record is checked before it is applied (:func:`admit`): alerts, model events and
+delivery records by the wire layer's Structs, metrics records (driftline's own, with
+no Struct) by their shape. A record that fails is skipped and counted per topic and
+partition (``bad_records``; ``driftline_bad_records_total`` in ``/metrics``): one
+malformed record on a topic anybody can write must not take the dashboard down.
+
 >>> obs = Observatory()
 >>> obs.apply("metrics", {"model": "m", "version": 1, "rolling_mse": 1.5, "baseline_mse": 1.0,
 ...                       "n_scored": 10, "n_predictions": 12, "n_expired": 0}, ts=100.0)
@@ -22,6 +28,7 @@ version and ``max_alerts`` alerts per model.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, deque
 from typing import Any
 
@@ -29,13 +36,76 @@ from aiokafka import TopicPartition
 
 from driftline.agents.monitor.alerting import episode_of
 from driftline.kafka import opened_reader, true_end_offset
-from driftline.models.wire import unbatch
+from driftline.models.wire import ALERT, ALERT_DELIVERY, MODEL_EVENT, EventKind, unbatch
+from driftline.models.wire.events import MODEL_RE, as_dict
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 KINDS = ("metrics", "alerts", "models", "alert_deliveries")
 METRICS_HISTORY = 5_000  # records per metrics partition read back at start
+
+
+WIRE: dict[str, EventKind[Any]] = {"alerts": ALERT, "models": MODEL_EVENT,
+                                   "alert_deliveries": ALERT_DELIVERY}
+MAX_VERSION = 2**63 - 1
+
+
+def _number_or_null(x: Any) -> bool:
+    return x is None or (isinstance(x, int | float) and not isinstance(x, bool)
+                         and math.isfinite(x))
+
+
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def metrics_record_ok(value: Any) -> bool:
+    """A metrics record (the monitor's report of one version) has what the views read,
+    of the types they expect.
+
+    >>> metrics_record_ok({"model": "m", "version": 1, "rolling_mse": 1.5, "n_scored": 3})
+    True
+    >>> metrics_record_ok({"model": "m", "version": "1"}), metrics_record_ok([1])
+    (False, False)
+    """
+    if not isinstance(value, dict):
+        return False
+    model, version = value.get("model"), value.get("version")
+    if not isinstance(model, str) or not MODEL_RE.fullmatch(model):
+        return False
+    if version is not None and not (isinstance(version, int) and not isinstance(version, bool)
+                                    and 1 <= version <= MAX_VERSION):
+        return False
+    if not all(_number_or_null(value.get(k)) for k in ("rolling_mse", "baseline_mse")):
+        return False
+    if not all(_count(value[k]) for k in ("n_scored", "n_predictions") if k in value):
+        return False
+    shadow, segments = value.get("shadow"), value.get("segments")
+    return ((shadow is None or (isinstance(shadow, list)
+                                and all(isinstance(w, dict) for w in shadow)))
+            and (segments is None or (isinstance(segments, dict)
+                                      and all(isinstance(s, dict) for s in segments.values()))))
+
+
+def admit(kind: str, raw: bytes | None) -> tuple[list[dict[str, Any]], int]:
+    """The valid records in one message of topic ``kind`` (one record or a JSON array),
+    as dicts, and how many were not valid.
+
+    >>> admit("alerts", b'{"model": "m", "status": "firing"}')[1]
+    1
+    >>> admit("metrics", b'[{"model": "m", "version": 1}, {"model": 7}]')
+    ([{'model': 'm', 'version': 1}], 1)
+    """
+    if kind in WIRE:
+        good, bad = WIRE[kind].decode(raw)
+        return [as_dict(e) for e in good], len(bad)
+    try:
+        values = unbatch(raw or b"")
+    except ValueError:  # not JSON
+        return [], 1
+    ok = [v for v in values if metrics_record_ok(v)]
+    return ok, len(values) - len(ok)
 
 
 def episode(alert_id: str) -> str:
@@ -59,6 +129,32 @@ class Observatory:
         # alert-deliveries: the latest records, and per partition (target, outcome) counts
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=max_alerts)
         self.delivery_counts: dict[int, Counter[tuple[str, str]]] = {}
+        # records skipped as malformed: (topic, partition) -> count
+        self.bad_records: Counter[tuple[str, int]] = Counter()
+
+    def feed(self, kind: str, topic: str, partition: int, raw: bytes | None,
+             ts: float) -> None:
+        """Apply the valid records of one message; count the others, never raise on them."""
+        values, bad = admit(kind, raw)
+        for value in values:
+            try:
+                self.apply(kind, value, ts, partition)
+            except Exception:  # a record the checks let through: skipped the same way
+                log.exception("a %s record could not be applied; skipped", topic)
+                bad += 1
+        if bad:
+            self.bad_records[(topic, partition)] += bad
+            total = sum(n for (t, _), n in self.bad_records.items() if t == topic)
+            if total & (total - 1) == 0:  # 1, 2, 4, 8...: said, without flooding the log
+                log.warning("%d malformed record(s) on %s skipped so far", total, topic)
+
+    def bad_record_totals(self, partitions: set[int] | None = None) -> dict[str, int]:
+        """Skipped records per topic (of ``partitions`` only, when given)."""
+        totals: Counter[str] = Counter()
+        for (topic, q), n in self.bad_records.items():
+            if partitions is None or q in partitions:
+                totals[topic] += n
+        return dict(sorted(totals.items()))
 
     def apply(self, kind: str, value: dict[str, Any], ts: float,
               partition: int | None = None) -> None:
@@ -139,9 +235,5 @@ async def follow(observatory: Observatory, settings: Settings) -> None:
             for tp, records in batches.items():
                 kind = topics[tp.topic]
                 for r in records:
-                    try:
-                        [value] = unbatch(r.value or b"")
-                    except ValueError:  # not JSON, or not one record
-                        continue
-                    if isinstance(value, dict):
-                        observatory.apply(kind, value, r.timestamp / 1000, tp.partition)
+                    observatory.feed(kind, tp.topic, tp.partition, r.value,
+                                     r.timestamp / 1000)

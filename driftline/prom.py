@@ -38,6 +38,8 @@ conventions: base units, ``_total`` for counters.
 ``driftline_shadow_mse``                  gauge      ``model``, ``version``, ``role``:
                                                      a challenger's shadow MSE, a canary's
 ``driftline_alert_deliveries_total``      counter    ``target``, ``outcome``: delivery records
+``driftline_bad_records_total``           counter    ``topic``: malformed records the
+                                                     dashboard's reader skipped
 ``driftline_consumer_lag_records``        gauge      ``topic``, ``partition``
 ``driftline_event_time_lag_seconds``      gauge      ``model``: now - newest label time
 ========================================  =========  ==================================
@@ -251,7 +253,14 @@ def _loop_families(app, state, owned: set[int]) -> list:
             totals.update(counts)
     for (target, outcome), count in sorted(totals.items()):
         deliveries.add_metric([target, outcome], count)
-    return [requests, promotions, rollbacks, shadow, deliveries]
+    # Every worker's reader reads (and skips) every record; the owner of its partition
+    # number reports it, as above.
+    bad = CounterMetricFamily("driftline_bad_records", "Malformed records on metrics, "
+                              "alerts, models and alert-deliveries that the dashboard's "
+                              "reader skipped.", labels=["topic"])
+    for topic, count in state.observatory.bad_record_totals(assigned).items():
+        bad.add_metric([topic], count)
+    return [requests, promotions, rollbacks, shadow, deliveries, bad]
 
 
 async def _lag_family(app, prefix: str) -> Any:

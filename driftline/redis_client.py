@@ -54,8 +54,11 @@ def redis_client(url: str, *, timeout: Timeouts = REGISTRY,
                  ssl_ca_certs: str | None = None) -> redis.Redis:
     """A client for ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` for TLS,
     ``unix://``); ``ssl_ca_certs`` verifies a ``rediss://`` server against that CA bundle
-    instead of the system's CAs."""
+    instead of the system's CAs. Over ``rediss://`` the server's certificate must name the
+    URL's host, said here rather than left to redis-py's default (5.x did not check it)."""
     extra: dict[str, Any] = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
+    if url.startswith("rediss://"):
+        extra.update(ssl_cert_reqs="required", ssl_check_hostname=True)
     return redis.Redis.from_url(url, socket_timeout=timeout.socket,
                                 socket_connect_timeout=timeout.connect,
                                 health_check_interval=timeout.health_check_interval, **extra)

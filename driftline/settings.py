@@ -42,6 +42,7 @@ TOPICS = {
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
+_HOST_RE = re.compile(r"\*|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]{1,253})(:[0-9]{1,5})?")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -311,11 +312,21 @@ class Settings:
         default=6066,
         metadata=_doc("Port of the worker's HTTP server; `0` turns it off."),
     )
+    web_allowed_hosts: str = field(
+        default="",
+        metadata=_doc(
+            "Comma-separated `Host` header values the HTTP server answers (`name:port`, or "
+            "`name` for any port; `*`: any); others get a 421, which defeats DNS "
+            "rebinding. Empty: `DRIFTLINE_WEB_HOST`, `localhost`, `127.0.0.1` and `[::1]`, "
+            "each with `DRIFTLINE_WEB_PORT`. `/healthz` answers any `Host`."
+        ),
+    )
     api_token: str = field(
         default="",
         metadata=_doc(
-            "Bearer token for the API, `/metrics` and the dashboard; required when "
-            "`DRIFTLINE_WEB_HOST` is not loopback."
+            "Bearer token for the API, `/metrics` and the dashboard (`Authorization: Bearer "
+            "<token>`; `?token=` only opens the dashboard page); required, of at least 16 "
+            "characters, when `DRIFTLINE_WEB_HOST` is not loopback."
         ),
     )
     log_level: str = field(default="info", metadata=_doc("Log level of the worker."))
@@ -433,6 +444,11 @@ class Settings:
             raise ConfigError(f"rollback_margin must be in [0, 10), got {self.rollback_margin}")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port must be 0 (off) to 65535, got {self.web_port}")
+        bad_hosts = [h for h in self.web_allowed_hosts.split(",")
+                     if h.strip() and not _HOST_RE.fullmatch(h.strip())]
+        if bad_hosts:
+            raise ConfigError(f"DRIFTLINE_WEB_ALLOWED_HOSTS: {bad_hosts[0].strip()!r} is not "
+                              f"a host name or address, with an optional :port (or *)")
         if self.training_max_pairs < 20:
             raise ConfigError(f"training_max_pairs must be at least 20, got "
                               f"{self.training_max_pairs}")

@@ -2,7 +2,8 @@
 
 =========================  =============================================================
 ``GET /``                  the dashboard (one HTML page, no build step, polls the API)
-``GET /api/models``        models with their versions and aliases
+``GET /api/models``        models with their versions and aliases; malformed records
+                           skipped per topic (``bad_records``)
 ``GET /api/models/{m}``    rolling metrics per version, baseline, detector state, open
                            alerts, label-join rate, the MSE series, model events, shadow
                            scores of a challenger and canaries of new champions
@@ -13,52 +14,40 @@
                            "reason"}`` -> 201 and the silence
 ``DELETE /api/silences/{id}``  end a silence now (404 if none is in force)
 ``GET /metrics``           Prometheus exposition format (:mod:`driftline.prom`)
-``GET /healthz``           broker and Redis reachable, partitions assigned (200 / 503)
+``GET /healthz``           broker and Redis reachable, partitions assigned (200 / 503),
+                           ``ok`` or ``unavailable`` each, probed at most every few s
 =========================  =============================================================
 
 Models, series and alerts come from the :class:`~driftline.observe.Observatory`,
-which reads driftline's topics, so any worker answers for every model. With
-``DRIFTLINE_API_TOKEN`` set, every path but ``/healthz`` needs
-``Authorization: Bearer <token>`` (the dashboard: ``/?token=<token>``). Binding to
-an address other than loopback without a token is refused at start-up.
+which reads driftline's topics, so any worker answers for every model. Who may ask,
+from where: :mod:`driftline.web_access` (the Host check, the token, cross-site
+writes). Binding to an address other than loopback without a token of at least 16
+characters is refused at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
+import time
+from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
+import aiohttp.web
 import faust
 from faust import web
 
-from driftline.errors import ConfigError, RegistryError
+from driftline.errors import RegistryError
 from driftline.observe import Observatory, follow
 from driftline.settings import Settings
+from driftline.web_access import Access, check_access
+
+__all__ = ["Health", "WebState", "check_access", "health_checks", "install"]
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("firing", "resolved", "open")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_access(settings: Settings) -> None:
-    if not settings.api_token and not is_loopback(settings.web_host):
-        raise ConfigError(
-            f"DRIFTLINE_WEB_HOST={settings.web_host} is reachable from other machines, but "
-            f"DRIFTLINE_API_TOKEN is empty: set a token (clients send 'Authorization: Bearer "
-            f"<token>'), or bind to 127.0.0.1")
 
 
 class WebState:
@@ -68,6 +57,7 @@ class WebState:
         self.app = app
         self.settings = settings
         self.observatory = Observatory()
+        self.health = Health(app, settings)
         self._registry: Any = None
 
     @property
@@ -100,6 +90,7 @@ class WebState:
     def close(self) -> None:
         if self._registry is not None:
             self._registry.close()
+        self.health.close()
 
 
 def _version(info) -> dict[str, Any]:
@@ -119,7 +110,7 @@ def _version(info) -> dict[str, Any]:
 def install(app: faust.App, settings: Settings) -> WebState:
     check_access(settings)
     state = WebState(app, settings)
-    token = settings.api_token.encode()
+    access = Access(settings)
 
     @app.task
     async def observe() -> None:
@@ -134,15 +125,14 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 state.observatory = Observatory()  # the restart reads the history again
 
     def denied(view: web.View, request: web.Request) -> web.Response | None:
-        if not token:
+        req = cast(aiohttp.web.Request, request)  # Faust's driver hands aiohttp's over
+        refusal = access.refusal(req.method, req.path, req.headers, req.query.get("token"),
+                                 req.body_exists, req.content_type)
+        if refusal is None:
             return None
-        given = request.headers.get("Authorization", "")
-        supplied = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
-        if hmac.compare_digest(supplied.encode(), token):
-            return None
-        return view.json({"error": "unauthorized: send 'Authorization: Bearer <token>' "
-                                   "(DRIFTLINE_API_TOKEN)"}, status=401,
-                         headers={"WWW-Authenticate": "Bearer"})
+        status, message = refusal
+        return view.json({"error": message}, status=status,
+                         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
     @app.page("/")
     class Dashboard(web.View):
@@ -164,7 +154,9 @@ def install(app: faust.App, settings: Settings) -> WebState:
                  "monitored_versions": sorted(
                      v for v in obs.reports.get(name, {}) if v is not None),
                  "open_alerts": len(obs.open_alerts(name))} for name in names],
-                "registry_error": problem})
+                "registry_error": problem,
+                # malformed records this worker's reader skipped, per topic
+                "bad_records": obs.bad_record_totals()})
 
     @app.page("/api/models/{model}")
     class Model(web.View):
@@ -235,9 +227,8 @@ def install(app: faust.App, settings: Settings) -> WebState:
     @app.page("/healthz")
     class Health(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            checks = await health_checks(app, settings)
-            ok = all(c["ok"] for c in checks.values())
-            return self.json({"ok": ok, "checks": checks}, status=200 if ok else 503)
+            answer = await state.health.answer()
+            return self.json(answer, status=200 if answer["ok"] else 503)
 
     return state
 
@@ -247,36 +238,86 @@ def _report(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "label_join_rate": scored / predictions if predictions else None}
 
 
-async def health_checks(app: faust.App, settings: Settings) -> dict[str, dict[str, Any]]:
-    async def reachable(host: str, port: int) -> dict[str, Any]:
+HEALTH_TTL = 3.0  # seconds a /healthz probe is answered from
+
+
+class Health:
+    """``/healthz``'s answer: Kafka and Redis reachable, partitions assigned, each
+    ``ok`` or ``unavailable`` (what failed is logged, never sent: an error can name
+    hosts and ports). However many requests come, one probe runs at a time and its
+    result serves every request for ``ttl`` seconds, over one Redis client."""
+
+    def __init__(self, app: faust.App, settings: Settings, *, ttl: float = HEALTH_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.settings = settings
+        self.ttl = ttl
+        self.clock = clock
+        self.probes = 0  # how many probes ran
+        self._lock = asyncio.Lock()
+        self._answer: dict[str, Any] | None = None
+        self._at = 0.0
+        self._redis: Any = None
+
+    async def answer(self) -> dict[str, Any]:
+        async with self._lock:  # the others wait for this probe, then share it
+            if self._answer is None or self.clock() - self._at >= self.ttl:
+                self._answer = await self._probe()
+                self._at = self.clock()
+            return self._answer
+
+    async def _probe(self) -> dict[str, Any]:
+        self.probes += 1
+        if self._redis is None:
+            from driftline.redis_client import INTERACTIVE, settings_redis_client
+
+            self._redis = settings_redis_client(self.settings, timeout=INTERACTIVE)
+        return await health_checks(self.app, self.settings, self._redis)
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+
+async def health_checks(app: faust.App, settings: Settings,
+                        redis_client: Any = None) -> dict[str, Any]:
+    """One probe: ``{"ok", "checks": {"kafka", "redis", "consumer"}, "assigned_partitions"}``,
+    each check ``"ok"`` or ``"unavailable"``; ``redis_client`` is reused when given."""
+    async def reachable(host: str, port: int) -> bool:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
             writer.close()
             await writer.wait_closed()
-            return {"ok": True}
+            return True
         except (TimeoutError, OSError) as exc:
-            return {"ok": False, "error": str(exc) or type(exc).__name__}
+            log.warning("/healthz: Kafka at %s:%d unreachable: %s", host, port,
+                        str(exc) or type(exc).__name__)
+            return False
 
     host, _, port = settings.bootstrap_servers[0].rpartition(":")
     kafka = await reachable(host, int(port))
 
-    def ping() -> dict[str, Any]:
+    def ping() -> bool:
         import redis
 
         from driftline.redis_client import INTERACTIVE, settings_redis_client
 
-        client = settings_redis_client(settings, timeout=INTERACTIVE)
+        client = redis_client or settings_redis_client(settings, timeout=INTERACTIVE)
         try:
             client.ping()
-            return {"ok": True}
+            return True
         except redis.RedisError as exc:
-            return {"ok": False, "error": str(exc)}
+            log.warning("/healthz: Redis unreachable: %s", exc)
+            return False
         finally:
-            client.close()
+            if redis_client is None:
+                client.close()
 
     assigned = len(app.consumer.assignment())
-    return {"kafka": kafka, "redis": await asyncio.to_thread(ping),
-            "consumer": {"ok": assigned > 0, "assigned_partitions": assigned}}
+    checks = {"kafka": kafka, "redis": await asyncio.to_thread(ping), "consumer": assigned > 0}
+    return {"ok": all(checks.values()),
+            "checks": {k: "ok" if v else "unavailable" for k, v in checks.items()},
+            "assigned_partitions": assigned}
 
 
 def _limit(request: web.Request) -> int | None:

@@ -34,9 +34,24 @@ def test_compose_file_follows_the_compose_specification(compose):
         jsonschema.validate(broken, schema)
 
 
-def interpolate(value: str) -> str:
-    """Compose's ${VAR:-default} with nothing set: the default."""
-    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+# What an operator must set (``${VAR:?message}``): compose refuses to start without them.
+REQUIRED = {"REDIS_PASSWORD": "redis-pw-from-the-operator",
+            "DRIFTLINE_API_TOKEN": "a-token-of-at-least-16-chars"}
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's interpolation with ``env`` set (default: the required variables only):
+    ``${VAR:-default}`` and ``${VAR:?message}``, which fails when VAR is unset."""
+    env = REQUIRED if env is None else env
+
+    def one(m: re.Match) -> str:
+        name, op, rest = m.group(1), m.group(2), m.group(3)
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise KeyError(f"{name}: {rest}")
+        return rest
+    return re.sub(r"\$\{([A-Z_]+)(:-|:\?)([^}]*)\}", one, value)
 
 
 def test_driftline_services_use_only_known_settings_with_valid_values(compose):
@@ -47,9 +62,9 @@ def test_driftline_services_use_only_known_settings_with_valid_values(compose):
         assert env, name
         assert set(env) <= known, f"{name} sets unknown variables {set(env) - known}"
         settings = Settings.from_env(env)  # valid values, or ConfigError
-        check_access(settings)  # not on 0.0.0.0 without a token
+        check_access(settings)  # not on 0.0.0.0 without a token of 16+ characters
         assert settings.bootstrap_servers == ["kafka:9092"]
-        assert settings.redis_url.startswith("redis://:change-me@redis:6379")
+        assert settings.redis_url.startswith("redis://:redis-pw-from-the-operator@redis:6379")
         command = services[name]["command"][0]
         assert command in main.commands, f"{name} runs unknown command {command!r}"
         assert services[name]["build"] == "."
@@ -59,9 +74,37 @@ def test_driftline_services_use_only_known_settings_with_valid_values(compose):
 
 def test_the_worker_publishes_its_web_port_with_a_token(compose):
     worker = compose["services"]["worker"]
-    assert worker["ports"] == ["6066:6066"]
+    assert [interpolate(p) for p in worker["ports"]] == ["127.0.0.1:6066:6066"]
     assert worker["environment"]["DRIFTLINE_WEB_HOST"] == "0.0.0.0"
-    assert interpolate(worker["environment"]["DRIFTLINE_API_TOKEN"])
+    assert interpolate(worker["environment"]["DRIFTLINE_API_TOKEN"]) == \
+        REQUIRED["DRIFTLINE_API_TOKEN"]
+
+
+def test_no_secret_has_a_default(compose):
+    """Issue 30: the file shipped 'change-me' and 'change-me-too'; anyone who ran it
+    as it was had secrets the whole internet knows. Unset, compose refuses to start."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text
+    for name in REQUIRED:
+        uses = re.findall(rf"\$\{{{name}(:-|:\?|-|\?|\}})", text)
+        assert uses and set(uses) == {":?"}, (name, uses)
+    services = compose["services"]
+    for where in (services["worker"]["environment"]["DRIFTLINE_API_TOKEN"],
+                  services["worker"]["environment"]["DRIFTLINE_REDIS_URL"],
+                  services["redis"]["environment"]["REDISCLI_AUTH"],
+                  " ".join(services["redis"]["command"])):
+        with pytest.raises(KeyError, match="set "):
+            interpolate(where, env={})
+
+
+def test_published_ports_are_on_loopback_unless_the_operator_says_otherwise(compose):
+    published = {name: spec.get("ports", []) for name, spec in compose["services"].items()}
+    assert set(k for k, v in published.items() if v) == {"kafka", "redis", "worker"}
+    for name, ports in published.items():
+        for port in ports:
+            assert interpolate(port).startswith("127.0.0.1:"), (name, port)
+            assert interpolate(port, {**REQUIRED, "DRIFTLINE_BIND": "0.0.0.0"}).startswith(
+                "0.0.0.0:"), (name, port)
 
 
 def test_kafka_is_kraft_and_redis_has_a_password_and_append_only(compose):

@@ -522,6 +522,41 @@ def test_bad_silences_are_refused(store):
     assert s.active() == []
 
 
+@pytest.fixture
+def model_named_silence(settings):
+    """Version 1 of a model named ``silence``: its keys (``P silence:v:1``, ...) sit
+    where a silence id of ``v:1`` would point."""
+    from driftline import LinearModel, ModelRegistry
+
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    version = registry.register("silence", LinearModel([1.0], 0.0, ["x"]))
+    yield registry, version
+    registry.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bad_id", ["v:1", "next", "0123456789AB", "0123456789ab:x", ""],
+                         ids=["registry-version", "registry-counter", "upper", "suffix", "empty"])
+def test_a_silence_id_can_name_only_a_silence(store, model_named_silence, bad_id):
+    s, _ = store
+    registry, version = model_named_silence
+    before = sorted(s.client.keys(f"{s.prefix}silence:*"))
+    with pytest.raises(SilenceError, match="ids are 12 hex digits"):
+        s.delete(bad_id)
+    assert sorted(s.client.keys(f"{s.prefix}silence:*")) == before
+    assert registry.versions("silence")[0].version == version
+
+
+@pytest.mark.integration
+def test_cli_unsilence_refuses_what_is_not_a_silence_id(settings, model_named_silence):
+    registry, version = model_named_silence
+    env = {"DRIFTLINE_REDIS_URL": settings.redis_url,
+           "DRIFTLINE_REGISTRY_PREFIX": settings.registry_prefix}
+    result = CliRunner().invoke(main, ["alerts", "unsilence", "v:1"], env=env)
+    assert result.exit_code == 2 and "ids are 12 hex digits" in result.output
+    assert [v.version for v in registry.versions("silence")] == [version]
+
+
 @pytest.mark.integration
 def test_cli_silence_list_and_unsilence(settings):
     env = {"DRIFTLINE_REDIS_URL": settings.redis_url,

@@ -198,7 +198,8 @@ def driftline_services() -> dict[str, dict]:
 
 
 def compose_env(spec: dict) -> dict[str, str]:
-    """A service's environment with Compose's ``${VAR:-default}`` at its default."""
+    """A service's environment with Compose's ``${VAR:-default}`` at its default;
+    ``${VAR:?message}`` (a required secret) is left for the caller to set."""
     return {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))
             for k, v in (spec.get("environment") or {}).items()}
 
@@ -294,6 +295,8 @@ def run_loop(install: Install, tmp_path: Path, urls: dict[str, str], hook: Recei
     envs = {}
     for name, spec in driftline_services().items():
         env = {**compose_env(spec), **local, **wiring.get(name, {})}
+        # ${VAR:?...} (the secrets the compose file requires) must be wired above.
+        assert not [k for k, v in env.items() if "${" in v], (name, env)
         envs[name] = clean_env(**env)
         services.append(Service(install, name, spec["command"], envs[name],
                                 tmp_path / f"{name}.log"))

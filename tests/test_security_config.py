@@ -17,6 +17,7 @@ from driftline import ModelRegistry
 from driftline.app import broker_credentials, create_app
 from driftline.errors import ConfigError
 from driftline.kafka import client_options, reader
+from driftline.redis_client import redis_client
 from driftline.settings import Settings
 
 pytestmark = pytest.mark.reliability
@@ -134,8 +135,20 @@ def test_redis_tls_ca_file_reaches_the_registry_clients(tmp_path):
             assert pool.connection_class is redis.SSLConnection
             assert pool.connection_kwargs["ssl_ca_certs"] == ca
             assert pool.connection_kwargs["password"] == "pw"
+            # the certificate must name redis.example, whatever redis-py's default
+            assert pool.connection_kwargs["ssl_check_hostname"] is True
+            assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
         assert registry.prefix == settings.registry_prefix
     finally:
         registry.close()
         by_url.close()
     assert settings.redis_options() == {"ssl_ca_certs": ca}
+    plain = redis_client("redis://127.0.0.1:6379/0").connection_pool
+    assert "ssl_check_hostname" not in plain.connection_kwargs  # not TLS: nothing to check
+
+
+def test_the_redis_floor_checks_hostnames_by_default():
+    """redis-py 5.x did not check a rediss:// server's hostname; pyproject.toml asks for 6+."""
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"redis>=(\d+)', text).group(1) == "6"
+    assert int(redis.__version__.split(".")[0]) >= 6

@@ -24,6 +24,8 @@ def send(method: str, url: str, body: object | None = None,
     request = urllib.request.Request(url, method=method, data=None if body is None else (
         body if isinstance(body, bytes) else orjson.dumps(body)))
     request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())

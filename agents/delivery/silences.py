@@ -23,6 +23,7 @@ False
 from __future__ import annotations
 
 import getpass
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -50,6 +51,27 @@ return existed
 """
 
 MAX_DURATION = 366 * 86400.0
+# What create() makes (12 hex digits of a uuid4). The silence keys share the registry's
+# prefix (``P silence:ID`` beside a model's ``P <model>:...``): an id from outside is
+# checked against this before it becomes a key, so it can only name a silence.
+ID_RE = re.compile(r"[0-9a-f]{12}")
+
+
+def check_id(silence_id: str) -> str:
+    """``silence_id`` if it is one a silence could have, else :class:`SilenceError`.
+
+    >>> check_id("0123456789ab")
+    '0123456789ab'
+    >>> try:
+    ...     check_id("v:1")
+    ... except SilenceError as exc:
+    ...     print(str(exc)[:39])
+    silence id 'v:1': ids are 12 hex digits
+    """
+    if not isinstance(silence_id, str) or not ID_RE.fullmatch(silence_id):
+        raise SilenceError(f"silence id {silence_id!r}: ids are 12 hex digits (list them "
+                           f"with `driftline alerts silences`)")
+    return silence_id
 
 
 class SilenceError(DriftlineError):
@@ -124,7 +146,7 @@ class SilenceStore:
                    settings.registry_prefix, **kwargs)
 
     def _key(self, silence_id: str) -> str:
-        return f"{self.prefix}silence:{silence_id}"
+        return f"{self.prefix}silence:{check_id(silence_id)}"
 
     def create(self, model: str, duration: float, reason: str, *, kind: str | None = None,
                feature: str | None = None, created_by: str | None = None) -> Silence:
@@ -157,7 +179,11 @@ class SilenceStore:
         ids = self._call(self.client.zrangebyscore, self.index, f"({int(now * 1000)}", "+inf")
         if not ids:
             return []
-        values = self._call(self.client.mget, [self._key(i.decode()) for i in ids])
+        # Only ids a silence can have: anything else in the index is not ours to read.
+        wanted = [i.decode() for i in ids if ID_RE.fullmatch(i.decode(errors="replace"))]
+        if not wanted:
+            return []
+        values = self._call(self.client.mget, [self._key(i) for i in wanted])
         out = []
         for value in values:
             if value is None:  # expired between the two calls
@@ -171,7 +197,8 @@ class SilenceStore:
         return out
 
     def delete(self, silence_id: str) -> bool:
-        """End a silence now; False if there is no such active silence."""
+        """End a silence now; False if there is no such active silence, and a
+        :class:`SilenceError` if ``silence_id`` is not a silence id at all."""
         return bool(self._call(self._delete, [self._key(silence_id), self.index],
                                [silence_id]))
 
