@@ -111,13 +111,19 @@ def main() -> None:
         asyncio.run(ensure_topics(settings, topics_to_create(settings),
                                   configs=topic_configs(settings)))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-        env.update(settings.as_env())
+        # Only what differs from the defaults: an older checkout refuses settings it lacks.
+        env.update({k: v for k, v in settings.as_env().items()
+                    if k.removeprefix("DRIFTLINE_").lower() in (
+                        "kafka_url", "redis_url", "topic_prefix", "group_id",
+                        "registry_prefix", "partitions", "web_port", "log_level")})
         if args.code is not None:
             env["PYTHONPATH"] = staged(args.code.resolve())
         # From a folder of its own: with -m, the working directory comes first on the path.
-        worker = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env,
-                                  cwd=tempfile.mkdtemp(prefix="driftline-worker-"),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        folder = tempfile.mkdtemp(prefix="driftline-worker-")
+        with open(Path(folder) / "worker.log", "wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=env,
+                                      cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        print(f"worker log: {folder}/worker.log", file=sys.stderr)
         try:
             base = f"http://127.0.0.1:{web}"
             for _ in range(120):

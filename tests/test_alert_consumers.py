@@ -370,8 +370,10 @@ class Api:
     def __init__(self) -> None:
         from driftline.app import create_app
 
+        # The test server picks its own port: the Host check allows 127.0.0.1 on any.
         self.settings = Settings(kafka_url="kafka://127.0.0.1:1",
-                                 redis_url="redis://127.0.0.1:1/0", web_port=1)
+                                 redis_url="redis://127.0.0.1:1/0", web_port=1,
+                                 web_allowed_hosts="127.0.0.1")
         self.app = create_app(self.settings, agents=())
         self.state = self.app.driftline["web"]
         self.loop = asyncio.new_event_loop()
@@ -423,6 +425,8 @@ def check_api(api: Api, stream: list[Alert], events: list[ModelEvent] = (),
     assert [m["model"] for m in listed] == obs.models()
     opened = expected_open(stream)
     for model, summary in zip(obs.models(), listed):
+        if model in (".", ".."):  # dot-segment paths: the strict xfail below tracks it
+            continue
         detail = api.get(f"/api/models/{model}")
         mine = sorted((a for a in shown if a["model"] == model), key=lambda a: a["ts"])
         assert detail["alerts"] == mine[-50:]
