@@ -139,7 +139,8 @@ def test_cli_refuses_an_unknown_event_naming_the_known_ones():
 
 
 def test_readme_schema_commands_run_as_written(tmp_path):
-    [block] = readme_blocks("## Publishing from your service", "**Three rules")
+    [block] = readme_blocks(("<!-- schema-commands -->", "## Publishing from your service"),
+                            "**Three rules")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for line in block.strip().splitlines():
