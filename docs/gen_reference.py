@@ -297,8 +297,9 @@ def metric_families() -> list[Any]:
             super().__init__(families)
 
     app = SimpleNamespace(driftline={}, consumer=SimpleNamespace(assignment=lambda: []))
-    state = SimpleNamespace(settings=Settings(), observatory=SimpleNamespace(
-        events={}, shadow={}, delivery_counts={}))
+    from driftline.observe import Observatory
+
+    state = SimpleNamespace(settings=Settings(), observatory=Observatory())
     with mock.patch.object(prom, "_Collector", Capture):
         asyncio.run(prom.exposition(app, state))
     return captured
