@@ -68,7 +68,11 @@ def commands() -> list[tuple[str, click.Command]]:
 
 
 def _help(name: str, command: click.Command) -> str:
-    ctx = click.Context(command, info_name=name, terminal_width=100, max_content_width=100)
+    # As the real CLI's: its group sets help_option_names for every command (click caches a
+    # command's help option the first time it is asked, so leaving it out made the page
+    # depend on whether the CLI had run in this process).
+    ctx = click.Context(command, info_name=name, terminal_width=100, max_content_width=100,
+                        help_option_names=["-h", "--help"])
     return command.get_help(ctx)
 
 
