@@ -50,7 +50,9 @@ Reset = Callable[[set[int]], Awaitable[None]]
 def io_error(exc: BaseException) -> bool:
     """Whether waiting can help: a Kafka error :func:`~driftline.retry.retriable` says
     so of, Redis unreachable or timing out, a driftline error marked ``retriable``
-    (``RegistryUnavailable``), anywhere in the exception's cause chain.
+    (``RegistryUnavailable``), anywhere in the exception's chain of explicit causes
+    (``raise ... from``; not the implicit context, or a bug raised while handling an I/O
+    error would be waited on forever).
 
     >>> io_error(ConnectionRefusedError()), io_error(ValueError("bug"))
     (True, False)
@@ -62,6 +64,14 @@ def io_error(exc: BaseException) -> bool:
     ... except RuntimeError as outer:
     ...     io_error(outer)
     True
+    >>> try:
+    ...     try:
+    ...         raise ConnectionResetError()
+    ...     except ConnectionResetError:
+    ...         {}["a bug while handling it"]
+    ... except KeyError as bug:
+    ...     io_error(bug)
+    False
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -72,7 +82,7 @@ def io_error(exc: BaseException) -> bool:
                                         redis.exceptions.TimeoutError))
                 or getattr(current, "retriable", False) is True):
             return True
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return False
 
 
