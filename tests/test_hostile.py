@@ -86,6 +86,10 @@ def test_registry_lookups_say_what_is_registered_and_back_off_while_redis_is_dow
     assert (facts("m", 1), facts.registered("m", 1)) == (2.5, True)
     assert (facts("m", 99), facts.registered("m", 99)) == (None, False)
     assert facts.registered("other", 1) is None and facts.registered("m", None) is None
+    facts.MAX_CACHED = 5  # made-up names do not grow the cache past its bound
+    for k in range(20):
+        assert facts.registered(f"made-up-{k}", 1) is None
+    assert len(facts._cache) <= 5 and facts.registered("m", 1) is True
 
     # A Redis that accepts connections and never answers: each lookup waits its 1 s.
     import socket

@@ -223,6 +223,7 @@ class RegistryBaselines:
     up would then pick the registry's baseline instead)."""
 
     DOWN_FOR = 30.0
+    MAX_CACHED = 50_000  # past it, what the registry does not hold is forgotten
 
     def __init__(self, settings: Settings, *, clock=time.monotonic) -> None:
         self.settings = settings
@@ -250,6 +251,8 @@ class RegistryBaselines:
         if facts is None or (facts[1] is False and self.clock() >= self._unknown_until[key]):
             facts = self._lookup(model, version)
             if facts is not None:
+                if len(self._cache) >= self.MAX_CACHED:  # made-up names: stay bounded
+                    self._cache = {k: v for k, v in self._cache.items() if v[1] is True}
                 self._cache[key] = facts
                 if facts[1] is False:  # it may be registered soon: ask again later
                     if len(self._unknown_until) > 10_000:  # made-up numbers: stay bounded
