@@ -126,19 +126,38 @@ def test_a_retrain_survives_a_redis_outage_and_registers_and_promotes_once(
 def test_monitor_baselines_fall_back_while_redis_is_down(own_stack, settings, caplog):
     """The monitor asks the registry for a version's baseline MSE; with Redis down it
     gets no answer quickly (the version's first pairs become its baseline) instead of
-    blocking or raising, and asks Redis again for the next version once it is back."""
+    blocking or raising, asks nothing more for DOWN_FOR seconds (issue 30: one timeout per
+    new version held the loop), and asks Redis again once that has passed."""
+    from driftline.redis_client import redis_client
+
     registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
     from driftline import LinearModel
 
     for mse in (1.5, 2.5):
         registry.register("m", LinearModel([1.0], 0.0), meta={"baseline_mse": mse})
     registry.close()
-    baselines = RegistryBaselines(settings)
+    clock = [0.0]
+    baselines = RegistryBaselines(settings, clock=lambda: clock[0])
     assert baselines("m", 1) == 1.5
     with own_stack.outage("redis"):
         assert baselines("m", 2) is None
+        started = time.monotonic()
+        assert baselines("m", 3) is None  # backing off: not asked, no wait
+        assert time.monotonic() - started < 0.05
     assert "registry unreachable" in caplog.text
     assert "m v2 comes from its first pairs" in caplog.text
+    client = redis_client(settings.redis_url)
+    deadline = time.monotonic() + 30
+    while True:  # back, and done loading its append-only file
+        try:
+            client.ping()
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "Redis did not come back"
+            time.sleep(0.2)
+    client.close()
+    clock[0] = RegistryBaselines.DOWN_FOR + 1
+    assert baselines("m", 2) == 2.5  # asked again once the back-off is over
     assert baselines("m", 3) is None  # no such version: none, and no error
     fresh = RegistryBaselines(settings)
     assert fresh("m", 2) == 2.5  # the data survived the restart (append-only file)
