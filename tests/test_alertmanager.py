@@ -55,6 +55,22 @@ def get_json(url: str):
         return json.loads(response.read())
 
 
+def run_delivery(settings, batch) -> None:
+    """The delivery agent over ``batch`` on the real broker, until every lane is done."""
+    async def deliver():
+        async with agent_sender(settings) as send:
+            store = SilenceStore.from_settings(settings)
+            try:
+                agent = DeliveryAgent(settings, send, store)
+                await agent.process(batch)
+                await agent.drain()
+                await agent.close()
+            finally:
+                store.close()
+
+    asyncio.run(deliver())
+
+
 @pytest.fixture
 def alertmanager(tmp_path):
     """(Alertmanager's URL, the webhook Receiver it notifies)."""
@@ -90,18 +106,10 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
     firing = alert("data_drift", feature="rooms", ts=now - 5)
     resolved = alert("data_drift", feature="rooms", status="resolved", ts=now)
 
-    async def deliver(record, offset):
-        async with agent_sender(settings) as send:
-            store = SilenceStore.from_settings(settings)
-            try:
-                agent = DeliveryAgent(settings, send, store)
-                await agent.process(messages(settings, [("alerts", record)], offset))
-                await agent.drain()
-                await agent.close()
-            finally:
-                store.close()
+    def deliver(record, offset):
+        run_delivery(settings, messages(settings, [("alerts", record)], offset))
 
-    asyncio.run(deliver(firing, 0))
+    deliver(firing, 0)
     [held] = get_json(f"{url}/api/v2/alerts")
     assert held["labels"] == {"alertname": "data_drift", "model": "m", "version": "1",
                               "severity": "critical", "feature": "rooms",
@@ -112,7 +120,7 @@ def test_alertmanager_receives_groups_notifies_and_resolves(settings, alertmanag
     assert wait_for(lambda: any(r.json()["status"] == "firing" for r in oncall.received), 30)
 
     # The episode id makes the resolve the same alert to Alertmanager: it ends it.
-    asyncio.run(deliver(resolved, 1))
+    deliver(resolved, 1)
     assert wait_for(lambda: get_json(f"{url}/api/v2/alerts") == [], 30)
     assert wait_for(lambda: any(r.json()["status"] == "resolved" for r in oncall.received), 30)
     [note] = [r.json() for r in oncall.received if r.json()["status"] == "resolved"]
@@ -135,18 +143,7 @@ def test_alertmanager_accepts_every_real_and_corner_alert(settings, alertmanager
         batch += as_messages([raw], topic=settings.topic("alerts"), key=key,
                              partition=partition_for(key, settings.partitions), first_offset=i)
 
-    async def deliver():
-        async with agent_sender(settings) as send:
-            store = SilenceStore.from_settings(settings)
-            try:
-                agent = DeliveryAgent(settings, send, store)
-                await agent.process(batch)
-                await agent.drain()
-                await agent.close()
-            finally:
-                store.close()
-
-    asyncio.run(deliver())
+    run_delivery(settings, batch)
     records = deliveries(settings)
     refused = [r for r in records if r["outcome"] != "delivered"]
     assert refused == [] and len(records) == len(raws)
@@ -168,22 +165,14 @@ def test_a_resolve_of_an_alert_with_a_300_char_feature_ends_it_in_alertmanager(s
     now = time.time()
     firing["ts"], resolved["ts"] = now - 5, now
 
-    async def deliver(record, offset):
-        async with agent_sender(settings) as send:
-            store = SilenceStore.from_settings(settings)
-            try:
-                agent = DeliveryAgent(settings, send, store)
-                await agent.process(messages(settings, [("alerts", record)], offset))
-                await agent.drain()
-                await agent.close()
-            finally:
-                store.close()
+    def deliver(record, offset):
+        run_delivery(settings, messages(settings, [("alerts", record)], offset))
 
-    asyncio.run(deliver(firing, 0))
+    deliver(firing, 0)
     [held] = get_json(f"{url}/api/v2/alerts")
     assert held["labels"]["feature"] == "f" * 300 and held["labels"]["severity"] == "critical"
     assert held["labels"]["alert_id"] == firing["alert_id"].removesuffix(".firing")
-    asyncio.run(deliver(resolved, 1))
+    deliver(resolved, 1)
     assert wait_for(lambda: get_json(f"{url}/api/v2/alerts") == [], 30), \
         get_json(f"{url}/api/v2/alerts")
     assert {d["outcome"] for d in deliveries(settings)} == {"delivered"}
