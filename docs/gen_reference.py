@@ -104,18 +104,21 @@ def settings_page() -> str:
            "One settings object (`driftline.Settings`) reads `DRIFTLINE_*` environment "
            "variables; CLI flags override them. An unknown `DRIFTLINE_*` variable is an error "
            "(a typo should not silently fall back to a default). `driftline config` prints "
-           "the settings a command would run with; secrets show as `***`.\n\n",
-           "| variable | type | default | meaning |\n|---|---|---|---|\n"]
+           "the settings a command would run with; secrets show as `***`.\n"]
     names = Settings.env_names()
-    for f in dataclasses.fields(Settings):
-        default = f.default
-        value = str(default).lower() if isinstance(default, bool) else default
-        shown = "(empty)" if default == "" else f"`{value}`"
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        doc = f.metadata.get("doc")
-        if not doc:
-            raise SystemExit(f"Settings.{f.name} has no doc metadata: say what it does")
-        out.append(f"| `{names[f.name]}` | {kind} | {shown} | {cell(doc)} |\n")
+    # Settings is its sections together (driftline/settings_sections.py), last base first.
+    for section in reversed(Settings.__bases__):
+        out += [f"\n## {section.__name__}\n\n", f"{inspect.getdoc(section)}\n\n",
+                "| variable | type | default | meaning |\n|---|---|---|---|\n"]
+        for f in dataclasses.fields(section):
+            default = f.default
+            value = str(default).lower() if isinstance(default, bool) else default
+            shown = "(empty)" if default == "" else f"`{value}`"
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            doc = f.metadata.get("doc")
+            if not doc:
+                raise SystemExit(f"Settings.{f.name} has no doc metadata: say what it does")
+            out.append(f"| `{names[f.name]}` | {kind} | {shown} | {cell(doc)} |\n")
     return "".join(out)
 
 
