@@ -13,6 +13,7 @@ from driftline import batch_consumer
 from driftline.agents.guard import Guard, guarded_timer
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Headers, Outbox, SendFn
+from driftline.inbox import register
 from driftline.models.wire.codec import Rejection
 from driftline.settings import Settings
 
@@ -57,7 +58,7 @@ def batch_agent(app: faust.App, topic: faust.TopicT, name: str, settings: Settin
     if settings.batch_delivery:
         # Whole fetches, past Faust's per-message path (driftline.batch_consumer): the
         # stream is only iterated to subscribe the topic; its records never reach it.
-        inbox = batch_consumer.register(app, name, topic.topics, size)
+        inbox = register(app, name, topic.topics, size)
 
         async def run(stream: Any) -> None:
             aiter(stream.channel)  # adds the topic to Faust's Conductor: the subscription

@@ -1,6 +1,7 @@
-"""Batch delivery (driftline.batch_consumer): the offset-range acks as a pure class, and a
-real worker (tests/batch_probe.py) on the real broker: one handler call per fetch, a
-failing handler retried without ending the consumer, commits past transaction markers."""
+"""Batch delivery (driftline.batch_consumer, driftline.inbox): the offset-range acks as a
+pure class, and a real worker (tests/batch_probe.py) on the real broker: one handler call
+per fetch, a failing handler retried without ending the consumer, commits past transaction
+markers."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from driftline.batch_consumer import MERGE_BYTES, AckedRanges, Batch, Inbox
+from driftline.inbox import MERGE_BYTES, AckedRanges, Batch, Inbox
 from driftline.kafka import ensure_topics
 from driftline.settings import Settings
 
