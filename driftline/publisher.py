@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -28,13 +27,11 @@ from ._loop import LoopThread
 from .errors import ConfigError, PublishError, TopicError
 from .kafka import client_options, ensure_topics, partition_for, security_error
 from .models.wire import LABEL, PREDICTION, EventKind, array, encode
+from .outgoing import Outgoing, Slot
 from .retry import retriable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-Slot = tuple[str, int]  # (topic, partition)
 
 
 def _prediction_id(encoded: bytes, is_label: bool) -> str:
@@ -81,9 +78,6 @@ class Publisher:
         self.max_batch = max_batch
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
-        # Events not handed to Kafka yet, oldest first, and their encoded size.
-        self._buffers: dict[Slot, list[bytes]] = defaultdict(list)
-        self._buffer_bytes: dict[Slot, int] = defaultdict(int)
         # At most one message per partition handed to the producer and not yet answered:
         # aiokafka would otherwise block a send for its request timeout (40 s) once its
         # own per-partition batch is full and the broker is down, and a message retried
@@ -95,6 +89,7 @@ class Publisher:
         # A batch is sent before it would pass the broker's message size (and the join's
         # DRIFTLINE_MAX_MESSAGE_BYTES, which would dead-letter it whole).
         self.max_batch_bytes = self.settings.max_message_bytes - 1024
+        self._outgoing = Outgoing(max_batch, self.max_batch_bytes)  # not handed to Kafka yet
         self._lock = asyncio.Lock()  # the periodic flusher and flush() take turns
         self._flusher: asyncio.Task | None = None
         self.sent_events = 0  # acknowledged by Kafka
@@ -177,10 +172,9 @@ class Publisher:
             # A full batch goes out *before* this event joins the buffer: if handing it to
             # the producer fails, the caller gets the error and this event was not kept,
             # so a retry by the caller cannot publish it twice.
-            if slot not in self._in_flight and self._full(slot, len(encoded)):
+            if slot not in self._in_flight and self._outgoing.full(slot, len(encoded)):
                 await self._send(slot)
-            self._buffers[slot].append(encoded)
-            self._buffer_bytes[slot] += len(encoded) + 1
+            self._outgoing.add(slot, encoded)
             self._pending += 1
 
     async def _wait_for_room(self) -> None:
@@ -209,11 +203,6 @@ class Publisher:
                     f"Kafka is back (flush() or close() waits for them)")
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
-    def _full(self, slot: Slot, extra: int) -> bool:
-        buffer = self._buffers.get(slot)
-        return buffer is not None and bool(buffer) and (len(buffer) >= self.max_batch or
-                                 self._buffer_bytes[slot] + extra + 1 > self.max_batch_bytes)
-
     async def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
@@ -227,31 +216,11 @@ class Publisher:
             count = self._partitions[topic] = len(found)
         return count
 
-    def _take(self, slot: Slot) -> list[bytes]:
-        """The oldest events of ``slot`` that fit one message."""
-        buffer = self._buffers[slot]
-        n, size = 0, 0
-        while n < len(buffer) and n < self.max_batch and (
-                n == 0 or size + len(buffer[n]) + 1 <= self.max_batch_bytes):
-            size += len(buffer[n]) + 1
-            n += 1
-        events = buffer[:n]
-        del buffer[:n]
-        self._buffer_bytes[slot] -= size
-        if not buffer:
-            del self._buffers[slot], self._buffer_bytes[slot]
-        return events
-
-    def _restore(self, slot: Slot, events: list[bytes]) -> None:
-        """Put events back at the head of their buffer (they are older than what is there)."""
-        self._buffers[slot][:0] = events
-        self._buffer_bytes[slot] += sum(len(e) + 1 for e in events)
-
     async def _send(self, slot: Slot) -> None:
         """Hand the oldest message of ``slot`` to the producer. Callers hold ``self._lock``
         and have checked that nothing of ``slot`` is in flight."""
         assert self._producer is not None
-        events = self._take(slot)
+        events = self._outgoing.take(slot)
         if not events:
             return
         topic, partition = slot
@@ -266,7 +235,7 @@ class Publisher:
                 self._producer.send(topic, value, key=key, partition=partition),
                 self.max_block)
         except BaseException as exc:  # KafkaError, timed out, or cancelled: keep the events
-            self._restore(slot, events)
+            self._outgoing.restore(slot, events)
             if isinstance(exc, (KafkaError, TimeoutError)):
                 self._last_error = exc
                 error = PublishError(f"could not hand {len(events)} events for {topic} to "
@@ -291,7 +260,7 @@ class Publisher:
                 self._pending -= len(events)
             elif retriable(exc, unknown_server_error=True):
                 self._last_error = exc
-                self._restore(slot, events)  # sent again, still before newer events
+                self._outgoing.restore(slot, events)  # sent again, still before newer events
             else:
                 self._pending -= len(events)
                 self._undeliverable.append((len(events), exc))
@@ -300,7 +269,7 @@ class Publisher:
         """Send the oldest message of every partition with nothing in flight.
         Callers hold ``self._lock``."""
         self._reap()
-        for slot in [s for s in self._buffers if s not in self._in_flight]:
+        for slot in [s for s in self._outgoing if s not in self._in_flight]:
             await self._send(slot)
 
     async def flush(self, timeout: float | None = None) -> None:
@@ -325,7 +294,7 @@ class Publisher:
             if failed:
                 raise PublishError(f"{sum(n for n, _ in failed)} events in {len(failed)} "
                                    f"messages were not delivered: {failed[0][1]!r}")
-            if not waiting and not self._buffers:
+            if not waiting and not self._outgoing:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
