@@ -19,7 +19,7 @@ were kept, which dropped and why (``Selected.describe``).
 >>> y = 2 * X[:, 0] + rng.normal(0, 0.5, 600)
 >>> fit = train_selected(X, y, ["signal", "noise1", "noise2", "flat"])
 >>> fit.selection.kept, [(d["feature"], d["reason"].split(":")[0]) for d in fit.selection.dropped]
-(['signal'], [('flat', 'constant'), ('noise1', 'not selected'), ('noise2', 'not selected')])
+(['signal'], [('noise1', 'not selected'), ('noise2', 'not selected'), ('flat', 'constant')])
 """
 
 from __future__ import annotations
