@@ -175,7 +175,9 @@ def test_model_events_on_the_models_topic(stack, settings):
 
 @pytest.mark.reliability
 def test_password_protected_redis(tmp_path):
-    from driftline.stack import Service, _valkey_binary, free_port
+    from driftline.embedded import Service
+    from driftline.embedded.stack import _valkey_binary
+    from driftline.ports import free_port
 
     port = free_port()
     server = Service("valkey", [_valkey_binary(), "--port", str(port), "--bind", "127.0.0.1",
