@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
 
-from driftline.agents.deadletter import TROUBLES
 from driftline.retry import Backoff, retriable
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,24 @@ Handle = Callable[[Sequence[Any]], Awaitable[None]]
 Wait = Callable[[float], Awaitable[bool]]
 DeadLetter = Callable[[Any, BaseException], Awaitable[None]]
 Reset = Callable[[set[int]], Awaitable[None]]
+
+
+@dataclass
+class Troubles:
+    """What went wrong inside this process's agents, for ``/metrics``: one per process,
+    as prometheus_client keeps its default registry (an agent is one per process). The
+    guard counts the first three; :mod:`driftline.agents.outbox` the dead letters that
+    Kafka refused.
+
+    Keys are agent or timer names (``driftline.join``, ``driftline.join.expiry``)."""
+
+    failures: Counter[str] = field(default_factory=Counter)  # handler calls that raised
+    io_retries: Counter[str] = field(default_factory=Counter)  # ... and waited on I/O
+    internal_errors: Counter[str] = field(default_factory=Counter)  # records dead-lettered
+    unsent: Counter[str] = field(default_factory=Counter)  # dead letters Kafka refused
+
+
+TROUBLES = Troubles()
 
 
 def io_error(exc: BaseException) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from driftline.agents.deadletter import TROUBLES
+from driftline.agents.guard import TROUBLES
 from driftline.models.wire.codec import Rejection
 from driftline.models.wire.deadletter import dead_letter_key, dead_letter_value
 from driftline.retry import Backoff, retriable

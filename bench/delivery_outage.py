@@ -35,9 +35,10 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from driftline.app import topic_configs, topics_to_create
+from driftline.embedded import EmbeddedStack
 from driftline.kafka import ensure_topics
+from driftline.ports import free_port
 from driftline.settings import Settings
-from driftline.stack import EmbeddedStack, free_port
 
 
 class Hook:

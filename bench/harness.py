@@ -7,7 +7,7 @@
                                       [--latency-stages]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
-(driftline.apache_kafka) instead of Tansu.
+(driftline.embedded.apache_kafka) instead of Tansu.
 
 For each input shape - single-event messages (any Kafka client) and the Publisher's
 batches - it produces N predictions and N labels (10 features, labels shuffled in
@@ -62,6 +62,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from driftline import Publisher
 from driftline.app import topic_configs, topics_to_create
+from driftline.embedded import EmbeddedStack
 from driftline.kafka import (
     ensure_topics,
     opened_reader,
@@ -73,7 +74,6 @@ from driftline.kafka import (
 from driftline.models.wire import unbatch
 from driftline.models.wire.internal import SCORED, decode_elements
 from driftline.settings import Settings
-from driftline.stack import EmbeddedStack
 
 METRICS_INTERVAL = 0.1
 
@@ -400,7 +400,7 @@ async def latency_stages(settings: Settings, handed: dict[str, float],
 
 def broker_name(broker: str) -> str:
     if broker == "kafka":
-        from driftline.apache_kafka import KAFKA_VERSION
+        from driftline.embedded.apache_kafka import KAFKA_VERSION
 
         return f"Apache Kafka {KAFKA_VERSION}"
     return "Tansu"

@@ -32,10 +32,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from driftline.app import topic_configs, topics_to_create
+from driftline.embedded import EmbeddedStack
 from driftline.kafka import ensure_topics
+from driftline.ports import free_port
 from driftline.publisher import Publisher
 from driftline.settings import Settings
-from driftline.stack import EmbeddedStack, free_port
 
 
 def staged(code: Path) -> str:

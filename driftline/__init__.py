@@ -14,8 +14,8 @@ from .errors import (
     TopicError,
 )
 from .model_client import ModelClient
-from .model_events import ModelRegistry
 from .models.linear import LinearModel
+from .models.registry import ModelRegistry
 from .settings import Settings
 
 if _typing.TYPE_CHECKING:

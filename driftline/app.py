@@ -10,8 +10,8 @@ import faust
 from . import batch_consumer
 from .errors import ConfigError
 from .kafka import FETCH_MAX_WAIT_MS, ssl_context
+from .ports import free_port
 from .settings import Settings
-from .stack import free_port
 
 # A new consumer group joins in ~3 s on Tansu with these, ~30 s with Faust's
 # defaults (DESIGN.md); they are also sane for a small Kafka cluster.

@@ -186,14 +186,16 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
                    rate: float, echo) -> dict[str, Any]:
     """The demo against ``settings`` (a running stack, worker and trainer)."""
     from driftline.model_client import ModelClient
-    from driftline.model_events import ModelRegistry
+    from driftline.model_events import KafkaModelEvents
+    from driftline.models.registry import ModelRegistry
     from driftline.publisher import Publisher
     from driftline.simulate import ProductionService, World, bootstrap
 
     drift_at = events // 3
     world = World(scenario, drift_at=drift_at, span=max(events // 6, 1), seed=seed)
     await ensure_topics(settings, topics_to_create(settings), configs=topic_configs(settings))
-    registry = ModelRegistry.from_settings(settings, actor="demo")
+    registry = ModelRegistry.from_settings(settings, actor="demo",
+                                           on_event=KafkaModelEvents(settings=settings))
     try:
         await asyncio.to_thread(bootstrap, registry, MODEL, world)
     finally:

@@ -1,17 +1,20 @@
-"""Model lifecycle events to the ``models`` topic, and :class:`ModelRegistry`: the
-registry of :mod:`driftline.models.registry` with that Kafka sink wired in.
+"""Model lifecycle events to the ``models`` topic: :class:`KafkaModelEvents`, the sink a
+:class:`~driftline.ModelRegistry` is given to publish them.
 
-The registry core sits below Kafka (it must not import aiokafka); the wiring lives
-here, and aiokafka is imported only when a sink is built, so ``import driftline``
+The registry sits below Kafka (it must not import aiokafka) and takes any sink; this
+one lives here, and aiokafka is imported only when it is built, so ``import driftline``
 stays light for serving code that only reads models.
+
+>>> from driftline import ModelRegistry  # doctest: +SKIP
+>>> reg = ModelRegistry.from_url("redis://127.0.0.1:6379/0",  # doctest: +SKIP
+...                              on_event=KafkaModelEvents("kafka://127.0.0.1:9092"))
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from ._loop import LoopThread
-from .models import registry as _core
 from .models.wire import MODEL_EVENT, encode
 from .settings import Settings
 
@@ -20,7 +23,9 @@ if TYPE_CHECKING:
 
 
 class KafkaModelEvents:
-    """Callable sink: validates a model event and waits until Kafka has it."""
+    """Model event sink (:class:`~driftline.models.registry.EventSink`): validates each
+    event and waits until Kafka has it on the ``models`` topic. ``kafka_url`` and
+    ``topic_prefix`` override ``settings`` (default: from the environment)."""
 
     def __init__(self, kafka_url: str | None = None, *, topic_prefix: str | None = None,
                  timeout: float = 30.0, settings: Settings | None = None) -> None:
@@ -55,48 +60,3 @@ class KafkaModelEvents:
         if not self._loop.closed:
             self._loop.run(self._producer.stop(), self.timeout)
             self._loop.close()
-
-
-class ModelRegistry(_core.ModelRegistry):
-    """The model registry (:class:`driftline.models.registry.ModelRegistry`), whose
-    constructors can also send model events to Kafka's ``models`` topic.
-
-    >>> reg = ModelRegistry.from_url("redis://127.0.0.1:6379/0",  # doctest: +SKIP
-    ...                              kafka_url="kafka://127.0.0.1:9092")
-    """
-
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str = _core.DEFAULT_PREFIX,
-                 kafka_url: str | None = None, topic_prefix: str | None = None,
-                 on_event: _core.EventSink | None = None, **kwargs: Any) -> Self:
-        """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS, verified against
-        ``ssl_ca_certs`` or the system's CAs); ``kafka_url`` turns on model events on the
-        ``models`` topic (under ``topic_prefix``)."""
-        if kafka_url and on_event is not None:
-            raise TypeError("pass kafka_url or on_event, not both")
-        if kafka_url:
-            on_event = KafkaModelEvents(kafka_url, topic_prefix=topic_prefix)
-        try:
-            return super().from_url(url, prefix=prefix, on_event=on_event, **kwargs)
-        except BaseException:
-            _close(on_event)
-            raise
-
-    @classmethod
-    def from_settings(cls, settings: Any, *, events: bool = True,
-                      **kwargs: Any) -> Self:
-        """The registry ``settings`` point at: Redis URL, TLS CA file and key prefix;
-        model events go to its Kafka, with its security settings, unless ``events`` is
-        false."""
-        on_event = KafkaModelEvents(settings=settings) if events else None
-        try:
-            return super().from_settings(settings, on_event=on_event, **kwargs)
-        except BaseException:
-            _close(on_event)
-            raise
-
-
-def _close(sink: Any) -> None:
-    close = getattr(sink, "close", None)
-    if close is not None:
-        close()

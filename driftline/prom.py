@@ -55,7 +55,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from driftline.agents.deadletter import TROUBLES
+from driftline.agents.guard import TROUBLES
 from driftline.kafka import partition_for
 
 

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import redis
 
@@ -65,17 +65,23 @@ class VersionInfo:
                 "meta": self.meta}
 
 
-# Called with each model event (DESIGN.md); may have a close(), called by the registry's.
-EventSink = Callable[[dict[str, Any]], None]
+class EventSink(Protocol):
+    """Receives each model lifecycle event (DESIGN.md), after the change is in Redis. A
+    sink with a ``close()`` is closed with the registry; ``list.append`` is a sink."""
+
+    def __call__(self, event: dict[str, Any], /) -> None: ...
 
 
 class ModelRegistry:
-    """Versions, aliases and history of models in Redis.
+    """Versions, aliases and history of models in Redis (``driftline.ModelRegistry``).
 
-    ``on_event``, when given, is called with a model event (DESIGN.md) after each
-    registration, promotion, rejection and rollback. The registry knows nothing of
-    Kafka: :class:`driftline.ModelRegistry` (in :mod:`driftline.model_events`) is this
-    class with ``from_url(..., kafka_url=...)`` wiring the sink to the ``models`` topic.
+    ``on_event``, when given, is called with a model event after each registration,
+    promotion, rejection and rollback; the registry owns it from then on. The registry
+    knows nothing of Kafka: :class:`driftline.model_events.KafkaModelEvents` is the sink
+    that sends the events to the ``models`` topic.
+
+    >>> reg = ModelRegistry.from_url("redis://127.0.0.1:6379/0",  # doctest: +SKIP
+    ...                              on_event=KafkaModelEvents("kafka://127.0.0.1:9092"))
     """
 
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX,
@@ -99,8 +105,12 @@ class ModelRegistry:
                  **kwargs: Any) -> Self:
         """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS, verified against
         ``ssl_ca_certs`` or the system's CAs)."""
-        return cls(redis_client(url, timeout=REGISTRY, ssl_ca_certs=ssl_ca_certs),
-                   prefix=prefix, on_event=on_event, **kwargs)
+        try:
+            return cls(redis_client(url, timeout=REGISTRY, ssl_ca_certs=ssl_ca_certs),
+                       prefix=prefix, on_event=on_event, **kwargs)
+        except BaseException:
+            _close(on_event)
+            raise
 
     @classmethod
     def from_settings(cls, settings: Any, *, on_event: EventSink | None,
@@ -108,14 +118,16 @@ class ModelRegistry:
         """The registry ``settings`` (a :class:`~driftline.settings.Settings`) point at:
         Redis URL, TLS CA file and key prefix. ``on_event`` has no default, so that a
         caller who wants model events cannot lose them by forgetting to ask: pass the
-        sink, or None (:class:`driftline.ModelRegistry` builds the Kafka one)."""
-        return cls(settings_redis_client(settings, timeout=REGISTRY),
-                   prefix=settings.registry_prefix, on_event=on_event, **kwargs)
+        sink (``KafkaModelEvents(settings=settings)``), or None."""
+        try:
+            return cls(settings_redis_client(settings, timeout=REGISTRY),
+                       prefix=settings.registry_prefix, on_event=on_event, **kwargs)
+        except BaseException:
+            _close(on_event)
+            raise
 
     def close(self) -> None:
-        close = getattr(self.on_event, "close", None)
-        if close:
-            close()
+        _close(self.on_event)
         self.redis.close()
 
     # --- keys --------------------------------------------------------------------
@@ -371,6 +383,12 @@ def _dumps(value: Any, what: str) -> str:
         return json.dumps(value, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{what} must be JSON with finite numbers: {exc}") from None
+
+
+def _close(sink: EventSink | None) -> None:
+    close = getattr(sink, "close", None)
+    if close is not None:
+        close()
 
 
 def _default_actor() -> str:

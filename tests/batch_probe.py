@@ -15,8 +15,8 @@ import orjson
 from driftline import batch_consumer
 from driftline.agents.wiring import batch_agent, raw_topic
 from driftline.app import FAST_GROUP_TIMEOUTS
+from driftline.ports import free_port
 from driftline.settings import Settings
-from driftline.stack import free_port
 
 settings = Settings.from_env()
 out = open(sys.argv[1], "ab", buffering=0)  # open for the worker's life

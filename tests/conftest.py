@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from driftline.embedded import EmbeddedStack
 from driftline.settings import Settings
-from driftline.stack import EmbeddedStack
 
 BROKERS = {"tansu": "tansu", "kafka": "apache"}  # test switch -> EmbeddedStack(kafka=...)
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from driftline.stack import free_port
+from driftline.ports import free_port
 
 AM_KEYS = {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
 

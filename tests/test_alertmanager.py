@@ -26,7 +26,7 @@ from driftline.agents.delivery.agent import DeliveryAgent
 from driftline.agents.delivery.silences import SilenceStore
 from driftline.kafka import partition_for
 from driftline.models.wire import ALERT, encode
-from driftline.stack import free_port
+from driftline.ports import free_port
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 

@@ -21,9 +21,10 @@ from pki import make_pki
 
 from driftline import Publisher
 from driftline.cli import main
+from driftline.embedded import EmbeddedStack
 from driftline.errors import PublishError
 from driftline.kafka import wait_for_groups
-from driftline.stack import EmbeddedStack, free_port
+from driftline.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]
 

@@ -163,7 +163,7 @@ def set_challenger_by_hand(settings, version: int) -> None:
 
 def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worker_factory):
     from driftline.models.training import train_ridge
-    from driftline.stack import free_port
+    from driftline.ports import free_port
 
     settings = settings.replace(metrics_interval=0.5, shadow_pairs=SHADOW_PAIRS,
                                 canary_pairs=CANARY_PAIRS, web_port=free_port())

@@ -15,8 +15,8 @@ import pytest
 from kafka_io import create_topics
 
 from driftline import ModelClient, ModelRegistry, Publisher
+from driftline.ports import free_port
 from driftline.simulate import ProductionService, World, bootstrap
-from driftline.stack import free_port
 
 pytestmark = pytest.mark.integration
 

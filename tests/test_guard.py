@@ -12,8 +12,7 @@ import pytest
 import redis.exceptions
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from driftline.agents.deadletter import TROUBLES
-from driftline.agents.guard import Guard, guarded_timer, io_error
+from driftline.agents.guard import TROUBLES, Guard, guarded_timer, io_error
 from driftline.errors import RegistryUnavailable
 
 

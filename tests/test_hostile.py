@@ -14,7 +14,7 @@ from test_superseded import T0, drifted_v1, run, v2
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.kafka import partition_for
-from driftline.stack import free_port
+from driftline.ports import free_port
 
 
 class Registry:

@@ -44,8 +44,8 @@ from test_alertmanager import BINARY as ALERTMANAGER
 from test_alertmanager import CONFIG as ALERTMANAGER_CONFIG
 from test_delivery_agent import ReceiverThread, wait_for
 
+from driftline.ports import free_port
 from driftline.settings import Settings
-from driftline.stack import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -155,7 +155,7 @@ def test_the_wheel_holds_every_file_of_the_tree(install):
     missing = [path for path in tree_files() if path not in names]
     assert missing == [], f"in the tree, not in the wheel: {missing}"
     assert "driftline/agents/delivery/agent.py" in names  # the one the hand-kept list lost
-    assert "driftline/dashboard.html" in names and "driftline/broker/pom.xml" in names
+    assert "driftline/dashboard.html" in names and "driftline/embedded/broker/pom.xml" in names
     assert not [n for n in names if n.split("/")[0] in ("agents", "models", "tests")]
     packages = sorted({n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")})
     print(f"\nwheel {install.wheel.name}: {len(names)} files, {len(packages)} packages "

@@ -85,7 +85,9 @@ def test_predict_from_many_threads_during_swaps_sees_whole_models(registry):
 
 @pytest.mark.reliability
 def test_keeps_serving_through_a_redis_restart(tmp_path, caplog):
-    from driftline.stack import Service, _valkey_binary, free_port
+    from driftline.embedded import Service
+    from driftline.embedded.stack import _valkey_binary
+    from driftline.ports import free_port
 
     port = free_port()
     argv = [_valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",

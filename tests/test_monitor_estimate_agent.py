@@ -14,8 +14,8 @@ from test_dashboard import BROWSER, browser
 from test_monitor_estimate import segmented
 from test_web import get, wait_until
 
+from driftline.ports import free_port
 from driftline.settings import Settings
-from driftline.stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from test_delivery_agent import ReceiverThread, wait_for
 from driftline import LinearModel, ModelRegistry
 from driftline.kafka import partition_for
 from driftline.models.wire import ALERT, encode
-from driftline.stack import free_port
+from driftline.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -49,7 +49,7 @@ def test_settings_give_the_url_and_the_tls_ca_file(tmp_path):
 def test_an_unreachable_server_fails_within_the_profile():
     import time
 
-    from driftline.stack import free_port
+    from driftline.ports import free_port
 
     client = redis_client(f"redis://127.0.0.1:{free_port()}/0", timeout=HOT_PATH)
     started = time.monotonic()

@@ -149,10 +149,12 @@ def test_concurrent_promotes_keep_alias_and_history_consistent(registry):
 def test_model_events_on_the_models_topic(stack, settings):
     from kafka_io import create_topics, read_all
 
+    from driftline.model_events import KafkaModelEvents
+
     create_topics(settings)
     reg = ModelRegistry.from_url(stack.redis_url, prefix=f"e{uuid.uuid4().hex[:8]}:",
-                                 kafka_url=settings.kafka_url,
-                                 topic_prefix=settings.topic_prefix)
+                                 on_event=KafkaModelEvents(settings.kafka_url,
+                                                           topic_prefix=settings.topic_prefix))
     try:
         v1 = reg.register("m", model(1), metrics={"mse": 1.0})
         v2 = reg.register("m", model(2), metrics={"mse": 0.5},
@@ -173,7 +175,9 @@ def test_model_events_on_the_models_topic(stack, settings):
 
 @pytest.mark.reliability
 def test_password_protected_redis(tmp_path):
-    from driftline.stack import Service, _valkey_binary, free_port
+    from driftline.embedded import Service
+    from driftline.embedded.stack import _valkey_binary
+    from driftline.ports import free_port
 
     port = free_port()
     server = Service("valkey", [_valkey_binary(), "--port", str(port), "--bind", "127.0.0.1",
@@ -217,13 +221,13 @@ def test_register_is_idempotent_per_request_id(registry):
     assert [h["action"] for h in registry.history("houses")] == ["registered", "registered"]
 
 
-def test_the_core_registry_knows_no_kafka_and_the_package_one_wires_it():
+def test_one_registry_that_knows_no_kafka_and_takes_a_sink():
     import driftline
     from driftline.models import registry as core
     from driftline.settings import Settings
 
-    assert issubclass(driftline.ModelRegistry, core.ModelRegistry)
-    with pytest.raises(TypeError):  # Kafka wiring is driftline.ModelRegistry's
+    assert driftline.ModelRegistry is core.ModelRegistry
+    with pytest.raises(TypeError):  # Kafka is a sink (KafkaModelEvents), not a URL here
         core.ModelRegistry.from_url("redis://127.0.0.1:1/0", kafka_url="kafka://k:9092")
     with pytest.raises(TypeError):  # on_event has no default: events are chosen, not lost
         core.ModelRegistry.from_settings(Settings())
@@ -231,12 +235,37 @@ def test_the_core_registry_knows_no_kafka_and_the_package_one_wires_it():
     reg = core.ModelRegistry.from_settings(Settings(), on_event=sink.append)
     assert reg.on_event == sink.append
     reg.close()
-    off = driftline.ModelRegistry.from_settings(Settings(), events=False)
+    off = driftline.ModelRegistry.from_settings(Settings(), on_event=None)
     assert off.on_event is None and isinstance(off, core.ModelRegistry)
     off.close()
     with pytest.raises(TypeError):
         driftline.ModelRegistry.from_url("redis://127.0.0.1:1/0", kafka_url="kafka://k:9092",
                                          on_event=sink.append)
+
+
+def test_a_sink_is_closed_with_the_registry_and_when_the_registry_cannot_be_built():
+    from driftline.models import registry as core
+    from driftline.settings import Settings
+
+    class Sink(list):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    sink = Sink()
+    reg = core.ModelRegistry.from_url("redis://127.0.0.1:1/0", on_event=sink)
+    assert sink.closed == 0
+    reg.close()
+    assert sink.closed == 1
+    refused = Sink()
+    with pytest.raises(TypeError):
+        core.ModelRegistry.from_url("redis://127.0.0.1:1/0", on_event=refused, no_such=1)
+    assert refused.closed == 1
+    refused = Sink()
+    with pytest.raises(TypeError):
+        core.ModelRegistry.from_settings(Settings(), on_event=refused, no_such=1)
+    assert refused.closed == 1
 
 
 def test_challenger_alias_reject_and_a_rollback_only_of_the_expected_version(registry):

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from driftline.cli import main
 from driftline.errors import ConfigError
+from driftline.ports import free_port
 from driftline.settings import Settings, redact_url
-from driftline.stack import free_port
 
 TOKEN, SASL, REDIS_PW = "tok-4f2a", "sasl-9c1e", "redispw-77b3"
 SECRETS = (TOKEN, SASL, REDIS_PW)

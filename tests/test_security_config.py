@@ -127,7 +127,7 @@ def test_every_kafka_client_in_the_package_is_built_with_client_options():
 def test_redis_tls_ca_file_reaches_the_registry_clients(tmp_path):
     ca = str(tmp_path / "ca.pem")
     settings = Settings(redis_url="rediss://:pw@redis.example:6380/1", redis_ssl_cafile=ca)
-    registry = ModelRegistry.from_settings(settings, events=False)
+    registry = ModelRegistry.from_settings(settings, on_event=None)
     by_url = ModelRegistry.from_url(settings.redis_url, ssl_ca_certs=ca)
     try:
         for reg in (registry, by_url):

@@ -11,7 +11,8 @@ import time
 import pytest
 import redis
 
-from driftline.stack import EmbeddedStack, port_is_free
+from driftline.embedded import EmbeddedStack
+from driftline.ports import port_is_free
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def test_context_manager_serves_and_cleans_up():
 
 OWNER = """
 import sys, time
-from driftline.stack import EmbeddedStack
+from driftline.embedded import EmbeddedStack
 st = EmbeddedStack().start()
 print(st.kafka.pid, st.redis.pid, st.kafka_port, st.redis_port, flush=True)
 time.sleep(600)
@@ -81,6 +82,6 @@ def test_busy_port_is_a_clear_error():
 
 
 def test_supervisor_reports_a_signal_the_shell_way():
-    done = subprocess.run([sys.executable, "-m", "driftline._supervise", "--", "sh", "-c",
+    done = subprocess.run([sys.executable, "-m", "driftline.embedded._supervise", "--", "sh", "-c",
                            "kill -TERM $$"], stdin=subprocess.DEVNULL, timeout=30)
     assert done.returncode == 128 + signal.SIGTERM

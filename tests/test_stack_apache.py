@@ -13,9 +13,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from test_stack import processes_in_groups, wait_until
 
-from driftline.apache_kafka import KAFKA_VERSION, java_binary, metadata_brokers, resolve_jars
+from driftline.embedded import EmbeddedStack
+from driftline.embedded.apache_kafka import (
+    KAFKA_VERSION,
+    java_binary,
+    metadata_brokers,
+    resolve_jars,
+)
 from driftline.errors import StackError
-from driftline.stack import EmbeddedStack, port_is_free
+from driftline.ports import port_is_free
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +42,7 @@ def test_missing_maven_says_what_to_install(monkeypatch, tmp_path):
 def test_the_pom_pins_the_version_the_code_runs():
     from importlib import resources
 
-    pom = (resources.files("driftline") / "broker" / "pom.xml").read_text()
+    pom = (resources.files("driftline.embedded") / "broker" / "pom.xml").read_text()
     assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
 
 
@@ -104,7 +110,7 @@ def test_keep_leaves_the_log_dir():
 
 OWNER = """
 import time
-from driftline.stack import EmbeddedStack
+from driftline.embedded import EmbeddedStack
 st = EmbeddedStack(kafka="apache").start()
 print(st.kafka.pid, st.kafka_port, st.kafka.controller_port, flush=True)
 time.sleep(600)

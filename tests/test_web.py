@@ -17,8 +17,8 @@ from simulate import stream
 
 from driftline import LinearModel, ModelRegistry
 from driftline.cli import main
+from driftline.ports import free_port
 from driftline.settings import Settings
-from driftline.stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from test_dashboard import BROWSER, browser
 from test_delivery import alert
 from test_web import get, wait_until
 
-from driftline.stack import free_port
+from driftline.ports import free_port
 
 pytestmark = pytest.mark.integration
 

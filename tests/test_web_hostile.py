@@ -18,8 +18,8 @@ from test_delivery import alert
 from test_web import get, wait_until
 
 from driftline import LinearModel, ModelRegistry
+from driftline.ports import free_port
 from driftline.settings import Settings
-from driftline.stack import free_port
 from driftline.web import Health, health_checks
 from driftline.web_access import Access
 

@@ -54,7 +54,6 @@ from typing import Any, TypeVar
 import faust
 from msgspec import UNSET, UnsetType
 
-from driftline.agents.deadletter import DeadLetterCounter
 from driftline.agents.join import dedupe
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
@@ -75,6 +74,7 @@ from driftline.models.wire import (
     unbatch,
 )
 from driftline.models.wire.codec import ARRAY_BYTES, EventKind
+from driftline.models.wire.deadletter import DeadLetterCounter
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
 from driftline.models.wire.internal import (
     COLUMNAR_MIN,

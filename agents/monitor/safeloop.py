@@ -179,10 +179,10 @@ class Actions:
 
     def registry(self, actor: str) -> ModelRegistry:
         if actor not in self._registries:
-            from driftline import model_events  # the registry with its events on Kafka
+            from driftline.model_events import KafkaModelEvents
 
-            self._registries[actor] = model_events.ModelRegistry.from_settings(
-                self.settings, actor=actor)
+            self._registries[actor] = ModelRegistry.from_settings(
+                self.settings, actor=actor, on_event=KafkaModelEvents(settings=self.settings))
         return self._registries[actor]
 
     async def carry_out(self, verdict: Verdict) -> str:

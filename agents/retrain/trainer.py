@@ -272,9 +272,10 @@ def _finite(value: float | None) -> float | None:
 
 def install(app: faust.App, settings: Settings) -> Trainer:
     train_fn = load_train_fn(settings.trainer)
-    from driftline import model_events  # the registry with its events on the models topic
+    from driftline.model_events import KafkaModelEvents
 
-    registry = model_events.ModelRegistry.from_settings(settings, actor="driftline-trainer")
+    registry = ModelRegistry.from_settings(settings, actor="driftline-trainer",
+                                           on_event=KafkaModelEvents(settings=settings))
     trainer = Trainer(settings, registry, train_fn, sender(app))
     batch_agent(app, raw_topic(app, settings.topic("retrain")), "driftline.trainer",
                 settings, trainer.process)

@@ -17,7 +17,7 @@ from ..settings import Settings
 from ._common import EXIT_FAILURE, load_settings, setting_option, wait_for_signal
 
 if TYPE_CHECKING:
-    from ..stack import EmbeddedStack
+    from ..embedded import EmbeddedStack
 
 
 @click.group()
@@ -65,7 +65,7 @@ def up(kafka_port: int, redis_port: int, partitions: int | None, broker: str) ->
             click.echo(f"dashboard: http://{web.web_host}:{web.web_port}/")
         # Under the same supervisor as the services: if this process is SIGKILLed, the
         # pipe closes and the worker and trainer are stopped too.
-        from ..processes import STOPPED_OK, supervised
+        from ..embedded.processes import STOPPED_OK, supervised
 
         names: tuple[str, ...] = ("worker", "trainer")
         if web.alertmanager_url or web.webhook_urls:  # a receiver is set: deliver to it
@@ -102,13 +102,12 @@ def demo(events: int, seed: int, scenario: str, rate: float, no_live: bool,
     import orjson
 
     from ..demo import run_demo, summary_lines
-    from ..processes import supervised
+    from ..embedded.processes import supervised
+    from ..ports import free_port
 
     live = not no_live and sys.stdout.isatty()
     log_path = os.path.join(tempfile.mkdtemp(prefix="driftline-demo-"), "services.log")
     with embedded_stack(0, 0) as st:
-        from ..stack import free_port
-
         # The demo runs hours of a service in seconds: an old version is superseded after
         # 1 s without predictions (600 by default), so v1's alerts close while it runs.
         monitor_config = os.path.join(os.path.dirname(log_path), "monitor.toml")
@@ -145,7 +144,7 @@ def demo(events: int, seed: int, scenario: str, rate: float, no_live: bool,
 @contextlib.contextmanager
 def embedded_stack(kafka_port: int, redis_port: int,
                    broker: str = "tansu") -> Iterator[EmbeddedStack]:
-    from ..stack import EmbeddedStack
+    from ..embedded import EmbeddedStack
 
     try:
         st = EmbeddedStack(kafka_port=kafka_port, redis_port=redis_port, kafka=broker).start()

@@ -27,15 +27,16 @@ def registry_command(fn=None, *, events: bool = False):
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @functools.wraps(fn)
     def wrapper(redis_url, as_json, kafka_url=None, no_events=True, **kwargs):
-        from ..model_events import ModelRegistry
+        from ..model_events import KafkaModelEvents
+        from ..models.registry import ModelRegistry
 
         settings = load_settings(redis_url=redis_url, kafka_url=kafka_url)
         registry = None
         try:
             # Model events go to Kafka when a broker is configured (flag or environment).
             configured = kafka_url or "DRIFTLINE_KAFKA_URL" in os.environ
-            registry = ModelRegistry.from_settings(
-                settings, events=bool(configured and not no_events))
+            sink = KafkaModelEvents(settings=settings) if configured and not no_events else None
+            registry = ModelRegistry.from_settings(settings, on_event=sink)
             fn(registry=registry, as_json=as_json, **kwargs)
         except RegistryUnavailable as exc:
             click.echo(f"error: {exc} (is DRIFTLINE_REDIS_URL right?)", err=True)

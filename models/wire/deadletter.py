@@ -5,7 +5,7 @@ Value on ``driftline.deadletter`` (DESIGN.md): ``{"topic", "partition", "offset"
 (``invalid_json``, ``missing_field``, ``wrong_type``, ``not_finite``, ``oversized``,
 ``bad_model``, ``internal_error``, ...) so it can be grepped and counted. A refused
 element of a batch also carries its ``index``, and ``raw`` is that element alone. This is
-the one place that builds them.
+the one place that builds them, and that tallies them (:class:`DeadLetterCounter`).
 
 A dead letter always fits (issue 29): the error text is cut at
 :data:`MAX_ERROR_CHARS` (an unknown field name of 1 MB is repeated in msgspec's reason),
@@ -25,6 +25,8 @@ True
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from driftline.models.wire.codec import Rejection, encode
 from driftline.models.wire.events import DeadLetter
@@ -71,3 +73,15 @@ def dead_letter_value(topic: str, partition: int | None, offset: int | None,
 def dead_letter_key(key: bytes | None) -> bytes | None:
     """The original key, cut at :data:`MAX_KEY_BYTES` (a valid one is far shorter)."""
     return key if key is None or len(key) <= MAX_KEY_BYTES else key[:MAX_KEY_BYTES]
+
+
+class DeadLetterCounter(Counter[str]):
+    """Refused inputs by error kind (``counter["invalid_json"]``).
+
+    >>> dead = DeadLetterCounter()
+    >>> dead.count(Rejection("invalid_json", "bad", b"{")); dead
+    DeadLetterCounter({'invalid_json': 1})
+    """
+
+    def count(self, rejection: Rejection) -> None:
+        self[rejection.kind] += 1

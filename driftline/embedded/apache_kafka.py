@@ -10,11 +10,12 @@ resolved once with Maven, from the ``broker/pom.xml`` shipped in this package, i
 * formats a KRaft log dir (``kafka-storage format --standalone``, a random cluster id,
   SCRAM users added at format time) unless it is formatted already: a restart keeps it;
 * starts ``kafka.Kafka`` as a combined broker + controller with a small heap, under
-  :mod:`driftline._supervise` like every embedded service (no orphan after a kill -9);
+  :mod:`driftline.embedded._supervise` like every embedded service (no orphan after a
+  kill -9);
 * is ready when a Metadata request on its PLAINTEXT listener names a broker.
 
-``python -m driftline.apache_kafka`` resolves the jars and prints where they are (CI does
-this before the Apache Kafka tier, through the same code).
+``python -m driftline.embedded.apache_kafka`` resolves the jars and prints where they are
+(CI does this before the Apache Kafka tier, through the same code).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from .errors import StackError
-from .stack import Service
+from ..errors import StackError
+from ..ports import free_port
+from .service import Service
 
 KAFKA_VERSION = "4.1.1"
 """The Apache Kafka release driftline is tested on (the docker-compose image too)."""
@@ -87,7 +89,7 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
                          f"Central: {INSTALL_MAVEN}")
     home.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=home))
-    pom = resources.files("driftline") / "broker" / "pom.xml"
+    pom = resources.files("driftline.embedded") / "broker" / "pom.xml"
     with resources.as_file(pom) as pom_path:
         cmd = [mvn, "-q", "-B", "-f", str(pom_path), f"-Dkafka.version={version}",
                "dependency:copy-dependencies", "-DincludeScope=runtime",
@@ -165,8 +167,6 @@ class ApacheKafka(Service):
                  config: dict[str, str] | None = None, heap: str = "512m",
                  version: str = KAFKA_VERSION) -> None:
         super().__init__("apache-kafka", [], port, host, log_path)
-        from .stack import free_port
-
         self.log_dir = Path(log_dir)
         self.controller_port = controller_port or free_port(host)
         self.sasl_ssl_port = sasl_ssl_port
@@ -235,7 +235,7 @@ class ApacheKafka(Service):
         return props
 
     def _java(self, libs: Path, main: str, *args: str, heap: str, extra: list[str]) -> list[str]:
-        logcfg = resources.files("driftline") / "broker" / "log4j2.properties"
+        logcfg = resources.files("driftline.embedded") / "broker" / "log4j2.properties"
         return [java_binary(), f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:-UsePerfData",
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={logcfg}",
                 *extra, "-cp", f"{libs}/*", main, *args]

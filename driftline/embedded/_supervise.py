@@ -1,8 +1,9 @@
 """Run one service binary and take it down with its owner, whatever kills the owner.
 
-Usage (driftline.stack does this): ``python -m driftline._supervise [--grace S] -- BINARY
-ARGS...`` with stdin a pipe whose write end only the owner holds. The exit status is the
-service's, or 128 + N if a signal N ended it (the shell's convention).
+Usage (:class:`driftline.embedded.Service` and :mod:`driftline.embedded.processes` do
+this): ``python -m driftline.embedded._supervise [--grace S] -- BINARY ARGS...`` with
+stdin a pipe whose write end only the owner holds. The exit status is the service's, or
+128 + N if a signal N ended it (the shell's convention).
 
 * The supervisor starts a new session, so the service sits in its own process
   group: stopping kills the whole group, and a Ctrl-C meant for the owner's
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python -m driftline._supervise -- BINARY [ARGS...]", file=sys.stderr)
+        print("usage: python -m driftline.embedded._supervise -- BINARY [ARGS...]", file=sys.stderr)
         return 2
     if os.getpid() != os.getsid(0):
         os.setsid()

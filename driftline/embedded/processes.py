@@ -1,6 +1,6 @@
 """driftline commands as supervised child processes (``driftline up`` and ``demo``).
 
-Each child runs under :mod:`driftline._supervise` with a pipe whose write end only
+Each child runs under :mod:`driftline.embedded._supervise` with a pipe whose write end only
 this process holds: if this process dies, even by SIGKILL, the pipe closes and
 the children are stopped. Leaving the context stops them with SIGTERM (SIGKILL
 after ``grace`` seconds).
@@ -28,7 +28,7 @@ def supervised(commands: list[list[str]], env: Mapping[str, str], *, grace: floa
     try:
         for command in commands:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "driftline._supervise", "--grace", str(grace), "--",
+                [sys.executable, "-m", "driftline.embedded._supervise", "--grace", str(grace), "--",
                  sys.executable, "-m", "driftline", *command],
                 env=dict(env), stdin=read_end, stdout=output, stderr=output))
         os.close(read_end)
