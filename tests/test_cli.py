@@ -113,14 +113,14 @@ def test_config_lists_every_setting_by_its_variable():
 CLI = Path(__file__).resolve().parent.parent / "driftline" / "cli"
 
 
-def test_the_cli_package_has_no_cycle_and_small_modules():
+def test_the_cli_command_modules_import_only_common():
     """Only __init__ imports the command modules; they import _common and the rest of
-    driftline, never each other or the package (the old cli.py <-> cli_ops.py cycle)."""
+    driftline, never each other or the package (the old cli.py <-> cli_ops.py cycle).
+    Cycles and module sizes everywhere: tests/test_house.py."""
     siblings = {p.stem for p in CLI.glob("*.py")} - {"__init__"}
     for path in CLI.glob("*.py"):
         source = path.read_text()
         assert "noqa: E402" not in source, path.name
-        assert len(source.splitlines()) <= 400, path.name
         if path.stem == "__init__":
             continue
         for node in ast.walk(ast.parse(source)):
