@@ -139,7 +139,7 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
     columns (format 3) with each event's source offset; a message of many events keeps
     its own, and a model change, the bytes of one array or features that differ end a
     run."""
-    from driftline.agents.join.agent import _predictions_elements
+    from driftline.agents.routing import predictions_elements
     from driftline.models.wire.codec import ARRAY_BYTES
     from driftline.models.wire.internal import decode_elements
 
@@ -151,7 +151,7 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
 
     def shapes(messages):
         return [(e.v, e.s[1], None if e.offsets() is None else e.offsets().tolist(), len(e))
-                for value in _predictions_elements(3, messages)
+                for value in predictions_elements(3, messages)
                 for e in decode_elements(b"[" + value + b"]")]
 
     assert shapes([single(o) for o in range(10, 30)]) == [(3, 29, list(range(10, 30)), 20)]

@@ -60,7 +60,15 @@ from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
-from driftline.agents.routing import ModelPartitions, elements_of, header, send_in_order
+from driftline.agents.routing import (
+    ModelPartitions,
+    Written,
+    elements_of,
+    header,
+    predictions_by_partition,
+    send_in_order,
+    written_elements,
+)
 from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
 from driftline.kafka import partitions_for, read_partition
 from driftline.models.wire import (
@@ -75,21 +83,16 @@ from driftline.models.wire import (
     unbatch,
 )
 from driftline.models.wire.codec import ARRAY_BYTES, EventKind
-from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
+from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
 from driftline.models.wire.internal import (
-    COLUMNAR_MIN,
     EXPIRED,
     HEAD,
     MODEL_HEADER,
-    PREDICTIONS,
     SCORED,
     chunk_value,
-    columnar_element,
     deleted_entry,
     delta_key,
     delta_value,
-    element,
-    element_of_array,
     frozen_chunk_values,
     head_value,
     snapshot_key,
@@ -165,7 +168,6 @@ class Joiner:
             out = Outbox()
             accepted: list[tuple[int, bool, Prediction | Label]] = []
             forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
-            to_monitor: dict[int, list[bytes]] = defaultdict(list)
             decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
             latest = now + self.settings.max_future_skew
             for msg, is_label, good, bad in self._decode(messages):
@@ -207,8 +209,7 @@ class Joiner:
                 for q, predictions in monitored.items():
                     predicted[(msg.partition, q)].append((msg.offset, len(msg.value),
                                                           predictions))
-            for (source, q), messages in predicted.items():
-                to_monitor[q].extend(_predictions_elements(source, messages))
+            to_monitor = predictions_by_partition(predicted)
             for topic_partition, events in forwards.items():
                 self._forward(out, *topic_partition, events)
             await self.parts.ensure({p for p, _, _ in accepted})
@@ -276,35 +277,25 @@ class Joiner:
         freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
         drained = {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
         scored_index: dict[int, list[int]] = defaultdict(list)
-        # kind, partition, model, the array, its record on ``out``, its pairs
-        monitored: list[tuple[str, int, str, bytes, int, list[ScoredPair] | None]] = []
+        written: list[Written] = []
         for p, (scored, _) in drained.items():
             for model, key, value, pairs in _by_model((s.model, s.prediction_id, s, s)
                                                       for s in scored):
                 i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
                 scored_index[p].append(i)
-                monitored.append((SCORED, p, model, value, i, pairs))
+                written.append(Written(SCORED, p, model, value, i, pairs))
         for p, events in (expired or {}).items():
             now = self.clock()
             for model, key, value, _ in _by_model(
                     (ev.model, ev.prediction_id, {**as_dict(ev), "expired_ts": now}, None)
                     for ev in events):
-                monitored.append((EXPIRED, p, model, value, out.add(
+                written.append(Written(EXPIRED, p, model, value, out.add(
                     self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())]),
                     None))
-        if len(out):
-            offsets = await out.flush(self.send)
-        # Step 3, before any checkpoint that vouches for these pairs; in offset order per
-        # source partition (a retried array can land after a later one). Pairs go as
-        # columns; expirations (few) as the array written.
-        elements = defaultdict(list, to_monitor or {})
-        for kind, p, model, value, i, run_pairs in sorted(
-                monitored, key=lambda m: (m[0], m[1], offsets[m[4]])):
-            columns = None if run_pairs is None else columnar_element(
-                kind, p, offsets[i], model, run_pairs)
-            elements[self.model_home(model)].append(
-                columns or element_of_array(kind, p, offsets[i], value))
-        await send_in_order(self.send, self.monitor_topic, elements)
+        offsets = await out.flush(self.send) if len(out) else []
+        # Step 3, before any checkpoint that vouches for these pairs.
+        await send_in_order(self.send, self.monitor_topic, written_elements(
+            written, offsets, self.model_home, to_monitor))
         # Each partition's delta: its last message carries the checkpoint and goes out
         # only once the others are acknowledged, so a checkpoint is never on the log ahead
         # of a done record it vouches for.
@@ -479,55 +470,6 @@ def _by_model(events: Iterable[tuple[str, str, Any, T]]
                 yield (model, chunk[start][0].encode(), array(run),
                        [payload for _, _, payload in chunk[start:start + len(run)]])
                 start += len(run)
-
-
-def _predictions_elements(partition: int,
-                          messages: list[tuple[int, int, list[Prediction]]]) -> list[bytes]:
-    """The monitor-input elements of one source partition's predictions for one monitor
-    partition, in order; ``messages`` are (offset, size of the message, its predictions).
-
-    Consecutive small messages of one model (single-event messages, mostly) share one
-    element of columns with each event's offset (format 3), up to the bytes of one
-    array of messages: an element each cost the join an encode and the monitor a decode
-    and a dict per event. A message of many events keeps its own element, as do runs
-    whose events name different features or are too few for columns."""
-    out: list[bytes] = []
-    run: list[tuple[int, list[Prediction]]] = []
-    size = 0
-
-    def flush() -> None:
-        if len(run) > 1:
-            events = [ev for _, evs in run for ev in evs]
-            columns = columnar_element(PREDICTIONS, partition, run[-1][0], events[0].model,
-                                       events, [o for o, evs in run for _ in evs])
-            if columns is not None:
-                out.append(columns)
-                return
-        out.extend(_predictions_element(partition, offset, events) for offset, events in run)
-
-    for offset, nbytes, events in messages:
-        model = events[0].model
-        if len(events) >= COLUMNAR_MIN or any(ev.model != model for ev in events):
-            flush()
-            run, size = [], 0
-            out.append(_predictions_element(partition, offset, events))
-            continue
-        if run and (run[0][1][0].model != model or size + nbytes > ARRAY_BYTES):
-            flush()
-            run, size = [], 0
-        run.append((offset, events))
-        size += nbytes
-    flush()
-    return out
-
-
-def _predictions_element(partition: int, offset: int, events: list[Prediction]) -> bytes:
-    """The monitor-input element of one source message's predictions for one partition:
-    columns when they are of one model and name the same features, else the events."""
-    model = events[0].model
-    columns = (columnar_element(PREDICTIONS, partition, offset, model, events)
-               if all(ev.model == model for ev in events) else None)
-    return columns or element(PREDICTIONS, partition, offset, [encode(ev) for ev in events])
 
 
 def _entry(pid: str, record: StateRecord) -> bytes:
