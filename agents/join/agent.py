@@ -56,7 +56,7 @@ from msgspec import UNSET, UnsetType
 
 from driftline.agents.deadletter import DeadLetterCounter
 from driftline.agents.join import dedupe
-from driftline.agents.join.state import PartitionJoin, StateRecord
+from driftline.agents.join.state import PartitionJoin
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
@@ -86,17 +86,8 @@ from driftline.models.wire.codec import ARRAY_BYTES, EventKind
 from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
 from driftline.models.wire.internal import (
     EXPIRED,
-    HEAD,
     MODEL_HEADER,
     SCORED,
-    chunk_value,
-    deleted_entry,
-    delta_key,
-    delta_value,
-    frozen_chunk_values,
-    head_value,
-    snapshot_key,
-    state_entry,
 )
 from driftline.settings import Settings
 
@@ -305,15 +296,10 @@ class Joiner:
                 self.parts[p].scored_next = max(offsets[i] for i in scored_index[p]) + 1
             if not records:
                 continue
-            log_ = self.logs[p]
-            log_.since_snapshot += len(records)
-            runs = list(arrays([_entry(pid, record) for pid, record in records.items()]))
-            for k, run in enumerate(runs):
-                log_.seq += 1
-                last = k == len(runs) - 1
-                (checkpoints if last else entries).add(
-                    self.state_topic, delta_key(log_.seq),
-                    delta_value(run, self.parts[p].scored_next if last else None), p)
+            *deltas, last = self.logs[p].deltas(records, self.parts[p].scored_next)
+            for key, value in deltas:
+                entries.add(self.state_topic, key, value, p)
+            checkpoints.add(self.state_topic, *last, p)
         await entries.flush(self.send)
         await checkpoints.flush(self.send)
         for p in drained:
@@ -327,27 +313,21 @@ class Joiner:
         part, seq = self.parts[p], log_.seq
         if seq == log_.snapshot_seq:  # nothing since the last one (whose keys these would be)
             return
-        chunks = Outbox()
-        values = [chunk_value(run)
-                  for run in arrays([_entry(pid, record) for pid, record in part.records()])]
-        for frozen in part.done.frozen():
-            values.extend(frozen_chunk_values(*frozen))
-        for k, value in enumerate(values):
-            chunks.add(self.state_topic, snapshot_key(seq, k), value, p)
-        n_chunks = len(chunks)
-        await chunks.flush(self.send)
-        head = Outbox()
-        head.add(self.state_topic, HEAD, head_value(seq, n_chunks, part.scored_next), p)
-        await head.flush(self.send)
-        old = Outbox()
-        for d in range(log_.snapshot_seq + 1, seq + 1):
-            old.add(self.state_topic, delta_key(d), None, p)
-        for k in range(log_.snapshot_chunks):
-            old.add(self.state_topic, snapshot_key(log_.snapshot_seq, k), None, p)
-        await old.flush(self.send)
+        chunks = log_.snapshot(part)
+        await self._write_state(p, chunks)
+        await self._write_state(p, [log_.head(seq, len(chunks), part.scored_next)])
+        await self._write_state(p, [(key, None) for key in log_.replaced(seq)])
         log.debug("join partition %d: snapshot at delta %d, %d entries in %d chunks",
-                  p, seq, len(part), n_chunks)
-        log_.snapshot_seq, log_.snapshot_chunks, log_.since_snapshot = seq, n_chunks, 0
+                  p, seq, len(part), len(chunks))
+        log_.snapshot_written(seq, len(chunks))
+
+    async def _write_state(self, p: int,
+                           records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Records on partition ``p`` of ``join-state``, acknowledged."""
+        out = Outbox()
+        for key, value in records:
+            out.add(self.state_topic, key, value, p)
+        await out.flush(self.send)
 
     def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
         self.dead_letters.count(rejection)
@@ -470,10 +450,6 @@ def _by_model(events: Iterable[tuple[str, str, Any, T]]
                 yield (model, chunk[start][0].encode(), array(run),
                        [payload for _, _, payload in chunk[start:start + len(run)]])
                 start += len(run)
-
-
-def _entry(pid: str, record: StateRecord) -> bytes:
-    return deleted_entry(pid) if record is None else state_entry(pid, *record)
 
 
 def install(app: faust.App, settings: Settings) -> Joiner:
