@@ -56,7 +56,7 @@ from msgspec import UNSET, UnsetType
 
 from driftline.agents.deadletter import DeadLetterCounter
 from driftline.agents.join import dedupe
-from driftline.agents.join.state import PartitionJoin
+from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
@@ -83,7 +83,7 @@ from driftline.models.wire import (
     unbatch,
 )
 from driftline.models.wire.codec import ARRAY_BYTES, EventKind
-from driftline.models.wire.events import MAX_EPOCH_SECONDS, as_dict
+from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
 from driftline.models.wire.internal import (
     EXPIRED,
     MODEL_HEADER,
@@ -94,6 +94,7 @@ from driftline.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Drained = tuple[list[ScoredPair], dict[str, StateRecord]]  # what PartitionJoin.drain returns
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
@@ -259,41 +260,73 @@ class Joiner:
     async def _persist(self, out: Outbox, partitions: Iterable[int],
                        expired: dict[int, list[Prediction]] | None = None,
                        to_monitor: dict[int, list[bytes]] | None = None) -> None:
-        """Steps 2 to 4 of the module docstring, for the given partitions (``to_monitor``:
-        the batch's predictions, as elements by monitor-input partition). One partition
-        at most freezes its newest done ids per batch (the fullest): under even load they
-        all reach :data:`.dedupe.FREEZE` together, and eight freezes of ~10 ms in one
-        batch held every stage behind it."""
+        """Steps 2 to 4 of the module docstring, for the given partitions (``expired``:
+        their predictions that expired unlabeled; ``to_monitor``: the batch's predictions,
+        as elements by monitor-input partition), then a snapshot where one is due."""
+        drained = self._drain(partitions)
+        scored = self._queue_scored(out, drained)
+        expirations = self._queue_expired(out, expired or {})
+        offsets = await out.flush(self.send) if len(out) else []
+        # Step 3, before any checkpoint that vouches for these pairs.
+        await send_in_order(self.send, self.monitor_topic, written_elements(
+            scored + expirations, offsets, self.model_home, to_monitor))
+        self._advance_checkpoints(scored, offsets)
+        await self._append_deltas(drained)
+        for p in drained:
+            log_ = self.logs[p]
+            if log_.since_snapshot >= max(SNAPSHOT_MIN_RECORDS, len(self.parts[p])):
+                await self._snapshot(p, log_)
+
+    def _drain(self, partitions: Iterable[int]) -> dict[int, Drained]:
+        """What the batch changed in each partition: its scored pairs and state records.
+
+        One partition at most freezes its newest done ids per batch (the fullest): under
+        even load they all reach :data:`.dedupe.FREEZE` together, and eight freezes of
+        ~10 ms in one batch held every stage behind it."""
         partitions = list(partitions)
         freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
-        drained = {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
-        scored_index: dict[int, list[int]] = defaultdict(list)
-        written: list[Written] = []
+        return {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
+
+    def _queue_scored(self, out: Outbox, drained: dict[int, Drained]) -> list[Written]:
+        """Step 2: each partition's pairs on ``out``, to the same partition of ``scored``,
+        as arrays of one model each (its name in their header)."""
+        written = []
         for p, (scored, _) in drained.items():
             for model, key, value, pairs in _by_model((s.model, s.prediction_id, s, s)
                                                       for s in scored):
                 i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
-                scored_index[p].append(i)
                 written.append(Written(SCORED, p, model, value, i, pairs))
-        for p, events in (expired or {}).items():
+        return written
+
+    def _queue_expired(self, out: Outbox,
+                       expired: dict[int, list[Prediction]]) -> list[Written]:
+        """Step 2: each partition's expired predictions on ``out``, to the same partition
+        of ``expired``, stamped with the time they expired, as arrays of one model each."""
+        written = []
+        for p, events in expired.items():
             now = self.clock()
             for model, key, value, _ in _by_model(
                     (ev.model, ev.prediction_id, {**as_dict(ev), "expired_ts": now}, None)
                     for ev in events):
-                written.append(Written(EXPIRED, p, model, value, out.add(
-                    self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())]),
-                    None))
-        offsets = await out.flush(self.send) if len(out) else []
-        # Step 3, before any checkpoint that vouches for these pairs.
-        await send_in_order(self.send, self.monitor_topic, written_elements(
-            written, offsets, self.model_home, to_monitor))
-        # Each partition's delta: its last message carries the checkpoint and goes out
-        # only once the others are acknowledged, so a checkpoint is never on the log ahead
-        # of a done record it vouches for.
+                i = out.add(self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())])
+                written.append(Written(EXPIRED, p, model, value, i, None))
+        return written
+
+    def _advance_checkpoints(self, scored: list[Written], offsets: list[int]) -> None:
+        """Each partition's next ``scored`` offset: past the last of its arrays just
+        written (a retried array can land after a later one)."""
+        last: dict[int, int] = {}
+        for w in scored:
+            last[w.partition] = max(last.get(w.partition, -1), offsets[w.outbox_index])
+        for p, offset in last.items():
+            self.parts[p].scored_next = offset + 1
+
+    async def _append_deltas(self, drained: dict[int, Drained]) -> None:
+        """Step 4: each partition's state records as a delta. Its last message carries the
+        checkpoint and goes out only once the others are acknowledged, so a checkpoint is
+        never on the log ahead of a done record it vouches for."""
         entries, checkpoints = Outbox(), Outbox()
         for p, (_, records) in drained.items():
-            if p in scored_index:  # a retried array can land after a later one
-                self.parts[p].scored_next = max(offsets[i] for i in scored_index[p]) + 1
             if not records:
                 continue
             *deltas, last = self.logs[p].deltas(records, self.parts[p].scored_next)
@@ -302,10 +335,6 @@ class Joiner:
             checkpoints.add(self.state_topic, *last, p)
         await entries.flush(self.send)
         await checkpoints.flush(self.send)
-        for p in drained:
-            log_ = self.logs[p]
-            if log_.since_snapshot >= max(SNAPSHOT_MIN_RECORDS, len(self.parts[p])):
-                await self._snapshot(p, log_)
 
     async def _snapshot(self, p: int, log_: StateLog) -> None:
         """The whole state of partition ``p`` as of its last delta, then the head that makes
