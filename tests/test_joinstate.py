@@ -221,12 +221,11 @@ def test_runs_of_single_event_messages_decode_as_each_message_alone_would():
     """The join decodes consecutive single-event messages in one call; whatever the mix
     (bad events among good ones, two objects in one message, arrays, both topics, an
     oversized one), each message gets the events and rejections it gets alone."""
-    from driftline.agents.join.agent import Joiner
+    from driftline.agents.join.intake import decode
     from driftline.models.wire import LABEL, PREDICTION
     from driftline.settings import Settings
 
     settings = Settings(topic_prefix="t.", max_message_bytes=2_000)
-    joiner = Joiner(settings, send=None)
     good_p = b'{"prediction_id":"p%d","model":"m","prediction":1.5,"features":{"a":1}}'
     values = {
         "predictions": [good_p, b'{"prediction_id":"","model":"m","prediction":1}',
@@ -256,7 +255,8 @@ def test_runs_of_single_event_messages_decode_as_each_message_alone_would():
             pool = values[topic]
             value = pool[0] if rng.random() < 0.8 else rng.choice(pool)
             messages.append(Msg(topic, value % i if value and b"%d" in value else value))
-        got = joiner._decode(messages)
+        got = decode(messages, settings.topic("labels"), max_bytes=settings.max_message_bytes,
+                     max_batch=settings.max_batch_events)
         expected = [(m, m.topic == "t.labels", *(LABEL if m.topic == "t.labels" else PREDICTION)
                      .decode(m.value, max_bytes=2_000, max_batch=settings.max_batch_events))
                     for m in messages]

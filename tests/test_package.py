@@ -115,7 +115,7 @@ def test_namespaces_come_from_the_top_level_folders(tmp_path):
 DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.wire.events",
              "driftline.models.wire.codec", "driftline.models.wire.explain",
              "driftline.models.wire.internal", "driftline.models.wire.deadletter",
-             "driftline.agents.join.state",
+             "driftline.agents.join.state", "driftline.agents.join.intake",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
              "driftline.agents.monitor.core", "driftline.agents.monitor.config",
              "driftline.agents.monitor.rules.hysteresis",

@@ -52,10 +52,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import faust
-from msgspec import UNSET, UnsetType
 
 from driftline.agents.deadletter import DeadLetterCounter
 from driftline.agents.join import dedupe
+from driftline.agents.join.intake import Event, Intake, decode
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
@@ -70,11 +70,8 @@ from driftline.agents.routing import (
     written_elements,
 )
 from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
-from driftline.kafka import partitions_for, read_partition
+from driftline.kafka import read_partition
 from driftline.models.wire import (
-    LABEL,
-    PREDICTION,
-    Label,
     Prediction,
     Rejection,
     array,
@@ -82,8 +79,8 @@ from driftline.models.wire import (
     encode,
     unbatch,
 )
-from driftline.models.wire.codec import ARRAY_BYTES, EventKind
-from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
+from driftline.models.wire.codec import ARRAY_BYTES
+from driftline.models.wire.events import ScoredPair, as_dict
 from driftline.models.wire.internal import (
     EXPIRED,
     MODEL_HEADER,
@@ -98,9 +95,6 @@ Drained = tuple[list[ScoredPair], dict[str, StateRecord]]  # what PartitionJoin.
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
-# Single-event messages decoded in one call: 3.06 -> 2.38 µs a prediction, 0.67 -> 0.21 a
-# label; a bad one makes its run decode again one by one, so runs stay short.
-DECODE_RUN = 64
 # How full the join's own arrays are made, at the size of their first event (events of one
 # model are about the same size): the rest of ARRAY_BYTES is room for larger ones.
 ARRAY_FILL = 0.9
@@ -154,108 +148,38 @@ class Joiner:
     # --- the batch ---------------------------------------------------------------
 
     async def process(self, messages: Sequence[Any]) -> None:
-        """One batch of Faust events (anything with ``.message``) from either input topic."""
+        """One batch of Faust events (anything with ``.message``) from either input topic:
+        steps 1 to 5 of the module docstring."""
         async with self.lock:
             now = self.clock()
+            batch = Intake(decode(messages, self.labels_topic,
+                                  max_bytes=self.settings.max_message_bytes,
+                                  max_batch=self.settings.max_batch_events))
+            batch.stamp(now, now + self.settings.max_future_skew, self.clamped)
+            batch.route(self.settings.partitions, self.model_home)
             out = Outbox()
-            accepted: list[tuple[int, bool, Prediction | Label]] = []
-            forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
-            decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
-            latest = now + self.settings.max_future_skew
-            for msg, is_label, good, bad in self._decode(messages):
-                for rejection in bad:
-                    self._dead_letter(out, msg, rejection)
-                timed = []
-                for ev in good:
-                    if ev.ts is UNSET:
-                        if not 0 <= msg.timestamp <= MAX_EPOCH_SECONDS:
-                            self._dead_letter(out, msg, Rejection(
-                                "out_of_range", f"ts: absent, and the broker timestamp "
-                                f"{msg.timestamp} is not epoch seconds (a producer writing "
-                                f"CreateTime in another unit?): set ts", encode(ev)))
-                            continue
-                        ev.ts = msg.timestamp  # broker time, seconds
-                    if not isinstance(ev.ts, UnsetType) and ev.ts > latest:  # not our clock
-                        self.clamped["label" if is_label else "prediction"] += 1
-                        ev.ts = now
-                    if isinstance(ev, Prediction) and ev.features is None:
-                        ev.features = {}
-                    timed.append(ev)
-                decoded.append((msg, is_label, timed))
-            homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in decoded
-                                         for ev in evs], self.settings.partitions))
-            # The monitor's data drift: each message's predictions, by source partition
-            # and monitor-input partition, as (offset, message bytes, predictions).
-            predicted: dict[tuple[int, int], list[tuple[int, int, list[Prediction]]]] = \
-                defaultdict(list)
-            for msg, is_label, timed in decoded:
-                monitored: dict[int, list[Prediction]] = defaultdict(list)
-                for ev in timed:
-                    home = next(homes)
-                    if home != msg.partition:
-                        forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
-                        continue
-                    accepted.append((home, is_label, ev))
-                    if isinstance(ev, Prediction):
-                        monitored[self.model_home(ev.model)].append(ev)
-                for q, predictions in monitored.items():
-                    predicted[(msg.partition, q)].append((msg.offset, len(msg.value),
-                                                          predictions))
-            to_monitor = predictions_by_partition(predicted)
-            for topic_partition, events in forwards.items():
-                self._forward(out, *topic_partition, events)
-            await self.parts.ensure({p for p, _, _ in accepted})
-            by_partition: dict[int, list[Prediction | Label]] = defaultdict(list)
-            for partition, _, ev in accepted:
-                by_partition[partition].append(ev)
-            shed: dict[int, list[Prediction]] = {}
-            for partition, batch in by_partition.items():
-                part = self.parts[partition]
-                part.add_events(batch, now)
-                if part.max_pending and len(part.predictions) + len(part.labels) > \
-                        part.max_pending:
-                    shed[partition] = part.shed().predictions
+            for msg, rejection in batch.rejected:
+                self._dead_letter(out, msg, rejection)
+            to_monitor = predictions_by_partition(batch.predicted)
+            for (topic, partition), events in batch.forwards.items():
+                self._forward(out, topic, partition, events)
+            await self.parts.ensure(batch.joining)
+            shed = self._join(batch.joining, now)
             # The predictions' elements go out before the input is acknowledged: a crash
             # re-delivers them, and the monitor drops the copies by their source position.
-            await self._persist(out, {p for p, _, _ in accepted}, shed or None,
-                                to_monitor=to_monitor)
+            await self._persist(out, set(batch.joining), shed or None, to_monitor=to_monitor)
 
-    def _decode(self, messages: Sequence[Any]
-                ) -> list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]]:
-        """(message, is it a label, its valid events, its rejections) of each message, in
-        order. Consecutive single-event messages of one topic are decoded in one call,
-        :data:`DECODE_RUN` at most (a run with a bad one is decoded again one by one)."""
-        limit, max_batch = self.settings.max_message_bytes, self.settings.max_batch_events
-        out: list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]] = []
-        run: list[Any] = []
-        run_is_label = False
-
-        def flush() -> None:
-            kind: EventKind[Any] = LABEL if run_is_label else PREDICTION
-            events = kind.decode_each([m.value for m in run]) if len(run) > 1 else None
-            if events is None:
-                out.extend((m, run_is_label, *kind.decode(m.value, max_bytes=limit,
-                                                          max_batch=max_batch)) for m in run)
-            else:
-                out.extend((m, run_is_label, [ev], []) for m, ev in zip(run, events))
-            run.clear()
-
-        for event in messages:
-            msg = event.message
-            is_label = msg.topic == self.labels_topic
-            value = msg.value
-            single = value is not None and value[:1] == b"{" and len(value) <= limit
-            if run and (not single or is_label != run_is_label or len(run) == DECODE_RUN):
-                flush()
-            if single:
-                run.append(msg)
-                run_is_label = is_label
-            else:
-                out.append((msg, is_label, *(LABEL if is_label else PREDICTION).decode(
-                    value, max_bytes=limit, max_batch=max_batch)))
-        if run:
-            flush()
-        return out
+    def _join(self, joining: dict[int, list[Event]], now: float) -> dict[int, list[Prediction]]:
+        """Step 1: each partition's events into its join; returns the predictions shed by
+        those now holding more than ``join_max_pending`` waiting events."""
+        shed: dict[int, list[Prediction]] = {}
+        for partition, events in joining.items():
+            part = self.parts[partition]
+            part.add_events(events, now)
+            if part.max_pending and len(part.predictions) + len(part.labels) > \
+                    part.max_pending:
+                shed[partition] = part.shed().predictions
+        return shed
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
                        expired: dict[int, list[Prediction]] | None = None,
