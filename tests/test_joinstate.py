@@ -171,13 +171,13 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
 
 
 def _arrays_of(events):
-    """_by_model's arrays of ``events`` (payload: each event's index), checked: per model,
+    """by_model's arrays of ``events`` (payload: each event's index), checked: per model,
     every event once and in order, each array the bytes of its events encoded and joined,
     keyed by its first one's id."""
-    from driftline.agents.join.agent import _by_model
+    from driftline.agents.join.arrays import by_model
     from driftline.models.wire import array, encode
 
-    got = list(_by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
+    got = list(by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
     for model in {ev.model for ev in events}:
         mine = [(key, value, payloads) for m, key, value, payloads in got if m == model]
         assert [i for _, _, payloads in mine for i in payloads] == [
@@ -192,7 +192,7 @@ def test_scored_arrays_are_one_encode_of_each_models_pairs_with_the_same_bytes()
     """The join encodes a model's pairs as lists: arrays under ARRAY_BYTES, all but the
     last of a model nearly as full as ARRAY_FILL makes them, the same bytes as each pair
     encoded and joined."""
-    from driftline.agents.join.agent import ARRAY_FILL
+    from driftline.agents.join.arrays import ARRAY_FILL
     from driftline.models.wire import array, encode
     from driftline.models.wire.codec import ARRAY_BYTES
 

@@ -116,6 +116,7 @@ DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.w
              "driftline.models.wire.codec", "driftline.models.wire.explain",
              "driftline.models.wire.internal", "driftline.models.wire.deadletter",
              "driftline.agents.join.state", "driftline.agents.join.intake",
+             "driftline.agents.join.dedupe", "driftline.agents.routing",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
              "driftline.agents.monitor.core", "driftline.agents.monitor.config",
              "driftline.agents.monitor.rules.hysteresis",

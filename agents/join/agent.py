@@ -48,13 +48,14 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import faust
 
 from driftline.agents.deadletter import DeadLetterCounter
-from driftline.agents.join import dedupe
+from driftline.agents.join.arrays import by_model
+from driftline.agents.join.dedupe import fullest_due
 from driftline.agents.join.intake import Event, Intake, decode
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
@@ -71,45 +72,17 @@ from driftline.agents.routing import (
 )
 from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
 from driftline.kafka import read_partition
-from driftline.models.wire import (
-    Prediction,
-    Rejection,
-    array,
-    arrays,
-    encode,
-    unbatch,
-)
-from driftline.models.wire.codec import ARRAY_BYTES
+from driftline.models.wire import Prediction, Rejection, array, arrays, unbatch
 from driftline.models.wire.events import ScoredPair, as_dict
-from driftline.models.wire.internal import (
-    EXPIRED,
-    MODEL_HEADER,
-    SCORED,
-)
+from driftline.models.wire.internal import EXPIRED, MODEL_HEADER, SCORED
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Drained = tuple[list[ScoredPair], dict[str, StateRecord]]  # what PartitionJoin.drain returns
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
-# How full the join's own arrays are made, at the size of their first event (events of one
-# model are about the same size): the rest of ARRAY_BYTES is room for larger ones.
-ARRAY_FILL = 0.9
-
-
-def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
-    """The partition whose newest done ids (``recent``: how many, per partition) should
-    freeze now: the fullest of those holding ``size`` (:data:`.dedupe.FREEZE`) or more.
-
-    >>> fullest_due({0: 20_000, 1: 17_000, 2: 5}), fullest_due({0: 3}), fullest_due({})
-    (0, None, None)
-    """
-    size = dedupe.FREEZE if size is None else size
-    due = {p: n for p, n in recent.items() if n >= size}
-    return max(due, key=due.__getitem__) if due else None
 
 
 class Joiner:
@@ -216,7 +189,7 @@ class Joiner:
         as arrays of one model each (its name in their header)."""
         written = []
         for p, (scored, _) in drained.items():
-            for model, key, value, pairs in _by_model((s.model, s.prediction_id, s, s)
+            for model, key, value, pairs in by_model((s.model, s.prediction_id, s, s)
                                                       for s in scored):
                 i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
                 written.append(Written(SCORED, p, model, value, i, pairs))
@@ -229,7 +202,7 @@ class Joiner:
         written = []
         for p, events in expired.items():
             now = self.clock()
-            for model, key, value, _ in _by_model(
+            for model, key, value, _ in by_model(
                     (ev.model, ev.prediction_id, {**as_dict(ev), "expired_ts": now}, None)
                     for ev in events):
                 i = out.add(self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())])
@@ -374,35 +347,6 @@ class Joiner:
                     expired[p] = gone.predictions
             if touched:
                 await self._persist(Outbox(), touched, expired)
-
-
-def _by_model(events: Iterable[tuple[str, str, Any, T]]
-              ) -> Iterator[tuple[str, bytes, bytes, list[T]]]:
-    """(model, key, JSON array, the array's payloads) for arrays of one model's events
-    each, in event order per model, each under ``ARRAY_BYTES`` (an event larger than that
-    alone). ``events`` are (model, prediction_id, event to encode, payload); an array's key
-    is its first event's id. An array is one encode of a list of events (0.84 against 1.20
-    µs a scored pair encoded one by one, the same bytes), as many as fill
-    :data:`ARRAY_FILL` of it at the size of the first; should they be larger than that
-    one, they are encoded again one by one and cut to size."""
-    models: dict[str, list[tuple[str, Any, T]]] = defaultdict(list)
-    for model, pid, event, payload in events:
-        models[model].append((pid, event, payload))
-    for model, items in models.items():
-        first = 0
-        while first < len(items):
-            n = max(1, int(ARRAY_FILL * ARRAY_BYTES) // (len(encode(items[first][1])) + 1))
-            chunk = items[first:first + n]
-            first += len(chunk)
-            value = encode([event for _, event, _ in chunk])
-            if len(value) <= ARRAY_BYTES:
-                yield model, chunk[0][0].encode(), value, [payload for _, _, payload in chunk]
-                continue
-            start = 0
-            for run in arrays([encode(event) for _, event, _ in chunk]):
-                yield (model, chunk[start][0].encode(), array(run),
-                       [payload for _, _, payload in chunk[start:start + len(run)]])
-                start += len(run)
 
 
 def install(app: faust.App, settings: Settings) -> Joiner:
