@@ -2,8 +2,9 @@
 
 How "exactly one" holds without Kafka transactions (Tansu has none):
 
-1. The agent takes a batch of input events and applies them to the in-memory
-   :class:`~driftline.agents.joinstate.PartitionJoin` of each input partition.
+1. The agent takes a batch of input events (decoded, timed and sorted by home
+   partition in :mod:`~driftline.agents.join.intake`) and applies them to the
+   in-memory :class:`~driftline.agents.join.state.PartitionJoin` of each partition.
 2. It sends the batch's scored pairs (to the *same partition number* of
    ``scored``) and expirations, dead letters and forwards, and waits for every ack.
 3. It sends what the monitor reads to ``monitor-input``, on the partition of each
@@ -11,8 +12,8 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
    as columns (format 2, :func:`~driftline.models.wire.internal.columnar_element`)
    and each ``expired`` array as written, with the offset it got, and the batch's
    valid predictions (for data drift, as columns too) with the input position they
-   came from (consecutive small messages in one element, with each event's offset).
-   It waits for those acks.
+   came from (consecutive small messages in one element, with each event's offset;
+   :mod:`~driftline.agents.routing` builds them). It waits for those acks.
 4. Then it appends the batch's state records to the partition's ``join-state``
    log as one *delta* message (more if large), whose last one carries the
    checkpoint: the next ``scored`` offset. It waits for those acks.
