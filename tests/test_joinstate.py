@@ -139,7 +139,7 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
     columns (format 3) with each event's source offset; a message of many events keeps
     its own, and a model change, the bytes of one array or features that differ end a
     run."""
-    from driftline.agents.join.agent import _predictions_elements
+    from driftline.agents.routing import predictions_elements
     from driftline.models.wire.codec import ARRAY_BYTES
     from driftline.models.wire.internal import decode_elements
 
@@ -151,7 +151,7 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
 
     def shapes(messages):
         return [(e.v, e.s[1], None if e.offsets() is None else e.offsets().tolist(), len(e))
-                for value in _predictions_elements(3, messages)
+                for value in predictions_elements(3, messages)
                 for e in decode_elements(b"[" + value + b"]")]
 
     assert shapes([single(o) for o in range(10, 30)]) == [(3, 29, list(range(10, 30)), 20)]
@@ -171,13 +171,13 @@ def test_small_messages_of_one_model_share_an_element_that_names_each_events_off
 
 
 def _arrays_of(events):
-    """_by_model's arrays of ``events`` (payload: each event's index), checked: per model,
+    """by_model's arrays of ``events`` (payload: each event's index), checked: per model,
     every event once and in order, each array the bytes of its events encoded and joined,
     keyed by its first one's id."""
-    from driftline.agents.join.agent import _by_model
+    from driftline.agents.join.arrays import by_model
     from driftline.models.wire import array, encode
 
-    got = list(_by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
+    got = list(by_model((ev.model, ev.prediction_id, ev, i) for i, ev in enumerate(events)))
     for model in {ev.model for ev in events}:
         mine = [(key, value, payloads) for m, key, value, payloads in got if m == model]
         assert [i for _, _, payloads in mine for i in payloads] == [
@@ -192,7 +192,7 @@ def test_scored_arrays_are_one_encode_of_each_models_pairs_with_the_same_bytes()
     """The join encodes a model's pairs as lists: arrays under ARRAY_BYTES, all but the
     last of a model nearly as full as ARRAY_FILL makes them, the same bytes as each pair
     encoded and joined."""
-    from driftline.agents.join.agent import ARRAY_FILL
+    from driftline.agents.join.arrays import ARRAY_FILL
     from driftline.models.wire import array, encode
     from driftline.models.wire.codec import ARRAY_BYTES
 
@@ -221,12 +221,11 @@ def test_runs_of_single_event_messages_decode_as_each_message_alone_would():
     """The join decodes consecutive single-event messages in one call; whatever the mix
     (bad events among good ones, two objects in one message, arrays, both topics, an
     oversized one), each message gets the events and rejections it gets alone."""
-    from driftline.agents.join.agent import Joiner
+    from driftline.agents.join.intake import decode
     from driftline.models.wire import LABEL, PREDICTION
     from driftline.settings import Settings
 
     settings = Settings(topic_prefix="t.", max_message_bytes=2_000)
-    joiner = Joiner(settings, send=None)
     good_p = b'{"prediction_id":"p%d","model":"m","prediction":1.5,"features":{"a":1}}'
     values = {
         "predictions": [good_p, b'{"prediction_id":"","model":"m","prediction":1}',
@@ -256,7 +255,8 @@ def test_runs_of_single_event_messages_decode_as_each_message_alone_would():
             pool = values[topic]
             value = pool[0] if rng.random() < 0.8 else rng.choice(pool)
             messages.append(Msg(topic, value % i if value and b"%d" in value else value))
-        got = joiner._decode(messages)
+        got = decode(messages, settings.topic("labels"), max_bytes=settings.max_message_bytes,
+                     max_batch=settings.max_batch_events)
         expected = [(m, m.topic == "t.labels", *(LABEL if m.topic == "t.labels" else PREDICTION)
                      .decode(m.value, max_bytes=2_000, max_batch=settings.max_batch_events))
                     for m in messages]

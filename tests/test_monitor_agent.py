@@ -240,7 +240,7 @@ def test_an_element_of_several_messages_applies_only_what_a_redelivery_adds():
 
     from simulate import stream
 
-    from driftline.agents.join.agent import _predictions_elements
+    from driftline.agents.routing import predictions_elements
     from driftline.models.wire import PREDICTION, encode
     from driftline.models.wire.internal import PREDICTIONS, element
 
@@ -248,7 +248,7 @@ def test_an_element_of_several_messages_applies_only_what_a_redelivery_adds():
     structs = [PREDICTION.decode_one(encode(p)) for p in predictions]
 
     def batch(first, end):  # single-event messages first..end-1 of source partition 0
-        [value] = _predictions_elements(0, [(o, 300, [structs[o]]) for o in range(first, end)])
+        [value] = predictions_elements(0, [(o, 300, [structs[o]]) for o in range(first, end)])
         return b"[" + value + b"]"
 
     part = PartitionMonitor(MonitorConfig())
@@ -268,16 +268,16 @@ def test_an_element_of_several_messages_applies_only_what_a_redelivery_adds():
 
 
 def test_a_spanning_element_whose_offsets_are_out_of_order_is_skipped_alone():
-    from driftline.agents.join.agent import _predictions_elements
+    from driftline.agents.routing import predictions_elements
     from driftline.models.wire import PREDICTION, encode
 
     events = [PREDICTION.decode_one(encode({"prediction_id": str(i), "model": "m",
                                             "version": 1, "prediction": 1.0, "ts": 1.0,
                                             "features": {"a": 1.0}})) for i in range(16)]
-    [good] = _predictions_elements(0, [(o, 100, [events[o]]) for o in range(8)])
+    [good] = predictions_elements(0, [(o, 100, [events[o]]) for o in range(8)])
     bad = orjson.loads(good)
     bad["s"] = [0, 6]  # the last event's offset is 7
-    [later] = _predictions_elements(0, [(o, 100, [events[o]]) for o in range(8, 16)])
+    [later] = predictions_elements(0, [(o, 100, [events[o]]) for o in range(8, 16)])
     part = PartitionMonitor(MonitorConfig())
     _, failed = part.apply_records([(0, b"[" + orjson.dumps(bad) + b"]"),
                                     (1, b"[" + later + b"]")])

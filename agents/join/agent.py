@@ -2,8 +2,9 @@
 
 How "exactly one" holds without Kafka transactions (Tansu has none):
 
-1. The agent takes a batch of input events and applies them to the in-memory
-   :class:`~driftline.agents.joinstate.PartitionJoin` of each input partition.
+1. The agent takes a batch of input events (decoded, timed and sorted by home
+   partition in :mod:`~driftline.agents.join.intake`) and applies them to the
+   in-memory :class:`~driftline.agents.join.state.PartitionJoin` of each partition.
 2. It sends the batch's scored pairs (to the *same partition number* of
    ``scored``) and expirations, dead letters and forwards, and waits for every ack.
 3. It sends what the monitor reads to ``monitor-input``, on the partition of each
@@ -11,8 +12,8 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
    as columns (format 2, :func:`~driftline.models.wire.internal.columnar_element`)
    and each ``expired`` array as written, with the offset it got, and the batch's
    valid predictions (for data drift, as columns too) with the input position they
-   came from (consecutive small messages in one element, with each event's offset).
-   It waits for those acks.
+   came from (consecutive small messages in one element, with each event's offset;
+   :mod:`~driftline.agents.routing` builds them). It waits for those acks.
 4. Then it appends the batch's state records to the partition's ``join-state``
    log as one *delta* message (more if large), whose last one carries the
    checkpoint: the next ``scored`` offset. It waits for those acks.
@@ -48,79 +49,41 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import faust
-from msgspec import UNSET, UnsetType
 
-from driftline.agents.join import dedupe
+from driftline.agents.join.arrays import by_model
+from driftline.agents.join.dedupe import fullest_due
+from driftline.agents.join.intake import Event, Intake, decode
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.outbox import Outbox, SendFn
-from driftline.agents.routing import ModelPartitions, elements_of, header, send_in_order
+from driftline.agents.routing import (
+    ModelPartitions,
+    Written,
+    elements_of,
+    header,
+    predictions_by_partition,
+    send_in_order,
+    written_elements,
+)
 from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
-from driftline.kafka import partitions_for, read_partition
-from driftline.models.wire import (
-    LABEL,
-    PREDICTION,
-    Label,
-    Prediction,
-    Rejection,
-    array,
-    arrays,
-    encode,
-    unbatch,
-)
-from driftline.models.wire.codec import ARRAY_BYTES, EventKind
+from driftline.kafka import read_partition
+from driftline.models.wire import Prediction, Rejection, array, arrays, unbatch
 from driftline.models.wire.deadletter import DeadLetterCounter
-from driftline.models.wire.events import MAX_EPOCH_SECONDS, ScoredPair, as_dict
-from driftline.models.wire.internal import (
-    COLUMNAR_MIN,
-    EXPIRED,
-    HEAD,
-    MODEL_HEADER,
-    PREDICTIONS,
-    SCORED,
-    chunk_value,
-    columnar_element,
-    deleted_entry,
-    delta_key,
-    delta_value,
-    element,
-    element_of_array,
-    frozen_chunk_values,
-    head_value,
-    snapshot_key,
-    state_entry,
-)
+from driftline.models.wire.events import ScoredPair, as_dict
+from driftline.models.wire.internal import EXPIRED, MODEL_HEADER, SCORED
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+Drained = tuple[list[ScoredPair], dict[str, StateRecord]]  # what PartitionJoin.drain returns
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
-# Single-event messages decoded in one call: 3.06 -> 2.38 µs a prediction, 0.67 -> 0.21 a
-# label; a bad one makes its run decode again one by one, so runs stay short.
-DECODE_RUN = 64
-# How full the join's own arrays are made, at the size of their first event (events of one
-# model are about the same size): the rest of ARRAY_BYTES is room for larger ones.
-ARRAY_FILL = 0.9
-
-
-def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
-    """The partition whose newest done ids (``recent``: how many, per partition) should
-    freeze now: the fullest of those holding ``size`` (:data:`.dedupe.FREEZE`) or more.
-
-    >>> fullest_due({0: 20_000, 1: 17_000, 2: 5}), fullest_due({0: 3}), fullest_due({})
-    (0, None, None)
-    """
-    size = dedupe.FREEZE if size is None else size
-    due = {p: n for p, n in recent.items() if n >= size}
-    return max(due, key=due.__getitem__) if due else None
 
 
 class Joiner:
@@ -159,176 +122,117 @@ class Joiner:
     # --- the batch ---------------------------------------------------------------
 
     async def process(self, messages: Sequence[Any]) -> None:
-        """One batch of Faust events (anything with ``.message``) from either input topic."""
+        """One batch of Faust events (anything with ``.message``) from either input topic:
+        steps 1 to 5 of the module docstring."""
         async with self.lock:
             now = self.clock()
+            batch = Intake(decode(messages, self.labels_topic,
+                                  max_bytes=self.settings.max_message_bytes,
+                                  max_batch=self.settings.max_batch_events))
+            batch.stamp(now, now + self.settings.max_future_skew, self.clamped)
+            batch.route(self.settings.partitions, self.model_home)
             out = Outbox()
-            accepted: list[tuple[int, bool, Prediction | Label]] = []
-            forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
-            to_monitor: dict[int, list[bytes]] = defaultdict(list)
-            decoded: list[tuple[Any, bool, list[Prediction | Label]]] = []
-            latest = now + self.settings.max_future_skew
-            for msg, is_label, good, bad in self._decode(messages):
-                for rejection in bad:
-                    self._dead_letter(out, msg, rejection)
-                timed = []
-                for ev in good:
-                    if ev.ts is UNSET:
-                        if not 0 <= msg.timestamp <= MAX_EPOCH_SECONDS:
-                            self._dead_letter(out, msg, Rejection(
-                                "out_of_range", f"ts: absent, and the broker timestamp "
-                                f"{msg.timestamp} is not epoch seconds (a producer writing "
-                                f"CreateTime in another unit?): set ts", encode(ev)))
-                            continue
-                        ev.ts = msg.timestamp  # broker time, seconds
-                    if not isinstance(ev.ts, UnsetType) and ev.ts > latest:  # not our clock
-                        self.clamped["label" if is_label else "prediction"] += 1
-                        ev.ts = now
-                    if isinstance(ev, Prediction) and ev.features is None:
-                        ev.features = {}
-                    timed.append(ev)
-                decoded.append((msg, is_label, timed))
-            homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in decoded
-                                         for ev in evs], self.settings.partitions))
-            # The monitor's data drift: each message's predictions, by source partition
-            # and monitor-input partition, as (offset, message bytes, predictions).
-            predicted: dict[tuple[int, int], list[tuple[int, int, list[Prediction]]]] = \
-                defaultdict(list)
-            for msg, is_label, timed in decoded:
-                monitored: dict[int, list[Prediction]] = defaultdict(list)
-                for ev in timed:
-                    home = next(homes)
-                    if home != msg.partition:
-                        forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
-                        continue
-                    accepted.append((home, is_label, ev))
-                    if isinstance(ev, Prediction):
-                        monitored[self.model_home(ev.model)].append(ev)
-                for q, predictions in monitored.items():
-                    predicted[(msg.partition, q)].append((msg.offset, len(msg.value),
-                                                          predictions))
-            for (source, q), messages in predicted.items():
-                to_monitor[q].extend(_predictions_elements(source, messages))
-            for topic_partition, events in forwards.items():
-                self._forward(out, *topic_partition, events)
-            await self.parts.ensure({p for p, _, _ in accepted})
-            by_partition: dict[int, list[Prediction | Label]] = defaultdict(list)
-            for partition, _, ev in accepted:
-                by_partition[partition].append(ev)
-            shed: dict[int, list[Prediction]] = {}
-            for partition, batch in by_partition.items():
-                part = self.parts[partition]
-                part.add_events(batch, now)
-                if part.max_pending and len(part.predictions) + len(part.labels) > \
-                        part.max_pending:
-                    shed[partition] = part.shed().predictions
+            for msg, rejection in batch.rejected:
+                self._dead_letter(out, msg, rejection)
+            to_monitor = predictions_by_partition(batch.predicted)
+            for (topic, partition), events in batch.forwards.items():
+                self._forward(out, topic, partition, events)
+            await self.parts.ensure(batch.joining)
+            shed = self._join(batch.joining, now)
             # The predictions' elements go out before the input is acknowledged: a crash
             # re-delivers them, and the monitor drops the copies by their source position.
-            await self._persist(out, {p for p, _, _ in accepted}, shed or None,
-                                to_monitor=to_monitor)
+            await self._persist(out, set(batch.joining), shed or None, to_monitor=to_monitor)
 
-    def _decode(self, messages: Sequence[Any]
-                ) -> list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]]:
-        """(message, is it a label, its valid events, its rejections) of each message, in
-        order. Consecutive single-event messages of one topic are decoded in one call,
-        :data:`DECODE_RUN` at most (a run with a bad one is decoded again one by one)."""
-        limit, max_batch = self.settings.max_message_bytes, self.settings.max_batch_events
-        out: list[tuple[Any, bool, list[Prediction | Label], list[Rejection]]] = []
-        run: list[Any] = []
-        run_is_label = False
-
-        def flush() -> None:
-            kind: EventKind[Any] = LABEL if run_is_label else PREDICTION
-            events = kind.decode_each([m.value for m in run]) if len(run) > 1 else None
-            if events is None:
-                out.extend((m, run_is_label, *kind.decode(m.value, max_bytes=limit,
-                                                          max_batch=max_batch)) for m in run)
-            else:
-                out.extend((m, run_is_label, [ev], []) for m, ev in zip(run, events))
-            run.clear()
-
-        for event in messages:
-            msg = event.message
-            is_label = msg.topic == self.labels_topic
-            value = msg.value
-            single = value is not None and value[:1] == b"{" and len(value) <= limit
-            if run and (not single or is_label != run_is_label or len(run) == DECODE_RUN):
-                flush()
-            if single:
-                run.append(msg)
-                run_is_label = is_label
-            else:
-                out.append((msg, is_label, *(LABEL if is_label else PREDICTION).decode(
-                    value, max_bytes=limit, max_batch=max_batch)))
-        if run:
-            flush()
-        return out
+    def _join(self, joining: dict[int, list[Event]], now: float) -> dict[int, list[Prediction]]:
+        """Step 1: each partition's events into its join; returns the predictions shed by
+        those now holding more than ``join_max_pending`` waiting events."""
+        shed: dict[int, list[Prediction]] = {}
+        for partition, events in joining.items():
+            part = self.parts[partition]
+            part.add_events(events, now)
+            if part.max_pending and len(part.predictions) + len(part.labels) > \
+                    part.max_pending:
+                shed[partition] = part.shed().predictions
+        return shed
 
     async def _persist(self, out: Outbox, partitions: Iterable[int],
                        expired: dict[int, list[Prediction]] | None = None,
                        to_monitor: dict[int, list[bytes]] | None = None) -> None:
-        """Steps 2 to 4 of the module docstring, for the given partitions (``to_monitor``:
-        the batch's predictions, as elements by monitor-input partition). One partition
-        at most freezes its newest done ids per batch (the fullest): under even load they
-        all reach :data:`.dedupe.FREEZE` together, and eight freezes of ~10 ms in one
-        batch held every stage behind it."""
-        partitions = list(partitions)
-        freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
-        drained = {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
-        scored_index: dict[int, list[int]] = defaultdict(list)
-        # kind, partition, model, the array, its record on ``out``, its pairs
-        monitored: list[tuple[str, int, str, bytes, int, list[ScoredPair] | None]] = []
-        for p, (scored, _) in drained.items():
-            for model, key, value, pairs in _by_model((s.model, s.prediction_id, s, s)
-                                                      for s in scored):
-                i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
-                scored_index[p].append(i)
-                monitored.append((SCORED, p, model, value, i, pairs))
-        for p, events in (expired or {}).items():
-            now = self.clock()
-            for model, key, value, _ in _by_model(
-                    (ev.model, ev.prediction_id, {**as_dict(ev), "expired_ts": now}, None)
-                    for ev in events):
-                monitored.append((EXPIRED, p, model, value, out.add(
-                    self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())]),
-                    None))
-        if len(out):
-            offsets = await out.flush(self.send)
-        # Step 3, before any checkpoint that vouches for these pairs; in offset order per
-        # source partition (a retried array can land after a later one). Pairs go as
-        # columns; expirations (few) as the array written.
-        elements = defaultdict(list, to_monitor or {})
-        for kind, p, model, value, i, run_pairs in sorted(
-                monitored, key=lambda m: (m[0], m[1], offsets[m[4]])):
-            columns = None if run_pairs is None else columnar_element(
-                kind, p, offsets[i], model, run_pairs)
-            elements[self.model_home(model)].append(
-                columns or element_of_array(kind, p, offsets[i], value))
-        await send_in_order(self.send, self.monitor_topic, elements)
-        # Each partition's delta: its last message carries the checkpoint and goes out
-        # only once the others are acknowledged, so a checkpoint is never on the log ahead
-        # of a done record it vouches for.
-        entries, checkpoints = Outbox(), Outbox()
-        for p, (_, records) in drained.items():
-            if p in scored_index:  # a retried array can land after a later one
-                self.parts[p].scored_next = max(offsets[i] for i in scored_index[p]) + 1
-            if not records:
-                continue
-            log_ = self.logs[p]
-            log_.since_snapshot += len(records)
-            runs = list(arrays([_entry(pid, record) for pid, record in records.items()]))
-            for k, run in enumerate(runs):
-                log_.seq += 1
-                last = k == len(runs) - 1
-                (checkpoints if last else entries).add(
-                    self.state_topic, delta_key(log_.seq),
-                    delta_value(run, self.parts[p].scored_next if last else None), p)
-        await entries.flush(self.send)
-        await checkpoints.flush(self.send)
+        """Steps 2 to 4 of the module docstring, for the given partitions (``expired``:
+        their predictions that expired unlabeled; ``to_monitor``: the batch's predictions,
+        as elements by monitor-input partition), then a snapshot where one is due."""
+        drained = self._drain(partitions)
+        scored = self._queue_scored(out, drained)
+        expirations = self._queue_expired(out, expired or {})
+        offsets = await out.flush(self.send) if len(out) else []
+        # Step 3, before any checkpoint that vouches for these pairs.
+        await send_in_order(self.send, self.monitor_topic, written_elements(
+            scored + expirations, offsets, self.model_home, to_monitor))
+        self._advance_checkpoints(scored, offsets)
+        await self._append_deltas(drained)
         for p in drained:
             log_ = self.logs[p]
             if log_.since_snapshot >= max(SNAPSHOT_MIN_RECORDS, len(self.parts[p])):
                 await self._snapshot(p, log_)
+
+    def _drain(self, partitions: Iterable[int]) -> dict[int, Drained]:
+        """What the batch changed in each partition: its scored pairs and state records.
+
+        One partition at most freezes its newest done ids per batch (the fullest): under
+        even load they all reach :data:`.dedupe.FREEZE` together, and eight freezes of
+        ~10 ms in one batch held every stage behind it."""
+        partitions = list(partitions)
+        freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
+        return {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}
+
+    def _queue_scored(self, out: Outbox, drained: dict[int, Drained]) -> list[Written]:
+        """Step 2: each partition's pairs on ``out``, to the same partition of ``scored``,
+        as arrays of one model each (its name in their header)."""
+        written = []
+        for p, (scored, _) in drained.items():
+            for model, key, value, pairs in by_model((s.model, s.prediction_id, s, s)
+                                                      for s in scored):
+                i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
+                written.append(Written(SCORED, p, model, value, i, pairs))
+        return written
+
+    def _queue_expired(self, out: Outbox,
+                       expired: dict[int, list[Prediction]]) -> list[Written]:
+        """Step 2: each partition's expired predictions on ``out``, to the same partition
+        of ``expired``, stamped with the time they expired, as arrays of one model each."""
+        written = []
+        for p, events in expired.items():
+            now = self.clock()
+            for model, key, value, _ in by_model(
+                    (ev.model, ev.prediction_id, {**as_dict(ev), "expired_ts": now}, None)
+                    for ev in events):
+                i = out.add(self.expired_topic, key, value, p, [(MODEL_HEADER, model.encode())])
+                written.append(Written(EXPIRED, p, model, value, i, None))
+        return written
+
+    def _advance_checkpoints(self, scored: list[Written], offsets: list[int]) -> None:
+        """Each partition's next ``scored`` offset: past the last of its arrays just
+        written (a retried array can land after a later one)."""
+        last: dict[int, int] = {}
+        for w in scored:
+            last[w.partition] = max(last.get(w.partition, -1), offsets[w.outbox_index])
+        for p, offset in last.items():
+            self.parts[p].scored_next = offset + 1
+
+    async def _append_deltas(self, drained: dict[int, Drained]) -> None:
+        """Step 4: each partition's state records as a delta. Its last message carries the
+        checkpoint and goes out only once the others are acknowledged, so a checkpoint is
+        never on the log ahead of a done record it vouches for."""
+        entries, checkpoints = Outbox(), Outbox()
+        for p, (_, records) in drained.items():
+            if not records:
+                continue
+            *deltas, last = self.logs[p].deltas(records, self.parts[p].scored_next)
+            for key, value in deltas:
+                entries.add(self.state_topic, key, value, p)
+            checkpoints.add(self.state_topic, *last, p)
+        await entries.flush(self.send)
+        await checkpoints.flush(self.send)
 
     async def _snapshot(self, p: int, log_: StateLog) -> None:
         """The whole state of partition ``p`` as of its last delta, then the head that makes
@@ -336,27 +240,21 @@ class Joiner:
         part, seq = self.parts[p], log_.seq
         if seq == log_.snapshot_seq:  # nothing since the last one (whose keys these would be)
             return
-        chunks = Outbox()
-        values = [chunk_value(run)
-                  for run in arrays([_entry(pid, record) for pid, record in part.records()])]
-        for frozen in part.done.frozen():
-            values.extend(frozen_chunk_values(*frozen))
-        for k, value in enumerate(values):
-            chunks.add(self.state_topic, snapshot_key(seq, k), value, p)
-        n_chunks = len(chunks)
-        await chunks.flush(self.send)
-        head = Outbox()
-        head.add(self.state_topic, HEAD, head_value(seq, n_chunks, part.scored_next), p)
-        await head.flush(self.send)
-        old = Outbox()
-        for d in range(log_.snapshot_seq + 1, seq + 1):
-            old.add(self.state_topic, delta_key(d), None, p)
-        for k in range(log_.snapshot_chunks):
-            old.add(self.state_topic, snapshot_key(log_.snapshot_seq, k), None, p)
-        await old.flush(self.send)
+        chunks = log_.snapshot(part)
+        await self._write_state(p, chunks)
+        await self._write_state(p, [log_.head(seq, len(chunks), part.scored_next)])
+        await self._write_state(p, [(key, None) for key in log_.replaced(seq)])
         log.debug("join partition %d: snapshot at delta %d, %d entries in %d chunks",
-                  p, seq, len(part), n_chunks)
-        log_.snapshot_seq, log_.snapshot_chunks, log_.since_snapshot = seq, n_chunks, 0
+                  p, seq, len(part), len(chunks))
+        log_.snapshot_written(seq, len(chunks))
+
+    async def _write_state(self, p: int,
+                           records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Records on partition ``p`` of ``join-state``, acknowledged."""
+        out = Outbox()
+        for key, value in records:
+            out.add(self.state_topic, key, value, p)
+        await out.flush(self.send)
 
     def _dead_letter(self, out: Outbox, msg: Any, rejection: Rejection) -> None:
         self.dead_letters.count(rejection)
@@ -450,88 +348,6 @@ class Joiner:
                     expired[p] = gone.predictions
             if touched:
                 await self._persist(Outbox(), touched, expired)
-
-
-def _by_model(events: Iterable[tuple[str, str, Any, T]]
-              ) -> Iterator[tuple[str, bytes, bytes, list[T]]]:
-    """(model, key, JSON array, the array's payloads) for arrays of one model's events
-    each, in event order per model, each under ``ARRAY_BYTES`` (an event larger than that
-    alone). ``events`` are (model, prediction_id, event to encode, payload); an array's key
-    is its first event's id. An array is one encode of a list of events (0.84 against 1.20
-    µs a scored pair encoded one by one, the same bytes), as many as fill
-    :data:`ARRAY_FILL` of it at the size of the first; should they be larger than that
-    one, they are encoded again one by one and cut to size."""
-    models: dict[str, list[tuple[str, Any, T]]] = defaultdict(list)
-    for model, pid, event, payload in events:
-        models[model].append((pid, event, payload))
-    for model, items in models.items():
-        first = 0
-        while first < len(items):
-            n = max(1, int(ARRAY_FILL * ARRAY_BYTES) // (len(encode(items[first][1])) + 1))
-            chunk = items[first:first + n]
-            first += len(chunk)
-            value = encode([event for _, event, _ in chunk])
-            if len(value) <= ARRAY_BYTES:
-                yield model, chunk[0][0].encode(), value, [payload for _, _, payload in chunk]
-                continue
-            start = 0
-            for run in arrays([encode(event) for _, event, _ in chunk]):
-                yield (model, chunk[start][0].encode(), array(run),
-                       [payload for _, _, payload in chunk[start:start + len(run)]])
-                start += len(run)
-
-
-def _predictions_elements(partition: int,
-                          messages: list[tuple[int, int, list[Prediction]]]) -> list[bytes]:
-    """The monitor-input elements of one source partition's predictions for one monitor
-    partition, in order; ``messages`` are (offset, size of the message, its predictions).
-
-    Consecutive small messages of one model (single-event messages, mostly) share one
-    element of columns with each event's offset (format 3), up to the bytes of one
-    array of messages: an element each cost the join an encode and the monitor a decode
-    and a dict per event. A message of many events keeps its own element, as do runs
-    whose events name different features or are too few for columns."""
-    out: list[bytes] = []
-    run: list[tuple[int, list[Prediction]]] = []
-    size = 0
-
-    def flush() -> None:
-        if len(run) > 1:
-            events = [ev for _, evs in run for ev in evs]
-            columns = columnar_element(PREDICTIONS, partition, run[-1][0], events[0].model,
-                                       events, [o for o, evs in run for _ in evs])
-            if columns is not None:
-                out.append(columns)
-                return
-        out.extend(_predictions_element(partition, offset, events) for offset, events in run)
-
-    for offset, nbytes, events in messages:
-        model = events[0].model
-        if len(events) >= COLUMNAR_MIN or any(ev.model != model for ev in events):
-            flush()
-            run, size = [], 0
-            out.append(_predictions_element(partition, offset, events))
-            continue
-        if run and (run[0][1][0].model != model or size + nbytes > ARRAY_BYTES):
-            flush()
-            run, size = [], 0
-        run.append((offset, events))
-        size += nbytes
-    flush()
-    return out
-
-
-def _predictions_element(partition: int, offset: int, events: list[Prediction]) -> bytes:
-    """The monitor-input element of one source message's predictions for one partition:
-    columns when they are of one model and name the same features, else the events."""
-    model = events[0].model
-    columns = (columnar_element(PREDICTIONS, partition, offset, model, events)
-               if all(ev.model == model for ev in events) else None)
-    return columns or element(PREDICTIONS, partition, offset, [encode(ev) for ev in events])
-
-
-def _entry(pid: str, record: StateRecord) -> bytes:
-    return deleted_entry(pid) if record is None else state_entry(pid, *record)
 
 
 def install(app: faust.App, settings: Settings) -> Joiner:

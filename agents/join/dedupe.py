@@ -49,6 +49,18 @@ def older_than(entries: dict[str, Any], cutoff: float, key: Callable[[Any], floa
     return old
 
 
+def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
+    """The partition whose newest done ids (``recent``: how many, per partition) should
+    freeze now: the fullest of those holding ``size`` (:data:`FREEZE`) or more.
+
+    >>> fullest_due({0: 20_000, 1: 17_000, 2: 5}), fullest_due({0: 3}), fullest_due({})
+    (0, None, None)
+    """
+    size = FREEZE if size is None else size
+    due = {p: n for p, n in recent.items() if n >= size}
+    return max(due, key=due.__getitem__) if due else None
+
+
 def id_hash(pid: str) -> int:
     """The 64-bit hash a frozen id is known by (stable across processes and restarts)."""
     return int.from_bytes(blake2b(pid.encode(), digest_size=8).digest(), "little")

@@ -1,9 +1,11 @@
-"""The join-state log of one partition: where it stands, and its replay into a join.
+"""The join-state log of one partition: where it stands, its records, its replay into a join.
 
 The log's byte formats are :mod:`driftline.models.wire.internal`'s; this module holds
 what the join does with them, without Kafka: :class:`StateLog` is where the writer
-stands (its sequence numbers and the latest snapshot), :class:`StateLogReplay` applies
-records read back, in order, to a fresh :class:`~driftline.agents.join.state.PartitionJoin`.
+stands (its sequence numbers and the latest snapshot) and makes the records of its
+deltas and snapshots, which the agent sends in the order its docstring gives;
+:class:`StateLogReplay` applies records read back, in order, to a fresh
+:class:`~driftline.agents.join.state.PartitionJoin`.
 """
 
 from __future__ import annotations
@@ -15,15 +17,24 @@ from typing import Any
 
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.errors import SchemaError
+from driftline.models.wire import arrays
 from driftline.models.wire.internal import (
     DELTA,
     HEAD,
     SNAPSHOT,
+    chunk_value,
     decode_chunk,
     decode_delta,
     decode_head,
+    deleted_entry,
+    delta_key,
+    delta_value,
+    frozen_chunk_values,
+    head_value,
     parse_delta_key,
     parse_snapshot_key,
+    snapshot_key,
+    state_entry,
 )
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,49 @@ class StateLog:
     snapshot_seq: int = 0       # delta the latest snapshot includes (0: none yet)
     snapshot_chunks: int = 0
     since_snapshot: int = 0     # records in the deltas written since
+
+    def deltas(self, records: dict[str, StateRecord],
+               checkpoint: int) -> list[tuple[bytes, bytes]]:
+        """The delta messages (key, value) of one drain's ``records``, numbered on from
+        the last; the last one carries ``checkpoint``, the next ``scored`` offset."""
+        self.since_snapshot += len(records)
+        runs = list(arrays([entry(pid, record) for pid, record in records.items()]))
+        messages = []
+        for k, run in enumerate(runs):
+            self.seq += 1
+            messages.append((delta_key(self.seq),
+                             delta_value(run, checkpoint if k == len(runs) - 1 else None)))
+        return messages
+
+    def snapshot(self, part: PartitionJoin) -> list[tuple[bytes, bytes]]:
+        """The chunks (key, value) of a snapshot of ``part`` as of the last delta: its
+        records, then its frozen done ids."""
+        values = [chunk_value(run)
+                  for run in arrays([entry(pid, record) for pid, record in part.records()])]
+        for frozen in part.done.frozen():
+            values.extend(frozen_chunk_values(*frozen))
+        return [(snapshot_key(self.seq, k), value) for k, value in enumerate(values)]
+
+    @staticmethod
+    def head(seq: int, chunks: int, checkpoint: int) -> tuple[bytes, bytes]:
+        """The head (key, value) that makes the snapshot as of delta ``seq``, of ``chunks``
+        chunks, the one to restore from."""
+        return HEAD, head_value(seq, chunks, checkpoint)
+
+    def replaced(self, seq: int) -> list[bytes]:
+        """The keys of the deltas and chunks a snapshot as of delta ``seq`` replaces."""
+        return ([delta_key(d) for d in range(self.snapshot_seq + 1, seq + 1)]
+                + [snapshot_key(self.snapshot_seq, k) for k in range(self.snapshot_chunks)])
+
+    def snapshot_written(self, seq: int, chunks: int) -> None:
+        """The snapshot as of delta ``seq``, of ``chunks`` chunks, and its head are on
+        the log."""
+        self.snapshot_seq, self.snapshot_chunks, self.since_snapshot = seq, chunks, 0
+
+
+def entry(pid: str, record: StateRecord) -> bytes:
+    """A state record as the entry of a delta or a snapshot chunk."""
+    return deleted_entry(pid) if record is None else state_entry(pid, *record)
 
 
 class StateLogReplay:
