@@ -12,7 +12,7 @@ from driftline.agents.join.dedupe import DoneIds
 from driftline.agents.join.state import PartitionJoin
 from driftline.agents.join.statelog import StateLogReplay
 from driftline.models.wire import Label, Prediction
-from driftline.models.wire.internal import (
+from driftline.models.wire.joinstate import (
     FROZEN_PER_CHUNK,
     chunk_value,
     decode_chunk,

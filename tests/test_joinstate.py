@@ -6,7 +6,7 @@ import random
 
 from driftline.agents.join.state import PartitionJoin
 from driftline.models.wire import Label, Prediction
-from driftline.models.wire.internal import decode_delta, deleted_entry, delta_value, state_entry
+from driftline.models.wire.joinstate import decode_delta, deleted_entry, delta_value, state_entry
 
 
 def pred(pid, value=1.0, model="m"):
@@ -98,14 +98,8 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
     does not know is refused rather than guessed at."""
     import pytest
 
-    from driftline.models.wire.internal import (
-        FormatError,
-        chunk_value,
-        decode_chunk,
-        decode_elements,
-        decode_head,
-        head_value,
-    )
+    from driftline.models.wire.internal import FormatError, decode_elements
+    from driftline.models.wire.joinstate import chunk_value, decode_chunk, decode_head, head_value
 
     entry = state_entry("a", "p", 1.0, pred("a"))
     assert delta_value([entry], 3).startswith(b'{"v":1,')

@@ -40,7 +40,7 @@ from msgspec import UnsetType
 
 from driftline.agents.join.dedupe import DoneIds, older_than
 from driftline.models.wire import Label, Prediction, ScoredPair
-from driftline.models.wire.internal import DONE, PENDING_LABEL, PENDING_PREDICTION
+from driftline.models.wire.joinstate import DONE, PENDING_LABEL, PENDING_PREDICTION
 
 Event = Prediction | Label
 # (state, seen, waiting event or None); None deletes the id.

@@ -18,7 +18,7 @@ from typing import Any
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.errors import SchemaError
 from driftline.models.wire import arrays
-from driftline.models.wire.internal import (
+from driftline.models.wire.joinstate import (
     DELTA,
     HEAD,
     SNAPSHOT,

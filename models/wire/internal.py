@@ -1,4 +1,5 @@
-"""driftline's own topics: their byte formats, written and read only here.
+"""driftline's own topics: their byte formats, written and read only here (monitor-input
+here, join-state in :mod:`~driftline.models.wire.joinstate`).
 
 **Model header.** The join writes scored and expired pairs as arrays of one model's
 events, and names the model in the ``model`` header; the same bytes go to
@@ -32,15 +33,8 @@ names the last message, and ``c.o`` is base64 of each event's own source offset
 (little-endian int64, non-decreasing), so the monitor drops exactly the events it has
 applied when a re-delivered batch overlaps the last one it saw.
 
-**join-state records** (``driftline.join-state``, compacted). Keys ``d:<seq>`` (a
-delta: ``{"v": 1, "r": [[prediction_id, record | null], ...], "c": checkpoint?}``),
-``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``{"v": 2, "r":
-[[prediction_id, record], ...]}``, or frozen done ids ``{"v": 2, "r": [], "h": hashes,
-"t": seen}``, both base64 of little-endian arrays, uint64 and float64 (format 2; format 1
-had no frozen ids; a bare array before versions) and ``h`` (the head:
-``{"v": 1, "seq", "chunks", "c"}``). A record is ``{"s": "p" |
-"l" | "d", "t": seen, "e": event?}``: a waiting prediction or label (with the event)
-or a done id.
+The join-state topic's records are in :mod:`driftline.models.wire.joinstate`, on the
+same format versions and :class:`FormatError`.
 
 >>> v = element(SCORED, 2, 41, [b'{"prediction_id":"a"}'])
 >>> v
@@ -76,8 +70,8 @@ import msgspec
 import numpy as np
 from msgspec import UNSET
 
-from driftline.models.wire.codec import LABEL, PREDICTION, array, encode
-from driftline.models.wire.events import Label, Prediction, ScoredPair
+from driftline.models.wire.codec import array, encode
+from driftline.models.wire.events import Prediction, ScoredPair
 
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
 FORMAT = 1  # of every record below but snapshot chunks and columnar elements
@@ -90,7 +84,7 @@ class FormatError(ValueError):
     """A record of a format version this driftline does not read."""
 
 
-def _check(what: str, version: int, known: int = FORMAT) -> None:
+def check_format(what: str, version: int, known: int = FORMAT) -> None:
     if not 1 <= version <= known:
         raise FormatError(f"a {what} of format v{version}; this driftline reads v{known} "
                           f"(a newer driftline wrote it: upgrade this one)")
@@ -328,137 +322,5 @@ def decode_elements(value: bytes) -> list[Element]:
     elements = _elements.decode(value)
     for item in elements:
         if item.v != FORMAT:
-            _check("monitor-input element", item.v, SPANNING)
+            check_format("monitor-input element", item.v, SPANNING)
     return elements
-
-
-# --- join-state ---------------------------------------------------------------------
-
-DELTA, SNAPSHOT, HEAD = b"d:", b"s:", b"h"
-PENDING_PREDICTION, PENDING_LABEL, DONE = "p", "l", "d"
-
-
-class StateRecord(msgspec.Struct, gc=False):
-    """The state of one prediction id; ``e``, the waiting event, is decoded (and validated)
-    by :meth:`event`."""
-
-    s: Literal["p", "l", "d"]
-    t: float
-    e: msgspec.Raw = msgspec.Raw()  # empty for a done id
-
-    def event(self) -> Prediction | Label:
-        if not self.e:
-            raise ValueError(f"a {self.s!r} join-state record has no event")
-        return (PREDICTION if self.s == PENDING_PREDICTION else LABEL).decode_one(bytes(self.e))
-
-    def as_tuple(self) -> tuple[str, float, Prediction | Label | None]:
-        """(state, seen, waiting event or None): what the join's state holds."""
-        return self.s, self.t, None if self.s == DONE else self.event()
-
-
-class Delta(msgspec.Struct, gc=False):
-    r: list[tuple[str, StateRecord | None]]
-    c: int | None = None
-    v: int = 1
-
-
-class Chunk(msgspec.Struct, gc=False):
-    r: list[tuple[str, StateRecord]]
-    v: int = 1
-    h: bytes = b""  # frozen done ids: 64-bit hashes, and when each was scored
-    t: bytes = b""
-
-    def frozen(self) -> tuple[np.ndarray, np.ndarray]:
-        h, t = np.frombuffer(self.h, "<u8"), np.frombuffer(self.t, "<f8")
-        if len(h) != len(t):
-            raise ValueError(f"a join-state chunk with {len(h)} hashes and {len(t)} times")
-        return h, t
-
-
-class Head(msgspec.Struct, gc=False):
-    seq: int
-    chunks: int
-    c: int
-    v: int = 1
-
-
-_delta = msgspec.json.Decoder(Delta)
-_chunk = msgspec.json.Decoder(Chunk)
-_legacy_chunk = msgspec.json.Decoder(list[tuple[str, StateRecord]])  # before versions
-_head = msgspec.json.Decoder(Head)
-
-
-def state_entry(pid: str, state: str, seen: float,
-                event: Prediction | Label | None = None) -> bytes:
-    """``[pid, record]`` of a delta or snapshot chunk."""
-    record: dict[str, Any] = {"s": state, "t": seen}
-    if event is not None:
-        record["e"] = event
-    return encode([pid, record])
-
-
-def deleted_entry(pid: str) -> bytes:
-    return encode([pid, None])
-
-
-def delta_value(entries: list[bytes], checkpoint: int | None) -> bytes:
-    """A delta of encoded entries; the last delta of a batch carries the checkpoint (the
-    next offset of the partition's ``scored`` topic)."""
-    body = b'{"v":%d,"r":' % FORMAT + array(entries)
-    return body + (b"}" if checkpoint is None else b',"c":%d}' % checkpoint)
-
-
-def chunk_value(entries: list[bytes]) -> bytes:
-    """Chunk k of a snapshot: encoded entries of the whole state."""
-    return b'{"v":%d,"r":' % CHUNK_FORMAT + array(entries) + b"}"
-
-
-FROZEN_PER_CHUNK = 12_000  # 16 bytes an id, base64: a chunk stays under ARRAY_BYTES
-
-
-def frozen_chunk_values(h: np.ndarray, t: np.ndarray) -> list[bytes]:
-    """Chunks of a snapshot holding frozen done ids (hashes and seen times, aligned)."""
-    return [encode(Chunk([], CHUNK_FORMAT, h[i:i + FROZEN_PER_CHUNK].astype("<u8").tobytes(),
-                         t[i:i + FROZEN_PER_CHUNK].astype("<f8").tobytes()))
-            for i in range(0, len(h), FROZEN_PER_CHUNK)]
-
-
-def delta_key(seq: int) -> bytes:
-    return DELTA + b"%d" % seq
-
-
-def snapshot_key(seq: int, chunk: int) -> bytes:
-    return SNAPSHOT + b"%d:%d" % (seq, chunk)
-
-
-def head_value(seq: int, chunks: int, checkpoint: int) -> bytes:
-    return encode(Head(seq, chunks, checkpoint, FORMAT))
-
-
-def decode_delta(value: bytes) -> Delta:
-    delta = _delta.decode(value)
-    _check("join-state delta", delta.v)
-    return delta
-
-
-def decode_chunk(value: bytes) -> Chunk:
-    if value[:1] == b"[":
-        return Chunk(_legacy_chunk.decode(value))
-    chunk = _chunk.decode(value)
-    _check("join-state snapshot chunk", chunk.v, CHUNK_FORMAT)
-    return chunk
-
-
-def decode_head(value: bytes) -> Head:
-    head = _head.decode(value)
-    _check("join-state head", head.v)
-    return head
-
-
-def parse_snapshot_key(key: bytes) -> tuple[int, int]:
-    seq, chunk = key[len(SNAPSHOT):].split(b":")
-    return int(seq), int(chunk)
-
-
-def parse_delta_key(key: bytes) -> int:
-    return int(key[len(DELTA):])
