@@ -118,7 +118,7 @@ DOCTESTED = ["driftline.settings", "driftline.redis_client", "driftline.models.w
              "driftline.agents.join.state",
              "driftline.agents.monitor.alerting", "driftline.agents.monitor.metrics",
              "driftline.agents.monitor.core", "driftline.agents.monitor.config",
-             "driftline.agents.monitor.rules.hysteresis",
+             "driftline.agents.monitor.rules.hysteresis", "driftline.agents.monitor.psi",
              "driftline.models.linear",
              "driftline.models.training", "driftline.agents.retrain.policy",
              "driftline.simulate", "driftline.eventfile",
