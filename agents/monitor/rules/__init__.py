@@ -3,7 +3,7 @@ the rule, its state is read through attributes and properties.
 
 They share one hysteresis (:mod:`.hysteresis`: runs of breaches and of clears) and
 one :class:`~.subject.Subject` per (model, version): its alert book, rolling errors
-and baseline. :class:`~driftline.agents.monitor.core.VersionMonitor` feeds them in
+and baseline. :class:`~driftline.agents.monitor.version.VersionMonitor` feeds them in
 order and merges what they raise.
 
 * ``concept_drift`` (:mod:`.concept_drift`): the error detector sees the error rise;
