@@ -133,7 +133,7 @@ class Monitor:
 
     def process_predictions(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         out = self._dispatch(events, VersionMonitor.process_predictions)
-        return out + supersede(self, {vm.model for vm in self._touched})
+        return out + self._superseded()
 
     def process_expired(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         return self._dispatch(events, VersionMonitor.process_expired)
@@ -146,7 +146,15 @@ class Monitor:
     def process_prediction_columns(self, cols: Columnar) -> list[Alert]:
         """:meth:`process_predictions` of one model's predictions as columns."""
         out = self._columns(cols, pairs=False)
-        return out + supersede(self, {vm.model for vm in self._touched})
+        return out + self._superseded()
+
+    def _superseded(self) -> list[Alert]:
+        """The superseded resolves the models just fed owe now (:mod:`.superseded`)."""
+        out: list[Alert] = []
+        for model in sorted({vm.model for vm in self._touched}):
+            out.extend(supersede(model, self.by_model.get(model, ()), self.books[model],
+                                 self.config.for_model(model).superseded_after))
+        return out
 
     def _columns(self, cols: Columnar, *, pairs: bool) -> list[Alert]:
         versions = cols.version
