@@ -17,17 +17,21 @@ import numpy as np
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
-from driftline.agents.monitor.columns import Batch, Columns, Tail, at
+from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
 from driftline.agents.monitor.rules import (
     ConceptDriftRule,
     DataDriftRule,
+    ErrorRules,
     EstimatedDegradationRule,
+    Kind,
     LabelStarvationRule,
     MultivariateDriftRule,
     PredictionDriftRule,
+    Rule,
+    Seen,
     Subject,
     ThresholdRule,
 )
@@ -71,6 +75,7 @@ class VersionMonitor:
         self.concept = ConceptDriftRule(subject, config.concept_drift, self.classification,
                                         self.rate)
         self.threshold = ThresholdRule(subject, config.threshold)
+        self.errors = ErrorRules(self.concept, self.threshold, config.window)
         self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
         self.prediction_drift = PredictionDriftRule(subject, config.data_drift, self.rate)
         self.starvation = LabelStarvationRule(subject, config.starvation)
@@ -100,6 +105,27 @@ class VersionMonitor:
         self._segments = Segments(config.max_segments) if (
             config.segments and segment is None) else None
         self._stacked = Stacked()  # the segments' estimators, stacked
+        self._wire()
+
+    def _wire(self) -> None:
+        """:attr:`rules` in the order they are fed, and the rules of each kind of batch:
+        pairs go to label starvation then the error rules; predictions to data drift,
+        prediction drift, estimation, multivariate drift; expiries to label starvation.
+        Label starvation, prediction drift and multivariate drift are model-wide."""
+        wide = self.segment is None
+        self.rules: list[Rule] = [
+            rule for rule in (self.starvation if wide else None, self.errors, self.data_drift,
+                              self.prediction_drift if wide else None, self.estimated,
+                              self.multivariate) if rule is not None]
+        self._watching = {kind: [rule for rule in self.rules if kind in rule.watches]
+                          for kind in Kind}
+
+    def _feed(self, seen: Seen) -> list[Alert]:
+        """One batch through the rules that watch its kind: what they raised, in order."""
+        out: list[Alert] = []
+        for rule in self._watching[seen.kind]:
+            out.extend(rule.update(seen).alerts)
+        return out
 
     def _use(self, columns: Columns) -> None:
         self.columns = columns
@@ -211,7 +237,8 @@ class VersionMonitor:
         return batch
 
     def _pairs(self, batch: Batch) -> list[Alert]:
-        """Valid scored pairs (:meth:`_valid`) through this monitor's pair rules."""
+        """Valid scored pairs (:meth:`_valid`) through this monitor's metrics, then the
+        rules that watch pairs."""
         preds, labels = batch.prediction, batch.label
         sq = (preds - labels) ** 2
         self._served(batch)
@@ -221,39 +248,24 @@ class VersionMonitor:
         if not self.reference.full and self.reference.add(rows, preds, labels):
             if self.estimated is not None:
                 waited = self.estimated.fit(*self.reference.arrays()).alerts
-        first = self.rolling.count
+        scored = self.rolling.count
         rolling = self.rolling.extend(preds, labels, sq)
-        applies_from = self.baseline.update(sq).applies_from
-        concept = self.concept.update(preds, labels, sq)
-        out = (self.starvation.update(batch.label_ts, expired=False).alerts
-               if self.segment is None else [])  # label starvation is model-wide
-        # The threshold applies once the baseline is set and the window is full.
-        start = (max(applies_from, self.config.window - first - 1, 0)
-                 if self.baseline.mse is not None else len(batch))
-        threshold = self.threshold.update(rolling, start, restarts=concept.positions)
-        # What the two pair rules raise, in the order of the pairs; at one pair, a
-        # detection (0) before a fire (1) before a resolve (2).
-        steps = sorted([(i, 0) for i in concept.positions] + [(i, 1) for i in threshold.fires]
-                       + [(i, 2) for i in threshold.resolves])
-        for i, step in steps:
-            ts, mse, n = at(batch.label_ts, i), float(rolling[i]), first + i + 1
-            if step == 2:
-                out.extend(threshold.resolve(ts, mse, n, concept))
-                continue
-            alert = concept.fire(i, ts, mse, n) if step == 0 else threshold.fire(ts, mse, n)
-            if alert:
-                out.append(self._attribute(alert, self.recent, rows[:i + 1], sq[:i + 1]))
+        self.baseline.update(sq)
+        out = self._feed(Seen(Kind.PAIRS, batch.label_ts, rows, preds, labels, sq, rolling,
+                              scored))
+        for i, alert in self.errors.fired:  # the alerts in `out`, explained in place
+            self._attribute(alert, self.recent, rows[:i + 1], sq[:i + 1])
         self.recent.extend(rows, sq)
         return out + waited
 
     def _attribute(self, alert: Alert, before: Tail, rows: np.ndarray,
-                   sq: np.ndarray) -> Alert:
-        """The features that best explain the rise of the error, over the window ending at
-        the pair that fired (``before``: the pairs before this batch), against the
-        reference (:mod:`.attribution`)."""
+                   sq: np.ndarray) -> None:
+        """Add to ``alert`` the features that best explain the rise of the error, over the
+        window ending at the pair that fired (``before``: the pairs before this batch),
+        against the reference (:mod:`.attribution`)."""
         assert self.columns is not None and self.reference is not None
         if not self.reference.full:
-            return alert
+            return
         ref_rows, ref_preds, ref_labels = self.reference.arrays()
         window = self.config.window
         recent_rows = np.concatenate((before.rows, rows))[-window:]
@@ -263,7 +275,6 @@ class VersionMonitor:
         if found:
             alert["attribution"] = found
             alert["message"] += describe(found)
-        return alert
 
     def predictions(self, batch: Batch, expected: np.ndarray | None = None) -> list[Alert]:
         """Prediction events as columns (``expected``: their expected squared errors, if a
@@ -276,21 +287,16 @@ class VersionMonitor:
         if self.data_drift is None:
             self.data_drift = DataDriftRule(self.subject, self.columns.names,
                                             self.config.data_drift, self.rate)
-        rows, ts = batch.rows, batch.ts
-        out = self.data_drift.update(rows, ts).alerts
-        if self.segment is None:  # the prediction's own PSI: model-wide only
-            out += self.prediction_drift.update(batch.prediction, ts).alerts
-        if self.estimated is not None:
-            out += self.estimated.update(ts, rows, batch.prediction, expected).alerts
-        if self.multivariate is not None:
-            out += self.multivariate.update(rows, ts).alerts
+            self._wire()
+        out = self._feed(Seen(Kind.PREDICTIONS, batch.ts, batch.rows, batch.prediction,
+                              expected=expected))
         return out + self._segment_predictions(batch)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
         """Expired predictions: label starvation, model-wide only."""
         self.n_expired += len(events)
         ts = np.array([e.get("expired_ts", e.get("label_ts", 0.0)) for e in events], float)
-        return self.starvation.update(ts, expired=True).alerts
+        return self._feed(Seen(Kind.EXPIRED, ts))
 
     def _served(self, batch: Batch) -> None:
         """The newest prediction time of predictions, or of pairs (their ``ts``): whether
