@@ -27,8 +27,8 @@ _EMPTY = np.empty(0)
 _NO_ROWS = np.empty((0, 0))
 
 
-class Kind(enum.Enum):
-    """What the events of a batch are."""
+class Kind(enum.StrEnum):
+    """What the events of a batch are (a str: hashed in C, it keys the rules by kind)."""
 
     PAIRS = "pairs"              # scored pairs: a prediction joined with its label
     PREDICTIONS = "predictions"
