@@ -244,6 +244,9 @@ class VersionMonitor:
         self._served(batch)
         rows = batch.rows
         assert self.reference is not None and self.recent is not None
+        # The estimator's fit is not a rule's update: it happens once, when the version's
+        # reference fills, before the rolling errors take this batch (the alerts of the
+        # predictions that waited for it report the metrics as they were then).
         waited: list[Alert] = []  # raised by predictions that waited for the estimator
         if not self.reference.full and self.reference.add(rows, preds, labels):
             if self.estimated is not None:
@@ -251,8 +254,8 @@ class VersionMonitor:
         scored = self.rolling.count
         rolling = self.rolling.extend(preds, labels, sq)
         self.baseline.update(sq)
-        out = self._feed(Seen(Kind.PAIRS, batch.label_ts, rows, preds, labels, sq, rolling,
-                              scored))
+        out = self._feed(Seen(Kind.PAIRS, batch.label_ts, rows, preds, label=labels,
+                              squared=sq, rolling=rolling, scored=scored))
         for i, alert in self.errors.fired:  # the alerts in `out`, explained in place
             self._attribute(alert, self.recent, rows[:i + 1], sq[:i + 1])
         self.recent.extend(rows, sq)
