@@ -37,8 +37,8 @@ from wire_speed import per_event  # the median of the runs, per item, in µs
 
 from driftline.agents.join.state import PartitionJoin
 from driftline.agents.join.statelog import entry
-from driftline.agents.monitor.agent import PartitionMonitor
 from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.partition import PartitionMonitor
 from driftline.models.wire import LABEL, PREDICTION, encode
 from driftline.models.wire.internal import PREDICTIONS, SCORED, columnar_element
 

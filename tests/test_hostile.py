@@ -77,7 +77,7 @@ def test_registry_lookups_say_what_is_registered_and_back_off_while_redis_is_dow
     import numpy as np
 
     from driftline import LinearModel, ModelRegistry
-    from driftline.agents.monitor.agent import RegistryBaselines
+    from driftline.agents.monitor.baselines import RegistryBaselines
 
     registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
     registry.register("m", LinearModel(np.array([1.0]), 0.0, ["x"]), metrics={"mse": 2.5})

@@ -355,8 +355,8 @@ def _monitored(settings) -> tuple[dict[str, tuple[int, int]], int, set[int]]:
     (n_scored, n_predictions) per model, how many copies it dropped, and the formats of
     the scored elements. Checks on the way that each scored element holds the events of
     the ``scored`` record it names."""
-    from driftline.agents.monitor.agent import PartitionMonitor
     from driftline.agents.monitor.config import MonitorConfig
+    from driftline.agents.monitor.partition import PartitionMonitor
     from driftline.models.wire import unbatch
     from driftline.models.wire.internal import SCORED, decode_elements
 

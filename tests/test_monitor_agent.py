@@ -5,8 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from driftline.agents.monitor.agent import MonitorAgent, PartitionMonitor
+from driftline.agents.monitor.agent import MonitorAgent
 from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.partition import PartitionMonitor
 from driftline.agents.outbox import Outbox
 from driftline.models.wire import ALERT
 from driftline.settings import Settings

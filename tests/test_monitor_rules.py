@@ -185,7 +185,8 @@ def test_psi_window_counts_kept_as_rows_enter_and_leave_equal_a_recount(window, 
     (a check is then arithmetic on them); after any batching they must equal a count of
     the window's rows, and each check's PSI the PSI of those counts."""
     from driftline.agents.monitor.config import DataDriftConfig
-    from driftline.agents.monitor.drift import PSIDrift, _shares, psi_of_shares
+    from driftline.agents.monitor.drift import PSIDrift
+    from driftline.agents.monitor.psi import psi_of_shares, shares
 
     rng = np.random.default_rng(window + every)
     cfg = DataDriftConfig(reference_size=200, window=window, check_every=every, bins=5)
@@ -202,7 +203,7 @@ def test_psi_window_counts_kept_as_rows_enter_and_leave_equal_a_recount(window, 
             checks += 1
             end = fed + check.position + 1 - cfg.reference_size  # rows after the reference
             recount = psi._count(np.array(after[end - window:end]))
-            want = psi_of_shares(_shares(recount, cfg.bins), psi.expected)
+            want = psi_of_shares(shares(recount, cfg.bins), psi.expected)
             assert np.allclose(check.psi, want, rtol=0, atol=1e-15)
         fed += size
         if psi.ready:

@@ -20,7 +20,7 @@ from kafka_io import create_topics
 from test_trainer import pairs_of, put_pairs, request
 
 from driftline import ModelClient, ModelRegistry
-from driftline.agents.monitor.agent import RegistryBaselines
+from driftline.agents.monitor.baselines import RegistryBaselines
 from driftline.agents.retrain.trainer import Trainer
 from driftline.models.training import train_ridge
 from driftline.settings import Settings

@@ -15,9 +15,9 @@ from kafka_io import create_topics, produce, read_all, read_events
 from simulate import stream
 from test_monitor import latest_metrics
 
-from driftline.agents.monitor.agent import PartitionMonitor
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
+from driftline.agents.monitor.partition import PartitionMonitor
 from driftline.kafka import client_options, group_states, partition_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

@@ -31,6 +31,8 @@ import functools
 import numpy as np
 from scipy import stats
 
+from driftline.agents.monitor import psi
+
 PER = 1_000_000          # the budget counts false alarms per this many predictions
 BOOTSTRAP_SAMPLES = 4000  # per column; the tail beyond what they show is a fitted chi-square
 ADWIN_CLOCK = 16         # pairs between two of ADWIN's tests when its delta is calibrated
@@ -84,18 +86,17 @@ def psi_null(expected: np.ndarray, reference_size: int, window: int,
     column's distribution; each draw resamples a reference of ``reference_size`` and a
     window of ``window`` from it (a bootstrap of the reference, drawn as multinomial bin
     counts, which is the same thing for binned values) and takes their PSI, with the
-    same epsilon floor as :class:`~driftline.agents.monitor.drift.PSIDrift`.
+    same epsilon floor as :class:`~driftline.agents.monitor.drift.PSIDrift`
+    (:mod:`~driftline.agents.monitor.psi`).
     """
-    from driftline.agents.monitor.drift import _PSI_EPS, psi_of_shares  # drift imports us
-
     rng = np.random.default_rng(seed)
     # Drawn from the shares before their floor: a bin the reference left empty stays empty.
-    p = np.where(expected > _PSI_EPS, expected, 0.0)
+    p = np.where(expected > psi.EPS, expected, 0.0)
     p[p.sum(axis=1) == 0] = 1.0  # a column the reference never saw: any shares will do
     p = p / p.sum(axis=1, keepdims=True)
     ref = rng.multinomial(reference_size, p, size=(samples, len(p))) / reference_size
     cur = rng.multinomial(window, p, size=(samples, len(p))) / window
-    return psi_of_shares(cur, ref)
+    return psi.psi_of_shares(cur, ref)
 
 
 def upper_quantile(null: np.ndarray, alpha: float) -> np.ndarray:

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from driftline.models.wire.internal import Columnar
+
 _EMPTY = np.empty(0)
 _PREDICTION = operator.itemgetter("prediction")
 _LABEL = operator.itemgetter("label")
@@ -133,6 +135,28 @@ class Columns:
                      self.rows(features), list(map(_SEGMENT, events)),
                      np.fromiter(map(_LABEL, events), float, n) if pairs else _EMPTY,
                      floats(events, "label_ts") if pairs else _EMPTY)
+
+    def batch_of(self, cols: Columnar, index: np.ndarray | None, pairs: bool) -> Batch:
+        """Events given as columns (those at ``index``; None: all), prediction events or
+        scored pairs (``pairs``), as a :class:`Batch` of these columns: what :meth:`batch`
+        makes of the same events as dicts (a column the events lack is NaN; one these
+        columns lack is left)."""
+        names = self.names
+        rows = cols.rows if index is None else cols.rows[index]
+        if names != cols.names:
+            where = {name: k for k, name in enumerate(cols.names)}
+            out = np.full((len(rows), len(names)), math.nan)
+            for j, name in enumerate(names):
+                if name in where:
+                    out[:, j] = rows[:, where[name]]
+            rows = out
+
+        def take(values: np.ndarray) -> np.ndarray:
+            return values if index is None else values[index]
+        return Batch(take(cols.ts), take(cols.prediction), rows,
+                     cols.segment if index is None else [cols.segment[i] for i in index.tolist()],
+                     take(cols.label) if pairs else _EMPTY,
+                     take(cols.label_ts) if pairs else _EMPTY)
 
 
 class Ring:

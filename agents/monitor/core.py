@@ -1,8 +1,9 @@
 """The monitor: metrics, drift detectors and alert rules per (model, version).
 
-This module only orchestrates: the metrics are in :mod:`.metrics`, each alert rule
-in its own module under :mod:`.rules`; here they are fed in order and what they
-raise is merged in the order it happened.
+This module only dispatches: each version's metrics and rules are in its
+:class:`~.version.VersionMonitor`, each alert rule in its own module under :mod:`.rules`;
+here events are grouped by version within the limits, fed in order, and what the
+versions raise is merged in the order it happened.
 
 Plain Python and numpy, no Kafka: the Faust agent in :mod:`driftline.agents.monitor.agent`
 feeds it, tests and offline replay use it directly. Everything it computes is a
@@ -23,7 +24,6 @@ how the agent survives kill -9 (see the README).
 
 from __future__ import annotations
 
-import math
 import operator
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -31,340 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
-from driftline.agents.monitor.attribution import attribute, describe
-from driftline.agents.monitor.columns import Batch, Columns, Tail, at
-from driftline.agents.monitor.config import ModelConfig, MonitorConfig
-from driftline.agents.monitor.estimation import Reference, Stacked
-from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
-from driftline.agents.monitor.rules import (
-    ConceptDriftRule,
-    DataDriftRule,
-    EstimatedDegradationRule,
-    LabelStarvationRule,
-    MultivariateDriftRule,
-    PredictionDriftRule,
-    Subject,
-    ThresholdRule,
-)
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.rules.subject import Alert
-from driftline.agents.monitor.segments import Segments
 from driftline.agents.monitor.superseded import supersede
+from driftline.agents.monitor.version import VersionMonitor
 from driftline.models.wire.internal import Columnar
 
 _VERSION_KEY = operator.itemgetter("model", "version")
-_EMPTY = np.empty(0)
-
-
-class VersionMonitor:
-    """Everything the monitor knows about one version of one model, or (``segment``
-    set) of one segment of it. With ``segments = true`` the version-wide monitor holds
-    one such monitor per segment and feeds each the events of its segment.
-
-    A batch of event dicts becomes a :class:`~.columns.Batch` once (:meth:`batch`); the
-    version's rules read its arrays, and its segments' rules views of one copy of it in
-    segment order, so a segment costs numpy calls on its share of the rows, not a
-    second pass over the dicts."""
-
-    def __init__(self, model: str, version: int | None, config: ModelConfig,
-                 alerts: AlertBook, baseline_mse: float | None = None,
-                 features: int = 0, segment: str | None = None,
-                 columns: Columns | None = None,
-                 label_delays: LabelDelays | None = None) -> None:
-        self.model, self.version, self.config = model, version, config
-        self.segment = segment
-        self.label_delays = label_delays  # the model's histogram (version-wide monitors)
-        self.alerts = alerts
-        # The false-alarm budget split over this version's tests (the features its first
-        # event names): each test's false alarms per prediction.
-        # Each prediction meets the model-wide tests and, with segments on, its segment's.
-        self.tests = calibration.count_tests(
-            features, segments=2 if config.segments else 1,
-            extra=int(config.estimation.enabled) + int(config.multivariate.enabled))
-        self.rate = calibration.per_test_rate(config.false_alarm_budget, self.tests)
-        self.rolling = RollingErrors(config.window)
-        # The version's own baseline (registry metadata) wins over the model's (config
-        # file); without either, the first `baseline_pairs` pairs set it.
-        self.baseline = Baseline(config.baseline_pairs,
-                                 baseline_mse if baseline_mse is not None else config.baseline_mse)
-        subject = Subject(model, version, alerts, self.rolling, self.baseline, segment)
-        self.concept = ConceptDriftRule(subject, config.concept_drift, self.classification,
-                                        self.rate)
-        self.threshold = ThresholdRule(subject, config.threshold)
-        self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
-        self.prediction_drift = PredictionDriftRule(subject, config.data_drift, self.rate)
-        self.starvation = LabelStarvationRule(subject, config.starvation)
-        self.subject = subject
-        self.n_predictions = 0
-        # What the registry says of this version (see Monitor.version): False for a
-        # version number the registry does not have of a model it knows.
-        self.registered: bool | None = None
-        self.n_expired = 0
-        self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
-        self.rejected = 0
-        # The columns (the first event's features, or the version's for a segment): the
-        # rules, the estimator, the multivariate drift and the attribution read rows.
-        self.columns: Columns | None = None
-        self.reference: Reference | None = None   # the first labeled pairs
-        self.recent: Tail | None = None            # the last `window` pairs
-        if columns is not None:
-            self._use(columns)
-        self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
-                                                   self.classification)
-                          if config.estimation.enabled else None)
-        # Per segment: metrics, concept drift, threshold, data drift and estimation (issue
-        # #17); multivariate drift, prediction drift and label starvation are model-wide.
-        self.multivariate = (MultivariateDriftRule(subject, config.multivariate)
-                             if config.multivariate.enabled and segment is None else None)
-        self.segments: dict[str, VersionMonitor] = {}
-        self._segments = Segments(config.max_segments) if (
-            config.segments and segment is None) else None
-        self._stacked = Stacked()  # the segments' estimators, stacked
-
-    def _use(self, columns: Columns) -> None:
-        self.columns = columns
-        self.reference = Reference(self.config.estimation.reference_pairs, len(columns))
-        self.recent = Tail(self.config.window, len(columns))
-
-    def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
-        """Events of this version (the first one it sees names its columns) as columns."""
-        if self.columns is None:
-            self._use(Columns(events[0].get("features") or {}))
-        assert self.columns is not None
-        return self.columns.batch(events, pairs)
-
-    def batch_of(self, cols: Columnar, index: np.ndarray | None, pairs: bool) -> Batch:
-        """Events of this version given as columns (those at ``index``; None: all) as a
-        :class:`Batch` of this version's columns: what :meth:`batch` makes of the same
-        events as dicts (a column the events lack is NaN; one the version lacks is left)."""
-        if self.columns is None:
-            self._use(Columns(cols.names))
-        assert self.columns is not None
-        names = self.columns.names
-        rows = cols.rows if index is None else cols.rows[index]
-        if names != cols.names:
-            where = {name: k for k, name in enumerate(cols.names)}
-            out = np.full((len(rows), len(names)), math.nan)
-            for j, name in enumerate(names):
-                if name in where:
-                    out[:, j] = rows[:, where[name]]
-            rows = out
-
-        def take(values: np.ndarray) -> np.ndarray:
-            return values if index is None else values[index]
-        return Batch(take(cols.ts), take(cols.prediction), rows,
-                     cols.segment if index is None else [cols.segment[i] for i in index.tolist()],
-                     take(cols.label) if pairs else _EMPTY,
-                     take(cols.label_ts) if pairs else _EMPTY)
-
-    def _by_segment(self, batch: Batch) -> tuple[Batch, list[tuple[VersionMonitor, int, int]]]:
-        """The batch in segment order (one copy) and each segment's monitor with where its
-        events are in it (``segments = true``; none otherwise)."""
-        if self._segments is None:
-            return batch, []
-        order, runs = self._segments.split(batch.segment)
-        ordered = batch if order is None else batch.take(order, segments=False)
-        out = []
-        for name, (start, end) in runs.items():
-            vm = self.segments.get(name)
-            if vm is None:
-                vm = self.segments[name] = VersionMonitor(
-                    self.model, self.version, self.config, self.alerts,
-                    features=len(self.columns or ()), segment=name, columns=self.columns)
-            out.append((vm, start, end))
-        return ordered, out
-
-    def _segment_pairs(self, batch: Batch) -> list[Alert]:
-        ordered, parts = self._by_segment(batch)
-        out: list[Alert] = []
-        for vm, start, end in parts:
-            out.extend(vm._pairs(ordered.slice(start, end)))
-        return out
-
-    def _segment_predictions(self, batch: Batch) -> list[Alert]:
-        """The segments' prediction rules; the expected squared errors of the segments
-        whose regression estimator is fitted come from one pass over the batch
-        (:class:`~.estimation.Stacked`), not one per segment."""
-        ordered, parts = self._by_segment(batch)
-        fitted = [(k, vm.estimated.estimation) for k, (vm, _, _) in enumerate(parts)
-                  if vm.estimated is not None and vm.estimated.estimation.fitted]
-        expected: list[np.ndarray | None] = [None] * len(parts)
-        if len(fitted) > 1 and not self.classification:
-            found = self._stacked.expected(
-                [e for _, e in fitted], ordered.rows, ordered.prediction,
-                [parts[k][1:] for k, _ in fitted])
-            for (k, _), values in zip(fitted, found):
-                expected[k] = values
-        out: list[Alert] = []
-        for (vm, start, end), given in zip(parts, expected):
-            out.extend(vm.predictions(ordered.slice(start, end), given))
-        return out
-
-    @property
-    def classification(self) -> bool:
-        return self.config.task == "classification"
-
-    @property
-    def baseline_mse(self) -> float | None:
-        return self.baseline.mse
-
-    def process_pairs(self, pairs: list[dict[str, Any]]) -> list[Alert]:
-        """Scored pairs of this version, in order."""
-        return self.pairs(self.batch(pairs, pairs=True))
-
-    def process_predictions(self, events: list[dict[str, Any]]) -> list[Alert]:
-        """Prediction events of this version, in order."""
-        return self.predictions(self.batch(events))
-
-    def pairs(self, batch: Batch) -> list[Alert]:
-        """Scored pairs as columns: their label delays, then the rules of the version and
-        of its segments on the valid ones (checked once, here, for both)."""
-        if self.label_delays is not None:
-            label_ts = batch.label_ts
-            known = label_ts[np.isfinite(label_ts)]
-            self.label_delays.add(label_ts - batch.ts, float(known.max()) if len(known) else None)
-        batch = self._valid(batch)
-        if not len(batch):
-            return []
-        return self._pairs(batch) + self._segment_pairs(batch)
-
-    def _valid(self, batch: Batch) -> Batch:
-        """The pairs a rule can score: for a classifier, 0/1 labels and probabilities in
-        [0, 1]; a finite squared error. The others are counted in :attr:`rejected`."""
-        preds, labels = batch.prediction, batch.label
-        if self.classification:
-            ok = ((labels == 0) | (labels == 1)) & (preds >= 0) & (preds <= 1)
-            if not ok.all():
-                self.rejected += int((~ok).sum())
-                batch = batch.take(ok)
-                preds, labels = batch.prediction, batch.label
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = np.isfinite((preds - labels) ** 2)  # 1e200 - 0 is finite, its square not
-        if not finite.all():
-            self.rejected += int((~finite).sum())
-            batch = batch.take(finite)
-        return batch
-
-    def _pairs(self, batch: Batch) -> list[Alert]:
-        """Valid scored pairs (:meth:`_valid`) through this monitor's pair rules."""
-        preds, labels = batch.prediction, batch.label
-        sq = (preds - labels) ** 2
-        self._served(batch)
-        rows = batch.rows
-        assert self.reference is not None and self.recent is not None
-        waited: list[Alert] = []  # raised by predictions that waited for the estimator
-        if not self.reference.full and self.reference.add(rows, preds, labels):
-            if self.estimated is not None:
-                waited = self.estimated.fit(*self.reference.arrays()).alerts
-        first = self.rolling.count
-        rolling = self.rolling.extend(preds, labels, sq)
-        applies_from = self.baseline.update(sq).applies_from
-        concept = self.concept.update(preds, labels, sq)
-        out = (self.starvation.update(batch.label_ts, expired=False).alerts
-               if self.segment is None else [])  # label starvation is model-wide
-        # The threshold applies once the baseline is set and the window is full.
-        start = (max(applies_from, self.config.window - first - 1, 0)
-                 if self.baseline.mse is not None else len(batch))
-        threshold = self.threshold.update(rolling, start, restarts=concept.positions)
-        # What the two pair rules raise, in the order of the pairs; at one pair, a
-        # detection (0) before a fire (1) before a resolve (2).
-        steps = sorted([(i, 0) for i in concept.positions] + [(i, 1) for i in threshold.fires]
-                       + [(i, 2) for i in threshold.resolves])
-        for i, step in steps:
-            ts, mse, n = at(batch.label_ts, i), float(rolling[i]), first + i + 1
-            if step == 2:
-                out.extend(threshold.resolve(ts, mse, n, concept))
-                continue
-            alert = concept.fire(i, ts, mse, n) if step == 0 else threshold.fire(ts, mse, n)
-            if alert:
-                out.append(self._attribute(alert, self.recent, rows[:i + 1], sq[:i + 1]))
-        self.recent.extend(rows, sq)
-        return out + waited
-
-    def _attribute(self, alert: Alert, before: Tail, rows: np.ndarray,
-                   sq: np.ndarray) -> Alert:
-        """The features that best explain the rise of the error, over the window ending at
-        the pair that fired (``before``: the pairs before this batch), against the
-        reference (:mod:`.attribution`)."""
-        assert self.columns is not None and self.reference is not None
-        if not self.reference.full:
-            return alert
-        ref_rows, ref_preds, ref_labels = self.reference.arrays()
-        window = self.config.window
-        recent_rows = np.concatenate((before.rows, rows))[-window:]
-        recent_sq = np.concatenate((before.values, sq))[-window:]
-        found = attribute(self.columns.names, ref_rows, (ref_preds - ref_labels) ** 2,
-                          recent_rows, recent_sq)
-        if found:
-            alert["attribution"] = found
-            alert["message"] += describe(found)
-        return alert
-
-    def predictions(self, batch: Batch, expected: np.ndarray | None = None) -> list[Alert]:
-        """Prediction events as columns (``expected``: their expected squared errors, if a
-        version-wide monitor computed them for its segments)."""
-        self.n_predictions += len(batch)
-        self._served(batch)
-        assert self.columns is not None
-        if self.segment is None:
-            self.alerts.reinstate(self.model, self.version)  # it serves again
-        if self.data_drift is None:
-            self.data_drift = DataDriftRule(self.subject, self.columns.names,
-                                            self.config.data_drift, self.rate)
-        rows, ts = batch.rows, batch.ts
-        out = self.data_drift.update(rows, ts).alerts
-        if self.segment is None:  # the prediction's own PSI: model-wide only
-            out += self.prediction_drift.update(batch.prediction, ts).alerts
-        if self.estimated is not None:
-            out += self.estimated.update(ts, rows, batch.prediction, expected).alerts
-        if self.multivariate is not None:
-            out += self.multivariate.update(rows, ts).alerts
-        return out + self._segment_predictions(batch)
-
-    def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
-        """Expired predictions: label starvation, model-wide only."""
-        self.n_expired += len(events)
-        ts = np.array([e.get("expired_ts", e.get("label_ts", 0.0)) for e in events], float)
-        return self.starvation.update(ts, expired=True).alerts
-
-    def _served(self, batch: Batch) -> None:
-        """The newest prediction time of predictions, or of pairs (their ``ts``): whether
-        the version still serves (:mod:`.superseded`, version-wide only)."""
-        if self.segment is not None:
-            return
-        newest = batch.newest_ts
-        if newest is not None and newest > self.last_prediction_ts:
-            self.last_prediction_ts = newest
-
-    def calibration(self) -> dict[str, Any]:
-        """The budget's split and the thresholds it gave (config values where set)."""
-        limits = {**(self.data_drift.limits_by_column() if self.data_drift else {}),
-                  **self.prediction_drift.limits_by_column()}
-        return {"false_alarm_budget": self.config.false_alarm_budget, "tests": self.tests,
-                "rate_per_test": self.rate, "psi_limits": limits,
-                "detector_params": {k: v for k, v in self.concept.detector.params.items()
-                                    if isinstance(v, (int, float))}}
-
-    def report(self) -> dict[str, Any]:
-        """Current metrics, baseline, detector and drift state of this version."""
-        metrics = (self.rolling.classification_report() if self.classification else {})
-        psi = {**(self.data_drift.last_psi if self.data_drift else {}),
-               **self.prediction_drift.last_psi}
-        report: dict[str, Any] = {
-                  "model": self.model, "version": self.version, "segment": self.segment,
-                  "task": self.config.task, **self.rolling.report(), **metrics,
-                  "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
-                  "n_predictions": self.n_predictions, "n_expired": self.n_expired,
-                  "detector": self.concept.name, "drift_detections": self.concept.detections,
-                  "psi": psi, "calibration": self.calibration()}
-        if self.estimated is not None:
-            report.update(self.estimated.report())
-        if self.multivariate is not None:
-            report.update(self.multivariate.report())
-        if self._segments is not None:
-            report["segments"] = {name: vm.report() for name, vm in self.segments.items()}
-        return report
 
 
 BaselineLookup = Callable[[str, int | None], float | None]
@@ -458,7 +133,7 @@ class Monitor:
 
     def process_predictions(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         out = self._dispatch(events, VersionMonitor.process_predictions)
-        return out + supersede(self, {vm.model for vm in self._touched})
+        return out + self._superseded()
 
     def process_expired(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         return self._dispatch(events, VersionMonitor.process_expired)
@@ -471,7 +146,15 @@ class Monitor:
     def process_prediction_columns(self, cols: Columnar) -> list[Alert]:
         """:meth:`process_predictions` of one model's predictions as columns."""
         out = self._columns(cols, pairs=False)
-        return out + supersede(self, {vm.model for vm in self._touched})
+        return out + self._superseded()
+
+    def _superseded(self) -> list[Alert]:
+        """The superseded resolves the models just fed owe now (:mod:`.superseded`)."""
+        out: list[Alert] = []
+        for model in sorted({vm.model for vm in self._touched}):
+            out.extend(supersede(model, self.by_model.get(model, ()), self.books[model],
+                                 self.config.for_model(model).superseded_after))
+        return out
 
     def _columns(self, cols: Columnar, *, pairs: bool) -> list[Alert]:
         versions = cols.version

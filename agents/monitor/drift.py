@@ -21,8 +21,8 @@ from river import drift
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.columns import Ring
 from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
+from driftline.agents.monitor.psi import psi_of_shares, shares
 
-_PSI_EPS = 1e-4
 # (position in the batch, mean error before, mean after) of a detected rise; the means are
 # None for PageHinkley.
 Rise = tuple[int, float | None, float | None]
@@ -249,7 +249,7 @@ class PSIDrift:
         for j, edges in enumerate(self.edges):
             self._edges[:len(edges), j, 0] = edges
         self._n_edges = np.array([len(e) for e in self.edges], np.int64)
-        self.expected = _shares(self._count(self._bin(reference)), self.config.bins)
+        self.expected = shares(self._count(self._bin(reference)), self.config.bins)
 
     def _bin(self, rows: np.ndarray) -> np.ndarray:
         """Bin numbers 0..bins-1 per value (``searchsorted(edges, value, side="right")``:
@@ -266,23 +266,6 @@ class PSIDrift:
 
     def _psi(self) -> np.ndarray:
         assert self.expected is not None
-        psi = psi_of_shares(_shares(self._counts, self.config.bins), self.expected)
+        psi = psi_of_shares(shares(self._counts, self.config.bins), self.expected)
         psi[self._counts[:, :self.config.bins].sum(axis=1) == 0] = 0.0  # nothing seen
         return np.asarray(psi, dtype=float)
-
-
-def psi_of_shares(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """PSI over the last axis of bin shares, each floored at a small epsilon (an empty bin
-    would make it infinite): the one formula the checks and the calibration share."""
-    actual, expected = np.maximum(actual, _PSI_EPS), np.maximum(expected, _PSI_EPS)
-    return np.asarray(np.sum((actual - expected) * np.log(actual / expected), axis=-1), float)
-
-
-def _shares(counts: np.ndarray, bins: int) -> np.ndarray:
-    """Columns x bins shares of columns x (bins + 1) counts (the missing left out), floored
-    at a small epsilon so that an empty bin does not make the PSI infinite."""
-    present = counts[:, :bins].astype(float)
-    totals = present.sum(axis=1, keepdims=True)
-    shares: np.ndarray = np.maximum(
-        np.divide(present, totals, out=np.zeros_like(present), where=totals > 0), _PSI_EPS)
-    return shares

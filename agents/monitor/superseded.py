@@ -21,35 +21,32 @@ never the wall clock): a model that gets no predictions at all supersedes nothin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.rules.subject import Alert, version_name
-
-if TYPE_CHECKING:
-    from driftline.agents.monitor.core import Monitor
+from driftline.agents.monitor.version import VersionMonitor
 
 
-def supersede(monitor: Monitor, models: Iterable[str]) -> list[Alert]:
-    """The superseded resolves that ``models`` owe now, in version order."""
+def supersede(model: str, versions: Iterable[VersionMonitor], book: AlertBook,
+              after: float) -> list[Alert]:
+    """The superseded resolves that ``model`` owes now, in version order: ``versions`` are
+    its monitors, ``book`` its alert book, ``after`` its ``superseded_after``."""
+    vms = sorted((vm for vm in versions if vm.version is not None),
+                 key=lambda vm: vm.version or 0)
+    serving = [vm for vm in vms if vm.n_predictions and vm.registered is not False]
+    if not serving:
+        return []
+    champion = serving[-1]
+    now = max(vm.last_prediction_ts for vm in vms)
     out: list[Alert] = []
-    for model in sorted(models):
-        vms = sorted((vm for vm in monitor.by_model.get(model, ()) if vm.version is not None),
-                     key=lambda vm: vm.version or 0)
-        serving = [vm for vm in vms if vm.n_predictions and vm.registered is not False]
-        if not serving:
+    for vm in vms:
+        if vm is champion or (vm.version or 0) > (champion.version or 0):
+            break
+        if (model, vm.version) in book.superseded or vm.last_prediction_ts + after > now:
             continue
-        champion = serving[-1]
-        now = max(vm.last_prediction_ts for vm in vms)
-        after = monitor.config.for_model(model).superseded_after
-        book = monitor.books[model]
-        for vm in vms:
-            if vm is champion or (vm.version or 0) > (champion.version or 0):
-                break
-            if (model, vm.version) in book.superseded or vm.last_prediction_ts + after > now:
-                continue
-            out.extend(book.supersede(
-                model, vm.version, ts=now, metrics=vm.subject.metrics_now(),
-                message=f"{vm.subject.name} is superseded: {version_name(champion.version)} "
-                        f"serves {model} and {version_name(vm.version)} has had no "
-                        f"predictions for {after:g} s; its open alert is closed."))
+        out.extend(book.supersede(
+            model, vm.version, ts=now, metrics=vm.subject.metrics_now(),
+            message=f"{vm.subject.name} is superseded: {version_name(champion.version)} "
+                    f"serves {model} and {version_name(vm.version)} has had no "
+                    f"predictions for {after:g} s; its open alert is closed."))
     return out

@@ -26,6 +26,7 @@ from driftline.agents.monitor.columns import at
 from driftline.agents.monitor.config import EstimationConfig
 from driftline.agents.monitor.estimation import Estimation
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
+from driftline.agents.monitor.rules.rule import Kind, Seen
 from driftline.agents.monitor.rules.subject import Alert, Subject
 
 PENDING = 20_000  # predictions kept for the fit; older ones are not estimated
@@ -33,6 +34,7 @@ PENDING = 20_000  # predictions kept for the fit; older ones are not estimated
 
 class EstimatedDegradationRule:
     kind = "estimated_degradation"
+    watches = frozenset({Kind.PREDICTIONS})
 
     def __init__(self, subject: Subject, config: EstimationConfig, window: int,
                  classification: bool) -> None:
@@ -62,19 +64,18 @@ class EstimatedDegradationRule:
             self._apply(ts, waiting, preds)
         return self
 
-    def update(self, ts: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
-               expected: np.ndarray | None = None) -> EstimatedDegradationRule:
-        """Prediction events in order (their times, feature rows and predictions, and
-        their expected squared errors if the caller has them); :attr:`alerts` holds what
-        they raised."""
+    def update(self, seen: Seen) -> EstimatedDegradationRule:
+        """Prediction events in order (and their expected squared errors if the version
+        has them); :attr:`alerts` holds what they raised."""
         self.alerts = []
+        ts, rows, predictions = seen.when, seen.rows, seen.prediction
         if not self.estimation.fitted:
             self._pending.append((ts.copy(), rows.copy(), predictions.copy()))  # not views
             self._pending_count += len(ts)
             while self._pending_count - len(self._pending[0][0]) >= PENDING:
                 self._pending_count -= len(self._pending.pop(0)[0])
             return self
-        return self._apply(ts, rows, predictions, expected)
+        return self._apply(ts, rows, predictions, seen.expected)
 
     def _apply(self, ts: np.ndarray, rows: np.ndarray, predictions: np.ndarray,
                expected: np.ndarray | None = None) -> EstimatedDegradationRule:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from driftline.agents.monitor.columns import at
 from driftline.agents.monitor.config import MultivariateConfig
 from driftline.agents.monitor.multivariate import PCADrift
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
+from driftline.agents.monitor.rules.rule import Kind, Seen
 from driftline.agents.monitor.rules.subject import Alert, Subject
 
 
 class MultivariateDriftRule:
     kind = "multivariate_drift"
     detector = "pca_reconstruction"
+    watches = frozenset({Kind.PREDICTIONS})
 
     def __init__(self, subject: Subject, config: MultivariateConfig) -> None:
         self.subject = subject
@@ -29,9 +29,11 @@ class MultivariateDriftRule:
         self.runs = Hysteresis(config.consecutive)
         self.alerts: list[Alert] = []
 
-    def update(self, rows: np.ndarray, ts: np.ndarray) -> MultivariateDriftRule:
-        """The feature rows of prediction events in order, at times ``ts``."""
+    def update(self, seen: Seen) -> MultivariateDriftRule:
+        """Prediction events in order (their feature rows); :attr:`alerts` holds what they
+        raised."""
         self.alerts = []
+        rows, ts = seen.rows, seen.when
         if rows.shape[1] < 2:  # one feature: PSI already says everything
             return self
         subject, book, cfg = self.subject, self.subject.alerts, self.config

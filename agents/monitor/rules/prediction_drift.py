@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from driftline.agents.monitor.config import DataDriftConfig
 from driftline.agents.monitor.rules.psi import PSIRule
+from driftline.agents.monitor.rules.rule import Kind, Seen
 from driftline.agents.monitor.rules.subject import Subject
 
 
 class PredictionDriftRule(PSIRule):
     kind = "prediction_drift"
+    watches = frozenset({Kind.PREDICTIONS})
 
     def __init__(self, subject: Subject, config: DataDriftConfig,
                  rate: float = PSIRule.default_rate) -> None:
         super().__init__(subject, [None], config, rate)
 
-    def update(self, predictions: np.ndarray, ts: np.ndarray) -> PredictionDriftRule:
-        """Predictions in order, at times ``ts``; :attr:`alerts` holds what they raised."""
-        self._check(predictions.reshape(-1, 1), ts)
+    def update(self, seen: Seen) -> PredictionDriftRule:
+        """Prediction events in order; :attr:`alerts` holds what they raised."""
+        self._check(seen.prediction.reshape(-1, 1), seen.when)
         return self

@@ -16,12 +16,14 @@ import numpy as np
 
 from driftline.agents.monitor.config import StarvationConfig
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
+from driftline.agents.monitor.rules.rule import Kind, Seen
 from driftline.agents.monitor.rules.subject import Alert, Subject
 
 
 class LabelStarvationRule:
     kind = "label_starvation"
     detector = "expiry"
+    watches = frozenset({Kind.PAIRS, Kind.EXPIRED})
 
     def __init__(self, subject: Subject, config: StarvationConfig) -> None:
         self.subject = subject
@@ -37,10 +39,11 @@ class LabelStarvationRule:
         """Share of the window that expired unlabeled (None while it is empty)."""
         return self._expired / len(self._outcomes) if self._outcomes else None
 
-    def update(self, ts: np.ndarray, expired: bool) -> LabelStarvationRule:
-        """Scored pairs (``expired`` False) or expired predictions slide the window; ``ts``
-        is when each was resolved (its label's time, or its expiry's; NaN if unknown)."""
+    def update(self, seen: Seen) -> LabelStarvationRule:
+        """Scored pairs or expired predictions slide the window; ``seen.when`` is when each
+        was resolved (its label's time, or its expiry's; NaN if unknown)."""
         self.alerts = []
+        ts, expired = seen.when, seen.kind is Kind.EXPIRED
         window = self._outcomes
         book = self.subject.alerts
         if not expired and not book.is_firing(self.key):

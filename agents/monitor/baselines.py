@@ -1,0 +1,96 @@
+"""What the registry says of a version the monitor meets: its baseline MSE, whether it is
+registered. The registry is Redis, so this is the monitor agent's adapter, not the pure
+core's (:class:`~driftline.agents.monitor.core.Monitor` takes any lookup of that shape).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from driftline.errors import RegistryError, RegistryUnavailable
+from driftline.models.registry import ModelRegistry
+from driftline.redis_client import HOT_PATH, settings_redis_client
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RegistryBaselines:
+    """What the registry says of a version the monitor meets: its baseline MSE from its
+    metadata (``baseline_mse``, else the holdout ``metrics.mse``), and whether it is
+    registered (:meth:`registered`). Asked once per version (versions are immutable);
+    an unknown model or version has no baseline.
+
+    The lookup blocks the event loop, so it gets one short try (``HOT_PATH``), and once
+    Redis has failed, none for :data:`DOWN_FOR` seconds (issue 30: a lookup per new
+    version, each waiting its timeout, held the partition while Redis was down): the
+    versions met meanwhile fall back to their first pairs (logged; a replay with Redis
+    up would then pick the registry's baseline instead)."""
+
+    DOWN_FOR = 30.0
+    MAX_CACHED = 50_000  # past it, what the registry does not hold is forgotten
+
+    def __init__(self, settings: Settings, *, clock=time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._registry: Any = None
+        # (model, version) -> (baseline, registered: True, False, or None for no word)
+        self._cache: dict[tuple[str, int], tuple[float | None, bool | None]] = {}
+        self._down_until = -math.inf
+        self._unknown_until: dict[tuple[str, int], float] = {}
+
+    def __call__(self, model: str, version: int | None) -> float | None:
+        return self._facts(model, version)[0]
+
+    def registered(self, model: str, version: int | None) -> bool | None:
+        """True: the registry holds the version; False: it knows the model and not this
+        version (a producer's made-up number); None: it has no word (no such model, or
+        Redis unreachable)."""
+        return self._facts(model, version)[1]
+
+    def _facts(self, model: str, version: int | None) -> tuple[float | None, bool | None]:
+        if version is None:
+            return None, None
+        key = (model, version)
+        facts = self._cache.get(key)
+        if facts is None or (facts[1] is False and self.clock() >= self._unknown_until[key]):
+            facts = self._lookup(model, version)
+            if facts is not None:
+                if len(self._cache) >= self.MAX_CACHED:  # made-up names: stay bounded
+                    self._cache = {k: v for k, v in self._cache.items() if v[1] is True}
+                self._cache[key] = facts
+                if facts[1] is False:  # it may be registered soon: ask again later
+                    if len(self._unknown_until) > 10_000:  # made-up numbers: stay bounded
+                        self._unknown_until.clear()
+                        self._cache = {k: v for k, v in self._cache.items()
+                                       if v[1] is not False}
+                        self._cache[key] = facts
+                    self._unknown_until[key] = self.clock() + self.DOWN_FOR
+        return facts if facts is not None else (None, None)
+
+    def _lookup(self, model: str, version: int) -> tuple[float | None, bool | None] | None:
+        if self.clock() < self._down_until:
+            return None  # not cached: asked again once Redis may be back
+        try:
+            if self._registry is None:
+                self._registry = ModelRegistry(
+                    settings_redis_client(self.settings, timeout=HOT_PATH),
+                    prefix=self.settings.registry_prefix)
+            try:
+                meta = self._registry.get(model, version).meta
+            except RegistryError as exc:
+                if isinstance(exc, RegistryUnavailable):
+                    raise
+                return None, (False if self._registry.resolve(model) is not None
+                              or model in self._registry.models() else None)
+        except RegistryUnavailable as exc:
+            self._down_until = self.clock() + self.DOWN_FOR
+            log.error("registry unreachable (%s): the baseline of %s v%d comes from its "
+                      "first pairs; no registry lookups for %.0f s", exc, model, version,
+                      self.DOWN_FOR)
+            return None
+        value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
+        return (float(value) if isinstance(value, (int, float)) else None), True
