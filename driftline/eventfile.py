@@ -9,7 +9,9 @@ its line number and skipped; the good rows around it go on.
   ``prediction``, ``label``, ``ts``, ``label_ts``; every other column is a feature.
   A row with a ``prediction`` is a prediction event, a row with a ``label`` a label
   event (``label_ts`` as its time, else ``ts``); a row may be both. Empty cells are
-  left out.
+  left out (a missing feature). A feature cell that reads as a number is a number; any
+  other is a category (``DE``, ``true``: the string). A category that looks like a
+  number (a postcode) needs JSON lines, where it is a JSON string.
 
 >>> rows = list(read_events(['{"prediction_id": "a", "label": 1}', "", "p,q"]))
 >>> [(r.line, r.kind, r.event, r.error) for r in rows]   # doctest: +NORMALIZE_WHITESPACE
@@ -114,9 +116,15 @@ def _cell(name: str, value: str) -> Any:
         return value
     if name == "version":
         return int(value)
-    number = float(value)  # "nan" and "inf" parse; validation refuses them with the field name
+    try:
+        number = float(value)  # "nan" and "inf" parse; refused below or by validation
+    except ValueError:
+        if name in CSV_FIELDS:
+            raise
+        return value  # a feature cell that is not a number: a category
     if name not in CSV_FIELDS and not math.isfinite(number):
-        raise ValueError(f"feature {name!r} must be a finite number, got {value!r}")
+        raise ValueError(f"feature {name!r} must be a finite number or a category, got "
+                         f"{value!r}")
     return number
 
 

@@ -135,7 +135,7 @@ class Publisher:
 
     async def log_prediction(self, prediction_id: str, *, model: str, prediction: float,
                              version: int | None = None,
-                             features: dict[str, float] | None = None,
+                             features: dict[str, float | str | bool | None] | None = None,
                              ts: float | None = None, segment: str | None = None) -> None:
         event: dict[str, Any] = {"prediction_id": prediction_id, "model": model,
                                  "prediction": prediction, "version": version}

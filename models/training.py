@@ -28,12 +28,17 @@ def rows_to_arrays(pairs: Sequence[dict[str, Any]], feature_names: Sequence[str]
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Scored pairs -> (X in ``feature_names`` order, labels, rows dropped).
 
-    A row missing a feature, or with a non-finite value anywhere, is dropped."""
-    X = np.array([[p["features"].get(n, math.nan) for n in feature_names] for p in pairs],
+    A row missing a feature, with null or a category where a number belongs, or with a
+    non-finite value anywhere, is dropped."""
+    X = np.array([[_number(p["features"].get(n)) for n in feature_names] for p in pairs],
                  dtype=float).reshape(len(pairs), len(feature_names))
     y = np.array([p["label"] for p in pairs], dtype=float)
     keep = np.isfinite(X).all(axis=1) & np.isfinite(y)
     return X[keep], y[keep], int((~keep).sum())
+
+
+def _number(value: Any) -> float:
+    return value if type(value) in (float, int) else math.nan  # bool: a category
 
 
 def standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

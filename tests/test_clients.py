@@ -48,6 +48,13 @@ consecutive = 20
 """
 
 
+def expected_features(i: int) -> dict:
+    """The features every client sends with prediction i: a number, a category, a boolean
+    and a missing value (null) every tenth."""
+    return {"x": float(i), "country": ["DE", "FR", "NL"][i % 3], "vip": i % 7 == 0,
+            "age": None if i % 10 == 0 else float(i % 50)}
+
+
 def tool(name: str, *fallbacks: str) -> str:
     """The path of a toolchain program, or skip the test saying what is missing."""
     for candidate in (shutil.which(name), *fallbacks):
@@ -115,7 +122,8 @@ def kcat_client(kcat: str) -> Callable[..., None]:
         for i in range(pairs):
             pid = f"{model}-{i}"
             events = {"predictions": {"prediction_id": pid, "model": model, "version": 1,
-                                      "prediction": float(i % 5 + 1)},
+                                      "prediction": float(i % 5 + 1),
+                                      "features": expected_features(i)},
                       "labels": {"prediction_id": pid, "label": 0.0}}
             for topic, event in events.items():
                 if i < pairs // 2:
@@ -162,6 +170,10 @@ def check_client(stack, tmp_path, worker_factory, model: str,
     counts = Counter(e["prediction_id"] for e in scored)
     assert set(counts) == {f"{model}-{i}" for i in range(PAIRS)}, worker.log()
     assert [pid for pid, n in counts.items() if n != 1] == []  # exactly once
+    # numbers, categories, booleans and nulls arrive as the client sent them
+    wrong = [e["prediction_id"] for e in scored if e["features"] != expected_features(
+        int(e["prediction_id"].rsplit("-", 1)[1]))]
+    assert wrong == [], (len(wrong), wrong[:3])
 
     [dead] = [d for d in wait_for_events(settings, "deadletter", 1, settle=0)
               if f"{model}-bad" in d["raw"]]

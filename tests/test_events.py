@@ -72,7 +72,9 @@ def test_null_features_read_as_none_and_bad_names_are_refused():
     ({"prediction": float("inf")}, "not_finite", "prediction"),
     ({"prediction": 10**400}, "not_finite", "prediction"),
     ({"features": {"a": float("nan")}}, "not_finite", "features.a"),
-    ({"features": {"a": "1"}}, "wrong_type", "features.a"),
+    ({"features": {"a": ""}}, "out_of_range", "features.a"),
+    ({"features": {"a": "x" * 257}}, "out_of_range", "features.a"),
+    ({"features": {"a": [1]}}, "wrong_type", "features.a"),
     ({"features": [1, 2]}, "wrong_type", "features"),
     ({"features": {f"f{i}": 1 for i in range(1025)}}, "oversized", "features"),
     ({"ts": -1}, "out_of_range", "ts"),
@@ -87,6 +89,23 @@ def test_prediction_errors_name_the_field(change, kind, path):
     assert err.value.kind == kind
     assert err.value.path == path
     assert isinstance(err.value, ValueError)
+
+
+def test_feature_values_are_numbers_categories_booleans_or_null():
+    """DESIGN.md since 2026-12-07: a category is a string of 1-256 characters or a boolean,
+    null is a missing value; each keeps its type through decode and encode."""
+    features = {"age": 41, "country": "DE", "vip": True, "income": None, "plan": "x" * 256}
+    event = PREDICTION.validate({**GOOD_PREDICTION, "features": features})
+    assert event.features == {"age": 41.0, "country": "DE", "vip": True, "income": None,
+                              "plan": "x" * 256}
+    assert type(event.features["vip"]) is bool and type(event.features["age"]) is float
+    assert orjson.loads(encode(event))["features"] == event.features
+    assert PREDICTION.decode_one(encode(event)).features == event.features
+    with pytest.raises(SchemaError, match="features.country: a category must be 1 to 256 "
+                                          "characters, got 0"):
+        PREDICTION.validate({**GOOD_PREDICTION, "features": {"country": ""}})
+    with pytest.raises(SchemaError, match="features.x: must be a finite number, a category"):
+        PREDICTION.validate({**GOOD_PREDICTION, "features": {"x": {"y": 1}}})
 
 
 def test_prediction_optional_fields_and_missing_required():

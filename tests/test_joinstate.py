@@ -118,12 +118,12 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
                     lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}')):
         with pytest.raises(FormatError, match="format v2; this driftline reads v1"):
             refused()
-    # Chunks are at format 2; monitor-input elements at 3 (2: columns, 3: columns of
-    # several source messages).
+    # Chunks are at format 2; monitor-input elements at 4 (2: columns, 3: columns of
+    # several source messages, 4: with null and categorical features).
     with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
         decode_chunk(b'{"v":3,"r":[]}')
-    with pytest.raises(FormatError, match="format v4; this driftline reads v3"):
-        decode_elements(b'[{"v":4,"k":"s","s":[0,1],"e":[]}]')
+    with pytest.raises(FormatError, match="format v5; this driftline reads v4"):
+        decode_elements(b'[{"v":5,"k":"s","s":[0,1],"e":[]}]')
     with pytest.raises(ValueError, match="a columnar element of no events"):
         decode_elements(b'[{"v":2,"k":"s","s":[0,1],"e":[]}]')[0].columns()
 

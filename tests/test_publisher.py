@@ -82,7 +82,7 @@ def test_invalid_events_are_refused_before_sending(settings):
             with pytest.raises(SchemaError, match="model: must match"):
                 await pub.log_prediction("x", model="no spaces", prediction=1.0)
             with pytest.raises(ValueError, match=r"features\.a"):
-                await pub.log_prediction("x", model="m", prediction=1.0, features={"a": "b"})
+                await pub.log_prediction("x", model="m", prediction=1.0, features={"a": ""})
 
     asyncio.run(publish())
     assert read_all(settings, "predictions") == []

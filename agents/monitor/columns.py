@@ -1,10 +1,11 @@
 """A version's events as columns: the feature rows, the numbers the rules read, and the
 last rows of a stream, as numpy arrays.
 
-The version's first event names the columns (sorted); an event that lacks one has
-NaN there. The monitor turns each batch of one version's event dicts into a
-:class:`Batch` once; everything after that (the version's rules, and each segment's,
-on a :meth:`Batch.slice` of one copy of it in segment order) reads arrays, not dicts.
+The version's first event names the columns: its numeric features (a number or null),
+sorted; an event that lacks one, or has null or a category there, has NaN there. The
+monitor turns each batch of one version's event dicts into a :class:`Batch` once;
+everything after that (the version's rules, and each segment's, on a
+:meth:`Batch.slice` of one copy of it in segment order) reads arrays, not dicts.
 
 >>> cols = Columns(["b", "a"])
 >>> cols.names
@@ -101,8 +102,26 @@ def floats(events: list[dict[str, Any]], key: str) -> np.ndarray:
         return np.array([math.nan if e.get(key) is None else e[key] for e in events], float)
 
 
+_NUMBER = {float, int}  # bool is neither: a boolean is a category
+
+
+def numeric(features: dict[str, Any]) -> list[str]:
+    """The names of the numeric features of an event (a number or null); strings and
+    booleans are categories.
+
+    >>> numeric({"age": 41.0, "country": "DE", "vip": True, "income": None})
+    ['age', 'income']
+    """
+    return [name for name, value in features.items()
+            if value is None or type(value) in _NUMBER]
+
+
+def _number(value: Any) -> float:
+    return value if type(value) in _NUMBER else math.nan
+
+
 class Columns:
-    """The feature names of a version and a fast row builder for them."""
+    """The numeric feature names of a version and a fast row builder for them."""
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = sorted(names)
@@ -111,18 +130,21 @@ class Columns:
     def __len__(self) -> int:
         return len(self.names)
 
-    def rows(self, features: list[dict[str, float]]) -> np.ndarray:
-        """Events x columns, NaN where an event lacks a column."""
+    def rows(self, features: list[dict[str, Any]]) -> np.ndarray:
+        """Events x columns, NaN where an event lacks a column or its value is null or
+        not a number (a category where the version had numbers)."""
         names, n = self.names, len(features)
         if self._getter is None:
             return np.empty((n, 0))
         try:  # the common case: every event has every column; one C call per event
-            flat = (itertools.chain.from_iterable(map(self._getter, features))
-                    if len(names) > 1 else map(self._getter, features))
-            return np.fromiter(flat, float, n * len(names)).reshape(n, len(names))
+            flat = list(itertools.chain.from_iterable(map(self._getter, features))
+                        if len(names) > 1 else map(self._getter, features))
+            if set(map(type, flat)) <= _NUMBER:
+                return np.fromiter(flat, float, n * len(names)).reshape(n, len(names))
         except (KeyError, TypeError):
-            return np.array([[(f or {}).get(c, math.nan) for c in names] for f in features],
-                            float).reshape(n, len(names))
+            pass
+        return np.array([[_number((f or {}).get(c)) for c in names] for f in features],
+                        float).reshape(n, len(names))
 
     def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
         """Prediction events, or scored pairs (``pairs``), as one :class:`Batch`."""

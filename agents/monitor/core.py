@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from driftline.agents.monitor.alerting import AlertBook
+from driftline.agents.monitor.columns import numeric
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.rules.subject import Alert
@@ -195,7 +196,8 @@ class Monitor:
         out: list[Alert] = []
         self._touched = []
         for (model, version), group in groups.items():
-            vm = self.version(model, version, len(group[0].get("features") or ()))
+            # the numeric features are the tests (a columnar batch's names are those too)
+            vm = self.version(model, version, len(numeric(group[0].get("features") or {})))
             if vm is None:
                 self.refused[self.refused_why] += len(group)
                 continue

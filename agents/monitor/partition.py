@@ -166,8 +166,9 @@ class PartitionMonitor:
         return self.monitor.label_delays
 
 
-def _piece(piece: tuple[Element, Columnar | None]) -> tuple[str, tuple[str, ...]] | None:
+def _piece(piece: tuple[Element, Columnar | None]
+           ) -> tuple[str, tuple[tuple[str, ...], tuple[str, ...]]] | None:
     """What consecutive elements of a run share to be applied in one call: None for
-    events, (model, features) for columns."""
+    events, (model, numeric and categorical features) for columns."""
     columns = piece[1]
-    return None if columns is None else (columns.model, tuple(columns.names))
+    return None if columns is None else (columns.model, columns.shape)

@@ -17,7 +17,7 @@ import numpy as np
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
-from driftline.agents.monitor.columns import Batch, Columns, Tail
+from driftline.agents.monitor.columns import Batch, Columns, Tail, numeric
 from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
@@ -90,6 +90,9 @@ class VersionMonitor:
         # The columns (the first event's features, or the version's for a segment): the
         # rules, the estimator, the multivariate drift and the attribution read rows.
         self.columns: Columns | None = None
+        # The first event's categorical features (strings, booleans): carried, reported,
+        # not yet drift-tested (issue 32 goes on).
+        self.categorical: list[str] = []
         self.reference: Reference | None = None   # the first labeled pairs
         self.recent: Tail | None = None            # the last `window` pairs
         if columns is not None:
@@ -135,7 +138,9 @@ class VersionMonitor:
     def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
         """Events of this version (the first one it sees names its columns) as columns."""
         if self.columns is None:
-            self._use(Columns(events[0].get("features") or {}))
+            first = events[0].get("features") or {}
+            self._use(Columns(numeric(first)))
+            self.categorical = sorted(set(first) - set(numeric(first)))
         assert self.columns is not None
         return self.columns.batch(events, pairs)
 
@@ -145,6 +150,7 @@ class VersionMonitor:
         events as dicts."""
         if self.columns is None:
             self._use(Columns(cols.names))
+            self.categorical = sorted(cols.categories)
         assert self.columns is not None
         return self.columns.batch_of(cols, index, pairs)
 
@@ -319,6 +325,12 @@ class VersionMonitor:
                 "detector_params": {k: v for k, v in self.concept.detector.params.items()
                                     if isinstance(v, (int, float))}}
 
+    def feature_types(self) -> dict[str, str]:
+        """Each feature of the version's first event: ``numeric`` or ``categorical``."""
+        types = dict.fromkeys(self.columns.names if self.columns else (), "numeric")
+        types.update(dict.fromkeys(self.categorical, "categorical"))
+        return dict(sorted(types.items()))
+
     def report(self) -> dict[str, Any]:
         """Current metrics, baseline, detector and drift state of this version."""
         metrics = (self.rolling.classification_report() if self.classification else {})
@@ -330,7 +342,8 @@ class VersionMonitor:
                   "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
-                  "psi": psi, "calibration": self.calibration()}
+                  "psi": psi, "calibration": self.calibration(),
+                  "feature_types": self.feature_types()}
         if self.estimated is not None:
             report.update(self.estimated.report())
         if self.multivariate is not None:

@@ -178,7 +178,7 @@ class Trainer:
         except (RegistryError, ArtifactError) as exc:
             raise TrainingFailed(f"the champion v{champion_version} cannot be loaded: {exc}") \
                 from None
-        names = _feature_names(window.pairs, champion)
+        names, categorical = _feature_names(window.pairs, champion)
         X, y, dropped = rows_to_arrays(window.pairs, names)
         if len(y) < MIN_ROWS:
             raise TrainingFailed(
@@ -217,6 +217,10 @@ class Trainer:
                      "since": request.get("since"), "dropped_rows": dropped,
                      "older_skipped": window.older_skipped},
             "features": names,
+            # Until model kinds can encode them (issue 34), the linear model takes numbers
+            # only: the categorical features are left out, and said so here.
+            "left_out": {name: "categorical: the linear model takes numeric features only"
+                         for name in categorical},
             "holdout": {"fraction": self.settings.holdout_fraction,
                         "challenger_mse": _finite(decision.challenger_mse),
                         "champion_mse": _finite(decision.champion_mse)},
@@ -251,14 +255,22 @@ class Trainer:
         return Outcome(version, decision.promote and not shadow, decision.reason, trained=True)
 
 
-def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None) -> list[str]:
-    """The champion's feature order if the data has those features, else the data's (sorted)."""
+def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None
+                   ) -> tuple[list[str], list[str]]:
+    """The numeric features to train on: the champion's order if the data has those
+    features, else the data's (sorted); and the categorical ones (a string or a boolean
+    in any pair), left out."""
     seen: set[str] = set()
+    categorical: set[str] = set()
     for pair in pairs:
-        seen.update(pair.get("features") or ())
-    if champion is not None and set(champion.feature_names) <= seen:
-        return list(champion.feature_names)
-    return sorted(seen)
+        features = pair.get("features") or {}
+        seen.update(features)
+        categorical.update(name for name, value in features.items()
+                           if isinstance(value, (str, bool)))
+    numeric = seen - categorical
+    if champion is not None and set(champion.feature_names) <= numeric:
+        return list(champion.feature_names), sorted(categorical)
+    return sorted(numeric), sorted(categorical)
 
 
 def _selection(result: Any) -> dict[str, Any] | None:

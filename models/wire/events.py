@@ -23,6 +23,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 MAX_ID_CHARS = 256
 MAX_FEATURES = 1024
 MAX_FEATURE_NAME_CHARS = 256
+MAX_CATEGORY_CHARS = 256
 MAX_SEGMENT_CHARS = 128
 MAX_TEXT_CHARS = 4096
 # Epoch seconds above this are almost surely milliseconds (year 5138).
@@ -45,7 +46,12 @@ Timestamp = Annotated[float, Meta(ge=0, le=MAX_EPOCH_SECONDS)]
 Text = Annotated[str, Meta(max_length=MAX_TEXT_CHARS)]
 Segment = Annotated[str, Meta(min_length=1, max_length=MAX_SEGMENT_CHARS)]
 FeatureName = Annotated[str, Meta(min_length=1, max_length=MAX_FEATURE_NAME_CHARS)]
-Features = Annotated[dict[FeatureName, Number], Meta(max_length=MAX_FEATURES)]
+# A feature value (DESIGN.md, since 2026-12-07): a finite number, a category (a string of
+# 1-256 characters, or a boolean), or null (missing). Whether a feature is numeric or
+# categorical is the version's reference's to say, not one event's.
+Category = Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_CHARS)]
+FeatureValue = Number | Category | bool | None
+Features = Annotated[dict[FeatureName, FeatureValue], Meta(max_length=MAX_FEATURES)]
 # Metrics: name -> finite number, null, or one more level of the same (the model events'
 # {"challenger": {...}, "champion": {...}}). Integers stay integers (n_scored: 2048, not
 # 2048.0): the union keeps what the producer wrote.

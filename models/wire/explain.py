@@ -44,7 +44,7 @@ TEXT_FIELDS = {"detector", "feature", "message", "reason", "target", "error"}
 _WANT = {
     "float": "a finite number", "int": "an integer", "str": "a string",
     "int | null": "an integer >= 1 or null", "object": "an object",
-    "object | null": "an object of name -> number", "array": "an array",
+    "object | null": "an object of name -> value", "array": "an array",
 }
 
 
@@ -92,7 +92,9 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
             return SchemaError(f"a {event} event must be a JSON object, got {got}",
                                path=shown, kind="wrong_type")
         if in_features or leaf == "features":
-            what = "a finite number" if in_features else "an object of name -> number"
+            what = (f"a finite number, a category (a string of 1 to {ev.MAX_CATEGORY_CHARS} "
+                    f"characters, or a boolean) or null" if in_features else
+                    "an object of name -> value")
             return SchemaError(f"must be {what}, got {got}", path=shown, kind="wrong_type")
         return SchemaError(f"must be {_WANT.get(want, want)}, got {got}", path=shown,
                            kind="wrong_type")
@@ -105,6 +107,10 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
         return SchemaError(f"must match [A-Za-z0-9._-]{{1,128}}, got {value!r}", path=shown,
                            kind="bad_model")
     if rest.startswith("of length"):
+        if in_features and want == "str":
+            n = len(_value(obj, tokens) or "")
+            return SchemaError(f"a category must be 1 to {ev.MAX_CATEGORY_CHARS} characters, "
+                               f"got {n}", path=shown, kind="out_of_range")
         if want == "object":
             n = len(_value(obj, tokens) or ())
             return SchemaError(f"has {n} entries, at most {ev.MAX_FEATURES} allowed",

@@ -31,7 +31,13 @@ events back as the dicts format 1 holds. **Format 3** is format 2 for the predic
 several consecutive source messages (single-event messages, mostly) in one element: ``s``
 names the last message, and ``c.o`` is base64 of each event's own source offset
 (little-endian int64, non-decreasing), so the monitor drops exactly the events it has
-applied when a re-delivered batch overlaps the last one it saw.
+applied when a re-delivered batch overlaps the last one it saw. A null feature (since
+2026-12-07) is NaN in ``x``. **Format 4** is format 2 or 3 with categorical features
+(since 2026-12-07): the categorical features (strings and booleans) leave ``f``/``x`` for
+``fc`` (their names, sorted), ``cv`` (each one's categories, in order of first
+appearance) and ``cx`` (base64 of little-endian int32 codes, events x ``fc``, -1 for
+null); ``c.o`` as in format 3 when it spans messages. A feature with both numbers and
+categories in one element makes it format 1.
 
 The join-state topic's records are in :mod:`driftline.models.wire.joinstate`, on the
 same format versions and :class:`FormatError`.
@@ -41,16 +47,30 @@ same format versions and :class:`FormatError`.
 b'{"v":1,"k":"s","s":[2,41],"e":[{"prediction_id":"a"}]}'
 >>> [(e.k, e.s, e.e) for e in decode_elements(b"[" + v + b"]")]
 [('s', (2, 41), [{'prediction_id': 'a'}])]
->>> decode_elements(b'[{"v":4,"k":"s","s":[2,41],"e":[]}]')
+>>> decode_elements(b'[{"v":5,"k":"s","s":[2,41],"e":[]}]')
 Traceback (most recent call last):
 ...
-driftline.models.wire.internal.FormatError: a monitor-input element of format v4; ...
+driftline.models.wire.internal.FormatError: a monitor-input element of format v5; ...
 >>> from driftline.models.wire.events import Prediction
 >>> events = [Prediction(str(k), "m", 0.5, 1, {"x": float(k)}, 7.0) for k in range(8)]
 >>> v = columnar_element(PREDICTIONS, 0, 9, "m", events)
 >>> [e["features"] for e in decode_elements(b"[" + v + b"]")[0].events()][:2]
 [{'x': 0.0}, {'x': 1.0}]
 >>> columnar_element(PREDICTIONS, 0, 9, "m", events[:7]) is None  # too few: format 1
+True
+>>> events[0].features = {"x": None}  # null: NaN in x
+>>> nulls = decode_elements(b"[" + columnar_element(PREDICTIONS, 0, 9, "m", events) + b"]")
+>>> nulls[0].v, [e["features"] for e in nulls[0].events()][:2]
+(2, [{'x': None}, {'x': 1.0}])
+>>> shops = [Prediction(str(k), "m", 0.5, 1, {"shop": "ab"[k % 2], "vip": k > 5}, 7.0)
+...          for k in range(8)]
+>>> element4 = decode_elements(b"[" + columnar_element(PREDICTIONS, 0, 9, "m", shops) + b"]")
+>>> element4[0].c.fc, element4[0].c.cv
+(['shop', 'vip'], [['a', 'b'], [False, True]])
+>>> [e["features"] for e in element4[0].events()][5:7]
+[{'shop': 'b', 'vip': False}, {'shop': 'a', 'vip': True}]
+>>> shops[0].features["shop"] = 3.0  # numbers and categories in one feature: format 1
+>>> columnar_element(PREDICTIONS, 0, 9, "m", shops) is None
 True
 >>> events[7].features = {}  # features differ: format 1 instead
 >>> columnar_element(PREDICTIONS, 0, 9, "m", events) is None
@@ -63,7 +83,7 @@ import itertools
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import msgspec
@@ -77,6 +97,7 @@ MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
 FORMAT = 1  # of every record below but snapshot chunks and columnar elements
 COLUMNAR = 2  # of monitor-input elements that hold columns (1: events)
 SPANNING = 3  # columns of several source messages, with each event's source offset
+CATEGORIES = 4  # columns (of one message or several) with categorical or null features
 CHUNK_FORMAT = 2  # of snapshot chunks: 2 may hold frozen done ids, which 1 did not know
 
 
@@ -110,9 +131,9 @@ class Element(msgspec.Struct, gc=False):
         return self.v >= COLUMNAR
 
     def offsets(self) -> np.ndarray | None:
-        """Each event's source offset (format 3), checked: non-decreasing, the last one
-        ``s``'s; None for an element of one source message."""
-        if self.v != SPANNING or self.c is None:
+        """Each event's source offset (format 3, or 4 with ``o``), checked: non-decreasing,
+        the last one ``s``'s; None for an element of one source message."""
+        if self.c is None or not (self.v == SPANNING or self.v == CATEGORIES and self.c.o):
             return None
         raw, n = self.c.o, len(self.c.i)
         if len(raw) != 8 * n:
@@ -139,7 +160,8 @@ class Element(msgspec.Struct, gc=False):
             b.g if b.g is not None else [None] * n,
             _floats(b.l, n, "l") if pairs else _EMPTY,
             _floats(b.lt, n, "lt") if pairs else _EMPTY,
-            _floats(b.er, n, "er") if pairs else _EMPTY, b.i)
+            _floats(b.er, n, "er") if pairs else _EMPTY, b.i,
+            _categories(b, n) if b.fc else {})
         if len(b.r) != n or len(cols.segment) != n:
             raise ValueError(f"a columnar element of {n} ids with {len(b.r)} versions "
                              f"and {len(cols.segment)} segments")
@@ -164,7 +186,12 @@ class Body(msgspec.Struct, gc=False):
     lt: bytes = b""
     er: bytes = b""
     g: list[str | None] | None = None
-    o: bytes = b""  # format 3: each event's source offset
+    o: bytes = b""  # format 3 (and 4 when it spans): each event's source offset
+    # format 4: the categorical features (sorted), each one's categories in the order of
+    # their first appearance, and int32 codes (events x ``fc``; -1: null)
+    fc: list[str] = []
+    cv: list[list[str | bool]] = []
+    cx: bytes = b""
 
 
 _EMPTY = np.empty(0)
@@ -192,13 +219,21 @@ class Columnar:
     label_ts: np.ndarray
     error: np.ndarray
     ids: list[str]
+    # categorical features (format 4): name -> each event's value (an object array of
+    # str, bool or None)
+    categories: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def shape(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The numeric and the categorical feature names: what parts must share to join."""
+        return tuple(self.names), tuple(self.categories)
+
     @staticmethod
     def join(parts: Sequence[Columnar]) -> Columnar:
-        """Parts of one model with the same names, in order, as one."""
+        """Parts of one model with the same :attr:`shape`, in order, as one."""
         if len(parts) == 1:
             return parts[0]
         cat = np.concatenate
@@ -206,7 +241,9 @@ class Columnar:
                         cat([p.rows for p in parts]), cat([p.prediction for p in parts]),
                         cat([p.ts for p in parts]), [g for p in parts for g in p.segment],
                         cat([p.label for p in parts]), cat([p.label_ts for p in parts]),
-                        cat([p.error for p in parts]), [i for p in parts for i in p.ids])
+                        cat([p.error for p in parts]), [i for p in parts for i in p.ids],
+                        {name: cat([p.categories[name] for p in parts])
+                         for name in parts[0].categories})
 
     def tail(self, start: int) -> Columnar:
         """The events from ``start`` on."""
@@ -215,20 +252,39 @@ class Columnar:
         return Columnar(self.model, self.version[start:], self.names, cut(self.rows),
                         cut(self.prediction), cut(self.ts), self.segment[start:],
                         cut(self.label), cut(self.label_ts), cut(self.error),
-                        self.ids[start:])
+                        self.ids[start:],
+                        {name: values[start:] for name, values in self.categories.items()})
+
+    def features(self) -> list[dict[str, Any]]:
+        """Each event's features as the event had them (NaN in a numeric column: null)."""
+        names = self.names
+        if self.rows.size and np.isnan(self.rows).any():
+            rows = [[None if v != v else v for v in row] for row in self.rows.tolist()]
+        else:
+            rows = self.rows.tolist()
+        if not self.categories:
+            return [dict(zip(names, row)) for row in rows]
+        cat_names = list(self.categories)
+        cat_rows = zip(*(values.tolist() for values in self.categories.values()))
+        out = []
+        for row, cats in zip(rows, cat_rows):
+            features = dict(zip(names, row))
+            features.update(zip(cat_names, cats))
+            out.append(dict(sorted(features.items())))
+        return out
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         """The dicts a format 1 element holds for these events."""
-        names, out = self.names, []
+        out: list[dict[str, Any]] = []
         ts = [None if math.isnan(t) else t for t in self.ts.tolist()]
-        rows = self.rows.tolist()
+        rows = self.features() if len(self.ids) else []
         if kind == SCORED:
             for k, (pid, version, y, label, error, t, lt, seg) in enumerate(zip(
                     self.ids, self.version, self.prediction.tolist(), self.label.tolist(),
                     self.error.tolist(), ts, self.label_ts.tolist(), self.segment)):
                 ev = {"prediction_id": pid, "model": self.model, "version": version,
                       "prediction": y, "label": label, "error": error,
-                      "features": dict(zip(names, rows[k])), "ts": t,
+                      "features": rows[k], "ts": t,
                       "label_ts": None if math.isnan(lt) else lt}
                 if seg is not None:
                     ev["segment"] = seg
@@ -237,7 +293,7 @@ class Columnar:
         for k, (pid, version, y, t, seg) in enumerate(zip(
                 self.ids, self.version, self.prediction.tolist(), ts, self.segment)):
             ev = {"prediction_id": pid, "model": self.model, "prediction": y,
-                  "version": version, "features": dict(zip(names, rows[k])), "ts": t}
+                  "version": version, "features": rows[k], "ts": t}
             if seg is not None:
                 ev["segment"] = seg
             out.append(ev)
@@ -262,33 +318,38 @@ def _column(events: Sequence[Any], name: str) -> np.ndarray:
 def columnar_element(kind: str, partition: int, offset: int, model: str,
                      events: Sequence[Prediction] | Sequence[ScoredPair],
                      offsets: Sequence[int] | None = None) -> bytes | None:
-    """A format 2 element of one model's predictions or scored pairs (``kind``), or None
-    when they do not all name the same features (format 1 keeps each event's own) or
-    are fewer than :data:`COLUMNAR_MIN` (single-event messages). ``offsets``: each
-    event's source offset when they come from several messages, the last ``offset``
-    (format 3)."""
+    """A columnar element of one model's predictions or scored pairs (``kind``), or None
+    when they do not all name the same features or a feature holds both numbers and
+    categories (format 1 keeps each event's own), or they are fewer than
+    :data:`COLUMNAR_MIN` (single-event messages). ``offsets``: each event's source offset
+    when they come from several messages, the last ``offset`` (format 3). A null feature
+    is NaN in ``x``; categorical features make it format 4."""
     if len(events) < COLUMNAR_MIN:
         return None
     features = [f or {} for f in map(_FEATURES, events)]
     names, n = sorted(features[0]), len(events)
     if set(map(len, features)) != {len(names)}:
         return None
+    categories: dict[str, tuple[list[str | bool], np.ndarray]] = {}
+    version = COLUMNAR
     try:  # every event has as many features as the first and each of its names: the same
-        if len(names) > 1:
-            get = operator.itemgetter(*names)
-            rows = np.fromiter(itertools.chain.from_iterable(map(get, features)), float,
-                               n * len(names))
-        elif names:
-            rows = np.fromiter(map(operator.itemgetter(names[0]), features), float, n)
-        else:
-            rows = _EMPTY
+        rows = _numbers(names, features)
     except KeyError:
         return None
+    if rows is None:  # a null or a category somewhere
+        split = _split(names, list(itertools.chain.from_iterable(
+            map(operator.itemgetter(*names), features))) if len(names) > 1 else
+            list(map(operator.itemgetter(names[0]), features)))
+        if split is None:
+            return None
+        names, rows, categories = split
+        version = CATEGORIES
     segments = [None if e.segment is UNSET else e.segment for e in events]
     pairs = kind == SCORED
     spanning = offsets is not None and offsets[0] != offsets[-1]
-    return encode(Element(cast(ElementKind, kind), (partition, offset), [],
-                          SPANNING if spanning else COLUMNAR, Body(
+    if spanning and version == COLUMNAR:
+        version = SPANNING
+    return encode(Element(cast(ElementKind, kind), (partition, offset), [], version, Body(
         model, list(map(_ID, events)), list(map(_VERSION, events)), names,
         rows.astype("<f8").tobytes(),
         np.fromiter(map(_Y, events), float, n).astype("<f8").tobytes(),
@@ -297,7 +358,83 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
         _column(events, "label_ts").astype("<f8").tobytes() if pairs else b"",
         _column(events, "error").astype("<f8").tobytes() if pairs else b"",
         None if segments.count(None) == n else segments,
-        np.asarray(offsets, "<i8").tobytes() if spanning else b"")))
+        np.asarray(offsets, "<i8").tobytes() if spanning else b"",
+        list(categories), [vocab for vocab, _ in categories.values()],
+        np.stack([codes for _, codes in categories.values()], axis=1).astype("<i4").tobytes()
+        if categories else b"")))
+
+
+_NUMBER = {float, int}  # bool is neither: a boolean is a category
+
+
+def _numbers(names: list[str], features: list[dict[str, Any]]) -> np.ndarray | None:
+    """The features (events x ``names``, flattened) as float64 when every value is a
+    number, in one C call (the common case); None when one is null or a category."""
+    n, width = len(features), len(names)
+    if not width:
+        return _EMPTY
+    values = (itertools.chain.from_iterable(map(operator.itemgetter(*names), features))
+              if width > 1 else map(operator.itemgetter(names[0]), features))
+    try:
+        rows = np.fromiter(values, float, n * width)
+    except (TypeError, ValueError):  # None, or a string
+        return None
+    # fromiter reads True as 1.0: a column with 0s or 1s is looked at for booleans
+    suspects = ((rows == 0.0) | (rows == 1.0)).reshape(n, width).any(axis=0)
+    for j in np.flatnonzero(suspects).tolist():
+        if any(type(f[names[j]]) is bool for f in features):
+            return None
+    return rows
+_NONE = type(None)
+
+
+def _split(names: list[str], flat: list[Any]
+           ) -> tuple[list[str], np.ndarray, dict[str, tuple[list[str | bool], np.ndarray]]] | None:
+    """Feature values (events x ``names``, flattened) as numeric columns (NaN: null) and
+    categorical ones (categories in order of first appearance, codes, -1: null); None
+    when a feature holds both numbers and categories."""
+    width = len(names)
+    numeric: list[int] = []
+    categories: dict[str, tuple[list[str | bool], np.ndarray]] = {}
+    for j, name in enumerate(names):
+        column = flat[j::width]
+        kinds = set(map(type, column)) - {_NONE}
+        if kinds <= _NUMBER:
+            numeric.append(j)
+        elif float in kinds:
+            return None
+        else:
+            index: dict[Any, int] = {}
+            # (kind, value): True and "True" are two categories, and a dict would take
+            # True and 1 for one key
+            codes = np.fromiter((-1 if v is None else index.setdefault((type(v), v), len(index))
+                                 for v in column), np.int32, len(column))
+            categories[name] = ([v for _, v in index], codes)
+    n = len(flat) // width if width else 0
+    if numeric:
+        table = np.array([flat[j::width] for j in numeric], float).T  # None -> NaN
+    else:
+        table = np.empty((n, 0))
+    return [names[j] for j in numeric], table.reshape(-1), categories
+
+
+def _categories(body: Body, n: int) -> dict[str, np.ndarray]:
+    """The categorical columns of a format 4 body, each as an object array of values."""
+    width = len(body.fc)
+    if len(body.cv) != width or len(body.cx) != 4 * n * width:
+        raise ValueError(f"a columnar element's categories: {width} names, {len(body.cv)} "
+                         f"vocabularies and {len(body.cx)} bytes of codes for {n} events")
+    codes = np.frombuffer(body.cx, "<i4").reshape(n, width)
+    out = {}
+    for j, (name, vocab) in enumerate(zip(body.fc, body.cv)):
+        column = codes[:, j]
+        if column.size and (column.min() < -1 or column.max() >= len(vocab)):
+            raise ValueError(f"a columnar element's codes of {name!r} outside its "
+                             f"{len(vocab)} categories")
+        values = np.empty(len(vocab) + 1, dtype=object)
+        values[:len(vocab)] = vocab
+        out[name] = values[column]  # -1: the last, None
+    return out
 
 
 _elements = msgspec.json.Decoder(list[Element])
@@ -322,5 +459,5 @@ def decode_elements(value: bytes) -> list[Element]:
     elements = _elements.decode(value)
     for item in elements:
         if item.v != FORMAT:
-            check_format("monitor-input element", item.v, SPANNING)
+            check_format("monitor-input element", item.v, CATEGORIES)
     return elements

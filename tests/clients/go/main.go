@@ -25,7 +25,7 @@ type Prediction struct {
 	Model        string             `json:"model"`
 	Version      int                `json:"version"`
 	Prediction   float64            `json:"prediction"`
-	Features     map[string]float64 `json:"features"`
+	Features     map[string]any     `json:"features"` // numbers, strings, booleans, nil
 }
 
 type Label struct {
@@ -89,7 +89,13 @@ func produce(bootstrap, prefix, model string, pairs, partitions int) error {
 	var labels []Label
 	for i := 0; i < pairs; i++ {
 		id := fmt.Sprintf("%s-%d", model, i)
-		p := Prediction{id, model, 1, float64(i%5) + 1, map[string]float64{"x": float64(i)}}
+		var age any // null: a missing value
+		if i%10 != 0 {
+			age = float64(i % 50)
+		}
+		features := map[string]any{"x": float64(i), "country": []string{"DE", "FR", "NL"}[i%3],
+			"vip": i%7 == 0, "age": age}
+		p := Prediction{id, model, 1, float64(i%5) + 1, features}
 		l := Label{id, 0}
 		if i < pairs/2 { // the first half one event a message, the rest in batches
 			if err := publish(ctx, cl, prefix+"predictions", id, p); err != nil {

@@ -33,9 +33,11 @@ public class Client {
         return new KafkaProducer<>(props, new StringSerializer(), new StringSerializer());
     }
 
-    static String prediction(String id, String model, int version, double value) {
+    static String prediction(String id, String model, int version, double value,
+                             String features) {
         return String.format(Locale.ROOT, "{\"prediction_id\":\"%s\",\"model\":\"%s\","
-            + "\"version\":%d,\"prediction\":%s}", id, model, version, value);
+            + "\"version\":%d,\"prediction\":%s,\"features\":%s}", id, model, version,
+            value, features);
     }
 
     static String label(String id, double value) {
@@ -67,7 +69,12 @@ public class Client {
             List<String> labels = new ArrayList<>();
             for (int i = 0; i < pairs; i++) {
                 String id = model + "-" + i;
-                String p = prediction(id, model, 1, i % 5 + 1);
+                // a number, a category, a boolean and a missing value (null)
+                String features = String.format(Locale.ROOT,
+                    "{\"x\":%d,\"country\":\"%s\",\"vip\":%b,\"age\":%s}", i,
+                    new String[] {"DE", "FR", "NL"}[i % 3], i % 7 == 0,
+                    i % 10 == 0 ? "null" : Integer.toString(i % 50));
+                String p = prediction(id, model, 1, i % 5 + 1, features);
                 String l = label(id, 0.0);
                 if (i < pairs / 2) { // the first half one event a message, the rest in batches
                     producer.send(new ProducerRecord<>(prefix + "predictions", id, p)).get();

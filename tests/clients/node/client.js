@@ -45,7 +45,9 @@ async function produce(bootstrap, prefix, model, pairs, partitions) {
     const labels = [];
     for (let i = 0; i < pairs; i++) {
       const id = `${model}-${i}`;
-      const p = { prediction_id: id, model, version: 1, prediction: (i % 5) + 1, features: { x: i } };
+      const features = { x: i, country: ['DE', 'FR', 'NL'][i % 3], vip: i % 7 === 0,
+        age: i % 10 === 0 ? null : i % 50 }; // null: a missing value
+      const p = { prediction_id: id, model, version: 1, prediction: (i % 5) + 1, features };
       const l = { prediction_id: id, label: 0 };
       if (i < Math.floor(pairs / 2)) { // the first half one event a message, the rest in batches
         await producer.send({ topic: prefix + 'predictions', acks: -1, messages: [message(id, p)] });

@@ -66,7 +66,9 @@ def produce(bootstrap, prefix, model, pairs, partitions):
     for i in range(pairs):
         pid = f"{model}-{i}"
         p = {"prediction_id": pid, "model": model, "version": 1,
-             "prediction": float(i % 5 + 1), "features": {"x": float(i)}}
+             "prediction": float(i % 5 + 1),
+             "features": {"x": float(i), "country": ["DE", "FR", "NL"][i % 3],
+                          "vip": i % 7 == 0, "age": None if i % 10 == 0 else float(i % 50)}}
         lab = {"prediction_id": pid, "label": 0.0}
         if i < pairs // 2:  # the first half one event a message, the rest in batches
             publish(prefix + "predictions", pid, p)
