@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from driftline.models.linear import LinearModel
+from driftline.models.wire.features import number_or_nan
 
 DEFAULT_ALPHAS = (0.0, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 
@@ -30,15 +31,11 @@ def rows_to_arrays(pairs: Sequence[dict[str, Any]], feature_names: Sequence[str]
 
     A row missing a feature, with null or a category where a number belongs, or with a
     non-finite value anywhere, is dropped."""
-    X = np.array([[_number(p["features"].get(n)) for n in feature_names] for p in pairs],
+    X = np.array([[number_or_nan(p["features"].get(n)) for n in feature_names] for p in pairs],
                  dtype=float).reshape(len(pairs), len(feature_names))
     y = np.array([p["label"] for p in pairs], dtype=float)
     keep = np.isfinite(X).all(axis=1) & np.isfinite(y)
     return X[keep], y[keep], int((~keep).sum())
-
-
-def _number(value: Any) -> float:
-    return value if type(value) in (float, int) else math.nan  # bool: a category
 
 
 def standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

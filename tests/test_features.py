@@ -13,12 +13,13 @@ import orjson
 import pytest
 from kafka_io import create_topics, produce, read_all
 
-from driftline.agents.monitor.columns import Columns, numeric
+from driftline.agents.monitor.columns import Columns
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.retrain.trainer import _feature_names
 from driftline.eventfile import read_events
 from driftline.models.training import rows_to_arrays
 from driftline.models.wire import Prediction, array
+from driftline.models.wire.features import numeric
 from driftline.models.wire.internal import PREDICTIONS, columnar_element, decode_elements
 from driftline.replay import Replay
 from driftline.simulate import World, event_log

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from driftline.models.wire.features import NUMBER_TYPES, number_or_nan
 from driftline.models.wire.internal import Columnar
 
 _EMPTY = np.empty(0)
@@ -102,24 +103,6 @@ def floats(events: list[dict[str, Any]], key: str) -> np.ndarray:
         return np.array([math.nan if e.get(key) is None else e[key] for e in events], float)
 
 
-_NUMBER = {float, int}  # bool is neither: a boolean is a category
-
-
-def numeric(features: dict[str, Any]) -> list[str]:
-    """The names of the numeric features of an event (a number or null); strings and
-    booleans are categories.
-
-    >>> numeric({"age": 41.0, "country": "DE", "vip": True, "income": None})
-    ['age', 'income']
-    """
-    return [name for name, value in features.items()
-            if value is None or type(value) in _NUMBER]
-
-
-def _number(value: Any) -> float:
-    return value if type(value) in _NUMBER else math.nan
-
-
 class Columns:
     """The numeric feature names of a version and a fast row builder for them."""
 
@@ -139,11 +122,11 @@ class Columns:
         try:  # the common case: every event has every column; one C call per event
             flat = list(itertools.chain.from_iterable(map(self._getter, features))
                         if len(names) > 1 else map(self._getter, features))
-            if set(map(type, flat)) <= _NUMBER:
+            if set(map(type, flat)) <= NUMBER_TYPES:
                 return np.fromiter(flat, float, n * len(names)).reshape(n, len(names))
         except (KeyError, TypeError):
             pass
-        return np.array([[_number((f or {}).get(c)) for c in names] for f in features],
+        return np.array([[number_or_nan((f or {}).get(c)) for c in names] for f in features],
                         float).reshape(n, len(names))
 
     def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from driftline.agents.monitor.alerting import AlertBook
-from driftline.agents.monitor.columns import numeric
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.superseded import supersede
 from driftline.agents.monitor.version import VersionMonitor
+from driftline.models.wire.features import numeric
 from driftline.models.wire.internal import Columnar
 
 _VERSION_KEY = operator.itemgetter("model", "version")

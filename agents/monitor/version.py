@@ -17,7 +17,7 @@ import numpy as np
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
-from driftline.agents.monitor.columns import Batch, Columns, Tail, numeric
+from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
@@ -37,6 +37,7 @@ from driftline.agents.monitor.rules import (
 )
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
+from driftline.models.wire.features import numeric
 from driftline.models.wire.internal import Columnar
 
 

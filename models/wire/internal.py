@@ -92,6 +92,7 @@ from msgspec import UNSET
 
 from driftline.models.wire.codec import array, encode
 from driftline.models.wire.events import Prediction, ScoredPair
+from driftline.models.wire.features import categories_of, numbers, split_columns
 
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
 FORMAT = 1  # of every record below but snapshot chunks and columnar elements
@@ -161,7 +162,7 @@ class Element(msgspec.Struct, gc=False):
             _floats(b.l, n, "l") if pairs else _EMPTY,
             _floats(b.lt, n, "lt") if pairs else _EMPTY,
             _floats(b.er, n, "er") if pairs else _EMPTY, b.i,
-            _categories(b, n) if b.fc else {})
+            categories_of(b.fc, b.cv, b.cx, n) if b.fc else {})
         if len(b.r) != n or len(cols.segment) != n:
             raise ValueError(f"a columnar element of {n} ids with {len(b.r)} versions "
                              f"and {len(cols.segment)} segments")
@@ -333,11 +334,11 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
     categories: dict[str, tuple[list[str | bool], np.ndarray]] = {}
     version = COLUMNAR
     try:  # every event has as many features as the first and each of its names: the same
-        rows = _numbers(names, features)
+        rows = numbers(names, features)
     except KeyError:
         return None
     if rows is None:  # a null or a category somewhere
-        split = _split(names, list(itertools.chain.from_iterable(
+        split = split_columns(names, list(itertools.chain.from_iterable(
             map(operator.itemgetter(*names), features))) if len(names) > 1 else
             list(map(operator.itemgetter(names[0]), features)))
         if split is None:
@@ -362,79 +363,6 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
         list(categories), [vocab for vocab, _ in categories.values()],
         np.stack([codes for _, codes in categories.values()], axis=1).astype("<i4").tobytes()
         if categories else b"")))
-
-
-_NUMBER = {float, int}  # bool is neither: a boolean is a category
-
-
-def _numbers(names: list[str], features: list[dict[str, Any]]) -> np.ndarray | None:
-    """The features (events x ``names``, flattened) as float64 when every value is a
-    number, in one C call (the common case); None when one is null or a category."""
-    n, width = len(features), len(names)
-    if not width:
-        return _EMPTY
-    values = (itertools.chain.from_iterable(map(operator.itemgetter(*names), features))
-              if width > 1 else map(operator.itemgetter(names[0]), features))
-    try:
-        rows = np.fromiter(values, float, n * width)
-    except (TypeError, ValueError):  # None, or a string
-        return None
-    # fromiter reads True as 1.0: a column with 0s or 1s is looked at for booleans
-    suspects = ((rows == 0.0) | (rows == 1.0)).reshape(n, width).any(axis=0)
-    for j in np.flatnonzero(suspects).tolist():
-        if any(type(f[names[j]]) is bool for f in features):
-            return None
-    return rows
-_NONE = type(None)
-
-
-def _split(names: list[str], flat: list[Any]
-           ) -> tuple[list[str], np.ndarray, dict[str, tuple[list[str | bool], np.ndarray]]] | None:
-    """Feature values (events x ``names``, flattened) as numeric columns (NaN: null) and
-    categorical ones (categories in order of first appearance, codes, -1: null); None
-    when a feature holds both numbers and categories."""
-    width = len(names)
-    numeric: list[int] = []
-    categories: dict[str, tuple[list[str | bool], np.ndarray]] = {}
-    for j, name in enumerate(names):
-        column = flat[j::width]
-        kinds = set(map(type, column)) - {_NONE}
-        if kinds <= _NUMBER:
-            numeric.append(j)
-        elif float in kinds:
-            return None
-        else:
-            index: dict[Any, int] = {}
-            # (kind, value): True and "True" are two categories, and a dict would take
-            # True and 1 for one key
-            codes = np.fromiter((-1 if v is None else index.setdefault((type(v), v), len(index))
-                                 for v in column), np.int32, len(column))
-            categories[name] = ([v for _, v in index], codes)
-    n = len(flat) // width if width else 0
-    if numeric:
-        table = np.array([flat[j::width] for j in numeric], float).T  # None -> NaN
-    else:
-        table = np.empty((n, 0))
-    return [names[j] for j in numeric], table.reshape(-1), categories
-
-
-def _categories(body: Body, n: int) -> dict[str, np.ndarray]:
-    """The categorical columns of a format 4 body, each as an object array of values."""
-    width = len(body.fc)
-    if len(body.cv) != width or len(body.cx) != 4 * n * width:
-        raise ValueError(f"a columnar element's categories: {width} names, {len(body.cv)} "
-                         f"vocabularies and {len(body.cx)} bytes of codes for {n} events")
-    codes = np.frombuffer(body.cx, "<i4").reshape(n, width)
-    out = {}
-    for j, (name, vocab) in enumerate(zip(body.fc, body.cv)):
-        column = codes[:, j]
-        if column.size and (column.min() < -1 or column.max() >= len(vocab)):
-            raise ValueError(f"a columnar element's codes of {name!r} outside its "
-                             f"{len(vocab)} categories")
-        values = np.empty(len(vocab) + 1, dtype=object)
-        values[:len(vocab)] = vocab
-        out[name] = values[column]  # -1: the last, None
-    return out
 
 
 _elements = msgspec.json.Decoder(list[Element])
