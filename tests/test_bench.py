@@ -77,3 +77,17 @@ def test_pair_floor_prints_each_step_and_the_ceiling():
                                         + cost["monitor-input"], abs=0.02)
     assert lines[10].startswith("ceiling on b / a, floor: ")
     assert lines[11].startswith("ceiling on b / a, now: ")
+
+
+def test_the_categorical_drift_benchmark_runs_every_part():
+    """bench/categorical_drift.py (the measurement behind the categorical test's design) on
+    tiny sizes: it must run; its numbers are not checked."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "categorical_drift.py"),
+                             "--parts", "null,cells,sizes,power,rules,idlike",
+                             "--cardinalities", "5", "--power-cardinalities", "5",
+                             "--draws", "2000", "--refs", "20", "--seeds", "5",
+                             "--sizes", "500:500", "--choices", "10:100"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for part in ("null", "cells", "sizes", "power", "rules", "idlike"):
+        assert f"({part}: " in result.stdout, part
