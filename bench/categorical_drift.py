@@ -28,7 +28,7 @@ Missing values stay out of the drift tests (as PSI leaves them out of numeric co
   G         the likelihood-ratio G-test; the same limit
   JS        Jensen-Shannon distance (base 2); limit bootstrapped from the reference's cell
             shares like PSI's (the divergence's tail fitted, then its square root)
-  PSI       PSI over the cells, shares floored at ``drift._PSI_EPS``; limit from
+  PSI       PSI over the cells, shares floored at ``psi.EPS``; limit from
             ``psi_null``'s draws + ``upper_quantile``, floored at ``MIN_LIMIT`` (PSIRule's)
   maxcell   the largest one-cell 2x2 chi-square (a cell against the rest); limit
             chi2.isf(alpha / cells, 1)
@@ -68,7 +68,8 @@ import numpy as np
 
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.config import DataDriftConfig
-from driftline.agents.monitor.drift import _PSI_EPS, psi_of_shares
+from driftline.agents.monitor.psi import EPS as _PSI_EPS
+from driftline.agents.monitor.psi import psi_of_shares
 
 LN2 = math.log(2.0)
 TESTS = ("chi2", "G", "JS", "PSI", "maxcell")            # on the reference's top cells
