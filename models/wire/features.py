@@ -10,9 +10,13 @@ number (events decoded by msgspec hold floats, hand-made ones may hold ints).
 (nan, 3)
 >>> numbers(["a"], [{"a": 1.0}, {"a": True}]) is None  # a boolean: not a number column
 True
+>>> numbers(["a"], [{"a": 1.0}, {"a": None}]).tolist()  # a null: NaN
+[1.0, nan]
 >>> names, rows, cats = split_columns(["a", "c"], [1.0, "x", None, "y", 2.0, "x"])
 >>> names, rows.tolist(), {k: (v, c.tolist()) for k, (v, c) in cats.items()}
 (['a'], [1.0, nan, 2.0], {'c': (['x', 'y'], [0, 1, 0])})
+>>> split_columns(["c"], [1, "x"]) is None  # an int and a category: no columns for it
+True
 """
 
 from __future__ import annotations
@@ -39,10 +43,9 @@ def number_or_nan(value: Any) -> float:
     return value if type(value) in NUMBER_TYPES else math.nan
 
 
-
 def numbers(names: list[str], features: list[dict[str, Any]]) -> np.ndarray | None:
     """The features (events x ``names``, flattened) as float64 when every value is a
-    number, in one C call (the common case); None when one is null or a category."""
+    number or null (NaN), in one C call (the common case); None when one is a category."""
     n, width = len(features), len(names)
     if not width:
         return np.empty(0)
@@ -50,7 +53,7 @@ def numbers(names: list[str], features: list[dict[str, Any]]) -> np.ndarray | No
               if width > 1 else map(operator.itemgetter(names[0]), features))
     try:
         rows = np.fromiter(values, float, n * width)
-    except (TypeError, ValueError):  # None, or a string
+    except (TypeError, ValueError):  # a string (fromiter reads None as NaN)
         return None
     # fromiter reads True as 1.0: a column with 0s or 1s is looked at for booleans
     suspects = ((rows == 0.0) | (rows == 1.0)).reshape(n, width).any(axis=0)
@@ -63,20 +66,23 @@ def numbers(names: list[str], features: list[dict[str, Any]]) -> np.ndarray | No
 _NONE = type(None)
 
 
+Categories = dict[str, tuple[list[str | bool], np.ndarray]]  # name -> (categories, codes)
+
+
 def split_columns(names: list[str], flat: list[Any]
-           ) -> tuple[list[str], np.ndarray, dict[str, tuple[list[str | bool], np.ndarray]]] | None:
+                  ) -> tuple[list[str], np.ndarray, Categories] | None:
     """Feature values (events x ``names``, flattened) as numeric columns (NaN: null) and
     categorical ones (categories in order of first appearance, codes, -1: null); None
     when a feature holds both numbers and categories."""
     width = len(names)
-    numeric: list[int] = []
-    categories: dict[str, tuple[list[str | bool], np.ndarray]] = {}
+    numeric_at: list[int] = []
+    categories: Categories = {}
     for j, name in enumerate(names):
         column = flat[j::width]
         kinds = set(map(type, column)) - {_NONE}
         if kinds <= NUMBER_TYPES:
-            numeric.append(j)
-        elif float in kinds:
+            numeric_at.append(j)
+        elif kinds & NUMBER_TYPES:  # numbers and categories in one feature
             return None
         else:
             index: dict[Any, int] = {}
@@ -86,11 +92,11 @@ def split_columns(names: list[str], flat: list[Any]
                                  for v in column), np.int32, len(column))
             categories[name] = ([v for _, v in index], codes)
     n = len(flat) // width if width else 0
-    if numeric:
-        table = np.array([flat[j::width] for j in numeric], float).T  # None -> NaN
+    if numeric_at:
+        table = np.array([flat[j::width] for j in numeric_at], float).T  # None -> NaN
     else:
         table = np.empty((n, 0))
-    return [names[j] for j in numeric], table.reshape(-1), categories
+    return [names[j] for j in numeric_at], table.reshape(-1), categories
 
 
 def categories_of(names: list[str], vocabularies: list[list[str | bool]], raw: bytes, n: int

@@ -92,7 +92,7 @@ from msgspec import UNSET
 
 from driftline.models.wire.codec import array, encode
 from driftline.models.wire.events import Prediction, ScoredPair
-from driftline.models.wire.features import categories_of, numbers, split_columns
+from driftline.models.wire.features import Categories, categories_of, numbers, split_columns
 
 MODEL_HEADER = "model"  # on scored/expired arrays that hold one model's events
 FORMAT = 1  # of every record below but snapshot chunks and columnar elements
@@ -331,20 +331,20 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
     names, n = sorted(features[0]), len(events)
     if set(map(len, features)) != {len(names)}:
         return None
-    categories: dict[str, tuple[list[str | bool], np.ndarray]] = {}
+    categories: Categories = {}
     version = COLUMNAR
     try:  # every event has as many features as the first and each of its names: the same
         rows = numbers(names, features)
     except KeyError:
         return None
-    if rows is None:  # a null or a category somewhere
+    if rows is None:  # a category somewhere
         split = split_columns(names, list(itertools.chain.from_iterable(
             map(operator.itemgetter(*names), features))) if len(names) > 1 else
             list(map(operator.itemgetter(names[0]), features)))
         if split is None:
             return None
         names, rows, categories = split
-        version = CATEGORIES
+        version = CATEGORIES if categories else COLUMNAR
     segments = [None if e.segment is UNSET else e.segment for e in events]
     pairs = kind == SCORED
     spanning = offsets is not None and offsets[0] != offsets[-1]
