@@ -133,3 +133,15 @@ def test_categories_and_nulls_stream_through_the_worker_as_replay_says(settings,
     assert final["feature_types"]["vip"] == "categorical"
     assert {t for name, t in final["feature_types"].items()
             if name not in ("country", "vip")} == {"numeric"}
+
+
+def test_a_csv_cell_that_is_not_a_number_is_a_category():
+    rows = list(read_events(["prediction_id,model,prediction,country,age,vip",
+                             "p1,m,1.5,DE,41,true", "p2,m,2.5,,,", "p3,m,1,FR,nan,false",
+                             "p4,m,1," + "x" * 257 + ",3,"], fmt="csv"))
+    assert rows[0].event["features"] == {"country": "DE", "age": 41.0, "vip": "true"}
+    assert rows[1].event["features"] == {}  # empty cells: missing features
+    assert rows[2].error == ("wrong_type: line 4: feature 'age' must be a finite number or a "
+                             "category, got 'nan'")
+    assert rows[3].error.startswith("out_of_range: line 5: features.country: a category must "
+                                    "be 1 to 256 characters")
