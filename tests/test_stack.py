@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 import redis
 
 from driftline.embedded import EmbeddedStack
+from driftline.errors import StackError
 from driftline.ports import port_is_free
 
 pytestmark = pytest.mark.integration
@@ -50,9 +52,26 @@ def test_context_manager_serves_and_cleans_up():
     assert all(port_is_free(p) for p in ports)
 
 
+def test_a_picked_port_taken_before_start_is_picked_again():
+    """The OS's pick is free when picked: a process that takes it before the service
+    starts (any connection's ephemeral port can) makes the stack pick another, not fail."""
+    st = EmbeddedStack()
+    with socket.socket() as taker:
+        taker.bind(("127.0.0.1", st.redis_port))
+        taken = st.redis_port
+        with st:
+            assert st.redis_port != taken and redis.Redis.from_url(st.redis_url).ping()
+    given = EmbeddedStack(redis_port=taken)
+    with socket.socket() as taker:
+        taker.bind(("127.0.0.1", taken))
+        with pytest.raises(StackError, match="in use"):
+            given.start()
+
+
 OWNER = """
 import sys, time
 from driftline.embedded import EmbeddedStack
+from driftline.errors import StackError
 st = EmbeddedStack().start()
 print(st.kafka.pid, st.redis.pid, st.kafka_port, st.redis_port, flush=True)
 time.sleep(600)
@@ -62,12 +81,16 @@ time.sleep(600)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_no_service_survives_its_owner(sig):
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
-    kafka_group, redis_group, *ports = map(int, owner.stdout.readline().split())
-    groups = {kafka_group, redis_group}
-    assert len(processes_in_groups(groups)) == 4
-    owner.send_signal(sig)
-    owner.wait(10)
-    owner.stdout.close()
+    try:
+        kafka_group, redis_group, *ports = map(int, owner.stdout.readline().split())
+        groups = {kafka_group, redis_group}
+        assert len(processes_in_groups(groups)) == 4
+        owner.send_signal(sig)
+        owner.wait(10)
+    finally:  # a failure above must not leave the owner running into later tests
+        owner.kill()
+        owner.wait(10)
+        owner.stdout.close()
     assert wait_until(lambda: processes_in_groups(groups) == [], timeout=10), \
         processes_in_groups(groups)
     assert all(port_is_free(p) for p in ports)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StackError
-from ..ports import free_port
+from ..ports import free_port, port_is_free
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,14 @@ class EmbeddedStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kafka_port = kafka_port or free_port(host)
         self.redis_port = redis_port or free_port(host)
-        self.kafka = self._apache(kafka_options or {}) if kafka == "apache" else self._tansu()
+        # Ports the OS picked (0 or None given): picked again at start if taken meanwhile.
+        self._picked = {"kafka": not kafka_port, "redis": not redis_port}
+        self._kafka_options = kafka_options or {}
+        self.kafka = self._kafka()
         self.redis = self._valkey()
+
+    def _kafka(self) -> Service:
+        return self._apache(self._kafka_options) if self.broker == "apache" else self._tansu()
 
     def _apache(self, options: dict) -> Service:
         # Imported when asked for, not with the package: ``python -m
@@ -156,13 +162,29 @@ class EmbeddedStack:
 
     def start(self) -> EmbeddedStack:
         try:
-            self.kafka.start()
-            self.redis.start()
+            self._start("kafka")
+            self._start("redis")
         except BaseException:
             self.stop()
             raise
         log.info("embedded stack up: %s %s", self.kafka_url, self.redis_url)
         return self
+
+    def _start(self, name: str) -> None:
+        """Start a service. A port the OS picked was free when picked, not necessarily
+        now: Tansu takes seconds to start, and any connection meanwhile may get Valkey's
+        port as its own ephemeral one. Such a port is picked again (a port given is kept,
+        and its being in use is an error)."""
+        for _ in range(5):
+            if not self._picked[name] or port_is_free(self.service(name).port, self.host):
+                break
+            if name == "kafka":
+                self.kafka_port = free_port(self.host)
+                self.kafka = self._kafka()
+            else:
+                self.redis_port = free_port(self.host)
+                self.redis = self._valkey()
+        self.service(name).start()
 
     def stop(self) -> None:
         self.redis.stop()
