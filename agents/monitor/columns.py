@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from driftline.models.wire.features import NUMBER_TYPES, number_or_nan
+from driftline.models.wire.features import number_or_nan, numbers
 from driftline.models.wire.internal import Columnar
 
 _EMPTY = np.empty(0)
@@ -108,7 +108,6 @@ class Columns:
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = sorted(names)
-        self._getter = operator.itemgetter(*self.names) if self.names else None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -117,15 +116,14 @@ class Columns:
         """Events x columns, NaN where an event lacks a column or its value is null or
         not a number (a category where the version had numbers)."""
         names, n = self.names, len(features)
-        if self._getter is None:
+        if not names:
             return np.empty((n, 0))
-        try:  # the common case: every event has every column; one C call per event
-            flat = list(itertools.chain.from_iterable(map(self._getter, features))
-                        if len(names) > 1 else map(self._getter, features))
-            if set(map(type, flat)) <= NUMBER_TYPES:
-                return np.fromiter(flat, float, n * len(names)).reshape(n, len(names))
-        except (KeyError, TypeError):
-            pass
+        try:  # the common case, every event has every column: monitor-input's fast path
+            rows = numbers(names, features)
+        except KeyError:  # an event lacks a column (null features: None from numbers)
+            rows = None
+        if rows is not None:
+            return rows.reshape(n, len(names))
         return np.array([[number_or_nan((f or {}).get(c)) for c in names] for f in features],
                         float).reshape(n, len(names))
 
