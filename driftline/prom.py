@@ -26,6 +26,11 @@ conventions: base units, ``_total`` for counters.
 ``driftline_version_pairs_total``         counter    ``model``, ``version``
 ``driftline_estimated_mse``               gauge      ``model``, ``version``: DLE / CBPE
 ``driftline_multivariate_z``              gauge      ``model``, ``version``: PCA drift
+``driftline_feature_drift``               gauge      ``model``, ``version``, ``feature``,
+                                                     ``statistic`` (psi, chi2): the latest
+``driftline_feature_drift_limit``         gauge      ... and its limit (over it: a breach)
+``driftline_feature_missing_share``       gauge      ``model``, ``version``, ``feature``:
+                                                     missing over the drift window
 ``driftline_segment_rolling_mse``         gauge      ``model``, ``version``, ``segment``
 ``driftline_segment_estimated_mse``       gauge      ``model``, ``version``, ``segment``
 ``driftline_alerts_firing``               gauge      ``model``, ``kind``
@@ -144,6 +149,16 @@ def _monitor_families(monitor) -> list:
     multivariate = GaugeMetricFamily("driftline_multivariate_z", "PCA reconstruction error of "
                                      "the last window vs the reference, in standard errors.",
                                      labels=["model", "version"])
+    # Features: at most 1,024 per event (the wire's limit), fixed per version.
+    feature_labels = ["model", "version", "feature", "statistic"]
+    drift = GaugeMetricFamily("driftline_feature_drift", "A feature's latest drift statistic "
+                              "(PSI; chi-square for a categorical one).", labels=feature_labels)
+    drift_limit = GaugeMetricFamily("driftline_feature_drift_limit", "The limit of a "
+                                    "feature's drift statistic (over it: a breach).",
+                                    labels=feature_labels)
+    missing = GaugeMetricFamily("driftline_feature_missing_share", "A feature's share of "
+                                "missing values over the drift window.",
+                                labels=["model", "version", "feature"])
     # Segments: only those inside max_segments have a monitor (the rest pool as
     # "_other"), so the label's values are bounded.
     seg_mse = GaugeMetricFamily("driftline_segment_rolling_mse", "Rolling MSE of a segment.",
@@ -182,6 +197,12 @@ def _monitor_families(monitor) -> list:
                 baseline.add_metric(labels, vm.baseline_mse)
             pairs.add_metric(labels, vm.rolling.count)
             _estimates(vm, labels, estimated, multivariate)
+            for name, entry in vm.features().items():
+                if "value" in entry:
+                    drift.add_metric([*labels, name, entry["statistic"]], entry["value"])
+                    drift_limit.add_metric([*labels, name, entry["statistic"]], entry["limit"])
+                if "missing_share" in entry:
+                    missing.add_metric([*labels, name], entry["missing_share"])
             for name, seg in vm.segments.items():
                 if seg.rolling.count:
                     seg_mse.add_metric([*labels, name], seg.rolling.mse())
@@ -199,8 +220,8 @@ def _monitor_families(monitor) -> list:
             delay.add_metric([model], histogram.buckets(), histogram.total)
             if histogram.newest_label_ts is not None:
                 event_lag.add_metric([model], max(0.0, now - histogram.newest_label_ts))
-    return [mse, baseline, pairs, estimated, multivariate, seg_mse, seg_estimated, firing,
-            fired, delay, event_lag, refused, evicted]
+    return [mse, baseline, pairs, estimated, multivariate, drift, drift_limit, missing, seg_mse,
+            seg_estimated, firing, fired, delay, event_lag, refused, evicted]
 
 
 def _estimates(vm, labels: list[str], estimated, multivariate) -> None:

@@ -104,6 +104,8 @@ def expected_labels(a: dict[str, Any]) -> dict[str, str]:
               "version": "none" if a["version"] is None else str(a["version"]),
               "severity": a["severity"], "alert_id": payload.episode_id(a["alert_id"])}
     labels.update({name: a[name] for name in ("feature", "segment") if a.get(name) is not None})
+    if a["kind"] == "data_quality":
+        labels["check"] = a["detector"]
     return labels
 
 

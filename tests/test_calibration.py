@@ -21,9 +21,10 @@ def run(monitor: Monitor, predictions, pairs, batch: int = 500):
 
 
 def test_the_budget_is_split_evenly_over_every_test():
-    # per segment: a PSI per feature, the prediction's PSI, the error detector, the threshold
-    assert calibration.count_tests(10) == 13
-    assert calibration.count_tests(10, segments=4) == 52
+    # per segment: a drift test per feature, the prediction's PSI, the error detector, the
+    # threshold; model-wide, a data-quality test per feature
+    assert calibration.count_tests(10) == 13 + 10
+    assert calibration.count_tests(10, segments=4) == 52 + 10
     assert calibration.count_tests(0) == 3
     rate = calibration.per_test_rate(1.0, 13)
     assert rate == pytest.approx(1 / 13 / 1_000_000)

@@ -119,6 +119,11 @@ def test_feature_shift_names_that_feature_only():
     predictions, pairs = stream(20_000, seed=7, drift_at=10_000, kind="feature-shift",
                                 shift_feature="x3")
     alerts = run(Monitor(MonitorConfig()), predictions, [])  # no labels needed
+    # The shift also moves values past the reference's range: a data-quality finding on
+    # the same feature, and on no other.
+    quality = [(a["feature"], a["detector"]) for _, a in alerts if a["kind"] == "data_quality"]
+    assert quality == [("x3", "out_of_range")]
+    alerts = [(i, a) for i, a in alerts if a["kind"] != "data_quality"]
     assert [(a["kind"], a["feature"], a["status"]) for _, a in alerts] == [
         ("data_drift", "x3", "firing")]
     first_batch = alerts[0][0]

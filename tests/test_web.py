@@ -104,6 +104,9 @@ def test_model_detail_and_listing(live):
     assert report["baseline_mse"] == 1.0 and report["label_join_rate"] == 1.0
     assert report["rolling_mse"] > 1.5 and report["detector"] == "adwin"
     assert report["drift_detections"] >= 1 and "psi" in report
+    x0 = report["features"]["x0"]  # each feature's type, drift statistic and limit, missing
+    assert x0["type"] == "numeric" and x0["statistic"] == "psi"
+    assert 0 <= x0["value"] and 0 < x0["limit"] and x0["missing_share"] == 0.0
     assert {a["kind"] for a in detail["open_alerts"]} >= {"concept_drift", "metric_threshold"}
     series = detail["series"]["1"]
     assert len(series) >= 2 and series[-1][3] == 6_000  # [time, mse, baseline, n_scored]
@@ -154,6 +157,9 @@ def test_prometheus_metrics(live):
                  'driftline_label_delay_seconds_bucket{le="1.0",model="m"} 6000.0'):
         assert line in text, line
     assert 'driftline_rolling_mse{model="m",version="1"}' in text
+    for name in ("driftline_feature_drift", "driftline_feature_drift_limit"):
+        assert f'{name}{{feature="x0",model="m",statistic="psi",version="1"}}' in text
+    assert 'driftline_feature_missing_share{feature="x0",model="m",version="1"} 0.0' in text
     assert "# TYPE driftline_label_delay_seconds histogram" in text
     assert f'driftline_consumer_lag_records{{partition="0",topic="{prefix}labels"}}' in text
     assert "__assignor" not in text

@@ -86,6 +86,8 @@ def alertmanager_alert(alert: dict[str, Any], dashboard: str, *, now: float,
     for name in ("feature", "segment"):
         if alert.get(name) is not None:
             labels[name] = str(alert[name])
+    if alert["kind"] == "data_quality":  # its check: what a route or a silence matches
+        labels["check"] = str(alert.get("detector", ""))
     resolved = alert["status"] == "resolved"
     starts = started if started is not None else float(alert["ts"])
     ends = float(alert["ts"]) if resolved else now + ENDS_AFTER_RESENDS * resend_interval

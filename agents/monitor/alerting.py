@@ -46,6 +46,7 @@ class AlertKey(NamedTuple):
     kind: str
     feature: str | None
     segment: str | None = None
+    check: str | None = None  # data_quality: which check (one episode per check of a feature)
 
 
 @dataclass
@@ -115,8 +116,8 @@ class AlertBook:
         self.superseded.discard((model, version))
 
 
-def _order(key: AlertKey) -> tuple[str, str, str]:
-    return key.kind, key.feature or "", key.segment or ""
+def _order(key: AlertKey) -> tuple[str, str, str, str]:
+    return key.kind, key.feature or "", key.segment or "", key.check or ""
 
 
 MAX_ALERT_ID = 256  # the wire's limit on alert_id
@@ -144,13 +145,14 @@ def alert_id(key: AlertKey, episode: int, status: str) -> str:
     version = "vnone" if key.version is None else f"v{key.version}"
     feature = f".{key.feature}" if key.feature is not None else ""
     segment = f".s:{key.segment}" if key.segment is not None else ""
-    readable = f"{key.model}.{version}{segment}.{key.kind}{feature}.{episode}"
+    check = f".{key.check}" if key.check is not None else ""
+    readable = f"{key.model}.{version}{segment}.{key.kind}{feature}{check}.{episode}"
     # Decided on the longer status, so both ids of an episode take the same form.
     if len(readable) + len(".resolved") <= MAX_ALERT_ID:
         return f"{readable}.{status}"
     # Issue 30: the digest once covered the status too, so a resolve's id named another
     # episode than its firing and never ended it downstream.
-    name = f"{key.model}.{version}{segment}.{key.kind}{feature}"
+    name = f"{key.model}.{version}{segment}.{key.kind}{feature}{check}"
     digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
     return f"{key.model}.{version}.{key.kind}.h{digest}.{episode}.{status}"
 

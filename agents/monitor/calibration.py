@@ -18,10 +18,17 @@ then sets its threshold so that it breaches at most that often on a stationary s
 Versions need no share of their own: the rate is per prediction and each prediction
 is scored by one version, so versions split the budget by their share of the traffic.
 
->>> f"{per_test_rate(1.0, count_tests(features=10)):.3g}"   # 10 features: 13 tests
-'7.69e-08'
->>> f"{adwin_delta(per_test_rate(1.0, 13), clock=32):.3g}"
-'2.46e-06'
+>>> f"{per_test_rate(1.0, count_tests(features=10)):.3g}"   # 10 features: 23 tests
+'4.35e-08'
+>>> f"{adwin_delta(per_test_rate(1.0, 23), clock=32):.3g}"
+'1.39e-06'
+
+The data-quality checks of a feature (:mod:`~driftline.agents.monitor.rules.quality`)
+share one test's rate: missing share and type mismatch by Fisher's exact test on their
+counts (:func:`rise_p`), values out of the reference's range by the beta-binomial law of
+values beyond a sample's extremes (:func:`out_of_range_limit`), a category the reference
+never saw by a bound that holds for any distribution (:func:`unseen_limit`), a feature
+that stopped arriving by the chance that a whole check misses it (:func:`absent_p`).
 """
 
 from __future__ import annotations
@@ -44,19 +51,21 @@ _TAIL_SAMPLES = 20        # an empirical quantile needs this many samples beyond
 
 
 def count_tests(features: int, segments: int = 1, extra: int = 0) -> int:
-    """The tests that run on a prediction of one version: a PSI per feature, a PSI of the
-    prediction, the error detector, the metric threshold and ``extra`` detectors
-    (estimated degradation, multivariate drift), at each of ``segments`` levels (2 with
-    segments on: the model-wide tests and those of the prediction's own segment; each
-    prediction is in one segment, so segments, like versions, split by traffic).
+    """The tests that run on a prediction of one version: a drift test per feature (PSI,
+    or chi-square for a categorical one), a PSI of the prediction, the error detector, the
+    metric threshold and ``extra`` detectors (estimated degradation, multivariate drift),
+    at each of ``segments`` levels (2 with segments on: the model-wide tests and those of
+    the prediction's own segment; each prediction is in one segment, so segments, like
+    versions, split by traffic); and one data-quality test per feature, model-wide, whose
+    share its :data:`QUALITY_CHECKS` checks split.
 
     >>> count_tests(10), count_tests(10, segments=2), count_tests(10, extra=1), count_tests(0)
-    (13, 26, 14, 3)
+    (23, 36, 24, 3)
     """
     if features < 0 or segments < 1 or extra < 0:
         raise ValueError(f"need features >= 0, segments >= 1 and extra >= 0, got {features}, "
                          f"{segments}, {extra}")
-    return (features + 1 + 2 + extra) * segments
+    return (features + 1 + 2 + extra) * segments + features
 
 
 def per_test_rate(budget: float, tests: int) -> float:
@@ -70,6 +79,9 @@ def per_test_rate(budget: float, tests: int) -> float:
 def adwin_delta(rate: float, clock: int = ADWIN_CLOCK) -> float:
     """ADWIN's ``delta`` for ``rate`` false alarms per pair: it tests every ``clock`` pairs."""
     return min(rate * clock, 0.5)
+
+
+QUALITY_CHECKS = 4  # missing share, type mismatch, out of range or unseen, absent
 
 
 def check_alpha(rate: float, check_every: int) -> float:
@@ -145,3 +157,65 @@ def _limits_of_unique(shares_bytes: bytes, shape: tuple[int, int], reference_siz
                        alpha) for j in range(0, len(shares), step)])
     limits.setflags(write=False)  # shared by every caller
     return limits
+
+
+def rise_p(reference: np.ndarray, window: np.ndarray, n_reference: int,
+           n_window: int) -> np.ndarray:
+    """One-sided Fisher's exact p-values of a rise of a count's share, from ``reference``
+    of ``n_reference`` events to ``window`` of ``n_window`` (hypergeometric: under no
+    change, the window holds its share of the two together).
+
+    >>> rise_p(np.array([20, 20]), np.array([20, 200]), 1000, 1000).round(4).tolist()
+    [0.5633, 0.0]
+    """
+    total = reference + window
+    p: np.ndarray = stats.hypergeom.sf(window - 1, n_reference + n_window, total, n_window)
+    return np.where(window > 0, p, 1.0)
+
+
+def absent_p(present: np.ndarray, n_reference: int, period: int) -> np.ndarray:
+    """The chance, under no change, that ``period`` events in a row lack a feature the
+    reference had ``present`` times in ``n_reference``.
+
+    >>> absent_p(np.array([1000, 500, 0]), 1000, 250).round(6).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    out: np.ndarray = stats.hypergeom.pmf(0, n_reference + period, present, period)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def out_of_range_limit(present: int, window: int, alpha: float) -> int:
+    """The least count of a window's values outside a reference's range that a stationary
+    window reaches with probability at most ``alpha``: a continuous value falls outside the
+    extremes of ``present`` values with a chance p ~ Beta(2, present - 1), so the window's
+    count is beta-binomial (ties only make it rarer).
+
+    >>> out_of_range_limit(1000, 1000, 1e-5), out_of_range_limit(1000, 1000, 0.05)
+    (20, 7)
+    """
+    if present < 2:
+        return window + 1
+    return int(stats.betabinom.isf(alpha, window, 2, present - 1)) + 1
+
+
+@functools.lru_cache(maxsize=256)
+def unseen_limit(present: int, window: int, alpha: float) -> int:
+    """The least count c such that, whatever the distribution, a window of ``window``
+    has a category the ``present`` reference values never had c times or more with
+    probability at most ``alpha``.
+
+    A category of share p is missing from the reference with probability
+    (1 - p)^present, and then reaches c in the window with P(Bin(window, p) >= c); the
+    shares sum to 1, so the sum over all categories is at most
+    sup_p (1 - p)^present P(Bin(window, p) >= c) / p.
+
+    >>> unseen_limit(1000, 1000, 1.8e-5)
+    20
+    """
+    p = np.geomspace(1e-7, 0.5, 600)[:, None]
+    j = np.arange(window + 1)[None, :]
+    tail = stats.binom.sf(j - 1, window, p)             # P(Bin >= j)
+    bound = (np.exp(present * np.log1p(-p)) * tail / p).max(axis=0)
+    below = np.flatnonzero(bound <= alpha)
+    return int(below[0]) if len(below) else window + 1

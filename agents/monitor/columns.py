@@ -1,8 +1,11 @@
 """A version's events as columns: the feature rows, the numbers the rules read, and the
 last rows of a stream, as numpy arrays.
 
-The version's first event names the columns: its numeric features (a number or null),
-sorted; an event that lacks one, or has null or a category there, has NaN there. The
+The version's first event names the columns (:meth:`Columns.of`): its numeric features
+(a number, or null in every event of its first batch), sorted, and its categorical ones
+(a string or a boolean). An event that lacks a numeric one, or has null or a category
+there, has NaN there (a category: marked in ``mismatch``); a categorical one is a code of
+the feature's :class:`~.categories.Vocabulary` (or missing, mismatch, overflow). The
 monitor turns each batch of one version's event dicts into a :class:`Batch` once;
 everything after that (the version's rules, and each segment's, on a
 :meth:`Batch.slice` of one copy of it in segment order) reads arrays, not dicts.
@@ -18,6 +21,12 @@ everything after that (the version's rules, and each segment's, on a
 ([7.0, nan], 7.0, ['de', None])
 >>> batch.take(np.array([1])).rows.tolist()
 [[3.0, nan]]
+>>> cols = Columns.of([{"a": None, "c": "x"}, {"a": 2.0, "c": 1.0, "d": True}])
+>>> cols.names, cols.categorical
+(['a'], ['c'])
+>>> batch = cols.batch([{"prediction": 0.0, "features": {"a": "y", "c": "x", "d": 1.0}}])
+>>> batch.rows.tolist(), batch.mismatch.tolist(), batch.codes.tolist(), sorted(batch.new)
+([[nan]], [[True]], [[0]], ['d'])
 >>> tail = Tail(2, 1)
 >>> tail.extend(np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 2, 3])).values.tolist()
 [2.0, 3.0]
@@ -36,12 +45,14 @@ import itertools
 import math
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from driftline.models.wire.features import number_or_nan, numbers
+from driftline.agents.monitor.categories import MISMATCH, MISSING, Vocabulary
+from driftline.agents.monitor.window import Ring
+from driftline.models.wire.features import NUMBER_TYPES, number_or_nan, numbers
 from driftline.models.wire.internal import Columnar
 
 _EMPTY = np.empty(0)
@@ -49,6 +60,8 @@ _PREDICTION = operator.itemgetter("prediction")
 _LABEL = operator.itemgetter("label")
 _FEATURES = operator.itemgetter("features")
 _SEGMENT = operator.methodcaller("get", "segment")
+_NO_CODES = np.empty((0, 0), np.int32)
+_NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -62,6 +75,10 @@ class Batch:
     segment: list[str | None]
     label: np.ndarray       # pairs only
     label_ts: np.ndarray
+    # events x categorical columns (a batch made by Columns has one row per event)
+    codes: np.ndarray = field(default_factory=lambda: _NO_CODES)
+    mismatch: np.ndarray | None = None     # events x columns: a category there
+    new: frozenset[str] = _NOTHING         # features the version's columns lack
 
     def __len__(self) -> int:
         return len(self.prediction)
@@ -75,7 +92,9 @@ class Batch:
     def slice(self, start: int, end: int) -> Batch:
         """Events ``start:end``: views of the arrays, no copy."""
         return Batch(self.ts[start:end], self.prediction[start:end], self.rows[start:end],
-                     self.segment[start:end], self.label[start:end], self.label_ts[start:end])
+                     self.segment[start:end], self.label[start:end], self.label_ts[start:end],
+                     self.codes[start:end],
+                     None if self.mismatch is None else self.mismatch[start:end])
 
     def take(self, index: np.ndarray, segments: bool = True) -> Batch:
         """The events at ``index`` (positions or a boolean mask), in that order (without
@@ -86,7 +105,8 @@ class Batch:
                    if index.dtype == bool else [self.segment[i] for i in index.tolist()])
         return Batch(self.ts[index], self.prediction[index], self.rows[index], segment,
                      self.label[index] if pairs else _EMPTY,
-                     self.label_ts[index] if pairs else _EMPTY)
+                     self.label_ts[index] if pairs else _EMPTY, self.codes[index],
+                     None if self.mismatch is None else self.mismatch[index])
 
 
 def at(ts: np.ndarray, i: int) -> float:
@@ -104,28 +124,87 @@ def floats(events: list[dict[str, Any]], key: str) -> np.ndarray:
 
 
 class Columns:
-    """The numeric feature names of a version and a fast row builder for them."""
+    """The numeric and the categorical feature names of a version, and a fast row builder
+    for them (``max_categories``: each categorical feature's vocabulary's cap)."""
 
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(self, names: Iterable[str], categorical: Iterable[str] = (),
+                 max_categories: int = 1000) -> None:
         self.names = sorted(names)
+        self.categorical = sorted(categorical)
+        self.vocabularies = [Vocabulary(max_categories) for _ in self.categorical]
+        self.known = {*self.names, *self.categorical}
+
+    @classmethod
+    def of(cls, features: list[dict[str, Any]], max_categories: int = 1000) -> Columns:
+        """The columns the first event names, each typed by its first value that is not
+        null in ``features`` (a version's first batch): a string or a boolean makes it
+        categorical, a number or nothing but nulls numeric."""
+        first = features[0] if features else {}
+        categorical = []
+        for name, value in first.items():
+            if value is None:
+                value = next((f[name] for f in features
+                              if f and f.get(name) is not None), None)
+            if value is not None and type(value) not in NUMBER_TYPES:
+                categorical.append(name)
+        return cls(set(first) - set(categorical), categorical, max_categories)
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def types(self) -> dict[str, str]:
+        """Each feature: ``numeric`` or ``categorical``, by name."""
+        types = dict.fromkeys(self.names, "numeric")
+        types.update(dict.fromkeys(self.categorical, "categorical"))
+        return dict(sorted(types.items()))
+
     def rows(self, features: list[dict[str, Any]]) -> np.ndarray:
         """Events x columns, NaN where an event lacks a column or its value is null or
         not a number (a category where the version had numbers)."""
+        return self._numeric(features)[0]
+
+    def _numeric(self, features: list[dict[str, Any]]
+                 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """:meth:`rows`, where a value was a category (None: nowhere), and whether every
+        event had every column."""
         names, n = self.names, len(features)
         if not names:
-            return np.empty((n, 0))
+            return np.empty((n, 0)), None, True
+        complete = True
         try:  # the common case, every event has every column: monitor-input's fast path
             rows = numbers(names, features)
-        except KeyError:  # an event lacks a column (null features: None from numbers)
-            rows = None
+        except (KeyError, TypeError):  # an event lacks a column (or has null features)
+            rows, complete = None, False
         if rows is not None:
-            return rows.reshape(n, len(names))
-        return np.array([[number_or_nan((f or {}).get(c)) for c in names] for f in features],
+            return rows.reshape(n, len(names)), None, True
+        values = [[(f or {}).get(c) for c in names] for f in features]
+        mismatch = np.array([[v is not None and type(v) not in NUMBER_TYPES for v in row]
+                             for row in values], bool).reshape(n, len(names))
+        rows = np.array([[number_or_nan(v) for v in row] for row in values],
                         float).reshape(n, len(names))
+        return rows, (mismatch if mismatch.any() else None), complete
+
+    def _codes(self, features: list[dict[str, Any]]) -> tuple[np.ndarray, bool]:
+        """Events x categorical columns: each value's code in its feature's vocabulary;
+        and whether every event had every column."""
+        n, complete = len(features), True
+        if not self.categorical:
+            return np.empty((n, 0), np.int32), True
+        out = np.empty((n, len(self.categorical)), np.int32)
+        for j, (name, vocab) in enumerate(zip(self.categorical, self.vocabularies)):
+            try:
+                values = list(map(operator.itemgetter(name), features))
+            except (KeyError, TypeError):
+                values, complete = [(f or {}).get(name) for f in features], False
+            out[:, j] = vocab.codes(values)
+        return out, complete
+
+    def _new(self, features: list[dict[str, Any]], complete: bool) -> frozenset[str]:
+        """The features of these events that the columns lack: none when every event has
+        every column (``complete``) and no more."""
+        if complete and set(map(len, features)) <= {len(self.known)}:
+            return _NOTHING
+        return frozenset(set().union(*(f or () for f in features)) - self.known)
 
     def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
         """Prediction events, or scored pairs (``pairs``), as one :class:`Batch`."""
@@ -134,10 +213,13 @@ class Columns:
             features = list(map(_FEATURES, events))
         except KeyError:
             features = [e.get("features") or {} for e in events]
+        rows, mismatch, complete = self._numeric(features)
+        codes, has_all = self._codes(features)
         return Batch(floats(events, "ts"), np.fromiter(map(_PREDICTION, events), float, n),
-                     self.rows(features), list(map(_SEGMENT, events)),
+                     rows, list(map(_SEGMENT, events)),
                      np.fromiter(map(_LABEL, events), float, n) if pairs else _EMPTY,
-                     floats(events, "label_ts") if pairs else _EMPTY)
+                     floats(events, "label_ts") if pairs else _EMPTY, codes, mismatch,
+                     self._new(features, complete and has_all))
 
     def batch_of(self, cols: Columnar, index: np.ndarray | None, pairs: bool) -> Batch:
         """Events given as columns (those at ``index``; None: all), prediction events or
@@ -146,79 +228,38 @@ class Columns:
         columns lack is left)."""
         names = self.names
         rows = cols.rows if index is None else cols.rows[index]
+        mismatch = None
         if names != cols.names:
             where = {name: k for k, name in enumerate(cols.names)}
             out = np.full((len(rows), len(names)), math.nan)
             for j, name in enumerate(names):
                 if name in where:
                     out[:, j] = rows[:, where[name]]
+                elif name in cols.categories:  # categories where the version has numbers
+                    values = take(cols.categories[name], index)
+                    if mismatch is None:
+                        mismatch = np.zeros(out.shape, bool)
+                    mismatch[:, j] = values != None  # noqa: E711 (elementwise)
             rows = out
-
-        def take(values: np.ndarray) -> np.ndarray:
-            return values if index is None else values[index]
-        return Batch(take(cols.ts), take(cols.prediction), rows,
+        codes = np.full((len(rows), len(self.categorical)), MISSING, np.int32)
+        if self.categorical:
+            where = {name: k for k, name in enumerate(cols.names)}
+            for j, (name, vocab) in enumerate(zip(self.categorical, self.vocabularies)):
+                if name in cols.categories:
+                    codes[:, j] = vocab.codes(take(cols.categories[name], index).tolist())
+                elif name in where:  # numbers where the version has categories
+                    values = cols.rows[:, where[name]]
+                    codes[~np.isnan(take(values, index)), j] = MISMATCH
+        new = frozenset({*cols.names, *cols.categories} - self.known)
+        return Batch(take(cols.ts, index), take(cols.prediction, index), rows,
                      cols.segment if index is None else [cols.segment[i] for i in index.tolist()],
-                     take(cols.label) if pairs else _EMPTY,
-                     take(cols.label_ts) if pairs else _EMPTY)
+                     take(cols.label, index) if pairs else _EMPTY,
+                     take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new)
 
 
-class Ring:
-    """The last ``size`` rows of a stream (each of ``shape``) in one fixed array: a push
-    writes its rows over the oldest, so it costs its own rows, not a copy of the window."""
-
-    def __init__(self, size: int, shape: tuple[int, ...] = (), dtype: Any = float) -> None:
-        self.size = size
-        self._data = np.zeros((size, *shape), dtype)
-        self._end = 0  # rows pushed so far
-
-    def __len__(self) -> int:
-        return min(self._end, self.size)
-
-    def push(self, rows: np.ndarray) -> np.ndarray:
-        """Add rows in order; returns the rows that left the window, oldest first."""
-        n, size, held = len(rows), self.size, len(self)
-        if n >= size:  # the new rows replace everything
-            out = np.concatenate((self.ordered(), rows[:n - size]))
-            self._data[:] = rows[n - size:]
-            self._end = (self._end // size + 2) * size  # the oldest row at position 0
-            return out
-        leaving = held + n - size
-        if leaving > 0:  # they sit from the oldest on, wrapping at most once: slices
-            oldest = (self._end - held) % size
-            last = oldest + leaving
-            out = (self._data[oldest:last].copy() if last <= size else
-                   np.concatenate((self._data[oldest:], self._data[:last - size])))
-        else:
-            out = rows[:0]
-        self.write(rows)
-        return out
-
-    def write(self, rows: np.ndarray) -> None:
-        """Add fewer than ``size`` rows in order, over the oldest (:meth:`push` without
-        what left)."""
-        n, size = len(rows), self.size
-        start = self._end % size
-        first = min(n, size - start)
-        self._data[start:start + first] = rows[:first]
-        if first < n:
-            self._data[:n - first] = rows[first:]
-        self._end += n
-
-    def sum(self) -> float:
-        """The sum of the window's values (in storage order)."""
-        return float(self._data[:len(self)].sum())
-
-    def values(self) -> np.ndarray:
-        """The window's rows in storage order, not oldest first: for sums and means (a
-        view; valid until the next push)."""
-        return self._data[:len(self)]
-
-    def ordered(self) -> np.ndarray:
-        """The window's rows, oldest first (a copy)."""
-        if self._end < self.size:
-            return self._data[:self._end].copy()
-        start = self._end % self.size
-        return np.concatenate((self._data[start:], self._data[:start]))
+def take(values: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    """``values`` at ``index`` (None: all)."""
+    return values if index is None else values[index]
 
 
 class Tail:

@@ -76,6 +76,9 @@ class DataDriftConfig(Table, frozen=True):
     psi_threshold: Positive | None = None
     psi_resolve: Positive | None = None
     consecutive: AtLeastOne = 2         # checks in a row before firing or resolving
+    # Categories kept per categorical feature and version; later ones count as one
+    # overflow, so a producer's million distinct strings cannot grow the memory.
+    max_categories: AtLeastTwo = 1000
 
 
 class ThresholdConfig(Table, frozen=True):

@@ -37,7 +37,6 @@ from driftline.agents.monitor.metrics import LabelDelays
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.superseded import supersede
 from driftline.agents.monitor.version import VersionMonitor
-from driftline.models.wire.features import numeric
 from driftline.models.wire.internal import Columnar
 
 _VERSION_KEY = operator.itemgetter("model", "version")
@@ -170,7 +169,7 @@ class Monitor:
         out: list[Alert] = []
         self._touched = []
         for version, index in groups.items():
-            vm = self.version(cols.model, version, len(cols.names))
+            vm = self.version(cols.model, version, len(cols.names) + len(cols.categories))
             if vm is None:
                 self.refused[self.refused_why] += len(versions) if index is None else len(index)
                 continue
@@ -196,8 +195,8 @@ class Monitor:
         out: list[Alert] = []
         self._touched = []
         for (model, version), group in groups.items():
-            # the numeric features are the tests (a columnar batch's names are those too)
-            vm = self.version(model, version, len(numeric(group[0].get("features") or {})))
+            # each feature is a test, numeric or categorical
+            vm = self.version(model, version, len(group[0].get("features") or {}))
             if vm is None:
                 self.refused[self.refused_why] += len(group)
                 continue

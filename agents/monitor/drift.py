@@ -12,16 +12,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 from river import drift
 
 from driftline.agents.monitor import calibration
-from driftline.agents.monitor.columns import Ring
 from driftline.agents.monitor.config import ConceptDriftConfig, DataDriftConfig
 from driftline.agents.monitor.psi import psi_of_shares, shares
+from driftline.agents.monitor.window import CountedWindow
 
 # (position in the batch, mean error before, mean after) of a detected rise; the means are
 # None for PageHinkley.
@@ -153,89 +153,76 @@ class ErrorDrift:
         return rises
 
 
-@dataclass
-class PSICheck:
-    """The result of one check: PSI per column, after ``position`` events of the batch."""
+class PSICheck(NamedTuple):
+    """One check after ``position`` events of the batch: PSI per column; the window's
+    counts per column of (missing, type mismatch, below the reference's least value, above
+    its greatest); the missing values since the last check."""
 
     position: int
     psi: np.ndarray
+    marks: np.ndarray
+    period_missing: np.ndarray
 
 
 class PSIDrift:
     """PSI of ``len(columns)`` columns, reference = first events, current = sliding window.
 
-    Each value is binned once, when it arrives (quantile edges of the reference,
-    NaN = missing, left out), and the window's counts per column and bin are kept as
-    rows enter and leave it; a check is then arithmetic on a columns x bins table.
+    Each value is binned once, when it arrives (quantile edges of the reference), with four
+    marks past the bins: missing (NaN), a type mismatch (a category where the version has
+    numbers: ``mismatch``), and below or above the reference's range (in the first or
+    the last bin for the PSI). The window's counts per column and code are kept as rows
+    enter and leave it (:class:`~.window.CountedWindow`); a check is arithmetic on them.
     """
 
     def __init__(self, columns: list[str], config: DataDriftConfig) -> None:
         self.columns = columns
         self.config = config
+        bins = config.bins
+        self.missing, self.mismatch, self.below, self.above = range(bins, bins + 4)
         self._reference: list[np.ndarray] = []
+        self._reference_mismatch: list[np.ndarray | None] = []
         self._reference_rows = 0
         self.edges: list[np.ndarray] | None = None
         self.expected: np.ndarray | None = None          # columns x bins
-        self._bins = Ring(config.window, (len(columns),), np.int64)  # the window, binned
-        self._counts = np.zeros((len(columns), config.bins + 1), np.int64)  # ... counted
-        self._offsets = np.arange(len(columns)) * (config.bins + 1)
-        self._leave = len(columns) * (config.bins + 1)  # a second table: what left
-        self._since_check = 0
+        self.reference: np.ndarray | None = None         # columns x codes, counted
+        self.window = CountedWindow(len(columns), bins + 4, config.window, config.check_every)
         self.seen = 0
 
     @property
     def ready(self) -> bool:
         return self.edges is not None
 
-    def extend(self, rows: np.ndarray) -> list[PSICheck]:
-        """Add rows (events x columns, NaN = missing) in order; returns the checks that ran."""
-        checks: list[PSICheck] = []
+    def extend(self, rows: np.ndarray, mismatch: np.ndarray | None = None) -> list[PSICheck]:
+        """Add rows (events x columns, NaN = missing) in order, ``mismatch`` marking where a
+        value was of the other type (None: nowhere); returns the checks that ran."""
         start = 0
         if not self.ready:
             need = self.config.reference_size - self._reference_rows
             self._reference.append(rows[:need].copy())  # a view would pin the batch
+            self._reference_mismatch.append(None if mismatch is None else mismatch[:need].copy())
             self._reference_rows += len(rows[:need])
             start = min(need, len(rows))
             if self._reference_rows >= self.config.reference_size:
-                self._fit_reference(np.concatenate(self._reference))
-                self._reference = []
+                reference = np.concatenate(self._reference)
+                marks = [np.zeros(r.shape, bool) if m is None else m
+                         for r, m in zip(self._reference, self._reference_mismatch)]
+                self._fit_reference(reference, np.concatenate(marks))
+                self._reference, self._reference_mismatch = [], []
         self.seen += len(rows)
         if start >= len(rows):
-            return checks
-        every, window = self.config.check_every, self.config.window
-        binned = self._bin(rows[start:] if start else rows)  # once for the whole batch
-        position = 0
-        while position < len(binned):
-            take = min(every - self._since_check, len(binned) - position)
-            chunk = binned[position:position + take] if take < len(binned) else binned
-            leaving = self._bins.push(chunk)
-            if len(leaving) == len(chunk):  # a full window: as many leave as enter
-                both = self._count(np.concatenate((chunk, leaving + self._leave)), 2)
-                self._counts += both[0]
-                self._counts -= both[1]
-            else:
-                self._counts += self._count(chunk)
-                if len(leaving):
-                    self._counts -= self._count(leaving)
-            self._since_check += take
-            position += take
-            if self._since_check == every:
-                self._since_check = 0
-                if len(self._bins) >= window:
-                    checks.append(PSICheck(start + position - 1, self._psi()))
-        return checks
+            return []
+        if start:
+            rows = rows[start:]
+            mismatch = None if mismatch is None else mismatch[start:]
+        return self.window.extend(self._bin(rows, mismatch), self._check, start)
 
-    def _count(self, binned: np.ndarray, tables: int = 1) -> np.ndarray:
-        """Columns x (bins + 1) counts of binned values (the last: missing); ``tables``
-        > 1: values offset by multiples of :attr:`_leave` counted in tables of their own."""
-        size = len(self._offsets) * (self.config.bins + 1)
-        counts = np.bincount((binned + self._offsets).ravel(), minlength=tables * size)
-        shape = (len(self._offsets), self.config.bins + 1)
-        return counts.reshape((tables, *shape) if tables > 1 else shape)
-
-    def _fit_reference(self, reference: np.ndarray) -> None:
+    def _fit_reference(self, reference: np.ndarray, mismatch: np.ndarray) -> None:
         qs = np.linspace(0, 1, self.config.bins + 1)[1:-1]
         self.edges = []
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            self._low = np.nanmin(reference, axis=0) if len(reference) else np.empty(0)
+            self._high = np.nanmax(reference, axis=0) if len(reference) else np.empty(0)
         for j in range(reference.shape[1]):
             col = reference[:, j]
             col = col[~np.isnan(col)]
@@ -249,23 +236,45 @@ class PSIDrift:
         for j, edges in enumerate(self.edges):
             self._edges[:len(edges), j, 0] = edges
         self._n_edges = np.array([len(e) for e in self.edges], np.int64)
-        self.expected = shares(self._count(self._bin(reference)), self.config.bins)
+        self.reference = self.window.count(self._bin(reference, mismatch))
+        self.expected = shares(self._folded(self.reference), self.config.bins)
 
-    def _bin(self, rows: np.ndarray) -> np.ndarray:
+    def _bin(self, rows: np.ndarray, mismatch: np.ndarray | None = None) -> np.ndarray:
         """Bin numbers 0..bins-1 per value (``searchsorted(edges, value, side="right")``:
-        the edges at or below it); ``bins`` marks a missing value."""
+        the edges at or below it), or a mark: missing, mismatch, below, above the range."""
         assert self.edges is not None
         by_column = np.ascontiguousarray(rows.T)
         out: np.ndarray = np.add.reduce(self._edges <= by_column[None, :, :], axis=0,
                                         dtype=np.int64).T
         np.minimum(out, self._n_edges, out=out)  # +inf is at or above the padding
+        with np.errstate(invalid="ignore"):
+            below, above = rows < self._low, rows > self._high
+        if below.any():
+            out[below] = self.below
+        if above.any():
+            out[above] = self.above
         missing = np.isnan(rows)
         if missing.any():
-            out[missing] = self.config.bins
+            out[missing] = self.missing
+            if mismatch is not None:
+                out[mismatch] = self.mismatch
         return out
 
-    def _psi(self) -> np.ndarray:
+    def _folded(self, counts: np.ndarray) -> np.ndarray:
+        """Columns x bins counts, the values outside the reference's range in its first and
+        last bins."""
+        bins = self.config.bins
+        out = counts[:, :bins].copy()
+        out[:, 0] += counts[:, self.below]
+        out[np.arange(len(out)), self._n_edges] += counts[:, self.above]
+        return out
+
+    def _check(self, position: int) -> PSICheck:
         assert self.expected is not None
-        psi = psi_of_shares(shares(self._counts, self.config.bins), self.expected)
-        psi[self._counts[:, :self.config.bins].sum(axis=1) == 0] = 0.0  # nothing seen
-        return np.asarray(psi, dtype=float)
+        counts = self.window.counts
+        folded = self._folded(counts)
+        psi = psi_of_shares(shares(folded, self.config.bins), self.expected)
+        psi[folded.sum(axis=1) == 0] = 0.0  # nothing seen
+        return PSICheck(position, np.asarray(psi, dtype=float),
+                        counts[:, self.missing:].copy(),
+                        self.window.period[:, self.missing].copy())

@@ -22,6 +22,7 @@ from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
 from driftline.agents.monitor.rules import (
+    CategoricalDriftRule,
     ConceptDriftRule,
     DataDriftRule,
     ErrorRules,
@@ -35,9 +36,9 @@ from driftline.agents.monitor.rules import (
     Subject,
     ThresholdRule,
 )
+from driftline.agents.monitor.rules.quality import NewFeatures
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
-from driftline.models.wire.features import numeric
 from driftline.models.wire.internal import Columnar
 
 
@@ -61,7 +62,7 @@ class VersionMonitor:
         self.label_delays = label_delays  # the model's histogram (version-wide monitors)
         self.alerts = alerts
         # The false-alarm budget split over this version's tests (the features its first
-        # event names): each test's false alarms per prediction.
+        # event names, numeric and categorical): each test's false alarms per prediction.
         # Each prediction meets the model-wide tests and, with segments on, its segment's.
         self.tests = calibration.count_tests(
             features, segments=2 if config.segments else 1,
@@ -78,6 +79,8 @@ class VersionMonitor:
         self.threshold = ThresholdRule(subject, config.threshold)
         self.errors = ErrorRules(self.concept, self.threshold, config.window)
         self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
+        self.categorical_drift: CategoricalDriftRule | None = None  # likewise
+        self.new_features: NewFeatures | None = None  # version-wide: feature_new
         self.prediction_drift = PredictionDriftRule(subject, config.data_drift, self.rate)
         self.starvation = LabelStarvationRule(subject, config.starvation)
         self.subject = subject
@@ -89,11 +92,9 @@ class VersionMonitor:
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.rejected = 0
         # The columns (the first event's features, or the version's for a segment): the
-        # rules, the estimator, the multivariate drift and the attribution read rows.
+        # rules, the estimator, the multivariate drift and the attribution read the
+        # numeric rows; the categorical drift the categories' codes.
         self.columns: Columns | None = None
-        # The first event's categorical features (strings, booleans): carried, reported,
-        # not yet drift-tested (issue 32 goes on).
-        self.categorical: list[str] = []
         self.reference: Reference | None = None   # the first labeled pairs
         self.recent: Tail | None = None            # the last `window` pairs
         if columns is not None:
@@ -119,8 +120,8 @@ class VersionMonitor:
         wide = self.segment is None
         self.rules: list[Rule] = [
             rule for rule in (self.starvation if wide else None, self.errors, self.data_drift,
-                              self.prediction_drift if wide else None, self.estimated,
-                              self.multivariate) if rule is not None]
+                              self.categorical_drift, self.prediction_drift if wide else None,
+                              self.estimated, self.multivariate) if rule is not None]
         self._watching = {kind: [rule for rule in self.rules if kind in rule.watches]
                           for kind in Kind}
 
@@ -139,9 +140,8 @@ class VersionMonitor:
     def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
         """Events of this version (the first one it sees names its columns) as columns."""
         if self.columns is None:
-            first = events[0].get("features") or {}
-            self._use(Columns(numeric(first)))
-            self.categorical = sorted(set(first) - set(numeric(first)))
+            self._use(Columns.of([e.get("features") or {} for e in events],
+                                 self.config.data_drift.max_categories))
         assert self.columns is not None
         return self.columns.batch(events, pairs)
 
@@ -150,8 +150,7 @@ class VersionMonitor:
         :class:`Batch` of this version's columns: what :meth:`batch` makes of the same
         events as dicts."""
         if self.columns is None:
-            self._use(Columns(cols.names))
-            self.categorical = sorted(cols.categories)
+            self._use(Columns(cols.names, cols.categories, self.config.data_drift.max_categories))
         assert self.columns is not None
         return self.columns.batch_of(cols, index, pairs)
 
@@ -168,7 +167,8 @@ class VersionMonitor:
             if vm is None:
                 vm = self.segments[name] = VersionMonitor(
                     self.model, self.version, self.config, self.alerts,
-                    features=len(self.columns or ()), segment=name, columns=self.columns)
+                    features=len(self.columns.known) if self.columns else 0, segment=name,
+                    columns=self.columns)
             out.append((vm, start, end))
         return ordered, out
 
@@ -294,12 +294,22 @@ class VersionMonitor:
         assert self.columns is not None
         if self.segment is None:
             self.alerts.reinstate(self.model, self.version)  # it serves again
+        wide = self.segment is None
         if self.data_drift is None:
-            self.data_drift = DataDriftRule(self.subject, self.columns.names,
-                                            self.config.data_drift, self.rate)
+            cfg = self.config.data_drift
+            self.data_drift = DataDriftRule(self.subject, self.columns.names, cfg, self.rate,
+                                            quality=wide)
+            if self.columns.categorical:
+                self.categorical_drift = CategoricalDriftRule(
+                    self.subject, self.columns.categorical, cfg, self.rate, quality=wide)
+            if wide:
+                self.new_features = NewFeatures(self.subject, set(self.columns.known))
             self._wire()
-        out = self._feed(Seen(Kind.PREDICTIONS, batch.ts, batch.rows, batch.prediction,
-                              expected=expected))
+        out: list[Alert] = []
+        if batch.new and self.new_features is not None:
+            out += self.new_features.update(batch.new, batch.newest_ts or 0.0)
+        out += self._feed(Seen(Kind.PREDICTIONS, batch.ts, batch.rows, batch.prediction,
+                               expected=expected, codes=batch.codes, mismatch=batch.mismatch))
         return out + self._segment_predictions(batch)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
@@ -321,16 +331,36 @@ class VersionMonitor:
         """The budget's split and the thresholds it gave (config values where set)."""
         limits = {**(self.data_drift.limits_by_column() if self.data_drift else {}),
                   **self.prediction_drift.limits_by_column()}
+        chi2 = ({"chi2_limits": self.categorical_drift.limits_by_column()}
+                if self.categorical_drift is not None else {})
         return {"false_alarm_budget": self.config.false_alarm_budget, "tests": self.tests,
-                "rate_per_test": self.rate, "psi_limits": limits,
+                "rate_per_test": self.rate, "psi_limits": limits, **chi2,
                 "detector_params": {k: v for k, v in self.concept.detector.params.items()
                                     if isinstance(v, (int, float))}}
 
     def feature_types(self) -> dict[str, str]:
-        """Each feature of the version's first event: ``numeric`` or ``categorical``."""
-        types = dict.fromkeys(self.columns.names if self.columns else (), "numeric")
-        types.update(dict.fromkeys(self.categorical, "categorical"))
-        return dict(sorted(types.items()))
+        """Each feature of the version's columns: ``numeric`` or ``categorical``."""
+        return self.columns.types() if self.columns else {}
+
+    def features(self) -> dict[str, dict[str, Any]]:
+        """Per feature: its type, its drift test's latest statistic, value and limit, and
+        (model-wide) its data-quality shares; a categorical one's categories met and
+        whether it met more than its cap; an identifier-like one is not drift-tested."""
+        if self.columns is None:
+            return {}
+        out: dict[str, dict[str, Any]] = {
+            name: {"type": kind} for name, kind in self.columns.types().items()}
+        for rule in (self.data_drift, self.categorical_drift):
+            if rule is None:
+                continue
+            for name, last in rule.last.items():
+                out[name].update(last)
+            if rule.quality is not None:
+                for name, shares in rule.quality.report.items():
+                    out[name].update(shares)
+        for name, vocab in zip(self.columns.categorical, self.columns.vocabularies):
+            out[name].update(categories=len(vocab), capped=vocab.overflowed)
+        return out
 
     def report(self) -> dict[str, Any]:
         """Current metrics, baseline, detector and drift state of this version."""
@@ -344,7 +374,9 @@ class VersionMonitor:
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": self.calibration(),
-                  "feature_types": self.feature_types()}
+                  "feature_types": self.feature_types(), "features": self.features()}
+        if self.new_features is not None and self.new_features.reported:
+            report["new_features"] = list(self.new_features.reported)
         if self.estimated is not None:
             report.update(self.estimated.report())
         if self.multivariate is not None:

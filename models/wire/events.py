@@ -61,7 +61,7 @@ Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 
 AlertKind = Literal["concept_drift", "data_drift", "prediction_drift", "metric_threshold",
                     "label_starvation", "estimated_degradation", "multivariate_drift",
-                    "promotion_regressed"]
+                    "promotion_regressed", "data_quality"]
 ModelEventKind = Literal["registered", "promoted", "rejected", "rolled_back", "shadowing"]
 DeliveryOutcome = Literal["delivered", "silenced", "inhibited", "failed"]
 

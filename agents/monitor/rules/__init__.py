@@ -14,7 +14,10 @@ and merges what they raise.
   in a row; its resolve also closes the concept-drift episode, so the two are fed as one
   rule (:mod:`.errors`);
 * ``data_drift`` (:mod:`.data_drift`) and ``prediction_drift`` (:mod:`.prediction_drift`),
-  both :mod:`.psi`: a column's PSI above its limit, N checks in a row;
+  both :mod:`.psi`: a column's PSI above its limit, N checks in a row; for a categorical
+  feature (:mod:`.categorical_drift`) its chi-square;
+* ``data_quality`` (:mod:`.quality`): a feature's missing share or type mismatches rose,
+  values out of range or an unseen category, a feature absent or new;
 * ``label_starvation`` (:mod:`.starvation`): too many predictions expire unlabeled;
 * ``estimated_degradation`` (:mod:`.estimated`): the estimated MSE (DLE / CBPE, no labels
   needed) stays above factor x its reference value;
@@ -22,6 +25,7 @@ and merges what they raise.
   features moved away from the reference's.
 """
 
+from driftline.agents.monitor.rules.categorical_drift import CategoricalDriftRule
 from driftline.agents.monitor.rules.concept_drift import ConceptDriftRule
 from driftline.agents.monitor.rules.data_drift import DataDriftRule
 from driftline.agents.monitor.rules.errors import ErrorRules
@@ -35,6 +39,6 @@ from driftline.agents.monitor.rules.starvation import LabelStarvationRule
 from driftline.agents.monitor.rules.subject import Subject
 from driftline.agents.monitor.rules.threshold import ThresholdRule
 
-__all__ = ["ConceptDriftRule", "DataDriftRule", "ErrorRules", "EstimatedDegradationRule",
+__all__ = ["CategoricalDriftRule", "ConceptDriftRule", "DataDriftRule", "ErrorRules", "EstimatedDegradationRule",
            "Hysteresis", "Kind", "LabelStarvationRule", "MultivariateDriftRule", "PSIRule",
            "PredictionDriftRule", "Rule", "Seen", "Subject", "ThresholdRule"]

@@ -25,6 +25,7 @@ from driftline.agents.monitor.rules.subject import Alert
 
 _EMPTY = np.empty(0)
 _NO_ROWS = np.empty((0, 0))
+_NO_CODES = np.empty((0, 0), np.int32)
 
 
 class Kind(enum.StrEnum):
@@ -49,6 +50,8 @@ class Seen(NamedTuple):
     scored: int = 0                     # pairs the version scored before these
     expected: np.ndarray | None = None  # predictions: their expected squared errors, if
                                         # the version-wide monitor has them (segments)
+    codes: np.ndarray = _NO_CODES       # events x categorical columns (categories.py)
+    mismatch: np.ndarray | None = None  # events x columns: a category there (None: nowhere)
 
 
 class Rule(Protocol):

@@ -26,8 +26,8 @@ class Subject:
         self.name = f"{model} {version_name(version)}" + (
             f" segment {segment!r}" if segment is not None else "")
 
-    def key(self, kind: str, feature: str | None = None) -> AlertKey:
-        return AlertKey(self.model, self.version, kind, feature, self.segment)
+    def key(self, kind: str, feature: str | None = None, check: str | None = None) -> AlertKey:
+        return AlertKey(self.model, self.version, kind, feature, self.segment, check)
 
     def metrics(self, rolling_mse: float, n_scored: int) -> dict[str, Any]:
         """An alert's metrics as of one scored pair (the pair-driven rules)."""
