@@ -150,6 +150,44 @@ def write_report(result: ReplayResult, out: Path) -> dict[str, Path]:
     return paths
 
 
+FEATURE_LINES = 10  # features printed per version, the nearest their drift limit first
+
+
+def feature_lines(name: str, report: dict[str, Any]) -> list[str]:
+    """What a version's features look like at the end of a replay, one line each: type,
+    drift statistic and limit, missing share (the rest are in summary.json).
+
+    >>> feature_lines("m v1", {"features": {"x": {"type": "numeric", "statistic": "psi",
+    ...     "value": 0.02, "limit": 0.08, "missing_share": 0.01}, "id": {"type":
+    ...     "categorical", "idlike": True, "categories": 1000, "capped": True}}})
+    ['m v1 features:', '  x  numeric  psi 0.02 / limit 0.08  missing 1.0%', '  id  categorical (1000 categories, capped)  an identifier: not drift-tested']
+    """
+    features = report.get("features") or {}
+    if not features:
+        return []
+
+    def nearness(item: tuple[str, dict[str, Any]]) -> tuple[float, str]:
+        entry = item[1]
+        return (-(entry["value"] / entry["limit"]) if entry.get("limit") else 0.0, item[0])
+    lines = [f"{name} features:"]
+    ranked = sorted(features.items(), key=nearness)
+    for feature, entry in ranked[:FEATURE_LINES]:
+        kind = entry["type"]
+        if "categories" in entry:
+            kind += f" ({entry['categories']} categories{', capped' if entry['capped'] else ''})"
+        parts = [f"  {feature}", kind]
+        if entry.get("idlike"):
+            parts.append("an identifier: not drift-tested")
+        elif "value" in entry:
+            parts.append(f"{entry['statistic']} {entry['value']:.3g} / limit {entry['limit']:.3g}")
+        if "missing_share" in entry:
+            parts.append(f"missing {entry['missing_share']:.1%}")
+        lines.append("  ".join(parts))
+    if len(ranked) > FEATURE_LINES:
+        lines.append(f"  ... and {len(ranked) - FEATURE_LINES} more in summary.json")
+    return lines
+
+
 def plot(result: ReplayResult, path: Path) -> None:
     import matplotlib
 

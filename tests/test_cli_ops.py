@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,6 +160,13 @@ def test_simulate_then_replay_writes_the_report(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     version = orjson.loads((out / "summary.json").read_bytes())["versions"]["houses v1"]
     assert version["n_scored"] == 8_000
+    assert version["features"]["x0"]["type"] == "numeric"
+    # the text report: each feature's drift statistic and limit, and its missing share
+    result = runner.invoke(main, ["replay", str(log), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "houses v1 features:" in result.stdout
+    assert re.search(r"\n  x0  numeric  psi [\d.e-]+ / limit [\d.e-]+  missing 0\.0%\n",
+                     result.stdout), result.stdout
 
 
 def test_replay_refuses_a_bad_config_and_reports_bad_rows(tmp_path):

@@ -102,6 +102,12 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert re.search(r'class="watch[^"]*">canary [\d.]+ vs v1 [\d.]+ \([\d,]+ pairs',
                          row), row
         assert re.search(r'<b style="width:\d+px"></b>x0 \d+%', row), row
+        # each feature of the newest version: its type, drift statistic over its limit and
+        # its missing share
+        features = after[after.index('<table class="features"'):]
+        features = features[:features.index("</table>")]
+        assert re.search(r'<tr data-feature="x0"[^>]*><td>x0</td><td>numeric</td>'
+                         r'<td[^>]*>psi [\d.e-]+ / [\d.e-]+</td><td>0\.0%</td>', features), features
         assert (tmp_path / "after-drift.png").stat().st_size > 10_000
     finally:
         client.close()

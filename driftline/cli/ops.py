@@ -214,7 +214,7 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float, expl
     """
     from ..agents.monitor.config import MonitorConfig
     from ..eventfile import open_events
-    from ..replay import Replay, write_report
+    from ..replay import Replay, feature_lines, write_report
 
     try:
         config = MonitorConfig.load(config_path)
@@ -237,6 +237,9 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float, expl
                    f"{result.scored:,} scored pairs, {len(result.alerts)} alerts")
         for alert in result.alerts:
             click.echo(f"  {alert['alert_id']}: {alert['message']}")
+        for name, report in result.versions.items():
+            for line in feature_lines(name, report):
+                click.echo(line)
         click.echo(f"report: {paths['plot']}, {paths['alerts']}, {paths['summary']}")
     sys.exit(EXIT_SKIPPED_ROWS if result.bad_rows else 0)
 
