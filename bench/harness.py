@@ -4,7 +4,7 @@
                                       [--shapes single,batched] [--latency-seconds 20]
                                       [--models 1] [--segments 0] [--broker tansu|kafka]
                                       [--latency-rate PAIRS_PER_S] [--latency-out FILE]
-                                      [--latency-stages]
+                                      [--latency-stages] [--categorical K]
 
 `--broker kafka` runs the same measurements on the embedded Apache Kafka
 (driftline.embedded.apache_kafka) instead of Tansu.
@@ -79,11 +79,12 @@ METRICS_INTERVAL = 0.1
 
 
 def events(n: int, seed: int = 1, models: int = 1,
-           segments: int = 0) -> list[tuple[str, dict]]:
+           segments: int = 0, categorical: int = 0) -> list[tuple[str, dict]]:
     """N predictions and their labels; each label comes after its prediction, shuffled
     among the predictions that follow it (up to ~2,000 events later). With ``models`` > 1
     the predictions go round-robin to models m0, m1, ...; with ``segments`` > 0 they carry
-    a ``segment`` s0, s1, ... round-robin."""
+    a ``segment`` s0, s1, ... round-robin; with ``categorical`` = K the last K of the 10
+    features are categories (``x9`` of up to ~100 values, fewer below it)."""
     rng = random.Random(seed)
     out: list[tuple[str, dict]] = []
     pending: list[dict] = []
@@ -91,8 +92,11 @@ def events(n: int, seed: int = 1, models: int = 1,
         pid = f"b{i}"
         x = [rng.gauss(0, 1) for _ in range(10)]
         model = "m" if models == 1 else f"m{i % models}"
+        features: dict = {f"x{j}": x[j] for j in range(10)}
+        for j in range(10 - categorical, 10):
+            features[f"x{j}"] = f"v{int(abs(x[j]) * (j + 1) * 4)}"
         prediction = {"prediction_id": pid, "model": model, "version": 1,
-                      "prediction": 2 * x[0], "features": {f"x{j}": x[j] for j in range(10)},
+                      "prediction": 2 * x[0], "features": features,
                       "ts": 1.7e9 + i / 1000}
         if segments:
             prediction["segment"] = f"s{i % segments}"
@@ -240,12 +244,12 @@ def settings_for(stack: EmbeddedStack, partitions: int) -> Settings:
 
 def throughput(stack: EmbeddedStack, shape: str, n: int, partitions: int,
                workers: int, profile: str | None = None, models: int = 1,
-               segments: int = 0) -> dict:
+               segments: int = 0, categorical: int = 0) -> dict:
     settings = settings_for(stack, partitions)
     asyncio.run(ensure_topics(settings, topics_to_create(settings),
                               configs=topic_configs(settings)))
     asyncio.run((produce_single if shape == "single" else produce_batched)(
-        settings, events(n, models=models, segments=segments)))
+        settings, events(n, models=models, segments=segments, categorical=categorical)))
     bare = asyncio.run(bare_consumer(settings))
     floor = faust_floor(settings, 2 * n)
     group = Workers(settings, workers)
@@ -417,6 +421,8 @@ def main() -> None:
                         help="predictions carry a segment, round-robin over this many (the "
                              "monitor splits by them with segments = true in "
                              "DRIFTLINE_MONITOR_CONFIG)")
+    parser.add_argument("--categorical", type=int, default=0, choices=range(11),
+                        metavar="K", help="the last K of the 10 features are categories")
     parser.add_argument("--shapes", default="single,batched",
                         help="shapes for (a), (b), (d), (e); '' with --latency-rate: (c) only")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
@@ -442,7 +448,8 @@ def main() -> None:
     with EmbeddedStack(kafka="apache" if args.broker == "kafka" else "tansu") as stack:
         for shape in shapes:
             rows.append(throughput(stack, shape, args.pairs, args.partitions, args.workers,
-                                   args.profile, args.models, args.segments))
+                                   args.profile, args.models, args.segments,
+                                   args.categorical))
         batched = next((r for r in rows if r["shape"] == "batched"), rows[-1] if rows else None)
         rate = args.latency_rate or batched["driftline"] / 4  # half of (b), in pairs
         lat = (latency(stack, args.partitions, rate, args.latency_seconds, args.latency_out,

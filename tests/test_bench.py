@@ -91,3 +91,16 @@ def test_the_categorical_drift_benchmark_runs_every_part():
     assert result.returncode == 0, result.stderr[-2000:]
     for part in ("null", "cells", "sizes", "power", "rules", "idlike"):
         assert f"({part}: " in result.stdout, part
+
+
+def test_the_feature_quality_benchmark_runs_every_part():
+    """bench/feature_quality.py on tiny sizes: every part runs, and the delays table has a
+    row per change with its detectors (the numbers are the note's, not checked here)."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_quality.py"),
+                             "--null-events", "20000", "--seeds", "1", "--events", "12000",
+                             "--distinct", "20000"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for part in ("## null", "## delays", "## memory"):
+        assert part in result.stdout, part
+    assert result.stdout.count("| 1/1 |") == 4, result.stdout
