@@ -195,3 +195,11 @@ def test_the_vocabulary_tells_booleans_strings_numbers_and_nulls_apart():
     assert codes == [0, 1, MISMATCH, MISSING, MISMATCH, 2, OVERFLOW, OVERFLOW]
     assert vocab.labels() == ["true", "True", "false"]
     assert vocab.codes(["True", True]).tolist() == [1, 0]  # the fast path, no numbers
+
+
+def test_null_features_on_a_version_without_features_are_nothing_new():
+    monitor = Monitor(MonitorConfig())
+    events = [{"prediction_id": str(i), "model": "m", "version": 1, "prediction": 0.0,
+               "features": None if i % 2 else {}, "ts": float(i)} for i in range(10)]
+    assert monitor.process_predictions(events) == []
+    assert monitor.versions[("m", 1)].report()["features"] == {}

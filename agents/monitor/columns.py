@@ -202,8 +202,11 @@ class Columns:
     def _new(self, features: list[dict[str, Any]], complete: bool) -> frozenset[str]:
         """The features of these events that the columns lack: none when every event has
         every column (``complete``) and no more."""
-        if complete and set(map(len, features)) <= {len(self.known)}:
-            return _NOTHING
+        try:
+            if complete and set(map(len, features)) <= {len(self.known)}:
+                return _NOTHING
+        except TypeError:  # null features
+            pass
         return frozenset(set().union(*(f or () for f in features)) - self.known)
 
     def batch(self, events: list[dict[str, Any]], pairs: bool = False) -> Batch:
