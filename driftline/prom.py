@@ -36,6 +36,8 @@ conventions: base units, ``_total`` for counters.
 ``driftline_alerts_firing``               gauge      ``model``, ``kind``
 ``driftline_monitor_refused_events_total``  counter  ``reason``: too_many_models, ...
 ``driftline_monitor_versions_evicted_total``  counter  quiet versions dropped for room
+``driftline_monitor_refused_pairs_total``  counter  ``model``, ``version``, ``reason``: pairs
+                                                     that do not fit the model's task
 ``driftline_alerts_total``                counter    ``model``, ``kind``: episodes fired
 ``driftline_retrain_requests_total``      counter    ``model``
 ``driftline_promotions_total``            counter    ``model``
@@ -179,6 +181,9 @@ def _monitor_families(monitor) -> list:
                                   labels=["reason"])
     evicted = CounterMetricFamily("driftline_monitor_versions_evicted", "Quiet versions "
                                   "dropped to make room for a newer one of their model.")
+    refused_pairs = CounterMetricFamily("driftline_monitor_refused_pairs", "Scored pairs that "
+                                        "do not fit their model's task, dead-lettered.",
+                                        labels=["model", "version", "reason"])
     reasons: Counter[str] = Counter()
     n_evicted = 0
     for part in (monitor.parts.values() if monitor is not None else ()):
@@ -196,6 +201,8 @@ def _monitor_families(monitor) -> list:
             if vm.baseline_mse is not None:
                 baseline.add_metric(labels, vm.baseline_mse)
             pairs.add_metric(labels, vm.rolling.count)
+            for reason, n in sorted(vm.refusals.counts.items()):
+                refused_pairs.add_metric([*labels, reason], n)
             _estimates(vm, labels, estimated, multivariate)
             for name, entry in vm.features().items():
                 if "value" in entry:
@@ -221,7 +228,7 @@ def _monitor_families(monitor) -> list:
             if histogram.newest_label_ts is not None:
                 event_lag.add_metric([model], max(0.0, now - histogram.newest_label_ts))
     return [mse, baseline, pairs, estimated, multivariate, drift, drift_limit, missing, seg_mse,
-            seg_estimated, firing, fired, delay, event_lag, refused, evicted]
+            seg_estimated, firing, fired, delay, event_lag, refused, evicted, refused_pairs]
 
 
 def _estimates(vm, labels: list[str], estimated, multivariate) -> None:

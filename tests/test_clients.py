@@ -133,7 +133,7 @@ def kcat_client(kcat: str) -> Callable[..., None]:
                     batches[topic].setdefault(home, []).append(event)
         for topic, groups in batches.items():
             lines[topic] += [f"{b[0]['prediction_id']}\t{json.dumps(b)}" for b in groups.values()]
-        bad = {"prediction_id": f"{model}-bad", "label": "oops"}
+        bad = {"prediction_id": f"{model}-bad", "label": True}
         lines["labels"].append(f"{model}-bad\t{json.dumps(bad)}")
         for topic, topic_lines in lines.items():
             run(kcat_produce_argv(kcat, bootstrap, prefix + topic),
@@ -178,7 +178,8 @@ def check_client(stack, tmp_path, worker_factory, model: str,
     [dead] = [d for d in wait_for_events(settings, "deadletter", 1, settle=0)
               if f"{model}-bad" in d["raw"]]
     assert dead["topic"] == settings.topic("labels")
-    assert dead["error"] == "wrong_type: label: must be a finite number, got str"
+    assert dead["error"] == ("wrong_type: label: must be a finite number or a class (a string "
+                             "of 1 to 256 characters), got bool")
 
     # Every event arrived on its home partition: the client's partitioner is murmur2, and
     # each batch was grouped by home partition (the join forwards an event that is not).

@@ -119,8 +119,11 @@ def test_prediction_optional_fields_and_missing_required():
 def test_label_accepts_model_hint_and_rejects_bad_label():
     assert as_dict(LABEL.validate({"prediction_id": "a", "label": 0, "model": "m"})) == {
         "prediction_id": "a", "label": 0.0, "model": "m"}
-    with pytest.raises(SchemaError, match="label: must be a finite number, got str"):
-        LABEL.validate({"prediction_id": "a", "label": "0"})
+    # a string is a class (a multiclass model's label); a boolean is neither
+    assert LABEL.validate({"prediction_id": "a", "label": "0"}).label == "0"
+    with pytest.raises(SchemaError, match=r"label: must be a finite number or a class \(a "
+                                          r"string of 1 to 256 characters\), got bool"):
+        LABEL.validate({"prediction_id": "a", "label": True})
 
 
 def test_scored_pair_from_make_scored_validates():

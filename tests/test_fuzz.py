@@ -74,8 +74,12 @@ ANY_JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
                                                                   max_size=4),
     max_leaves=12)
-NOT_A_NUMBER = (NOT_FINITE | st.text(max_size=5) | st.none() | st.booleans()
-                | st.lists(INT64, max_size=2) | st.just({}))
+# Neither a number nor a class (a string of 1 to 256 characters): a prediction or a label.
+NOT_AN_OUTCOME = (NOT_FINITE | st.just("") | st.just("c" * 257) | st.none() | st.booleans()
+                  | st.lists(INT64, max_size=2) | st.just({}))
+# Neither a number, a category (a string of 1 to 256 characters or a boolean) nor null.
+NOT_A_FEATURE_VALUE = (NOT_FINITE | st.just("") | st.just("c" * 257)
+                       | st.lists(INT64, max_size=2) | st.just({}))
 NOT_A_STRING = (INT64 | st.floats() | st.none() | st.booleans() | st.just([])
                 | st.just({}))
 # Field -> values that are wrong for it (never a valid value).
@@ -83,10 +87,13 @@ BAD_PREDICTION_FIELDS = {
     "prediction_id": NOT_A_STRING | st.just("") | HUGE_TEXT | LONE_SURROGATE,
     "model": NOT_A_STRING | st.sampled_from(["", "no spaces", "ü", "m" * 129, "a/b"])
              | LONE_SURROGATE,
-    "prediction": NOT_A_NUMBER,
+    "prediction": NOT_AN_OUTCOME,
+    "probabilities": st.sampled_from([{}, {"a": 1.5}, {"a": 0.5}, {"a": 0.5, "b": 0.3},
+                                      {"": 1.0}, {"a": "1"}, {"a": None}, [], "a", 1.0]),
     "version": st.sampled_from([0, -1, 1.5, "1", True, [], {}]) | NOT_FINITE,
     "features": (st.sampled_from(["x", 1, [], True])
-                 | st.dictionaries(st.sampled_from(["a", "b"]), NOT_A_NUMBER, min_size=1)
+                 | st.dictionaries(st.sampled_from(["a", "b"]), NOT_A_FEATURE_VALUE,
+                                   min_size=1)
                  | DEEP.map(lambda d: {"a": d})
                  | st.just({"": 1.0})
                  | st.just({f"f{i}": 1.0 for i in range(1025)})),
@@ -94,7 +101,7 @@ BAD_PREDICTION_FIELDS = {
 }
 BAD_LABEL_FIELDS = {
     "prediction_id": BAD_PREDICTION_FIELDS["prediction_id"],
-    "label": NOT_A_NUMBER,
+    "label": NOT_AN_OUTCOME,
     "ts": BAD_PREDICTION_FIELDS["ts"],
     "model": BAD_PREDICTION_FIELDS["model"],
 }
@@ -142,20 +149,28 @@ NOT_AN_EVENT = st.one_of(
 def check_event(event: dict, kind: str) -> None:
     """DESIGN.md's schema, written out again independently of models/wire/events.py."""
     finite = lambda v: isinstance(v, float) and math.isfinite(v)  # noqa: E731
+    outcome = lambda v: finite(v) or (isinstance(v, str) and 1 <= len(v) <= 256)  # noqa: E731
     assert isinstance(event["prediction_id"], str) and 1 <= len(event["prediction_id"]) <= 256
     event["prediction_id"].encode("utf-8")
     if kind == "prediction":
         assert set(event) <= {"prediction_id", "model", "version", "prediction", "features",
-                              "ts"}
+                              "ts", "probabilities"}
         assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", event["model"])
         assert event["version"] is None or (type(event["version"]) is int
                                             and event["version"] >= 1)
-        assert finite(event["prediction"])
+        assert outcome(event["prediction"])
+        if "probabilities" in event:
+            p = event["probabilities"]
+            assert isinstance(p, dict) and 1 <= len(p) <= 1024
+            assert all(outcome(k) and finite(v) and 0 <= v <= 1 for k, v in p.items())
+            assert abs(math.fsum(p.values()) - 1) <= 1e-9  # renormalised
         assert isinstance(event["features"], dict) and len(event["features"]) <= 1024
-        assert all(isinstance(k, str) and finite(v) for k, v in event["features"].items())
+        assert all(isinstance(k, str) and (finite(v) or v is None or isinstance(v, bool)
+                                           or (isinstance(v, str) and 1 <= len(v) <= 256))
+                   for k, v in event["features"].items())
     else:
         assert set(event) <= {"prediction_id", "label", "ts", "model"}
-        assert finite(event["label"])
+        assert outcome(event["label"])
         if "model" in event:
             assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", event["model"])
     if "ts" in event:
@@ -305,7 +320,7 @@ def test_worker_dead_letters_every_bad_message_and_scores_every_good_pair(settin
     for i, (t, raw, _) in enumerate(sent):
         schema = PREDICTION if t == topic["prediction"] else LABEL
         good, bad = decode(raw, schema, max_bytes=settings.max_message_bytes)
-        assert all(e.prediction_id in good_ids for e in good)
+        assert all(e.prediction_id in good_ids for e in good), raw
         if bad:
             expected_dead[i] = bad
 

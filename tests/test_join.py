@@ -131,8 +131,8 @@ BAD_INPUTS = [
     pytest.param("predictions", orjson.dumps({"model": "m", "prediction": 1.0}),
                  "missing_field", id="missing-field"),
     pytest.param("predictions", orjson.dumps({"prediction_id": "x", "model": "m",
-                                              "prediction": "1.0"}), "wrong_type",
-                 id="wrong-type"),
+                                              "prediction": True}), "wrong_type",
+                 id="wrong-type"),  # ("1.0", a string, is a class now)
     pytest.param("labels", b'{"prediction_id": "x", "label": NaN}', "not_finite", id="nan"),
     pytest.param("labels", b'{"prediction_id": "x", "label": 1e999}', "not_finite", id="inf"),
     pytest.param("predictions", orjson.dumps({"prediction_id": "x", "model": "m",

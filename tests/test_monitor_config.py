@@ -41,7 +41,8 @@ params = { threshold = 20, min_instances = 50 }
 @pytest.mark.parametrize("text,message", [
     ("[models.m]\nwindw = 3", "unknown key(s) windw"),
     ("[models.m]\nwindow = '3'", "window: expected int, got str"),
-    ("[models.m]\ntask = 'ranking'", "task must be 'regression' or 'classification'"),
+    ("[models.m]\ntask = 'ranking'",
+     "task must be 'regression', 'binary', 'multiclass' or 'classification'"),
     ("[models.m.concept_drift]\ndetector = 'kswin'", "detector must be one of adwin, page_hinkley"),
     ("[models.m.concept_drift]\nparams = { delt = 1 }", "delt not a parameter of adwin"),
     ("[models.m.threshold]\nfactor = 0.5", "threshold.factor must be above 1"),
@@ -66,11 +67,12 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("table,message", [
     ({"models": {"m": {"windw": 3, "cooldwn": 1}}},
-     "[models.m]: unknown key(s) cooldwn, windw; known: task, window, baseline_pairs"),
+     "[models.m]: unknown key(s) cooldwn, windw; known: task, decision_threshold, window"),
     ({"models": {"m": {"window": 1}}}, "[models.m].window: expected int >= 2, got 1"),
     ({"models": {"m": {"window": 2.5}}}, "[models.m].window: expected int, got float 2.5"),
     ({"models": {"m": {"task": "ranking"}}},
-     "[models.m]: task must be 'regression' or 'classification', got 'ranking'"),
+     "[models.m]: task must be 'regression', 'binary', 'multiclass' or 'classification', "
+     "got 'ranking'"),
     ({"models": {"m": {"threshold": 3}}}, "[models.m].threshold: expected a table, got int 3"),
     ({"models": {"m": {"threshold": {"consecutive": 0}}}},
      "[models.m].threshold.consecutive: expected int >= 1, got 0"),

@@ -81,7 +81,9 @@ def test_classification_model_gets_classification_metrics_and_refuses_bad_pairs(
     mon.process_pairs(pairs)
     report = mon.versions[("churn", 1)].report()
     assert report["rolling_accuracy"] == 1.0 and report["rolling_f1"] == 1.0
-    assert report["n_scored"] == 100 and mon.versions[("churn", 1)].rejected == 1
+    assert report["n_scored"] == 100 and report["refused_pairs"] == {"label_not_0_or_1": 1}
+    assert report["task"] == "binary"  # "classification" is binary's old name
+    assert mon.versions[("churn", 1)].refusals.take() == [("0", "label_not_0_or_1")]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -273,7 +275,7 @@ def test_overflowing_squared_error_is_rejected_not_nan():
     pairs[50] = {**pairs[50], "prediction": 1e200}
     mon.process_pairs(pairs)
     vm = mon.versions[("m", 1)]
-    assert vm.rejected == 1 and vm.rolling.count == 99
+    assert vm.refusals.counts == {"error_not_finite": 1} and vm.rolling.count == 99
     assert math.isfinite(vm.report()["rolling_mse"])
 
 
@@ -305,5 +307,5 @@ def test_label_delays_are_kept_per_model_from_the_pairs_columns():
     m, n = mon.label_delays["m"], mon.label_delays["n"]
     assert dict(m.buckets())["1.0"] == 4 and dict(m.buckets())["15.0"] == 6
     assert dict(m.buckets())["+Inf"] == 6 and m.total == 4 * 0.5 + 2 * 10.0
-    assert m.newest_label_ts == 110.0 and mon.versions[("m", 2)].rejected == 1
+    assert m.newest_label_ts == 110.0 and sum(mon.versions[("m", 2)].refusals.counts.values()) == 1
     assert dict(n.buckets())["+Inf"] == 1 and dict(n.buckets())["86400.0"] == 0

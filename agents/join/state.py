@@ -49,16 +49,21 @@ StateRecord = tuple[str, float, Event | None] | None
 
 def make_scored(prediction: Prediction, label: Label, prediction_time: float,
                 label_time: float) -> ScoredPair:
-    """The scored pair of a prediction and its label (``error`` = prediction - label)."""
+    """The scored pair of a prediction and its label (``error`` = prediction - label when
+    both are numbers, else None: a class)."""
     ts = prediction.ts
     label_ts = label.ts
+    y, truth = prediction.prediction, label.label
     pair = ScoredPair(prediction.prediction_id, prediction.model, prediction.version,
-                      prediction.prediction, label.label,
-                      prediction.prediction - label.label, prediction.features or {},
+                      y, truth,
+                      None if type(y) is str or type(truth) is str else y - truth,  # type: ignore[operator]
+                      prediction.features or {},
                       prediction_time if isinstance(ts, UnsetType) else ts,
                       label_time if isinstance(label_ts, UnsetType) else label_ts)
     if not isinstance(prediction.segment, UnsetType):
         pair.segment = prediction.segment
+    if prediction.probabilities:
+        pair.probabilities = prediction.probabilities
     return pair
 
 

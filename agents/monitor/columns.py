@@ -58,6 +58,7 @@ from driftline.models.wire.internal import Columnar
 _EMPTY = np.empty(0)
 _PREDICTION = operator.itemgetter("prediction")
 _LABEL = operator.itemgetter("label")
+_ID = operator.itemgetter("prediction_id")
 _FEATURES = operator.itemgetter("features")
 _SEGMENT = operator.methodcaller("get", "segment")
 _NO_CODES = np.empty((0, 0), np.int32)
@@ -79,6 +80,8 @@ class Batch:
     codes: np.ndarray = field(default_factory=lambda: _NO_CODES)
     mismatch: np.ndarray | None = None     # events x columns: a category there
     new: frozenset[str] = _NOTHING         # features the version's columns lack
+    ids: list[str] | None = None           # pairs: their prediction ids (for refusals)
+    p_true: np.ndarray | None = None       # multiclass pairs: P(true class) sent, NaN: none
 
     def __len__(self) -> int:
         return len(self.prediction)
@@ -94,7 +97,8 @@ class Batch:
         return Batch(self.ts[start:end], self.prediction[start:end], self.rows[start:end],
                      self.segment[start:end], self.label[start:end], self.label_ts[start:end],
                      self.codes[start:end],
-                     None if self.mismatch is None else self.mismatch[start:end])
+                     None if self.mismatch is None else self.mismatch[start:end],
+                     p_true=None if self.p_true is None else self.p_true[start:end])
 
     def take(self, index: np.ndarray, segments: bool = True) -> Batch:
         """The events at ``index`` (positions or a boolean mask), in that order (without
@@ -106,7 +110,8 @@ class Batch:
         return Batch(self.ts[index], self.prediction[index], self.rows[index], segment,
                      self.label[index] if pairs else _EMPTY,
                      self.label_ts[index] if pairs else _EMPTY, self.codes[index],
-                     None if self.mismatch is None else self.mismatch[index])
+                     None if self.mismatch is None else self.mismatch[index],
+                     p_true=None if self.p_true is None else self.p_true[index])
 
 
 def at(ts: np.ndarray, i: int) -> float:
@@ -128,14 +133,16 @@ class Columns:
     for them (``max_categories``: each categorical feature's vocabulary's cap)."""
 
     def __init__(self, names: Iterable[str], categorical: Iterable[str] = (),
-                 max_categories: int = 1000) -> None:
+                 max_categories: int = 1000, classes: Vocabulary | None = None) -> None:
         self.names = sorted(names)
         self.categorical = sorted(categorical)
         self.vocabularies = [Vocabulary(max_categories) for _ in self.categorical]
         self.known = {*self.names, *self.categorical}
+        self.classes = classes  # a multiclass version's: predictions and labels as codes
 
     @classmethod
-    def of(cls, features: list[dict[str, Any]], max_categories: int = 1000) -> Columns:
+    def of(cls, features: list[dict[str, Any]], max_categories: int = 1000,
+           classes: Vocabulary | None = None) -> Columns:
         """The columns the first event names, each typed by its first value that is not
         null in ``features`` (a version's first batch): a string or a boolean makes it
         categorical, a number or nothing but nulls numeric."""
@@ -147,7 +154,7 @@ class Columns:
                               if f and f.get(name) is not None), None)
             if value is not None and type(value) not in NUMBER_TYPES:
                 categorical.append(name)
-        return cls(set(first) - set(categorical), categorical, max_categories)
+        return cls(set(first) - set(categorical), categorical, max_categories, classes)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -218,11 +225,29 @@ class Columns:
             features = [e.get("features") or {} for e in events]
         rows, mismatch, complete = self._numeric(features)
         codes, has_all = self._codes(features)
-        return Batch(floats(events, "ts"), np.fromiter(map(_PREDICTION, events), float, n),
-                     rows, list(map(_SEGMENT, events)),
-                     np.fromiter(map(_LABEL, events), float, n) if pairs else _EMPTY,
-                     floats(events, "label_ts") if pairs else _EMPTY, codes, mismatch,
-                     self._new(features, complete and has_all))
+        labels = list(map(_LABEL, events)) if pairs else None
+        batch = Batch(floats(events, "ts"), self.outcomes(list(map(_PREDICTION, events))),
+                      rows, list(map(_SEGMENT, events)),
+                      self.outcomes(labels) if labels is not None else _EMPTY,
+                      floats(events, "label_ts") if pairs else _EMPTY, codes, mismatch,
+                      self._new(features, complete and has_all),
+                      ids(events) if pairs else None)
+        if labels is not None and self.classes is not None:
+            batch.p_true = np.fromiter(
+                (math.nan if not isinstance(p := e.get("probabilities"), dict)
+                 else p.get(y, 0.0) for e, y in zip(events, labels)), float, n)
+        return batch
+
+    def outcomes(self, values: list[Any]) -> np.ndarray:
+        """Predictions or labels as floats: for a multiclass version each class's code
+        (a number there: ``MISMATCH``; a class past the cap: ``OVERFLOW``), else the
+        numbers (a class there: NaN)."""
+        n = len(values)
+        if self.classes is not None:
+            return self.classes.codes(values).astype(float)
+        if str in set(map(type, values)):  # numpy would read "3" as 3.0
+            return np.fromiter((math.nan if type(v) is str else v for v in values), float, n)
+        return np.fromiter(values, float, n)
 
     def batch_of(self, cols: Columnar, index: np.ndarray | None, pairs: bool) -> Batch:
         """Events given as columns (those at ``index``; None: all), prediction events or
@@ -254,10 +279,24 @@ class Columns:
                     values = cols.rows[:, where[name]]
                     codes[~np.isnan(take(values, index)), j] = MISMATCH
         new = frozenset({*cols.names, *cols.categories} - self.known)
-        return Batch(take(cols.ts, index), take(cols.prediction, index), rows,
+        prediction, label = take(cols.prediction, index), take(cols.label, index)
+        if self.classes is not None:  # columns hold numbers only: none is a class
+            prediction = np.full(len(prediction), float(MISMATCH))
+            label = np.full(len(label), float(MISMATCH))
+        return Batch(take(cols.ts, index), prediction, rows,
                      cols.segment if index is None else [cols.segment[i] for i in index.tolist()],
-                     take(cols.label, index) if pairs else _EMPTY,
-                     take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new)
+                     label if pairs else _EMPTY,
+                     take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new,
+                     (cols.ids if index is None else [cols.ids[i] for i in index.tolist()])
+                     if pairs else None)
+
+
+def ids(events: list[dict[str, Any]]) -> list[str]:
+    """Each event's prediction id ("" where a hand-made event has none)."""
+    try:
+        return list(map(_ID, events))
+    except KeyError:
+        return [e.get("prediction_id", "") for e in events]
 
 
 def take(values: np.ndarray, index: np.ndarray | None) -> np.ndarray:

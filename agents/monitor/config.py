@@ -124,8 +124,14 @@ class MultivariateConfig(Table, frozen=True):
     consecutive: AtLeastOne = 2         # checks in a row before firing or resolving
 
 
+TASKS = ("regression", "binary", "multiclass", "classification")  # the last: binary's old name
+
+
 class ModelConfig(Table, frozen=True):
-    task: Literal["regression", "classification"] = "regression"
+    # regression; binary (labels 0/1, prediction = P(1); "classification" is its old name);
+    # multiclass (prediction and label: class strings, probabilities optional)
+    task: Literal["regression", "binary", "multiclass", "classification"] = "regression"
+    decision_threshold: Annotated[float, Meta(gt=0, lt=1)] = 0.5  # binary: P(1) >= it is 1
     window: AtLeastTwo = 1000
     baseline_pairs: AtLeastTwo = 1000
     baseline_mse: NonNegative | None = None
@@ -146,12 +152,19 @@ class ModelConfig(Table, frozen=True):
     segments: bool = False              # per-segment metrics and drift (prediction "segment")
     max_segments: AtLeastOne = 50       # segments beyond the first N pool as "_other"
 
+    @property
+    def kind(self) -> str:
+        """The task, with ``classification`` read as ``binary``."""
+        return "binary" if self.task == "classification" else self.task
+
     def __post_init__(self) -> None:
         # The checks that span keys, and (for configs built in Python, which msgspec does
         # not check against Meta) the ranges again. Raised as ValueError subclasses,
         # msgspec reports them as validation errors of this table.
-        if self.task not in ("regression", "classification"):
-            raise ConfigError(f"task must be 'regression' or 'classification', got {self.task!r}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if not 0 < self.decision_threshold < 1:
+            raise ConfigError("decision_threshold must be between 0 and 1")
         for name in ("window", "baseline_pairs"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"{name} must be at least 2")

@@ -17,6 +17,8 @@ import numpy as np
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
+from driftline.agents.monitor.categories import Vocabulary
+from driftline.agents.monitor.classes import task_metrics
 from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
@@ -36,9 +38,13 @@ from driftline.agents.monitor.rules import (
     Subject,
     ThresholdRule,
 )
-from driftline.agents.monitor.rules.quality import NewFeatures
+from driftline.agents.monitor.refusals import Refusals
+from driftline.agents.monitor.rules.categorical_drift import ClassDriftRule
+from driftline.agents.monitor.rules.quality import NewFeatures, features_report
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
+from driftline.agents.monitor.window import Ring
+from driftline.models.wire.events import MAX_CLASSES
 from driftline.models.wire.internal import Columnar
 
 
@@ -58,6 +64,7 @@ class VersionMonitor:
                  columns: Columns | None = None,
                  label_delays: LabelDelays | None = None) -> None:
         self.model, self.version, self.config = model, version, config
+        self.task = config.kind  # regression, binary or multiclass
         self.segment = segment
         self.label_delays = label_delays  # the model's histogram (version-wide monitors)
         self.alerts = alerts
@@ -74,14 +81,17 @@ class VersionMonitor:
         self.baseline = Baseline(config.baseline_pairs,
                                  baseline_mse if baseline_mse is not None else config.baseline_mse)
         subject = Subject(model, version, alerts, self.rolling, self.baseline, segment)
-        self.concept = ConceptDriftRule(subject, config.concept_drift, self.classification,
-                                        self.rate)
+        # A classifier's error is 0/1 (a multiclass one's classes are codes: 0 when equal)
+        self.concept = ConceptDriftRule(subject, config.concept_drift,
+                                        self.task != "regression", self.rate)
         self.threshold = ThresholdRule(subject, config.threshold)
         self.errors = ErrorRules(self.concept, self.threshold, config.window)
         self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
         self.categorical_drift: CategoricalDriftRule | None = None  # likewise
         self.new_features: NewFeatures | None = None  # version-wide: feature_new
-        self.prediction_drift = PredictionDriftRule(subject, config.data_drift, self.rate)
+        self.prediction_drift: PredictionDriftRule | ClassDriftRule = (
+            ClassDriftRule(subject, config.data_drift, self.rate) if self.task == "multiclass"
+            else PredictionDriftRule(subject, config.data_drift, self.rate))
         self.starvation = LabelStarvationRule(subject, config.starvation)
         self.subject = subject
         self.n_predictions = 0
@@ -90,7 +100,8 @@ class VersionMonitor:
         self.registered: bool | None = None
         self.n_expired = 0
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
-        self.rejected = 0
+        self.refusals = Refusals()  # pairs that do not fit the task (version-wide)
+        self.p_true = Ring(config.window)  # multiclass: P(true class) of the window's pairs
         # The columns (the first event's features, or the version's for a segment): the
         # rules, the estimator, the multivariate drift and the attribution read the
         # numeric rows; the categorical drift the categories' codes.
@@ -99,9 +110,10 @@ class VersionMonitor:
         self.recent: Tail | None = None            # the last `window` pairs
         if columns is not None:
             self._use(columns)
+        # (no estimation for multiclass yet: CBPE over class probabilities is issue 33's)
         self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
                                                    self.classification)
-                          if config.estimation.enabled else None)
+                          if config.estimation.enabled and self.task != "multiclass" else None)
         # Per segment: metrics, concept drift, threshold, data drift and estimation (issue
         # #17); multivariate drift, prediction drift and label starvation are model-wide.
         self.multivariate = (MultivariateDriftRule(subject, config.multivariate)
@@ -141,7 +153,7 @@ class VersionMonitor:
         """Events of this version (the first one it sees names its columns) as columns."""
         if self.columns is None:
             self._use(Columns.of([e.get("features") or {} for e in events],
-                                 self.config.data_drift.max_categories))
+                                 self.config.data_drift.max_categories, self._classes()))
         assert self.columns is not None
         return self.columns.batch(events, pairs)
 
@@ -150,9 +162,14 @@ class VersionMonitor:
         :class:`Batch` of this version's columns: what :meth:`batch` makes of the same
         events as dicts."""
         if self.columns is None:
-            self._use(Columns(cols.names, cols.categories, self.config.data_drift.max_categories))
+            self._use(Columns(cols.names, cols.categories, self.config.data_drift.max_categories,
+                              self._classes()))
         assert self.columns is not None
         return self.columns.batch_of(cols, index, pairs)
+
+    def _classes(self) -> Vocabulary | None:
+        """A multiclass version's classes (predictions' and labels'), at most MAX_CLASSES."""
+        return Vocabulary(MAX_CLASSES) if self.task == "multiclass" else None
 
     def _by_segment(self, batch: Batch) -> tuple[Batch, list[tuple[VersionMonitor, int, int]]]:
         """The batch in segment order (one copy) and each segment's monitor with where its
@@ -200,7 +217,8 @@ class VersionMonitor:
 
     @property
     def classification(self) -> bool:
-        return self.config.task == "classification"
+        """A binary classifier (labels 0/1, prediction = P(1))."""
+        return self.task == "binary"
 
     @property
     def baseline_mse(self) -> float | None:
@@ -227,27 +245,19 @@ class VersionMonitor:
         return self._pairs(batch) + self._segment_pairs(batch)
 
     def _valid(self, batch: Batch) -> Batch:
-        """The pairs a rule can score: for a classifier, 0/1 labels and probabilities in
-        [0, 1]; a finite squared error. The others are counted in :attr:`rejected`."""
-        preds, labels = batch.prediction, batch.label
-        if self.classification:
-            ok = ((labels == 0) | (labels == 1)) & (preds >= 0) & (preds <= 1)
-            if not ok.all():
-                self.rejected += int((~ok).sum())
-                batch = batch.take(ok)
-                preds, labels = batch.prediction, batch.label
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = np.isfinite((preds - labels) ** 2)  # 1e200 - 0 is finite, its square not
-        if not finite.all():
-            self.rejected += int((~finite).sum())
-            batch = batch.take(finite)
-        return batch
+        """The pairs a rule can score (:class:`~.refusals.Refusals`: the others are counted
+        by reason and dead-lettered)."""
+        return self.refusals.valid(batch, self.task)
 
     def _pairs(self, batch: Batch) -> list[Alert]:
         """Valid scored pairs (:meth:`_valid`) through this monitor's metrics, then the
         rules that watch pairs."""
         preds, labels = batch.prediction, batch.label
-        sq = (preds - labels) ** 2
+        # a multiclass pair's "squared error" is its 0/1 error: rolling_mse is the error rate
+        sq = ((preds != labels).astype(float) if self.task == "multiclass"
+              else (preds - labels) ** 2)
+        if batch.p_true is not None:
+            self.p_true.push(batch.p_true)
         self._served(batch)
         rows = batch.rows
         assert self.reference is not None and self.recent is not None
@@ -343,38 +353,28 @@ class VersionMonitor:
         return self.columns.types() if self.columns else {}
 
     def features(self) -> dict[str, dict[str, Any]]:
-        """Per feature: its type, its drift test's latest statistic, value and limit, and
-        (model-wide) its data-quality shares; a categorical one's categories met and
-        whether it met more than its cap; an identifier-like one is not drift-tested."""
-        if self.columns is None:
-            return {}
-        out: dict[str, dict[str, Any]] = {
-            name: {"type": kind} for name, kind in self.columns.types().items()}
-        for rule in (self.data_drift, self.categorical_drift):
-            if rule is None:
-                continue
-            for name, last in rule.last.items():
-                out[name].update(last)
-            if rule.quality is not None:
-                for name, shares in rule.quality.report.items():
-                    out[name].update(shares)
-        for name, vocab in zip(self.columns.categorical, self.columns.vocabularies):
-            out[name].update(categories=len(vocab), capped=vocab.overflowed)
-        return out
+        """Per feature: type, drift statistic, limit, data-quality shares
+        (:func:`~.rules.quality.features_report`)."""
+        return features_report(self.columns, (self.data_drift, self.categorical_drift))
 
     def report(self) -> dict[str, Any]:
         """Current metrics, baseline, detector and drift state of this version."""
-        metrics = (self.rolling.classification_report() if self.classification else {})
+        metrics = task_metrics(self.task, self.rolling, self.config.decision_threshold,
+                               self.columns.classes if self.columns else None, self.p_true)
         psi = {**(self.data_drift.last_psi if self.data_drift else {}),
-               **self.prediction_drift.last_psi}
+               **(self.prediction_drift.last_psi
+                  if isinstance(self.prediction_drift, PredictionDriftRule) else {})}
         report: dict[str, Any] = {
                   "model": self.model, "version": self.version, "segment": self.segment,
-                  "task": self.config.task, **self.rolling.report(), **metrics,
+                  "task": self.task, **self.rolling.report(), **metrics,
                   "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": self.calibration(),
-                  "feature_types": self.feature_types(), "features": self.features()}
+                  "feature_types": self.feature_types(), "features": self.features(),
+                  "prediction_drift": self.prediction_drift.last.get("prediction"),
+                  **({"refused_pairs": dict(self.refusals.counts)}
+                     if self.refusals.counts else {})}
         if self.new_features is not None and self.new_features.reported:
             report["new_features"] = list(self.new_features.reported)
         if self.estimated is not None:

@@ -14,6 +14,7 @@ on the wire.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -52,6 +53,15 @@ FeatureName = Annotated[str, Meta(min_length=1, max_length=MAX_FEATURE_NAME_CHAR
 Category = Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_CHARS)]
 FeatureValue = Number | Category | bool | None
 Features = Annotated[dict[FeatureName, FeatureValue], Meta(max_length=MAX_FEATURES)]
+# A prediction or a label (DESIGN.md, since 2026-12-07): a finite number (a regression's
+# value, a binary classifier's probability of 1 or its 0/1 label), or a class (a string of
+# 1-256 characters: a multiclass model's predicted class, or the true one).
+ClassName = Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_CHARS)]
+Outcome = Number | ClassName
+MAX_CLASSES = 1024
+PROBABILITY_SUM_SLACK = 0.01  # producers round; driftline renormalises
+Probabilities = Annotated[dict[ClassName, Annotated[float, Meta(ge=0, le=1)]],
+                          Meta(min_length=1, max_length=MAX_CLASSES)]
 # Metrics: name -> finite number, null, or one more level of the same (the model events'
 # {"challenger": {...}, "champion": {...}}). Integers stay integers (n_scored: 2048, not
 # 2048.0): the union keeps what the producer wrote.
@@ -72,20 +82,35 @@ class Event(Struct, forbid_unknown_fields=True, gc=False):
     need not track millions of them (msgspec's advice for such types)."""
 
 
+def _renormalised(probabilities: dict[str, float]) -> dict[str, float]:
+    """Class probabilities that sum to 1 within :data:`PROBABILITY_SUM_SLACK`, made to sum
+    to 1; a ValueError (a validation error of the event) when they do not."""
+    total = math.fsum(probabilities.values())
+    if abs(total - 1.0) > PROBABILITY_SUM_SLACK:
+        raise ValueError(f"probabilities must sum to 1 (within {PROBABILITY_SUM_SLACK}), "
+                         f"got {total:.6g}")
+    return probabilities if total == 1.0 else {k: v / total for k, v in probabilities.items()}
+
+
 class Prediction(Event):
     prediction_id: Id
     model: ModelName
-    prediction: Number
+    prediction: Outcome
     version: Version | None = None
     # null is read as no features (the join normalises it to {}).
     features: Features | None = {}
     ts: Timestamp | UnsetType = UNSET      # absent: the broker's timestamp
     segment: Segment | UnsetType = UNSET   # the cohort, e.g. a country
+    probabilities: Probabilities | UnsetType = UNSET  # a multiclass model's, by class
+
+    def __post_init__(self) -> None:
+        if self.probabilities:  # UNSET is falsy: one attribute read per event
+            self.probabilities = _renormalised(self.probabilities)
 
 
 class Label(Event):
     prediction_id: Id
-    label: Number
+    label: Outcome
     ts: Timestamp | UnsetType = UNSET
     model: ModelName | UnsetType = UNSET   # a hint only
 
@@ -94,13 +119,14 @@ class ScoredPair(Event):
     prediction_id: Id
     model: ModelName
     version: Version | None
-    prediction: Number
-    label: Number
-    error: Number
+    prediction: Outcome
+    label: Outcome
+    error: Number | None  # prediction - label when both are numbers
     features: Features
     ts: Timestamp | None
     label_ts: Timestamp | None
     segment: Segment | UnsetType = UNSET
+    probabilities: Probabilities | UnsetType = UNSET  # the prediction's
 
 
 class Attribution(Event):

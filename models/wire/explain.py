@@ -28,7 +28,8 @@ import msgspec
 from driftline.errors import SchemaError
 from driftline.models.wire import events as ev
 
-_AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<key>key)` in)?(?: - at)? `\$(?P<path>[^`]*)`$",
+# " - at" is required: a message that ends in a backquoted "$" is an unknown field named $.
+_AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<key>key)` in| - at) `\$(?P<path>[^`]*)`$",
                  re.S)
 _FIELD = re.compile(r"field `(?P<name>[^`]+)`")
 _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`)?(?P<rest>.*)$",
@@ -45,7 +46,10 @@ _WANT = {
     "float": "a finite number", "int": "an integer", "str": "a string",
     "int | null": "an integer >= 1 or null", "object": "an object",
     "object | null": "an object of name -> value", "array": "an array",
+    "float | str": (f"a finite number or a class (a string of 1 to {ev.MAX_CATEGORY_CHARS} "
+                    f"characters)"),
 }
+OUTCOME_FIELDS = {"prediction", "label"}
 
 
 def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
@@ -79,6 +83,9 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
                                "beyond 64 bits", path=shown, kind="out_of_range")
         return SchemaError("must be a finite number, got a number too large for a float",
                            path=shown, kind="not_finite")
+    if reason.startswith("probabilities must"):  # Prediction.__post_init__
+        return SchemaError(reason.split(" - at ")[0].removeprefix("probabilities "),
+                           path=_join(shown, "probabilities"), kind="out_of_range")
     expected = _EXPECTED.match(reason)
     if expected is None:
         return SchemaError(reason, path=shown, kind="invalid")
@@ -106,7 +113,24 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
         value = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
         return SchemaError(f"must match [A-Za-z0-9._-]{{1,128}}, got {value!r}", path=shown,
                            kind="bad_model")
+    if "probabilities" in tokens[:-1] or (leaf == "probabilities" and want == "float"):
+        value = _value(obj, tokens)
+        if isinstance(value, dict):  # msgspec names the map, not the class
+            name, value = next(((k, v) for k, v in value.items()
+                                if not isinstance(v, (int, float)) or not 0 <= v <= 1),
+                               ("", value))
+            shown = _join(shown, name) if name else shown
+        return SchemaError(f"a probability must be between 0 and 1, got {value!r}",
+                           path=shown, kind="out_of_range")
+    if leaf == "probabilities" and rest.startswith("of length"):
+        n = len(_value(obj, tokens) or ())
+        return SchemaError(f"must have 1 to {ev.MAX_CLASSES} classes, got {n}", path=shown,
+                           kind="out_of_range" if n == 0 else "oversized")
     if rest.startswith("of length"):
+        if leaf in OUTCOME_FIELDS and want == "str":
+            n = len(_value(obj, tokens) or "")
+            return SchemaError(f"a class must be 1 to {ev.MAX_CATEGORY_CHARS} characters, "
+                               f"got {n}", path=shown, kind="out_of_range")
         if in_features and want == "str":
             n = len(_value(obj, tokens) or "")
             return SchemaError(f"a category must be 1 to {ev.MAX_CATEGORY_CHARS} characters, "

@@ -305,6 +305,8 @@ _ID = operator.attrgetter("prediction_id")
 _VERSION = operator.attrgetter("version")
 _Y = operator.attrgetter("prediction")
 _FEATURES = operator.attrgetter("features")
+_PROBABILITIES = operator.attrgetter("probabilities")  # UNSET is falsy
+_LABEL = operator.attrgetter("label")
 
 
 def _column(events: Sequence[Any], name: str) -> np.ndarray:
@@ -327,6 +329,13 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
     is NaN in ``x``; categorical features make it format 4."""
     if len(events) < COLUMNAR_MIN:
         return None
+    # A class (numpy would read "3" as 3.0) or class probabilities: format 1 keeps them.
+    if str in set(map(type, map(_Y, events))) or any(map(_PROBABILITIES, events)):
+        return None
+    if kind == SCORED and str in set(map(type, map(_LABEL, events))):
+        return None
+    predictions = np.fromiter(map(_Y, events), float, len(events))
+    labels = _column(events, "label") if kind == SCORED else None
     features = [f or {} for f in map(_FEATURES, events)]
     names, n = sorted(features[0]), len(events)
     if set(map(len, features)) != {len(names)}:
@@ -353,9 +362,9 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
     return encode(Element(cast(ElementKind, kind), (partition, offset), [], version, Body(
         model, list(map(_ID, events)), list(map(_VERSION, events)), names,
         rows.astype("<f8").tobytes(),
-        np.fromiter(map(_Y, events), float, n).astype("<f8").tobytes(),
+        predictions.astype("<f8").tobytes(),
         _column(events, "ts").astype("<f8").tobytes(),
-        _column(events, "label").astype("<f8").tobytes() if pairs else b"",
+        labels.astype("<f8").tobytes() if labels is not None else b"",
         _column(events, "label_ts").astype("<f8").tobytes() if pairs else b"",
         _column(events, "error").astype("<f8").tobytes() if pairs else b"",
         None if segments.count(None) == n else segments,

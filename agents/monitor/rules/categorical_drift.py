@@ -15,6 +15,7 @@ from driftline.agents.monitor.rules.psi import ColumnDriftRule
 from driftline.agents.monitor.rules.quality import Quality
 from driftline.agents.monitor.rules.rule import Kind, Seen
 from driftline.agents.monitor.rules.subject import Subject
+from driftline.models.wire.events import MAX_CLASSES
 
 UNSEEN_STEP = 100  # the reference's present values, rounded down for the unseen limit
 
@@ -40,7 +41,7 @@ class CategoricalDriftRule(ColumnDriftRule):
         if not self.features:
             return self
         fitted = self.detector.ready
-        checks = self.detector.extend(seen.codes)
+        checks = self.detector.extend(self._codes(seen))
         if not fitted and self.detector.ready and self.quality is not None:
             self._fit_quality(self.quality)
         for check in checks:
@@ -55,6 +56,9 @@ class CategoricalDriftRule(ColumnDriftRule):
                                                   check.unseen, check.period_missing)
         return self
 
+    def _codes(self, seen: Seen) -> np.ndarray:
+        return seen.codes
+
     def _fit_quality(self, quality: Quality) -> None:
         detector, cfg = self.detector, self.config
         reference = detector.reference
@@ -68,3 +72,21 @@ class CategoricalDriftRule(ColumnDriftRule):
                              calibration.unseen_limit(int(p), cfg.window, alpha)
                              for p, idlike in zip(present.tolist(), detector.idlike.tolist())])
         quality.fit(missing, mismatch, limits(quality.alpha), limits(RESOLVE_P))
+
+
+class ClassDriftRule(CategoricalDriftRule):
+    """Prediction drift of a multiclass model: the chi-square of its predicted classes
+    (codes of the version's classes), as a categorical feature's."""
+
+    kind = "prediction_drift"
+
+    def __init__(self, subject: Subject, config: DataDriftConfig,
+                 rate: float = ColumnDriftRule.default_rate) -> None:
+        ColumnDriftRule.__init__(self, subject, [None], config, rate)
+        self.features = ["prediction"]
+        self.detector = CategoricalDrift(self.features, config, MAX_CLASSES,
+                                         calibration.check_alpha(rate, config.check_every))
+        self.quality = None
+
+    def _codes(self, seen: Seen) -> np.ndarray:
+        return seen.prediction.astype(np.int32).reshape(-1, 1)

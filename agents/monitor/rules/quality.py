@@ -24,12 +24,14 @@ Each is an episode per (feature, check): it fires after ``consecutive`` breachin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from driftline.agents.monitor import calibration
 from driftline.agents.monitor.categories import RESOLVE_P
+from driftline.agents.monitor.columns import Columns
 from driftline.agents.monitor.config import DataDriftConfig
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
 from driftline.agents.monitor.rules.subject import Alert, Subject
@@ -169,3 +171,24 @@ class NewFeatures:
             if alert:
                 out.append(alert)
         return out
+
+
+def features_report(columns: Columns | None, rules: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Per feature of a version: its type, its drift test's latest statistic, value and
+    limit, and (model-wide) its data-quality shares; a categorical one's categories met and
+    whether it met more than its cap; an identifier-like one is not drift-tested."""
+    if columns is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {
+        name: {"type": kind} for name, kind in columns.types().items()}
+    for rule in rules:
+        if rule is None:
+            continue
+        for name, last in rule.last.items():
+            out[name].update(last)
+        if rule.quality is not None:
+            for name, shares in rule.quality.report.items():
+                out[name].update(shares)
+    for name, vocab in zip(columns.categorical, columns.vocabularies):
+        out[name].update(categories=len(vocab), capped=vocab.overflowed)
+    return out

@@ -114,7 +114,7 @@ func produce(bootstrap, prefix, model string, pairs, partitions int) error {
 	if err := publishBatches(ctx, cl, prefix+"labels", partitions, ids, labels); err != nil {
 		return err
 	}
-	bad := map[string]any{"prediction_id": model + "-bad", "label": "oops"}
+	bad := map[string]any{"prediction_id": model + "-bad", "label": true}
 	return publish(ctx, cl, prefix+"labels", model+"-bad", bad)
 }
 

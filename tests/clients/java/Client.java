@@ -87,7 +87,7 @@ public class Client {
             }
             publishBatches(producer, prefix + "predictions", ids, predictions, partitions);
             publishBatches(producer, prefix + "labels", ids, labels, partitions);
-            String bad = "{\"prediction_id\":\"" + model + "-bad\",\"label\":\"oops\"}";
+            String bad = "{\"prediction_id\":\"" + model + "-bad\",\"label\":true}";
             producer.send(new ProducerRecord<>(prefix + "labels", model + "-bad", bad)).get();
             producer.flush();
         }

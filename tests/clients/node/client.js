@@ -59,7 +59,7 @@ async function produce(bootstrap, prefix, model, pairs, partitions) {
     }
     await producer.send({ topic: prefix + 'predictions', acks: -1, messages: batches(predictions, partitions) });
     await producer.send({ topic: prefix + 'labels', acks: -1, messages: batches(labels, partitions) });
-    const bad = { prediction_id: `${model}-bad`, label: 'oops' };
+    const bad = { prediction_id: `${model}-bad`, label: true };
     await producer.send({ topic: prefix + 'labels', acks: -1, messages: [message(bad.prediction_id, bad)] });
   } finally {
     await producer.disconnect();

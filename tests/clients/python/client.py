@@ -78,7 +78,7 @@ def produce(bootstrap, prefix, model, pairs, partitions):
             labels.append(lab)
     publish_batches(prefix + "predictions", predictions, partitions)
     publish_batches(prefix + "labels", labels, partitions)
-    publish(prefix + "labels", f"{model}-bad", {"prediction_id": f"{model}-bad", "label": "oops"})
+    publish(prefix + "labels", f"{model}-bad", {"prediction_id": f"{model}-bad", "label": True})
     left = producer.flush(60)
     if left:
         raise SystemExit(f"error: {left} messages not delivered")

@@ -1,0 +1,222 @@
+"""Classifiers (issue 33, first part): class predictions and labels with probabilities on the
+wire; binary metrics with ROC AUC and PR AUC; multiclass metrics, concept drift on the 0/1
+error and prediction drift on the predicted class; pairs that do not fit their task refused
+visibly (counted, in Prometheus, dead-lettered), live as replay says."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import numpy as np
+import orjson
+import pytest
+from kafka_io import create_topics, produce, read_all
+from river import metrics as river_metrics
+
+from driftline.agents.join.state import make_scored
+from driftline.agents.monitor.classes import average_precision, binary_report, roc_auc
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.core import Monitor
+from driftline.eventfile import read_events
+from driftline.models.wire import ALERT, LABEL, PREDICTION, array
+from driftline.replay import Replay
+
+CLASSES = ["cat", "dog", "fox", "owl"]
+MULTICLASS = MonitorConfig.from_dict({"models": {"zoo": {"task": "multiclass"}}})
+
+
+def sigmoid_stream(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(float)
+    return y, 1 / (1 + np.exp(-(1.5 * (y - 0.3) + rng.normal(0, 1, n))))
+
+
+def test_roc_auc_is_rivers_rolling_roc_auc_and_pr_auc_is_average_precision():
+    y, p = sigmoid_stream(3_000, seed=1)
+    window = 1_000
+    river_auc = river_metrics.RollingROCAUC(window_size=window)
+    river_pr = river_metrics.RollingPRAUC(window_size=window)
+    for yi, pi in zip(y.tolist(), p.tolist()):
+        river_auc.update(bool(yi), pi)
+        river_pr.update(bool(yi), pi)
+    y, p = y[-window:], p[-window:]
+    assert roc_auc(y, p) == pytest.approx(river_auc.get(), abs=1e-12)
+    # PR AUC is average precision: the precision at each positive, averaged (no ties here).
+    order = np.argsort(-p)
+    hits = y[order] == 1
+    precision_at = np.cumsum(hits) / np.arange(1, len(y) + 1)
+    assert average_precision(y, p) == pytest.approx(precision_at[hits].mean(), abs=1e-12)
+    # River interpolates its PR curve: a different number, as the docs say.
+    assert abs(average_precision(y, p) - river_pr.get()) < 0.02
+    # the decision threshold moves the thresholded metrics, not the curves
+    low, high = binary_report(p, y, 0.2), binary_report(p, y, 0.8)
+    assert low["rolling_recall"] > high["rolling_recall"]
+    assert low["rolling_roc_auc"] == high["rolling_roc_auc"]
+    assert low["rolling_brier"] == pytest.approx(np.mean((p - y) ** 2))
+
+
+def zoo_pairs(n: int, seed: int, accuracy: float = 0.8, wrong_from: int | None = None,
+              shift_from: int | None = None) -> tuple[list[dict], list[dict]]:
+    """A 4-class model's predictions (with probabilities) and labels: right ``accuracy``
+    of the time; from ``wrong_from`` on right a third as often; from ``shift_from`` on
+    the true classes (and so the predictions) shift towards "owl"."""
+    rng = np.random.default_rng(seed)
+    predictions, labels = [], []
+    for i in range(n):
+        shares = [0.4, 0.3, 0.2, 0.1] if shift_from is None or i < shift_from else \
+            [0.1, 0.2, 0.3, 0.4]
+        truth = CLASSES[rng.choice(4, p=shares)]
+        good = accuracy if wrong_from is None or i < wrong_from else accuracy / 3
+        guess = truth if rng.random() < good else CLASSES[rng.integers(4)]
+        rest = (1 - 0.7) / 3
+        probabilities = {c: (0.7 if c == guess else rest) for c in CLASSES}
+        pid = f"z{i}"
+        predictions.append({"prediction_id": pid, "model": "zoo", "version": 1,
+                            "prediction": guess, "probabilities": probabilities,
+                            "features": {"x": float(rng.normal())}, "ts": float(i)})
+        labels.append({"prediction_id": pid, "label": truth, "ts": float(i) + 0.5})
+    return predictions, labels
+
+
+def scored(predictions: list[dict], labels: list[dict]) -> list[dict]:
+    """The pairs as the join makes them (its make_scored), as dicts."""
+    return [msgspec.to_builtins(make_scored(PREDICTION.validate(p), LABEL.validate(lab),
+                                            p["ts"], lab["ts"]))
+            for p, lab in zip(predictions, labels)]
+
+
+def test_a_multiclass_model_gets_its_metrics_and_its_pairs_carry_classes():
+    predictions, labels = zoo_pairs(3_000, seed=2)
+    pairs = scored(predictions, labels)
+    assert pairs[0]["error"] is None and pairs[0]["label"] in CLASSES
+    assert set(pairs[0]["probabilities"]) == set(CLASSES)
+    monitor = Monitor(MULTICLASS)
+    monitor.process_predictions(predictions)
+    monitor.process_pairs(pairs)
+    report = monitor.versions[("zoo", 1)].report()
+    window = pairs[-1_000:]
+    right = [p["prediction"] == p["label"] for p in window]
+    assert report["task"] == "multiclass" and report["n_scored"] == 3_000
+    assert report["rolling_accuracy"] == pytest.approx(np.mean(right))
+    assert report["rolling_mse"] == pytest.approx(1 - np.mean(right))  # the 0/1 error rate
+    p_true = [p["probabilities"][p["label"]] for p in window]
+    assert report["rolling_log_loss"] == pytest.approx(-np.mean(np.log(p_true)))
+    assert set(report["per_class"]) == set(CLASSES)
+    cat = report["per_class"]["cat"]
+    tp = sum(p["prediction"] == p["label"] == "cat" for p in window)
+    assert cat["support"] == sum(p["label"] == "cat" for p in window)
+    assert cat["recall"] == pytest.approx(tp / cat["support"])
+    assert cat["precision"] == pytest.approx(tp / sum(p["prediction"] == "cat" for p in window))
+    assert 0 < report["rolling_macro_f1"] <= 1 and 0 < report["rolling_weighted_f1"] <= 1
+    assert "refused_pairs" not in report
+
+
+def run_zoo(predictions, labels, monitor=None):
+    monitor = monitor or Monitor(MULTICLASS)
+    pairs = scored(predictions, labels)
+    alerts = []
+    for start in range(0, len(pairs), 500):
+        alerts += monitor.process_predictions(predictions[start:start + 500])
+        alerts += monitor.process_pairs(pairs[start:start + 500])
+    for alert in alerts:
+        ALERT.validate(alert)
+    return alerts
+
+
+def test_a_multiclass_model_that_goes_wrong_fires_concept_drift_on_its_error_rate():
+    alerts = run_zoo(*zoo_pairs(12_000, seed=3, wrong_from=6_000))
+    concept = [a for a in alerts if a["kind"] == "concept_drift" and a["status"] == "firing"]
+    assert concept and 6_000 < concept[0]["metrics"]["n_scored"] < 7_000
+    assert "error rate" in concept[0]["message"]
+    # (random guesses also move the predicted classes: prediction drift may fire too)
+
+
+def test_shifting_classes_fire_prediction_drift_by_chi_square():
+    alerts = run_zoo(*zoo_pairs(12_000, seed=4, shift_from=6_000))
+    drift = [a for a in alerts if a["kind"] == "prediction_drift" and a["status"] == "firing"]
+    assert drift and drift[0]["detector"] == "chi2" and drift[0]["feature"] is None
+    assert 6_000 < drift[0]["ts"] < 8_000
+
+
+def test_a_stationary_multiclass_stream_raises_nothing():
+    assert run_zoo(*zoo_pairs(20_000, seed=5)) == []
+
+
+def test_pairs_that_do_not_fit_the_task_are_refused_by_reason():
+    predictions, labels = zoo_pairs(10, seed=6)
+    pairs = scored(predictions, labels)
+    numbers = [{**p, "prediction": 1.0, "label": 2.0, "error": -1.0, "prediction_id": f"n{i}"}
+               for i, p in enumerate(pairs[:3])]
+    monitor = Monitor(MULTICLASS)
+    monitor.process_pairs(pairs + numbers)
+    vm = monitor.versions[("zoo", 1)]
+    assert vm.rolling.count == 10 and vm.refusals.counts == {"number_prediction": 3}
+    assert monitor.take_refusals() == [("zoo", 1, f"n{i}", "number_prediction")
+                                       for i in range(3)]
+    # a regression model given classes
+    regression = Monitor(MonitorConfig())
+    regression.process_pairs([{**p, "model": "zoo"} for p in pairs])
+    assert regression.versions[("zoo", 1)].refusals.counts == {"class_prediction": 10}
+
+
+@pytest.mark.integration
+def test_classes_stream_through_the_worker_as_replay_says(settings, worker_factory, tmp_path):
+    """A multiclass model's predictions (arrays of 50, with probabilities) and labels (one
+    by one) through a live worker: the scored pairs carry the classes, the metrics record
+    the multiclass metrics, the alerts equal replay's; a regression model sent classes has
+    its pairs refused: counted on the metrics topic and in Prometheus, dead-lettered."""
+    config = tmp_path / "monitor.toml"
+    config.write_text('[models.zoo]\ntask = "multiclass"\n')
+    settings = settings.replace(partitions=1, metrics_interval=0.5, monitor_config=str(config))
+    predictions, labels = zoo_pairs(6_000, seed=7, wrong_from=3_000)
+    wrong = [{**p, "model": "houses", "prediction_id": f"h{i}"}
+             for i, p in enumerate(predictions[:20])]
+    wrong_labels = [{**lab, "prediction_id": f"h{i}"} for i, lab in enumerate(labels[:20])]
+    log = [e for pair in zip(predictions, labels) for e in pair]
+    offline = Replay(MonitorConfig.load(config)).feed(
+        read_events([orjson.dumps(e).decode() for e in log])).finish()
+
+    create_topics(settings)
+    worker_factory(settings)
+    produce(settings, [("predictions", None, array([orjson.dumps(e) for e in
+                                                     predictions[i:i + 50]]))
+                       for i in range(0, len(predictions), 50)]
+            + [("labels", e["prediction_id"].encode(), orjson.dumps(e)) for e in labels]
+            + [("predictions", e["prediction_id"].encode(), orjson.dumps(e)) for e in wrong]
+            + [("labels", e["prediction_id"].encode(), orjson.dumps(e))
+               for e in wrong_labels])
+    deadline = time.monotonic() + 120
+    records: dict = {}
+    while time.monotonic() < deadline:
+        records = {m["model"]: m for m in (orjson.loads(r.value)
+                                           for r in read_all(settings, "metrics"))}
+        if records.get("zoo", {}).get("n_scored") == 6_000 and \
+                sum(records.get("houses", {}).get("refused_pairs", {}).values()) == 20:
+            break
+        time.sleep(1)
+    zoo, houses = records["zoo"], records["houses"]
+    assert zoo["n_scored"] == 6_000 and zoo["task"] == "multiclass", zoo
+    assert 0 < zoo["rolling_accuracy"] < 1 and set(zoo["per_class"]) == set(CLASSES)
+    assert houses["refused_pairs"] == {"class_prediction": 20}, houses
+    dead = [orjson.loads(r.value) for r in read_all(settings, "deadletter")]
+    assert sorted(orjson.loads(d["raw"])["prediction_id"] for d in dead) == sorted(
+        f"h{i}" for i in range(20)), dead[:2]
+    assert {d["error"] for d in dead} == {
+        "refused_pair: class_prediction: the pair does not fit the task of houses v1"}
+
+    streamed = [orjson.loads(r.value) for r in read_all(settings, "alerts")]
+
+    def key(a):
+        return (a["alert_id"], a["kind"], a["status"], a["ts"])
+
+    assert any(a["kind"] == "concept_drift" for a in streamed)
+    assert sorted(map(key, offline.alerts)) == sorted(
+        map(key, [a for a in streamed if a["model"] == "zoo"]))
+    scored_pairs = [p for r in read_all(settings, "scored")
+                    for p in (orjson.loads(r.value) if r.value.startswith(b"[")
+                              else [orjson.loads(r.value)])]
+    zoo_scored = [p for p in scored_pairs if p["model"] == "zoo"]
+    assert len(zoo_scored) == 6_000
+    assert all(p["error"] is None and p["label"] in CLASSES and
+               set(p["probabilities"]) == set(CLASSES) for p in zoo_scored)
