@@ -55,6 +55,20 @@ def expected_features(i: int) -> dict:
             "age": None if i % 10 == 0 else float(i % 50)}
 
 
+CLASSES = ["cat", "dog", "owl"]
+MULTICLASS_PAIRS = 6
+
+
+def multiclass_pairs(model: str) -> list[tuple[str, dict, dict]]:
+    """The multiclass model's pairs every client sends, one event a message: (id,
+    prediction, label)."""
+    return [(f"{model}-mc-{i}",
+             {"prediction_id": f"{model}-mc-{i}", "model": f"{model}-mc", "version": 1,
+              "prediction": CLASSES[i % 3], "probabilities": {"cat": 0.5, "dog": 0.3, "owl": 0.2}},
+             {"prediction_id": f"{model}-mc-{i}", "label": CLASSES[(i + 1) % 3]})
+            for i in range(MULTICLASS_PAIRS)]
+
+
 def tool(name: str, *fallbacks: str) -> str:
     """The path of a toolchain program, or skip the test saying what is missing."""
     for candidate in (shutil.which(name), *fallbacks):
@@ -135,6 +149,9 @@ def kcat_client(kcat: str) -> Callable[..., None]:
             lines[topic] += [f"{b[0]['prediction_id']}\t{json.dumps(b)}" for b in groups.values()]
         bad = {"prediction_id": f"{model}-bad", "label": True}
         lines["labels"].append(f"{model}-bad\t{json.dumps(bad)}")
+        for pid, prediction, label in multiclass_pairs(model):
+            lines["predictions"].append(f"{pid}\t{json.dumps(prediction)}")
+            lines["labels"].append(f"{pid}\t{json.dumps(label)}")
         for topic, topic_lines in lines.items():
             run(kcat_produce_argv(kcat, bootstrap, prefix + topic),
                 input="\n".join(topic_lines) + "\n")
@@ -156,7 +173,8 @@ def kcat_consume_argv(kcat: str, bootstrap: str, topic: str, count: int) -> list
 
 def check_client(stack, tmp_path, worker_factory, model: str,
                  produce: Callable[..., None], consume: Callable[[str, str, int], str]) -> None:
-    (tmp_path / "monitor.toml").write_text(MONITOR_TOML)
+    (tmp_path / "monitor.toml").write_text(
+        MONITOR_TOML + f'[models."{model}-mc"]\ntask = "multiclass"\n')
     settings = dataclasses.replace(namespace(stack),
                                    monitor_config=str(tmp_path / "monitor.toml"))
     create_topics(settings)
@@ -166,7 +184,16 @@ def check_client(stack, tmp_path, worker_factory, model: str,
     produce(bootstrap, settings.topic_prefix, model, PAIRS,
             settings.partitions)
 
-    scored = wait_for_events(settings, "scored", PAIRS, timeout=120)
+    scored = wait_for_events(settings, "scored", PAIRS + MULTICLASS_PAIRS, timeout=120)
+    # the multiclass model's pairs: classes and probabilities as sent, no error
+    classes = {pid: (p, lab) for pid, p, lab in multiclass_pairs(model)}
+    multiclass = [e for e in scored if e["model"] == f"{model}-mc"]
+    assert sorted(e["prediction_id"] for e in multiclass) == sorted(classes), worker.log()
+    assert all((e["prediction"], e["probabilities"], e["label"], e["error"]) == (
+        classes[e["prediction_id"]][0]["prediction"],
+        classes[e["prediction_id"]][0]["probabilities"],
+        classes[e["prediction_id"]][1]["label"], None) for e in multiclass), multiclass[:2]
+    scored = [e for e in scored if e["model"] == model]
     counts = Counter(e["prediction_id"] for e in scored)
     assert set(counts) == {f"{model}-{i}" for i in range(PAIRS)}, worker.log()
     assert [pid for pid, n in counts.items() if n != 1] == []  # exactly once
@@ -199,6 +226,9 @@ def check_client(stack, tmp_path, worker_factory, model: str,
     assert set(read_ids) <= {a["alert_id"] for a in read_events(settings, "alerts")}
 
     # What the real worker wrote matches the published schema (whole messages, arrays too).
+    # the multiclass model's pairs fit its task: none was refused
+    assert [d for d in read_events(settings, "deadletter")
+            if d["error"].startswith("refused_pair")] == []
     for name in ("scored", "deadletter", "alerts"):
         validator = jsonschema.Draft202012Validator(ws.message_schema(ws.TOPICS[name]))
         for record in read_all(settings, name):

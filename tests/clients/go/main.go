@@ -115,7 +115,24 @@ func produce(bootstrap, prefix, model string, pairs, partitions int) error {
 		return err
 	}
 	bad := map[string]any{"prediction_id": model + "-bad", "label": true}
-	return publish(ctx, cl, prefix+"labels", model+"-bad", bad)
+	if err := publish(ctx, cl, prefix+"labels", model+"-bad", bad); err != nil {
+		return err
+	}
+	classes := []string{"cat", "dog", "owl"} // a multiclass model: classes, with probabilities
+	for i := 0; i < 6; i++ {
+		id := fmt.Sprintf("%s-mc-%d", model, i)
+		p := map[string]any{"prediction_id": id, "model": model + "-mc", "version": 1,
+			"prediction":    classes[i%3],
+			"probabilities": map[string]float64{"cat": 0.5, "dog": 0.3, "owl": 0.2}}
+		if err := publish(ctx, cl, prefix+"predictions", id, p); err != nil {
+			return err
+		}
+		l := map[string]any{"prediction_id": id, "label": classes[(i+1)%3]}
+		if err := publish(ctx, cl, prefix+"labels", id, l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // consume prints the values of the first count records of topic, one a line.

@@ -89,6 +89,18 @@ public class Client {
             publishBatches(producer, prefix + "labels", ids, labels, partitions);
             String bad = "{\"prediction_id\":\"" + model + "-bad\",\"label\":true}";
             producer.send(new ProducerRecord<>(prefix + "labels", model + "-bad", bad)).get();
+            // a multiclass model: classes, with their probabilities
+            String[] classes = {"cat", "dog", "owl"};
+            for (int i = 0; i < 6; i++) {
+                String id = model + "-mc-" + i;
+                String p = String.format(Locale.ROOT, "{\"prediction_id\":\"%s\",\"model\":"
+                    + "\"%s-mc\",\"version\":1,\"prediction\":\"%s\",\"probabilities\":"
+                    + "{\"cat\":0.5,\"dog\":0.3,\"owl\":0.2}}", id, model, classes[i % 3]);
+                producer.send(new ProducerRecord<>(prefix + "predictions", id, p)).get();
+                String l = String.format(Locale.ROOT, "{\"prediction_id\":\"%s\",\"label\":"
+                    + "\"%s\"}", id, classes[(i + 1) % 3]);
+                producer.send(new ProducerRecord<>(prefix + "labels", id, l)).get();
+            }
             producer.flush();
         }
     }

@@ -61,6 +61,15 @@ async function produce(bootstrap, prefix, model, pairs, partitions) {
     await producer.send({ topic: prefix + 'labels', acks: -1, messages: batches(labels, partitions) });
     const bad = { prediction_id: `${model}-bad`, label: true };
     await producer.send({ topic: prefix + 'labels', acks: -1, messages: [message(bad.prediction_id, bad)] });
+    const classes = ['cat', 'dog', 'owl']; // a multiclass model: classes, with their probabilities
+    for (let i = 0; i < 6; i++) {
+      const id = `${model}-mc-${i}`;
+      const p = { prediction_id: id, model: `${model}-mc`, version: 1, prediction: classes[i % 3],
+        probabilities: { cat: 0.5, dog: 0.3, owl: 0.2 } };
+      await producer.send({ topic: prefix + 'predictions', acks: -1, messages: [message(id, p)] });
+      const l = { prediction_id: id, label: classes[(i + 1) % 3] };
+      await producer.send({ topic: prefix + 'labels', acks: -1, messages: [message(id, l)] });
+    }
   } finally {
     await producer.disconnect();
   }

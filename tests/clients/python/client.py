@@ -59,6 +59,8 @@ def publish_batches(topic, events, partitions):
         publish(topic, batch[0]["prediction_id"], batch)
 # readme:end
 
+MULTICLASS_PAIRS = 6
+
 
 def produce(bootstrap, prefix, model, pairs, partitions):
     connect(bootstrap)
@@ -79,6 +81,13 @@ def produce(bootstrap, prefix, model, pairs, partitions):
     publish_batches(prefix + "predictions", predictions, partitions)
     publish_batches(prefix + "labels", labels, partitions)
     publish(prefix + "labels", f"{model}-bad", {"prediction_id": f"{model}-bad", "label": True})
+    classes = ["cat", "dog", "owl"]  # a multiclass model: classes, with their probabilities
+    for i in range(MULTICLASS_PAIRS):
+        pid = f"{model}-mc-{i}"
+        publish(prefix + "predictions", pid, {
+            "prediction_id": pid, "model": f"{model}-mc", "version": 1,
+            "prediction": classes[i % 3], "probabilities": {"cat": 0.5, "dog": 0.3, "owl": 0.2}})
+        publish(prefix + "labels", pid, {"prediction_id": pid, "label": classes[(i + 1) % 3]})
     left = producer.flush(60)
     if left:
         raise SystemExit(f"error: {left} messages not delivered")
