@@ -220,3 +220,64 @@ def test_classes_stream_through_the_worker_as_replay_says(settings, worker_facto
     assert len(zoo_scored) == 6_000
     assert all(p["error"] is None and p["label"] in CLASSES and
                set(p["probabilities"]) == set(CLASSES) for p in zoo_scored)
+
+
+def softmax_pairs(n: int, seed: int, shift_from: int | None = None
+                  ) -> tuple[list[dict], list[dict]]:
+    """A 4-class model that reports overconfident probabilities (the softmax of its logits
+    at temperature 0.4, where the true class follows their softmax at 1): CBPE has to
+    calibrate them. Its inputs are clear (logits of spread 2.5) 80 % of the time; from
+    ``shift_from`` on, 20 % (the rest: spread 0.5). A covariate shift: P(class | input)
+    stays what it was."""
+    rng = np.random.default_rng(seed)
+    predictions, labels = [], []
+    for i in range(n):
+        clear = rng.random() < (0.8 if shift_from is None or i < shift_from else 0.2)
+        logits = rng.normal(0, 2.5 if clear else 0.5, 4)
+        truth = int(rng.choice(4, p=np.exp(logits) / np.exp(logits).sum()))
+        p = np.exp(logits / 0.4)
+        p /= p.sum()
+        pid = f"s{i}"
+        predictions.append({"prediction_id": pid, "model": "zoo", "version": 1,
+                            "prediction": CLASSES[int(p.argmax())],
+                            "probabilities": {c: float(v) for c, v in zip(CLASSES, p)},
+                            "features": {"x": float(rng.normal())}, "ts": float(i)})
+        labels.append({"prediction_id": pid, "label": CLASSES[truth], "ts": float(i) + 0.5})
+    return predictions, labels
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multiclass_cbpe_estimates_accuracy_and_macro_f1_within_0_05(seed):
+    """NannyML's multiclass CBPE: on a stationary stream, the estimate (from the
+    predictions' probabilities alone) is within 0.05 of the realised accuracy and macro F1
+    over the same window."""
+    predictions, labels = softmax_pairs(6_000, seed=10 + seed)
+    monitor = Monitor(MULTICLASS)
+    alerts = run_zoo(predictions, labels, monitor=monitor)
+    report = monitor.versions[("zoo", 1)].report()
+    assert report["estimator"] == "cbpe" and alerts == []
+    assert abs(report["estimated_accuracy"] - report["rolling_accuracy"]) < 0.05, report
+    assert abs(report["estimated_macro_f1"] - report["rolling_macro_f1"]) < 0.05, report
+    # the probabilities were overconfident: uncalibrated, they say something else
+    window = predictions[-1_000:]
+    naive = np.mean([max(p["probabilities"].values()) for p in window])
+    assert abs(naive - report["rolling_accuracy"]) > 0.05
+
+
+def test_multiclass_cbpe_sees_a_shift_to_harder_inputs_before_the_labels():
+    predictions, labels = softmax_pairs(12_000, seed=20, shift_from=6_000)
+    monitor = Monitor(MULTICLASS)
+    alerts = []
+    for start in range(0, 12_000, 500):  # predictions only after the reference's labels
+        alerts += monitor.process_predictions(predictions[start:start + 500])
+        if start < 3_000:
+            alerts += monitor.process_pairs(scored(predictions[start:start + 500],
+                                                   labels[start:start + 500]))
+    estimated = [a for a in alerts if a["kind"] == "estimated_degradation"
+                 and a["status"] == "firing"]
+    assert estimated and 6_000 < estimated[0]["ts"] < 8_000, alerts
+    # the estimate follows the realised accuracy of the labels that never came
+    report = monitor.versions[("zoo", 1)].report()
+    realised = np.mean([p["prediction"] == lab["label"]
+                        for p, lab in zip(predictions[-1_000:], labels[-1_000:])])
+    assert abs(report["estimated_accuracy"] - realised) < 0.05, (report, realised)

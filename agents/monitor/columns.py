@@ -82,6 +82,7 @@ class Batch:
     new: frozenset[str] = _NOTHING         # features the version's columns lack
     ids: list[str] | None = None           # pairs: their prediction ids (for refusals)
     p_true: np.ndarray | None = None       # multiclass pairs: P(true class) sent, NaN: none
+    proba: np.ndarray | None = None        # multiclass: events x classes sent, NaN rows: none
 
     def __len__(self) -> int:
         return len(self.prediction)
@@ -98,7 +99,8 @@ class Batch:
                      self.segment[start:end], self.label[start:end], self.label_ts[start:end],
                      self.codes[start:end],
                      None if self.mismatch is None else self.mismatch[start:end],
-                     p_true=None if self.p_true is None else self.p_true[start:end])
+                     p_true=None if self.p_true is None else self.p_true[start:end],
+                     proba=None if self.proba is None else self.proba[start:end])
 
     def take(self, index: np.ndarray, segments: bool = True) -> Batch:
         """The events at ``index`` (positions or a boolean mask), in that order (without
@@ -111,7 +113,8 @@ class Batch:
                      self.label[index] if pairs else _EMPTY,
                      self.label_ts[index] if pairs else _EMPTY, self.codes[index],
                      None if self.mismatch is None else self.mismatch[index],
-                     p_true=None if self.p_true is None else self.p_true[index])
+                     p_true=None if self.p_true is None else self.p_true[index],
+                     proba=None if self.proba is None else self.proba[index])
 
 
 def at(ts: np.ndarray, i: int) -> float:
@@ -232,11 +235,27 @@ class Columns:
                       floats(events, "label_ts") if pairs else _EMPTY, codes, mismatch,
                       self._new(features, complete and has_all),
                       ids(events) if pairs else None)
-        if labels is not None and self.classes is not None:
-            batch.p_true = np.fromiter(
-                (math.nan if not isinstance(p := e.get("probabilities"), dict)
-                 else p.get(y, 0.0) for e, y in zip(events, labels)), float, n)
+        if self.classes is not None:
+            batch.proba = self.probabilities(events)
+            if labels is not None:
+                batch.p_true = np.fromiter(
+                    (math.nan if not isinstance(p := e.get("probabilities"), dict)
+                     else p.get(y, 0.0) for e, y in zip(events, labels)), float, n)
         return batch
+
+    def probabilities(self, events: list[dict[str, Any]]) -> np.ndarray:
+        """A multiclass version's events x its classes: the probabilities each sent (NaN
+        rows: none sent; a class it did not name: 0)."""
+        assert self.classes is not None
+        sent = [e.get("probabilities") for e in events]
+        coded = [(i, self.classes.codes(list(p)), list(p.values()))
+                 for i, p in enumerate(sent) if p]
+        out = np.full((len(events), len(self.classes)), math.nan)
+        for i, codes, values in coded:
+            out[i] = 0.0
+            keep = codes >= 0  # a class past the cap is left out
+            out[i, codes[keep]] = np.asarray(values)[keep]
+        return out
 
     def outcomes(self, values: list[Any]) -> np.ndarray:
         """Predictions or labels as floats: for a multiclass version each class's code

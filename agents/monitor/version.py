@@ -110,10 +110,10 @@ class VersionMonitor:
         self.recent: Tail | None = None            # the last `window` pairs
         if columns is not None:
             self._use(columns)
-        # (no estimation for multiclass yet: CBPE over class probabilities is issue 33's)
         self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
-                                                   self.classification)
-                          if config.estimation.enabled and self.task != "multiclass" else None)
+                                                   self.classification,
+                                                   multiclass=self.task == "multiclass")
+                          if config.estimation.enabled else None)
         # Per segment: metrics, concept drift, threshold, data drift and estimation (issue
         # #17); multivariate drift, prediction drift and label starvation are model-wide.
         self.multivariate = (MultivariateDriftRule(subject, config.multivariate)
@@ -204,7 +204,7 @@ class VersionMonitor:
         fitted = [(k, vm.estimated.estimation) for k, (vm, _, _) in enumerate(parts)
                   if vm.estimated is not None and vm.estimated.estimation.fitted]
         expected: list[np.ndarray | None] = [None] * len(parts)
-        if len(fitted) > 1 and not self.classification:
+        if len(fitted) > 1 and self.task == "regression":
             found = self._stacked.expected(
                 [e for _, e in fitted], ordered.rows, ordered.prediction,
                 [parts[k][1:] for k, _ in fitted])
@@ -265,9 +265,14 @@ class VersionMonitor:
         # reference fills, before the rolling errors take this batch (the alerts of the
         # predictions that waited for it report the metrics as they were then).
         waited: list[Alert] = []  # raised by predictions that waited for the estimator
-        if not self.reference.full and self.reference.add(rows, preds, labels):
-            if self.estimated is not None:
-                waited = self.estimated.fit(*self.reference.arrays()).alerts
+        estimated = self.estimated
+        if estimated is not None and estimated.multiclass:  # its reference: probabilities
+            if not estimated.estimation.fitted and batch.proba is not None and \
+                    estimated.estimation.add_reference(batch.proba, preds, labels):
+                waited = estimated.fitted_now().alerts
+        elif not self.reference.full and self.reference.add(rows, preds, labels):
+            if estimated is not None:
+                waited = estimated.fit(*self.reference.arrays()).alerts
         scored = self.rolling.count
         rolling = self.rolling.extend(preds, labels, sq)
         self.baseline.update(sq)
@@ -319,7 +324,8 @@ class VersionMonitor:
         if batch.new and self.new_features is not None:
             out += self.new_features.update(batch.new, batch.newest_ts or 0.0)
         out += self._feed(Seen(Kind.PREDICTIONS, batch.ts, batch.rows, batch.prediction,
-                               expected=expected, codes=batch.codes, mismatch=batch.mismatch))
+                               expected=expected, codes=batch.codes, mismatch=batch.mismatch,
+                               proba=batch.proba))
         return out + self._segment_predictions(batch)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:

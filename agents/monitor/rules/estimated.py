@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from driftline.agents.monitor.class_estimation import ClassEstimation
 from driftline.agents.monitor.columns import at
 from driftline.agents.monitor.config import EstimationConfig
 from driftline.agents.monitor.estimation import Estimation
@@ -37,11 +38,16 @@ class EstimatedDegradationRule:
     watches = frozenset({Kind.PREDICTIONS})
 
     def __init__(self, subject: Subject, config: EstimationConfig, window: int,
-                 classification: bool) -> None:
+                 classification: bool, multiclass: bool = False) -> None:
         self.subject = subject
         self.config = config
         self.key = subject.key(self.kind)
-        self.estimation = Estimation(window, classification)
+        # A multiclass model's estimator reads the class probabilities where the others
+        # read the feature rows (its reference: ClassEstimation.add_reference).
+        self.multiclass = multiclass
+        self.estimation: Estimation | ClassEstimation = (
+            ClassEstimation(window, config.reference_pairs) if multiclass
+            else Estimation(window, classification))
         self.runs = Hysteresis(config.consecutive)
         self.alerts: list[Alert] = []
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # ts, rows, preds
@@ -56,9 +62,19 @@ class EstimatedDegradationRule:
         """The reference: the version's first ``reference_pairs`` labeled pairs. The
         predictions that waited for it are estimated now; :attr:`alerts` holds what they
         raised."""
+        assert isinstance(self.estimation, Estimation)
         self.estimation.fit(rows, predictions, labels)
+        return self.fitted_now()
+
+    def fitted_now(self) -> EstimatedDegradationRule:
+        """The estimator was just fitted: the predictions that waited are estimated now;
+        :attr:`alerts` holds what they raised."""
         self.alerts = []
         if self._pending:
+            width = max(rows.shape[1] for _, rows, _ in self._pending)  # classes grow
+            self._pending = [(ts, np.pad(rows, ((0, 0), (0, width - rows.shape[1])),
+                                         constant_values=np.nan), preds)
+                             for ts, rows, preds in self._pending]
             ts, waiting, preds = (np.concatenate(a) for a in zip(*self._pending))
             self._pending = []
             self._apply(ts, waiting, preds)
@@ -68,7 +84,8 @@ class EstimatedDegradationRule:
         """Prediction events in order (and their expected squared errors if the version
         has them); :attr:`alerts` holds what they raised."""
         self.alerts = []
-        ts, rows, predictions = seen.when, seen.rows, seen.prediction
+        ts, predictions = seen.when, seen.prediction
+        rows = seen.proba if self.multiclass and seen.proba is not None else seen.rows
         if not self.estimation.fitted:
             self._pending.append((ts.copy(), rows.copy(), predictions.copy()))  # not views
             self._pending_count += len(ts)

@@ -52,6 +52,7 @@ class Seen(NamedTuple):
                                         # the version-wide monitor has them (segments)
     codes: np.ndarray = _NO_CODES       # events x categorical columns (categories.py)
     mismatch: np.ndarray | None = None  # events x columns: a category there (None: nowhere)
+    proba: np.ndarray | None = None     # multiclass: events x classes sent (NaN rows: none)
 
 
 class Rule(Protocol):
