@@ -26,6 +26,10 @@ conventions: base units, ``_total`` for counters.
 ``driftline_version_pairs_total``         counter    ``model``, ``version``
 ``driftline_estimated_mse``               gauge      ``model``, ``version``: DLE / CBPE
 ``driftline_multivariate_z``              gauge      ``model``, ``version``: PCA drift
+``driftline_classifier_metric``           gauge      ``model``, ``version``, ``metric``: a
+                                                     classifier's rolling accuracy, f1,
+                                                     roc_auc, pr_auc, macro_f1, log_loss,
+                                                     and estimated_accuracy, ...
 ``driftline_feature_drift``               gauge      ``model``, ``version``, ``feature``,
                                                      ``statistic`` (psi, chi2): the latest
 ``driftline_feature_drift_limit``         gauge      ... and its limit (over it: a breach)
@@ -151,6 +155,9 @@ def _monitor_families(monitor) -> list:
     multivariate = GaugeMetricFamily("driftline_multivariate_z", "PCA reconstruction error of "
                                      "the last window vs the reference, in standard errors.",
                                      labels=["model", "version"])
+    classifier = GaugeMetricFamily("driftline_classifier_metric", "A classifier's rolling "
+                                   "metric (binary, multiclass) and its estimates before "
+                                   "labels.", labels=["model", "version", "metric"])
     # Features: at most 1,024 per event (the wire's limit), fixed per version.
     feature_labels = ["model", "version", "feature", "statistic"]
     drift = GaugeMetricFamily("driftline_feature_drift", "A feature's latest drift statistic "
@@ -204,6 +211,8 @@ def _monitor_families(monitor) -> list:
             for reason, n in sorted(vm.refusals.counts.items()):
                 refused_pairs.add_metric([*labels, reason], n)
             _estimates(vm, labels, estimated, multivariate)
+            if vm.task != "regression":
+                _classifier_metrics(vm, labels, classifier)
             for name, entry in vm.features().items():
                 if "value" in entry:
                     drift.add_metric([*labels, name, entry["statistic"]], entry["value"])
@@ -227,8 +236,23 @@ def _monitor_families(monitor) -> list:
             delay.add_metric([model], histogram.buckets(), histogram.total)
             if histogram.newest_label_ts is not None:
                 event_lag.add_metric([model], max(0.0, now - histogram.newest_label_ts))
-    return [mse, baseline, pairs, estimated, multivariate, drift, drift_limit, missing, seg_mse,
-            seg_estimated, firing, fired, delay, event_lag, refused, evicted, refused_pairs]
+    return [mse, baseline, pairs, estimated, multivariate, classifier, drift, drift_limit,
+            missing, seg_mse, seg_estimated, firing, fired, delay, event_lag, refused, evicted,
+            refused_pairs]
+
+
+CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "brier", "roc_auc",
+                      "pr_auc", "macro_f1", "weighted_f1")
+
+
+def _classifier_metrics(vm, labels: list[str], family) -> None:
+    """A classifier's rolling metrics and estimates, one sample each (None: left out)."""
+    report = vm.report()
+    for name in CLASSIFIER_METRICS:
+        for key in (f"rolling_{name}", f"estimated_{name}"):
+            value = report.get(key)
+            if isinstance(value, (int, float)):
+                family.add_metric([*labels, key], value)
 
 
 def _estimates(vm, labels: list[str], estimated, multivariate) -> None:

@@ -6,6 +6,7 @@ visibly (counted, in Prometheus, dead-lettered), live as replay says."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import msgspec
 import numpy as np
@@ -20,6 +21,7 @@ from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.eventfile import read_events
 from driftline.models.wire import ALERT, LABEL, PREDICTION, array
+from driftline.ports import free_port
 from driftline.replay import Replay
 
 CLASSES = ["cat", "dog", "fox", "owl"]
@@ -168,7 +170,9 @@ def test_classes_stream_through_the_worker_as_replay_says(settings, worker_facto
     its pairs refused: counted on the metrics topic and in Prometheus, dead-lettered."""
     config = tmp_path / "monitor.toml"
     config.write_text('[models.zoo]\ntask = "multiclass"\n')
-    settings = settings.replace(partitions=1, metrics_interval=0.5, monitor_config=str(config))
+    port = free_port()
+    settings = settings.replace(partitions=1, metrics_interval=0.5, monitor_config=str(config),
+                                web_port=port)
     predictions, labels = zoo_pairs(6_000, seed=7, wrong_from=3_000)
     wrong = [{**p, "model": "houses", "prediction_id": f"h{i}"}
              for i, p in enumerate(predictions[:20])]
@@ -204,6 +208,16 @@ def test_classes_stream_through_the_worker_as_replay_says(settings, worker_facto
         f"h{i}" for i in range(20)), dead[:2]
     assert {d["error"] for d in dead} == {
         "refused_pair: class_prediction: the pair does not fit the task of houses v1"}
+
+    # Prometheus: the classifier's metrics, and the refusals by reason
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'driftline_classifier_metric{metric="rolling_accuracy",model="zoo",version="1"}' \
+        in text
+    assert 'driftline_classifier_metric{metric="estimated_accuracy",model="zoo",version="1"}' \
+        in text
+    assert ('driftline_monitor_refused_pairs_total{model="houses",reason="class_prediction",'
+            'version="1"} 20.0') in text
 
     streamed = [orjson.loads(r.value) for r in read_all(settings, "alerts")]
 
