@@ -17,6 +17,11 @@ difference of the per-event times), then everything on side by side with everyth
   + segments (10)          segments = true, 10 segments of 10% each
   all off / all on         estimation off / estimation, multivariate, 10 segments on
 
+Issue #33, the same "monitor both" for classifiers, beside the regression's:
+  binary                   P(1) predictions, 0/1 labels (metrics with ROC and PR AUC)
+  multiclass (10 classes)  class predictions with 10 probabilities each, class labels
+                           (the dict path: a class is not a monitor-input column)
+
 Then where "all off" goes and the floor of "all on" (no segments in the stream):
   build                    the events' dicts turned into columns (VersionMonitor.batch)
   detectors, all off       the rules on built batches: rolling MSE, ADWIN, threshold, PSI
@@ -37,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import numpy as np
 from river import drift, metrics, utils
 from simulate import stream
 
@@ -137,6 +143,8 @@ def main() -> None:
     print(f"{'all on':26}{on:14,.0f}{1e6 / on:10.2f}{'':4}throughput "
           f"{(on / off - 1) * 100:+.1f}% vs all off")
 
+    classifier_rows(predictions, pairs, n, b, args.repeat, 1e6 / rows[-1][1])
+
     unsegmented = [{k: v for k, v in e.items() if k != "segment"} for e in predictions]
     plain_pairs = [{k: v for k, v in e.items() if k != "segment"} for e in pairs]
 
@@ -172,6 +180,46 @@ def main() -> None:
     print(f"{'floor of all on (a 2nd pass)':34}{floor * 1e6:10.2f}    throughput "
           f"{((t_build + t_off) / floor - 1) * 100:+.1f}% vs all off at best; estimation and "
           f"multivariate alone {((t_build + t_off) / (t_build + t_on) - 1) * 100:+.1f}%")
+
+
+def classifier_rows(predictions: list[dict], pairs: list[dict], n: int, b: int, repeat: int,
+                    regression_us: float) -> None:
+    """Issue #33: "monitor both" for a binary and a 10-class model, per pair."""
+    rng = np.random.default_rng(2)
+    classes = [f"c{k}" for k in range(10)]
+    plain = [{k: v for k, v in e.items() if k != "segment"} for e in predictions]
+    plain_pairs = [{k: v for k, v in e.items() if k != "segment"} for e in pairs]
+    p1 = 1 / (1 + np.exp(-np.array([e["prediction"] for e in plain])))
+    truth = (rng.random(n) < p1).astype(float)
+    binary = ([{**e, "prediction": float(p)} for e, p in zip(plain, p1)],
+              [{**e, "prediction": float(p), "label": y, "error": None}
+               for e, p, y in zip(plain_pairs, p1, truth)])
+    logits = rng.normal(0, 1.5, (n, 10))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    guess = proba.argmax(axis=1)
+    label = [classes[int(rng.choice(10, p=row))] for row in proba]
+    multi = ([{**e, "prediction": classes[g], "probabilities": dict(zip(classes, row.tolist()))}
+              for e, g, row in zip(plain, guess, proba)], [])
+    multi[1].extend({**q, "prediction": p["prediction"], "label": y, "error": None,
+                     "probabilities": p["probabilities"]}
+                    for q, p, y in zip(plain_pairs, multi[0], label))
+
+    def both(task: str, stream: tuple[list[dict], list[dict]]):
+        config = MonitorConfig.from_dict({"defaults": {"task": task}})
+
+        def run():
+            mon = Monitor(config)
+            for i in range(0, n, b):
+                mon.process_predictions(stream[0][i:i + b])
+                mon.process_pairs(stream[1][i:i + b])
+        return run
+
+    print(f"\nissue #33 classifiers, pairs + predictions, 10 features{'':3}{'us per pair':>12}")
+    print(f"{'regression (above)':26}{'':14}{regression_us:10.2f}")
+    for name, task, stream in (("binary", "binary", binary),
+                               ("multiclass (10 classes)", "multiclass", multi)):
+        r = rate(both(task, stream), n, repeat)
+        print(f"{name:26}{r:14,.0f}{1e6 / r:10.2f}    {1e6 / r / regression_us:.2f}x regression")
 
 
 if __name__ == "__main__":

@@ -295,3 +295,19 @@ def test_multiclass_cbpe_sees_a_shift_to_harder_inputs_before_the_labels():
     realised = np.mean([p["prediction"] == lab["label"]
                         for p, lab in zip(predictions[-1_000:], labels[-1_000:])])
     assert abs(report["estimated_accuracy"] - realised) < 0.05, (report, realised)
+
+
+def test_probabilities_that_name_different_classes_line_up_by_class():
+    """Events whose probabilities name other classes, or in another order, or none: each
+    value lands in its class's column (the fast path is for the same classes everywhere)."""
+    from driftline.agents.monitor.categories import Vocabulary
+    from driftline.agents.monitor.columns import Columns
+    cols = Columns([], classes=Vocabulary(8))
+    same = cols.probabilities([{"probabilities": {"a": 0.6, "b": 0.4}},
+                               {"probabilities": {"b": 0.1, "a": 0.9}}])
+    assert same.tolist() == [[0.6, 0.4], [0.9, 0.1]]
+    mixed = cols.probabilities([{"probabilities": {"a": 0.6, "b": 0.4}}, {},
+                                {"probabilities": {"c": 1.0}}])
+    assert cols.classes.labels() == ["a", "b", "c"]
+    assert np.nan_to_num(mixed, nan=-1).tolist() == [[0.6, 0.4, -1], [-1, -1, -1],
+                                                      [0.0, 0.0, 1.0]]

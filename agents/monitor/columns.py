@@ -248,13 +248,29 @@ class Columns:
         rows: none sent; a class it did not name: 0)."""
         assert self.classes is not None
         sent = [e.get("probabilities") for e in events]
-        coded = [(i, self.classes.codes(list(p)), list(p.values()))
-                 for i, p in enumerate(sent) if p]
+        first = next((p for p in sent if p), None)
+        if first is None:
+            return np.full((len(events), len(self.classes)), math.nan)
+        names = list(first)
+        codes = self.classes.codes(names)
         out = np.full((len(events), len(self.classes)), math.nan)
-        for i, codes, values in coded:
-            out[i] = 0.0
-            keep = codes >= 0  # a class past the cap is left out
-            out[i, codes[keep]] = np.asarray(values)[keep]
+        keep = codes >= 0  # a class past the cap is left out
+        if all(sent) and len(set(map(len, sent))) == 1:
+            try:  # the common case: every event names the same classes (one C call each)
+                values = np.array(list(map(operator.itemgetter(*names), sent)), float)
+            except KeyError:
+                values = None
+            if values is not None:
+                out[:] = 0.0
+                out[:, codes[keep]] = values.reshape(len(events), -1)[:, keep]
+                return out
+        for i, p in enumerate(sent):  # classes that differ from event to event
+            if p:
+                row_codes = self.classes.codes(list(p))
+                out = _widen(out, len(self.classes))
+                out[i] = 0.0
+                ok = row_codes >= 0
+                out[i, row_codes[ok]] = np.asarray(list(p.values()), float)[ok]
         return out
 
     def outcomes(self, values: list[Any]) -> np.ndarray:
@@ -308,6 +324,13 @@ class Columns:
                      take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new,
                      (cols.ids if index is None else [cols.ids[i] for i in index.tolist()])
                      if pairs else None)
+
+
+def _widen(rows: np.ndarray, width: int) -> np.ndarray:
+    """``rows`` with NaN columns added up to ``width`` (classes met since they were made)."""
+    if rows.shape[1] >= width:
+        return rows
+    return np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=math.nan)
 
 
 def ids(events: list[dict[str, Any]]) -> list[str]:
