@@ -204,21 +204,21 @@ def classifier_rows(predictions: list[dict], pairs: list[dict], n: int, b: int, 
                      "probabilities": p["probabilities"]}
                     for q, p, y in zip(plain_pairs, multi[0], label))
 
-    def both(task: str, stream: tuple[list[dict], list[dict]]):
+    def both(task: str, events: tuple[list[dict], list[dict]]):
         config = MonitorConfig.from_dict({"defaults": {"task": task}})
 
         def run():
             mon = Monitor(config)
             for i in range(0, n, b):
-                mon.process_predictions(stream[0][i:i + b])
-                mon.process_pairs(stream[1][i:i + b])
+                mon.process_predictions(events[0][i:i + b])
+                mon.process_pairs(events[1][i:i + b])
         return run
 
     print(f"\nissue #33 classifiers, pairs + predictions, 10 features{'':3}{'us per pair':>12}")
     print(f"{'regression (above)':26}{'':14}{regression_us:10.2f}")
-    for name, task, stream in (("binary", "binary", binary),
+    for name, task, events in (("binary", "binary", binary),
                                ("multiclass (10 classes)", "multiclass", multi)):
-        r = rate(both(task, stream), n, repeat)
+        r = rate(both(task, events), n, repeat)
         print(f"{name:26}{r:14,.0f}{1e6 / r:10.2f}    {1e6 / r / regression_us:.2f}x regression")
 
 

@@ -160,7 +160,9 @@ def feature_lines(name: str, report: dict[str, Any]) -> list[str]:
     >>> feature_lines("m v1", {"features": {"x": {"type": "numeric", "statistic": "psi",
     ...     "value": 0.02, "limit": 0.08, "missing_share": 0.01}, "id": {"type":
     ...     "categorical", "idlike": True, "categories": 1000, "capped": True}}})
-    ['m v1 features:', '  x  numeric  psi 0.02 / limit 0.08  missing 1.0%', '  id  categorical (1000 categories, capped)  an identifier: not drift-tested']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['m v1 features:', '  x  numeric  psi 0.02 / limit 0.08  missing 1.0%',
+     '  id  categorical (1000 categories, capped)  an identifier: not drift-tested']
     """
     features = report.get("features") or {}
     if not features:

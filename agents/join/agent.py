@@ -60,6 +60,8 @@ from driftline.agents.join.intake import Event, Intake, decode
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.refusals import refusal
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import (
     ModelPartitions,
@@ -72,7 +74,7 @@ from driftline.agents.routing import (
 )
 from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
 from driftline.kafka import read_partition
-from driftline.models.wire import Prediction, Rejection, array, arrays, unbatch
+from driftline.models.wire import Prediction, Rejection, array, arrays, encode, unbatch
 from driftline.models.wire.deadletter import DeadLetterCounter
 from driftline.models.wire.events import ScoredPair, as_dict
 from driftline.models.wire.internal import EXPIRED, MODEL_HEADER, SCORED
@@ -84,6 +86,7 @@ Drained = tuple[list[ScoredPair], dict[str, StateRecord]]  # what PartitionJoin.
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
+INF = float("inf")
 
 
 class Joiner:
@@ -111,6 +114,10 @@ class Joiner:
         self.clamped: Counter[str] = Counter()
         self.forwarded = 0
         self._retired: Counter[str] = Counter()  # stats of partitions handed to another worker
+        # Each model's task: a pair that does not fit it is dead-lettered here (see _refuse)
+        config = self.monitor_config = MonitorConfig.load(settings.monitor_config)
+        self._classifiers = {m for m, c in config.models.items() if c.kind != "regression"}
+        self._all_classifiers = config.defaults.kind != "regression"
 
     @property
     def stats(self) -> Counter[str]:
@@ -190,11 +197,30 @@ class Joiner:
         as arrays of one model each (its name in their header)."""
         written = []
         for p, (scored, _) in drained.items():
+            self._refuse(out, p, scored)
             for model, key, value, pairs in by_model((s.model, s.prediction_id, s, s)
                                                       for s in scored):
                 i = out.add(self.scored_topic, key, value, p, [(MODEL_HEADER, model.encode())])
                 written.append(Written(SCORED, p, model, value, i, pairs))
         return written
+
+    def _refuse(self, out: Outbox, p: int, scored: list[ScoredPair]) -> None:
+        """Step 2's dead letters: the pairs that do not fit their model's task, here where
+        each pair is scored once, live (the monitor counts them: :mod:`..monitor.refusals`).
+        A regression's pair of numbers with a finite squared error passes at a glance."""
+        everyone, classifiers = self._all_classifiers, self._classifiers
+        for s in scored:
+            e = s.error
+            if e is None or not e * e < INF or everyone or s.model in classifiers:
+                task = self.monitor_config.for_model(s.model).kind
+                reason = refusal(task, s.prediction, s.label)
+                if reason:
+                    why = Rejection("refused_pair", f"{reason}: the pair does not fit "
+                                                    f"{s.model}'s task ({task})", encode(s))
+                    self.dead_letters.count(why)
+                    out.dead_letter(self.deadletter_topic, s.prediction_id.encode(),
+                                    self.scored_topic, p, None, why,
+                                    limit=self.settings.max_message_bytes)
 
     def _queue_expired(self, out: Outbox,
                        expired: dict[int, list[Prediction]]) -> list[Written]:

@@ -94,15 +94,6 @@ class MonitorAgent:
         live and on replay (dead-lettered once, live), so a poison record can neither
         stop the stream nor make every rebuild crash."""
         alerts, failed = part.apply_records(records)
-        for model, version, pid, reason in part.monitor.take_refusals():
-            if not replay:  # dead-lettered once, live
-                out.dead_letter(self.settings.topic("deadletter"), pid.encode(),
-                                self.input_topic, q, None, Rejection(
-                                    "refused_pair", f"{reason}: the pair does not fit "
-                                    f"the task of {model} v{version}",
-                                    encode({"prediction_id": pid, "model": model,
-                                            "version": version, "reason": reason})),
-                                limit=self.settings.max_message_bytes)
         for offset, value, exc in failed:
             log.error("monitor-input %d@%d could not be applied; skipped", q, offset,
                       exc_info=exc)

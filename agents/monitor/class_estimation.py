@@ -106,9 +106,9 @@ class ClassEstimation:
             column = np.nan_to_num(proba[:, c])
             out[:, c] = self._rates[c][np.searchsorted(self._edges[c], column, side="right")]
         total = out.sum(axis=1, keepdims=True)
-        out = np.divide(out, total, out=np.zeros_like(out), where=total > 0)
-        out[np.isnan(proba).all(axis=1) if proba.shape[1] else np.ones(n, bool)] = np.nan
-        return out
+        normalised: np.ndarray = np.divide(out, total, out=np.zeros_like(out), where=total > 0)
+        normalised[np.isnan(proba).all(axis=1) if proba.shape[1] else np.ones(n, bool)] = np.nan
+        return normalised
 
     def _accuracy(self, calibrated: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         """Each prediction's expected accuracy: its calibrated P(predicted class), else

@@ -58,7 +58,6 @@ from driftline.models.wire.internal import Columnar
 _EMPTY = np.empty(0)
 _PREDICTION = operator.itemgetter("prediction")
 _LABEL = operator.itemgetter("label")
-_ID = operator.itemgetter("prediction_id")
 _FEATURES = operator.itemgetter("features")
 _SEGMENT = operator.methodcaller("get", "segment")
 _NO_CODES = np.empty((0, 0), np.int32)
@@ -80,7 +79,6 @@ class Batch:
     codes: np.ndarray = field(default_factory=lambda: _NO_CODES)
     mismatch: np.ndarray | None = None     # events x columns: a category there
     new: frozenset[str] = _NOTHING         # features the version's columns lack
-    ids: list[str] | None = None           # pairs: their prediction ids (for refusals)
     p_true: np.ndarray | None = None       # multiclass pairs: P(true class) sent, NaN: none
     proba: np.ndarray | None = None        # multiclass: events x classes sent, NaN rows: none
 
@@ -233,8 +231,7 @@ class Columns:
                       rows, list(map(_SEGMENT, events)),
                       self.outcomes(labels) if labels is not None else _EMPTY,
                       floats(events, "label_ts") if pairs else _EMPTY, codes, mismatch,
-                      self._new(features, complete and has_all),
-                      ids(events) if pairs else None)
+                      self._new(features, complete and has_all))
         if self.classes is not None:
             batch.proba = self.probabilities(events)
             if labels is not None:
@@ -247,7 +244,7 @@ class Columns:
         """A multiclass version's events x its classes: the probabilities each sent (NaN
         rows: none sent; a class it did not name: 0)."""
         assert self.classes is not None
-        sent = [e.get("probabilities") for e in events]
+        sent: list[Any] = [e.get("probabilities") for e in events]
         first = next((p for p in sent if p), None)
         if first is None:
             return np.full((len(events), len(self.classes)), math.nan)
@@ -257,7 +254,7 @@ class Columns:
         keep = codes >= 0  # a class past the cap is left out
         if all(sent) and len(set(map(len, sent))) == 1:
             try:  # the common case: every event names the same classes (one C call each)
-                values = np.array(list(map(operator.itemgetter(*names), sent)), float)
+                values = np.asarray(list(map(operator.itemgetter(*names), sent)), np.float64)
             except KeyError:
                 values = None
             if values is not None:
@@ -314,16 +311,15 @@ class Columns:
                     values = cols.rows[:, where[name]]
                     codes[~np.isnan(take(values, index)), j] = MISMATCH
         new = frozenset({*cols.names, *cols.categories} - self.known)
-        prediction, label = take(cols.prediction, index), take(cols.label, index)
+        prediction = take(cols.prediction, index)
+        label = take(cols.label, index) if pairs else _EMPTY
         if self.classes is not None:  # columns hold numbers only: none is a class
             prediction = np.full(len(prediction), float(MISMATCH))
             label = np.full(len(label), float(MISMATCH))
         return Batch(take(cols.ts, index), prediction, rows,
                      cols.segment if index is None else [cols.segment[i] for i in index.tolist()],
                      label if pairs else _EMPTY,
-                     take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new,
-                     (cols.ids if index is None else [cols.ids[i] for i in index.tolist()])
-                     if pairs else None)
+                     take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new)
 
 
 def _widen(rows: np.ndarray, width: int) -> np.ndarray:
@@ -331,14 +327,6 @@ def _widen(rows: np.ndarray, width: int) -> np.ndarray:
     if rows.shape[1] >= width:
         return rows
     return np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=math.nan)
-
-
-def ids(events: list[dict[str, Any]]) -> list[str]:
-    """Each event's prediction id ("" where a hand-made event has none)."""
-    try:
-        return list(map(_ID, events))
-    except KeyError:
-        return [e.get("prediction_id", "") for e in events]
 
 
 def take(values: np.ndarray, index: np.ndarray | None) -> np.ndarray:

@@ -121,12 +121,6 @@ class Monitor:
             self._drop(idlest)
         return None
 
-    def take_refusals(self) -> list[tuple[str, int | None, str, str]]:
-        """The pairs refused since the last take (:mod:`.refusals`), as (model, version,
-        prediction id, reason): for the agent to dead-letter."""
-        return [(vm.model, vm.version, pid, reason) for vm in self.versions.values()
-                for pid, reason in vm.refusals.take()]
-
     def _drop(self, vm: VersionMonitor) -> None:
         key = (vm.model, vm.version)
         del self.versions[key]

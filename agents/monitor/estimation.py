@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from driftline.agents.monitor.columns import Ring
+from driftline.agents.monitor.window import Ring
 
 RIDGE = 1.0          # ridge penalty of DLE, on standardised inputs
 Z_CLIP = 8.0         # standardised inputs are clipped here: a wild value must not explode

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from driftline.agents.monitor.columns import Ring
+from driftline.agents.monitor.window import Ring
 
 
 class RollingErrors:

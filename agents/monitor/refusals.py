@@ -1,8 +1,10 @@
 """Scored pairs that do not fit their model's task: refused visibly, never dropped silently.
 
-Each refused pair is counted by reason (the version's report: ``refused_pairs``; Prometheus'
-``driftline_monitor_refused_pairs_total``) and kept, with its prediction id, until the
-monitor agent dead-letters it (live, once; :meth:`Refusals.take`).
+Each refused pair is counted by reason here (the version's report: ``refused_pairs``;
+Prometheus' ``driftline_monitor_refused_pairs_total``), and dead-lettered by the join when it
+scores the pair (:func:`refusal`, the same rules one pair at a time): the join meets each
+pair once, live, where the monitor cannot tell a record it replays after a restart from one
+a restart kept it from acting on.
 
 ========================  ===============================================================
 reason                    the pair
@@ -19,32 +21,32 @@ reason                    the pair
 
 >>> r = Refusals()
 >>> b = Batch(np.zeros(3), np.array([0.2, 1.5, np.nan]), np.empty((3, 0)), [None] * 3,
-...           np.array([1.0, 0.0, 1.0]), np.zeros(3), np.empty((3, 0), np.int32),
-...           ids=["a", "b", "c"])
->>> len(r.valid(b, "binary")), dict(r.counts), r.take()
-(1, {'class_prediction': 1, 'prediction_outside_0_1': 1}, [('c', 'class_prediction'), ('b', 'prediction_outside_0_1')])
+...           np.array([1.0, 0.0, 1.0]), np.zeros(3), np.empty((3, 0), np.int32))
+>>> len(r.valid(b, "binary")), dict(r.counts)
+(1, {'class_prediction': 1, 'prediction_outside_0_1': 1})
+>>> refusal("binary", 1.5, 0.0), refusal("multiclass", "cat", "dog")
+('prediction_outside_0_1', None)
+>>> refusal("regression", "x", 1.0), refusal("regression", 1e200, -1e200)
+('class_prediction', 'error_not_finite')
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
 from driftline.agents.monitor.categories import MISMATCH, OVERFLOW
 from driftline.agents.monitor.columns import Batch
 
-MAX_KEPT = 10_000  # refused pairs kept for dead letters between two takes; more are counted
-
 
 class Refusals:
-    """A version's refused pairs: counts by reason, and (prediction id, reason) to
-    dead-letter."""
+    """A version's refused pairs, counted by reason."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self._kept: list[tuple[str, str]] = []
-        self.unkept = 0
 
     def valid(self, batch: Batch, task: str) -> Batch:
         """The pairs of ``batch`` that fit ``task`` (regression, binary, multiclass); the
@@ -71,12 +73,25 @@ class Refusals:
 
     def _refuse(self, batch: Batch, reason: str, where: np.ndarray) -> None:
         self.counts[reason] += len(where)
-        ids = batch.ids or []
-        room = max(0, MAX_KEPT - len(self._kept))
-        self._kept += [(ids[i] if i < len(ids) else "", reason) for i in where[:room].tolist()]
-        self.unkept += max(0, len(where) - room)
 
-    def take(self) -> list[tuple[str, str]]:
-        """The refused pairs kept since the last take, as (prediction id, reason)."""
-        kept, self._kept = self._kept, []
-        return kept
+
+def refusal(task: str, prediction: Any, label: Any) -> str | None:
+    """Why one pair does not fit ``task`` (None: it does): :meth:`Refusals.valid`'s rules,
+    for the join, which dead-letters the pair (classes past the cap are the monitor's)."""
+    if task == "multiclass":
+        if type(prediction) is not str:
+            return "number_prediction"
+        return "number_label" if type(label) is not str else None
+    if type(prediction) is str:
+        return "class_prediction"
+    if type(label) is str:
+        return "class_label"
+    if task == "binary":
+        if label != 0 and label != 1:
+            return "label_not_0_or_1"
+        if not 0 <= prediction <= 1:
+            return "prediction_outside_0_1"
+    error = prediction - label
+    if not error * error < math.inf:  # (** 2 raises on overflow; * gives inf)
+        return "error_not_finite"
+    return None

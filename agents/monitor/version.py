@@ -18,11 +18,13 @@ from driftline.agents.monitor import calibration
 from driftline.agents.monitor.alerting import AlertBook
 from driftline.agents.monitor.attribution import attribute, describe
 from driftline.agents.monitor.categories import Vocabulary
+from driftline.agents.monitor.class_estimation import ClassEstimation
 from driftline.agents.monitor.classes import task_metrics
 from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
-from driftline.agents.monitor.estimation import Reference, Stacked
+from driftline.agents.monitor.estimation import Estimation, Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
+from driftline.agents.monitor.refusals import Refusals
 from driftline.agents.monitor.rules import (
     CategoricalDriftRule,
     ConceptDriftRule,
@@ -38,7 +40,6 @@ from driftline.agents.monitor.rules import (
     Subject,
     ThresholdRule,
 )
-from driftline.agents.monitor.refusals import Refusals
 from driftline.agents.monitor.rules.categorical_drift import ClassDriftRule
 from driftline.agents.monitor.rules.quality import NewFeatures, features_report
 from driftline.agents.monitor.rules.subject import Alert
@@ -206,7 +207,8 @@ class VersionMonitor:
         expected: list[np.ndarray | None] = [None] * len(parts)
         if len(fitted) > 1 and self.task == "regression":
             found = self._stacked.expected(
-                [e for _, e in fitted], ordered.rows, ordered.prediction,
+                [e for _, e in fitted if isinstance(e, Estimation)], ordered.rows,
+                ordered.prediction,
                 [parts[k][1:] for k, _ in fitted])
             for (k, _), values in zip(fitted, found):
                 expected[k] = values
@@ -266,10 +268,10 @@ class VersionMonitor:
         # predictions that waited for it report the metrics as they were then).
         waited: list[Alert] = []  # raised by predictions that waited for the estimator
         estimated = self.estimated
-        if estimated is not None and estimated.multiclass:  # its reference: probabilities
+        if estimated is not None and isinstance(estimated.estimation, ClassEstimation):
             if not estimated.estimation.fitted and batch.proba is not None and \
                     estimated.estimation.add_reference(batch.proba, preds, labels):
-                waited = estimated.fitted_now().alerts
+                waited = estimated.fitted_now().alerts  # its reference: probabilities
         elif not self.reference.full and self.reference.add(rows, preds, labels):
             if estimated is not None:
                 waited = estimated.fit(*self.reference.arrays()).alerts

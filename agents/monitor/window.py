@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-
 T = TypeVar("T")
 
 

@@ -17,7 +17,8 @@ stable error (``kind``, field path, reason), see :mod:`driftline.models.wire.exp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -62,9 +63,17 @@ class EventKind(Generic[E]):
     driftline.errors.SchemaError: label: must be a finite number, got nan
     """
 
-    def __init__(self, name: str, event_type: type[E]) -> None:
+    def __init__(self, name: str, event_type: type[E],
+                 check: Callable[[E], str | None] | None = None,
+                 checked: str | None = None) -> None:
         self.name = name
         self.type = event_type
+        # What the schema alone cannot say (a prediction's probabilities sum to 1), run on
+        # the events whose ``checked`` attribute is set (a C-level filter: ~10 ns an event
+        # that has none); it may fix the event, else it says what is wrong.
+        self._check = check
+        self._field = checked or ""
+        self._checked = operator.attrgetter(checked) if checked else None
         self._one_or_many = msgspec.json.Decoder(list[event_type] | event_type)  # type: ignore[valid-type]
         self._one = msgspec.json.Decoder(event_type)
         self._many = msgspec.json.Decoder(list[event_type])  # type: ignore[valid-type]
@@ -83,8 +92,29 @@ class EventKind(Generic[E]):
             return self._decode_slowly(raw, max_batch)
         if isinstance(value, list):
             problem = _batch_problem(len(value), max_batch)
-            return ([], [Rejection(*problem, raw)]) if problem else (value, [])
-        return [value], []
+            if problem:
+                return [], [Rejection(*problem, raw)]
+            return self._checked_events(value, raw, True)
+        return self._checked_events([value], raw, False)
+
+    def _problems(self, events: list[E]) -> dict[int, str]:
+        """The events :attr:`_check` refuses, by position (none without a check)."""
+        check, checked = self._check, self._checked
+        if check is None or checked is None or not any(map(checked, events)):
+            return {}
+        found = {i: check(e) for i, e in enumerate(events) if checked(e)}
+        return {i: why for i, why in found.items() if why}
+
+    def _checked_events(self, events: list[E], raw: bytes, batch: bool
+                        ) -> tuple[list[E], list[Rejection]]:
+        problems = self._problems(events)
+        if not problems:
+            return events, []
+        path = ("[{}]." if batch else "") + self._field + ": "
+        return ([e for i, e in enumerate(events) if i not in problems],
+                [Rejection("out_of_range", path.format(i) + why,
+                           encode(events[i]) if batch else raw, index=i if batch else None)
+                 for i, why in problems.items()])
 
     def decode_each(self, raws: Sequence[bytes]) -> list[E] | None:
         """One event from each of ``raws`` (single-event messages: JSON objects, each
@@ -104,12 +134,18 @@ class EventKind(Generic[E]):
             events = self._many.decode(b"[" + b",".join(raws) + b"]")
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
-        return events if len(events) == len(raws) else None
+        if len(events) != len(raws) or self._problems(events):
+            return None
+        return events
 
     def decode_one(self, raw: bytes) -> E:
         """One event driftline wrote itself; raises :class:`SchemaError` if it is not."""
         try:
-            return self._one.decode(raw)
+            event = self._one.decode(raw)
+            problem = self._problems([event]).get(0)
+            if problem:
+                raise SchemaError(problem, path=self._field, kind="out_of_range")
+            return event
         except (msgspec.ValidationError, msgspec.DecodeError):
             good, bad = self.decode(raw)
             if bad or len(good) != 1:
@@ -127,9 +163,13 @@ class EventKind(Generic[E]):
         except (TypeError, NotImplementedError):
             pass  # left as it is: convert names the field that is wrong
         try:
-            return msgspec.convert(obj, self.type)
+            event = msgspec.convert(obj, self.type)
         except msgspec.ValidationError as exc:
             raise explain(exc, obj, self.name).under(path) from None
+        problem = self._problems([event]).get(0)
+        if problem:
+            raise SchemaError(problem, path=self._field, kind="out_of_range").under(path)
+        return event
 
     def validate_many(self, obj: Any) -> list[E]:
         """A single event or a list of them; raise on the first bad element."""
@@ -165,7 +205,7 @@ class EventKind(Generic[E]):
         return f"EventKind({self.name!r}, {self.type.__name__})"
 
 
-PREDICTION = EventKind("prediction", ev.Prediction)
+PREDICTION = EventKind("prediction", ev.Prediction, ev.renormalise, "probabilities")
 LABEL = EventKind("label", ev.Label)
 SCORED_PAIR = EventKind("scored pair", ev.ScoredPair)
 ALERT = EventKind("alert", ev.Alert)

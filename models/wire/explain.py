@@ -83,9 +83,6 @@ def explain(exc: msgspec.ValidationError, obj: Any, event: str) -> SchemaError:
                                "beyond 64 bits", path=shown, kind="out_of_range")
         return SchemaError("must be a finite number, got a number too large for a float",
                            path=shown, kind="not_finite")
-    if reason.startswith("probabilities must"):  # Prediction.__post_init__
-        return SchemaError(reason.split(" - at ")[0].removeprefix("probabilities "),
-                           path=_join(shown, "probabilities"), kind="out_of_range")
     expected = _EXPECTED.match(reason)
     if expected is None:
         return SchemaError(reason, path=shown, kind="invalid")

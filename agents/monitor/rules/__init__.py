@@ -39,6 +39,7 @@ from driftline.agents.monitor.rules.starvation import LabelStarvationRule
 from driftline.agents.monitor.rules.subject import Subject
 from driftline.agents.monitor.rules.threshold import ThresholdRule
 
-__all__ = ["CategoricalDriftRule", "ConceptDriftRule", "DataDriftRule", "ErrorRules", "EstimatedDegradationRule",
+__all__ = ["CategoricalDriftRule", "ConceptDriftRule", "DataDriftRule", "ErrorRules",
+           "EstimatedDegradationRule",
            "Hysteresis", "Kind", "LabelStarvationRule", "MultivariateDriftRule", "PSIRule",
            "PredictionDriftRule", "Rule", "Seen", "Subject", "ThresholdRule"]
