@@ -153,6 +153,9 @@ class ErrorDrift:
         return rises
 
 
+_NO_MARKS = np.empty(0)
+
+
 class PSICheck(NamedTuple):
     """One check after ``position`` events of the batch: PSI per column; the window's
     counts per column of (missing, type mismatch, below the reference's least value, above
@@ -174,9 +177,11 @@ class PSIDrift:
     enter and leave it (:class:`~.window.CountedWindow`); a check is arithmetic on them.
     """
 
-    def __init__(self, columns: list[str], config: DataDriftConfig) -> None:
+    def __init__(self, columns: list[str], config: DataDriftConfig,
+                 marks: bool = True) -> None:
         self.columns = columns
         self.config = config
+        self.marks = marks  # checks carry the marks' counts (data quality reads them)
         bins = config.bins
         self.missing, self.mismatch, self.below, self.above = range(bins, bins + 4)
         self._reference: list[np.ndarray] = []
@@ -275,6 +280,8 @@ class PSIDrift:
         folded = self._folded(counts)
         psi = psi_of_shares(shares(folded, self.config.bins), self.expected)
         psi[folded.sum(axis=1) == 0] = 0.0  # nothing seen
+        if not self.marks:  # no data-quality checks read them (segments, the prediction)
+            return PSICheck(position, np.asarray(psi, dtype=float), _NO_MARKS, _NO_MARKS)
         return PSICheck(position, np.asarray(psi, dtype=float),
                         counts[:, self.missing:].copy(),
                         self.window.period[:, self.missing].copy())

@@ -26,7 +26,7 @@ class DataDriftRule(PSIRule):
 
     def __init__(self, subject: Subject, features: list[str], config: DataDriftConfig,
                  rate: float = PSIRule.default_rate, quality: bool = False) -> None:
-        super().__init__(subject, list(features), config, rate)
+        super().__init__(subject, list(features), config, rate, marks=quality)
         self.features = features
         self.quality = (Quality(subject, config, rate, features, "out_of_range")
                         if quality and features else None)

@@ -53,10 +53,10 @@ class ColumnDriftRule:
         breach = value > limit
         runs = self.runs[j].update(breach, clear and not breach)
         what = f"feature {name!r}" if name else "the prediction"
-        metrics = subject.metrics_now(**{self.statistic: value})
         if runs.breached and not subject.alerts.is_firing(key):
             alert = subject.alerts.fire(
-                key, ts=ts, detector=self.statistic, metrics=metrics,
+                key, ts=ts, detector=self.statistic,
+                metrics=subject.metrics_now(**{self.statistic: value}),
                 severity="critical" if value > 2 * limit else "warning",
                 message=f"{'Data' if name else 'Prediction'} drift on {subject.name}: "
                         f"{detail.format(what=what)} is {value:.3f} over the last "
@@ -64,7 +64,8 @@ class ColumnDriftRule:
                         f"(limit {limit:.3g}).")
         elif runs.cleared and subject.alerts.is_firing(key):
             alert = subject.alerts.resolve(
-                key, ts=ts, detector=self.statistic, metrics=metrics,
+                key, ts=ts, detector=self.statistic,
+                metrics=subject.metrics_now(**{self.statistic: value}),
                 message=f"{detail.format(what=what)} on {subject.name} is back to "
                         f"{value:.3f}" + (f" (below {resolve:.3g})." if resolve else "."))
         else:
@@ -86,11 +87,12 @@ class PSIRule(ColumnDriftRule):
     """PSI drift of ``columns`` (None: the prediction), alerting as ``kind``."""
 
     def __init__(self, subject: Subject, columns: list[str | None],
-                 config: DataDriftConfig, rate: float = ColumnDriftRule.default_rate) -> None:
+                 config: DataDriftConfig, rate: float = ColumnDriftRule.default_rate,
+                 marks: bool = False) -> None:
         super().__init__(subject, columns, config, rate)
         self.limits: np.ndarray | None = None   # per column, once the reference is in
         self.resolves: np.ndarray | None = None
-        self.detector = PSIDrift([c or "prediction" for c in columns], config)
+        self.detector = PSIDrift([c or "prediction" for c in columns], config, marks)
 
     @property
     def last_psi(self) -> dict[str, float]:
