@@ -29,11 +29,12 @@ def rows_to_arrays(pairs: Sequence[dict[str, Any]], feature_names: Sequence[str]
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Scored pairs -> (X in ``feature_names`` order, labels, rows dropped).
 
-    A row missing a feature, with null or a category where a number belongs, or with a
+    A row missing a feature, with null or a category where a number belongs, with a class
+    for its label (a multiclass model's: the linear model takes numbers), or with a
     non-finite value anywhere, is dropped."""
     X = np.array([[number_or_nan(p["features"].get(n)) for n in feature_names] for p in pairs],
                  dtype=float).reshape(len(pairs), len(feature_names))
-    y = np.array([p["label"] for p in pairs], dtype=float)
+    y = np.array([number_or_nan(p["label"]) for p in pairs], dtype=float)
     keep = np.isfinite(X).all(axis=1) & np.isfinite(y)
     return X[keep], y[keep], int((~keep).sum())
 

@@ -331,3 +331,81 @@ def test_probabilities_that_name_different_classes_line_up_by_class():
     assert cols.classes.labels() == ["a", "b", "c"]
     assert np.nan_to_num(mixed, nan=-1).tolist() == [[0.6, 0.4, -1], [-1, -1, -1],
                                                       [0.0, 0.0, 1.0]]
+
+
+def test_a_class_is_never_a_monitor_input_column_even_one_that_reads_as_a_number():
+    """monitor-input's columns hold numbers: a batch with one class, "3" included (numpy
+    would read it as 3.0), stays format 1 and comes back as sent."""
+    from driftline.models.wire.internal import (
+        PREDICTIONS,
+        SCORED,
+        columnar_element,
+        decode_elements,
+    )
+    predictions = [PREDICTION.validate({"prediction_id": f"p{i}", "model": "m",
+                                        "prediction": "3" if i == 5 else float(i),
+                                        "features": {"x": 1.0}, "ts": 1.0})
+                   for i in range(40)]
+    assert columnar_element(PREDICTIONS, 0, 0, "m", predictions) is None
+    numbers = [PREDICTION.validate({**msgspec.to_builtins(p), "prediction": 1.0})
+               for p in predictions]
+    element = columnar_element(PREDICTIONS, 0, 0, "m", numbers)
+    assert element is not None and decode_elements(b"[" + element + b"]")[0].columnar
+    labels = [LABEL.validate({"prediction_id": p.prediction_id,
+                              "label": "7" if i == 9 else 1.0}) for i, p in enumerate(numbers)]
+    pairs = [make_scored(p, lab, 1.0, 2.0) for p, lab in zip(numbers, labels)]
+    assert pairs[9].error is None and columnar_element(SCORED, 0, 0, "m", pairs) is None
+    pairs[9] = make_scored(numbers[9], LABEL.validate({"prediction_id": "p9", "label": 1.0}),
+                           1.0, 2.0)
+    assert columnar_element(SCORED, 0, 0, "m", pairs) is not None
+
+
+def test_the_join_finds_the_refused_pairs_in_one_pass_where_every_model_is_a_regression():
+    """Tasks.refused: with regressions only, a numpy pass over the errors finds the pairs
+    with a class (no error) or an overflowing error; with a classifier configured every
+    pair of it is checked. Either way the reasons are refusal()'s."""
+    from driftline.agents.monitor.refusals import Tasks
+
+    def pair(i, y, t):
+        return make_scored(PREDICTION.validate({"prediction_id": f"p{i}", "model": "m",
+                                                "prediction": y}),
+                           LABEL.validate({"prediction_id": f"p{i}", "label": t}), 1.0, 2.0)
+    pairs = [pair(0, 1.0, 2.0), pair(1, "cat", 2.0), pair(2, 1e200, -1e200),
+             pair(3, 0.5, 3.0), pair(4, 1.0, "dog")]
+    found = Tasks(MonitorConfig()).refused(pairs)
+    assert [(p.prediction_id, why, task) for p, why, task in found] == [
+        ("p1", "class_prediction", "regression"), ("p2", "error_not_finite", "regression"),
+        ("p4", "class_label", "regression")]
+    binary = Tasks(MonitorConfig.from_dict({"models": {"m": {"task": "binary"}}}))
+    assert [(p.prediction_id, why) for p, why, _ in binary.refused(pairs)] == [
+        ("p0", "label_not_0_or_1"), ("p1", "class_prediction"),
+        ("p2", "label_not_0_or_1"), ("p3", "label_not_0_or_1"), ("p4", "class_label")]
+
+
+def test_the_trainers_read_back_drops_class_labels_it_cannot_fit():
+    """The trainer reads the scored topic, where a multiclass model's pairs carry class
+    labels now: its linear model leaves them out as rows it cannot use (a class "3"
+    included, which float() would have read as 3), and keeps the numbers."""
+    from driftline.models.training import rows_to_arrays
+    predictions, labels = zoo_pairs(6, seed=1)
+    pairs = scored(predictions, labels)
+    pairs[0]["label"] = "3"
+    pairs[1]["label"] = 2.5
+    X, y, dropped = rows_to_arrays(pairs, ["x"])
+    assert y.tolist() == [2.5] and X.shape == (1, 1) and dropped == 5
+
+
+def test_shadow_scoring_leaves_out_pairs_its_linear_model_cannot_score():
+    """A challenger is scored on the live pairs: a class label (a multiclass model's) or a
+    category where the challenger reads a number leaves the pair out, it does not stop the
+    monitor partition (squared_errors raised on both before)."""
+    from driftline.agents.monitor.shadow import squared_errors
+    from driftline.models.linear import LinearModel
+    model = LinearModel([2.0], 0.0, ["x"])
+    pairs = [{"features": {"x": 1.0}, "label": 2.5, "error": 0.5},
+             {"features": {"x": 1.0}, "label": "cat", "error": None},
+             {"features": {"x": "DE"}, "label": 1.0, "error": 0.0},
+             {"features": {"x": 3.0}, "label": 6.0, "error": 1.0}]
+    mine, theirs, index = squared_errors(model, pairs)
+    assert index.tolist() == [0, 3] and mine.tolist() == [0.25, 0.0]
+    assert theirs.tolist() == [0.25, 1.0]

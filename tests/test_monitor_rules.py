@@ -155,10 +155,12 @@ def test_adwin_finds_a_rise_that_reaches_it_as_a_sawtooth():
         assert rises, f"seed {seed}: no rise found"
 
 
-def test_psi_binning_in_one_comparison_equals_a_searchsorted_per_column():
+@pytest.mark.parametrize("marks", [True, False])
+def test_psi_binning_in_one_comparison_equals_a_searchsorted_per_column(marks):
     """PSIDrift bins a batch with one comparison against every column's edges (padded with
     +inf); it must give searchsorted's bin per column: values on an edge, +-inf, NaN
-    (missing), a constant column (one edge) and an all-missing one (none)."""
+    (missing), a constant column (one edge) and an all-missing one (none). With ``marks``
+    (data quality reads them) values out of the reference's range get marks of their own."""
     from driftline.agents.monitor.config import DataDriftConfig
     from driftline.agents.monitor.drift import PSIDrift
 
@@ -166,7 +168,7 @@ def test_psi_binning_in_one_comparison_equals_a_searchsorted_per_column():
     cfg = DataDriftConfig(reference_size=500, window=100, check_every=50)
     reference = np.column_stack((rng.normal(size=500), rng.poisson(2.0, 500).astype(float),
                                  np.full(500, 7.0), np.full(500, np.nan)))
-    psi = PSIDrift(["a", "b", "c", "d"], cfg)
+    psi = PSIDrift(["a", "b", "c", "d"], cfg, marks=marks)
     psi.extend(reference)
     assert psi.edges is not None and [len(e) for e in psi.edges][2:] == [1, 0]
     rows = np.column_stack((rng.normal(size=300), rng.poisson(2.0, 300).astype(float),
@@ -180,11 +182,34 @@ def test_psi_binning_in_one_comparison_equals_a_searchsorted_per_column():
     low, high = psi._low, psi._high  # the reference's range (NaN: an all-missing column)
     assert low[:3].tolist() == np.nanmin(reference[:, :3], axis=0).tolist()
     assert high[:3].tolist() == np.nanmax(reference[:, :3], axis=0).tolist()
-    with np.errstate(invalid="ignore"):
-        want[rows < low] = psi.below
-        want[rows > high] = psi.above
+    if marks:
+        with np.errstate(invalid="ignore"):
+            want[rows < low] = psi.below
+            want[rows > high] = psi.above
+    assert (want >= psi.below).any() == marks
     want[np.isnan(rows)] = cfg.bins
     assert psi._bin(rows).tolist() == want.tolist()
+
+
+def test_psi_is_the_same_whether_out_of_range_values_are_marked_or_not():
+    """Marked values out of the reference's range count in its end bins for the PSI: the
+    rule that reads the marks (data quality) and those that do not see one PSI."""
+    from driftline.agents.monitor.config import DataDriftConfig
+    from driftline.agents.monitor.drift import PSIDrift
+
+    rng = np.random.default_rng(4)
+    cfg = DataDriftConfig(reference_size=300, window=200, check_every=50, bins=5)
+    marked, plain = PSIDrift(["a", "b"], cfg, marks=True), PSIDrift(["a", "b"], cfg,
+                                                                     marks=False)
+    found = outside = 0
+    for k, size in enumerate(rng.integers(1, 200, 30).tolist()):
+        rows = rng.normal(size=(size, 2)) * np.array([1.0, 3.0 if k > 3 else 1.0])
+        rows[rng.random(rows.shape) < 0.05] = np.nan
+        a, b = marked.extend(rows), plain.extend(rows)
+        assert [c.psi.tolist() for c in a] == [c.psi.tolist() for c in b]
+        found += len(a)
+        outside = max(outside, int(marked.window.counts[:, [marked.below, marked.above]].sum()))
+    assert found > 10 and outside > 0  # b's values went out of range, and were marked
 
 
 @pytest.mark.parametrize("window,every", [(100, 30), (100, 100), (50, 120)])

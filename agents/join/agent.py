@@ -61,7 +61,7 @@ from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
 from driftline.agents.monitor.config import MonitorConfig
-from driftline.agents.monitor.refusals import refusal
+from driftline.agents.monitor.refusals import Tasks
 from driftline.agents.outbox import Outbox, SendFn
 from driftline.agents.routing import (
     ModelPartitions,
@@ -86,7 +86,6 @@ Drained = tuple[list[ScoredPair], dict[str, StateRecord]]  # what PartitionJoin.
 
 # A snapshot is written only once the deltas since the last one hold this many records.
 SNAPSHOT_MIN_RECORDS = 50_000
-INF = float("inf")
 
 
 class Joiner:
@@ -115,9 +114,7 @@ class Joiner:
         self.forwarded = 0
         self._retired: Counter[str] = Counter()  # stats of partitions handed to another worker
         # Each model's task: a pair that does not fit it is dead-lettered here (see _refuse)
-        config = self.monitor_config = MonitorConfig.load(settings.monitor_config)
-        self._classifiers = {m for m, c in config.models.items() if c.kind != "regression"}
-        self._all_classifiers = config.defaults.kind != "regression"
+        self.tasks = Tasks(MonitorConfig.load(settings.monitor_config))
 
     @property
     def stats(self) -> Counter[str]:
@@ -206,21 +203,13 @@ class Joiner:
 
     def _refuse(self, out: Outbox, p: int, scored: list[ScoredPair]) -> None:
         """Step 2's dead letters: the pairs that do not fit their model's task, here where
-        each pair is scored once, live (the monitor counts them: :mod:`..monitor.refusals`).
-        A regression's pair of numbers with a finite squared error passes at a glance."""
-        everyone, classifiers = self._all_classifiers, self._classifiers
-        for s in scored:
-            e = s.error
-            if e is None or not e * e < INF or everyone or s.model in classifiers:
-                task = self.monitor_config.for_model(s.model).kind
-                reason = refusal(task, s.prediction, s.label)
-                if reason:
-                    why = Rejection("refused_pair", f"{reason}: the pair does not fit "
-                                                    f"{s.model}'s task ({task})", encode(s))
-                    self.dead_letters.count(why)
-                    out.dead_letter(self.deadletter_topic, s.prediction_id.encode(),
-                                    self.scored_topic, p, None, why,
-                                    limit=self.settings.max_message_bytes)
+        each pair is scored once, live (the monitor counts them: :mod:`..monitor.refusals`)."""
+        for s, reason, task in self.tasks.refused(scored):
+            why = Rejection("refused_pair", f"{reason}: the pair does not fit {s.model}'s "
+                                            f"task ({task})", encode(s))
+            self.dead_letters.count(why)
+            out.dead_letter(self.deadletter_topic, s.prediction_id.encode(), self.scored_topic,
+                            p, None, why, limit=self.settings.max_message_bytes)
 
     def _queue_expired(self, out: Outbox,
                        expired: dict[int, list[Prediction]]) -> list[Written]:

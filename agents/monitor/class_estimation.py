@@ -28,7 +28,8 @@ import math
 
 import numpy as np
 
-from driftline.agents.monitor.window import Ring
+from driftline.agents.monitor.columns import widen
+from driftline.agents.monitor.window import Ring, RollingMean
 
 BINS = 10
 
@@ -41,12 +42,10 @@ class ClassEstimation:
     def __init__(self, window: int, size: int) -> None:
         self.window, self.size = window, size
         self.baseline: float | None = None  # mean expected 0/1 error on the reference
-        self.count = 0
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._held = 0
-        self._values = Ring(window)   # expected 0/1 errors of the window
+        self._rolling = RollingMean(window)  # expected 0/1 errors of the window
         self._rows: Ring | None = None  # calibrated rows of the window, then the prediction
-        self._sum = 0.0
         self._edges: list[np.ndarray] = []
         self._rates: list[np.ndarray] = []
         self._precision = np.empty(0)  # per class, on the reference: P(right | predicted k)
@@ -54,6 +53,11 @@ class ClassEstimation:
     @property
     def fitted(self) -> bool:
         return self.baseline is not None
+
+    @property
+    def count(self) -> int:
+        """Predictions estimated since the fit."""
+        return self._rolling.count
 
     def add_reference(self, proba: np.ndarray, predictions: np.ndarray,
                       labels: np.ndarray) -> bool:
@@ -66,9 +70,8 @@ class ClassEstimation:
                             labels[:need].copy()))
         self._held += len(labels[:need])
         if self._held >= self.size:
-            width = max(p.shape[1] for p, _, _ in self._parts)
-            proba = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])),
-                                           constant_values=np.nan) for p, _, _ in self._parts])
+            width = max(p.shape[1] for p, _, _ in self._parts)  # classes grow
+            proba = np.concatenate([widen(p, width) for p, _, _ in self._parts])
             preds, labels = (np.concatenate([part[i] for part in self._parts]) for i in (1, 2))
             self._parts = []
             self._fit(proba, preds.astype(np.int64), labels.astype(np.int64))
@@ -131,35 +134,25 @@ class ClassEstimation:
                expected: np.ndarray | None = None) -> np.ndarray:
         """Predictions in order; the rolling estimate after each (NaN until the window of
         estimated predictions is full, and before the fit)."""
-        n, window = len(predictions), self.window
         if not self.fitted:
-            return np.full(n, math.nan)
+            return np.full(len(predictions), math.nan)
         assert self._rows is not None
         calibrated = self.calibrated(proba)
-        values = 1.0 - self._accuracy(calibrated, predictions)
-        held = self._values.ordered()
-        self._values.push(values)
-        cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((held, values)))))
-        ends = len(held) + 1 + np.arange(n)
-        counts = self.count + 1 + np.arange(n)
-        sizes = np.minimum(counts, window)
-        rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
-        rolling[counts < window] = math.nan
+        rolling = self._rolling.extend(1.0 - self._accuracy(calibrated, predictions))
         self._rows.push(np.column_stack((np.nan_to_num(calibrated), predictions)))
-        self.count += n
-        return np.asarray(rolling)
+        return rolling
 
     def report(self) -> dict[str, float | None]:
         """Estimated accuracy and macro F1 over the window (None before the fit)."""
         names = ("estimated_mse", "estimated_baseline_mse", "estimated_accuracy",
                  "estimated_macro_f1")
-        if not self.fitted or self._rows is None or not len(self._values):
+        if not self.fitted or self._rows is None or not self._rolling.count:
             return {name: (self.baseline if name == "estimated_baseline_mse" else None)
                     for name in names}
         rows = self._rows.values()
         c, pred = rows[:, :-1], rows[:, -1].astype(np.int64)
         k = c.shape[1]
-        accuracy = float(1.0 - self._values.values().mean())
+        accuracy = 1.0 - self._rolling.mean()
         ours = (pred >= 0) & (pred < k)
         tp = np.bincount(pred[ours], weights=c[ours, pred[ours]], minlength=k)
         made = np.bincount(pred[ours], minlength=k).astype(float)

@@ -264,7 +264,7 @@ class Columns:
         for i, p in enumerate(sent):  # classes that differ from event to event
             if p:
                 row_codes = self.classes.codes(list(p))
-                out = _widen(out, len(self.classes))
+                out = widen(out, len(self.classes))
                 out[i] = 0.0
                 ok = row_codes >= 0
                 out[i, row_codes[ok]] = np.asarray(list(p.values()), float)[ok]
@@ -322,7 +322,7 @@ class Columns:
                      take(cols.label_ts, index) if pairs else _EMPTY, codes, mismatch, new)
 
 
-def _widen(rows: np.ndarray, width: int) -> np.ndarray:
+def widen(rows: np.ndarray, width: int) -> np.ndarray:
     """``rows`` with NaN columns added up to ``width`` (classes met since they were made)."""
     if rows.shape[1] >= width:
         return rows

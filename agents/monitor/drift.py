@@ -172,9 +172,10 @@ class PSIDrift:
 
     Each value is binned once, when it arrives (quantile edges of the reference), with four
     marks past the bins: missing (NaN), a type mismatch (a category where the version has
-    numbers: ``mismatch``), and below or above the reference's range (in the first or
-    the last bin for the PSI). The window's counts per column and code are kept as rows
-    enter and leave it (:class:`~.window.CountedWindow`); a check is arithmetic on them.
+    numbers: ``mismatch``), and, where data quality reads them (``marks``), below or above
+    the reference's range (in the first or the last bin for the PSI). The window's counts
+    per column and code are kept as rows enter and leave it (:class:`~.window.CountedWindow`);
+    a check is arithmetic on them.
     """
 
     def __init__(self, columns: list[str], config: DataDriftConfig,
@@ -252,12 +253,13 @@ class PSIDrift:
         out: np.ndarray = np.add.reduce(self._edges <= by_column[None, :, :], axis=0,
                                         dtype=np.int64).T
         np.minimum(out, self._n_edges, out=out)  # +inf is at or above the padding
-        with np.errstate(invalid="ignore"):
-            below, above = rows < self._low, rows > self._high
-        if below.any():
-            out[below] = self.below
-        if above.any():
-            out[above] = self.above
+        if self.marks:  # out of the reference's range: only data quality reads it apart
+            with np.errstate(invalid="ignore"):
+                below, above = rows < self._low, rows > self._high
+            if below.any():
+                out[below] = self.below
+            if above.any():
+                out[above] = self.above
         missing = np.isnan(rows)
         if missing.any():
             out[missing] = self.missing
@@ -269,6 +271,8 @@ class PSIDrift:
         """Columns x bins counts, the values outside the reference's range in its first and
         last bins."""
         bins = self.config.bins
+        if not self.marks:  # none was marked: the edges binned them (a view)
+            return counts[:, :bins]
         out = counts[:, :bins].copy()
         out[:, 0] += counts[:, self.below]
         out[np.arange(len(out)), self._n_edges] += counts[:, self.above]

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from driftline.agents.monitor.window import Ring
+from driftline.agents.monitor.window import Ring, RollingMean
 
 RIDGE = 1.0          # ridge penalty of DLE, on standardised inputs
 Z_CLIP = 8.0         # standardised inputs are clipped here: a wild value must not explode
@@ -79,10 +79,8 @@ class Estimation:
         self.classification = classification
         self.method = "cbpe" if classification else "dle"
         self.baseline: float | None = None   # mean expected squared error on the reference
-        self._values = Ring(window)          # expected squared errors of the window
-        self._sum = 0.0                      # ... their sum
+        self._rolling = RollingMean(window)  # expected squared errors of the window
         self._probs = Ring(window, (2,))     # classification: (p, calibrated p) of the window
-        self.count = 0                       # predictions estimated since the fit
         # DLE
         self._mu = self._sd = self._weights = np.empty(0)
         # CBPE
@@ -145,26 +143,18 @@ class Estimation:
         """Predictions in order (``expected``: their expected squared errors, if the caller
         has them, :class:`Stacked`); the rolling estimate after each (NaN until the window
         of estimated predictions is full, and before the fit)."""
-        n, window = len(predictions), self.window
         if not self.fitted:
-            return np.full(n, math.nan)
+            return np.full(len(predictions), math.nan)
         values = self.expected(rows, predictions) if expected is None else expected
-        if self.count >= window and n < window:  # the common case: a full window already
-            rolling = (self._sum + np.cumsum(values - self._values.push(values))) / window
-        else:
-            held = self._values.ordered()
-            self._values.push(values)
-            cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((held, values)))))
-            ends = len(held) + 1 + np.arange(n)
-            counts = self.count + 1 + np.arange(n)
-            sizes = np.minimum(counts, window)
-            rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
-            rolling[counts < window] = math.nan
-        self._sum = self._values.sum()  # summed afresh: no rounding carried over
+        rolling = self._rolling.extend(values)
         if self.classification:
             self._probs.push(np.column_stack((predictions, self.calibrate(predictions))))
-        self.count += n
-        return np.asarray(rolling)
+        return rolling
+
+    @property
+    def count(self) -> int:
+        """Predictions estimated since the fit."""
+        return self._rolling.count
 
     def report(self) -> dict[str, float | None]:
         """The estimated metrics over the window (None before the fit)."""
@@ -172,10 +162,10 @@ class Estimation:
         if self.classification:
             names += ["estimated_accuracy", "estimated_precision", "estimated_recall",
                       "estimated_f1", "estimated_brier"]
-        if not self.fitted or not len(self._values):
+        if not self.fitted or not self._rolling.count:
             return {name: (self.baseline if name == "estimated_baseline_mse" else None)
                     for name in names}
-        mse = float(self._values.values().mean())
+        mse = self._rolling.mean()
         out: dict[str, float | None] = {"estimated_mse": mse, "estimated_rmse": math.sqrt(mse),
                                         "estimated_baseline_mse": self.baseline}
         if self.classification:

@@ -33,13 +33,18 @@ reason                    the pair
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from driftline.agents.monitor.categories import MISMATCH, OVERFLOW
 from driftline.agents.monitor.columns import Batch
+from driftline.agents.monitor.config import MonitorConfig
+
+_ERROR = operator.attrgetter("error")
 
 
 class Refusals:
@@ -73,6 +78,33 @@ class Refusals:
 
     def _refuse(self, batch: Batch, reason: str, where: np.ndarray) -> None:
         self.counts[reason] += len(where)
+
+
+class Tasks:
+    """Each model's task from a monitor config, for the join: which scored pairs it
+    refuses (:meth:`refused`)."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.classifiers = {m for m, c in config.models.items() if c.kind != "regression"}
+        self.everyone = config.defaults.kind != "regression"
+
+    def refused(self, pairs: Sequence[Any]) -> list[tuple[Any, str, str]]:
+        """(pair, reason, task) of each scored pair that does not fit its model's task.
+        Where every model is a regression only a class (no error) or an overflowing error
+        can: one numpy pass over the errors, not a call per pair."""
+        if not (self.everyone or self.classifiers):
+            errors = np.fromiter(map(_ERROR, pairs), float, len(pairs))  # None -> NaN
+            with np.errstate(over="ignore", invalid="ignore"):
+                fit = errors * errors < math.inf
+            pairs = [pairs[i] for i in np.flatnonzero(~fit).tolist()]
+        out = []
+        for pair in pairs:
+            task = self.config.for_model(pair.model).kind
+            reason = refusal(task, pair.prediction, pair.label)
+            if reason:
+                out.append((pair, reason, task))
+        return out
 
 
 def refusal(task: str, prediction: Any, label: Any) -> str | None:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from driftline.models.linear import LinearModel
+from driftline.models.wire.features import number_or_nan
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +65,24 @@ class Verdict:
 
 def squared_errors(model: LinearModel, pairs: Sequence[dict[str, Any]]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``model``'s squared errors on the pairs that have all its features (finite), those
+    """``model``'s squared errors on the pairs that have all its features (finite numbers:
+    a category or a null there, or a class for the label, leaves the pair out), those
     pairs' own (served) squared errors, and the pairs' indices, in the same order."""
     names = model.feature_names
     rows, served, labels, index = [], [], [], []
     for i, pair in enumerate(pairs):
         features = pair.get("features") or {}
         try:
-            rows.append([features[n] for n in names])
+            rows.append([number_or_nan(features[n]) for n in names])
         except KeyError:
             continue
-        served.append(pair["error"])
-        labels.append(pair["label"])
+        served.append(pair["error"])  # None (a class pair): NaN below
+        labels.append(number_or_nan(pair["label"]))
         index.append(i)
     if not rows:
         return np.empty(0), np.empty(0), np.empty(0, dtype=int)
     predicted = model.predict(np.array(rows, dtype=float).reshape(len(rows), len(names)))
-    mine = (predicted - np.array(labels)) ** 2
+    mine = (predicted - np.array(labels, dtype=float)) ** 2
     theirs = np.array(served, dtype=float) ** 2
     keep = np.isfinite(mine) & np.isfinite(theirs)
     return mine[keep], theirs[keep], np.array(index)[keep]

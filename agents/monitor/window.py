@@ -16,6 +16,7 @@ arithmetic on a columns x codes table, whatever the window's length.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -137,3 +138,41 @@ class Ring:
             return self._data[:self._end].copy()
         start = self._end % self.size
         return np.concatenate((self._data[start:], self._data[:start]))
+
+
+class RollingMean:
+    """The mean of a stream's last ``window`` values after each new one (NaN until
+    ``window`` are in): an estimator's rolling estimate.
+
+    >>> r = RollingMean(2)
+    >>> r.extend(np.array([1.0, 3.0, 5.0])).tolist(), r.extend(np.array([7.0])).tolist()
+    ([nan, 2.0, 4.0], [6.0])
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.values = Ring(window)  # the window's values (storage order: for means)
+        self._sum = 0.0             # ... their sum
+        self.count = 0              # values in so far
+
+    def extend(self, values: np.ndarray) -> np.ndarray:
+        """Add values in order; the mean after each."""
+        n, window = len(values), self.window
+        if self.count >= window and n < window:  # the common case: a full window already
+            rolling = (self._sum + np.cumsum(values - self.values.push(values))) / window
+        else:
+            held = self.values.ordered()
+            self.values.push(values)
+            cumulative = np.concatenate(([0.0], np.cumsum(np.concatenate((held, values)))))
+            ends = len(held) + 1 + np.arange(n)
+            counts = self.count + 1 + np.arange(n)
+            sizes = np.minimum(counts, window)
+            rolling = (cumulative[ends] - cumulative[ends - sizes]) / sizes
+            rolling[counts < window] = np.nan
+        self._sum = self.values.sum()  # summed afresh: no rounding carried over
+        self.count += n
+        return np.asarray(rolling)
+
+    def mean(self) -> float:
+        """The window's mean (NaN when empty)."""
+        return float(self.values.values().mean()) if len(self.values) else math.nan

@@ -305,8 +305,7 @@ _ID = operator.attrgetter("prediction_id")
 _VERSION = operator.attrgetter("version")
 _Y = operator.attrgetter("prediction")
 _FEATURES = operator.attrgetter("features")
-_PROBABILITIES = operator.attrgetter("probabilities")  # UNSET is falsy
-_LABEL = operator.attrgetter("label")
+_ERROR = operator.attrgetter("error")
 
 
 def _column(events: Sequence[Any], name: str) -> np.ndarray:
@@ -329,13 +328,13 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
     is NaN in ``x``; categorical features make it format 4."""
     if len(events) < COLUMNAR_MIN:
         return None
-    # A class (numpy would read "3" as 3.0) or class probabilities: format 1 keeps them.
-    if str in set(map(type, map(_Y, events))) or any(map(_PROBABILITIES, events)):
+    # A class is not a column (format 1 keeps it): np.array makes strings of a batch with one
+    # (fromiter reads "3" as 3.0); a pair with one has no error, which fromiter reads as NaN.
+    # The columns leave out a number's class probabilities: the monitor does not read them.
+    predictions = np.array(list(map(_Y, events)))
+    errors = np.fromiter(map(_ERROR, events), float, len(events)) if kind == SCORED else None
+    if predictions.dtype.kind not in "fi" or (errors is not None and np.isnan(errors).any()):
         return None
-    if kind == SCORED and str in set(map(type, map(_LABEL, events))):
-        return None
-    predictions = np.fromiter(map(_Y, events), float, len(events))
-    labels = _column(events, "label") if kind == SCORED else None
     features = [f or {} for f in map(_FEATURES, events)]
     names, n = sorted(features[0]), len(events)
     if set(map(len, features)) != {len(names)}:
@@ -364,9 +363,9 @@ def columnar_element(kind: str, partition: int, offset: int, model: str,
         rows.astype("<f8").tobytes(),
         predictions.astype("<f8").tobytes(),
         _column(events, "ts").astype("<f8").tobytes(),
-        labels.astype("<f8").tobytes() if labels is not None else b"",
+        _column(events, "label").astype("<f8").tobytes() if pairs else b"",
         _column(events, "label_ts").astype("<f8").tobytes() if pairs else b"",
-        _column(events, "error").astype("<f8").tobytes() if pairs else b"",
+        errors.astype("<f8").tobytes() if errors is not None else b"",
         None if segments.count(None) == n else segments,
         np.asarray(offsets, "<i8").tobytes() if spanning else b"",
         list(categories), [vocab for vocab, _ in categories.values()],

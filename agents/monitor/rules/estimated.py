@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from driftline.agents.monitor.class_estimation import ClassEstimation
-from driftline.agents.monitor.columns import at
+from driftline.agents.monitor.columns import at, widen
 from driftline.agents.monitor.config import EstimationConfig
 from driftline.agents.monitor.estimation import Estimation
 from driftline.agents.monitor.rules.hysteresis import Hysteresis
@@ -72,10 +72,8 @@ class EstimatedDegradationRule:
         self.alerts = []
         if self._pending:
             width = max(rows.shape[1] for _, rows, _ in self._pending)  # classes grow
-            self._pending = [(ts, np.pad(rows, ((0, 0), (0, width - rows.shape[1])),
-                                         constant_values=np.nan), preds)
-                             for ts, rows, preds in self._pending]
-            ts, waiting, preds = (np.concatenate(a) for a in zip(*self._pending))
+            ts, waiting, preds = (np.concatenate(a) for a in zip(*(
+                (ts, widen(rows, width), preds) for ts, rows, preds in self._pending)))
             self._pending = []
             self._apply(ts, waiting, preds)
         return self
