@@ -31,6 +31,9 @@ class LinearModel:
     ``version`` and ``meta`` are filled in by the registry when it loads a model.
     """
 
+    kind = "linear"       # a model kind (driftline.models.kinds)
+    task = "regression"
+
     def __init__(self, coef: Sequence[float] | np.ndarray, intercept: float = 0.0,
                  feature_names: Sequence[str] | None = None, *,
                  mean: Sequence[float] | np.ndarray | None = None,
@@ -57,21 +60,9 @@ class LinearModel:
 
     def predict(self, X: Any) -> Any:
         """Predict for an array (n x d, or one row of d), a dict row or a list of dict rows."""
-        if isinstance(X, Mapping):
-            return float(self._predict(self._row(X)[None, :])[0])
-        if isinstance(X, Sequence) and X and isinstance(X[0], Mapping):
-            return self._predict(np.array([self._row(r) for r in X]))
-        arr = np.asarray(X, dtype=float)
-        if arr.ndim == 1:
-            return float(self._predict(arr[None, :])[0])
-        return self._predict(arr)
-
-    def _row(self, row: Mapping[str, float]) -> np.ndarray:
-        missing = [n for n in self.feature_names if n not in row]
-        if missing:
-            raise ValueError(f"missing feature(s) {', '.join(missing)}; this model needs "
-                             f"{', '.join(self.feature_names)}")
-        return np.array([row[n] for n in self.feature_names], dtype=float)
+        rows, one = as_rows(X, self.feature_names)
+        predicted = self._predict(rows)
+        return float(predicted[0]) if one else predicted
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         if X.ndim != 2 or X.shape[1] != len(self.coef):
@@ -135,6 +126,27 @@ class LinearModel:
     def __repr__(self) -> str:
         version = f" v{self.version}" if self.version is not None else ""
         return f"<LinearModel{version} {len(self.coef)} features>"
+
+
+def as_rows(X: Any, feature_names: Sequence[str]) -> tuple[np.ndarray, bool]:
+    """An array (n x d, or one row of d), a dict row or a list of dict rows -> (n x d
+    floats in ``feature_names`` order, whether it was one row)."""
+    if isinstance(X, Mapping):
+        return _row(X, feature_names)[None, :], True
+    if isinstance(X, Sequence) and X and isinstance(X[0], Mapping):
+        return np.array([_row(r, feature_names) for r in X]), False
+    arr = np.asarray(X, dtype=float)
+    if arr.ndim == 1:
+        return arr[None, :], True
+    return arr, False
+
+
+def _row(row: Mapping[str, float], feature_names: Sequence[str]) -> np.ndarray:
+    missing = [n for n in feature_names if n not in row]
+    if missing:
+        raise ValueError(f"missing feature(s) {', '.join(missing)}; this model needs "
+                         f"{', '.join(feature_names)}")
+    return np.array([row[n] for n in feature_names], dtype=float)
 
 
 def _vector(values: Any, name: str, size: int | None = None) -> np.ndarray:

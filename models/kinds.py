@@ -1,0 +1,171 @@
+"""Model kinds: what the registry can store, load and serve.
+
+A model kind is a class with a ``kind`` name, a ``task`` (``regression``, ``binary``,
+``multiclass``), ``feature_names``, ``predict(X)`` (and ``predict_proba(X)`` and
+``classes`` for a classifier), ``to_bytes()`` and a ``from_bytes(data)`` classmethod
+that refuses anything but its own safe artifact (arrays and a JSON header, never a
+pickle). The registry stores the kind's name in the version's metadata and asks
+:func:`get` for the class when it loads the version.
+
+Built in: ``linear`` (:class:`~driftline.models.linear.LinearModel`), ``logistic`` and
+``softmax`` (:mod:`driftline.models.classifiers`). A package adds a kind without
+touching driftline by naming its class under the entry-point group
+``driftline.model_kinds``::
+
+    [project.entry-points."driftline.model_kinds"]
+    forest = "mypackage.forest:ForestModel"
+
+>>> sorted(k for k in kinds() if k in BUILT_IN)
+['linear', 'logistic', 'softmax']
+>>> get("linear").__name__
+'LinearModel'
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from driftline.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+GROUP = "driftline.model_kinds"
+TASKS = ("regression", "binary", "multiclass")
+BUILT_IN = {
+    "linear": "driftline.models.linear:LinearModel",
+    "logistic": "driftline.models.classifiers:LogisticModel",
+    "softmax": "driftline.models.classifiers:SoftmaxModel",
+}
+
+
+@runtime_checkable
+class ModelKind(Protocol):
+    """What every stored model is. ``version`` and ``meta`` are set by the registry."""
+
+    kind: str
+    task: str
+    feature_names: list[str]
+    version: int | None
+    meta: dict[str, Any]
+
+    def predict(self, X: Any) -> Any:
+        """A regression's values, a binary classifier's probabilities of class 1, a
+        multiclass model's classes; for an array of rows, a dict row or a list of them."""
+        ...
+
+    def to_bytes(self) -> bytes: ...
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelKind: ...
+
+
+@runtime_checkable
+class Classifier(ModelKind, Protocol):
+    classes: list[Any]
+
+    def predict_proba(self, X: Any) -> Any:
+        """One probability per class, in ``classes`` order (a dict row: ``{class: p}``)."""
+        ...
+
+
+def kinds() -> dict[str, str]:
+    """Every kind this installation knows: name -> ``module:Class``. An entry point may
+    not shadow a built-in kind (a typo'd package must not replace ``linear``)."""
+    found = dict(BUILT_IN)
+    for point in entry_points(group=GROUP):
+        if point.name in BUILT_IN:
+            log.warning("model kind %r from %s ignored: it is built in", point.name,
+                        point.value)
+            continue
+        found[point.name] = point.value
+    return found
+
+
+def get(kind: str) -> type[Any]:
+    """The class of a kind; an unknown kind is an :class:`ArtifactError` naming the known."""
+    known = kinds()
+    target = known.get(kind)
+    if target is None:
+        raise ArtifactError(f"unknown model kind {kind!r}; this installation knows "
+                            f"{', '.join(sorted(known))} (a package adds one under the "
+                            f"entry-point group {GROUP!r})")
+    module, _, name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ArtifactError(f"model kind {kind!r} ({target}) cannot be imported: {exc}") \
+            from None
+    if not hasattr(cls, "from_bytes"):
+        raise ArtifactError(f"model kind {kind!r} ({target}) has no from_bytes")
+    return cls  # type: ignore[no-any-return]
+
+
+def kind_of(model: Any) -> str:
+    """A model's kind name, checked to be one :func:`get` finds again."""
+    kind = getattr(model, "kind", None)
+    if not isinstance(kind, str) or not isinstance(model, ModelKind):
+        raise ArtifactError(f"{type(model).__name__} is not a model kind (it needs kind, "
+                            f"task, feature_names, predict, to_bytes and from_bytes)")
+    if get(kind) is not type(model):
+        raise ArtifactError(f"{type(model).__name__} says it is kind {kind!r}, which is "
+                            f"{kinds()[kind]}")
+    return kind
+
+
+def load(kind: str, artifact: bytes) -> Any:
+    return get(kind).from_bytes(artifact)
+
+
+# --- the artifact: .npz arrays plus a JSON header ------------------------------------
+
+
+def write_npz(fmt: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array(fmt), header=np.array(json.dumps(header, sort_keys=True)),
+             **arrays)
+    return buf.getvalue()
+
+
+def read_npz(data: bytes, fmt: str, required: set[str], optional: set[str] = frozenset()
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, numeric arrays) of an artifact written by :func:`write_npz`; refuses
+    pickled (object) arrays, another format, unknown or missing parts."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            names = set(npz.files)
+            allowed = required | optional | {"format", "header"}
+            if not (required | {"format", "header"}) <= names or names - allowed:
+                raise ArtifactError(f"not a {fmt} artifact: arrays {sorted(names)}, expected "
+                                    f"{sorted(required | {'format', 'header'})}"
+                                    + (f" and optionally {sorted(optional)}" if optional
+                                       else ""))
+            arrays = {n: npz[n] for n in names}
+    except ArtifactError:
+        raise
+    except ValueError as exc:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+        raise ArtifactError(f"unsafe or malformed artifact: {exc}") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise ArtifactError(f"malformed artifact (not an .npz): {exc}") from None
+    found = arrays.pop("format")
+    if found.dtype.kind != "U" or str(found) != fmt:
+        raise ArtifactError(f"artifact format {found!r}, expected {fmt!r}")
+    raw = arrays.pop("header")
+    try:
+        header = json.loads(str(raw)) if raw.dtype.kind == "U" else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{fmt}: the header is not a JSON object")
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "fi":
+            raise ArtifactError(f"{fmt}: {name} must be numeric, got dtype {arr.dtype}")
+    return header, arrays
