@@ -14,6 +14,7 @@ from .errors import (
     TopicError,
 )
 from .model_client import ModelClient
+from .models.classifiers import LogisticModel, SoftmaxModel
 from .models.linear import LinearModel
 from .models.registry import ModelRegistry
 from .settings import Settings
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DriftlineError",
     "LinearModel",
+    "LogisticModel",
     "ModelClient",
     "ModelRegistry",
     "Publisher",
@@ -33,6 +35,7 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "SchemaError",
+    "SoftmaxModel",
     "Settings",
     "StackError",
     "SyncPublisher",

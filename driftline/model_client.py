@@ -4,6 +4,14 @@
 >>> client.predict({"rooms": 4, "area": 88.0})                            # doctest: +SKIP
 412.5
 
+A classifier's client also gives its probabilities and classes, from the same model:
+
+>>> intents = ModelClient.from_url("redis://localhost:6379/0", "intents")  # doctest: +SKIP
+>>> intents.predict_proba({"length": 12.0, "hour": 9.0})                 # doctest: +SKIP
+{'billing': 0.71, 'cancel': 0.09, 'support': 0.2}
+>>> intents.predict({"length": 12.0, "hour": 9.0}), intents.classes      # doctest: +SKIP
+('billing', ['billing', 'cancel', 'support'])
+
 A background thread listens on the registry's pub/sub channel (a promotion is
 picked up within milliseconds) and also checks the alias every ``poll_interval``
 seconds, in case a message was missed. The new model is loaded and verified
@@ -22,7 +30,6 @@ from typing import Any
 import redis
 
 from .errors import DriftlineError, RegistryError
-from .models.linear import LinearModel
 from .models.registry import CHAMPION, DEFAULT_PREFIX, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -37,7 +44,7 @@ class ModelClient:
         self.name = name
         self.alias = alias
         self.poll_interval = poll_interval
-        self._model: LinearModel | None = None
+        self._model: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.redis_ok = True
@@ -60,18 +67,50 @@ class ModelClient:
             raise
 
     @property
-    def model(self) -> LinearModel:
+    def model(self) -> Any:
+        """The model serving now: an instance of its kind (:mod:`driftline.models.kinds`)."""
         model = self._model
         assert model is not None
         return model
 
     @property
     def version(self) -> int | None:
-        return self.model.version
+        version: int | None = self.model.version
+        return version
+
+    @property
+    def task(self) -> str:
+        return str(self.model.task)
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """A classifier's classes (``predict_proba``'s order); None for a regression."""
+        classes = getattr(self.model, "classes", None)
+        return list(classes) if classes is not None else None
 
     def predict(self, X: Any) -> Any:
-        """Predict with the current model (thread-safe: one model per call, never a mix)."""
+        """Predict with the current model (thread-safe: one model per call, never a mix):
+        a regression's value, a binary classifier's P(class 1), a multiclass one's class."""
         return self.model.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        """A classifier's probabilities, one per class (``{class: p}`` for a dict row, what
+        a multiclass prediction event sends as ``probabilities``)."""
+        model = self.model
+        if not hasattr(model, "predict_proba"):
+            raise TypeError(f"{self.name} v{model.version} is a {model.task} model "
+                            f"({model.kind}): it has no probabilities")
+        return model.predict_proba(X)
+
+    def predict_class(self, X: Any, threshold: float = 0.5) -> Any:
+        """A classifier's class: a binary one's 1 when P(1) >= ``threshold``, else 0."""
+        model = self.model
+        if not hasattr(model, "predict_class"):
+            raise TypeError(f"{self.name} v{model.version} is a {model.task} model "
+                            f"({model.kind}): it has no classes")
+        if model.task == "binary":
+            return model.predict_class(X, threshold)
+        return model.predict_class(X)
 
     def start(self) -> None:
         if self._thread is None:

@@ -46,8 +46,9 @@ conventions: base units, ``_total`` for counters.
 ``driftline_retrain_requests_total``      counter    ``model``
 ``driftline_promotions_total``            counter    ``model``
 ``driftline_rollbacks_total``             counter    ``model`` (the canary's and by hand)
-``driftline_shadow_mse``                  gauge      ``model``, ``version``, ``role``:
-                                                     a challenger's shadow MSE, a canary's
+``driftline_shadow_mse``                  gauge      ``model``, ``version``, ``role``,
+                                                     ``metric``: a challenger's shadow MSE,
+                                                     a canary's (a classifier's: log loss)
 ``driftline_alert_deliveries_total``      counter    ``target``, ``outcome``: delivery records
 ``driftline_bad_records_total``           counter    ``topic``: malformed records the
                                                      dashboard's reader skipped
@@ -279,8 +280,9 @@ def _loop_families(app, state, owned: set[int]) -> list:
     rollbacks = CounterMetricFamily("driftline_rollbacks", "Champions rolled back (model "
                                     "events).", labels=["model"])
     shadow = GaugeMetricFamily("driftline_shadow_mse", "MSE of a challenger in shadow, or of "
-                               "a new champion in its canary, on live pairs.",
-                               labels=["model", "version", "role"])
+                               "a new champion in its canary, on live pairs (a classifier's: "
+                               "its promotion metric, label metric).",
+                               labels=["model", "version", "role", "metric"])
     n = state.settings.partitions
     for model, events in sorted(state.observatory.events.items()):
         if partition_for(model.encode(), n) in owned:  # one worker reports each model
@@ -290,8 +292,10 @@ def _loop_families(app, state, owned: set[int]) -> list:
     for model, watched in sorted(state.observatory.shadow.items()):
         if partition_for(model.encode(), n) in owned:
             for (role, version), report in sorted(watched.items(), key=str):
-                if report.get("rolling_mse") is not None:
-                    shadow.add_metric([model, str(version), str(role)], report["rolling_mse"])
+                metric = report.get("metric", "mse")
+                if report.get(f"rolling_{metric}") is not None:
+                    shadow.add_metric([model, str(version), str(role), metric],
+                                      report[f"rolling_{metric}"])
     deliveries = CounterMetricFamily("driftline_alert_deliveries", "Alert delivery outcomes "
                                      "(records on alert-deliveries).",
                                      labels=["target", "outcome"])

@@ -159,6 +159,9 @@ class Settings(Delivery, Web, Loop, Monitoring, Batching, Join, Topics, Connecti
                               f"{self.holdout_fraction}")
         if not 0 <= self.promotion_margin < 1:
             raise ConfigError(f"promotion_margin must be in [0, 1), got {self.promotion_margin}")
+        if self.promotion_metric not in ("auto", "log_loss", "brier", "error_rate"):
+            raise ConfigError(f"promotion_metric must be auto, log_loss, brier or error_rate, "
+                              f"got {self.promotion_metric!r}")
         if self.promotion not in ("immediate", "shadow"):
             raise ConfigError(f"promotion must be 'immediate' or 'shadow', got "
                               f"{self.promotion!r}")

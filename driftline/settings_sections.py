@@ -207,7 +207,15 @@ class Loop:
     promotion_margin: float = field(
         default=0.02,
         metadata=_doc(
-            "A challenger is promoted when its holdout MSE is this fraction below the champion's."
+            "A challenger is promoted when its holdout loss (MSE; a classifier's "
+            "`DRIFTLINE_PROMOTION_METRIC`) is this fraction below the champion's."
+        ),
+    )
+    promotion_metric: str = field(
+        default="auto",
+        metadata=_doc(
+            "What the holdout, shadow scoring and the canary judge a classifier by: `log_loss`, "
+            "`brier` or `error_rate` (`auto`: `log_loss`). A regression is always judged by MSE."
         ),
     )
     promotion: str = field(

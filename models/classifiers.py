@@ -98,7 +98,7 @@ class LogisticModel(_Scored):
     FORMAT = "driftline.logistic/1"
     classes = [0, 1]
 
-    def __init__(self, coef: Any, intercept: float = 0.0,
+    def __init__(self, coef: Any, intercept: Any = 0.0,
                  feature_names: Sequence[str] | None = None, *, mean: Any = None,
                  scale: Any = None) -> None:
         super().__init__(coef, intercept, feature_names, mean, scale)

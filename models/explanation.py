@@ -7,10 +7,16 @@
   contribution, ``cov(c_j, y_hat) / var(y_hat)``. The shares sum to 1 exactly;
   with correlated features one can be negative (it cancels part of another).
 
+For a classifier the same is measured on what it scores linearly: a logistic model's
+log-odds; a softmax model's class scores, where a feature's standardised coefficient
+is the root mean square over the classes and its share is of the scores' summed
+variance, ``sum_k cov(c_jk, s_k) / sum_k var(s_k)``.
+
 The trainer stores :func:`explain` of each version in its metadata
 (``explanation``), so ``driftline models show`` and the API read it without the
 training data; :func:`diff` compares two of them.
 
+>>> from driftline.models.linear import LinearModel
 >>> m = LinearModel([2.0, 0.0], 1.0, ["a", "b"])
 >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]])
 >>> e = explain(m, X)
@@ -25,44 +31,58 @@ from typing import Any
 
 import numpy as np
 
-from driftline.models.linear import LinearModel
+MAX_ROWS = 20_000  # explained on the most recent rows: a softmax costs n x classes x features
 
 
-def raw_coefficients(model: LinearModel) -> np.ndarray:
-    """Coefficients per unit of each raw feature (the model's scale undone)."""
-    return model.coef / model.scale if model.scale is not None else model.coef.copy()
+def raw_coefficients(model: Any) -> np.ndarray:
+    """Coefficients per unit of each raw feature (the model's scale undone); a softmax
+    model's are one row per class."""
+    coef = np.asarray(model.coef, dtype=float)
+    return coef / model.scale if model.scale is not None else coef.copy()
 
 
-def explain(model: LinearModel, X: np.ndarray) -> dict[str, Any]:
+def explain(model: Any, X: np.ndarray) -> dict[str, Any]:
     """Standardised coefficients and prediction-variance shares on the rows ``X``."""
-    X = np.asarray(X, dtype=float)
-    raw = raw_coefficients(model)
+    X = np.asarray(X, dtype=float)[-MAX_ROWS:]
+    raw = np.atleast_2d(raw_coefficients(model))      # classes (1 unless softmax) x features
     spread = X.std(axis=0)
-    contributions = (X - X.mean(axis=0)) * raw
-    predicted = contributions.sum(axis=1)
-    var = float(predicted.var())
-    shares = ((contributions * (predicted - predicted.mean())[:, None]).mean(axis=0) / var
-              if var > 0 else np.zeros(len(raw)))
+    centred = X - X.mean(axis=0)
+    covariance, var = np.zeros(raw.shape[1]), 0.0
+    for w in raw:
+        contributions = centred * w
+        score = contributions.sum(axis=1)
+        covariance += (contributions * (score - score.mean())[:, None]).mean(axis=0)
+        var += float(score.var())
+    shares = covariance / var if var > 0 else np.zeros(raw.shape[1])
+    coef = np.sqrt((raw ** 2).mean(axis=0)) if len(raw) > 1 else raw[0]
     features = [{"feature": name, "coef": float(c), "std_coef": float(c * s),
                  "variance_share": float(share)}
-                for name, c, s, share in zip(model.feature_names, raw, spread, shares)]
-    return {"rows": len(X), "intercept": model.intercept, "prediction_variance": var,
+                for name, c, s, share in zip(model.feature_names, coef, spread, shares)]
+    return {"rows": len(X), "intercept": _intercept(model), "prediction_variance": var,
             "features": sorted(features, key=lambda f: -abs(f["variance_share"]))}
 
 
-def stored(model: LinearModel) -> dict[str, Any]:
+def _intercept(model: Any) -> float | list[float]:
+    value = np.asarray(model.intercept, dtype=float)
+    return float(value) if value.ndim == 0 else value.tolist()
+
+
+def stored(model: Any) -> dict[str, Any]:
     """The explanation the trainer stored with ``model`` (a registry-loaded model's
     ``meta``), else what the artifact alone tells: raw coefficients, and standardised
     ones if the model standardises (its ``scale`` is the training spread); no shares."""
     explanation = model.meta.get("explanation")
     if isinstance(explanation, dict) and isinstance(explanation.get("features"), list):
         return explanation
-    raw = raw_coefficients(model)
-    return {"rows": 0, "intercept": model.intercept, "prediction_variance": None,
+    raw = np.atleast_2d(raw_coefficients(model))
+    coef = np.atleast_2d(model.coef)
+    if len(raw) > 1:  # softmax: root mean square over the classes
+        raw, coef = np.sqrt((raw ** 2).mean(axis=0))[None], np.sqrt((coef ** 2).mean(axis=0))[None]
+    return {"rows": 0, "intercept": _intercept(model), "prediction_variance": None,
             "features": [{"feature": name, "coef": float(c),
                           "std_coef": None if model.scale is None else float(w),
                           "variance_share": None}
-                         for name, c, w in zip(model.feature_names, raw, model.coef)]}
+                         for name, c, w in zip(model.feature_names, raw[0], coef[0])]}
 
 
 def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -125,17 +126,36 @@ def load(kind: str, artifact: bytes) -> Any:
     return get(kind).from_bytes(artifact)
 
 
+def from_file(data: bytes) -> Any:
+    """A model from an artifact file of a built-in kind, its kind read from the file
+    (``format`` ``driftline.<kind>/N``); what ``driftline models register`` takes."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            fmt = npz["format"] if "format" in npz.files else None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ArtifactError(f"malformed artifact (not an .npz of a driftline model kind): "
+                            f"{exc}") from None
+    name = str(fmt) if fmt is not None and fmt.dtype.kind == "U" else ""
+    kind = name.removeprefix("driftline.").partition("/")[0]
+    if not name.startswith("driftline.") or kind not in BUILT_IN:
+        raise ArtifactError(f"unknown artifact format {name or 'none'!r}; expected one of "
+                            + ", ".join(f"driftline.{k}/1" for k in BUILT_IN))
+    return load(kind, data)
+
+
 # --- the artifact: .npz arrays plus a JSON header ------------------------------------
 
 
 def write_npz(fmt: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, format=np.array(fmt), header=np.array(json.dumps(header, sort_keys=True)),
-             **arrays)
+    parts = {"format": np.array(fmt), "header": np.array(json.dumps(header, sort_keys=True)),
+             **arrays}
+    np.savez(buf, **parts)  # type: ignore[arg-type]  # numpy's stub misreads **kwargs
     return buf.getvalue()
 
 
-def read_npz(data: bytes, fmt: str, required: set[str], optional: set[str] = frozenset()
+def read_npz(data: bytes, fmt: str, required: AbstractSet[str],
+             optional: AbstractSet[str] = frozenset()
              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, numeric arrays) of an artifact written by :func:`write_npz`; refuses
     pickled (object) arrays, another format, unknown or missing parts."""

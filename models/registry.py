@@ -5,9 +5,10 @@ Keys, under a configurable prefix ``P`` (default ``driftline:``), for model ``M`
 =========================  ======  ===================================================
 ``P models``               set     model names
 ``P M:next``               string  version counter (INCR)
-``P M:v:N``                hash    ``artifact`` (.npz), ``checksum`` (sha256), ``meta``
-                                   (JSON), ``created``, ``status`` (active, rejected,
-                                   archived)
+``P M:v:N``                hash    ``artifact`` (its kind's bytes), ``checksum``
+                                   (sha256), ``meta`` (JSON, with the model ``kind``
+                                   and ``task``), ``created``, ``status`` (active,
+                                   rejected, archived)
 ``P M:versions``           zset    version numbers
 ``P M:aliases``            hash    alias -> version
 ``P M:prev:A``             list    earlier targets of alias A, newest first (rollback)
@@ -37,8 +38,8 @@ from typing import Any, Protocol, Self
 import redis
 
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
+from driftline.models import kinds
 from driftline.models import registry_scripts as lua
-from driftline.models.linear import LinearModel
 from driftline.models.wire.events import MODEL_RE
 from driftline.redis_client import REGISTRY, redis_client, settings_redis_client
 
@@ -59,10 +60,19 @@ class VersionInfo:
     meta: dict[str, Any]
     aliases: tuple[str, ...]
 
+    @property
+    def kind(self) -> str:
+        """The model kind (versions registered before kinds existed are ``linear``)."""
+        return str(self.meta.get("kind", "linear"))
+
+    @property
+    def task(self) -> str:
+        return str(self.meta.get("task", "regression"))
+
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "created": self.created,
                 "status": self.status, "checksum": self.checksum, "aliases": list(self.aliases),
-                "meta": self.meta}
+                "kind": self.kind, "task": self.task, "meta": self.meta}
 
 
 class EventSink(Protocol):
@@ -143,7 +153,7 @@ class ModelRegistry:
 
     # --- writing -----------------------------------------------------------------
 
-    def register(self, name: str, model: LinearModel, *, metrics: dict[str, Any] | None = None,
+    def register(self, name: str, model: Any, *, metrics: dict[str, Any] | None = None,
                  meta: dict[str, Any] | None = None, rejected: str | None = None,
                  reason: str = "", request_id: str | None = None) -> int:
         """Store a new immutable version; returns its number (1, 2, 3, ... per model).
@@ -153,10 +163,16 @@ class ModelRegistry:
         JSON; ``metrics`` the holdout scores. ``request_id`` (a retrain request) makes the
         call idempotent: a second call with the same id registers nothing and returns the
         version the first one made. It is also stored in ``meta``.
+
+        ``model`` is any model kind (:mod:`driftline.models.kinds`); its ``kind`` and
+        ``task`` are stored in ``meta``, and :meth:`load` reads the artifact back with
+        that kind.
         """
         _check_name(name)
+        kind = kinds.kind_of(model)
         artifact = model.to_bytes()
-        document = {**(meta or {}), "metrics": metrics or {}}
+        document = {**(meta or {}), "metrics": metrics or {}, "kind": kind,
+                    "task": model.task}
         if request_id is not None:
             document["request_id"] = request_id
         if rejected is not None:
@@ -294,8 +310,10 @@ class ModelRegistry:
         return VersionInfo(name, version, float(raw[0]), raw[1].decode(), raw[2].decode(),
                            json.loads(raw[3]), aliases)
 
-    def load(self, name: str, version: int | None = None, alias: str | None = None) -> LinearModel:
-        """The model of a version (or of an alias, default ``champion``), checksum verified."""
+    def load(self, name: str, version: int | None = None, alias: str | None = None) -> Any:
+        """The model of a version (or of an alias, default ``champion``), checksum verified:
+        an instance of the version's kind (``meta["kind"]``; ``linear`` for versions
+        registered before kinds existed)."""
         if version is None:
             alias = alias or CHAMPION
             version = self.resolve(name, alias)
@@ -309,9 +327,10 @@ class ModelRegistry:
         if hashlib.sha256(artifact).hexdigest() != checksum.decode():
             raise ArtifactError(f"{name} v{version}: artifact checksum mismatch; refusing to "
                                 f"load a modified artifact")
-        model = LinearModel.from_bytes(artifact)
+        document = json.loads(meta)
+        model = kinds.load(document.get("kind", "linear"), artifact)
         model.version = version
-        model.meta = json.loads(meta)
+        model.meta = document
         return model
 
     def history(self, name: str, count: int | None = None) -> list[dict[str, Any]]:

@@ -20,22 +20,30 @@ from typing import Any
 import numpy as np
 
 from driftline.models.linear import LinearModel
+from driftline.models.losses import NAMES, model_losses
 from driftline.models.wire.features import number_or_nan
 
 DEFAULT_ALPHAS = (0.0, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 
 
-def rows_to_arrays(pairs: Sequence[dict[str, Any]], feature_names: Sequence[str]
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
+def rows_to_arrays(pairs: Sequence[dict[str, Any]], feature_names: Sequence[str],
+                   task: str = "regression") -> tuple[np.ndarray, np.ndarray, int]:
     """Scored pairs -> (X in ``feature_names`` order, labels, rows dropped).
 
-    A row missing a feature, with null or a category where a number belongs, with a class
-    for its label (a multiclass model's: the linear model takes numbers), or with a
-    non-finite value anywhere, is dropped."""
+    A row missing a feature, with null or a category where a number belongs, or with a
+    non-finite value anywhere, is dropped; so is a label that does not fit ``task``: a
+    class (a string) for a regression or a binary model (whose labels are 0/1), a number
+    for a multiclass one (whose labels, an object array, are class names)."""
     X = np.array([[number_or_nan(p["features"].get(n)) for n in feature_names] for p in pairs],
                  dtype=float).reshape(len(pairs), len(feature_names))
-    y = np.array([number_or_nan(p["label"]) for p in pairs], dtype=float)
-    keep = np.isfinite(X).all(axis=1) & np.isfinite(y)
+    if task == "multiclass":
+        y = np.array([p["label"] if type(p["label"]) is str else None for p in pairs],
+                     dtype=object)
+        fits = y != None  # noqa: E711 (elementwise)
+    else:
+        y = np.array([number_or_nan(p["label"]) for p in pairs], dtype=float)
+        fits = np.isfinite(y) & ((y == 0) | (y == 1) if task == "binary" else True)
+    keep = np.isfinite(X).all(axis=1) & fits
     return X[keep], y[keep], int((~keep).sum())
 
 
@@ -145,26 +153,36 @@ def time_holdout(n: int, fraction: float = 0.2) -> tuple[slice, slice]:
 @dataclass(frozen=True)
 class Decision:
     promote: bool
-    challenger_mse: float
-    champion_mse: float | None
+    challenger_loss: float
+    champion_loss: float | None
     reason: str
+    metric: str = "mse"
 
 
-def decide(challenger: LinearModel, champion: LinearModel | None, X_holdout: np.ndarray,
-           y_holdout: np.ndarray, margin: float = 0.02) -> Decision:
-    """Promote when the challenger's holdout MSE beats the champion's by ``margin``
-    (a fraction: 0.02 = at least 2 % lower), both scored on the same holdout rows."""
-    challenger_mse = float(np.mean((challenger.predict(X_holdout) - y_holdout) ** 2))
-    if not math.isfinite(challenger_mse):
-        return Decision(False, challenger_mse, None, "challenger's holdout MSE is not finite")
+def decide(challenger: Any, champion: Any | None, X_holdout: np.ndarray, y_holdout: np.ndarray,
+           margin: float = 0.02, metric: str = "mse") -> Decision:
+    """Promote when the challenger's mean holdout loss (``metric``, :mod:`.losses`: ``mse``
+    for a regression, ``log_loss``, ``brier`` or ``error_rate`` for a classifier) beats the
+    champion's by ``margin`` (a fraction: 0.02 = at least 2 % lower), both scored on the
+    same holdout rows. A champion of another task (a regression replaced by a classifier)
+    is not comparable: the challenger is promoted on its own."""
+    name = NAMES.get(metric, metric)
+    challenger_loss = float(np.mean(model_losses(challenger, X_holdout, y_holdout, metric)))
+    if not math.isfinite(challenger_loss):
+        return Decision(False, challenger_loss, None,
+                        f"challenger's holdout {name} is not finite", metric)
     if champion is None:
-        return Decision(True, challenger_mse, None, "no champion yet")
-    champion_mse = float(np.mean((champion.predict(X_holdout) - y_holdout) ** 2))
-    limit = champion_mse * (1.0 - margin)
-    if challenger_mse < limit:
-        return Decision(True, challenger_mse, champion_mse,
-                        f"holdout MSE {challenger_mse:.4g} beats the champion's "
-                        f"{champion_mse:.4g} by more than {margin:.0%}")
-    return Decision(False, challenger_mse, champion_mse,
-                    f"holdout MSE {challenger_mse:.4g} is not {margin:.0%} below the "
-                    f"champion's {champion_mse:.4g}")
+        return Decision(True, challenger_loss, None, "no champion yet", metric)
+    if champion.task != challenger.task:
+        return Decision(True, challenger_loss, None,
+                        f"the champion is a {champion.task} model, not comparable with a "
+                        f"{challenger.task} one", metric)
+    champion_loss = float(np.mean(model_losses(champion, X_holdout, y_holdout, metric)))
+    limit = champion_loss * (1.0 - margin)
+    if challenger_loss < limit:
+        return Decision(True, challenger_loss, champion_loss,
+                        f"holdout {name} {challenger_loss:.4g} beats the champion's "
+                        f"{champion_loss:.4g} by more than {margin:.0%}", metric)
+    return Decision(False, challenger_loss, champion_loss,
+                    f"holdout {name} {challenger_loss:.4g} is not {margin:.0%} below the "
+                    f"champion's {champion_loss:.4g}", metric)

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 EXPORTED = sorted([
-    "ArtifactError", "ConfigError", "DriftlineError", "LinearModel", "ModelClient",
-    "ModelRegistry", "Publisher", "PublishError", "RegistryError", "RegistryUnavailable",
-    "SchemaError", "Settings", "StackError", "SyncPublisher", "TopicError"], key=str.casefold)
+    "ArtifactError", "ConfigError", "DriftlineError", "LinearModel", "LogisticModel",
+    "ModelClient", "ModelRegistry", "Publisher", "PublishError", "RegistryError",
+    "RegistryUnavailable", "SchemaError", "Settings", "SoftmaxModel", "StackError",
+    "SyncPublisher", "TopicError"], key=str.casefold)
 
 # Submodules that `import driftline` and the exported names bind as attributes of the
 # package (importing a submodule always does): accounted for here, as httpx lists its

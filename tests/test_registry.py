@@ -36,7 +36,8 @@ def test_register_numbers_versions_and_load_round_trips(registry):
     assert registry.register("other", model(3)) == 1
     loaded = registry.load("houses", version=1)
     assert loaded == model(1) and loaded.version == 1
-    assert loaded.meta == {"metrics": {"mse": 2.0}, "parent_version": None, "request_id": "r1"}
+    assert loaded.meta == {"metrics": {"mse": 2.0}, "parent_version": None, "request_id": "r1",
+                           "kind": "linear", "task": "regression"}
     assert registry.models() == ["houses", "other"]
     infos = registry.versions("houses")
     assert [(i.version, i.status, i.aliases) for i in infos] == [(1, "active", ()),

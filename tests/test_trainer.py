@@ -177,7 +177,7 @@ def test_a_pluggable_training_function_and_bad_ones(settings, registry):
     with pytest.raises(ConfigError, match="cannot be imported"):
         load_train_fn("no_such_module:train")
     junk = settings.replace(trainer="test_trainer:not_a_model")
-    with pytest.raises(TrainingFailed, match="returned dict, not a LinearModel"):
+    with pytest.raises(TrainingFailed, match="returned dict: dict is not a model kind"):
         asyncio.run(trainer_for(junk, registry).handle(request("r-2")))
     shuffled = settings.replace(trainer="test_trainer:shuffled_names")
     with pytest.raises(TrainingFailed, match=r"features \['x2', 'x1', 'x0'\], not the"):

@@ -102,7 +102,7 @@ def test_decide_needs_the_margin():
     bad = LinearModel([0.0, 0.0, 0.0, 0.0], float(y.mean()), ["a", "b", "c", "d"])
     assert decide(good, None, X, y).promote
     win = decide(good, bad, X, y, margin=0.02)
-    assert win.promote and win.challenger_mse < 0.98 * win.champion_mse
+    assert win.promote and win.challenger_loss < 0.98 * win.champion_loss
     tie = decide(good, good, X, y, margin=0.02)
     assert not tie.promote and "not 2% below" in tie.reason
 

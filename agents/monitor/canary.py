@@ -6,7 +6,11 @@ trainer, the shadow verdict or by hand): its first ``pairs`` live pairs are its
 canary. On the same pairs the *previous* version is shadow-scored from the pairs'
 features (its model from the registry); if that model cannot be loaded, its holdout
 MSE is the reference. When the new version's live MSE is above the reference by
-more than ``margin`` (0.1 = 10 %), the verdict is ``rollback``, else ``passed``.
+more than ``margin`` (0.1 = 10 %), the verdict is ``rollback``, else ``passed``. A
+classifier is judged by its promotion metric instead of MSE, as in shadow scoring
+(:func:`~driftline.agents.monitor.shadow.run_metric`); without a loaded reference
+model, against its holdout baseline (``baseline_mse``: MSE, a binary model's Brier
+score, a multiclass one's error rate).
 
 Everything is derived from the order of the pairs, so a replay of the monitor's
 input after a crash reaches the same verdicts on the same pairs.
@@ -32,8 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from driftline.agents.monitor.shadow import ModelSource, Verdict, pair_time, squared_errors
-from driftline.models.linear import LinearModel
+from driftline.agents.monitor.shadow import (
+    ModelSource,
+    Verdict,
+    pair_losses,
+    pair_time,
+    run_metric,
+)
+from driftline.models.losses import BASELINE, NAMES, served_losses
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +53,22 @@ class CanaryRun:
     model: str
     version: int
     previous: int
-    reference: LinearModel | None     # the previous version, shadow-scored
+    reference: Any | None             # the previous version, shadow-scored
     holdout_mse: float | None         # else its holdout MSE
     n: int = 0
     sse: float = 0.0
     reference_sse: float = 0.0
     verdict: Verdict | None = None
     last_ts: float = 0.0
+    metric: str | None = None         # fixed at the first pairs scored
 
     def report(self) -> dict[str, Any]:
         ref = (self.reference_sse / self.n if self.reference is not None and self.n
                else self.holdout_mse)
+        m = self.metric or "mse"
         return {"model": self.model, "version": self.version, "role": "canary",
-                "previous": self.previous, "n": self.n,
-                "rolling_mse": self.sse / self.n if self.n else None, "reference_mse": ref,
+                "previous": self.previous, "n": self.n, "metric": m,
+                f"rolling_{m}": self.sse / self.n if self.n else None, f"reference_{m}": ref,
                 "reference": "shadow" if self.reference is not None else "holdout",
                 "verdict": self.verdict.action if self.verdict else None}
 
@@ -68,6 +80,7 @@ class Canary:
     models: ModelSource
     pairs: int = 2000
     margin: float = 0.1
+    metric: str = "auto"    # a classifier's (DRIFTLINE_PROMOTION_METRIC)
     serving: dict[str, int] = field(default_factory=dict)        # model -> last version seen
     seen: dict[str, set[int]] = field(default_factory=dict)
     runs: dict[tuple[str, int], CanaryRun] = field(default_factory=dict)
@@ -135,9 +148,13 @@ class Canary:
         if run is None or run.verdict is not None:
             return []
         if run.reference is not None:
-            ref, live, index = squared_errors(run.reference, pairs)
-        else:
-            live = np.array([p["error"] for p in pairs], dtype=float) ** 2
+            if run.metric is None:
+                run.metric = run_metric(run.reference, pairs, self.metric)
+            ref, live, index = pair_losses(run.reference, pairs, run.metric)
+        else:  # against its holdout baseline: MSE (binary: Brier; multiclass: error rate)
+            task = _task(pairs)
+            run.metric = BASELINE[task] if task == "multiclass" else "mse"
+            live = served_losses(pairs, task, run.metric)
             index = np.flatnonzero(np.isfinite(live))
             live, ref = live[index], np.zeros(len(index))
         take = min(len(live), self.pairs - run.n)
@@ -153,26 +170,35 @@ class Canary:
         return [run.verdict]
 
     def _judge(self, run: CanaryRun) -> Verdict:
-        mse = run.sse / run.n
+        loss = run.sse / run.n
+        m = run.metric or "mse"
+        name = NAMES.get(m, m)
         if run.reference is not None:
-            reference, how = run.reference_sse / run.n, "shadow MSE on the same pairs"
+            reference, how = run.reference_sse / run.n, f"shadow {name} on the same pairs"
         else:
-            reference, how = float(run.holdout_mse or 0.0), "holdout MSE"
-        metrics = {"canary_mse": mse, "reference_mse": reference, "pairs": run.n,
+            reference, how = float(run.holdout_mse or 0.0), f"holdout {name}"
+        metrics = {f"canary_{m}": loss, f"reference_{m}": reference, "pairs": run.n,
                    "margin": self.margin, "rolled_back_from": run.version,
-                   "restored": run.previous}
-        worse = mse / reference - 1.0 if reference > 0 else (0.0 if mse == 0 else np.inf)
+                   "restored": run.previous, "metric": m}
+        worse = loss / reference - 1.0 if reference > 0 else (0.0 if loss == 0 else np.inf)
         if worse > self.margin:
             action = "rollback"
-            reason = (f"canary: v{run.version}'s live MSE {mse:.4g} over {run.n:,} pairs is "
-                      f"{worse:.0%} above v{run.previous}'s {how} {reference:.4g} "
+            reason = (f"canary: v{run.version}'s live {name} {loss:.4g} over {run.n:,} pairs "
+                      f"is {worse:.0%} above v{run.previous}'s {how} {reference:.4g} "
                       f"(margin {self.margin:.0%})")
         else:
             action = "passed"
-            reason = (f"canary: v{run.version}'s live MSE {mse:.4g} over {run.n:,} pairs is "
-                      f"within {self.margin:.0%} of v{run.previous}'s {how} {reference:.4g}")
+            reason = (f"canary: v{run.version}'s live {name} {loss:.4g} over {run.n:,} pairs "
+                      f"is within {self.margin:.0%} of v{run.previous}'s {how} "
+                      f"{reference:.4g}")
         return Verdict(action, run.model, run.version, run.previous, metrics, reason,
                        run.last_ts)
 
     def reports(self) -> list[dict[str, Any]]:
         return [run.report() for run in self.runs.values()]
+
+
+def _task(pairs: Sequence[dict[str, Any]]) -> str:
+    """A pair's task as far as its served loss goes: a class prediction is a multiclass
+    one; a number's squared error is the pair's ``error`` squared (binary: Brier)."""
+    return "multiclass" if pairs and type(pairs[0]["prediction"]) is str else "regression"

@@ -30,7 +30,6 @@ from aiokafka.errors import KafkaError
 from driftline.agents.monitor.canary import Canary
 from driftline.agents.monitor.shadow import Shadow, Verdict
 from driftline.errors import RegistryError, RegistryUnavailable
-from driftline.models.linear import LinearModel
 from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.wire.internal import SCORED, Columnar
 from driftline.settings import Settings
@@ -51,12 +50,12 @@ class RegistryModels:
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
-        self._models: dict[tuple[str, int], LinearModel | None] = {}
+        self._models: dict[tuple[str, int], Any | None] = {}
         self._holdout: dict[tuple[str, int], float | None] = {}
         self._challengers: dict[str, tuple[int, float] | None] = {}
         self.known: set[str] = set()
 
-    def load(self, model: str, version: int) -> LinearModel | None:
+    def load(self, model: str, version: int) -> Any | None:
         key = (model, version)
         if key not in self._models:
             try:
@@ -120,8 +119,10 @@ class SafeLoop:
     """The shadow and canary of one monitor partition; feed it the partition's pairs."""
 
     def __init__(self, settings: Settings, models: RegistryModels) -> None:
-        self.shadow = Shadow(models, settings.shadow_pairs, settings.promotion_margin)
-        self.canary = Canary(models, settings.canary_pairs, settings.rollback_margin)
+        self.shadow = Shadow(models, settings.shadow_pairs, settings.promotion_margin,
+                             settings.promotion_metric)
+        self.canary = Canary(models, settings.canary_pairs, settings.rollback_margin,
+                             settings.promotion_metric)
         self.pending: list[Verdict] = []
         self.verdicts: list[Verdict] = []  # the last ones, for the reports
 
@@ -157,13 +158,17 @@ def alert_for(verdict: Verdict, rolled_back: bool = True) -> dict[str, Any]:
     """The ``promotion_regressed`` alert of a rollback verdict (``rolled_back`` False: the
     champion had moved on before the canary could roll it back)."""
     m = verdict.metrics
+    metric = m.get("metric", "mse")
     done = (f"was rolled back to v{verdict.previous}" if rolled_back else
             "was not rolled back (the champion had changed meanwhile)")
     return {"alert_id": f"{verdict.model}.v{verdict.version}.promotion_regressed.firing",
             "model": verdict.model, "version": verdict.version, "kind": "promotion_regressed",
             "status": "firing", "severity": "critical", "detector": "canary", "feature": None,
             "segment": None, "ts": verdict.ts,
-            "metrics": {"rolling_mse": m["canary_mse"], "baseline_mse": m["reference_mse"],
+            # rolling_mse and baseline_mse hold the canary's metric (MSE for a regression;
+            # the message names it): alert metrics are numbers
+            "metrics": {"rolling_mse": m[f"canary_{metric}"],
+                        "baseline_mse": m[f"reference_{metric}"],
                         "n_scored": m["pairs"], "margin": m["margin"],
                         "restored_version": verdict.previous},
             "message": f"{verdict.model} v{verdict.version} regressed after its promotion "

@@ -3,10 +3,14 @@
 The version with the alias ``challenger`` is scored on every labelled pair of its
 model that arrives after it got the alias, from the pair's features; the pair's own
 error is what the serving version did on it. After ``pairs`` pairs the challenger
-is judged: promoted when its MSE beats the live one on the same pairs by
-``margin``, else rejected, with the numbers (a :class:`Verdict`). The agent acts on
-verdicts (:mod:`driftline.agents.monitor.safeloop`); this module has no Kafka or
-Redis in it, the models come from ``models`` (a :class:`ModelSource`).
+is judged: promoted when its loss beats the live one on the same pairs by
+``margin``, else rejected, with the numbers (a :class:`Verdict`). The loss is MSE for
+a regression; a classifier's is ``DRIFTLINE_PROMOTION_METRIC``
+(:mod:`driftline.models.losses`: log loss by default; a multiclass model that sends no
+``probabilities`` is judged by its error rate), and the numbers are named after it
+(``shadow_log_loss``). The agent acts on verdicts
+(:mod:`driftline.agents.monitor.safeloop`); this module has no Kafka or Redis in it,
+the models come from ``models`` (a :class:`ModelSource`).
 
 >>> from driftline.models.linear import LinearModel
 >>> class Source:
@@ -31,7 +35,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from driftline.models.linear import LinearModel
+from driftline.models.losses import (
+    NAMES,
+    metric_for,
+    model_losses,
+    needs_probabilities,
+    served_losses,
+)
 from driftline.models.wire.features import number_or_nan
 
 log = logging.getLogger(__name__)
@@ -40,7 +50,7 @@ log = logging.getLogger(__name__)
 class ModelSource(Protocol):
     """What shadow scoring and the canary need from the registry (cached by the agent)."""
 
-    def load(self, model: str, version: int) -> LinearModel | None: ...
+    def load(self, model: str, version: int) -> Any | None: ...
 
     def holdout_mse(self, model: str, version: int) -> float | None: ...
 
@@ -63,29 +73,54 @@ class Verdict:
     ts: float
 
 
-def squared_errors(model: LinearModel, pairs: Sequence[dict[str, Any]]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``model``'s squared errors on the pairs that have all its features (finite numbers:
-    a category or a null there, or a class for the label, leaves the pair out), those
-    pairs' own (served) squared errors, and the pairs' indices, in the same order."""
+def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``model``'s losses (``metric``) on the pairs that have all its features (finite
+    numbers: a category or a null there leaves the pair out), the losses of what was
+    served on those pairs, and the pairs' indices, in the same order. A pair either loss
+    is undefined on (a label that does not fit the model's task, a multiclass pair
+    without probabilities for log loss) is left out."""
     names = model.feature_names
-    rows, served, labels, index = [], [], [], []
+    rows, index = [], []
     for i, pair in enumerate(pairs):
         features = pair.get("features") or {}
         try:
             rows.append([number_or_nan(features[n]) for n in names])
         except KeyError:
             continue
-        served.append(pair["error"])  # None (a class pair): NaN below
-        labels.append(number_or_nan(pair["label"]))
         index.append(i)
     if not rows:
         return np.empty(0), np.empty(0), np.empty(0, dtype=int)
-    predicted = model.predict(np.array(rows, dtype=float).reshape(len(rows), len(names)))
-    mine = (predicted - np.array(labels, dtype=float)) ** 2
-    theirs = np.array(served, dtype=float) ** 2
+    chosen = [pairs[i] for i in index]
+    X = np.array(rows, dtype=float).reshape(len(rows), len(names))
+    complete = np.isfinite(X).all(axis=1)
+    X[~complete] = 0.0
+    task = model.task
+    labels = ([p["label"] for p in chosen] if task == "multiclass"
+              else [number_or_nan(p["label"]) for p in chosen])
+    mine = model_losses(model, X, labels, metric)
+    mine[~complete] = np.nan
+    theirs = served_losses(chosen, task, metric)
     keep = np.isfinite(mine) & np.isfinite(theirs)
     return mine[keep], theirs[keep], np.array(index)[keep]
+
+
+def squared_errors(model: Any, pairs: Sequence[dict[str, Any]]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_losses` by MSE (a regression's)."""
+    return pair_losses(model, pairs, "mse")
+
+
+def run_metric(model: Any, pairs: Sequence[dict[str, Any]], configured: str) -> str:
+    """The metric a run judges ``model`` by, fixed at its first pairs: the setting's for a
+    classifier, unless it needs probabilities a multiclass model's pairs do not carry."""
+    metric = metric_for(model.task, configured)
+    if (model.task == "multiclass" and needs_probabilities(metric)
+            and not any(p.get("probabilities") for p in pairs)):
+        log.warning("%s: pairs carry no probabilities; judged by the error rate instead of "
+                    "%s", pairs[0]["model"] if pairs else "?", metric)
+        return "error_rate"
+    return metric
 
 
 @dataclass
@@ -95,17 +130,20 @@ class ShadowRun:
     model: str
     version: int
     since: float
-    scorer: LinearModel | None
+    scorer: Any | None
     n: int = 0
-    sse: float = 0.0        # the challenger's
+    sse: float = 0.0        # the challenger's summed loss
     live_sse: float = 0.0   # the served versions', same pairs
     verdict: Verdict | None = None
     last_ts: float = 0.0
+    metric: str | None = None  # fixed at the first pairs scored
 
     def report(self) -> dict[str, Any]:
+        m = self.metric or "mse"
         return {"model": self.model, "version": self.version, "role": "challenger",
-                "since": self.since, "n": self.n,
-                "rolling_mse": _mean(self.sse, self.n), "live_mse": _mean(self.live_sse, self.n),
+                "since": self.since, "n": self.n, "metric": m,
+                f"rolling_{m}": _mean(self.sse, self.n),
+                f"live_{m}": _mean(self.live_sse, self.n),
                 "verdict": self.verdict.action if self.verdict else None}
 
 
@@ -116,6 +154,7 @@ class Shadow:
     models: ModelSource
     pairs: int = 2000
     margin: float = 0.02
+    metric: str = "auto"    # a classifier's (DRIFTLINE_PROMOTION_METRIC)
     runs: dict[str, ShadowRun] = field(default_factory=dict)
 
     def observe(self, pairs: Sequence[dict[str, Any]]) -> list[Verdict]:
@@ -127,7 +166,9 @@ class Shadow:
             mine = [p for p in pairs if p["model"] == model and _when(p) >= run.since]
             if not mine:
                 continue
-            ch, live, index = squared_errors(run.scorer, mine)
+            if run.metric is None:
+                run.metric = run_metric(run.scorer, mine, self.metric)
+            ch, live, index = pair_losses(run.scorer, mine, run.metric)
             take = min(len(ch), self.pairs - run.n)
             if take == 0:
                 continue
@@ -162,15 +203,18 @@ class Shadow:
         return run
 
     def _judge(self, run: ShadowRun) -> Verdict:
-        mse, live = run.sse / run.n, run.live_sse / run.n
-        metrics = {"shadow_mse": mse, "live_mse": live, "pairs": run.n, "margin": self.margin}
-        if mse < live * (1.0 - self.margin):
+        loss, live = run.sse / run.n, run.live_sse / run.n
+        m = run.metric or "mse"
+        name = NAMES.get(m, m)
+        metrics = {f"shadow_{m}": loss, f"live_{m}": live, "pairs": run.n,
+                   "margin": self.margin, "metric": m}
+        if loss < live * (1.0 - self.margin):
             action = "promote"
-            reason = (f"shadow: MSE {mse:.4g} over {run.n:,} live pairs beats the live "
+            reason = (f"shadow: {name} {loss:.4g} over {run.n:,} live pairs beats the live "
                       f"{live:.4g} by more than {self.margin:.0%}")
         else:
             action = "reject"
-            reason = (f"shadow: MSE {mse:.4g} over {run.n:,} live pairs is not "
+            reason = (f"shadow: {name} {loss:.4g} over {run.n:,} live pairs is not "
                       f"{self.margin:.0%} below the live {live:.4g}")
         return Verdict(action, run.model, run.version, None, metrics, reason, run.last_ts)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import math
 import time
@@ -48,8 +49,9 @@ from driftline.errors import (
     RegistryUnavailable,
     TopicError,
 )
+from driftline.models import kinds
 from driftline.models.explanation import explain
-from driftline.models.linear import LinearModel
+from driftline.models.losses import BASELINE, metric_for, model_losses
 from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.training import decide, rows_to_arrays, time_holdout
 from driftline.models.wire import RETRAIN_REQUEST, Rejection
@@ -59,7 +61,7 @@ from driftline.settings import Settings
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 20
-TrainFn = Callable[[np.ndarray, np.ndarray, Sequence[str]], Any]
+TrainFn = Callable[..., Any]  # (X, y, feature_names[, task=]) -> a model kind, or .model
 
 
 class TrainingFailed(Exception):
@@ -90,13 +92,19 @@ class Outcome:
 
 
 class Trainer:
+    """``tasks`` maps a model's name to the task its monitor config gives it
+    (``regression`` when it gives none)."""
+
     def __init__(self, settings: Settings, registry: ModelRegistry, train_fn: TrainFn,
-                 send=None, *, max_delay: float = 15.0) -> None:
+                 send=None, *, max_delay: float = 15.0,
+                 tasks: Callable[[str], str] = lambda model: "regression") -> None:
         self.settings = settings
         self.registry = registry
         self.train_fn = train_fn
+        self.takes_task = _takes_task(train_fn)
         self.send = send
         self.max_delay = max_delay
+        self.tasks = tasks
 
     def close(self) -> None:
         self.registry.close()
@@ -178,34 +186,50 @@ class Trainer:
         except (RegistryError, ArtifactError) as exc:
             raise TrainingFailed(f"the champion v{champion_version} cannot be loaded: {exc}") \
                 from None
+        # The monitor config's task, unless it gives none (regression): then the
+        # champion's own (a classifier kind registered by hand says what it is).
+        task = self.tasks(model_name)
+        if task == "regression" and champion is not None:
+            task = champion.task
         names, categorical = _feature_names(window.pairs, champion)
-        X, y, dropped = rows_to_arrays(window.pairs, names)
+        X, y, dropped = rows_to_arrays(window.pairs, names, task)
         if len(y) < MIN_ROWS:
             raise TrainingFailed(
                 f"{len(y)} usable pairs of {model_name} since {request.get('since')} "
-                f"({len(window.pairs)} read, {dropped} dropped as incomplete or non-finite); "
-                f"need at least {MIN_ROWS}")
+                f"({len(window.pairs)} read, {dropped} dropped as incomplete, non-finite or "
+                f"with a label that is not a {task} one); need at least {MIN_ROWS}")
         train, holdout = time_holdout(len(y), self.settings.holdout_fraction)
         fit_started = time.monotonic()
         try:
-            result = self.train_fn(X[train], y[train], names)
+            result = (self.train_fn(X[train], y[train], names, task=task) if self.takes_task
+                      else self.train_fn(X[train], y[train], names))
         except Exception as exc:
             raise TrainingFailed(f"{self.settings.trainer} raised {exc!r}") from exc
         fit_seconds = time.monotonic() - fit_started
-        challenger = getattr(result, "model", result)
-        if not isinstance(challenger, LinearModel):
-            raise TrainingFailed(f"{self.settings.trainer} returned {type(result).__name__}, "
-                                 f"not a LinearModel (or an object with .model)")
+        challenger: Any = getattr(result, "model", result)
+        try:
+            kinds.kind_of(challenger)
+        except ArtifactError as exc:
+            raise TrainingFailed(f"{self.settings.trainer} returned {type(result).__name__}: "
+                                 f"{exc}") from None
+        if challenger.task != task:
+            raise TrainingFailed(f"{self.settings.trainer} returned a {challenger.task} model "
+                                 f"({challenger.kind}) for {model_name}, a {task} model")
         if list(challenger.feature_names) != names:
             raise TrainingFailed(f"{self.settings.trainer} returned a model of features "
                                  f"{challenger.feature_names}, not the {names} it was given")
+        metric = metric_for(task, self.settings.promotion_metric)
         decision = decide(challenger, champion, X[holdout], y[holdout],
-                          self.settings.promotion_margin)
+                          self.settings.promotion_margin, metric)
+        # The monitor's rolling metric of the version (MSE; Brier for a binary model, the
+        # error rate for a multiclass one) starts from this baseline.
+        baseline = (decision.challenger_loss if BASELINE[task] == metric else float(np.mean(
+            model_losses(challenger, X[holdout], y[holdout], BASELINE[task]))))
         # DRIFTLINE_PROMOTION=shadow: a holdout winner is scored on live pairs before it
         # serves (agents/monitor/shadow.py); the first version has no champion to shadow.
         shadow = self.settings.promotion == "shadow" and champion is not None
-        metrics = {"mse": _finite(decision.challenger_mse),
-                   "champion_mse": _finite(decision.champion_mse),
+        metrics = {metric: _finite(decision.challenger_loss),
+                   f"champion_{metric}": _finite(decision.champion_loss),
                    "train_rows": train.stop - train.start,
                    "holdout_rows": holdout.stop - holdout.start}
         meta = {
@@ -221,10 +245,10 @@ class Trainer:
             # only: the categorical features are left out, and said so here.
             "left_out": {name: "categorical: the linear model takes numeric features only"
                          for name in categorical},
-            "holdout": {"fraction": self.settings.holdout_fraction,
-                        "challenger_mse": _finite(decision.challenger_mse),
-                        "champion_mse": _finite(decision.champion_mse)},
-            "baseline_mse": _finite(decision.challenger_mse),
+            "holdout": {"fraction": self.settings.holdout_fraction, "metric": metric,
+                        f"challenger_{metric}": _finite(decision.challenger_loss),
+                        f"champion_{metric}": _finite(decision.champion_loss)},
+            "baseline_mse": _finite(baseline),
             "trainer": self.settings.trainer,
             "training": {key: value for key, value in (
                 ("alpha", getattr(result, "alpha", None)),
@@ -255,7 +279,17 @@ class Trainer:
         return Outcome(version, decision.promote and not shadow, decision.reason, trained=True)
 
 
-def _feature_names(pairs: list[dict[str, Any]], champion: LinearModel | None
+def _takes_task(fn: TrainFn) -> bool:
+    """Whether a training function takes ``task=`` (the built-in ones do; a user's
+    ``(X, y, feature_names)`` function is called as before)."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "task" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _feature_names(pairs: list[dict[str, Any]], champion: Any | None
                    ) -> tuple[list[str], list[str]]:
     """The numeric features to train on: the champion's order if the data has those
     features, else the data's (sorted); and the categorical ones (a string or a boolean
@@ -288,7 +322,11 @@ def install(app: faust.App, settings: Settings) -> Trainer:
 
     registry = ModelRegistry.from_settings(settings, actor="driftline-trainer",
                                            on_event=KafkaModelEvents(settings=settings))
-    trainer = Trainer(settings, registry, train_fn, sender(app))
+    from driftline.agents.monitor.config import MonitorConfig
+
+    config = MonitorConfig.load(settings.monitor_config or None)
+    trainer = Trainer(settings, registry, train_fn, sender(app),
+                      tasks=lambda model: config.for_model(model).kind)
     batch_agent(app, raw_topic(app, settings.topic("retrain")), "driftline.trainer",
                 settings, trainer.process)
     return trainer

@@ -144,8 +144,9 @@ def diff(registry, as_json: bool, name: str, v1: int, v2: int) -> None:
 @registry_command(events=True)
 def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
              promote_to: bool, reason: str) -> None:
-    """Register ARTIFACT (a LinearModel .npz) as the next version of NAME."""
-    from ..models.linear import LinearModel
+    """Register ARTIFACT (an .npz of a built-in model kind: linear, logistic, softmax) as
+    the next version of NAME."""
+    from ..models.kinds import from_file
 
     try:
         parsed = json.loads(metrics)
@@ -154,7 +155,7 @@ def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
     except ValueError as exc:
         raise click.BadParameter(f"must be a JSON object ({exc})", param_hint="--metrics") \
             from None
-    model = LinearModel.from_bytes(artifact.read_bytes())
+    model = from_file(artifact.read_bytes())
     version = registry.register(name, model, metrics=parsed, reason=reason)
     if promote_to:
         registry.promote(name, version, reason=reason)
