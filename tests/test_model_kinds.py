@@ -25,6 +25,7 @@ from driftline.agents.monitor.canary import Canary
 from driftline.agents.monitor.shadow import Shadow
 from driftline.models import kinds
 from driftline.models.losses import model_losses, served_losses
+from driftline.models.wire import MODEL_EVENT
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(50, 3))
@@ -184,17 +185,19 @@ def test_shadow_judges_a_classifier_by_log_loss_and_falls_back_to_the_error_rate
     verdicts = shadow.observe(class_pairs(400, 1))
     assert [v.action for v in verdicts] == ["promote"]
     m = verdicts[0].metrics
-    assert m["metric"] == "log_loss" and m["shadow_log_loss"] < m["live_log_loss"] / 2
+    assert m["shadow_log_loss"] < m["live_log_loss"] / 2
     assert "log loss" in verdicts[0].reason
     assert shadow.reports()[0]["rolling_log_loss"] == m["shadow_log_loss"]
+    MODEL_EVENT.validate({"model": "m", "version": 2, "event": "promoted",
+                          "parent_version": 1, "request_id": None, "metrics": m, "ts": 1.0})
     # Without probabilities in the pairs, log loss cannot be compared: the error rate is.
     bare = Shadow(Source({2: GOOD}, (2, 0.0)), pairs=300, margin=0.02)
     verdict = bare.observe(class_pairs(400, 1, probabilities=False))[0]
-    assert verdict.metrics["metric"] == "error_rate" and verdict.action == "promote"
+    assert "shadow_error_rate" in verdict.metrics and verdict.action == "promote"
     assert 0.4 < verdict.metrics["live_error_rate"] < 0.6  # "a" is right half the time
     # Brier, by the setting.
     brier = Shadow(Source({2: GOOD}, (2, 0.0)), pairs=300, margin=0.02, metric="brier")
-    assert brier.observe(class_pairs(400, 1))[0].metrics["metric"] == "brier"
+    assert "shadow_brier" in brier.observe(class_pairs(400, 1))[0].metrics
 
 
 def test_a_canary_rolls_back_a_worse_classifier_by_log_loss():
@@ -209,7 +212,12 @@ def test_a_canary_rolls_back_a_worse_classifier_by_log_loss():
     verdicts = canary.observe(pairs)
     assert [v.action for v in verdicts] == ["rollback"]
     m = verdicts[0].metrics
-    assert m["metric"] == "log_loss" and m["canary_log_loss"] > 5 * m["reference_log_loss"]
+    assert m["canary_log_loss"] > 5 * m["reference_log_loss"]
+    assert set(m) == {"canary_log_loss", "reference_log_loss", "pairs", "margin",
+                      "rolled_back_from", "restored"}
+    # What the registry's rollback sends on: a valid model event (numbers only).
+    MODEL_EVENT.validate({"model": "m", "version": 1, "event": "rolled_back",
+                          "parent_version": None, "request_id": None, "metrics": m, "ts": 1.0})
 
 
 def test_binary_shadow_scores_probabilities_against_the_served_ones():

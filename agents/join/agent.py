@@ -60,6 +60,7 @@ from driftline.agents.join.intake import Event, Intake, decode
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
+from driftline.agents.monitor.baselines import RegistryBaselines
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.refusals import Tasks
 from driftline.agents.outbox import Outbox, SendFn
@@ -114,7 +115,9 @@ class Joiner:
         self.forwarded = 0
         self._retired: Counter[str] = Counter()  # stats of partitions handed to another worker
         # Each model's task: a pair that does not fit it is dead-lettered here (see _refuse)
-        self.tasks = Tasks(MonitorConfig.load(settings.monitor_config))
+        # (the config's, else the registry's word for the version, as the monitor's)
+        self.tasks = Tasks(MonitorConfig.load(settings.monitor_config),
+                           RegistryBaselines(settings).task)
 
     @property
     def stats(self) -> Counter[str]:

@@ -1,6 +1,7 @@
-"""What the registry says of a version the monitor meets: its baseline MSE, whether it is
-registered. The registry is Redis, so this is the monitor agent's adapter, not the pure
-core's (:class:`~driftline.agents.monitor.core.Monitor` takes any lookup of that shape).
+"""What the registry says of a version the monitor meets: its baseline MSE, its task,
+whether it is registered. The registry is Redis, so this is the monitor agent's adapter,
+not the pure core's (:class:`~driftline.agents.monitor.core.Monitor` takes any lookup of
+that shape).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from driftline.redis_client import HOT_PATH, settings_redis_client
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+Facts = tuple[float | None, bool | None, str | None]  # baseline, registered, task
+NO_WORD: Facts = (None, None, None)
 
 
 class RegistryBaselines:
@@ -37,13 +41,18 @@ class RegistryBaselines:
         self.settings = settings
         self.clock = clock
         self._registry: Any = None
-        # (model, version) -> (baseline, registered: True, False, or None for no word)
-        self._cache: dict[tuple[str, int], tuple[float | None, bool | None]] = {}
+        # (model, version) -> (baseline, registered: True, False, or None for no word, task)
+        self._cache: dict[tuple[str, int], Facts] = {}
         self._down_until = -math.inf
         self._unknown_until: dict[tuple[str, int], float] = {}
 
     def __call__(self, model: str, version: int | None) -> float | None:
         return self._facts(model, version)[0]
+
+    def task(self, model: str, version: int | None) -> str | None:
+        """The task the version's metadata gives (``regression``, ``binary``,
+        ``multiclass``; the trainer and ``models register`` write it), or None."""
+        return self._facts(model, version)[2]
 
     def registered(self, model: str, version: int | None) -> bool | None:
         """True: the registry holds the version; False: it knows the model and not this
@@ -51,9 +60,9 @@ class RegistryBaselines:
         Redis unreachable)."""
         return self._facts(model, version)[1]
 
-    def _facts(self, model: str, version: int | None) -> tuple[float | None, bool | None]:
+    def _facts(self, model: str, version: int | None) -> Facts:
         if version is None:
-            return None, None
+            return NO_WORD
         key = (model, version)
         facts = self._cache.get(key)
         if facts is None or (facts[1] is False and self.clock() >= self._unknown_until[key]):
@@ -69,9 +78,9 @@ class RegistryBaselines:
                                        if v[1] is not False}
                         self._cache[key] = facts
                     self._unknown_until[key] = self.clock() + self.DOWN_FOR
-        return facts if facts is not None else (None, None)
+        return facts if facts is not None else NO_WORD
 
-    def _lookup(self, model: str, version: int) -> tuple[float | None, bool | None] | None:
+    def _lookup(self, model: str, version: int) -> Facts | None:
         if self.clock() < self._down_until:
             return None  # not cached: asked again once Redis may be back
         try:
@@ -85,7 +94,7 @@ class RegistryBaselines:
                 if isinstance(exc, RegistryUnavailable):
                     raise
                 return None, (False if self._registry.resolve(model) is not None
-                              or model in self._registry.models() else None)
+                              or model in self._registry.models() else None), None
         except RegistryUnavailable as exc:
             self._down_until = self.clock() + self.DOWN_FOR
             log.error("registry unreachable (%s): the baseline of %s v%d comes from its "
@@ -93,4 +102,6 @@ class RegistryBaselines:
                       self.DOWN_FOR)
             return None
         value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
-        return (float(value) if isinstance(value, (int, float)) else None), True
+        task = meta.get("task")
+        return ((float(value) if isinstance(value, (int, float)) else None), True,
+                task if task in ("regression", "binary", "multiclass") else None)

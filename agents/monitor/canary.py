@@ -179,7 +179,7 @@ class Canary:
             reference, how = float(run.holdout_mse or 0.0), f"holdout {name}"
         metrics = {f"canary_{m}": loss, f"reference_{m}": reference, "pairs": run.n,
                    "margin": self.margin, "rolled_back_from": run.version,
-                   "restored": run.previous, "metric": m}
+                   "restored": run.previous}  # numbers only: they go into the model event
         worse = loss / reference - 1.0 if reference > 0 else (0.0 if loss == 0 else np.inf)
         if worse > self.margin:
             action = "rollback"

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from driftline.agents.monitor.alerting import AlertBook
@@ -49,7 +50,9 @@ class Monitor:
     """All models and versions; feed it scored pairs, predictions and expirations in order.
 
     ``baselines(model, version)``, when given, supplies a version's baseline MSE (the
-    agent reads it from the registry's metadata), asked once per version.
+    agent reads it from the registry's metadata), asked once per version; and, if it has
+    a ``task(model, version)``, the version's task where the config gives its model none
+    (``regression``, the default).
 
     Bounded (``[limits]`` of the config, issue 30): at most ``max_models`` models; the
     events of a model past it are counted in ``refused["too_many_models"]`` and go no
@@ -88,6 +91,9 @@ class Monitor:
                 self.refused_why = why
                 return None
             cfg = self.config.for_model(model)
+            task = self._task(model, version) if cfg.kind == "regression" else None
+            if task is not None and task != "regression":
+                cfg = msgspec.structs.replace(cfg, task=task)  # the registry's word
             book = self.books.setdefault(model, AlertBook(cfg.cooldown))
             baseline = self.baselines(model, version) if self.baselines else None
             vm = self.versions[key] = VersionMonitor(
@@ -97,6 +103,12 @@ class Monitor:
             self.by_model.setdefault(model, []).append(vm)
         self._met[key] = self._tick
         return vm
+
+    def _task(self, model: str, version: int | None) -> str | None:
+        """The task the registry's metadata gives the version, when asked (the monitor
+        config's wins where it gives one)."""
+        task = getattr(self.baselines, "task", None)
+        return task(model, version) if task is not None else None
 
     def _registered(self, model: str, version: int | None) -> bool | None:
         registered = getattr(self.baselines, "registered", None)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,8 @@ from driftline.agents.monitor.columns import Batch
 from driftline.agents.monitor.config import MonitorConfig
 
 _ERROR = operator.attrgetter("error")
+_MODEL = operator.attrgetter("model")
+_VERSION = operator.attrgetter("version")
 
 
 class Refusals:
@@ -81,26 +83,44 @@ class Refusals:
 
 
 class Tasks:
-    """Each model's task from a monitor config, for the join: which scored pairs it
-    refuses (:meth:`refused`)."""
+    """Each model's task, for the join: which scored pairs it refuses (:meth:`refused`).
+    The monitor config's; where it gives a model none (``regression``), the registry's
+    word for the pair's version (``registry(model, version)``: the version's metadata,
+    :class:`~driftline.agents.monitor.baselines.RegistryBaselines.task`), as the monitor
+    reads it."""
 
-    def __init__(self, config: MonitorConfig) -> None:
+    def __init__(self, config: MonitorConfig,
+                 registry: Callable[[str, int | None], str | None] | None = None) -> None:
         self.config = config
+        self.registry = registry
         self.classifiers = {m for m, c in config.models.items() if c.kind != "regression"}
         self.everyone = config.defaults.kind != "regression"
+
+    def task(self, model: str, version: int | None) -> str:
+        task = self.config.for_model(model).kind
+        if task == "regression" and self.registry is not None:
+            return self.registry(model, version) or task
+        return task
 
     def refused(self, pairs: Sequence[Any]) -> list[tuple[Any, str, str]]:
         """(pair, reason, task) of each scored pair that does not fit its model's task.
         Where every model is a regression only a class (no error) or an overflowing error
-        can: one numpy pass over the errors, not a call per pair."""
+        can: one numpy pass over the errors, not a call per pair. A class pair is looked
+        at whole, since its version may be a classifier by the registry's word."""
         if not (self.everyone or self.classifiers):
             errors = np.fromiter(map(_ERROR, pairs), float, len(pairs))  # None -> NaN
             with np.errstate(over="ignore", invalid="ignore"):
                 fit = errors * errors < math.inf
-            pairs = [pairs[i] for i in np.flatnonzero(~fit).tolist()]
+            classy: set[tuple[str, int | None]] = set()
+            if self.registry is not None:  # versions the registry calls classifiers
+                classy = {key for key in set(zip(map(_MODEL, pairs), map(_VERSION, pairs)))
+                          if self.registry(*key) not in (None, "regression")}
+            pairs = [pair for i, pair in enumerate(pairs)
+                     if not fit[i] or (pair.model, pair.version) in classy] if classy else \
+                [pairs[i] for i in np.flatnonzero(~fit).tolist()]
         out = []
         for pair in pairs:
-            task = self.config.for_model(pair.model).kind
+            task = self.task(pair.model, pair.version)
             reason = refusal(task, pair.prediction, pair.label)
             if reason:
                 out.append((pair, reason, task))

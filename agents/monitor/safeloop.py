@@ -158,7 +158,7 @@ def alert_for(verdict: Verdict, rolled_back: bool = True) -> dict[str, Any]:
     """The ``promotion_regressed`` alert of a rollback verdict (``rolled_back`` False: the
     champion had moved on before the canary could roll it back)."""
     m = verdict.metrics
-    metric = m.get("metric", "mse")
+    metric = next(k for k in m if k.startswith("canary_")).removeprefix("canary_")
     done = (f"was rolled back to v{verdict.previous}" if rolled_back else
             "was not rolled back (the champion had changed meanwhile)")
     return {"alert_id": f"{verdict.model}.v{verdict.version}.promotion_regressed.firing",

@@ -206,8 +206,9 @@ class Shadow:
         loss, live = run.sse / run.n, run.live_sse / run.n
         m = run.metric or "mse"
         name = NAMES.get(m, m)
+        # (numbers only: they go into the model event; the keys name the metric)
         metrics = {f"shadow_{m}": loss, f"live_{m}": live, "pairs": run.n,
-                   "margin": self.margin, "metric": m}
+                   "margin": self.margin}
         if loss < live * (1.0 - self.margin):
             action = "promote"
             reason = (f"shadow: {name} {loss:.4g} over {run.n:,} live pairs beats the live "
