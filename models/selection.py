@@ -28,12 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from driftline.models.linear import LinearModel
 from driftline.models.training import DEFAULT_ALPHAS, Fit, ridge_closed_form, train_ridge
+
+if TYPE_CHECKING:
+    from driftline.models.classifier_training import ClassifierFit
 
 DUPLICATE_CORR = 0.99
 MIN_GAIN = 0.005
@@ -144,10 +147,24 @@ def select(X: np.ndarray, y: np.ndarray, names: Sequence[str], *,
 
 
 def train_selected(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *,
-                   alphas: Sequence[float] = DEFAULT_ALPHAS, folds: int = 5,
-                   max_closed_form_rows: int = 200_000) -> SelectedFit:
+                   task: str = "regression", alphas: Sequence[float] = DEFAULT_ALPHAS,
+                   folds: int = 5, max_closed_form_rows: int = 200_000
+                   ) -> SelectedFit | ClassifierFit:
     """:func:`select`, then :func:`~driftline.models.training.train_ridge` on the kept
-    features; the model has every feature, the dropped ones with coefficient 0."""
+    features; the model has every feature, the dropped ones with coefficient 0.
+
+    ``task`` ``"binary"`` (``y`` of 0/1) and ``"multiclass"`` (``y`` of class names) train
+    a classifier the same way, selecting by log loss
+    (:func:`~driftline.models.classifier_training.train_logistic`, ``train_softmax``);
+    ``max_closed_form_rows`` is regression's only."""
+    if task in ("binary", "multiclass"):
+        # Imported here: classifier_training imports this module (select, Criterion).
+        from driftline.models import classifier_training as clf
+
+        train = clf.train_logistic if task == "binary" else clf.train_softmax
+        return train(X, y, feature_names, alphas=alphas, folds=folds, select_features=True)
+    if task != "regression":
+        raise ValueError(f"task must be regression, binary or multiclass, not {task!r}")
     names = list(feature_names)
     if len(y) < 2 * max(folds, 2):
         raise ValueError(f"need at least {2 * max(folds, 2)} rows to train, got {len(y)}")
