@@ -141,7 +141,7 @@ class _Binary:
         params = self.fit(Xtr, ytr, alpha)
         if params is None:
             return math.inf
-        p = 1.0 / (1.0 + np.exp(-(Xva @ params[:-1] + params[-1])))
+        p = np.exp(-np.logaddexp(0.0, -(Xva @ params[:-1] + params[-1])))  # sigmoid
         p = np.clip(p, EPS, 1.0 - EPS)
         return float(-np.mean(yva * np.log(p) + (1.0 - yva) * np.log1p(-p)))
 
