@@ -1,4 +1,4 @@
-"""Feature selection before the ridge fit (the seed's training, step 2), numpy only.
+"""Feature selection before the fit (the seed's training, step 2), numpy only.
 
 1. **Constant** features (no spread in the training rows) are dropped.
 2. **Near-duplicates**: a feature whose absolute correlation with a feature kept
@@ -8,7 +8,9 @@
    MSE (every block predicted by a least-squares fit on the blocks before it, never
    on its future) the most is added, while it lowers it by more than ``min_gain``
    (0.5 %). The rest are dropped as ``not selected`` with the change they would have
-   made at the last step.
+   made at the last step. What is minimised is a :class:`Criterion`: the MSE of least
+   squares for regression (:data:`MSE`), the log loss of a logistic or softmax fit for
+   classifiers (:mod:`driftline.models.classifier_training`).
 
 The model keeps every feature name, with coefficient 0 for the dropped ones, so
 serving code and the next retrain see the same features; the metadata says which
@@ -24,14 +26,17 @@ were kept, which dropped and why (``Selected.describe``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from driftline.models.linear import LinearModel
 from driftline.models.training import DEFAULT_ALPHAS, Fit, ridge_closed_form, train_ridge
+
+if TYPE_CHECKING:
+    from driftline.models.classifier_training import ClassifierFit
 
 DUPLICATE_CORR = 0.99
 MIN_GAIN = 0.005
@@ -42,10 +47,14 @@ class Selection:
     kept: list[str]
     dropped: list[dict[str, Any]]          # {"feature", "reason"}
     path: list[dict[str, Any]] = field(default_factory=list)  # {"feature", "cv_mse"} per step
+    loss: str = "MSE"                      # what the path's CV numbers measure
 
     def describe(self) -> dict[str, Any]:
+        # Regression's description is unchanged from before classifiers (registry metadata
+        # written then reads the same); a classifier's names its loss.
+        method = "forward selection, walk-forward CV"
         return {"kept": self.kept, "dropped": self.dropped, "path": self.path,
-                "method": "forward selection, walk-forward CV"}
+                "method": method if self.loss == "MSE" else f"{method} {self.loss}"}
 
 
 @dataclass
@@ -70,10 +79,28 @@ def walk_forward_mse(Xs: np.ndarray, y: np.ndarray, columns: Sequence[int],
     return float(np.mean(errors))
 
 
+@dataclass(frozen=True)
+class Criterion:
+    """What forward selection minimises: ``score(Xs, y, columns, folds)``, the walk-forward
+    validation loss of a lightly regularised fit on ``columns`` of the standardised design
+    (``columns`` empty: the intercept alone); ``name`` goes into the reasons, ``key``
+    into the path."""
+
+    score: Callable[[np.ndarray, np.ndarray, Sequence[int], int], float]
+    name: str
+    key: str
+
+
+MSE = Criterion(walk_forward_mse, "MSE", "cv_mse")
+
+
 def select(X: np.ndarray, y: np.ndarray, names: Sequence[str], *,
            duplicate_corr: float = DUPLICATE_CORR, min_gain: float = MIN_GAIN,
-           folds: int = 5) -> Selection:
-    """Which features to keep, and why each of the others was dropped."""
+           folds: int = 5, criterion: Criterion = MSE) -> Selection:
+    """Which features to keep, and why each of the others was dropped.
+
+    ``y`` is whatever ``criterion.score`` reads: the target for :data:`MSE`, class
+    codes for a classifier's log loss; the constant and near-duplicate rules read X only."""
     names = list(names)
     dropped: list[dict[str, Any]] = []
     spread = X.std(axis=0)
@@ -95,35 +122,49 @@ def select(X: np.ndarray, y: np.ndarray, names: Sequence[str], *,
         candidates.append(j)
     Xs = (X - X.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     chosen: list[int] = []
-    current = walk_forward_mse(Xs, y, chosen, folds)
-    path: list[dict[str, Any]] = [{"feature": None, "cv_mse": current}]
+    score, key = criterion.score, criterion.key
+    current = score(Xs, y, chosen, folds)
+    path: list[dict[str, Any]] = [{"feature": None, key: current}]
     gains: dict[int, float] = {}
     while len(chosen) < len(candidates):
-        trials = {j: walk_forward_mse(Xs, y, chosen + [j], folds)
-                  for j in candidates if j not in chosen}
+        trials = {j: score(Xs, y, chosen + [j], folds) for j in candidates if j not in chosen}
         best = min(trials, key=lambda j: (trials[j], j))
-        for j, mse in trials.items():
-            gains[j] = 1.0 - mse / current if current > 0 else 0.0
+        for j, loss in trials.items():
+            gains[j] = 1.0 - loss / current if current > 0 else 0.0
         if not current > 0 or gains[best] <= min_gain:
             break
         chosen.append(best)
         current = trials[best]
-        path.append({"feature": names[best], "cv_mse": current})
+        path.append({"feature": names[best], key: current})
     for j in candidates:
         if j not in chosen:
             dropped.append({"feature": names[j], "reason": (
-                f"not selected: adding it changes the walk-forward CV MSE by "
+                f"not selected: adding it changes the walk-forward CV {criterion.name} by "
                 f"{-gains.get(j, 0.0):+.2%} (needs below {-min_gain:.1%})")})
     order = {n: i for i, n in enumerate(names)}
     dropped.sort(key=lambda d: order[d["feature"]])
-    return Selection([names[j] for j in sorted(chosen)], dropped, path)
+    return Selection([names[j] for j in sorted(chosen)], dropped, path, criterion.name)
 
 
 def train_selected(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *,
-                   alphas: Sequence[float] = DEFAULT_ALPHAS, folds: int = 5,
-                   max_closed_form_rows: int = 200_000) -> SelectedFit:
+                   task: str = "regression", alphas: Sequence[float] = DEFAULT_ALPHAS,
+                   folds: int = 5, max_closed_form_rows: int = 200_000
+                   ) -> SelectedFit | ClassifierFit:
     """:func:`select`, then :func:`~driftline.models.training.train_ridge` on the kept
-    features; the model has every feature, the dropped ones with coefficient 0."""
+    features; the model has every feature, the dropped ones with coefficient 0.
+
+    ``task`` ``"binary"`` (``y`` of 0/1) and ``"multiclass"`` (``y`` of class names) train
+    a classifier the same way, selecting by log loss
+    (:func:`~driftline.models.classifier_training.train_logistic`, ``train_softmax``);
+    ``max_closed_form_rows`` is regression's only."""
+    if task in ("binary", "multiclass"):
+        # Imported here: classifier_training imports this module (select, Criterion).
+        from driftline.models import classifier_training as clf
+
+        train = clf.train_logistic if task == "binary" else clf.train_softmax
+        return train(X, y, feature_names, alphas=alphas, folds=folds, select_features=True)
+    if task != "regression":
+        raise ValueError(f"task must be regression, binary or multiclass, not {task!r}")
     names = list(feature_names)
     if len(y) < 2 * max(folds, 2):
         raise ValueError(f"need at least {2 * max(folds, 2)} rows to train, got {len(y)}")
