@@ -1,12 +1,17 @@
 """``driftline demo``: the whole loop on this machine, in about a minute.
 
 Starts the embedded stack, a worker and a trainer (supervised child processes),
-bootstraps model ``houses`` v1 on the simulated world before its drift, then runs
-the simulated production service through the drift. It shows, live (rich) or as
-log lines (``--no-live``): events/s, rolling MSE per version against its baseline,
+bootstraps model v1 on the simulated world before its drift, then runs the simulated
+production service through the drift. It shows, live (rich) or as log lines
+(``--no-live``): events/s, the rolling metric per version against its baseline,
 alerts as they fire, retrain requests and model events. It ends with a summary -
-when the drift was detected, how long retraining and promotion took, the MSE
+when the drift was detected, how long retraining and promotion took, the metric
 before, during and after - and stops everything it started.
+
+The model is ``houses`` (a regression, rolling MSE) in the regression scenarios,
+``churn`` in ``binary`` (a logistic model: Brier score, the mean squared error of its
+probabilities) and ``intents`` in ``multiclass`` (a softmax model: error rate). Their
+task comes from the registry: the versions say what they are.
 """
 
 from __future__ import annotations
@@ -21,17 +26,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from driftline.app import topic_configs, topics_to_create
 from driftline.kafka import client_options, ensure_topics, wait_for_groups
+from driftline.models.losses import BASELINE, NAMES
 from driftline.models.wire import unbatch
 from driftline.settings import Settings
-
-MODEL = "houses"
 
 
 @dataclass
 class Seen:
     """What the demo has read back from the topics."""
 
-    # Squared errors by phase, from the scored pairs (the row index is in the id).
+    # Losses by phase, from the scored pairs (the row index is in the id): squared errors
+    # (a binary model's: of its probability), a multiclass model's 0/1 errors.
     before: deque = field(default_factory=lambda: deque(maxlen=1000))  # v1, before the drift
     during: deque = field(default_factory=lambda: deque(maxlen=1000))  # v1, after the drift
     after: dict[int, deque] = field(default_factory=dict)              # newer versions
@@ -46,9 +51,10 @@ class Seen:
 class Watcher:
     """Reads metrics, alerts, retrain requests and model events as they appear."""
 
-    def __init__(self, settings: Settings, drift_at: int) -> None:
+    def __init__(self, settings: Settings, drift_at: int, model: str = "houses") -> None:
         self.settings = settings
         self.drift_at = drift_at
+        self.model = model
         self.seen = Seen()
         self.topics = {settings.topic(n): n for n in ("metrics", "alerts", "retrain", "models",
                                                       "scored")}
@@ -74,7 +80,8 @@ class Watcher:
         seen = self.seen
         if kind == "scored":
             row = int(value["prediction_id"].rsplit("-", 1)[1])
-            error = value["error"] ** 2
+            error = (value["error"] ** 2 if value["error"] is not None
+                     else float(value["prediction"] != value["label"]))
             if value["version"] != 1:
                 seen.after.setdefault(value["version"], deque(maxlen=1000)).append(error)
             elif row >= self.drift_at:
@@ -82,7 +89,7 @@ class Watcher:
             elif row >= self.drift_at - 1000:
                 seen.before.append(error)
         elif kind == "metrics":
-            if value["model"] == MODEL:
+            if value["model"] == self.model:
                 seen.metrics[value["version"]] = value
         else:
             if kind == "alerts":
@@ -110,12 +117,16 @@ class Watcher:
                      if e["event"] == "promoted" and e["version"] > 1), None)
 
 
-def summary(watcher: Watcher, drift_at: int, drift_ts: float | None = None) -> dict[str, Any]:
+def summary(watcher: Watcher, drift_at: int, drift_ts: float | None = None,
+            task: str = "regression") -> dict[str, Any]:
     seen = watcher.seen
     alert = watcher.first_drift_alert()
     promoted = watcher.promotion()
     after = seen.after.get(promoted["version"]) if promoted else None
     return {
+        "model": watcher.model,
+        "task": task,
+        "metric": NAMES[BASELINE[task]],  # what mse_before, _during and _after hold
         "drift_at_pair": drift_at,
         "detected": alert is not None,
         "detection_kind": alert["kind"] if alert else None,
@@ -175,7 +186,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"open alerts at the end: {len(s['open_alerts'])}"
                      + (f" ({len(s['superseded'])} of an older version resolved as superseded)"
                         if s["superseded"] else ""))
-    lines.append(f"MSE of the last 1,000 pairs: before the drift {num(s['mse_before'])} (v1), "
+    lines.append(f"{s.get('metric', 'MSE')} of the last 1,000 pairs: before the drift "
+                 f"{num(s['mse_before'])} (v1), "
                  f"during {num(s['mse_during'])} (v1 after the drift), after "
                  f"{num(s['mse_after'])} (v{s['promoted_version'] or '?'}, "
                  f"{s['pairs_after']:,} pairs scored)")
@@ -189,28 +201,29 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
     from driftline.model_events import KafkaModelEvents
     from driftline.models.registry import ModelRegistry
     from driftline.publisher import Publisher
-    from driftline.simulate import ProductionService, World, bootstrap
+    from driftline.simulate import ProductionService, World, bootstrap, model_for
 
     drift_at = events // 3
     world = World(scenario, drift_at=drift_at, span=max(events // 6, 1), seed=seed)
+    model = model_for(scenario)
     await ensure_topics(settings, topics_to_create(settings), configs=topic_configs(settings))
     registry = ModelRegistry.from_settings(settings, actor="demo",
                                            on_event=KafkaModelEvents(settings=settings))
     try:
-        await asyncio.to_thread(bootstrap, registry, MODEL, world)
+        await asyncio.to_thread(bootstrap, registry, model, world)
     finally:
         await asyncio.to_thread(registry.close)
     # Serving starts once the worker and the trainer own their partitions, as in production.
     await wait_for_groups(settings, [settings.group_id, settings.trainer_group_id])
-    client = await asyncio.to_thread(ModelClient.from_url, settings.redis_url, MODEL,
+    client = await asyncio.to_thread(ModelClient.from_url, settings.redis_url, model,
                                      prefix=settings.registry_prefix, poll_interval=1.0)
-    watcher = Watcher(settings, drift_at)
+    watcher = Watcher(settings, drift_at, model)
     watching = asyncio.create_task(watcher.run())
-    view = LiveView(watcher, events, live, echo)
+    view = LiveView(watcher, events, live, echo, NAMES[BASELINE[world.task]])
     started = time.monotonic()
     try:
         async with Publisher(settings=settings) as pub:
-            service = ProductionService(pub, lambda: client.model, world, model=MODEL,
+            service = ProductionService(pub, lambda: client.model, world, model=model,
                                         label_delay=200, rate=rate)
             showing = asyncio.create_task(view.run(service, started))
             try:
@@ -249,7 +262,7 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
         await asyncio.to_thread(client.close)
-    result = summary(watcher, drift_at, service.stats.drift_ts)
+    result = summary(watcher, drift_at, service.stats.drift_ts, world.task)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
@@ -257,8 +270,10 @@ async def run_demo(settings: Settings, *, events: int, seed: int, scenario: str,
 class LiveView:
     """Renders progress with rich (``live``) or as a log line every 2 s."""
 
-    def __init__(self, watcher: Watcher, events: int, live: bool, echo) -> None:
+    def __init__(self, watcher: Watcher, events: int, live: bool, echo,
+                 metric: str = "MSE") -> None:
         self.watcher = watcher
+        self.metric = metric
         self.events = events
         self.live = live
         self.echo = echo
@@ -288,7 +303,7 @@ class LiveView:
         elapsed = time.monotonic() - started
         seen = self.watcher.seen
         versions = "; ".join(
-            f"v{v}: {m['n_scored']:,} pairs, MSE {_num(m['rolling_mse'])} "
+            f"v{v}: {m['n_scored']:,} pairs, {self.metric} {_num(m['rolling_mse'])} "
             f"(baseline {_num(m['baseline_mse'])})"
             for v, m in sorted(seen.metrics.items(), key=lambda kv: kv[0] or 0))
         self.echo(f"[{elapsed:5.1f}s] published {service.stats.predictions:,}/{self.events:,} "
@@ -306,8 +321,9 @@ class LiveView:
 
         elapsed = time.monotonic() - started
         seen = self.watcher.seen
-        table = Table(title="model houses", expand=True)
-        for column in ("version", "pairs scored", "rolling MSE", "baseline MSE", "vs baseline"):
+        table = Table(title=f"model {self.watcher.model}", expand=True)
+        for column in ("version", "pairs scored", f"rolling {self.metric}",
+                       f"baseline {self.metric}", "vs baseline"):
             table.add_column(column, justify="right")
         for version, m in sorted(seen.metrics.items(), key=lambda kv: kv[0] or 0):
             ratio = (m["rolling_mse"] / m["baseline_mse"]
@@ -333,11 +349,14 @@ def _describe(kind: str, item: dict[str, Any]) -> str:
     if kind == "retrain":
         return f"retrain request {item['request_id']} (base v{item['base_version']})"
     metrics = item.get("metrics") or {}
-    mse = metrics.get("mse")
-    return (f"model {item['model']} v{item['version']} {item['event']}"
-            + (f" (holdout MSE {mse:.3f}" + (f" vs champion {metrics['champion_mse']:.3f})"
-                                              if metrics.get("champion_mse") else ")")
-               if mse is not None else ""))
+    # The holdout loss the trainer judged by: MSE, or a classifier's (log loss by default)
+    metric = next((m for m in ("mse", "log_loss", "brier", "error_rate") if m in metrics), None)
+    if metric is None or metrics[metric] is None:
+        return f"model {item['model']} v{item['version']} {item['event']}"
+    name = "MSE" if metric == "mse" else metric.replace("_", " ")
+    champion = metrics.get(f"champion_{metric}")
+    return (f"model {item['model']} v{item['version']} {item['event']} (holdout {name} "
+            f"{metrics[metric]:.3f}" + (f" vs champion {champion:.3f})" if champion else ")"))
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

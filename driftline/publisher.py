@@ -133,20 +133,25 @@ class Publisher:
         """Events accepted but not yet acknowledged by Kafka."""
         return self._pending
 
-    async def log_prediction(self, prediction_id: str, *, model: str, prediction: float,
-                             version: int | None = None,
+    async def log_prediction(self, prediction_id: str, *, model: str,
+                             prediction: float | str, version: int | None = None,
                              features: dict[str, float | str | bool | None] | None = None,
-                             ts: float | None = None, segment: str | None = None) -> None:
+                             ts: float | None = None, segment: str | None = None,
+                             probabilities: dict[str, float] | None = None) -> None:
+        """``prediction``: a regression's value, a binary classifier's P(1), or a
+        multiclass one's class, with its ``probabilities`` ({class: p}) when it has them."""
         event: dict[str, Any] = {"prediction_id": prediction_id, "model": model,
                                  "prediction": prediction, "version": version}
         if features is not None:
             event["features"] = features
+        if probabilities is not None:
+            event["probabilities"] = probabilities
         event["ts"] = time.time() if ts is None else ts
         if segment is not None:
             event["segment"] = segment
         await self._queue("predictions", PREDICTION, event)
 
-    async def log_label(self, prediction_id: str, *, label: float, ts: float | None = None,
+    async def log_label(self, prediction_id: str, *, label: float | str, ts: float | None = None,
                         model: str | None = None) -> None:
         event: dict[str, Any] = {"prediction_id": prediction_id, "label": label,
                                  "ts": time.time() if ts is None else ts}

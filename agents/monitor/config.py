@@ -236,6 +236,23 @@ class MonitorConfig(msgspec.Struct, frozen=True):
     def for_model(self, model: str) -> ModelConfig:
         return self.models.get(model, self.defaults)
 
+    def with_tasks(self, tasks: dict[str, str]) -> MonitorConfig:
+        """This config with each model of ``tasks`` given that task where the config gives
+        it none (regression): what the registry's word does live (``replay --task``).
+
+        >>> MonitorConfig().with_tasks({"churn": "binary"}).for_model("churn").kind
+        'binary'
+        """
+        models = dict(self.models)
+        for model, task in tasks.items():
+            if task not in TASKS:
+                raise ConfigError(f"task of {model} must be one of {', '.join(TASKS)}, got "
+                                  f"{task!r}")
+            current = self.for_model(model)
+            if current.kind == "regression":
+                models[model] = msgspec.structs.replace(current, task=task)
+        return msgspec.structs.replace(self, models=models)
+
     @classmethod
     def load(cls, path: str | Path | None) -> MonitorConfig:
         if not path:

@@ -45,6 +45,7 @@ from driftline.agents.monitor.rules.quality import NewFeatures, features_report
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
 from driftline.agents.monitor.window import Ring
+from driftline.models.losses import BASELINE, NAMES
 from driftline.models.wire.events import MAX_CLASSES
 from driftline.models.wire.internal import Columnar
 
@@ -81,7 +82,8 @@ class VersionMonitor:
         # file); without either, the first `baseline_pairs` pairs set it.
         self.baseline = Baseline(config.baseline_pairs,
                                  baseline_mse if baseline_mse is not None else config.baseline_mse)
-        subject = Subject(model, version, alerts, self.rolling, self.baseline, segment)
+        subject = Subject(model, version, alerts, self.rolling, self.baseline, segment,
+                          NAMES[BASELINE[self.task]])  # what rolling_mse measures
         # A classifier's error is 0/1 (a multiclass one's classes are codes: 0 when equal)
         self.concept = ConceptDriftRule(subject, config.concept_drift,
                                         self.task != "regression", self.rate)

@@ -19,6 +19,8 @@ from ..settings import Settings
 
 # Exit codes, the same for every command.
 EXIT_OK = 0
+# driftline.simulate.SCENARIOS, here so that the CLI starts without numpy (a test checks)
+SCENARIOS = ("abrupt", "gradual", "feature-shift", "binary", "multiclass")
 EXIT_FAILURE = 1  # a service failed, a broker or Redis is unreachable
 EXIT_USAGE = 2  # bad flags or configuration: the message says what to change (click's own)
 EXIT_SKIPPED_ROWS = 3  # publish / replay skipped bad rows, each reported with its line

@@ -14,7 +14,13 @@ import click
 
 from ..errors import DriftlineError
 from ..settings import Settings
-from ._common import EXIT_FAILURE, load_settings, setting_option, wait_for_signal
+from ._common import (
+    EXIT_FAILURE,
+    SCENARIOS,
+    load_settings,
+    setting_option,
+    wait_for_signal,
+)
 
 if TYPE_CHECKING:
     from ..embedded import EmbeddedStack
@@ -84,9 +90,10 @@ def up(kafka_port: int, redis_port: int, partitions: int | None, broker: str) ->
 @click.option("--events", type=click.IntRange(3_000, 1_000_000), default=30_000,
               show_default=True, help="Predictions the simulated service makes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the world.")
-@click.option("--scenario", type=click.Choice(["abrupt", "gradual", "feature-shift"]),
+@click.option("--scenario", type=click.Choice(SCENARIOS),
               default="abrupt", show_default=True,
-              help="The drift, a third of the way in.")
+              help="The drift, a third of the way in: of a regression (houses), a binary "
+                   "classifier (churn) or a multiclass one (intents).")
 @click.option("--rate", type=click.FloatRange(min=100), default=1_000, show_default=True,
               help="Predictions per second (one worker keeps up with 1,000 here).")
 @click.option("--no-live", is_flag=True, help="Plain log lines instead of the live view.")

@@ -23,6 +23,7 @@ from ..settings import Settings, redact_url
 from ._common import (
     EXIT_FAILURE,
     EXIT_SKIPPED_ROWS,
+    SCENARIOS,
     load_settings,
     setting_option,
     settings_options,
@@ -182,6 +183,17 @@ def alert_line(alert: dict[str, Any]) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
+def _tasks(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        model, sep, task = pair.partition("=")
+        if not sep or not model:
+            raise click.BadParameter(f"{pair!r} is not MODEL=TASK (e.g. churn=binary)",
+                                     param_hint="--task")
+        out[model] = task
+    return out
+
+
 def _alert(value: bytes | None) -> dict[str, Any] | None:
     from ..models.wire import ALERT
     from ..models.wire.events import as_dict
@@ -201,12 +213,15 @@ def _alert(value: bytes | None) -> dict[str, Any] | None:
 @setting_option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
                 show_default=True,
                 help="Seconds (event time) a prediction waits for its label, as in the worker.")
+@click.option("--task", "tasks", multiple=True, metavar="MODEL=TASK",
+              help="A model's task (regression, binary, multiclass) where the config gives "
+                   "none, as the registry tells the worker; repeatable.")
 @click.option("--explain", is_flag=True,
               help="Also draw each version's feature shares, read from the model registry "
                    "(DRIFTLINE_REDIS_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def replay(file: Path, config_path: str | None, out: Path, join_ttl: float, explain: bool,
-           as_json: bool) -> None:
+def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
+           tasks: tuple[str, ...], explain: bool, as_json: bool) -> None:
     """Run the monitor offline over FILE, a log of predictions and labels (JSON lines,
     or CSV by extension), in its order, and write a report: a plot of rolling MSE per
     version with the baseline, drift points and alerts marked, plus the alerts as JSON -
@@ -217,7 +232,7 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float, expl
     from ..replay import Replay, feature_lines, write_report
 
     try:
-        config = MonitorConfig.load(config_path)
+        config = MonitorConfig.load(config_path).with_tasks(_tasks(tasks))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     started = time.monotonic()
@@ -329,7 +344,7 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
 @click.command()
 @click.option("--events", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="Predictions (each followed by its label).")
-@click.option("--scenario", type=click.Choice(["abrupt", "gradual", "feature-shift"]),
+@click.option("--scenario", type=click.Choice(SCENARIOS),
               default="abrupt", show_default=True)
 @click.option("--drift-at", type=click.IntRange(min=0), default=None,
               help="Row of the drift (default: half-way).")
@@ -340,18 +355,23 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
               help="JSON-lines file to write (for publish or replay).")
 def simulate(events: int, scenario: str, drift_at: int | None, seed: int, label_delay: int,
              out: Path) -> None:
-    """Write the prediction and label log of the simulated service (model houses v1,
-    trained before the drift) - input to try `driftline replay` or `publish` with."""
-    from ..simulate import World, event_log
+    """Write the prediction and label log of the simulated service (model v1, trained
+    before the drift: houses, a regression; churn in the binary scenario, intents in the
+    multiclass one) - input to try `driftline replay` or `publish` with."""
+    from ..simulate import World, event_log, model_for
 
     world = World(scenario, drift_at=events // 2 if drift_at is None else drift_at, seed=seed)
+    model = model_for(scenario)
     with open(out, "wb") as f:
         n = 0
-        for event in event_log(world, events, label_delay=label_delay):
+        for event in event_log(world, events, model=model, label_delay=label_delay):
             f.write(orjson.dumps(event) + b"\n")
             n += 1
-    click.echo(f"wrote {n:,} events ({events:,} predictions and their labels, {scenario} drift "
-               f"at row {world.drift_at:,}) to {out}")
+    click.echo(f"wrote {n:,} events ({events:,} predictions of {model} and their labels, "
+               f"{scenario} drift at row {world.drift_at:,}) to {out}")
+    if world.task != "regression":
+        click.echo(f"{model} is a {world.task} model: replay it with --task "
+                   f"{model}={world.task} (or [models.{model}] task in the monitor config)")
 
 
 @click.command()

@@ -68,5 +68,5 @@ class ConceptDriftRule:
             self.key, ts=ts, severity="critical" if critical else "warning",
             detector=self.name, metrics=subject.metrics(rolling_mse, n_scored),
             message=f"Concept drift on {subject.name}: {self.name} {detail} after "
-                    f"{n_scored:,} pairs; rolling MSE {rolling_mse:.4g} vs baseline "
+                    f"{n_scored:,} pairs; rolling {subject.metric} {rolling_mse:.4g} vs baseline "
                     f"{number(baseline)}.")

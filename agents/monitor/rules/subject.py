@@ -18,8 +18,11 @@ class Subject:
 
     def __init__(self, model: str, version: int | None, alerts: AlertBook,
                  rolling: RollingErrors, baseline: Baseline,
-                 segment: str | None = None) -> None:
+                 segment: str | None = None, metric: str = "MSE") -> None:
         self.model, self.version, self.segment = model, version, segment
+        # What rolling_mse measures, for messages: MSE; a binary classifier's Brier score
+        # (squared errors of its probabilities), a multiclass one's error rate.
+        self.metric = metric
         self.alerts = alerts
         self.rolling = rolling
         self.baseline = baseline

@@ -61,7 +61,8 @@ class ThresholdRule:
         return subject.alerts.fire(
             self.key, ts=ts, severity="critical" if ratio > 2 * cfg.factor else "warning",
             detector=self.detector, metrics=subject.metrics(rolling_mse, n_scored),
-            message=f"Rolling MSE of {subject.name} is {rolling_mse:.4g}, {ratio:.2f}x its "
+            message=f"Rolling {subject.metric} of {subject.name} is {rolling_mse:.4g}, "
+                    f"{ratio:.2f}x its "
                     f"baseline {baseline:.4g}, for {cfg.consecutive} pairs in a row "
                     f"(limit {cfg.factor}x).")
 
@@ -69,7 +70,8 @@ class ThresholdRule:
                 concept: ConceptDriftRule) -> list[Alert]:
         """Resolves this rule's episode, then the concept-drift one, those that are open."""
         subject, cfg = self.subject, self.config
-        message = (f"Rolling MSE of {subject.name} is back to {rolling_mse:.4g} (baseline "
+        message = (f"Rolling {subject.metric} of {subject.name} is back to {rolling_mse:.4g} "
+                   f"(baseline "
                    f"{subject.baseline.mse:.4g}, resolve limit {cfg.resolve_factor}x) for "
                    f"{cfg.consecutive} pairs in a row.")
         out = []
