@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -54,3 +55,27 @@ def test_demo_closes_the_loop_and_leaves_nothing_behind():
                  + processes_mentioning(redis.encode())         # worker, trainer
                  + processes_mentioning(f"--port\0{port}\0".encode()))  # valkey
     assert leftovers == [], leftovers
+
+
+@pytest.mark.parametrize("scenario, model, metric", [
+    ("binary", "churn", "Brier score"), ("multiclass", "intents", "error rate")])
+def test_the_classifier_demos_close_the_loop_with_classifiers(scenario, model, metric):
+    """Issue 33: drift -> alert -> a classifier retrained as one -> promotion, the task read
+    from the registry (the demo's monitor config gives none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    result = subprocess.run([sys.executable, "-m", "driftline", "demo", "--no-live",
+                             "--events", "6000", "--seed", "1", "--scenario", scenario,
+                             "--json"], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    s = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (s["model"], s["task"], s["metric"]) == (model, scenario, metric)
+    assert s["detected"] and s["detection_kind"] == "concept_drift"
+    assert 2_000 < s["detection_at_pair"] < 2_600, s
+    assert s["promoted_version"] == 2 and s["retrain_requests"] == 1
+    # v1 degrades after the drift; v2, trained on the drifted pairs, is back near v1 before.
+    assert s["mse_during"] > 2 * s["mse_before"], s
+    assert s["mse_after"] < 1.2 * s["mse_before"], s
+    assert s["open_alerts"] == [], s
+    print(f"\n{scenario}: {metric} {s['mse_before']:.3f} -> {s['mse_during']:.3f} -> "
+          f"{s['mse_after']:.3f}; alert at pair {s['detection_at_pair']:,}, "
+          f"{s['detection_delay_s']} s; promoted {s['alert_to_promotion_s']} s later")

@@ -226,3 +226,92 @@ def test_with_promotion_shadow_a_winner_becomes_the_challenger_not_the_champion(
     asyncio.run(trainer.handle(request(since=0.0)))
     assert [e["event"] for e in registry.recorded].count("shadowing") == 2
     assert registry.resolve("houses") == 1
+
+
+def class_pairs_of(world: World, start: int, stop: int, champion, model: str) -> list[dict]:
+    """Scored pairs of a classifier as the join writes them: a binary model's P(1) and its
+    error, a multiclass one's class with its probabilities and no error."""
+    from driftline.simulate import served, truth
+
+    X, y = world.rows(start, stop)
+    predictions, probabilities = served(champion, X)
+    pairs = []
+    for i, row, p, t in zip(range(start, stop), X.tolist(), predictions, y):
+        label = truth(t)
+        pair = {"prediction_id": f"{model}-{i}", "model": model, "version": 1,
+                "prediction": p, "label": label,
+                "error": p - label if world.task == "binary" else None,
+                "features": dict(zip(world.names, row)), "ts": float(i), "label_ts": float(i)}
+        if probabilities is not None:
+            pair["probabilities"] = probabilities[i - start]
+        pairs.append(pair)
+    return pairs
+
+
+@pytest.mark.parametrize("scenario, kind, baseline_metric", [
+    ("binary", "logistic", "brier"), ("multiclass", "softmax", "error_rate")])
+def test_a_classifier_is_retrained_as_a_classifier_and_judged_by_log_loss(
+        settings, registry, scenario, kind, baseline_metric):
+    """Issue 33: the task comes from the champion (the monitor config gives none here); the
+    challenger is the same kind of classifier, promoted on holdout log loss, with the
+    baseline the monitor's rolling metric measures."""
+    from driftline.models.losses import model_losses
+
+    create_topics(settings)
+    world = World(scenario, drift_at=0, seed=4)
+    assert bootstrap(registry, "m", world) == 1
+    v1 = registry.load("m")
+    assert v1.kind == kind
+    put_pairs(settings, class_pairs_of(world, 0, 3000, v1, "m"))
+    outcome = asyncio.run(trainer_for(settings, registry).handle(
+        request(since=0.0, model="m")))
+    assert (outcome.version, outcome.promoted) == (2, True), outcome.reason
+    assert "holdout log loss" in outcome.reason
+    v2 = registry.load("m")
+    info = registry.get("m", 2)
+    assert (v2.kind, info.kind, info.task) == (kind, kind, world.task)
+    meta = v2.meta
+    assert meta["holdout"]["metric"] == "log_loss"
+    assert meta["holdout"]["challenger_log_loss"] < 0.98 * meta["holdout"]["champion_log_loss"]
+    assert set(meta["metrics"]) >= {"log_loss", "champion_log_loss"}
+    assert meta["selection"]["kept"] and meta["explanation"]["features"]
+    # The baseline is what the monitor's rolling metric measures, on the holdout rows.
+    X, y = world.rows(2400, 3000)
+    assert meta["baseline_mse"] == pytest.approx(
+        float(np.mean(model_losses(v2, X, y, baseline_metric))), rel=1e-9)
+    # The new world, learnt: better than v1 on fresh rows by the task's own metric.
+    X, y = world.rows(5000, 8000)
+    new, old = (float(np.mean(model_losses(m, X, y, baseline_metric))) for m in (v2, v1))
+    assert new < 0.8 * old, (new, old)
+    print(f"\n{scenario}: v1 {baseline_metric} {old:.3f} -> v2 {new:.3f}; holdout log loss "
+          f"{meta['holdout']['champion_log_loss']:.3f} -> "
+          f"{meta['holdout']['challenger_log_loss']:.3f}")
+
+
+def test_the_monitor_config_task_picks_the_classifier_for_a_linear_champion(settings,
+                                                                            registry):
+    """A binary model whose champion was registered as a linear model (ridge on 0/1
+    labels, what the trainer did before issue 33) is retrained as a logistic one once the
+    monitor config says binary; a function that returns the wrong task is refused."""
+    create_topics(settings)
+    world = World("binary", drift_at=0, seed=5)
+    X, y = World("binary", drift_at=None, seed=6).rows(0, 2000)
+    ridge = LinearModel(np.linalg.lstsq(np.c_[X, np.ones(len(X))], y, rcond=None)[0][:3],
+                        float(y.mean()), world.names)
+    registry.promote("m", registry.register("m", ridge))
+    pairs = class_pairs_of(world, 0, 2000, ridge, "m")
+    for pair in pairs:  # ridge predictions outside [0, 1] are refused by the join
+        pair["prediction"] = min(max(pair["prediction"], 0.0), 1.0)
+        pair["error"] = pair["prediction"] - pair["label"]
+    put_pairs(settings, pairs)
+    trainer = Trainer(settings, registry, load_train_fn(settings.trainer), max_delay=0.2,
+                      tasks=lambda model: "binary")
+    outcome = asyncio.run(trainer.handle(request(since=0.0, model="m")))
+    assert outcome.promoted and "a regression model, not comparable" in outcome.reason
+    assert registry.load("m").kind == "logistic"
+    wrong = Trainer(settings.replace(trainer="test_trainer:mean_only"), registry,
+                    load_train_fn("test_trainer:mean_only"), max_delay=0.2,
+                    tasks=lambda model: "binary")
+    with pytest.raises(TrainingFailed, match="returned a regression model .linear. for m, a "
+                                             "binary model"):
+        asyncio.run(wrong.handle(request("r-2", since=0.0, model="m")))
