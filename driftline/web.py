@@ -95,11 +95,14 @@ class WebState:
 
 def _version(info) -> dict[str, Any]:
     meta = info.meta
-    holdout = meta.get("holdout") or {}
+    metric, loss = info.holdout
     return {"version": info.version, "status": info.status, "created": info.created,
             "aliases": list(info.aliases), "parent_version": meta.get("parent_version"),
             "request_id": meta.get("request_id"), "alert_id": meta.get("alert_id"),
-            "holdout_mse": holdout.get("challenger_mse", (meta.get("metrics") or {}).get("mse")),
+            "kind": info.kind, "task": info.task,
+            # the holdout loss it was judged by: MSE, a classifier's log loss by default
+            "holdout_metric": metric, "holdout_loss": loss,
+            "holdout_mse": loss if metric == "mse" else None,
             "decision_reason": meta.get("decision_reason"),
             # Standardised coefficients and prediction-variance shares on its training rows
             # (models/explanation.py), and the features the trainer kept and dropped.

@@ -69,10 +69,23 @@ class VersionInfo:
     def task(self) -> str:
         return str(self.meta.get("task", "regression"))
 
+    @property
+    def holdout(self) -> tuple[str, float | None]:
+        """(metric, value) of the holdout loss the version was judged by: ``mse``, a
+        classifier's ``log_loss`` (or ``brier``, ``error_rate``); from the trainer's
+        ``holdout``, else the registered ``metrics``."""
+        holdout = self.meta.get("holdout") or {}
+        metrics = self.meta.get("metrics") or {}
+        metric = holdout.get("metric") or next(
+            (m for m in ("mse", "log_loss", "brier", "error_rate") if m in metrics), "mse")
+        value = holdout.get(f"challenger_{metric}", metrics.get(metric))
+        return metric, (float(value) if isinstance(value, (int, float)) else None)
+
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "created": self.created,
                 "status": self.status, "checksum": self.checksum, "aliases": list(self.aliases),
-                "kind": self.kind, "task": self.task, "meta": self.meta}
+                "kind": self.kind, "task": self.task, "holdout": dict([self.holdout]),
+                "meta": self.meta}
 
 
 class EventSink(Protocol):

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from driftline import LinearModel
+from driftline import LinearModel, SoftmaxModel
 from driftline.cli import main
 
 pytestmark = pytest.mark.integration
@@ -53,9 +53,20 @@ def test_human_tables(run, tmp_path):
     (tmp_path / "m.npz").write_bytes(LinearModel([1.0], 0.0).to_bytes())
     run("register", "houses", str(tmp_path / "m.npz"), "--promote", "--metrics", '{"mse": 1.25}')
     table = run("show", "houses").splitlines()
-    assert table[0].split() == ["VERSION", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT",
-                                "MSE"]
-    assert table[1].split()[:3] == ["1", "active", "champion"] and table[1].endswith("1.25")
+    assert table[0].split() == ["VERSION", "KIND", "STATUS", "ALIASES", "CREATED", "PARENT",
+                                "HOLDOUT", "LOSS"]
+    assert table[1].split()[:4] == ["1", "linear", "active", "champion"]
+    assert table[1].endswith("1.25")
+    # A classifier says what it is and what its holdout loss measures.
+    (tmp_path / "c.npz").write_bytes(SoftmaxModel([[1.0], [-1.0]], [0.0, 0.0], ["x"],
+                                                  ["a", "b"]).to_bytes())
+    run("register", "intents", str(tmp_path / "c.npz"), "--metrics", '{"log_loss": 0.5}')
+    row = run("show", "intents").splitlines()[1]
+    assert row.split()[:3] == ["1", "softmax", "active"] and row.endswith("log loss 0.5")
+    shown = json.loads(run("show", "intents", "--version", "1", "--json"))
+    assert (shown["kind"], shown["task"], shown["holdout"]) == (
+        "softmax", "multiclass", {"log_loss": 0.5})
+    assert "intents v1  active  softmax (multiclass)" in run("show", "intents", "--version", "1")
     assert "houses" in run("list") and "promoted" in run("history", "houses")
 
 

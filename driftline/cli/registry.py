@@ -108,9 +108,9 @@ def show(registry, as_json: bool, name: str, version: int | None) -> None:
     if as_json:
         click.echo(json.dumps([v.as_dict() for v in versions]))
         return
-    _table(["VERSION", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT MSE"],
-           [[v.version, v.status, ", ".join(v.aliases), _when(v.created),
-             v.meta.get("parent_version"), _mse(v.meta)] for v in versions])
+    _table(["VERSION", "KIND", "STATUS", "ALIASES", "CREATED", "PARENT", "HOLDOUT LOSS"],
+           [[v.version, v.kind, v.status, ", ".join(v.aliases), _when(v.created),
+             v.meta.get("parent_version"), _holdout(v)] for v in versions])
 
 
 @models.command()
@@ -129,7 +129,7 @@ def diff(registry, as_json: bool, name: str, v1: int, v2: int) -> None:
                             stored(registry.load(name, version=v2)))
     if as_json:
         click.echo(json.dumps({"model": name, "versions": [v1, v2], "features": rows,
-                               "holdout_mse": [_holdout(a.meta), _holdout(b.meta)],
+                               "holdout": [dict([a.holdout]), dict([b.holdout])],
                                "status": [a.status, b.status]}))
     else:
         echo_diff(name, a, b, rows, _table)
@@ -225,16 +225,12 @@ def _when(ts: float) -> str:
         "%Y-%m-%d %H:%M:%S")
 
 
-def _holdout(meta: dict) -> float | None:
-    value = (meta.get("holdout") or {}).get("challenger_mse")
-    return value if value is not None else (meta.get("metrics") or {}).get("mse")
-
-
-def _mse(meta: dict) -> str:
-    value = (meta.get("metrics") or {}).get("mse")
+def _holdout(info: Any) -> str:
+    """The holdout loss of a version, named: ``0.412`` for MSE, ``log loss 0.412``."""
+    metric, value = info.holdout
     if value is None:
-        value = ((meta.get("metrics") or {}).get("challenger") or {}).get("mse")
-    return "" if value is None else f"{value:.4g}"
+        return ""
+    return f"{value:.4g}" if metric == "mse" else f"{metric.replace('_', ' ')} {value:.4g}"
 
 
 # --- explanations (models show --version, models diff) ------------------------------
@@ -250,11 +246,9 @@ def _share(value: float | None) -> str:
 def echo_version(info: Any, explanation: dict[str, Any], table: Any) -> None:
     """One version: what it is, how it was trained, and what it does with its features."""
     meta = info.meta
-    holdout = meta.get("holdout") or {}
-    click.echo(f"{info.model} v{info.version}  {info.status}"
+    click.echo(f"{info.model} v{info.version}  {info.status}  {info.kind} ({info.task})"
                + (f"  ({', '.join(info.aliases)})" if info.aliases else ""))
-    click.echo(f"  parent v{meta.get('parent_version')}  holdout MSE "
-               f"{_num(holdout.get('challenger_mse', (meta.get('metrics') or {}).get('mse')))}"
+    click.echo(f"  parent v{meta.get('parent_version')}  holdout {_holdout(info) or '–'}"
                f"  trainer {meta.get('trainer', '–')}")
     if meta.get("decision_reason"):
         click.echo(f"  decision: {meta.get('decision')}: {meta['decision_reason']}")
@@ -274,14 +268,10 @@ def echo_version(info: Any, explanation: dict[str, Any], table: Any) -> None:
 
 
 def echo_diff(model: str, a: Any, b: Any, rows: list[dict[str, Any]], table: Any) -> None:
-    ma, mb = a.meta, b.meta
-
-    def holdout(meta: dict[str, Any]) -> Any:
-        return (meta.get("holdout") or {}).get("challenger_mse",
-                                               (meta.get("metrics") or {}).get("mse"))
     click.echo(f"{model} v{a.version} -> v{b.version}")
-    click.echo(f"  holdout MSE {_num(holdout(ma))} -> {_num(holdout(mb))}; status "
-               f"{a.status} -> {b.status}; parent of v{b.version}: v{mb.get('parent_version')}")
+    click.echo(f"  holdout {_holdout(a) or '–'} -> {_holdout(b) or '–'}; status "
+               f"{a.status} -> {b.status}; parent of v{b.version}: "
+               f"v{b.meta.get('parent_version')}")
     table(["FEATURE", f"STD COEF v{a.version}", f"STD COEF v{b.version}",
            f"SHARE v{a.version}", f"SHARE v{b.version}", "CHANGE"],
           [[r["feature"], _num(r["std_coef"][0]), _num(r["std_coef"][1]),
