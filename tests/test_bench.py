@@ -104,3 +104,12 @@ def test_the_feature_quality_benchmark_runs_every_part():
     for part in ("## null", "## delays", "## memory"):
         assert part in result.stdout, part
     assert result.stdout.count("| 1/1 |") == 4, result.stdout
+
+
+def test_the_model_kinds_benchmark_runs_every_kind():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "model_kinds.py"),
+                             "--rows", "600", "--features", "3", "--classes", "3",
+                             "--repeat", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    kinds = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+    assert kinds == ["linear", "logistic", "softmax"], result.stdout

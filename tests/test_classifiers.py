@@ -398,14 +398,14 @@ def test_the_trainers_read_back_drops_class_labels_it_cannot_fit():
 def test_shadow_scoring_leaves_out_pairs_its_linear_model_cannot_score():
     """A challenger is scored on the live pairs: a class label (a multiclass model's) or a
     category where the challenger reads a number leaves the pair out, it does not stop the
-    monitor partition (squared_errors raised on both before)."""
-    from driftline.agents.monitor.shadow import squared_errors
+    monitor partition (squared errors raised on both before)."""
+    from driftline.agents.monitor.shadow import pair_losses
     from driftline.models.linear import LinearModel
     model = LinearModel([2.0], 0.0, ["x"])
     pairs = [{"features": {"x": 1.0}, "label": 2.5, "error": 0.5},
              {"features": {"x": 1.0}, "label": "cat", "error": None},
              {"features": {"x": "DE"}, "label": 1.0, "error": 0.0},
              {"features": {"x": 3.0}, "label": 6.0, "error": 1.0}]
-    mine, theirs, index = squared_errors(model, pairs)
+    mine, theirs, index = pair_losses(model, pairs, "mse")
     assert index.tolist() == [0, 3] and mine.tolist() == [0.25, 0.0]
     assert theirs.tolist() == [0.25, 1.0]

@@ -16,7 +16,7 @@ from kafka_io import create_topics
 
 from driftline import ModelClient, ModelRegistry, Publisher
 from driftline.ports import free_port
-from driftline.simulate import ProductionService, World, bootstrap
+from driftline.simulate import ProductionService, World, bootstrap, model_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,14 +50,18 @@ def get(url: str) -> tuple[int, bytes]:
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium here: .ci/run installs Debian's "
                                             "chromium package; apt-get install chromium")
+@pytest.mark.parametrize("scenario", ["abrupt", "multiclass"])
 def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worker_factory,
-                                                                 tmp_path):
+                                                                 tmp_path, scenario):
+    """A regression (houses) and a multiclass classifier (intents, its task from the
+    registry): drift, alert, the retrained version with its kind and canary."""
     port = free_port()
     settings = settings.replace(metrics_interval=0.5, web_port=port)
     create_topics(settings)
     registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
-    world = World("abrupt", drift_at=4_000, seed=12)
-    bootstrap(registry, "houses", world)
+    world = World(scenario, drift_at=4_000, seed=12)
+    model = model_for(scenario)
+    bootstrap(registry, model, world)
     registry.close()
     worker = worker_factory(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
@@ -65,7 +69,7 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
     trainer = subprocess.Popen([sys.executable, "-m", "driftline", "trainer"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    client = ModelClient.from_url(settings.redis_url, "houses", prefix=settings.registry_prefix,
+    client = ModelClient.from_url(settings.redis_url, model, prefix=settings.registry_prefix,
                                   poll_interval=0.5)
     try:
         deadline = time.monotonic() + 60
@@ -78,7 +82,7 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
                 service.publisher = pub
                 await service.run(n, until=until)
 
-        service = ProductionService(None, lambda: client.model, world, model="houses",
+        service = ProductionService(None, lambda: client.model, world, model=model,
                                     label_delay=100, rate=1_000)
         asyncio.run(serve(3_000))
         time.sleep(2)
@@ -98,9 +102,14 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert '<tr data-version="2">' in after
         row = after[after.index('<tr data-version="2">'):]
         row = row[:row.index("</tr>")]
-        # v2's canary against v1 (2,000 pairs by default: still running) and its features
-        assert re.search(r'class="watch[^"]*">canary [\d.]+ vs v1 [\d.]+ \([\d,]+ pairs',
-                         row), row
+        # v2's canary against v1 (2,000 pairs by default: still running) and its features;
+        # a classifier's by log loss, its kind and live accuracy beside it
+        metric = "log loss " if world.task != "regression" else ""
+        assert re.search(rf'class="watch[^"]*">canary {metric}[\d.]+ vs v1 [\d.]+ \([\d,]+ '
+                         r'pairs', row), row
+        if world.task != "regression":
+            assert re.search(r"<td>log loss [\d.]+ \(softmax\)</td>", row), row
+            assert re.search(r"acc [\d.]+ · macro F1 [\d.]+", row), row
         assert re.search(r'<b style="width:\d+px"></b>x0 \d+%', row), row
         # each feature of the newest version: its type, drift statistic over its limit and
         # its missing share

@@ -7,7 +7,7 @@ import pytest
 
 from driftline.agents.monitor.canary import Canary
 from driftline.agents.monitor.safeloop import alert_for
-from driftline.agents.monitor.shadow import Shadow, squared_errors
+from driftline.agents.monitor.shadow import Shadow, pair_losses
 from driftline.models.linear import LinearModel
 from driftline.models.wire import ALERT
 
@@ -54,10 +54,10 @@ def feed(watcher, stream, chunk=37):
     return verdicts
 
 
-def test_squared_errors_skip_pairs_without_the_models_features():
+def test_pair_losses_skip_pairs_without_the_models_features():
     stream = pairs(TRUE, 1, 5)
     stream[2]["features"] = {"other": 1.0}
-    mine, served, index = squared_errors(BAD, stream)
+    mine, served, index = pair_losses(BAD, stream, "mse")
     assert len(mine) == len(served) == 4 and index.tolist() == [0, 1, 3, 4]
     np.testing.assert_allclose(served, [p["error"] ** 2 for i, p in enumerate(stream) if i != 2])
 

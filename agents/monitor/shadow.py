@@ -105,12 +105,6 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
     return mine[keep], theirs[keep], np.array(index)[keep]
 
 
-def squared_errors(model: Any, pairs: Sequence[dict[str, Any]]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`pair_losses` by MSE (a regression's)."""
-    return pair_losses(model, pairs, "mse")
-
-
 def run_metric(model: Any, pairs: Sequence[dict[str, Any]], configured: str) -> str:
     """The metric a run judges ``model`` by, fixed at its first pairs: the setting's for a
     classifier, unless it needs probabilities a multiclass model's pairs do not carry."""
