@@ -256,7 +256,9 @@ class Trainer:
             # Which features the training function kept and why (models/selection.py), and
             # what the model does with them on its training rows (models/explanation.py).
             "selection": _selection(result),
-            "explanation": explain(challenger, X[train]),
+            # (a kind without linear coefficients, an ONNX graph say, has none)
+            "explanation": (explain(challenger, X[train]) if hasattr(challenger, "coef")
+                            else None),
             "training_seconds": round(fit_seconds, 4),
             "decision": ("reject" if not decision.promote else
                          "shadow" if shadow else "promote"),
