@@ -74,6 +74,8 @@ def stored(model: Any) -> dict[str, Any]:
     explanation = model.meta.get("explanation")
     if isinstance(explanation, dict) and isinstance(explanation.get("features"), list):
         return explanation
+    if not hasattr(model, "coef"):  # a kind without linear coefficients: nothing to say
+        return {"rows": 0, "intercept": None, "prediction_variance": None, "features": []}
     raw = np.atleast_2d(raw_coefficients(model))
     coef = np.atleast_2d(model.coef)
     if len(raw) > 1:  # softmax: root mean square over the classes
