@@ -32,7 +32,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 import redis
@@ -40,6 +39,7 @@ import redis
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
 from driftline.models import kinds
 from driftline.models import registry_scripts as lua
+from driftline.models.versions import VersionInfo
 from driftline.models.wire.events import MODEL_RE
 from driftline.redis_client import REGISTRY, redis_client, settings_redis_client
 
@@ -48,44 +48,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "driftline:"
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # scored in shadow on live pairs (agents/monitor/shadow.py)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    model: str
-    version: int
-    created: float
-    status: str
-    checksum: str
-    meta: dict[str, Any]
-    aliases: tuple[str, ...]
-
-    @property
-    def kind(self) -> str:
-        """The model kind (versions registered before kinds existed are ``linear``)."""
-        return str(self.meta.get("kind", "linear"))
-
-    @property
-    def task(self) -> str:
-        return str(self.meta.get("task", "regression"))
-
-    @property
-    def holdout(self) -> tuple[str, float | None]:
-        """(metric, value) of the holdout loss the version was judged by: ``mse``, a
-        classifier's ``log_loss`` (or ``brier``, ``error_rate``); from the trainer's
-        ``holdout``, else the registered ``metrics``."""
-        holdout = self.meta.get("holdout") or {}
-        metrics = self.meta.get("metrics") or {}
-        metric = holdout.get("metric") or next(
-            (m for m in ("mse", "log_loss", "brier", "error_rate") if m in metrics), "mse")
-        value = holdout.get(f"challenger_{metric}", metrics.get(metric))
-        return metric, (float(value) if isinstance(value, (int, float)) else None)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "created": self.created,
-                "status": self.status, "checksum": self.checksum, "aliases": list(self.aliases),
-                "kind": self.kind, "task": self.task, "holdout": dict([self.holdout]),
-                "meta": self.meta}
 
 
 class EventSink(Protocol):

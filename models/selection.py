@@ -28,15 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from driftline.models.linear import LinearModel
 from driftline.models.training import DEFAULT_ALPHAS, Fit, ridge_closed_form, train_ridge
-
-if TYPE_CHECKING:
-    from driftline.models.classifier_training import ClassifierFit
 
 DUPLICATE_CORR = 0.99
 MIN_GAIN = 0.005
@@ -149,7 +146,7 @@ def select(X: np.ndarray, y: np.ndarray, names: Sequence[str], *,
 def train_selected(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *,
                    task: str = "regression", alphas: Sequence[float] = DEFAULT_ALPHAS,
                    folds: int = 5, max_closed_form_rows: int = 200_000
-                   ) -> SelectedFit | ClassifierFit:
+                   ) -> Any:  # a SelectedFit, or classifier_training.ClassifierFit
     """:func:`select`, then :func:`~driftline.models.training.train_ridge` on the kept
     features; the model has every feature, the dropped ones with coefficient 0.
 
