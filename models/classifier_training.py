@@ -52,7 +52,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from driftline.models.classifiers import LogisticModel, SoftmaxModel
-from driftline.models.selection import Criterion, Selection, select
+from driftline.models.forward import Criterion, Selection, select
 from driftline.models.training import DEFAULT_ALPHAS, standardisation
 
 EPS = 1e-12            # probabilities are clipped to [EPS, 1 - EPS] in the log loss
