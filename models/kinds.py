@@ -8,15 +8,16 @@ pickle). The registry stores the kind's name in the version's metadata and asks
 :func:`get` for the class when it loads the version.
 
 Built in: ``linear`` (:class:`~driftline.models.linear.LinearModel`), ``logistic`` and
-``softmax`` (:mod:`driftline.models.classifiers`). A package adds a kind without
-touching driftline by naming its class under the entry-point group
-``driftline.model_kinds``::
+``softmax`` (:mod:`driftline.models.classifiers`), and ``encoded``
+(:mod:`driftline.models.encoded`): categorical encoding and imputation around any of them.
+A package adds a kind without touching driftline by naming its class under the
+entry-point group ``driftline.model_kinds``::
 
     [project.entry-points."driftline.model_kinds"]
     forest = "mypackage.forest:ForestModel"
 
 >>> sorted(k for k in kinds() if k in BUILT_IN)
-['linear', 'logistic', 'softmax']
+['encoded', 'linear', 'logistic', 'softmax']
 >>> get("linear").__name__
 'LinearModel'
 """
@@ -45,6 +46,7 @@ BUILT_IN = {
     "linear": "driftline.models.linear:LinearModel",
     "logistic": "driftline.models.classifiers:LogisticModel",
     "softmax": "driftline.models.classifiers:SoftmaxModel",
+    "encoded": "driftline.models.encoded:EncodedModel",  # a preprocessing step around one
 }
 
 
@@ -186,6 +188,6 @@ def read_npz(data: bytes, fmt: str, required: AbstractSet[str],
     if not isinstance(header, dict):
         raise ArtifactError(f"{fmt}: the header is not a JSON object")
     for name, arr in arrays.items():
-        if arr.dtype.kind not in "fi":
+        if arr.dtype.kind not in "fiu":  # (u: an inner artifact's bytes)
             raise ArtifactError(f"{fmt}: {name} must be numeric, got dtype {arr.dtype}")
     return header, arrays

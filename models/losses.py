@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from driftline.models.wire.features import number_or_nan
+
 METRICS = ("mse", "log_loss", "brier", "error_rate")
 CLASSIFIER_METRICS = ("log_loss", "brier", "error_rate")
 BASELINE = {"regression": "mse", "binary": "brier", "multiclass": "error_rate"}
@@ -59,11 +61,14 @@ def needs_probabilities(metric: str) -> bool:
 
 def model_losses(model: Any, X: Any, labels: Any, metric: str,
                  threshold: float = 0.5) -> np.ndarray:
-    """``model``'s loss on each row of ``X`` (an n x d array) against ``labels``: numbers
-    (regression; binary 0/1) or class names (multiclass). Rows the loss is undefined on
-    (a non-finite prediction or label) are NaN."""
+    """``model``'s loss on each row of ``X`` against ``labels``: numbers (regression; binary
+    0/1) or class names (multiclass). ``X`` is an n x d array in the model's feature order,
+    or a list of raw feature dicts (what scored pairs carry), which a model that encodes
+    its own inputs takes as they are and any other as its numeric features (NaN where a
+    value is missing or a category). Rows the loss is undefined on (a non-finite
+    prediction or label) are NaN."""
     task = model.task
-    rows = np.asarray(X, dtype=float)
+    rows = model_inputs(model, X)
     if task == "regression":
         y = np.asarray(labels, dtype=float)
         losses: np.ndarray = (np.asarray(model.predict(rows), dtype=float) - y) ** 2
@@ -73,6 +78,17 @@ def model_losses(model: Any, X: Any, labels: Any, metric: str,
                              np.asarray(labels, dtype=float), metric, threshold)
     proba = np.asarray(model.predict_proba(rows), dtype=float)
     return multiclass_losses(proba, list(model.classes), labels, metric)
+
+
+def model_inputs(model: Any, X: Any) -> Any:
+    """What ``model.predict`` is given for ``X`` (see :func:`model_losses`)."""
+    if isinstance(X, list) and X and isinstance(X[0], dict):
+        if hasattr(model, "encoding"):
+            return X
+        names = model.feature_names
+        return np.array([[number_or_nan(row.get(n)) for n in names] for row in X],
+                        dtype=float).reshape(len(X), len(names))
+    return np.asarray(X, dtype=float)
 
 
 def binary_losses(p: np.ndarray, y: np.ndarray, metric: str,

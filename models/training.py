@@ -36,15 +36,22 @@ def rows_to_arrays(pairs: Sequence[dict[str, Any]], feature_names: Sequence[str]
     for a multiclass one (whose labels, an object array, are class names)."""
     X = np.array([[number_or_nan(p["features"].get(n)) for n in feature_names] for p in pairs],
                  dtype=float).reshape(len(pairs), len(feature_names))
+    y, fits = labels(pairs, task)
+    keep = np.isfinite(X).all(axis=1) & fits
+    return X[keep], y[keep], int((~keep).sum())
+
+
+def labels(pairs: Sequence[dict[str, Any]], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs' labels (floats; a multiclass model's class names, objects) and which of
+    them fit ``task`` (a number for a regression, 0 or 1 for a binary model, a class name
+    for a multiclass one)."""
     if task == "multiclass":
         y = np.array([p["label"] if type(p["label"]) is str else None for p in pairs],
                      dtype=object)
-        fits = y != None  # noqa: E711 (elementwise)
-    else:
-        y = np.array([number_or_nan(p["label"]) for p in pairs], dtype=float)
-        fits = np.isfinite(y) & ((y == 0) | (y == 1) if task == "binary" else True)
-    keep = np.isfinite(X).all(axis=1) & fits
-    return X[keep], y[keep], int((~keep).sum())
+        return y, y != None  # noqa: E711 (elementwise)
+    y = np.array([number_or_nan(p["label"]) for p in pairs], dtype=float)
+    fits = np.isfinite(y) & ((y == 0) | (y == 1) if task == "binary" else True)
+    return y, np.asarray(fits, dtype=bool)
 
 
 def standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,15 +166,18 @@ class Decision:
     metric: str = "mse"
 
 
-def decide(challenger: Any, champion: Any | None, X_holdout: np.ndarray, y_holdout: np.ndarray,
+def decide(challenger: Any, champion: Any | None, X_holdout: Any, y_holdout: np.ndarray,
            margin: float = 0.02, metric: str = "mse") -> Decision:
     """Promote when the challenger's mean holdout loss (``metric``, :mod:`.losses`: ``mse``
     for a regression, ``log_loss``, ``brier`` or ``error_rate`` for a classifier) beats the
     champion's by ``margin`` (a fraction: 0.02 = at least 2 % lower), both scored on the
-    same holdout rows. A champion of another task (a regression replaced by a classifier)
-    is not comparable: the challenger is promoted on its own."""
+    same holdout rows (those the champion can score: ``X_holdout`` may be raw feature
+    dicts, see :func:`~driftline.models.losses.model_losses`). A champion of another task
+    (a regression replaced by a classifier) is not comparable: the challenger is promoted
+    on its own."""
     name = NAMES.get(metric, metric)
-    challenger_loss = float(np.mean(model_losses(challenger, X_holdout, y_holdout, metric)))
+    mine = model_losses(challenger, X_holdout, y_holdout, metric)
+    challenger_loss = float(np.mean(mine))
     if not math.isfinite(challenger_loss):
         return Decision(False, challenger_loss, None,
                         f"challenger's holdout {name} is not finite", metric)
@@ -177,7 +187,15 @@ def decide(challenger: Any, champion: Any | None, X_holdout: np.ndarray, y_holdo
         return Decision(True, challenger_loss, None,
                         f"the champion is a {champion.task} model, not comparable with a "
                         f"{challenger.task} one", metric)
-    champion_loss = float(np.mean(model_losses(champion, X_holdout, y_holdout, metric)))
+    theirs = model_losses(champion, X_holdout, y_holdout, metric)
+    both = np.isfinite(theirs)  # a champion that cannot score a row (a category where it
+    if not both.all():          # takes numbers, a missing value): compared where it can
+        if not both.any():
+            return Decision(True, challenger_loss, None, "the champion cannot score any "
+                            "holdout row (its features are missing or categories there)",
+                            metric)
+        challenger_loss = float(np.mean(mine[both]))
+    champion_loss = float(np.mean(theirs[both]))
     limit = champion_loss * (1.0 - margin)
     if challenger_loss < limit:
         return Decision(True, challenger_loss, champion_loss,

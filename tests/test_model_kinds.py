@@ -24,6 +24,7 @@ from driftline import (
 from driftline.agents.monitor.canary import Canary
 from driftline.agents.monitor.shadow import Shadow
 from driftline.models import kinds
+from driftline.models.encoded import Column, EncodedModel, Encoding
 from driftline.models.losses import model_losses, served_losses
 from driftline.models.wire import MODEL_EVENT
 
@@ -37,7 +38,12 @@ def built_in() -> list:
             LogisticModel([1.0, -2.0, 0.5], 0.3, ["a", "b", "c"], mean=[0, 1, 2],
                           scale=[1, 2, 3]),
             SoftmaxModel(RNG.normal(size=(4, 3)), [0.1, 0.0, -0.1, 0.2], ["a", "b", "c"],
-                         ["w", "x", "y", "z"])]
+                         ["w", "x", "y", "z"]),
+            # numeric raw features (so that arrays of numbers are rows too), one imputed
+            EncodedModel(LogisticModel([1.0, 0.5, -2.0, 0.5], 0.1,
+                                       ["a", "a=_missing", "b", "c"]),
+                         Encoding([Column("a", "numeric", 0.5, indicator=True),
+                                   Column("b", "numeric"), Column("c", "numeric")]))]
 
 
 @pytest.mark.parametrize("model", built_in(), ids=lambda m: m.kind)

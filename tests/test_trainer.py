@@ -315,3 +315,63 @@ def test_the_monitor_config_task_picks_the_classifier_for_a_linear_champion(sett
     with pytest.raises(TrainingFailed, match="returned a regression model .linear. for m, a "
                                              "binary model"):
         asyncio.run(wrong.handle(request("r-2", since=0.0, model="m")))
+
+
+def mixed_pairs(n: int, seed: int, champion=None, model: str = "flats") -> list[dict]:
+    """Pairs whose truth depends on a category (city), with x missing in 10 % of rows and a
+    boolean; predicted by ``champion`` (numbers only) or 0."""
+    rng = np.random.default_rng(seed)
+    effect = {"Lyon": 0.0, "Paris": 4.0, "Nice": -3.0}
+    pairs = []
+    for i in range(n):
+        x = float(rng.normal())
+        city = str(rng.choice(list(effect)))
+        lift = bool(rng.random() < 0.5)
+        y = 2 * x + effect[city] + (1.5 if lift else 0.0) + float(rng.normal(0, 0.5))
+        features = {"x": None if rng.random() < 0.1 else x, "city": city, "lift": lift}
+        p = (float(champion.predict([x])) if champion is not None and
+             features["x"] is not None else 0.0)
+        pairs.append({"prediction_id": f"{model}-{i}", "model": model, "version": 1,
+                      "prediction": p, "label": y, "error": p - y, "features": features,
+                      "ts": float(i), "label_ts": float(i)})
+    return pairs
+
+
+def test_categories_and_missing_values_are_encoded_and_retrained_end_to_end(settings,
+                                                                            registry):
+    """Issue 34: a model with a categorical feature, a boolean and missing values is
+    retrained with them (an encoded kind), promoted over a numbers-only champion, and
+    serves raw rows through the registry, ModelClient and shadow scoring."""
+    from driftline import ModelClient
+    from driftline.agents.monitor.shadow import pair_losses
+
+    create_topics(settings)
+    v1 = LinearModel([2.0], 0.0, ["x"])
+    registry.promote("flats", registry.register("flats", v1))
+    put_pairs(settings, mixed_pairs(3000, seed=1, champion=v1))
+    outcome = asyncio.run(trainer_for(settings, registry).handle(
+        request(since=0.0, model="flats")))
+    assert (outcome.version, outcome.promoted) == (2, True), outcome.reason
+    v2 = registry.load("flats")
+    assert (v2.kind, v2.inner.kind, v2.task) == ("encoded", "linear", "regression")
+    assert v2.feature_names == ["x", "city", "lift"]  # the champion's first
+    meta = v2.meta
+    assert [c["name"] for c in meta["encoding"]] == ["x", "city", "lift"]
+    assert meta["encoding"][0] == {"name": "x", "type": "numeric", "indicator": True,
+                                   "fill": pytest.approx(0.0, abs=0.1)}
+    assert meta["data"]["dropped_rows"] == 0  # missing x: imputed, not dropped
+    assert meta["holdout"]["challenger_mse"] < 0.2 * meta["holdout"]["champion_mse"]
+    # The effects it learnt, from raw rows: a city, a boolean, a missing value, an unseen city
+    base = {"x": 1.0, "city": "Lyon", "lift": False}
+    paris = v2.predict({**base, "city": "Paris"}) - v2.predict(base)
+    lift = v2.predict({**base, "lift": True}) - v2.predict(base)
+    assert paris == pytest.approx(4.0, abs=0.2) and lift == pytest.approx(1.5, abs=0.2)
+    assert np.isfinite(v2.predict({"x": None, "city": "Marseille", "lift": True}))
+    names = [f["feature"] for f in meta["explanation"]["features"]]
+    assert "city=Paris" in names and "x=_missing" in names
+    # Shadow scoring scores every pair from its raw features, missing x included.
+    pairs = mixed_pairs(200, seed=2, champion=v1)
+    mine, theirs, index = pair_losses(v2, pairs, "mse")
+    assert len(index) == 200 and mine.mean() < 0.2 * theirs.mean()
+    with ModelClient(registry, "flats", start=False) as client:
+        assert client.predict(base) == v2.predict(base)

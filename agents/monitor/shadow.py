@@ -79,7 +79,13 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
     numbers: a category or a null there leaves the pair out), the losses of what was
     served on those pairs, and the pairs' indices, in the same order. A pair either loss
     is undefined on (a label that does not fit the model's task, a multiclass pair
-    without probabilities for log loss) is left out."""
+    without probabilities for log loss) is left out. A model that encodes its own inputs
+    (kind ``encoded``) scores every pair, from its raw features."""
+    if not pairs:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=int)
+    if hasattr(model, "encoding"):
+        return _losses(model, pairs, list(range(len(pairs))),
+                       [p.get("features") or {} for p in pairs], metric)
     names = model.feature_names
     rows, index = [], []
     for i, pair in enumerate(pairs):
@@ -91,10 +97,17 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
         index.append(i)
     if not rows:
         return np.empty(0), np.empty(0), np.empty(0, dtype=int)
-    chosen = [pairs[i] for i in index]
     X = np.array(rows, dtype=float).reshape(len(rows), len(names))
-    complete = np.isfinite(X).all(axis=1)
-    X[~complete] = 0.0
+    return _losses(model, pairs, index, X, metric)
+
+
+def _losses(model: Any, pairs: Sequence[dict[str, Any]], index: list[int], X: Any,
+            metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    chosen = [pairs[i] for i in index]
+    complete = (np.isfinite(X).all(axis=1) if isinstance(X, np.ndarray)
+                else np.ones(len(chosen), dtype=bool))
+    if isinstance(X, np.ndarray):
+        X[~complete] = 0.0
     task = model.task
     labels = ([p["label"] for p in chosen] if task == "multiclass"
               else [number_or_nan(p["label"]) for p in chosen])
@@ -102,7 +115,7 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
     mine[~complete] = np.nan
     theirs = served_losses(chosen, task, metric)
     keep = np.isfinite(mine) & np.isfinite(theirs)
-    return mine[keep], theirs[keep], np.array(index)[keep]
+    return mine[keep], theirs[keep], np.array(index, dtype=int)[keep]
 
 
 def run_metric(model: Any, pairs: Sequence[dict[str, Any]], configured: str) -> str:

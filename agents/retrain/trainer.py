@@ -40,6 +40,7 @@ import numpy as np
 from aiokafka.errors import KafkaError
 
 from driftline.agents.outbox import Outbox
+from driftline.agents.retrain.prepare import prepare
 from driftline.agents.retrain.training_data import TrainingWindow, recent_pairs
 from driftline.agents.wiring import batch_agent, raw_topic, sender
 from driftline.errors import (
@@ -50,10 +51,11 @@ from driftline.errors import (
     TopicError,
 )
 from driftline.models import kinds
+from driftline.models.encoded import EncodedModel
 from driftline.models.explanation import explain
 from driftline.models.losses import BASELINE, metric_for, model_losses
 from driftline.models.registry import CHALLENGER, ModelRegistry
-from driftline.models.training import decide, rows_to_arrays, time_holdout
+from driftline.models.training import decide
 from driftline.models.wire import RETRAIN_REQUEST, Rejection
 from driftline.models.wire.events import as_dict
 from driftline.settings import Settings
@@ -191,14 +193,14 @@ class Trainer:
         task = self.tasks(model_name)
         if task == "regression" and champion is not None:
             task = champion.task
-        names, categorical = _feature_names(window.pairs, champion)
-        X, y, dropped = rows_to_arrays(window.pairs, names, task)
+        data = prepare(window.pairs, champion, task,
+                       holdout_fraction=self.settings.holdout_fraction)
+        X, y, names, train, holdout = data.X, data.y, data.columns, data.train, data.holdout
         if len(y) < MIN_ROWS:
             raise TrainingFailed(
                 f"{len(y)} usable pairs of {model_name} since {request.get('since')} "
-                f"({len(window.pairs)} read, {dropped} dropped as incomplete, non-finite or "
-                f"with a label that is not a {task} one); need at least {MIN_ROWS}")
-        train, holdout = time_holdout(len(y), self.settings.holdout_fraction)
+                f"({len(window.pairs)} read, {data.dropped} dropped as incomplete, non-finite "
+                f"or with a label that is not a {task} one); need at least {MIN_ROWS}")
         fit_started = time.monotonic()
         try:
             result = (self.train_fn(X[train], y[train], names, task=task) if self.takes_task
@@ -206,25 +208,29 @@ class Trainer:
         except Exception as exc:
             raise TrainingFailed(f"{self.settings.trainer} raised {exc!r}") from exc
         fit_seconds = time.monotonic() - fit_started
-        challenger: Any = getattr(result, "model", result)
+        trained: Any = getattr(result, "model", result)
         try:
-            kinds.kind_of(challenger)
+            kinds.kind_of(trained)
         except ArtifactError as exc:
             raise TrainingFailed(f"{self.settings.trainer} returned {type(result).__name__}: "
                                  f"{exc}") from None
-        if challenger.task != task:
-            raise TrainingFailed(f"{self.settings.trainer} returned a {challenger.task} model "
-                                 f"({challenger.kind}) for {model_name}, a {task} model")
-        if list(challenger.feature_names) != names:
+        if trained.task != task:
+            raise TrainingFailed(f"{self.settings.trainer} returned a {trained.task} model "
+                                 f"({trained.kind}) for {model_name}, a {task} model")
+        if list(trained.feature_names) != names:
             raise TrainingFailed(f"{self.settings.trainer} returned a model of features "
-                                 f"{challenger.feature_names}, not the {names} it was given")
+                                 f"{trained.feature_names}, not the {names} it was given")
+        # Categories or missing values: the version is the encoding around the model, and
+        # takes raw rows (agents/retrain/prepare.py).
+        challenger = (EncodedModel(trained, data.encoding) if data.encoding is not None
+                      else trained)
         metric = metric_for(task, self.settings.promotion_metric)
-        decision = decide(challenger, champion, X[holdout], y[holdout],
+        decision = decide(challenger, champion, data.inputs(holdout), y[holdout],
                           self.settings.promotion_margin, metric)
         # The monitor's rolling metric of the version (MSE; Brier for a binary model, the
         # error rate for a multiclass one) starts from this baseline.
         baseline = (decision.challenger_loss if BASELINE[task] == metric else float(np.mean(
-            model_losses(challenger, X[holdout], y[holdout], BASELINE[task]))))
+            model_losses(challenger, data.inputs(holdout), y[holdout], BASELINE[task]))))
         # DRIFTLINE_PROMOTION=shadow: a holdout winner is scored on live pairs before it
         # serves (agents/monitor/shadow.py); the first version has no champion to shadow.
         shadow = self.settings.promotion == "shadow" and champion is not None
@@ -238,13 +244,12 @@ class Trainer:
             "alert_id": request.get("alert_id"),
             "request_reason": request.get("reason"),
             "data": {**window.describe(self.settings.topic("monitor_input")),
-                     "since": request.get("since"), "dropped_rows": dropped,
+                     "since": request.get("since"), "dropped_rows": data.dropped,
                      "older_skipped": window.older_skipped},
-            "features": names,
-            # Until model kinds can encode them (issue 34), the linear model takes numbers
-            # only: the categorical features are left out, and said so here.
-            "left_out": {name: "categorical: the linear model takes numeric features only"
-                         for name in categorical},
+            "features": data.names,
+            # how categories and missing values became the model's columns (also in the
+            # artifact); None: the rows were all numbers
+            "encoding": data.encoding.describe() if data.encoding is not None else None,
             "holdout": {"fraction": self.settings.holdout_fraction, "metric": metric,
                         f"challenger_{metric}": _finite(decision.challenger_loss),
                         f"champion_{metric}": _finite(decision.champion_loss)},
@@ -257,7 +262,8 @@ class Trainer:
             # what the model does with them on its training rows (models/explanation.py).
             "selection": _selection(result),
             # (a kind without linear coefficients, an ONNX graph say, has none)
-            "explanation": (explain(challenger, X[train]) if hasattr(challenger, "coef")
+            # (on the encoded columns when there is an encoding)
+            "explanation": (explain(trained, X[train]) if hasattr(trained, "coef")
                             else None),
             "training_seconds": round(fit_seconds, 4),
             "decision": ("reject" if not decision.promote else
@@ -289,24 +295,6 @@ def _takes_task(fn: TrainFn) -> bool:
     except (TypeError, ValueError):
         return False
     return "task" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
-def _feature_names(pairs: list[dict[str, Any]], champion: Any | None
-                   ) -> tuple[list[str], list[str]]:
-    """The numeric features to train on: the champion's order if the data has those
-    features, else the data's (sorted); and the categorical ones (a string or a boolean
-    in any pair), left out."""
-    seen: set[str] = set()
-    categorical: set[str] = set()
-    for pair in pairs:
-        features = pair.get("features") or {}
-        seen.update(features)
-        categorical.update(name for name, value in features.items()
-                           if isinstance(value, (str, bool)))
-    numeric = seen - categorical
-    if champion is not None and set(champion.feature_names) <= numeric:
-        return list(champion.feature_names), sorted(categorical)
-    return sorted(numeric), sorted(categorical)
 
 
 def _selection(result: Any) -> dict[str, Any] | None:
