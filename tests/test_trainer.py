@@ -375,3 +375,40 @@ def test_categories_and_missing_values_are_encoded_and_retrained_end_to_end(sett
     assert len(index) == 200 and mine.mean() < 0.2 * theirs.mean()
     with ModelClient(registry, "flats", start=False) as client:
         assert client.predict(base) == v2.predict(base)
+
+
+def test_a_training_pipeline_outside_driftline_gets_the_window_and_registers(settings,
+                                                                             registry):
+    """Issue 34: an external trainer, another process, subscribed to the retrain topic
+    (docs/examples/external_trainer.py, the script the docs show): `driftline pairs export`
+    gives it the drifted window, `driftline models register --promote` takes its model."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    create_topics(settings)
+    world = World("abrupt", drift_at=0, seed=14)
+    bootstrap(registry, "houses", world)
+    old = pairs_of(World("abrupt", drift_at=None, seed=14), 0, 1000,
+                   champion=registry.load("houses"))
+    new = [{**p, "ts": p["ts"] + 1000, "label_ts": p["label_ts"] + 1000}
+           for p in pairs_of(world, 1000, 2500, champion=registry.load("houses"))]
+    put_pairs(settings, old + new)
+    produce(settings, [("retrain", b"houses", orjson.dumps(request(since=2000.0)))])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update(settings.as_env())
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    script = Path(__file__).parent.parent / "docs" / "examples" / "external_trainer.py"
+    done = subprocess.run([sys.executable, str(script), "houses"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = orjson.loads(done.stderr.strip().splitlines()[0])
+    assert summary["pairs"] == 1500 and summary["first_label_ts"] == 2000.0  # the window only
+    assert registry.resolve("houses") == 2
+    v2 = registry.load("houses")
+    assert v2.meta["metrics"]["mse"] < 1.5 and "external retrain for r-1" in \
+        registry.history("houses")[-1]["reason"]
+    # y = 3 x0 + 1 after the drift: the external fit learnt it
+    assert v2.predict([1.0, 0.0, 0.0]) - v2.predict([0.0, 0.0, 0.0]) == pytest.approx(3.0,
+                                                                                      abs=0.15)

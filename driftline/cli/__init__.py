@@ -19,6 +19,7 @@ import click
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED_ROWS, EXIT_USAGE
 from .embedded import demo, stack, up
 from .ops import alerts, config, health, publish, replay, simulate
+from .pairs import pairs
 from .registry import models
 from .schema import schema
 from .services import delivery, trainer, worker
@@ -34,7 +35,7 @@ def main() -> None:
 
 
 for _command in (worker, trainer, delivery, models, publish, alerts, replay, health, simulate,
-                 config, stack, up, demo, schema):
+                 config, stack, up, demo, schema, pairs):
     main.add_command(_command)
 for _command in (silence, silences, unsilence):
     alerts.add_command(_command)
