@@ -80,6 +80,7 @@ def test_null_features_read_as_none_and_bad_names_are_refused():
     ({"ts": -1}, "out_of_range", "ts"),
     ({"ts": 1.7e12}, "out_of_range", "ts"),
     ({"colour": "red"}, "unknown_field", ""),
+    ({"`\x03\u00d0": 1}, "unknown_field", ""),  # a backtick in the name (found by the fuzzer)
     ({"model": "m\n"}, "bad_model", "model"),            # $ would match before the newline
     ({"features": {"x": {"y": 1.0}}}, "wrong_type", "features.x"),
 ], ids=lambda v: str(v)[:40])

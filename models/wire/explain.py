@@ -31,7 +31,7 @@ from driftline.models.wire import events as ev
 # " - at" is required: a message that ends in a backquoted "$" is an unknown field named $.
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<key>key)` in| - at) `\$(?P<path>[^`]*)`$",
                  re.S)
-_FIELD = re.compile(r"field `(?P<name>[^`]+)`")
+_FIELD = re.compile(r"field `(?P<name>.*)`$", re.S)  # a name may hold a backtick (fuzzed)
 _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`)?(?P<rest>.*)$",
                        re.S)
 _TOKEN = re.compile(r"\[(\d+|\.\.\.)\]|\.([^.\[]+)")
