@@ -255,7 +255,8 @@ def test_challengers_are_shadow_scored_then_rejected_or_promoted(settings, worke
     v3 = next(v for v in detail["versions"] if v["version"] == 3)
     assert v3["explanation"] is None  # registered by hand, without training rows
     text = api("/metrics").decode()
-    assert 'driftline_shadow_mse{model="houses",role="canary",version="3"}' in text
+    assert ('driftline_shadow_mse{metric="mse",model="houses",role="canary",version="3"}'
+            in text)
     assert 'driftline_rollbacks_total{model="houses"} 0.0' in text
     print(f"\nshadow over {SHADOW_PAIRS} pairs: v2 {events[1]['metrics']['shadow_mse']:.3f} "
           f"vs live {events[1]['metrics']['live_mse']:.3f} (rejected); v3 "
