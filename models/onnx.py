@@ -199,7 +199,9 @@ class OnnxModel:
         if p.ndim != 2 or p.shape[1] != len(labels):
             raise ValueError(f"the model gave probabilities of shape {p.shape} for "
                              f"{len(labels)} classes")
-        return p, one
+        # Tree ensembles sum float32 leaves: a sure class comes out as 1.0000001 and the
+        # others as -1.2e-7, which prediction events (probabilities in [0, 1]) refuse.
+        return np.clip(p, 0.0, 1.0, out=p), one
 
     def _run(self, X: Any) -> tuple[Any, bool]:
         feed, one = self._feed(X)

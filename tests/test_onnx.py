@@ -117,6 +117,7 @@ def test_a_pipeline_with_a_categorical_encoder(task, zipmap):
     expected = pipe.predict_proba(X)
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba, expected, **TOL)
+    assert 0.0 <= proba.min() and proba.max() <= 1.0
     np.testing.assert_allclose(model.predict_proba(rows(X)), expected, **TOL)
     row = rows(X[:1])[0]
     by_class = model.predict_proba(row)
@@ -137,6 +138,31 @@ def test_a_pipeline_with_a_categorical_encoder(task, zipmap):
     np.testing.assert_allclose(model.predict_proba(unseen), pipe.predict_proba(unseen), **TOL)
     with pytest.raises(ValueError, match="'city' is a string feature"):
         model.predict({"x1": 1.0, "x2": 1.0, "city": 3})
+
+
+def test_probabilities_stay_within_0_and_1():
+    """A forest sure of a row sums float32 leaves to 1.0000001 and -1.2e-7 (the model of
+    docs/how-to/registry.md); prediction events refuse probabilities outside [0, 1]."""
+    X = np.array([[0.5, 1.0, "paris"], [2.0, -1.0, "lyon"], [-1.0, 0.5, "nice"]] * 20,
+                 dtype=object)
+    clf = RandomForestClassifier(n_estimators=25, random_state=0)
+    pipe = Pipeline([("encode", ColumnTransformer([
+        ("num", "passthrough", [0, 1]),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), [2])])), ("clf", clf)])
+    pipe.fit(X, np.array([1, 0, 0] * 20))
+    onx = convert_sklearn(pipe, initial_types=[
+        ("amount", FloatTensorType([None, 1])), ("age", FloatTensorType([None, 1])),
+        ("city", StringTensorType([None, 1]))], options={id(clf): {"zipmap": False}})
+    import onnxruntime
+
+    raw = onnxruntime.InferenceSession(onx.SerializeToString(), providers=[
+        "CPUExecutionProvider"]).run(None, {"amount": np.array([[0.5]], np.float32),
+                                            "age": np.array([[1.0]], np.float32),
+                                            "city": np.array([["paris"]])})[1]
+    assert raw.max() > 1.0 or raw.min() < 0.0  # what onnxruntime says
+    model = OnnxModel(onx.SerializeToString(), task="binary")
+    row = {"amount": 0.5, "age": 1.0, "city": "paris"}
+    assert model.predict(row) == 1.0 and model.predict_proba(row) == {0: 0.0, 1: 1.0}
 
 
 def test_the_artifact_is_the_onnx_file_with_driftline_metadata():
