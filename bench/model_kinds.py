@@ -4,7 +4,10 @@
                                           [--repeat 5]
 
 For each built-in kind (``linear``, ``logistic``, ``softmax``) on a synthetic world of
-``--rows`` rows and ``--features`` features (``--classes`` for the softmax):
+``--rows`` rows and ``--features`` features (``--classes`` for the softmax), then the same
+three tasks as the ``onnx`` kind: a scikit-learn random forest (50 trees, depth 8)
+converted by skl2onnx (without zipmap) and served by onnxruntime (rows skipped without
+them; "train s" is then scikit-learn's fit plus the conversion):
 
   train s        the trainer's default function (feature selection, L2 by walk-forward CV,
                  fit): ``train_selected(X, y, names, task=...)``, once
@@ -44,12 +47,31 @@ def world(task: str, rows: int, features: int, classes: int, seed: int = 0):
     return X, np.array([f"class{k}" for k in range(classes)], dtype=object)[scores.argmax(1)]
 
 
-def measure(task: str, args) -> dict:
+def built_in(X, y, names, task):
+    return train_selected(X, y, names, task=task).model
+
+
+def onnx(X, y, names, task):
+    """A scikit-learn random forest (50 trees, depth 8) as an ``onnx`` kind. (Not
+    HistGradientBoosting: skl2onnx 1.20 cannot convert scikit-learn 1.9's.)"""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    from driftline.models.onnx import OnnxModel
+
+    cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
+    est = cls(n_estimators=50, max_depth=8, random_state=0).fit(X, y)
+    options = {} if task == "regression" else {id(est): {"zipmap": False}}
+    data = to_onnx(est, X[:1].astype(np.float32), options=options).SerializeToString()
+    return OnnxModel(data, task=task, feature_names=names)
+
+
+def measure(task: str, args, fit=built_in) -> dict:
     X, y = world(task, args.rows, args.features, args.classes)
     names = [f"x{j}" for j in range(args.features)]
     train, holdout = time_holdout(len(y))
     started = time.perf_counter()
-    model = train_selected(X[train], y[train], names, task=task).model
+    model = fit(X[train], y[train], names, task)
     trained = time.perf_counter() - started
     data = model.to_bytes()
     loads, batches, singles = [], [], []
@@ -80,13 +102,18 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    results = [measure(task, args) for task in ("regression", "binary", "multiclass")]
+    tasks = ("regression", "binary", "multiclass")
+    results = [measure(task, args) for task in tasks]
+    try:
+        results += [measure(task, args, onnx) for task in tasks]
+    except ImportError as exc:  # the onnx rows need scikit-learn, skl2onnx and onnxruntime
+        print(f"(no onnx rows: {exc})")
     base = results[0]
     print(f"{args.rows:,} rows, {args.features} features, softmax of {args.classes} classes")
-    print(f"{'kind':<10}{'train s':>9}{'artifact B':>12}{'load ms':>9}{'predict 1k ms':>15}"
-          f"{'predict 1 us':>14}{'x linear':>10}  holdout")
+    print(f"{'kind':<10}{'task':<12}{'train s':>9}{'artifact B':>12}{'load ms':>9}"
+          f"{'predict 1k ms':>15}{'predict 1 us':>14}{'x linear':>10}  holdout")
     for r in results:
-        print(f"{r['kind']:<10}{r['train_s']:>9.2f}{r['bytes']:>12,}{r['load_ms']:>9.3f}"
+        print(f"{r['kind']:<10}{r['task']:<12}{r['train_s']:>9.2f}{r['bytes']:>12,}{r['load_ms']:>9.3f}"
               f"{r['predict_1k_ms']:>15.3f}{r['predict_1_us']:>14.1f}"
               f"{r['predict_1_us'] / base['predict_1_us']:>9.2f}x  "
               f"{r['metric']} {r['loss']:.3f}")

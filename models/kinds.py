@@ -8,16 +8,17 @@ pickle). The registry stores the kind's name in the version's metadata and asks
 :func:`get` for the class when it loads the version.
 
 Built in: ``linear`` (:class:`~driftline.models.linear.LinearModel`), ``logistic`` and
-``softmax`` (:mod:`driftline.models.classifiers`), and ``encoded``
-(:mod:`driftline.models.encoded`): categorical encoding and imputation around any of them.
-A package adds a kind without touching driftline by naming its class under the
-entry-point group ``driftline.model_kinds``::
+``softmax`` (:mod:`driftline.models.classifiers`); ``encoded``
+(:mod:`driftline.models.encoded`: categorical encoding and imputation around any of
+them); and ``onnx`` (:class:`~driftline.models.onnx.OnnxModel`: any ONNX file, served
+with onnxruntime, the extra ``driftline[onnx]``). A package adds a kind without touching
+driftline by naming its class under the entry-point group ``driftline.model_kinds``::
 
     [project.entry-points."driftline.model_kinds"]
     forest = "mypackage.forest:ForestModel"
 
 >>> sorted(k for k in kinds() if k in BUILT_IN)
-['encoded', 'linear', 'logistic', 'softmax']
+['encoded', 'linear', 'logistic', 'onnx', 'softmax']
 >>> get("linear").__name__
 'LinearModel'
 """
@@ -29,7 +30,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -47,7 +48,9 @@ BUILT_IN = {
     "logistic": "driftline.models.classifiers:LogisticModel",
     "softmax": "driftline.models.classifiers:SoftmaxModel",
     "encoded": "driftline.models.encoded:EncodedModel",  # a preprocessing step around one
+    "onnx": "driftline.models.onnx:OnnxModel",
 }
+NPZ_KINDS = ("linear", "logistic", "softmax", "encoded")  # their files are .npz
 
 
 @runtime_checkable
@@ -128,21 +131,43 @@ def load(kind: str, artifact: bytes) -> Any:
     return get(kind).from_bytes(artifact)
 
 
-def from_file(data: bytes) -> Any:
-    """A model from an artifact file of a built-in kind, its kind read from the file
-    (``format`` ``driftline.<kind>/N``); what ``driftline models register`` takes."""
+def from_file(data: bytes, *, task: str | None = None,
+              feature_names: Sequence[str] | None = None,
+              classes: Sequence[Any] | None = None) -> Any:
+    """A model from a file, what ``driftline models register`` takes: an ``.npz`` of a
+    built-in kind (its kind read from its ``format``, ``driftline.<kind>/N``) or an ONNX
+    file (:class:`~driftline.models.onnx.OnnxModel`; a plain one needs ``task``, and may
+    be given ``feature_names`` and ``classes``). For an ``.npz`` the arguments may only
+    repeat what the file says."""
+    if data[:1] == b"\x08":  # an ONNX ModelProto starts with its ir_version (field 1)
+        from driftline.models.onnx import OnnxModel
+
+        return OnnxModel(data, task=task, feature_names=feature_names, classes=classes)
+    if data[:2] != b"PK":  # an .npz is a zip
+        raise ArtifactError("malformed artifact: neither an .npz of a built-in kind (a zip) "
+                            "nor an ONNX file (a protobuf ModelProto)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             fmt = npz["format"] if "format" in npz.files else None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ArtifactError(f"malformed artifact (not an .npz of a driftline model kind): "
-                            f"{exc}") from None
+        raise ArtifactError(f"malformed artifact (neither an .npz of a driftline model kind "
+                            f"nor an ONNX file): {exc}") from None
     name = str(fmt) if fmt is not None and fmt.dtype.kind == "U" else ""
     kind = name.removeprefix("driftline.").partition("/")[0]
-    if not name.startswith("driftline.") or kind not in BUILT_IN:
+    if not name.startswith("driftline.") or kind not in NPZ_KINDS:
         raise ArtifactError(f"unknown artifact format {name or 'none'!r}; expected one of "
-                            + ", ".join(f"driftline.{k}/1" for k in BUILT_IN))
-    return load(kind, data)
+                            + ", ".join(f"driftline.{k}/1" for k in NPZ_KINDS))
+    model = load(kind, data)
+    given = {"task": task, "feature_names": feature_names, "classes": classes}
+    for what, value in given.items():
+        if value is None:
+            continue
+        found = getattr(model, what, None)
+        same = value == found if what == "task" else list(value) == list(found or ())
+        if not same:
+            raise ArtifactError(f"{what} {value!r} disagrees with the {kind} model in the "
+                                f"file ({found!r})")
+    return model
 
 
 # --- the artifact: .npz arrays plus a JSON header ------------------------------------

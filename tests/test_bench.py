@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
@@ -111,5 +112,9 @@ def test_the_model_kinds_benchmark_runs_every_kind():
                              "--rows", "600", "--features", "3", "--classes", "3",
                              "--repeat", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    kinds = [line.split()[0] for line in result.stdout.splitlines()[2:]]
-    assert kinds == ["linear", "logistic", "softmax"], result.stdout
+    kinds = [line.split()[:2] for line in result.stdout.splitlines()[2:]]
+    tasks = ["regression", "binary", "multiclass"]
+    expected = [["linear", "regression"], ["logistic", "binary"], ["softmax", "multiclass"]]
+    if importlib.util.find_spec("skl2onnx") and importlib.util.find_spec("onnxruntime"):
+        expected += [["onnx", task] for task in tasks]
+    assert kinds == expected, result.stdout

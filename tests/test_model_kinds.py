@@ -3,6 +3,7 @@ registry, ModelClient, shadow and canary serving classifiers (real Valkey)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import subprocess
@@ -46,8 +47,42 @@ def built_in() -> list:
                                    Column("b", "numeric"), Column("c", "numeric")]))]
 
 
-@pytest.mark.parametrize("model", built_in(), ids=lambda m: m.kind)
-def test_every_kind_keeps_the_contract(model):
+@functools.cache
+def onnx_models() -> list:
+    """The ``onnx`` kind, one a task, on the same features: scikit-learn models converted
+    with skl2onnx (built on first use, so that collecting needs neither)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from driftline.models.onnx import OnnxModel
+
+    y = X @ [1.0, -2.0, 0.5]
+    fitted = [(LinearRegression().fit(X, y), "regression", {}),
+              (LogisticRegression().fit(X, y > 0), "binary", {"zipmap": False}),
+              (LogisticRegression().fit(X, np.array(["w", "x", "y"])[(y > -1) * 1 + (y > 1)]),
+               "multiclass", {"zipmap": False})]
+    return [OnnxModel(to_onnx(est, X[:1].astype(np.float32), options={id(est): options})
+                      .SerializeToString(), task=task, feature_names=["a", "b", "c"])
+            for est, task, options in fitted]
+
+
+def every_model() -> list:
+    try:
+        return built_in() + onnx_models()
+    except pytest.skip.Exception:
+        return built_in()
+
+
+CASES = ["linear", "logistic", "softmax", "onnx:regression", "onnx:binary", "onnx:multiclass"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_kind_keeps_the_contract(case):
+    kind, _, task = case.partition(":")
+    model = (next(m for m in onnx_models() if m.task == task) if kind == "onnx"
+             else next(m for m in built_in() if m.kind == kind))
     assert kinds.get(model.kind) is type(model) and kinds.kind_of(model) == model.kind
     assert model.task in kinds.TASKS
     data = model.to_bytes()
@@ -63,7 +98,7 @@ def test_every_kind_keeps_the_contract(model):
         assert np.allclose(proba.sum(axis=1), 1.0)
         assert list(model.predict_proba(row)) == list(model.classes)
     # Refused: the other kinds' artifacts, a pickle, a truncated file, a tampered header.
-    for other in built_in():
+    for other in every_model():
         if other.kind != model.kind:
             with pytest.raises(ArtifactError):
                 type(model).from_bytes(other.to_bytes())

@@ -141,11 +141,26 @@ def diff(registry, as_json: bool, name: str, v1: int, v2: int) -> None:
 @click.option("--metrics", default="{}", help='Holdout metrics as JSON, e.g. \'{"mse": 1.2}\'.')
 @click.option("--promote", "promote_to", is_flag=True, help="Also make it the champion.")
 @click.option("--reason", default="", help="Recorded in the history.")
+@click.option("--task", type=click.Choice(["regression", "binary", "multiclass"]), default=None,
+              help="The model's task: needed for a plain .onnx file; for an .npz it may only "
+                   "repeat the file's.")
+@click.option("--features", default=None, metavar="A,B,C",
+              help="Feature names, comma-separated: an .onnx with one [N, d] input's columns "
+                   "in order (default x0..), or its per-feature inputs in the order array "
+                   "rows use.")
+@click.option("--classes", default=None, metavar="A,B,C",
+              help="A classifier's classes in its probabilities' order, when the .onnx "
+                   "graph does not say (integers stay integers).")
 @registry_command(events=True)
 def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
-             promote_to: bool, reason: str) -> None:
-    """Register ARTIFACT (an .npz of a built-in model kind: linear, logistic, softmax) as
-    the next version of NAME."""
+             promote_to: bool, reason: str, task: str | None, features: str | None,
+             classes: str | None) -> None:
+    """Register ARTIFACT (an .npz of a built-in model kind, or an .onnx file) as the next
+    version of NAME.
+
+    An .npz holds a linear, logistic or softmax model. An .onnx file is kind onnx, served
+    with onnxruntime (pip install 'driftline[onnx]'); it needs --task unless driftline
+    wrote it."""
     from ..models.kinds import from_file
 
     try:
@@ -155,7 +170,8 @@ def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
     except ValueError as exc:
         raise click.BadParameter(f"must be a JSON object ({exc})", param_hint="--metrics") \
             from None
-    model = from_file(artifact.read_bytes())
+    model = from_file(artifact.read_bytes(), task=task, feature_names=_names(features),
+                      classes=_classes(classes))
     version = registry.register(name, model, metrics=parsed, reason=reason)
     if promote_to:
         registry.promote(name, version, reason=reason)
@@ -163,6 +179,20 @@ def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
         click.echo(json.dumps({"model": name, "version": version, "promoted": promote_to}))
     else:
         click.echo(f"registered {name} v{version}" + (" and promoted it" if promote_to else ""))
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [n.strip() for n in value.split(",")]
+
+
+def _classes(value: str | None) -> list[Any] | None:
+    names = _names(value)
+    if names is None:
+        return None
+    try:
+        return [int(n) for n in names]
+    except ValueError:
+        return names
 
 
 @models.command()
