@@ -157,6 +157,8 @@ class EncodedModel:
 
     kind = "encoded"
     FORMAT = "driftline.encoded/1"
+    takes_rows = True    # scored from raw rows: categories, nulls and all
+    imputes = True
 
     def __init__(self, inner: Any, encoding: Encoding) -> None:
         if list(inner.feature_names) != encoding.names():

@@ -63,10 +63,10 @@ def model_losses(model: Any, X: Any, labels: Any, metric: str,
                  threshold: float = 0.5) -> np.ndarray:
     """``model``'s loss on each row of ``X`` against ``labels``: numbers (regression; binary
     0/1) or class names (multiclass). ``X`` is an n x d array in the model's feature order,
-    or a list of raw feature dicts (what scored pairs carry), which a model that encodes
-    its own inputs takes as they are and any other as its numeric features (NaN where a
-    value is missing or a category). Rows the loss is undefined on (a non-finite
-    prediction or label) are NaN."""
+    or a list of raw feature dicts (what scored pairs carry), which a model that
+    ``takes_rows`` (an ``encoded`` kind, an ONNX graph with string inputs) takes as they
+    are and any other as its numeric features (NaN where a value is missing or a
+    category). Rows the loss is undefined on (a non-finite prediction or label) are NaN."""
     task = model.task
     rows = model_inputs(model, X)
     if task == "regression":
@@ -83,7 +83,7 @@ def model_losses(model: Any, X: Any, labels: Any, metric: str,
 def model_inputs(model: Any, X: Any) -> Any:
     """What ``model.predict`` is given for ``X`` (see :func:`model_losses`)."""
     if isinstance(X, list) and X and isinstance(X[0], dict):
-        if hasattr(model, "encoding"):
+        if getattr(model, "takes_rows", False):
             return X
         names = model.feature_names
         return np.array([[number_or_nan(row.get(n)) for n in names] for row in X],

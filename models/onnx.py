@@ -61,6 +61,8 @@ class OnnxModel:
     """
 
     kind = "onnx"
+    takes_rows = False   # True when an input is a string column (see __init__)
+    imputes = False      # a null where it takes a value is not its to fill
 
     def __init__(self, data: bytes, *, task: str | None = None,
                  feature_names: Sequence[str] | None = None,
@@ -105,6 +107,9 @@ class OnnxModel:
                 raise ArtifactError(f"feature_names {names} are not the model's inputs "
                                     f"{sorted(inputs)} (one input per feature)")
             self._inputs = [(n, _column_type(inputs[n]), onnx_meta.rank(inputs[n])) for n in names]
+            # a string input: scored from raw rows (categories as they came), never from
+            # numbers (driftline.models.losses.model_inputs)
+            self.takes_rows = any(dtype is np.str_ for _, dtype, _ in self._inputs)
         elif inputs:
             (only,) = inputs.values()
             width = onnx_meta.matrix_width(only)

@@ -303,3 +303,35 @@ def test_registry_model_client_and_cli(stack, tmp_path):
     (tmp_path / "m.npz").write_bytes(LinearModel([1.0], 0.0, ["x"]).to_bytes())
     assert "disagrees with the linear model" in run("register", "h", str(tmp_path / "m.npz"),
                                                     "--task", "binary", code=1)
+
+
+def test_shadow_scoring_reads_an_onnx_challengers_string_features_from_the_pairs():
+    """A challenger with a string input is scored from the pairs' raw features (the
+    categories as they came), not from numbers; a pair with a null there is left out."""
+    from driftline.agents.monitor.shadow import Shadow, pair_losses
+
+    pipe, data, X = pipeline("multiclass", False)
+    model = OnnxModel(data, task="multiclass")
+    assert model.takes_rows and not OnnxModel(regression()[1], task="regression").takes_rows
+    labels = pipe.predict(X).tolist()
+    pairs = [{"model": "m", "version": 1, "features": row, "label": label,
+              "prediction": "blue", "probabilities": {"blue": 0.5, "green": 0.3, "red": 0.2},
+              "error": None, "ts": 1.0, "label_ts": 1.0}
+             for row, label in zip(rows(X[:300]), labels[:300])]
+    pairs[0]["features"] = {**pairs[0]["features"], "city": None}
+    mine, theirs, index = pair_losses(model, pairs, "log_loss")
+    assert index.tolist() == list(range(1, 300))
+    assert mine.mean() < 0.3 < theirs.mean()
+
+    class Source:
+        def load(self, model_name, version):
+            return model
+
+        def holdout_mse(self, model_name, version):
+            return None
+
+        def challenger(self, model_name):
+            return (2, 0.0)
+
+    verdict = Shadow(Source(), pairs=200).observe(pairs)[0]
+    assert verdict.action == "promote" and "shadow_log_loss" in verdict.metrics

@@ -79,14 +79,20 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
     numbers: a category or a null there leaves the pair out), the losses of what was
     served on those pairs, and the pairs' indices, in the same order. A pair either loss
     is undefined on (a label that does not fit the model's task, a multiclass pair
-    without probabilities for log loss) is left out. A model that encodes its own inputs
-    (kind ``encoded``) scores every pair, from its raw features."""
+    without probabilities for log loss) is left out. A model that ``takes_rows`` (kind
+    ``encoded``; an ONNX graph with string inputs) is scored from the raw features: every
+    pair when it imputes what is missing, else the pairs with all its features set."""
     if not pairs:
         return np.empty(0), np.empty(0), np.empty(0, dtype=int)
-    if hasattr(model, "encoding"):
-        return _losses(model, pairs, list(range(len(pairs))),
-                       [p.get("features") or {} for p in pairs], metric)
     names = model.feature_names
+    if getattr(model, "takes_rows", False):
+        imputes = getattr(model, "imputes", False)
+        index = [i for i, p in enumerate(pairs) if imputes or all(
+            (p.get("features") or {}).get(n) is not None for n in names)]
+        if not index:
+            return np.empty(0), np.empty(0), np.empty(0, dtype=int)
+        return _losses(model, pairs, index, [pairs[i].get("features") or {} for i in index],
+                       metric)
     rows, index = [], []
     for i, pair in enumerate(pairs):
         features = pair.get("features") or {}
