@@ -138,3 +138,55 @@ def _validated(number: int, kind: str, obj: Any) -> Row:
 
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200]
+
+
+def read_reference(path: str | Path) -> list[dict[str, Any]]:
+    """Reference rows from a file (``models register --reference``, ``replay
+    --reference``): JSON lines, each ``{"features": {...}, "prediction": ..., "label": ...}``
+    or flat (``prediction``, ``label`` and ``probabilities`` are those, every other key a
+    feature); or CSV (``prediction`` and ``label`` columns where known, every other column
+    a feature, cells read as in event files). Each row is checked as the wire checks a
+    prediction and a label; the first bad one is a :class:`SchemaError` with its line."""
+    fmt = file_format(path)
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    out: list[dict[str, Any]] = []
+    if fmt == "csv":
+        reader = csv.DictReader(lines)
+        numbered = ((reader.line_num, {k: _cell(k, v) for k, v in row.items()
+                                       if v not in ("", None)}) for row in reader)
+    else:
+        numbered = ((n, json.loads(line)) for n, line in enumerate(lines, 1) if line.strip())
+    try:
+        for number, obj in numbered:
+            if not isinstance(obj, dict):
+                raise SchemaError(f"line {number} is not an object", kind="wrong_type")
+            row = obj if "features" in obj else {
+                "features": {k: v for k, v in obj.items()
+                             if k not in ("prediction", "label", "probabilities")},
+                **{k: obj[k] for k in ("prediction", "label", "probabilities") if k in obj}}
+            out.append(_reference_row(number, row))
+    except (ValueError, csv.Error) as exc:  # json's and float's errors are ValueErrors
+        raise SchemaError(f"{path}: {_short(exc)}", kind="wrong_type") from None
+    return out
+
+
+def _reference_row(number: int, row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        event = PREDICTION.validate({"prediction_id": "reference", "model": "reference",
+                                     "prediction": row.get("prediction", 0.0),
+                                     "features": row.get("features") or {},
+                                     **({"probabilities": row["probabilities"]}
+                                        if "probabilities" in row else {})})
+        if "label" in row:
+            LABEL.validate({"prediction_id": "reference", "label": row["label"]})
+    except SchemaError as exc:
+        raise SchemaError(f"line {number}: {exc}", kind=exc.kind) from None
+    checked = as_dict(event)
+    out: dict[str, Any] = {"features": checked.get("features") or {}}
+    for key in ("prediction", "probabilities"):
+        if key in row:
+            out[key] = checked[key]
+    if "label" in row:
+        out["label"] = row["label"] if isinstance(row["label"], str) else float(row["label"])
+    return out

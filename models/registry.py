@@ -39,6 +39,7 @@ import redis
 from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
 from driftline.models import kinds
 from driftline.models import registry_scripts as lua
+from driftline.models.reference import brief, rows_of
 from driftline.models.versions import VersionInfo
 from driftline.models.wire.events import MODEL_RE
 from driftline.redis_client import REGISTRY, redis_client, settings_redis_client
@@ -130,7 +131,8 @@ class ModelRegistry:
 
     def register(self, name: str, model: Any, *, metrics: dict[str, Any] | None = None,
                  meta: dict[str, Any] | None = None, rejected: str | None = None,
-                 reason: str = "", request_id: str | None = None) -> int:
+                 reason: str = "", request_id: str | None = None,
+                 reference: dict[str, Any] | None = None) -> int:
         """Store a new immutable version; returns its number (1, 2, 3, ... per model).
 
         ``rejected`` registers it with status ``rejected`` and that reason (a challenger
@@ -141,9 +143,11 @@ class ModelRegistry:
 
         ``model`` is any model kind (:mod:`driftline.models.kinds`); its ``kind`` and
         ``task`` are stored in ``meta``, and :meth:`load` reads the artifact back with
-        that kind.
+        that kind. ``reference`` is the version's reference profile
+        (:func:`driftline.models.reference.profile`), stored with it in the same script
+        (:meth:`reference` reads it; ``meta["reference"]`` says it is there).
         """
-        _check_name(name)
+        _check(name)
         kind = kinds.kind_of(model)
         artifact = model.to_bytes()
         document = {**(meta or {}), "metrics": metrics or {}, "kind": kind,
@@ -152,6 +156,11 @@ class ModelRegistry:
             document["request_id"] = request_id
         if rejected is not None:
             document["rejected_reason"] = rejected
+        reference_json = ""
+        if reference is not None:
+            rows_of(reference)  # checked whole before anything is written
+            document["reference"] = brief(reference)
+            reference_json = _dumps(reference, "reference")
         meta_json = _dumps(document, "meta/metrics")
         now = self.clock()
         status = "rejected" if rejected is not None else "active"
@@ -160,7 +169,7 @@ class ModelRegistry:
             self._k(name, "history"), self._k(name, "requests")], args=[
             name, self._k(name, "v", ""), artifact, hashlib.sha256(artifact).hexdigest(),
             meta_json, repr(now), status, self.actor, rejected if rejected is not None else reason,
-            request_id or ""])
+            request_id or "", reference_json])
         version = int(version)
         if not new:
             log.info("%s: request %s already registered v%d; nothing registered", name,
@@ -205,7 +214,7 @@ class ModelRegistry:
 
     def _alias_script(self, name: str, alias: str, version: int, action: str,
                       reason: str) -> tuple[int | None, bool]:
-        _check_alias(alias)
+        _check(alias, "alias")
         result = self._call(self._set_alias, keys=[
             self._k(name, "aliases"), self._k(name, "prev", alias), self._k(name, "history"),
             self._version_key(name, version)], args=[
@@ -308,6 +317,19 @@ class ModelRegistry:
         model.meta = document
         return model
 
+    def reference(self, name: str, version: int) -> dict[str, Any] | None:
+        """The version's reference profile (None if it was registered without one)."""
+        raw = self._do(self.redis.hget, self._version_key(name, version), "reference")
+        if raw is None:
+            return None
+        try:
+            document: dict[str, Any] = json.loads(raw)
+            rows_of(document)
+        except ValueError as exc:
+            raise ArtifactError(f"{name} v{version}: a malformed reference profile: "
+                                f"{exc}") from None
+        return document
+
     def history(self, name: str, count: int | None = None) -> list[dict[str, Any]]:
         """Lifecycle actions of ``name``, oldest first."""
         entries = self._do(self.redis.xrange, self._k(name, "history"), count=count)
@@ -339,7 +361,7 @@ class ModelRegistry:
         try:
             return script(keys=keys, args=args)
         except redis.ResponseError as exc:
-            raise _refusal(str(exc), what) from None
+            raise lua.refusal(str(exc), what) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
 
@@ -350,26 +372,9 @@ class ModelRegistry:
             raise RegistryUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
-def _refusal(message: str, what: str) -> RegistryError:
-    code, _, rest = message.partition(" ")
-    return RegistryError({
-        "NOVERSION": f"{what}: no such version",
-        "ARCHIVED": f"{what}: the version is archived",
-        "NOPREVIOUS": f"{what}: nothing to roll back to",
-        "NOTEXPECTED": f"{what}: moved to v{rest} meanwhile; not rolled back",
-        "NOALIAS": f"{what}: no such alias",
-        "ALIASED": f"{what}: alias {rest!r} points at it; move the alias first",
-    }.get(code, f"{what}: {message}"))
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not MODEL_RE.fullmatch(name):
-        raise RegistryError(f"model name {name!r} must match [A-Za-z0-9._-]{{1,128}}")
-
-
-def _check_alias(alias: str) -> None:
-    if not isinstance(alias, str) or not MODEL_RE.fullmatch(alias):
-        raise RegistryError(f"alias {alias!r} must match [A-Za-z0-9._-]{{1,128}}")
+def _check(value: str, what: str = "model name") -> None:
+    if not isinstance(value, str) or not MODEL_RE.fullmatch(value):
+        raise RegistryError(f"{what} {value!r} must match [A-Za-z0-9._-]{{1,128}}")
 
 
 def _dumps(value: Any, what: str) -> str:

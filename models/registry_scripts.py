@@ -4,9 +4,13 @@ concurrent promotions keep alias, rollback list and history in step. The comment
 each script documents its ``KEYS`` and ``ARGV``; the registry registers each once.
 """
 
+from __future__ import annotations
+
+from driftline.errors import RegistryError
+
 # KEYS: counter, versions zset, models set, history stream, requests hash
 # ARGV: model, version key prefix, artifact, checksum, meta JSON, created, status, actor, reason,
-#       request id ('' for none)
+#       request id ('' for none), reference profile JSON ('' for none)
 # Returns {version, 1} for a new version, {version, 0} when the request already made one.
 REGISTER = """
 if ARGV[10] ~= '' then
@@ -16,6 +20,7 @@ end
 local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', ARGV[2] .. v, 'artifact', ARGV[3], 'checksum', ARGV[4], 'meta', ARGV[5],
            'created', ARGV[6], 'status', ARGV[7])
+if ARGV[11] ~= '' then redis.call('HSET', ARGV[2] .. v, 'reference', ARGV[11]) end
 redis.call('ZADD', KEYS[2], v, v)
 redis.call('SADD', KEYS[3], ARGV[1])
 local action = 'registered'
@@ -106,3 +111,16 @@ redis.call('XADD', KEYS[3], '*', 'action', 'rejected', 'version', ARGV[1], 'alia
            'previous', '', 'actor', ARGV[2], 'reason', ARGV[3], 'time', ARGV[4])
 return 1
 """
+
+
+def refusal(message: str, what: str) -> RegistryError:
+    """The registry's error for a script's error reply (``NOVERSION`` ...)."""
+    code, _, rest = message.partition(" ")
+    return RegistryError({
+        "NOVERSION": f"{what}: no such version",
+        "ARCHIVED": f"{what}: the version is archived",
+        "NOPREVIOUS": f"{what}: nothing to roll back to",
+        "NOTEXPECTED": f"{what}: moved to v{rest} meanwhile; not rolled back",
+        "NOALIAS": f"{what}: no such alias",
+        "ALIASED": f"{what}: alias {rest!r} points at it; move the alias first",
+    }.get(code, f"{what}: {message}"))
