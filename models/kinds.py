@@ -140,9 +140,7 @@ def from_file(data: bytes, *, task: str | None = None,
     be given ``feature_names`` and ``classes``). For an ``.npz`` the arguments may only
     repeat what the file says."""
     if data[:1] == b"\x08":  # an ONNX ModelProto starts with its ir_version (field 1)
-        from driftline.models.onnx import OnnxModel
-
-        return OnnxModel(data, task=task, feature_names=feature_names, classes=classes)
+        return get("onnx")(data, task=task, feature_names=feature_names, classes=classes)
     if data[:2] != b"PK":  # an .npz is a zip
         raise ArtifactError("malformed artifact: neither an .npz of a built-in kind (a zip) "
                             "nor an ONNX file (a protobuf ModelProto)")

@@ -34,6 +34,7 @@ that stopped arriving by the chance that a whole check misses it (:func:`absent_
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -222,3 +223,15 @@ def unseen_limit(present: int, window: int, alpha: float) -> int:
     bound = (np.exp(present * np.log1p(-p)) * tail / p).max(axis=0)
     below = np.flatnonzero(bound <= alpha)
     return int(below[0]) if len(below) else window + 1
+
+
+def of_version(vm: Any) -> dict[str, Any]:
+    """The budget's split and the thresholds it gave (config values where set)."""
+    limits = {**(vm.data_drift.limits_by_column() if vm.data_drift else {}),
+              **vm.prediction_drift.limits_by_column()}
+    chi2 = ({"chi2_limits": vm.categorical_drift.limits_by_column()}
+            if vm.categorical_drift is not None else {})
+    return {"false_alarm_budget": vm.config.false_alarm_budget, "tests": vm.tests,
+            "rate_per_test": vm.rate, "psi_limits": limits, **chi2,
+            "detector_params": {k: v for k, v in vm.concept.detector.params.items()
+                                if isinstance(v, (int, float))}}

@@ -22,7 +22,7 @@ from driftline.agents.monitor.class_estimation import ClassEstimation
 from driftline.agents.monitor.classes import task_metrics
 from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
-from driftline.agents.monitor.estimation import Estimation, Reference, Stacked
+from driftline.agents.monitor.estimation import Reference, Stacked
 from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
 from driftline.agents.monitor.refusals import Refusals
 from driftline.agents.monitor.rules import (
@@ -44,6 +44,7 @@ from driftline.agents.monitor.rules.categorical_drift import ClassDriftRule
 from driftline.agents.monitor.rules.quality import NewFeatures, features_report
 from driftline.agents.monitor.rules.subject import Alert
 from driftline.agents.monitor.segments import Segments
+from driftline.agents.monitor.warm import segment_predictions, warm
 from driftline.agents.monitor.window import Ring
 from driftline.models.losses import BASELINE, NAMES
 from driftline.models.wire.events import MAX_CLASSES
@@ -200,24 +201,7 @@ class VersionMonitor:
         return out
 
     def _segment_predictions(self, batch: Batch) -> list[Alert]:
-        """The segments' prediction rules; the expected squared errors of the segments
-        whose regression estimator is fitted come from one pass over the batch
-        (:class:`~.estimation.Stacked`), not one per segment."""
-        ordered, parts = self._by_segment(batch)
-        fitted = [(k, vm.estimated.estimation) for k, (vm, _, _) in enumerate(parts)
-                  if vm.estimated is not None and vm.estimated.estimation.fitted]
-        expected: list[np.ndarray | None] = [None] * len(parts)
-        if len(fitted) > 1 and self.task == "regression":
-            found = self._stacked.expected(
-                [e for _, e in fitted if isinstance(e, Estimation)], ordered.rows,
-                ordered.prediction,
-                [parts[k][1:] for k, _ in fitted])
-            for (k, _), values in zip(fitted, found):
-                expected[k] = values
-        out: list[Alert] = []
-        for (vm, start, end), given in zip(parts, expected):
-            out.extend(vm.predictions(ordered.slice(start, end), given))
-        return out
+        return segment_predictions(self, batch)
 
     @property
     def classification(self) -> bool:
@@ -257,26 +241,16 @@ class VersionMonitor:
         """Valid scored pairs (:meth:`_valid`) through this monitor's metrics, then the
         rules that watch pairs."""
         preds, labels = batch.prediction, batch.label
-        # a multiclass pair's "squared error" is its 0/1 error: rolling_mse is the error rate
-        sq = ((preds != labels).astype(float) if self.task == "multiclass"
-              else (preds - labels) ** 2)
+        sq = self._squared(batch)
         if batch.p_true is not None:
             self.p_true.push(batch.p_true)
         self._served(batch)
         rows = batch.rows
-        assert self.reference is not None and self.recent is not None
+        assert self.recent is not None
         # The estimator's fit is not a rule's update: it happens once, when the version's
         # reference fills, before the rolling errors take this batch (the alerts of the
         # predictions that waited for it report the metrics as they were then).
-        waited: list[Alert] = []  # raised by predictions that waited for the estimator
-        estimated = self.estimated
-        if estimated is not None and isinstance(estimated.estimation, ClassEstimation):
-            if not estimated.estimation.fitted and batch.proba is not None and \
-                    estimated.estimation.add_reference(batch.proba, preds, labels):
-                waited = estimated.fitted_now().alerts  # its reference: probabilities
-        elif not self.reference.full and self.reference.add(rows, preds, labels):
-            if estimated is not None:
-                waited = estimated.fit(*self.reference.arrays()).alerts
+        waited = self._fit_estimator(batch)  # raised by predictions that waited for it
         scored = self.rolling.count
         rolling = self.rolling.extend(preds, labels, sq)
         self.baseline.update(sq)
@@ -286,6 +260,29 @@ class VersionMonitor:
             self._attribute(alert, self.recent, rows[:i + 1], sq[:i + 1])
         self.recent.extend(rows, sq)
         return out + waited
+
+    def _squared(self, batch: Batch) -> np.ndarray:
+        """Each pair's squared error; a multiclass pair's is its 0/1 error (rolling_mse is
+        the error rate)."""
+        preds, labels = batch.prediction, batch.label
+        out: np.ndarray = ((preds != labels).astype(float) if self.task == "multiclass"
+                           else (preds - labels) ** 2)
+        return out
+
+    def _fit_estimator(self, batch: Batch) -> list[Alert]:
+        """Valid pairs into the estimator's reference (and the attribution's) until it is
+        full; then the estimator is fitted: the alerts of predictions that waited for it."""
+        assert self.reference is not None
+        preds, labels = batch.prediction, batch.label
+        estimated = self.estimated
+        if estimated is not None and isinstance(estimated.estimation, ClassEstimation):
+            if not estimated.estimation.fitted and batch.proba is not None and \
+                    estimated.estimation.add_reference(batch.proba, preds, labels):
+                return estimated.fitted_now().alerts  # its reference: probabilities
+        elif not self.reference.full and self.reference.add(batch.rows, preds, labels):
+            if estimated is not None:
+                return estimated.fit(*self.reference.arrays()).alerts
+        return []
 
     def _attribute(self, alert: Alert, before: Tail, rows: np.ndarray,
                    sq: np.ndarray) -> None:
@@ -313,17 +310,7 @@ class VersionMonitor:
         assert self.columns is not None
         if self.segment is None:
             self.alerts.reinstate(self.model, self.version)  # it serves again
-        wide = self.segment is None
-        if self.data_drift is None:
-            cfg = self.config.data_drift
-            self.data_drift = DataDriftRule(self.subject, self.columns.names, cfg, self.rate,
-                                            quality=wide)
-            if self.columns.categorical:
-                self.categorical_drift = CategoricalDriftRule(
-                    self.subject, self.columns.categorical, cfg, self.rate, quality=wide)
-            if wide:
-                self.new_features = NewFeatures(self.subject, set(self.columns.known))
-            self._wire()
+        self._data_rules()
         out: list[Alert] = []
         if batch.new and self.new_features is not None:
             out += self.new_features.update(batch.new, batch.newest_ts or 0.0)
@@ -331,6 +318,25 @@ class VersionMonitor:
                                expected=expected, codes=batch.codes, mismatch=batch.mismatch,
                                proba=batch.proba))
         return out + self._segment_predictions(batch)
+
+    def _data_rules(self) -> None:
+        """The rules made once the columns are known (the first predictions')."""
+        assert self.columns is not None
+        if self.data_drift is not None:
+            return
+        wide, cfg = self.segment is None, self.config.data_drift
+        self.data_drift = DataDriftRule(self.subject, self.columns.names, cfg, self.rate,
+                                        quality=wide)
+        if self.columns.categorical:
+            self.categorical_drift = CategoricalDriftRule(
+                self.subject, self.columns.categorical, cfg, self.rate, quality=wide)
+        if wide:
+            self.new_features = NewFeatures(self.subject, set(self.columns.known))
+        self._wire()
+
+    def warm(self, rows: list[dict[str, Any]]) -> None:
+        """The references from a reference profile's rows (:func:`.warm.warm`)."""
+        warm(self, rows)
 
     def process_expired(self, events: list[dict[str, Any]]) -> list[Alert]:
         """Expired predictions: label starvation, model-wide only."""
@@ -346,17 +352,6 @@ class VersionMonitor:
         newest = batch.newest_ts
         if newest is not None and newest > self.last_prediction_ts:
             self.last_prediction_ts = newest
-
-    def calibration(self) -> dict[str, Any]:
-        """The budget's split and the thresholds it gave (config values where set)."""
-        limits = {**(self.data_drift.limits_by_column() if self.data_drift else {}),
-                  **self.prediction_drift.limits_by_column()}
-        chi2 = ({"chi2_limits": self.categorical_drift.limits_by_column()}
-                if self.categorical_drift is not None else {})
-        return {"false_alarm_budget": self.config.false_alarm_budget, "tests": self.tests,
-                "rate_per_test": self.rate, "psi_limits": limits, **chi2,
-                "detector_params": {k: v for k, v in self.concept.detector.params.items()
-                                    if isinstance(v, (int, float))}}
 
     def feature_types(self) -> dict[str, str]:
         """Each feature of the version's columns: ``numeric`` or ``categorical``."""
@@ -380,7 +375,7 @@ class VersionMonitor:
                   "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
-                  "psi": psi, "calibration": self.calibration(),
+                  "psi": psi, "calibration": calibration.of_version(self),
                   "feature_types": self.feature_types(), "features": self.features(),
                   "prediction_drift": self.prediction_drift.last.get("prediction"),
                   **({"refused_pairs": dict(self.refusals.counts)}
