@@ -57,11 +57,28 @@ class ReplayResult:
     expired: int = 0
 
 
-class Replay:
-    """Feed rows in order; :meth:`finish` returns the result."""
+class References:
+    """The reference profiles of a replay, by (model, version): what the worker reads from
+    the registry (``replay --reference MODEL:VERSION=FILE``); no baselines."""
 
-    def __init__(self, config: MonitorConfig, *, ttl: float = 86_400.0) -> None:
-        self.monitor = Monitor(config)
+    def __init__(self, rows: dict[tuple[str, int], list[dict[str, Any]]]) -> None:
+        self.rows = rows
+
+    def __call__(self, model: str, version: int | None) -> float | None:
+        return None
+
+    def reference(self, model: str, version: int | None) -> list[dict[str, Any]] | None:
+        return self.rows.get((model, version)) if version is not None else None
+
+
+class Replay:
+    """Feed rows in order; :meth:`finish` returns the result. ``references``: the rows of
+    versions' reference profiles, by (model, version)."""
+
+    def __init__(self, config: MonitorConfig, *, ttl: float = 86_400.0,
+                 references: dict[tuple[str, int], list[dict[str, Any]]] | None = None
+                 ) -> None:
+        self.monitor = Monitor(config, References(references) if references else None)
         self.join = PartitionJoin(ttl, dedupe_window=math.inf)
         self.result = ReplayResult()
         self._predictions: list[dict[str, Any]] = []

@@ -11,15 +11,17 @@ import math
 import time
 from typing import Any
 
-from driftline.errors import RegistryError, RegistryUnavailable
+from driftline.errors import ArtifactError, RegistryError, RegistryUnavailable
+from driftline.models.reference import rows_of
 from driftline.models.registry import ModelRegistry
 from driftline.redis_client import HOT_PATH, settings_redis_client
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Facts = tuple[float | None, bool | None, str | None]  # baseline, registered, task
-NO_WORD: Facts = (None, None, None)
+# baseline, registered, task, whether it has a reference profile
+Facts = tuple[float | None, bool | None, str | None, bool]
+NO_WORD: Facts = (None, None, None, False)
 
 
 class RegistryBaselines:
@@ -48,6 +50,21 @@ class RegistryBaselines:
 
     def __call__(self, model: str, version: int | None) -> float | None:
         return self._facts(model, version)[0]
+
+    def reference(self, model: str, version: int | None) -> list[dict[str, Any]] | None:
+        """The rows of the version's reference profile, when its metadata says it has one
+        (read once: a version meets the monitor once per process; None when Redis fails,
+        and the version's references then come from its first events, logged)."""
+        facts = self._facts(model, version)
+        if version is None or not facts[3]:
+            return None
+        try:
+            document = self._registry.reference(model, version)
+        except (RegistryError, ArtifactError) as exc:
+            log.error("%s v%d: its reference profile cannot be read (%s); its references "
+                      "come from its first events", model, version, exc)
+            return None
+        return rows_of(document) if document is not None else None
 
     def task(self, model: str, version: int | None) -> str | None:
         """The task the version's metadata gives (``regression``, ``binary``,
@@ -94,7 +111,7 @@ class RegistryBaselines:
                 if isinstance(exc, RegistryUnavailable):
                     raise
                 return None, (False if self._registry.resolve(model) is not None
-                              or model in self._registry.models() else None), None
+                              or model in self._registry.models() else None), None, False
         except RegistryUnavailable as exc:
             self._down_until = self.clock() + self.DOWN_FOR
             log.error("registry unreachable (%s): the baseline of %s v%d comes from its "
@@ -104,4 +121,5 @@ class RegistryBaselines:
         value = meta.get("baseline_mse", (meta.get("metrics") or {}).get("mse"))
         task = meta.get("task")
         return ((float(value) if isinstance(value, (int, float)) else None), True,
-                task if task in ("regression", "binary", "multiclass") else None)
+                task if task in ("regression", "binary", "multiclass") else None,
+                bool(meta.get("reference")))

@@ -52,7 +52,9 @@ class Monitor:
     ``baselines(model, version)``, when given, supplies a version's baseline MSE (the
     agent reads it from the registry's metadata), asked once per version; and, if it has
     a ``task(model, version)``, the version's task where the config gives its model none
-    (``regression``, the default).
+    (``regression``, the default); and if it has a ``reference(model, version)``, the
+    rows of the version's reference profile, which its references are fitted from
+    (:meth:`VersionMonitor.warm`) instead of its first events.
 
     Bounded (``[limits]`` of the config, issue 30): at most ``max_models`` models; the
     events of a model past it are counted in ``refused["too_many_models"]`` and go no
@@ -100,6 +102,10 @@ class Monitor:
                 model, version, cfg, book, baseline, features,
                 label_delays=self.label_delays.setdefault(model, LabelDelays()))
             vm.registered = self._registered(model, version)
+            reference = getattr(self.baselines, "reference", None)
+            rows = reference(model, version) if reference is not None else None
+            if rows:  # the version's reference profile: its references from where it trained
+                vm.warm(rows)
             self.by_model.setdefault(model, []).append(vm)
         self._met[key] = self._tick
         return vm

@@ -18,7 +18,8 @@ import click
 
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED_ROWS, EXIT_USAGE
 from .embedded import demo, stack, up
-from .ops import alerts, config, health, publish, replay, simulate
+from .offline import replay, simulate
+from .ops import alerts, config, health, publish
 from .pairs import pairs
 from .registry import models
 from .schema import schema

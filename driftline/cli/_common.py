@@ -114,3 +114,14 @@ def wait_for_signal(healthy: Callable[[], bool]) -> None:
         signal.signal(sig, lambda *_: stop.append(True))
     while not stop and healthy():
         time.sleep(0.2)
+
+
+MAX_REPORTED = 20  # bad rows printed, then a count
+
+
+def report_bad_rows(bad: list, total_bad: int) -> None:
+    """The first bad rows of a file (``publish``, ``replay``) on standard error."""
+    for row in bad[:MAX_REPORTED]:
+        click.echo(f"skipped {row.error}", err=True)
+    if total_bad > MAX_REPORTED:
+        click.echo(f"... and {total_bad - MAX_REPORTED} more bad rows", err=True)

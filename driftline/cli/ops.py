@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,25 +17,14 @@ from typing import Any
 import click
 import orjson
 
-from ..errors import ConfigError, DriftlineError
+from ..errors import DriftlineError
 from ..settings import Settings, redact_url
 from ._common import (
     EXIT_FAILURE,
     EXIT_SKIPPED_ROWS,
-    SCENARIOS,
-    load_settings,
-    setting_option,
+    report_bad_rows,
     settings_options,
 )
-
-MAX_REPORTED = 20
-
-
-def _report_bad_rows(bad: list, total_bad: int) -> None:
-    for row in bad[:MAX_REPORTED]:
-        click.echo(f"skipped {row.error}", err=True)
-    if total_bad > MAX_REPORTED:
-        click.echo(f"... and {total_bad - MAX_REPORTED} more bad rows", err=True)
 
 
 @click.command()
@@ -81,7 +69,7 @@ def publish(settings: Settings, file: Path, batch: int, as_json: bool) -> None:
                     else:
                         await pub.log_label(pid, **event)
                         counts["labels"] += 1
-        _report_bad_rows(bad, counts["bad_rows"])
+        report_bad_rows(bad, counts["bad_rows"])
         return counts
 
     try:
@@ -183,96 +171,12 @@ def alert_line(alert: dict[str, Any]) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
-def _tasks(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        model, sep, task = pair.partition("=")
-        if not sep or not model:
-            raise click.BadParameter(f"{pair!r} is not MODEL=TASK (e.g. churn=binary)",
-                                     param_hint="--task")
-        out[model] = task
-    return out
-
-
 def _alert(value: bytes | None) -> dict[str, Any] | None:
     from ..models.wire import ALERT
     from ..models.wire.events import as_dict
 
     alerts, _ = ALERT.decode(value)
     return as_dict(alerts[0]) if len(alerts) == 1 else None
-
-
-@click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@setting_option("--config", "config_path", setting="monitor_config",
-                type=click.Path(exists=True, dir_okay=False),
-                help="Monitoring TOML (thresholds, detectors).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("driftline-report"), show_default=True,
-              help="Folder for report.png, alerts.json and summary.json.")
-@setting_option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
-                show_default=True,
-                help="Seconds (event time) a prediction waits for its label, as in the worker.")
-@click.option("--task", "tasks", multiple=True, metavar="MODEL=TASK",
-              help="A model's task (regression, binary, multiclass) where the config gives "
-                   "none, as the registry tells the worker; repeatable.")
-@click.option("--explain", is_flag=True,
-              help="Also draw each version's feature shares, read from the model registry "
-                   "(DRIFTLINE_REDIS_URL).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
-           tasks: tuple[str, ...], explain: bool, as_json: bool) -> None:
-    """Run the monitor offline over FILE, a log of predictions and labels (JSON lines,
-    or CSV by extension), in its order, and write a report: a plot of rolling MSE per
-    version with the baseline, drift points and alerts marked, plus the alerts as JSON -
-    the same alerts the streaming worker would publish for that input. No Kafka needed.
-    """
-    from ..agents.monitor.config import MonitorConfig
-    from ..eventfile import open_events
-    from ..replay import Replay, feature_lines, write_report
-
-    try:
-        config = MonitorConfig.load(config_path).with_tasks(_tasks(tasks))
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    started = time.monotonic()
-    result = Replay(config, ttl=join_ttl).feed(open_events(file)).finish()
-    if explain:
-        _explanations(result)
-    paths = write_report(result, out)
-    _report_bad_rows(result.bad_rows, len(result.bad_rows))
-    summary = {"events": result.events, "scored": result.scored, "expired": result.expired,
-               "bad_rows": len(result.bad_rows), "alerts": len(result.alerts),
-               "seconds": round(time.monotonic() - started, 3),
-               "files": {k: str(v) for k, v in paths.items()}}
-    if as_json:
-        click.echo(orjson.dumps(summary).decode())
-    else:
-        click.echo(f"replayed {result.events:,} events in {summary['seconds']:.1f}s: "
-                   f"{result.scored:,} scored pairs, {len(result.alerts)} alerts")
-        for alert in result.alerts:
-            click.echo(f"  {alert['alert_id']}: {alert['message']}")
-        for name, report in result.versions.items():
-            for line in feature_lines(name, report):
-                click.echo(line)
-        click.echo(f"report: {paths['plot']}, {paths['alerts']}, {paths['summary']}")
-    sys.exit(EXIT_SKIPPED_ROWS if result.bad_rows else 0)
-
-
-def _explanations(result: Any) -> None:
-    """The registry's explanations of the replayed versions into ``result`` (or why not)."""
-    from ..errors import RegistryUnavailable
-    from ..models.registry import ModelRegistry
-    from ..replay import registry_explanations
-
-    registry = ModelRegistry.from_settings(load_settings(), on_event=None)
-    try:
-        for problem in registry_explanations(result, registry):
-            click.echo(f"warning: no explanation of {problem}", err=True)
-    except RegistryUnavailable as exc:
-        click.echo(f"warning: {exc}; the report has no explanations", err=True)
-    finally:
-        registry.close()
 
 
 @click.command()
@@ -339,39 +243,6 @@ def health(settings: Settings, which: str, timeout: float, as_json: bool) -> Non
             detail = ", ".join(f"{k}={v}" for k, v in check.items() if k != "ok")
             click.echo(f"{'ok  ' if check['ok'] else 'FAIL'} {name}: {detail}")
     sys.exit(0 if healthy else EXIT_FAILURE)
-
-
-@click.command()
-@click.option("--events", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Predictions (each followed by its label).")
-@click.option("--scenario", type=click.Choice(SCENARIOS),
-              default="abrupt", show_default=True)
-@click.option("--drift-at", type=click.IntRange(min=0), default=None,
-              help="Row of the drift (default: half-way).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--label-delay", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Labels arrive this many predictions later.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="JSON-lines file to write (for publish or replay).")
-def simulate(events: int, scenario: str, drift_at: int | None, seed: int, label_delay: int,
-             out: Path) -> None:
-    """Write the prediction and label log of the simulated service (model v1, trained
-    before the drift: houses, a regression; churn in the binary scenario, intents in the
-    multiclass one) - input to try `driftline replay` or `publish` with."""
-    from ..simulate import World, event_log, model_for
-
-    world = World(scenario, drift_at=events // 2 if drift_at is None else drift_at, seed=seed)
-    model = model_for(scenario)
-    with open(out, "wb") as f:
-        n = 0
-        for event in event_log(world, events, model=model, label_delay=label_delay):
-            f.write(orjson.dumps(event) + b"\n")
-            n += 1
-    click.echo(f"wrote {n:,} events ({events:,} predictions of {model} and their labels, "
-               f"{scenario} drift at row {world.drift_at:,}) to {out}")
-    if world.task != "regression":
-        click.echo(f"{model} is a {world.task} model: replay it with --task "
-                   f"{model}={world.task} (or [models.{model}] task in the monitor config)")
 
 
 @click.command()
