@@ -47,6 +47,29 @@ def profile(rows: Iterable[Mapping[str, Any]], *, source: str,
     return {"format": FORMAT, "source": source, "rows": kept, "summary": summary(kept)}
 
 
+def with_predictions(rows: list[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
+    """``rows``, those without a ``prediction`` given ``model``'s (and a multiclass
+    model's ``probabilities``); as they are when the model cannot predict them (a
+    feature it needs missing, a category where it takes numbers)."""
+    todo = [r for r in rows if "prediction" not in r]
+    if not todo:
+        return rows
+    features = [r["features"] for r in todo]
+    try:
+        predicted = list(np.asarray(model.predict(features)).tolist())
+        proba = (model.predict_proba(features) if model.task == "multiclass" else None)
+    except (ValueError, TypeError, KeyError):
+        return rows
+    for i, row in enumerate(todo):
+        if isinstance(predicted[i], float) and not np.isfinite(predicted[i]):
+            continue  # a missing value the model does not impute: no prediction
+        row["prediction"] = predicted[i]
+        if proba is not None:
+            row["probabilities"] = dict(zip(map(str, model.classes), np.asarray(proba)[i]
+                                            .tolist()))
+    return rows
+
+
 def brief(document: Mapping[str, Any]) -> dict[str, Any]:
     """What a version's metadata says of its profile."""
     return {"rows": document["summary"]["rows"], "labelled": document["summary"]["labelled"],

@@ -37,12 +37,13 @@ class Prepared:
     train: slice                   # the oldest rows, to train on
     holdout: slice                 # the most recent, to compare challenger and champion on
     encoding: Encoding | None = None
-    rows: list[dict[str, Any]] | None = None  # the kept rows' raw features (when encoded)
+    rows: list[dict[str, Any]] | None = None  # the kept rows' raw features
 
     def inputs(self, part: slice) -> Any:
         """What the models are scored on for the rows ``part``: raw feature dicts when
         encoded (the champion may take numbers only, the challenger raw rows), else X."""
-        return self.rows[part] if self.rows is not None else self.X[part]
+        return self.rows[part] if self.encoding is not None and self.rows is not None \
+            else self.X[part]
 
 
 def prepare(pairs: list[dict[str, Any]], champion: Any | None, task: str, *,
@@ -51,11 +52,12 @@ def prepare(pairs: list[dict[str, Any]], champion: Any | None, task: str, *,
     is fitted on the training rows only, never on the holdout."""
     names = feature_names(pairs, champion)
     rows = [p.get("features") or {} for p in pairs]
+    y, fits = labels(pairs, task)  # every row has its features: the label decides
+    kept = [r for r, fit in zip(rows, fits.tolist()) if fit]
     if not _needs_encoding(rows, names):
         X, y, dropped = rows_to_arrays(pairs, names, task)
-        return Prepared(names, names, X, y, dropped, *_split(len(y), holdout_fraction))
-    y, fits = labels(pairs, task)  # only the label decides whether a row is kept
-    kept = [r for r, fit in zip(rows, fits.tolist()) if fit]
+        return Prepared(names, names, X, y, dropped, *_split(len(y), holdout_fraction),
+                        rows=kept)
     train, holdout = _split(len(kept), holdout_fraction)
     encoding = Encoding.fit(kept[train], names)
     return Prepared(names, encoding.names(), encoding.transform(kept), y[fits],

@@ -54,6 +54,7 @@ from driftline.models import kinds
 from driftline.models.encoded import EncodedModel
 from driftline.models.explanation import explain
 from driftline.models.losses import BASELINE, metric_for, model_losses
+from driftline.models.reference import MAX_ROWS, profile, with_predictions
 from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.training import decide
 from driftline.models.wire import RETRAIN_REQUEST, Rejection
@@ -273,7 +274,7 @@ class Trainer:
         version = self.registry.register(
             model_name, challenger, metrics=metrics, meta=meta, request_id=rid,
             rejected=None if decision.promote else decision.reason,
-            reason=f"retrain request {rid}")
+            reason=f"retrain request {rid}", reference=training_reference(challenger, data))
         if decision.promote and shadow:
             self.registry.set_alias(model_name, CHALLENGER, version,
                                     reason=f"{rid}: {decision.reason}; shadow-scored next")
@@ -285,6 +286,18 @@ class Trainer:
                     time.monotonic() - started, metrics["train_rows"], metrics["holdout_rows"],
                     decision.reason)
         return Outcome(version, decision.promote and not shadow, decision.reason, trained=True)
+
+
+def training_reference(model: Any, data: Any) -> dict[str, Any] | None:
+    """The new version's reference profile: its training rows (the most recent), their
+    labels and what it predicts on them: the world it was trained for."""
+    rows = data.rows[data.train] if data.rows is not None else []
+    if not rows:
+        return None
+    labels = data.y[data.train].tolist()
+    return profile(with_predictions([{"features": r, "label": y} for r, y in
+                                     zip(rows[-MAX_ROWS:], labels[-MAX_ROWS:])], model),
+                   source="training window")
 
 
 def _takes_task(fn: TrainFn) -> bool:

@@ -151,10 +151,16 @@ def diff(registry, as_json: bool, name: str, v1: int, v2: int) -> None:
 @click.option("--classes", default=None, metavar="A,B,C",
               help="A classifier's classes in its probabilities' order, when the .onnx "
                    "graph does not say (integers stay integers).")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="DATA",
+              help="The version's reference profile: rows of features (JSON lines or CSV), "
+                   "with `prediction` and `label` where known (the model predicts the rows "
+                   "that have none); drift is measured against it, not against the "
+                   "version's first production predictions.")
 @registry_command(events=True)
 def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
              promote_to: bool, reason: str, task: str | None, features: str | None,
-             classes: str | None) -> None:
+             classes: str | None, reference: Path | None) -> None:
     """Register ARTIFACT (an .npz of a built-in model kind, or an .onnx file) as the next
     version of NAME.
 
@@ -172,13 +178,28 @@ def register(registry, as_json: bool, name: str, artifact: Path, metrics: str,
             from None
     model = from_file(artifact.read_bytes(), task=task, feature_names=_names(features),
                       classes=_classes(classes))
-    version = registry.register(name, model, metrics=parsed, reason=reason)
+    profile = _reference(reference, model) if reference is not None else None
+    version = registry.register(name, model, metrics=parsed, reason=reason, reference=profile)
     if promote_to:
         registry.promote(name, version, reason=reason)
     if as_json:
         click.echo(json.dumps({"model": name, "version": version, "promoted": promote_to}))
     else:
         click.echo(f"registered {name} v{version}" + (" and promoted it" if promote_to else ""))
+
+
+def _reference(path: Path, model: Any) -> dict[str, Any]:
+    """The profile of a reference file, the rows without a prediction predicted by
+    ``model`` (what the monitor compares the version's predictions with)."""
+    from ..errors import SchemaError
+    from ..eventfile import read_reference
+    from ..models.reference import profile, with_predictions
+
+    try:
+        rows = read_reference(path)
+    except (OSError, SchemaError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--reference") from None
+    return profile(with_predictions(rows, model), source=path.name)
 
 
 def _names(value: str | None) -> list[str] | None:
