@@ -324,3 +324,10 @@ def test_every_metric_the_rules_and_dashboard_use_is_on_a_live_worker(settings,
         assert name in used, name
         assert name in sampled, (name, text[-3000:])
     print("declared without samples:", sorted(set(used) - sampled - PROMETHEUS_OWN))
+
+
+def test_the_how_to_lists_every_rule_with_its_for():
+    page = (ROOT / "docs" / "how-to" / "observability.md").read_text()
+    section = page[page.index("## Prometheus and Grafana"):]
+    rows = dict(re.findall(r"^\| `(Driftline\w+)` \|.*\| (\d+[smh]) \|", section, re.M))
+    assert rows == {rule["alert"]: rule["for"] for rule in rules()}
