@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from driftline.cli import main
 from driftline.settings import Settings
 from driftline.web import check_access
+from driftline.web_access import Access
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "compose-spec.json"
@@ -99,12 +101,67 @@ def test_no_secret_has_a_default(compose):
 
 def test_published_ports_are_on_loopback_unless_the_operator_says_otherwise(compose):
     published = {name: spec.get("ports", []) for name, spec in compose["services"].items()}
-    assert set(k for k, v in published.items() if v) == {"kafka", "redis", "worker"}
+    assert set(k for k, v in published.items() if v) == {"kafka", "redis", "worker", *OBSERVABILITY}
     for name, ports in published.items():
         for port in ports:
             assert interpolate(port).startswith("127.0.0.1:"), (name, port)
-            assert interpolate(port, {**REQUIRED, "DRIFTLINE_BIND": "0.0.0.0"}).startswith(
-                "0.0.0.0:"), (name, port)
+            bound = interpolate(port, {**REQUIRED, "DRIFTLINE_BIND": "0.0.0.0"})
+            # Prometheus has no login: loopback whatever DRIFTLINE_BIND says (Grafana too)
+            expected = "127.0.0.1:" if name in OBSERVABILITY else "0.0.0.0:"
+            assert bound.startswith(expected), (name, port)
+
+
+OBSERVABILITY = ("prometheus", "grafana")
+
+
+def test_the_observability_profile_mounts_what_ships_in_deploy(compose):
+    services = compose["services"]
+    for name in OBSERVABILITY:
+        assert services[name]["profiles"] == ["observability"], name
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), (name, volume)
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert grafana["image"].startswith("grafana/grafana:")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
+    assert mounts["/etc/prometheus/driftline-rules.yml"] == \
+        "./deploy/prometheus/driftline-rules.yml"
+    # The scrape's token is the worker's, a compose secret read from its required variable
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert prometheus["secrets"] == ["driftline_api_token"]
+    assert compose["secrets"]["driftline_api_token"] == {"environment": "DRIFTLINE_API_TOKEN"}
+    assert job["authorization"]["credentials_file"] == "/run/secrets/driftline_api_token"
+    # ... and the worker answers to the Host Prometheus sends (the service's name)
+    [target] = job["static_configs"][0]["targets"]
+    env = {k: interpolate(str(v)) for k, v in services["worker"]["environment"].items()}
+    assert Access(Settings.from_env(env)).host_ok(target)
+    assert Access(Settings.from_env(env)).host_ok("localhost:6066")
+    assert not Access(Settings.from_env(env)).host_ok("rebind.evil.example:6066")
+
+
+def test_grafana_refuses_to_start_without_an_admin_password(compose):
+    """Grafana's own default is admin/admin. ``${...:?}`` would make every ``docker compose
+    up`` demand it (compose interpolates services of inactive profiles too), so the
+    container's entrypoint refuses instead; here it runs under sh."""
+    grafana = compose["services"]["grafana"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert re.findall(r"\$\{GRAFANA_ADMIN_PASSWORD(:-|:\?|-|\?|\})([^}]*)", text) == [(":-", "")]
+    sh, flag, script = grafana["entrypoint"]
+    assert (sh, flag) == ("/bin/sh", "-c") and script.endswith("exec /run.sh")
+    script = script.replace("$$", "$")  # compose's escape for a literal $
+    for password, code, said in (("", 1, "set GRAFANA_ADMIN_PASSWORD"),
+                                 ("s3cret-from-the-operator", 127, "/run.sh")):
+        value = interpolate(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"],
+                            {**REQUIRED, "GRAFANA_ADMIN_PASSWORD": password})
+        assert value == password
+        run = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin", "GF_SECURITY_ADMIN_PASSWORD": value})
+        # empty: refused, saying what to set; set: on to Grafana's /run.sh (absent here)
+        assert (run.returncode, said in run.stderr) == (code, True), run
 
 
 def test_kafka_is_kraft_and_redis_has_a_password_and_append_only(compose):
