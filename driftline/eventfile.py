@@ -148,8 +148,12 @@ def read_reference(path: str | Path) -> list[dict[str, Any]]:
     a feature, cells read as in event files). Each row is checked as the wire checks a
     prediction and a label; the first bad one is a :class:`SchemaError` with its line."""
     fmt = file_format(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not UTF-8 text (JSON lines or CSV): {exc}",
+                          kind="wrong_type") from None
     out: list[dict[str, Any]] = []
     if fmt == "csv":
         reader = csv.DictReader(lines)

@@ -98,12 +98,14 @@ class Monitor:
                 cfg = msgspec.structs.replace(cfg, task=task)  # the registry's word
             book = self.books.setdefault(model, AlertBook(cfg.cooldown))
             baseline = self.baselines(model, version) if self.baselines else None
+            reference = getattr(self.baselines, "reference", None)
+            rows = reference(model, version) if reference is not None else None
+            if rows:  # the profile's features name the columns, and split the budget
+                features = len({n for r in rows for n in r["features"]})
             vm = self.versions[key] = VersionMonitor(
                 model, version, cfg, book, baseline, features,
                 label_delays=self.label_delays.setdefault(model, LabelDelays()))
             vm.registered = self._registered(model, version)
-            reference = getattr(self.baselines, "reference", None)
-            rows = reference(model, version) if reference is not None else None
             if rows:  # the version's reference profile: its references from where it trained
                 vm.warm(rows)
             self.by_model.setdefault(model, []).append(vm)

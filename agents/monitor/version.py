@@ -111,6 +111,7 @@ class VersionMonitor:
         # numeric rows; the categorical drift the categories' codes.
         self.columns: Columns | None = None
         self.reference: Reference | None = None   # the first labeled pairs
+        self.reference_source = "first events"    # or "profile" (warm)
         self.recent: Tail | None = None            # the last `window` pairs
         if columns is not None:
             self._use(columns)
@@ -376,6 +377,7 @@ class VersionMonitor:
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": calibration.of_version(self),
+                  "reference": self.reference_source,
                   "feature_types": self.feature_types(), "features": self.features(),
                   "prediction_drift": self.prediction_drift.last.get("prediction"),
                   **({"refused_pairs": dict(self.refusals.counts)}

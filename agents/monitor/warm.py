@@ -25,6 +25,7 @@ def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
     profile's rows (:mod:`driftline.models.reference`) instead of its first production
     events; the labelled rows fit the estimator, the attribution's reference and, when
     the version has none, the baseline. Called once, before the version's first event."""
+    vm.reference_source = "profile"
     events = [{**r, "ts": 0.0, "label_ts": 0.0} for r in rows]
     batch = vm.batch(events)
     vm._data_rules()
