@@ -87,7 +87,9 @@ def test_in_an_already_shifted_world_only_the_training_reference_sees_the_drift(
                                          zip(X.tolist(), y)], model), source="training")
     plain = replay_with(None, log)
     warmed = replay_with(training["rows"], log)
-    kinds = lambda r: [a for a in r.alerts if a["kind"] in ("data_drift", "prediction_drift")]
+    def kinds(result):
+        return [a for a in result.alerts if a["kind"] in ("data_drift", "prediction_drift")]
+
     assert kinds(plain) == []
     found = kinds(warmed)
     assert found and found[0]["feature"] in ("x1", "prediction"), found
