@@ -158,3 +158,52 @@ def test_the_registry_keeps_a_versions_profile_and_the_cli_registers_one(stack, 
     bad = CliRunner().invoke(main, ["models", "register", "m", str(tmp_path / "m.npz"),
                                     "--reference", str(tmp_path / "m.npz")], env=env)
     assert bad.exit_code == 2 and "--reference" in bad.output
+
+
+@pytest.mark.integration
+def test_a_live_worker_measures_drift_against_the_registered_training_reference(
+        settings, worker_factory):
+    """The worker reads v1's profile from the registry when it meets v1, and an
+    already-shifted world alerts within the first window (without it: never)."""
+    import asyncio
+    import time
+
+    import orjson
+    from kafka_io import create_topics, read_all
+
+    from driftline import ModelClient, Publisher
+    from driftline.simulate import ProductionService
+
+    settings = settings.replace(metrics_interval=0.5)
+    create_topics(settings)
+    world = World("feature-shift", drift_at=0, seed=8)   # x1 +2 from the first prediction
+    model, mse = initial_model(world)
+    before = World("feature-shift", drift_at=None, seed=9)
+    X, y = before.rows(0, 2000)
+    reference = profile(with_predictions([{"features": dict(zip(before.names, row)),
+                                           "label": float(t)} for row, t in
+                                          zip(X.tolist(), y)], model), source="training")
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    registry.promote("houses", registry.register("houses", model, metrics={"mse": mse},
+                                                 reference=reference))
+    registry.close()
+    worker = worker_factory(settings)
+    client = ModelClient.from_url(settings.redis_url, "houses", prefix=settings.registry_prefix)
+    try:
+        async def serve():
+            async with Publisher(settings=settings) as pub:
+                service = ProductionService(pub, lambda: client.model, world, model="houses",
+                                            label_delay=100)
+                await service.run(2_000)
+
+        asyncio.run(serve())
+        deadline, found = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not found:
+            found = [a for a in (orjson.loads(r.value) for r in read_all(settings, "alerts"))
+                     if a["kind"] == "data_drift"]
+            time.sleep(0.5)
+        assert found and found[0]["feature"] == "x1", worker.log()
+        records = [orjson.loads(r.value) for r in read_all(settings, "metrics")]
+        assert any(r.get("reference") == "profile" for r in records if r.get("version") == 1)
+    finally:
+        client.close()
