@@ -335,3 +335,48 @@ def test_shadow_scoring_reads_an_onnx_challengers_string_features_from_the_pairs
 
     verdict = Shadow(Source(), pairs=200).observe(pairs)[0]
     assert verdict.action == "promote" and "shadow_log_loss" in verdict.metrics
+
+
+def forest_onnx(X, y, feature_names):
+    """A user's training function that returns an ONNX model: a gradient-boosted tree
+    ensemble from scikit-learn, converted with skl2onnx."""
+    fitted = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0).fit(X, y)
+    onx = to_onnx(fitted, X[:1].astype(np.float32))
+    return OnnxModel(onx.SerializeToString(), task="regression",
+                     feature_names=list(feature_names))
+
+
+@pytest.mark.integration
+def test_a_training_function_may_return_an_onnx_model_and_every_kind_is_checksummed(
+        settings):
+    """Issue 34: the trainer registers and promotes what a training function returns as
+    an ONNX graph, with its reference; a tampered artifact of any kind is refused."""
+    import asyncio
+
+    from kafka_io import create_topics
+    from test_trainer import pairs_of, put_pairs, request, trainer_for
+
+    from driftline.simulate import World, bootstrap
+
+    create_topics(settings)
+    registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
+    try:
+        world = World("feature-shift", drift_at=0, seed=3)  # x1^2: trees beat the line
+        bootstrap(registry, "houses", world)
+        put_pairs(settings, pairs_of(world, 0, 2000, champion=registry.load("houses")))
+        trainer = trainer_for(settings.replace(trainer="test_onnx:forest_onnx"), registry)
+        outcome = asyncio.run(trainer.handle(request(since=0.0)))
+        assert (outcome.version, outcome.promoted) == (2, True), outcome.reason
+        v2 = registry.load("houses")
+        assert v2.kind == "onnx" and v2.meta["explanation"] is None
+        assert v2.meta["reference"]["rows"] == 1600  # its training rows
+        assert v2.meta["holdout"]["challenger_mse"] < 0.8 * v2.meta["holdout"]["champion_mse"]
+        for version in (1, 2):  # linear, onnx: the checksum is checked on every load
+            key = f"{registry.prefix}houses:v:{version}"
+            data = bytearray(registry.redis.hget(key, "artifact"))
+            data[len(data) // 2] ^= 0xFF
+            registry.redis.hset(key, "artifact", bytes(data))
+            with pytest.raises(ArtifactError, match="checksum"):
+                registry.load("houses", version=version)
+    finally:
+        registry.close()

@@ -409,6 +409,7 @@ def test_a_training_pipeline_outside_driftline_gets_the_window_and_registers(set
     v2 = registry.load("houses")
     assert v2.meta["metrics"]["mse"] < 1.5 and "external retrain for r-1" in \
         registry.history("houses")[-1]["reason"]
+    assert v2.meta["reference"] == {"rows": 1500, "labelled": 1500, "source": "reference.jsonl"}
     # y = 3 x0 + 1 after the drift: the external fit learnt it
     assert v2.predict([1.0, 0.0, 0.0]) - v2.predict([0.0, 0.0, 0.0]) == pytest.approx(3.0,
                                                                                       abs=0.15)

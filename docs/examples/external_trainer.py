@@ -1,6 +1,7 @@
 """A training pipeline outside driftline: it waits for the next retrain request of a model,
 exports the drifted window with `driftline pairs export`, fits least squares with numpy, and
-registers the result with `driftline models register --promote`.
+registers the result with its reference (the rows it trained on) with `driftline models
+register --reference --promote`.
 
     DRIFTLINE_KAFKA_URL=... DRIFTLINE_REDIS_URL=... python external_trainer.py houses
 
@@ -61,8 +62,12 @@ def main(model: str) -> None:
         mse = float(np.mean((fitted.predict(X) - y) ** 2))
         artifact = Path(tmp) / "model.npz"
         artifact.write_bytes(fitted.to_bytes())
+        reference = Path(tmp) / "reference.jsonl"  # the training rows: drift is measured
+        reference.write_text("".join(                # against them (predictions: the model's)
+            json.dumps({"features": p["features"], "label": p["label"]}) + "\n"
+            for p in pairs))
         subprocess.run(["driftline", "models", "register", model, str(artifact), "--promote",
-                        "--metrics", json.dumps({"mse": mse}),
+                        "--metrics", json.dumps({"mse": mse}), "--reference", str(reference),
                         "--reason", f"external retrain for {request['request_id']}"],
                        check=True)
 
