@@ -7,13 +7,16 @@ For each request on ``retrain``:
    crash interrupted is completed.
 2. Otherwise the model's most recent scored pairs after the drift point are read
    back from Kafka (:mod:`driftline.agents.retrain.training_data`), the rows prepared
-   (non-finite or incomplete rows dropped, the champion's feature order kept), the
-   oldest ``1 - DRIFTLINE_HOLDOUT_FRACTION`` given to the training function
-   (``DRIFTLINE_TRAINER``, numpy ridge regression by default), and the challenger
-   and the current champion scored on the same most recent rows.
+   (:mod:`driftline.agents.retrain.prepare`: the champion's features first, categories
+   and missing values encoded), the oldest ``1 - DRIFTLINE_HOLDOUT_FRACTION`` given to
+   the training function (``DRIFTLINE_TRAINER``; by default ridge, logistic or softmax
+   regression by the model's task) with the task, and the challenger and the current
+   champion scored on the same most recent rows (MSE; a classifier by
+   ``DRIFTLINE_PROMOTION_METRIC``).
 3. The challenger is registered - ``active`` if it beats the champion by
    ``DRIFTLINE_PROMOTION_MARGIN``, else ``rejected`` with the reason - with its
-   lineage in the metadata, atomically together with its ``request_id`` (so a
+   lineage in the metadata and its training rows as its reference profile,
+   atomically together with its ``request_id`` (so a
    request can never register twice), then promoted if it won. The registry
    publishes the model events.
 
