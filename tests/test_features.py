@@ -15,7 +15,7 @@ from kafka_io import create_topics, produce, read_all
 
 from driftline.agents.monitor.columns import Columns
 from driftline.agents.monitor.config import MonitorConfig
-from driftline.agents.retrain.trainer import _feature_names
+from driftline.agents.retrain.prepare import prepare
 from driftline.eventfile import read_events
 from driftline.models.training import rows_to_arrays
 from driftline.models.wire import Prediction, array
@@ -72,13 +72,19 @@ def test_the_monitor_keeps_categories_out_of_its_numeric_columns():
     assert rows[1, 1] == 3.0 and rows[2, 1] == 1.0
 
 
-def test_the_trainer_leaves_categorical_features_out_and_says_which():
+def test_the_trainer_encodes_categorical_features_and_nulls_instead_of_dropping_them():
+    """Issue 34: categories one-hot (with _other), a null imputed with an indicator; no
+    row dropped. (Before, the categorical features were left out and the null row
+    dropped: rows_to_arrays, still what a numbers-only window gets.)"""
     pairs = [{"features": {"a": 1.0, "country": "DE", "vip": False, "b": None}, "label": 1.0},
              {"features": {"a": 2.0, "country": "FR", "vip": True, "b": 4.0}, "label": 2.0}]
-    names, left_out = _feature_names(pairs, None)
-    assert names == ["a", "b"] and left_out == ["country", "vip"]
-    X, y, dropped = rows_to_arrays(pairs, names)
-    assert X.tolist() == [[2.0, 4.0]] and dropped == 1  # the null row is incomplete
+    data = prepare(pairs, None, "regression", holdout_fraction=0.5)
+    assert data.names == ["a", "b", "country", "vip"] and data.dropped == 0
+    assert data.columns == ["a", "b", "b=_missing", "country=DE", "country=_other",
+                            "vip=<false>", "vip=_other"]
+    assert data.X[0].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]  # b: no number to fill with
+    X, y, dropped = rows_to_arrays(pairs, ["a", "b"])
+    assert X.tolist() == [[2.0, 4.0]] and dropped == 1  # numbers only: the null row goes
 
 
 @pytest.mark.integration
