@@ -1,7 +1,7 @@
 """Detection delay and false alarms on River's drift generators, beside River's detectors.
 
     .venv/bin/python bench/detection.py [--seeds 5] [--pairs 25000] [--stationary-pairs 200000]
-                                        [--train 2000] [--families NAME,...] [--json] [--quick]
+                                        [--train 2000] [--families NAME,...] [--json PATH] [--quick]
 
 Measures the detector as it ships; changes nothing. For each stream family
 (``bench/detection_streams.py``: FriedmanDrift gra/lea/gsg, Hyperplane, SEA, Agrawal,
@@ -195,7 +195,8 @@ def main() -> None:
     ap.add_argument("--stationary-pairs", type=int, default=200_000)
     ap.add_argument("--train", type=int, default=2_000, help="rows the model is fitted on")
     ap.add_argument("--families", default="", help="comma-separated names (default: all)")
-    ap.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    ap.add_argument("--json", metavar="PATH",
+                    help="also write the summaries and every run's detections there")
     ap.add_argument("--quick", action="store_true",
                     help="2 seeds, 6,000 pairs a stream (smoke run)")
     args = ap.parse_args()
@@ -210,17 +211,16 @@ def main() -> None:
         n = args.pairs if family in DRIFTING else args.stationary_pairs
         runs[family.name] = [run_stream(family, seed, args.train, n)
                              for seed in range(1, args.seeds + 1)]
-        if not args.json:
-            print(f"# {family.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr,
-                  flush=True)
+        print(f"# {family.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr,
+              flush=True)
     summaries = {name: summarise(r) for name, r in runs.items()}
     drifting = {f.name: summaries[f.name] for f in DRIFTING if f.name in summaries}
     stationary = {f.name: summaries[f.name] for f in STATIONARY if f.name in summaries}
     seconds = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"args": vars(args), "seconds": seconds, "summaries": summaries,
-                          "runs": runs}, indent=1))
-        return
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"args": vars(args), "seconds": seconds, "summaries": summaries,
+                       "runs": runs}, f, indent=1)
     print(f"Detection delay (pairs after the change began; median / p90 (detected/seeds)), "
           f"{args.seeds} seeds, {args.pairs:,} pairs a stream, change after 40%")
     print("\n".join(delay_table(drifting)))
