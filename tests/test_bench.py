@@ -118,3 +118,38 @@ def test_the_model_kinds_benchmark_runs_every_kind():
     if importlib.util.find_spec("skl2onnx") and importlib.util.find_spec("onnxruntime"):
         expected += [["onnx", task] for task in tasks]
     assert kinds == expected, result.stdout
+
+
+def test_the_detection_benchmark_runs_every_family_and_detector():
+    """bench/detection.py --quick: each of its three tables (delays, false alarms before the
+    change, false alarms on stationary streams) has a column per detector and a row per
+    family, filled for the detectors of the family's task (the numbers are
+    docs/benchmarks.md's, not checked here)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from detection import DETECTORS, detectors_for
+        from detection_streams import DRIFTING, STATIONARY
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "detection.py"), "--quick"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tables: list[list[list[str]]] = []
+    for line in result.stdout.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == "family" or "pairs" in cells[1:2]:
+            tables.append([cells])
+        elif not cells[0].startswith("---"):
+            tables[-1].append(cells)
+    assert len(tables) == 3, result.stdout
+    for table, families in zip(tables, (DRIFTING, DRIFTING, STATIONARY)):
+        head, rows = table[0], {row[0]: row for row in table[1:]}
+        assert [name for name in head if name in DETECTORS] == list(DETECTORS), head
+        assert list(rows) == [f.name for f in families], list(rows)
+        for family in families:
+            row = dict(zip(head, rows[family.name]))
+            filled = [name for name in DETECTORS if row[name] != "-"]
+            assert filled == detectors_for(family.task), (family.name, row)
+    assert set(detectors_for("regression")) < set(detectors_for("binary")) == set(DETECTORS)
