@@ -287,7 +287,9 @@ def run_loop(install: Install, tmp_path: Path, urls: dict[str, str], hook: Recei
              "DRIFTLINE_TOPIC_PREFIX": f"i{tag}.", "DRIFTLINE_GROUP_ID": f"i{tag}",
              "DRIFTLINE_REGISTRY_PREFIX": f"i{tag}:", "DRIFTLINE_METRICS_INTERVAL": "0.5",
              "DRIFTLINE_WEB_HOST": "127.0.0.1"}
-    wiring = {"worker": {"DRIFTLINE_WEB_PORT": str(web_port), "DRIFTLINE_API_TOKEN": token},
+    # (the compose file allows the hosts its own port 6066 is reached by: here, ours)
+    wiring = {"worker": {"DRIFTLINE_WEB_PORT": str(web_port), "DRIFTLINE_API_TOKEN": token,
+                         "DRIFTLINE_WEB_ALLOWED_HOSTS": f"127.0.0.1:{web_port}"},
               "delivery": {"DRIFTLINE_ALERTMANAGER_URL": am_url,
                            "DRIFTLINE_ALERT_WEBHOOKS": hook.url + "/hook",
                            "DRIFTLINE_WEBHOOK_SECRET": "installed-secret",
