@@ -1,5 +1,5 @@
 """Rolling error metrics over the last ``window`` scored pairs, vectorised with numpy;
-a version's baseline MSE; the label-delay histogram.
+a version's baseline MSE; the event-time span of its pairs; the label-delay histogram.
 
 The numbers are River's: ``rolling_mse`` after each pair equals
 ``river.utils.Rolling(river.metrics.MSE(), window)`` (a test checks it to 1e-9),
@@ -129,6 +129,33 @@ class Baseline:
         else:
             self.applies_from = len(squared)
         return self
+
+
+class EventSpan:
+    """The label times of the scored pairs a version's metrics cover: the first and the
+    newest (a metrics record's place on the event-time axis, issue 36).
+
+    >>> span = EventSpan().add(np.array([5.0, np.nan, 3.0])).add(np.array([4.0]))
+    >>> span.report()
+    {'label_ts_first': 3.0, 'label_ts_max': 5.0}
+    """
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.newest: float | None = None
+
+    def add(self, label_ts: np.ndarray) -> EventSpan:
+        known = label_ts[np.isfinite(label_ts)]
+        if len(known):
+            if self.first is None:
+                self.first = float(known.min())
+            newest = float(known.max())
+            if self.newest is None or newest > self.newest:
+                self.newest = newest
+        return self
+
+    def report(self) -> dict[str, float | None]:
+        return {"label_ts_first": self.first, "label_ts_max": self.newest}
 
 
 # Label delay buckets, seconds: a second to a week.

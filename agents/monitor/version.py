@@ -23,7 +23,7 @@ from driftline.agents.monitor.classes import task_metrics
 from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
-from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
+from driftline.agents.monitor.metrics import Baseline, EventSpan, LabelDelays, RollingErrors
 from driftline.agents.monitor.refusals import Refusals
 from driftline.agents.monitor.rules import (
     CategoricalDriftRule,
@@ -103,6 +103,7 @@ class VersionMonitor:
         # version number the registry does not have of a model it knows.
         self.registered: bool | None = None
         self.n_expired = 0
+        self.span = EventSpan()  # label times of its scored pairs: the dashboard's axis
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.refusals = Refusals()  # pairs that do not fit the task (version-wide)
         self.p_true = Ring(config.window)  # multiclass: P(true class) of the window's pairs
@@ -246,6 +247,7 @@ class VersionMonitor:
         if batch.p_true is not None:
             self.p_true.push(batch.p_true)
         self._served(batch)
+        self.span.add(batch.label_ts)
         rows = batch.rows
         assert self.recent is not None
         # The estimator's fit is not a rule's update: it happens once, when the version's
@@ -377,7 +379,8 @@ class VersionMonitor:
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": calibration.of_version(self),
-                  "reference": self.reference_source,
+                  "reference": self.reference_source, **self.span.report(),
+                  "threshold_factor": self.config.threshold.factor,
                   "feature_types": self.feature_types(), "features": self.features(),
                   "prediction_drift": self.prediction_drift.last.get("prediction"),
                   **({"refused_pairs": dict(self.refusals.counts)}
