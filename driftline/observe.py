@@ -15,14 +15,15 @@ malformed record on a topic anybody can write must not take the dashboard down.
 
 >>> obs = Observatory()
 >>> obs.apply("metrics", {"model": "m", "version": 1, "rolling_mse": 1.5, "baseline_mse": 1.0,
-...                       "n_scored": 10, "n_predictions": 12, "n_expired": 0}, ts=100.0)
+...                       "n_scored": 10, "n_predictions": 12, "n_expired": 0,
+...                       "label_ts_max": 98.5}, ts=100.0)
 >>> obs.apply("alerts", {"alert_id": "m.v1.metric_threshold.1.firing", "model": "m",
 ...                      "version": 1, "kind": "metric_threshold", "status": "firing",
 ...                      "ts": 99.0}, ts=100.0)
 >>> [a["alert_id"] for a in obs.open_alerts("m")]
 ['m.v1.metric_threshold.1.firing']
 >>> obs.series[("m", 1)][-1]
-(100.0, 1.5, 1.0, 10)
+(100.0, 1.5, 1.0, 10, 98.5)
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ class Observatory:
         self.max_points = max_points
         self.max_alerts = max_alerts
         self.reports: dict[str, dict[int | None, dict[str, Any]]] = {}
+        # (model, version) -> (published, rolling_mse, baseline_mse, n_scored, event time)
         self.series: dict[tuple[str, int | None], deque[tuple[float, float | None,
-                                                               float | None, int]]] = {}
+                                                               float | None, int,
+                                                               float | None]]] = {}
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
         self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
         self.events: dict[str, deque[dict[str, Any]]] = {}
@@ -178,8 +181,11 @@ class Observatory:
             version = value.get("version")
             self.reports.setdefault(model, {})[version] = {**value, "updated": ts}
             points = self.series.setdefault((model, version), deque(maxlen=self.max_points))
+            # Published at ts (the wall clock); its place on the event-time axis is the
+            # newest label time of the pairs it covers (None in an older record).
+            event_ts = value.get("label_ts_max")
             point = (ts, value.get("rolling_mse"), value.get("baseline_mse"),
-                     value.get("n_scored", 0))
+                     value.get("n_scored", 0), event_ts if _number_or_null(event_ts) else None)
             if not points or points[-1][1:] != point[1:]:  # an idle version adds nothing
                 points.append(point)
         elif kind == "alerts":
@@ -206,13 +212,31 @@ class Observatory:
                       key=lambda a: a["ts"])
 
     def recent_alerts(self, model: str | None = None, status: str | None = None,
-                      limit: int = 100) -> list[dict[str, Any]]:
+                      limit: int = 100, since: float = -math.inf,
+                      until: float = math.inf) -> list[dict[str, Any]]:
+        """The newest ``limit`` alerts of ``model`` (all: None) with ``status``, whose
+        event time ``ts`` is in [since, until]."""
         models = [model] if model else list(self.alerts)
         found = [a for m in models for a in self.alerts.get(m, ())
-                 if status is None or a.get("status") == status
-                 or (status == "open" and episode(a["alert_id"]) in self.firing.get(m, {})
-                     and a.get("status") == "firing")]
+                 if since <= a["ts"] <= until and (
+                     status is None or a.get("status") == status
+                     or (status == "open" and episode(a["alert_id"]) in self.firing.get(m, {})
+                         and a.get("status") == "firing"))]
         return sorted(found, key=lambda a: a["ts"])[-limit:] if limit else []
+
+    def series_of(self, model: str, since: float = -math.inf,
+                  until: float = math.inf) -> dict[str, list[tuple[Any, ...]]]:
+        """Each version's points whose event time (else, in an older record, publication
+        time) is in [since, until]."""
+        return {str(v): [p for p in points if since <= (p[4] if p[4] is not None else p[0])
+                         <= until]
+                for (m, v), points in self.series.items() if m == model}
+
+    def newest_event_ts(self, model: str) -> float | None:
+        """The newest label time any version of ``model`` has reported."""
+        seen = [r["label_ts_max"] for r in self.reports.get(model, {}).values()
+                if _number_or_null(r.get("label_ts_max")) and r["label_ts_max"] is not None]
+        return max(seen) if seen else None
 
     def recent_deliveries(self, alert_id: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
