@@ -38,6 +38,26 @@ def browser(url: str, out_dir, name: str) -> str:
     return dom
 
 
+def chart_tag(dom: str) -> str:
+    """The chart's opening ``<svg>`` tag (its attributes: range, points, event-time axis)."""
+    found = re.search(r'<svg class="chart"[^>]*>', dom)
+    assert found, dom[-3000:]
+    return found.group(0)
+
+
+def attr(tag: str, name: str) -> str:
+    found = re.search(rf'\b{name}="([^"]*)"', tag)
+    assert found, (name, tag)
+    return found.group(1)
+
+
+def polyline_xs(dom: str, version: str) -> list[float]:
+    """The x positions of a version's rolling-metric line."""
+    found = re.search(rf'<polyline class="mse" data-version="{version}"[^>]*points="([^"]*)"', dom)
+    assert found, dom[-3000:]
+    return [float(p.split(",")[0]) for p in found.group(1).split()]
+
+
 def get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -82,8 +102,12 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
                 service.publisher = pub
                 await service.run(n, until=until)
 
+        # Event time runs a second a row: hours of it published in seconds (issue 36: the
+        # chart is drawn over event time, not over when the metrics were published).
+        start = time.time() - 30_000
         service = ProductionService(None, lambda: client.model, world, model=model,
-                                    label_delay=100, rate=1_000)
+                                    label_delay=100, rate=1_000,
+                                    clock=lambda: start + service.stats.predictions)
         asyncio.run(serve(3_000))
         time.sleep(2)
         before = browser(f"{base}/", tmp_path, "before-drift")
@@ -92,10 +116,34 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert points and points[0] > 0, before[-3000:]
         assert 'class="alert-marker"' not in before
 
+        published = time.monotonic()
         asyncio.run(serve(20_000, until=lambda: service.stats.by_version.get(2, 0) >= 1_500))
         assert service.stats.by_version.get(2, 0) >= 1_500, worker.log()
+        published = time.monotonic() - published
         time.sleep(2)
         after = browser(f"{base}/", tmp_path, "after-drift")
+        # Over event time: the chart spans the stream's label times (hours), not the
+        # seconds it took to publish them, and its points stand apart along it.
+        svg = chart_tag(after)
+        t0, t1 = float(attr(svg, "data-t0")), float(attr(svg, "data-t1"))
+        end = start + service.stats.predictions
+        assert start <= t0 < start + 3_100 and end - 200 <= t1 <= end, (t0, t1, start, end)
+        assert t1 - t0 > 20 * published, (t1 - t0, published)
+        xs = polyline_xs(after, "1")
+        assert len(xs) >= 5 and len(set(xs)) == len(xs) and xs == sorted(xs), xs
+        assert re.search(r'class="limit" data-version="1"', after), svg
+        # The last hour (#range=1h: a headless browser selects it by the address): the
+        # same axis cut to the hour before the newest event time, with fewer points.
+        hour = browser(f"{base}/#range=1h", tmp_path, "range-1h")
+        assert re.search(r'<nav class="ranges" id="ranges" data-range="1h">', hour), hour[:3000]
+        assert re.search(r'<a href="#range=1h" data-range="1h" class="selected">', hour)
+        svg_hour = chart_tag(hour)
+        assert attr(svg_hour, "data-range") == "1h"
+        h0, h1 = float(attr(svg_hour, "data-t0")), float(attr(svg_hour, "data-t1"))
+        assert h1 - h0 == pytest.approx(3_600) and h1 == pytest.approx(t1, abs=60), (h0, h1)
+        assert 0 < int(attr(svg_hour, "data-points")) < int(attr(svg, "data-points"))
+        assert all(h0 <= float(ts) <= h1 for ts in re.findall(r'class="alert-marker"[^>]*'
+                                                              r'data-ts="([\d.]+)"', hour))
         assert 'class="alert-marker"' in after and 'data-kind="concept_drift"' in after
         assert re.search(r'class="promotion"[^>]*data-version="2"|data-version="2"[^>]*'
                          r'class="promotion"', after), after[-3000:]
