@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -11,8 +12,9 @@ import sys
 import time
 import urllib.request
 
+import orjson
 import pytest
-from kafka_io import create_topics
+from kafka_io import create_topics, produce
 
 from driftline import ModelClient, ModelRegistry, Publisher
 from driftline.ports import free_port
@@ -120,6 +122,14 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         asyncio.run(serve(20_000, until=lambda: service.stats.by_version.get(2, 0) >= 1_500))
         assert service.stats.by_version.get(2, 0) >= 1_500, worker.log()
         published = time.monotonic() - published
+        # The concept-drift alert delivered (as `driftline delivery` records it; this worker
+        # has no receiver): its episode's bar says so, the others that nothing was.
+        alerts = json.loads(get(f"{base}/api/alerts?model={model}")[1])["alerts"]
+        drift = next(a for a in alerts if a["kind"] == "concept_drift"
+                     and a["status"] == "firing")
+        produce(settings, [("alert_deliveries", drift["alert_id"].encode(), orjson.dumps(
+            {"alert_id": drift["alert_id"], "target": "webhook-1", "outcome": "delivered",
+             "attempts": 1, "status_code": 200, "error": None, "ts": time.time()}))])
         time.sleep(2)
         after = browser(f"{base}/", tmp_path, "after-drift")
         # Over event time: the chart spans the stream's label times (hours), not the
@@ -130,8 +140,25 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert start <= t0 < start + 3_100 and end - 200 <= t1 <= end, (t0, t1, start, end)
         assert t1 - t0 > 20 * published, (t1 - t0, published)
         xs = polyline_xs(after, "1")
-        assert len(xs) >= 5 and len(set(xs)) == len(xs) and xs == sorted(xs), xs
+        # (two records can share an event time: the test's labels come 100 to a time)
+        assert len(set(xs)) >= 5 and xs == sorted(xs), xs
         assert re.search(r'class="limit" data-version="1"', after), svg
+        # The alert timeline: a bar per episode, how it ended, its delivery outcome.
+        episodes: dict[str, str] = {}
+        for a in alerts:
+            key = a["alert_id"].rsplit(".", 1)[0]
+            if a["status"] == "resolved":
+                episodes[key] = a.get("reason") or "cleared"
+            else:
+                episodes.setdefault(key, "open")
+        bars = {m[0]: (m[1], m[2]) for m in re.findall(
+            r'<rect class="episode" data-episode="([^"]+)" data-kind="[^"]+" '
+            r'data-reason="([^"]+)" data-outcome="([^"]+)"', after)}
+        assert {k: r for k, (r, _) in bars.items()} == episodes, (bars, episodes)
+        drift_episode = drift["alert_id"].rsplit(".", 1)[0]
+        assert bars[drift_episode][1] == "delivered"
+        assert all(o == "none" for k, (_, o) in bars.items() if k != drift_episode), bars
+        assert "explained by x" in after or not any(a.get("attribution") for a in alerts)
         # The last hour (#range=1h: a headless browser selects it by the address): the
         # same axis cut to the hour before the newest event time, with fewer points.
         hour = browser(f"{base}/#range=1h", tmp_path, "range-1h")
