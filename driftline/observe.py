@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, deque
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiokafka import TopicPartition
 
@@ -55,6 +55,37 @@ MAX_VERSION = 2**63 - 1
 def _number_or_null(x: Any) -> bool:
     return x is None or (isinstance(x, int | float) and not isinstance(x, bool)
                          and math.isfinite(x))
+
+
+def _finite(x: Any) -> TypeGuard[float]:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+FEATURE_CELLS = 100  # features kept per record in the drift history, the most drifted
+
+
+def feature_cells(features: Any) -> dict[str, tuple[float | None, float | None]]:
+    """feature -> (drift statistic / its limit, missing share) of a report's ``features``
+    (either None where the record has none; at most :data:`FEATURE_CELLS`, the highest
+    ratios first: the record comes from a topic anybody can write).
+
+    >>> feature_cells({"x0": {"value": 0.3, "limit": 0.25, "missing_share": 0.0},
+    ...                "x1": {"type": "numeric"}, "x2": "junk"})
+    {'x0': (1.2, 0.0), 'x1': (None, None)}
+    """
+    if not isinstance(features, dict):
+        return {}
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for name, f in features.items():
+        if not isinstance(name, str) or not isinstance(f, dict):
+            continue
+        value, limit, missing = f.get("value"), f.get("limit"), f.get("missing_share")
+        out[name] = (value / limit if _finite(value) and _finite(limit) and limit > 0
+                     else None, missing if _finite(missing) else None)
+    if len(out) > FEATURE_CELLS:
+        kept = sorted(out, key=lambda n: -(out[n][0] or 0.0))[:FEATURE_CELLS]
+        out = {n: out[n] for n in kept}
+    return out
 
 
 def _count(x: Any) -> bool:
@@ -124,6 +155,8 @@ class Observatory:
         self.series: dict[tuple[str, int | None], deque[tuple[float, float | None,
                                                                float | None, int,
                                                                float | None]]] = {}
+        # (model, version) -> (event time, feature_cells()) of its records, when they moved
+        self.drift: dict[tuple[str, int | None], deque[tuple[float, dict[str, Any]]]] = {}
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
         self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
         self.events: dict[str, deque[dict[str, Any]]] = {}
@@ -188,6 +221,13 @@ class Observatory:
                      value.get("n_scored", 0), event_ts if _number_or_null(event_ts) else None)
             if not points or points[-1][1:] != point[1:]:  # an idle version adds nothing
                 points.append(point)
+            cells = feature_cells(value.get("features"))
+            if cells:
+                history = self.drift.setdefault((model, version),
+                                                deque(maxlen=self.max_points))
+                entry = (point[4] if point[4] is not None else ts, cells)
+                if not history or history[-1] != entry:
+                    history.append(entry)
         elif kind == "alerts":
             # The series is in publication time (the metrics records'), the alert's ts in
             # event time; the dashboard places it by when it was published.
@@ -231,6 +271,43 @@ class Observatory:
         return {str(v): [p for p in points if since <= (p[4] if p[4] is not None else p[0])
                          <= until]
                 for (m, v), points in self.series.items() if m == model}
+
+    def feature_drift(self, model: str, since: float = -math.inf, until: float = math.inf,
+                      bins: int = 48) -> dict[str, Any]:
+        """Each feature's drift statistic over its limit in ``bins`` equal spans of event
+        time from ``since`` (else the first record's) to ``until`` (else the newest's):
+        the highest of the records of any version in a span (None: no record), and the
+        feature's latest missing share. Features the most drifted first.
+
+        >>> obs = Observatory()
+        >>> for t, v in ((10.0, 0.1), (20.0, 0.4), (30.0, 0.2)):
+        ...     obs.apply("metrics", {"model": "m", "version": 1, "label_ts_max": t,
+        ...         "features": {"x0": {"value": v, "limit": 0.2, "missing_share": 0.0}}}, t)
+        >>> obs.feature_drift("m", bins=2)["ratio"]
+        {'x0': [0.5, 2.0]}
+        """
+        records = sorted((entry for (m, _), history in self.drift.items() if m == model
+                          for entry in history if since <= entry[0] <= until),
+                         key=lambda entry: entry[0])
+        if not records:
+            return {"features": [], "from": None, "to": None, "ratio": {}, "missing": {}}
+        lo = since if math.isfinite(since) else records[0][0]
+        hi = until if math.isfinite(until) else records[-1][0]
+        width = (hi - lo) / bins
+        ratio: dict[str, list[float | None]] = {}
+        missing: dict[str, float | None] = {}
+        for at, cells in records:
+            b = min(bins - 1, int((at - lo) / width)) if width > 0 else bins - 1
+            for name, (r, miss) in cells.items():
+                row = ratio.setdefault(name, [None] * bins)
+                if r is not None and (row[b] is None or r > row[b]):
+                    row[b] = round(r, 4)
+                if miss is not None or name not in missing:
+                    missing[name] = miss
+        top = {n: max((r for r in row if r is not None), default=-1.0)
+               for n, row in ratio.items()}
+        return {"features": sorted(ratio, key=lambda n: (-top[n], n)), "from": lo, "to": hi,
+                "ratio": ratio, "missing": missing}
 
     def newest_event_ts(self, model: str) -> float | None:
         """The newest label time any version of ``model`` has reported."""

@@ -8,7 +8,8 @@
                            alerts, label-join rate, the MSE series, model events, shadow
                            scores of a challenger and canaries of new champions;
                            ``?since=&until=``: the series points and alerts of that
-                           event-time range (epoch seconds, either end optional)
+                           event-time range (epoch seconds, either end optional),
+                           and each feature's drift over its limit in 48 spans of it
 ``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=&since=&until=``
 ``GET /api/deliveries``    delivery outcomes (``alert-deliveries``), ``?alert_id=&limit=``
 ``GET /api/silences``      the silences in force
@@ -195,6 +196,7 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 "events": list(obs.events.get(model, ())),
                 "shadow": list(obs.shadow.get(model, {}).values()),
                 "series": obs.series_of(model, *window),
+                "feature_drift": obs.feature_drift(model, *window),
                 "newest_event_ts": obs.newest_event_ts(model),
                 "registry_error": problem})
 
