@@ -113,11 +113,27 @@ def metrics_record_ok(value: Any) -> bool:
         return False
     if not all(_count(value[k]) for k in ("n_scored", "n_predictions") if k in value):
         return False
+    if not trail_ok(value.get("trail")):
+        return False
     shadow, segments = value.get("shadow"), value.get("segments")
     return ((shadow is None or (isinstance(shadow, list)
                                 and all(isinstance(w, dict) for w in shadow)))
             and (segments is None or (isinstance(segments, dict)
                                       and all(isinstance(s, dict) for s in segments.values()))))
+
+
+MAX_TRAIL = 256  # samples a metrics record may carry (the monitor sends at most 64)
+
+
+def trail_ok(trail: Any) -> bool:
+    """A metrics record's ``trail`` (absent, or ``[[n_scored, label_ts, rolling], ...]``).
+
+    >>> trail_ok([[250, 1.5e9, 0.9]]), trail_ok(None), trail_ok([[250, "x", 0.9]])
+    (True, True, False)
+    """
+    return trail is None or (isinstance(trail, list) and len(trail) <= MAX_TRAIL and all(
+        isinstance(s, list) and len(s) == 3 and _count(s[0]) and _finite(s[1])
+        and _number_or_null(s[2]) for s in trail))
 
 
 def admit(kind: str, raw: bytes | None) -> tuple[list[dict[str, Any]], int]:
@@ -212,8 +228,15 @@ class Observatory:
                                                        watch.get("version"))] = {
                         **watch, "updated": ts}
             version = value.get("version")
-            self.reports.setdefault(model, {})[version] = {**value, "updated": ts}
+            trail = value.get("trail") or ()
+            self.reports.setdefault(model, {})[version] = {
+                **{k: v for k, v in value.items() if k != "trail"}, "updated": ts}
             points = self.series.setdefault((model, version), deque(maxlen=self.max_points))
+            # The rolling metric every so many pairs since the version's previous record
+            # (a burst scored within one metrics interval is more than one point)
+            for n, at, rolling in trail:
+                if not points or n > points[-1][3]:
+                    points.append((ts, rolling, value.get("baseline_mse"), n, at))
             # Published at ts (the wall clock); its place on the event-time axis is the
             # newest label time of the pairs it covers (None in an older record).
             event_ts = value.get("label_ts_max")

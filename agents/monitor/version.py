@@ -103,7 +103,7 @@ class VersionMonitor:
         # version number the registry does not have of a model it knows.
         self.registered: bool | None = None
         self.n_expired = 0
-        self.span = EventSpan()  # label times of its scored pairs: the dashboard's axis
+        self.span = EventSpan()  # label times of its pairs, its trail: the dashboard's
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.refusals = Refusals()  # pairs that do not fit the task (version-wide)
         self.p_true = Ring(config.window)  # multiclass: P(true class) of the window's pairs
@@ -247,7 +247,6 @@ class VersionMonitor:
         if batch.p_true is not None:
             self.p_true.push(batch.p_true)
         self._served(batch)
-        self.span.add(batch.label_ts)
         rows = batch.rows
         assert self.recent is not None
         # The estimator's fit is not a rule's update: it happens once, when the version's
@@ -256,6 +255,7 @@ class VersionMonitor:
         waited = self._fit_estimator(batch)  # raised by predictions that waited for it
         scored = self.rolling.count
         rolling = self.rolling.extend(preds, labels, sq)
+        self.span.add(batch.label_ts, rolling, scored)
         self.baseline.update(sq)
         out = self._feed(Seen(Kind.PAIRS, batch.label_ts, rows, preds, label=labels,
                               squared=sq, rolling=rolling, scored=scored))
