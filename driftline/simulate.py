@@ -210,16 +210,19 @@ class ServiceStats:
     labels: int = 0
     by_version: dict[int | None, int] = field(default_factory=dict)
     seconds: float = 0.0
-    drift_ts: float | None = None  # wall-clock time the first post-drift label was published
+    drift_ts: float | None = None  # when (its clock) the first post-drift label was published
 
 
 class ProductionService:
     """Predict with ``current()`` (a ``ModelClient``'s model), publish through ``publisher``
-    (a started :class:`~driftline.publisher.Publisher`), label ``label_delay`` rows later."""
+    (a started :class:`~driftline.publisher.Publisher`), label ``label_delay`` rows later.
+    Events are stamped with ``clock()`` (the wall clock; a test's clock can run hours of
+    event time in seconds)."""
 
     def __init__(self, publisher, current: Callable[[], Any], world: World, *,
                  model: str = "houses", label_delay: int = 200, step: int = 100,
-                 rate: float | None = None) -> None:
+                 rate: float | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.publisher = publisher
         self.current = current
         self.world = world
@@ -257,7 +260,7 @@ class ProductionService:
         model = self.current()  # one model for the whole step: never a mix
         columns = [self.world.names.index(name) for name in model.feature_names]
         predictions, probabilities = served(model, X[:, columns])
-        now = time.time()
+        now = self.clock()
         names = self.world.names
         for i, (row, y_hat) in enumerate(zip(X.tolist(), predictions)):
             pid = f"{self.model}-{self.world.seed}-{start + i}"
@@ -272,7 +275,7 @@ class ProductionService:
         await self._label(self.label_delay)
 
     async def _label(self, keep: int) -> None:
-        now = time.time()
+        now = self.clock()
         drift_at = self.world.drift_at
         while len(self._unlabelled) > keep:
             pid, label = self._unlabelled.popleft()

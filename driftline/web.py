@@ -2,12 +2,15 @@
 
 =========================  =============================================================
 ``GET /``                  the dashboard (one HTML page, no build step, polls the API)
-``GET /api/models``        models with their versions and aliases; malformed records
-                           skipped per topic (``bad_records``)
+``GET /api/models``        models with their versions, aliases and newest event time;
+                           malformed records skipped per topic (``bad_records``)
 ``GET /api/models/{m}``    rolling metrics per version, baseline, detector state, open
                            alerts, label-join rate, the MSE series, model events, shadow
-                           scores of a challenger and canaries of new champions
-``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=``
+                           scores of a challenger and canaries of new champions;
+                           ``?since=&until=``: the series points and alerts of that
+                           event-time range (epoch seconds, either end optional),
+                           and each feature's drift over its limit in 48 spans of it
+``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=&since=&until=``
 ``GET /api/deliveries``    delivery outcomes (``alert-deliveries``), ``?alert_id=&limit=``
 ``GET /api/silences``      the silences in force
 ``POST /api/silences``     ``{"model", "kind"?, "feature"?, "duration": "2h" | seconds,
@@ -17,6 +20,12 @@
 ``GET /healthz``           broker and Redis reachable, partitions assigned (200 / 503),
                            ``ok`` or ``unavailable`` each, probed at most every few s
 =========================  =============================================================
+
+Event time is the pairs' label time: a series point
+``[published, rolling_mse, baseline_mse, n_scored, event_ts]`` sits at the newest label
+time of the pairs its metrics record covers (``event_ts``; null in an older record, then
+``published`` stands in), an alert at its ``ts``. ``newest_event_ts`` (per model, in
+both model answers) is what a relative range ("the last hour") is counted back from.
 
 Models, series and alerts come from the :class:`~driftline.observe.Observatory`,
 which reads driftline's topics, so any worker answers for every model. Who may ask,
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -156,7 +166,8 @@ def install(app: faust.App, settings: Settings) -> WebState:
                  "versions": registry.get(name, {}).get("versions", []),
                  "monitored_versions": sorted(
                      v for v in obs.reports.get(name, {}) if v is not None),
-                 "open_alerts": len(obs.open_alerts(name))} for name in names],
+                 "open_alerts": len(obs.open_alerts(name)),
+                 "newest_event_ts": obs.newest_event_ts(name)} for name in names],
                 "registry_error": problem,
                 # malformed records this worker's reader skipped, per topic
                 "bad_records": obs.bad_record_totals()})
@@ -170,6 +181,9 @@ def install(app: faust.App, settings: Settings) -> WebState:
             registry, problem = await state.registry_view(model)
             if model not in registry and model not in obs.models():
                 return self.json({"error": f"unknown model {model!r}"}, status=404)
+            window = _window(request)
+            if window is None:
+                return self.json({"error": WINDOW_ERROR}, status=400)
             entry = registry.get(model, {"aliases": {}, "versions": []})
             reports = obs.reports.get(model, {})
             return self.json({
@@ -177,11 +191,13 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 "aliases": entry["aliases"], "versions": entry["versions"],
                 "metrics": {str(v): _report(r) for v, r in reports.items()},
                 "open_alerts": obs.open_alerts(model),
-                "alerts": obs.recent_alerts(model, limit=50),
+                "alerts": obs.recent_alerts(model, limit=50, since=window[0],
+                                            until=window[1]),
                 "events": list(obs.events.get(model, ())),
                 "shadow": list(obs.shadow.get(model, {}).values()),
-                "series": {str(v): list(points) for (m, v), points in obs.series.items()
-                           if m == model},
+                "series": obs.series_of(model, *window),
+                "feature_drift": obs.feature_drift(model, *window),
+                "newest_event_ts": obs.newest_event_ts(model),
                 "registry_error": problem})
 
     @app.page("/api/alerts")
@@ -197,8 +213,12 @@ def install(app: faust.App, settings: Settings) -> WebState:
             if limit is None:
                 return self.json({"error": "limit must be an integer from 1 to 1000"},
                                  status=400)
+            window = _window(request)
+            if window is None:
+                return self.json({"error": WINDOW_ERROR}, status=400)
             model = request.query.get("model") or None
-            return self.json({"alerts": state.observatory.recent_alerts(model, status, limit)})
+            return self.json({"alerts": state.observatory.recent_alerts(
+                model, status, limit, *window)})
 
     @app.page("/api/deliveries")
     class Deliveries(web.View):
@@ -321,6 +341,25 @@ async def health_checks(app: faust.App, settings: Settings,
     return {"ok": all(checks.values()),
             "checks": {k: "ok" if v else "unavailable" for k, v in checks.items()},
             "assigned_partitions": assigned}
+
+
+WINDOW_ERROR = "since and until must be numbers (event time, epoch seconds)"
+
+
+def _window(request: web.Request) -> tuple[float, float] | None:
+    """``since`` and ``until`` (event time, epoch seconds; each optional), or None unless
+    finite numbers."""
+    bounds = []
+    for name, default in (("since", -math.inf), ("until", math.inf)):
+        raw = request.query.get(name) or None
+        try:
+            value = default if raw is None else float(raw)
+        except ValueError:
+            return None
+        if raw is not None and not math.isfinite(value):
+            return None
+        bounds.append(value)
+    return bounds[0], bounds[1]
 
 
 def _limit(request: web.Request) -> int | None:

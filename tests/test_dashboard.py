@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -11,8 +12,9 @@ import sys
 import time
 import urllib.request
 
+import orjson
 import pytest
-from kafka_io import create_topics
+from kafka_io import create_topics, produce
 
 from driftline import ModelClient, ModelRegistry, Publisher
 from driftline.ports import free_port
@@ -36,6 +38,26 @@ def browser(url: str, out_dir, name: str) -> str:
                          timeout=90, check=True).stdout
     (out_dir / f"{name}.html").write_text(dom)
     return dom
+
+
+def chart_tag(dom: str) -> str:
+    """The chart's opening ``<svg>`` tag (its attributes: range, points, event-time axis)."""
+    found = re.search(r'<svg class="chart"[^>]*>', dom)
+    assert found, dom[-3000:]
+    return found.group(0)
+
+
+def attr(tag: str, name: str) -> str:
+    found = re.search(rf'\b{name}="([^"]*)"', tag)
+    assert found, (name, tag)
+    return found.group(1)
+
+
+def polyline_xs(dom: str, version: str) -> list[float]:
+    """The x positions of a version's rolling-metric line."""
+    found = re.search(rf'<polyline class="mse" data-version="{version}"[^>]*points="([^"]*)"', dom)
+    assert found, dom[-3000:]
+    return [float(p.split(",")[0]) for p in found.group(1).split()]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -82,8 +104,12 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
                 service.publisher = pub
                 await service.run(n, until=until)
 
+        # Event time runs a second a row: hours of it published in seconds (issue 36: the
+        # chart is drawn over event time, not over when the metrics were published).
+        start = time.time() - 30_000
         service = ProductionService(None, lambda: client.model, world, model=model,
-                                    label_delay=100, rate=1_000)
+                                    label_delay=100, rate=1_000,
+                                    clock=lambda: start + service.stats.predictions)
         asyncio.run(serve(3_000))
         time.sleep(2)
         before = browser(f"{base}/", tmp_path, "before-drift")
@@ -92,10 +118,71 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert points and points[0] > 0, before[-3000:]
         assert 'class="alert-marker"' not in before
 
+        published = time.monotonic()
         asyncio.run(serve(20_000, until=lambda: service.stats.by_version.get(2, 0) >= 1_500))
         assert service.stats.by_version.get(2, 0) >= 1_500, worker.log()
+        published = time.monotonic() - published
+        # The concept-drift alert delivered (as `driftline delivery` records it; this worker
+        # has no receiver): its episode's bar says so, the others that nothing was.
+        alerts = json.loads(get(f"{base}/api/alerts?model={model}")[1])["alerts"]
+        drift = next(a for a in alerts if a["kind"] == "concept_drift"
+                     and a["status"] == "firing")
+        produce(settings, [("alert_deliveries", drift["alert_id"].encode(), orjson.dumps(
+            {"alert_id": drift["alert_id"], "target": "webhook-1", "outcome": "delivered",
+             "attempts": 1, "status_code": 200, "error": None, "ts": time.time()}))])
         time.sleep(2)
         after = browser(f"{base}/", tmp_path, "after-drift")
+        # Over event time: the chart spans the stream's label times (hours), not the
+        # seconds it took to publish them, and its points stand apart along it.
+        svg = chart_tag(after)
+        t0, t1 = float(attr(svg, "data-t0")), float(attr(svg, "data-t1"))
+        end = start + service.stats.predictions
+        assert start <= t0 < start + 3_100 and end - 200 <= t1 <= end, (t0, t1, start, end)
+        assert t1 - t0 > 20 * published, (t1 - t0, published)
+        xs = polyline_xs(after, "1")
+        # (two records can share an event time: the test's labels come 100 to a time)
+        assert len(set(xs)) >= 5 and xs == sorted(xs), xs
+        assert re.search(r'class="limit" data-version="1"', after), svg
+        # The alert timeline: a bar per episode, how it ended, its delivery outcome.
+        episodes: dict[str, str] = {}
+        for a in alerts:
+            key = a["alert_id"].rsplit(".", 1)[0]
+            if a["status"] == "resolved":
+                episodes[key] = a.get("reason") or "cleared"
+            else:
+                episodes.setdefault(key, "open")
+        bars = {m[0]: (m[1], m[2]) for m in re.findall(
+            r'<rect class="episode" data-episode="([^"]+)" data-kind="[^"]+" '
+            r'data-reason="([^"]+)" data-outcome="([^"]+)"', after)}
+        assert {k: r for k, (r, _) in bars.items()} == episodes, (bars, episodes)
+        drift_episode = drift["alert_id"].rsplit(".", 1)[0]
+        assert bars[drift_episode][1] == "delivered"
+        assert all(o == "none" for k, (_, o) in bars.items() if k != drift_episode), bars
+        assert "explained by x" in after or not any(a.get("attribution") for a in alerts)
+        # The feature drift heatmap: a row per feature the metrics records checked, cells
+        # over event time, its missing share beside it.
+        detail = json.loads(get(f"{base}/api/models/{model}")[1])
+        checked = {name for report in detail["metrics"].values()
+                   for name, f in report["features"].items() if "value" in f}
+        assert checked and set(detail["feature_drift"]["features"]) == checked, detail[
+            "feature_drift"]
+        rows = dict(re.findall(r'<g class="heat-row" data-feature="([^"]+)">(.*?)</g>', after))
+        assert set(rows) == checked, rows
+        for row in rows.values():
+            assert re.search(r'<rect class="cell" data-ratio="[\d.e-]+"', row), row
+            assert re.search(r'class="missing"[^>]*>missing 0\.0%</text>', row), row
+        # The last hour (#range=1h: a headless browser selects it by the address): the
+        # same axis cut to the hour before the newest event time, with fewer points.
+        hour = browser(f"{base}/#range=1h", tmp_path, "range-1h")
+        assert re.search(r'<nav class="ranges" id="ranges" data-range="1h">', hour), hour[:3000]
+        assert re.search(r'<a href="#range=1h" data-range="1h" class="selected">', hour)
+        svg_hour = chart_tag(hour)
+        assert attr(svg_hour, "data-range") == "1h"
+        h0, h1 = float(attr(svg_hour, "data-t0")), float(attr(svg_hour, "data-t1"))
+        assert h1 - h0 == pytest.approx(3_600) and h1 == pytest.approx(t1, abs=60), (h0, h1)
+        assert 0 < int(attr(svg_hour, "data-points")) < int(attr(svg, "data-points"))
+        assert all(h0 <= float(ts) <= h1 for ts in re.findall(r'class="alert-marker"[^>]*'
+                                                              r'data-ts="([\d.]+)"', hour))
         assert 'class="alert-marker"' in after and 'data-kind="concept_drift"' in after
         assert re.search(r'class="promotion"[^>]*data-version="2"|data-version="2"[^>]*'
                          r'class="promotion"', after), after[-3000:]

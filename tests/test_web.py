@@ -124,9 +124,14 @@ def test_unknown_model_and_bad_queries_are_json_errors(live):
     assert kind.startswith("application/json")
     for query, message in (("status=burning", "status must be one of"),
                            ("limit=0", "limit must be an integer"),
-                           ("limit=many", "limit must be an integer")):
+                           ("limit=many", "limit must be an integer"),
+                           ("since=soon", "since and until must be numbers"),
+                           ("until=nan", "since and until must be numbers"),
+                           ("since=-inf", "since and until must be numbers")):
         status, body, _ = get(f"{base}/api/alerts?{query}", "s3cret")
         assert status == 400 and message in json.loads(body)["error"], query
+    status, body, _ = get(f"{base}/api/models/m?until=later", "s3cret")
+    assert status == 400 and "since and until" in json.loads(body)["error"]
 
 
 def test_alerts_filtered_by_model_status_and_limit(live):
@@ -138,6 +143,44 @@ def test_alerts_filtered_by_model_status_and_limit(live):
     assert json.loads(body)["alerts"] == []
     status, body, _ = get(f"{base}/api/alerts?status=open", "s3cret")
     assert {a["kind"] for a in json.loads(body)["alerts"]} >= {"concept_drift"}
+
+
+def test_series_and_alerts_by_event_time(live):
+    """Issue 36: each metrics point carries the newest label time of the pairs it covers,
+    and ``since``/``until`` cut the series and the alerts by event time."""
+    base, _ = live
+    detail = json.loads(get(f"{base}/api/models/m", "s3cret")[1])
+    report = detail["metrics"]["1"]
+    newest = detail["newest_event_ts"]
+    assert report["label_ts_max"] == newest and report["label_ts_first"] < newest
+    assert report["threshold_factor"] == 1.5
+    series = detail["series"]["1"]  # [published, mse, baseline, n, event_ts]
+    times = [p[4] for p in series]
+    assert None not in times and times == sorted(times) and times[-1] == newest
+    # the monitor's trail: a point every 250 pairs, however few records carried them
+    assert {p[3] for p in series} >= set(range(250, 6_001, 250)), [p[3] for p in series]
+    assert len(set(times)) >= 2
+    [listed] = json.loads(get(f"{base}/api/models", "s3cret")[1])["models"]
+    assert listed["newest_event_ts"] == newest
+
+    middle = times[len(times) // 2]
+    cut = json.loads(get(f"{base}/api/models/m?since={middle}", "s3cret")[1])
+    assert [p[4] for p in cut["series"]["1"]] == [t for t in times if t >= middle]
+    cut = json.loads(get(f"{base}/api/models/m?since={times[0]}&until={middle}",
+                         "s3cret")[1])
+    assert [p[4] for p in cut["series"]["1"]] == [t for t in times if t <= middle]
+
+    alerts = json.loads(get(f"{base}/api/alerts?model=m", "s3cret")[1])["alerts"]
+    stamps = sorted({a["ts"] for a in alerts})
+    assert len(stamps) >= 2, alerts
+    first, last = stamps[0], stamps[-1]
+    for query, expected in ((f"until={first}", [a for a in alerts if a["ts"] <= first]),
+                            (f"since={last}", [a for a in alerts if a["ts"] >= last]),
+                            (f"since={last + 1}", [])):
+        status, body, _ = get(f"{base}/api/alerts?model=m&{query}", "s3cret")
+        assert status == 200 and json.loads(body)["alerts"] == expected, query
+        detail = json.loads(get(f"{base}/api/models/m?{query}", "s3cret")[1])
+        assert detail["alerts"] == expected, query
 
 
 def test_prometheus_metrics(live):

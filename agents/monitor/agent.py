@@ -202,7 +202,9 @@ class MonitorAgent:
                 if not (heartbeat or shadow) and sent.get(key) == counts:
                     continue
                 sent[key] = counts
-                record = {**vm.report(), "input_offset": part.next_offset}
+                # trail: the rolling metric every so many pairs since the last record
+                record = {**vm.report(), "input_offset": part.next_offset,
+                          "trail": vm.span.take()}
                 # A model's challenger in shadow and canaries ride on the record of the
                 # version serving it now: one record per version stays one per version.
                 if shadow:

@@ -1,5 +1,5 @@
 """Rolling error metrics over the last ``window`` scored pairs, vectorised with numpy;
-a version's baseline MSE; the label-delay histogram.
+a version's baseline MSE; the event-time span of its pairs; the label-delay histogram.
 
 The numbers are River's: ``rolling_mse`` after each pair equals
 ``river.utils.Rolling(river.metrics.MSE(), window)`` (a test checks it to 1e-9),
@@ -129,6 +129,63 @@ class Baseline:
         else:
             self.applies_from = len(squared)
         return self
+
+
+class EventSpan:
+    """The label times of the scored pairs a version's metrics cover, the first and the
+    newest (a metrics record's place on the event-time axis, issue 36), and its trail:
+    the rolling metric every ``every`` pairs with the label time of the pair it was taken
+    at, since the trail was last taken (the points a metrics record adds between two
+    records: a burst of 20,000 pairs within one metrics interval was one point). At most
+    ``size`` samples: when full, every other one goes and the step doubles, so any
+    number of pairs fits.
+
+    >>> span = EventSpan(every=2, size=3)
+    >>> span.add(np.array([5.0, np.nan, 3.0]), np.array([1.0, 2.0, 3.0]), scored=0).report()
+    {'label_ts_first': 3.0, 'label_ts_max': 5.0}
+    >>> span.take()
+    [[2, 5.0, 2.0]]
+    >>> span.add(np.arange(10.0, 19.0), np.arange(4.0, 13.0), scored=3).every
+    4
+    >>> span.take(), span.take(), span.every
+    ([[4, 10.0, 4.0], [8, 14.0, 8.0], [12, 18.0, 12.0]], [], 2)
+    """
+
+    def __init__(self, every: int = 250, size: int = 64) -> None:
+        self.first: float | None = None
+        self.newest: float | None = None
+        self.base = self.every = every
+        self.size = size
+        self.samples: list[list[float]] = []  # [n_scored, label_ts, rolling]
+
+    def add(self, label_ts: np.ndarray, rolling: np.ndarray, scored: int) -> EventSpan:
+        """Pairs ``scored + 1``... with their label times and the rolling metric after each;
+        a sample is placed at the newest label time so far (labels come out of order)."""
+        known = label_ts[np.isfinite(label_ts)]
+        if len(known) and self.first is None:
+            self.first = float(known.min())
+        newest = np.maximum.accumulate(np.concatenate((
+            [-np.inf if self.newest is None else self.newest],
+            np.where(np.isfinite(label_ts), label_ts, -np.inf))))[1:]
+        if len(newest) and np.isfinite(newest[-1]):
+            self.newest = float(newest[-1])
+        n = scored + np.arange(1, len(rolling) + 1)
+        for i in np.flatnonzero((n % self.every == 0) & np.isfinite(newest)).tolist():
+            if n[i] % self.every:  # the step doubled within this batch
+                continue
+            self.samples.append([int(n[i]), float(newest[i]), float(rolling[i])])
+            if len(self.samples) > self.size:
+                self.every *= 2
+                self.samples = [s for s in self.samples if s[0] % self.every == 0]
+        return self
+
+    def take(self) -> list[list[float]]:
+        """The trail since it was last taken (the step back to ``every``)."""
+        out, self.samples, self.every = self.samples, [], self.base
+        return out
+
+    def report(self) -> dict[str, float | None]:
+        return {"label_ts_first": self.first, "label_ts_max": self.newest}
 
 
 # Label delay buckets, seconds: a second to a week.

@@ -23,7 +23,7 @@ from driftline.agents.monitor.classes import task_metrics
 from driftline.agents.monitor.columns import Batch, Columns, Tail
 from driftline.agents.monitor.config import ModelConfig
 from driftline.agents.monitor.estimation import Reference, Stacked
-from driftline.agents.monitor.metrics import Baseline, LabelDelays, RollingErrors
+from driftline.agents.monitor.metrics import Baseline, EventSpan, LabelDelays, RollingErrors
 from driftline.agents.monitor.refusals import Refusals
 from driftline.agents.monitor.rules import (
     CategoricalDriftRule,
@@ -103,6 +103,7 @@ class VersionMonitor:
         # version number the registry does not have of a model it knows.
         self.registered: bool | None = None
         self.n_expired = 0
+        self.span = EventSpan()  # label times of its pairs, its trail: the dashboard's
         self.last_prediction_ts = -math.inf  # event time of its newest prediction seen
         self.refusals = Refusals()  # pairs that do not fit the task (version-wide)
         self.p_true = Ring(config.window)  # multiclass: P(true class) of the window's pairs
@@ -254,6 +255,7 @@ class VersionMonitor:
         waited = self._fit_estimator(batch)  # raised by predictions that waited for it
         scored = self.rolling.count
         rolling = self.rolling.extend(preds, labels, sq)
+        self.span.add(batch.label_ts, rolling, scored)
         self.baseline.update(sq)
         out = self._feed(Seen(Kind.PAIRS, batch.label_ts, rows, preds, label=labels,
                               squared=sq, rolling=rolling, scored=scored))
@@ -377,7 +379,8 @@ class VersionMonitor:
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": calibration.of_version(self),
-                  "reference": self.reference_source,
+                  "reference": self.reference_source, **self.span.report(),
+                  "threshold_factor": self.config.threshold.factor,
                   "feature_types": self.feature_types(), "features": self.features(),
                   "prediction_drift": self.prediction_drift.last.get("prediction"),
                   **({"refused_pairs": dict(self.refusals.counts)}
