@@ -179,27 +179,33 @@ def write_npz(fmt: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     return buf.getvalue()
 
 
-def read_npz(data: bytes, fmt: str, required: AbstractSet[str],
-             optional: AbstractSet[str] = frozenset()
-             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header, numeric arrays) of an artifact written by :func:`write_npz`; refuses
-    pickled (object) arrays, another format, unknown or missing parts."""
+def open_npz(data: bytes, what: str, required: AbstractSet[str],
+             optional: AbstractSet[str] = frozenset()) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, read with ``allow_pickle=False``: exactly ``required``
+    and any of ``optional``, else an :class:`ArtifactError` naming ``what`` it is not."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             names = set(npz.files)
-            allowed = required | optional | {"format", "header"}
-            if not (required | {"format", "header"}) <= names or names - allowed:
-                raise ArtifactError(f"not a {fmt} artifact: arrays {sorted(names)}, expected "
-                                    f"{sorted(required | {'format', 'header'})}"
+            if not required <= names or names - required - optional:
+                raise ArtifactError(f"not a {what}: arrays {sorted(names)}, expected "
+                                    f"{sorted(required)}"
                                     + (f" and optionally {sorted(optional)}" if optional
                                        else ""))
-            arrays = {n: npz[n] for n in names}
+            return {n: npz[n] for n in names}
     except ArtifactError:
         raise
     except ValueError as exc:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
         raise ArtifactError(f"unsafe or malformed artifact: {exc}") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise ArtifactError(f"malformed artifact (not an .npz): {exc}") from None
+
+
+def read_npz(data: bytes, fmt: str, required: AbstractSet[str],
+             optional: AbstractSet[str] = frozenset()
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, numeric arrays) of an artifact written by :func:`write_npz`; refuses
+    pickled (object) arrays, another format, unknown or missing parts."""
+    arrays = open_npz(data, f"{fmt} artifact", set(required) | {"format", "header"}, optional)
     found = arrays.pop("format")
     if found.dtype.kind != "U" or str(found) != fmt:
         raise ArtifactError(f"artifact format {found!r}, expected {fmt!r}")

@@ -12,7 +12,6 @@ True
 from __future__ import annotations
 
 import io
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -89,20 +88,9 @@ class LinearModel:
     @classmethod
     def from_bytes(cls, data: bytes) -> LinearModel:
         """Parse an artifact; refuses object arrays (pickles), unknown or missing parts."""
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                names = set(npz.files)
-                if not _REQUIRED <= names or names - _REQUIRED - _OPTIONAL:
-                    raise ArtifactError(
-                        f"not a driftline linear model: arrays {sorted(names)}, expected "
-                        f"{sorted(_REQUIRED)} and optionally {sorted(_OPTIONAL)}")
-                arrays = {n: npz[n] for n in names}
-        except ArtifactError:
-            raise
-        except ValueError as exc:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
-            raise ArtifactError(f"unsafe or malformed artifact: {exc}") from None
-        except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-            raise ArtifactError(f"malformed artifact (not an .npz): {exc}") from None
+        from driftline.models.kinds import open_npz  # (kinds names this class by string)
+
+        arrays = open_npz(data, "driftline linear model", _REQUIRED, _OPTIONAL)
         if arrays["format"].dtype.kind != "U" or str(arrays["format"]) != FORMAT:
             raise ArtifactError(f"unknown artifact format {arrays['format']!r}")
         for name in ("coef", "intercept", "mean", "scale"):

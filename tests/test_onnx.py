@@ -24,6 +24,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from test_model_kinds import Source, refuses_a_tampered_artifact
 
 from driftline import ArtifactError, LinearModel, ModelClient, ModelRegistry
 from driftline.cli import main
@@ -268,12 +269,7 @@ def test_registry_model_client_and_cli(stack, tmp_path):
             assert client.predict(row) == pipe.predict(X[:1])[0]
             assert sum(client.predict_proba(row).values()) == pytest.approx(1)
             assert client.predict(X).tolist() == pipe.predict(X).tolist()
-        key = f"{prefix}colours:v:{v}"
-        data = bytearray(model.to_bytes())
-        data[len(data) // 2] ^= 0xFF
-        registry.redis.hset(key, "artifact", bytes(data))
-        with pytest.raises(ArtifactError, match="checksum"):
-            registry.load("colours", version=v)
+        refuses_a_tampered_artifact(registry, "colours", v)
     finally:
         registry.close()
 
@@ -323,17 +319,7 @@ def test_shadow_scoring_reads_an_onnx_challengers_string_features_from_the_pairs
     assert index.tolist() == list(range(1, 300))
     assert mine.mean() < 0.3 < theirs.mean()
 
-    class Source:
-        def load(self, model_name, version):
-            return model
-
-        def holdout_mse(self, model_name, version):
-            return None
-
-        def challenger(self, model_name):
-            return (2, 0.0)
-
-    verdict = Shadow(Source(), pairs=200).observe(pairs)[0]
+    verdict = Shadow(Source({2: model}, (2, 0.0)), pairs=200).observe(pairs)[0]
     assert verdict.action == "promote" and "shadow_log_loss" in verdict.metrics
 
 
@@ -372,11 +358,6 @@ def test_a_training_function_may_return_an_onnx_model_and_every_kind_is_checksum
         assert v2.meta["reference"]["rows"] == 1600  # its training rows
         assert v2.meta["holdout"]["challenger_mse"] < 0.8 * v2.meta["holdout"]["champion_mse"]
         for version in (1, 2):  # linear, onnx: the checksum is checked on every load
-            key = f"{registry.prefix}houses:v:{version}"
-            data = bytearray(registry.redis.hget(key, "artifact"))
-            data[len(data) // 2] ^= 0xFF
-            registry.redis.hset(key, "artifact", bytes(data))
-            with pytest.raises(ArtifactError, match="checksum"):
-                registry.load("houses", version=version)
+            refuses_a_tampered_artifact(registry, "houses", version)
     finally:
         registry.close()

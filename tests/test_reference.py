@@ -63,6 +63,16 @@ def test_a_profile_fits_the_same_references_as_the_first_production_events():
     assert b.report()["reference"] == "profile" and b.n_predictions == 3000
 
 
+def training_profile(model, seed: int) -> dict:
+    """The profile of 2,000 rows of the feature-shift world before its shift, with the
+    model's predictions and their labels: where a v1 was trained."""
+    before = World("feature-shift", drift_at=None, seed=seed)
+    X, y = before.rows(0, 2000)
+    return profile(with_predictions([{"features": dict(zip(before.names, row)),
+                                      "label": float(t)} for row, t in zip(X.tolist(), y)],
+                                    model), source="training")
+
+
 def replay_with(profile_rows, log):
     from driftline.eventfile import Row
     from driftline.replay import Replay
@@ -80,11 +90,7 @@ def test_in_an_already_shifted_world_only_the_training_reference_sees_the_drift(
     world = World("feature-shift", drift_at=0, seed=5)
     log = list(event_log(world, 6000))
     model, _ = initial_model(world)
-    before = World("feature-shift", drift_at=None, seed=6)
-    X, y = before.rows(0, 2000)
-    training = profile(with_predictions([{"features": dict(zip(before.names, row)),
-                                          "label": float(t)} for row, t in
-                                         zip(X.tolist(), y)], model), source="training")
+    training = training_profile(model, seed=6)
     plain = replay_with(None, log)
     warmed = replay_with(training["rows"], log)
     def kinds(result):
@@ -178,11 +184,7 @@ def test_a_live_worker_measures_drift_against_the_registered_training_reference(
     create_topics(settings)
     world = World("feature-shift", drift_at=0, seed=8)   # x1 +2 from the first prediction
     model, mse = initial_model(world)
-    before = World("feature-shift", drift_at=None, seed=9)
-    X, y = before.rows(0, 2000)
-    reference = profile(with_predictions([{"features": dict(zip(before.names, row)),
-                                           "label": float(t)} for row, t in
-                                          zip(X.tolist(), y)], model), source="training")
+    reference = training_profile(model, seed=9)
     registry = ModelRegistry.from_url(settings.redis_url, prefix=settings.registry_prefix)
     registry.promote("houses", registry.register("houses", model, metrics={"mse": mse},
                                                  reference=reference))

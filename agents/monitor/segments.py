@@ -14,7 +14,11 @@ without a segment go to none of them (the version-wide monitor sees every event)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from driftline.agents.monitor.estimation import Estimation
 
 OTHER = "_other"
 
@@ -53,3 +57,24 @@ class Segments:
         first = bounds[0]  # the events without a segment sort first: left out
         return order[first:], {name: (bounds[k] - first, bounds[k + 1] - first)
                                for name, k in code.items()}
+
+
+def segment_predictions(version: Any, batch: Any) -> list[Any]:
+    """The segments' prediction rules of ``version`` (a version-wide monitor); the
+    expected squared errors of the segments whose regression estimator is fitted come
+    from one pass over the batch (:class:`~.estimation.Stacked`), not one per segment."""
+    ordered, parts = version._by_segment(batch)
+    fitted = [(k, vm.estimated.estimation) for k, (vm, _, _) in enumerate(parts)
+              if vm.estimated is not None and vm.estimated.estimation.fitted]
+    expected: list[np.ndarray | None] = [None] * len(parts)
+    if len(fitted) > 1 and version.task == "regression":
+        found = version._stacked.expected(
+            [e for _, e in fitted if isinstance(e, Estimation)], ordered.rows,
+            ordered.prediction,
+            [parts[k][1:] for k, _ in fitted])
+        for (k, _), values in zip(fitted, found):
+            expected[k] = values
+    out: list[Any] = []
+    for (vm, start, end), given in zip(parts, expected):
+        out.extend(vm.predictions(ordered.slice(start, end), given))
+    return out

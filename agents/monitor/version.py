@@ -43,8 +43,8 @@ from driftline.agents.monitor.rules import (
 from driftline.agents.monitor.rules.categorical_drift import ClassDriftRule
 from driftline.agents.monitor.rules.quality import NewFeatures, features_report
 from driftline.agents.monitor.rules.subject import Alert
-from driftline.agents.monitor.segments import Segments
-from driftline.agents.monitor.warm import segment_predictions, warm
+from driftline.agents.monitor.segments import Segments, segment_predictions
+from driftline.agents.monitor.warm import warm
 from driftline.agents.monitor.window import Ring
 from driftline.models.losses import BASELINE, NAMES
 from driftline.models.wire.events import MAX_CLASSES

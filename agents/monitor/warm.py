@@ -1,7 +1,4 @@
-"""What a version monitor does with more than one batch source: its references from its
-reference profile (issue 34), and its segments' share of a batch of predictions.
-
-A version's references from its reference profile: what it looked like
+"""A version's references from its reference profile (issue 34): what it looked like
 where it was trained, rather than its first production events.
 
 Each test takes the most recent profile rows its reference holds, through the path its
@@ -14,9 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from driftline.agents.monitor.estimation import Estimation
 from driftline.agents.monitor.rules.rule import Kind, Seen
 
 
@@ -49,24 +43,3 @@ def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
             vm._fit_estimator(pairs)
             if vm.baseline.mse is None:
                 vm.baseline.update(vm._squared(pairs))
-
-
-def segment_predictions(version: Any, batch: Any) -> list[Any]:
-    """The segments' prediction rules of ``version`` (a version-wide monitor); the
-    expected squared errors of the segments whose regression estimator is fitted come
-    from one pass over the batch (:class:`~.estimation.Stacked`), not one per segment."""
-    ordered, parts = version._by_segment(batch)
-    fitted = [(k, vm.estimated.estimation) for k, (vm, _, _) in enumerate(parts)
-              if vm.estimated is not None and vm.estimated.estimation.fitted]
-    expected: list[np.ndarray | None] = [None] * len(parts)
-    if len(fitted) > 1 and version.task == "regression":
-        found = version._stacked.expected(
-            [e for _, e in fitted if isinstance(e, Estimation)], ordered.rows,
-            ordered.prediction,
-            [parts[k][1:] for k, _ in fitted])
-        for (k, _), values in zip(fitted, found):
-            expected[k] = values
-    out: list[Any] = []
-    for (vm, start, end), given in zip(parts, expected):
-        out.extend(vm.predictions(ordered.slice(start, end), given))
-    return out
