@@ -50,7 +50,8 @@ import numpy as np
 from detection_streams import DRIFTING, STATIONARY, Family  # bench/, the script's folder
 from river import drift
 
-from driftline.agents.monitor.config import MonitorConfig
+from driftline.agents.monitor.config import ConceptDriftConfig, MonitorConfig
+from driftline.agents.monitor.drift import ErrorDrift
 from driftline.eventfile import Row
 from driftline.models.classifier_training import train_logistic
 from driftline.models.training import train_ridge
@@ -66,7 +67,8 @@ RIVER: dict[str, Callable[[], Any]] = {
     "HDDM_A": drift.binary.HDDMA,
 }
 BINARY_ONLY = {"DDM", "HDDM_A"}
-DETECTORS = (*DRIFTLINE, *RIVER)
+BEFORE = "ADWIN(budget)"  # driftline's concept_drift before issue 35
+DETECTORS = (*DRIFTLINE, BEFORE, *RIVER)
 
 
 def detectors_for(task: str) -> list[str]:
@@ -98,8 +100,10 @@ def river_detections(make: Callable[[], Any], errors: np.ndarray) -> list[int]:
     return hits
 
 
-def run_stream(family: Family, seed: int, train: int, n: int) -> dict[str, Any]:
-    """One stream: the positions (in its ``n`` monitored pairs) each detector detected at."""
+def monitored(family: Family, seed: int, train: int, n: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """A stream's monitored part: its features, the model's predictions, the labels, the
+    per-pair errors the monitor's error test reads, and the feature names."""
     X, y, names = family.draw(seed, train, n)
     if family.task == "regression":
         model: Any = train_ridge(X[:train], y[:train], names).model
@@ -108,19 +112,31 @@ def run_stream(family: Family, seed: int, train: int, n: int) -> dict[str, Any]:
     predictions, labels = np.asarray(model.predict(X[train:]), float), y[train:]
     errors = ((np.abs(predictions - labels) >= 0.5).astype(float) if family.task == "binary"
               else (predictions - labels) ** 2)
+    return X[train:], predictions, labels, errors, names
+
+
+def run_stream(family: Family, seed: int, train: int, n: int) -> dict[str, Any]:
+    """One stream: the positions (in its ``n`` monitored pairs) each detector detected at."""
+    X, predictions, labels, errors, names = monitored(family, seed, train, n)
     config = MonitorConfig.from_dict({"models": {"m": {"task": family.task}}})
     replay = Replay(config)
-    result = replay.feed(events(predictions, labels, X[train:], names, seed)).finish()
-    delta = replay.monitor.versions[("m", 1)].concept.detector.params.get("delta")
+    result = replay.feed(events(predictions, labels, X, names, seed)).finish()
+    vm = replay.monitor.versions[("m", 1)]
     found: dict[str, list[int]] = {}
     for name in DRIFTLINE:
         kind = name.split()[1]
         found[name] = sorted(round(a["ts"] - START_TS) for a in result.alerts
                              if a["kind"] == kind and a["status"] == "firing")
-    for name in detectors_for(family.task)[len(DRIFTLINE):]:
+    # driftline's detector before issue 35: ADWIN on the raw error, its delta from the budget
+    before = ErrorDrift(ConceptDriftConfig(detector="adwin"), vm.rate)
+    found[BEFORE] = sorted(start + i for start in range(0, len(errors), 500)
+                           for i, _, _ in before.update_many(errors[start:start + 500]))
+    for name in detectors_for(family.task)[len(DRIFTLINE) + 1:]:
         found[name] = river_detections(RIVER[name], errors)
     return {"family": family.name, "task": family.task, "seed": seed, "pairs": n,
-            "start": family.change(n), "features": len(names), "delta": delta,
+            "start": family.change(n), "features": len(names),
+            "threshold": vm.concept.detector.params["threshold"],
+            "delta": before.params["delta"],
             "error_before": float(errors[:family.change(n) or n].mean()),
             "detections": found}
 
@@ -174,13 +190,15 @@ def delay_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 def alarm_table(summaries: dict[str, dict[str, dict[str, Any]]],
                 runs: dict[str, list[dict[str, Any]]], label: str) -> list[str]:
-    """``delta``: driftline's ADWIN delta for the stream (the budget over its features)."""
-    head = [label, "pairs", "features: delta", *DETECTORS]
+    """``threshold``: driftline's test's, ``delta``: its ADWIN's before (each from the
+    budget over the stream's features)."""
+    head = [label, "pairs", "features: threshold, delta", *DETECTORS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for family, per in summaries.items():
         pairs = next(iter(per.values()))["pairs"]
         first = runs[family][0]
-        cells = [family, f"{pairs:,}", f"{first['features']}: {first['delta']:.2g}"]
+        cells = [family, f"{pairs:,}",
+                 f"{first['features']}: {first['threshold']:.3g}, {first['delta']:.2g}"]
         for name in DETECTORS:
             s = per.get(name)
             cells.append("-" if s is None else f"{s['per_million']:,.0f} ({s['alarms']})")

@@ -37,7 +37,7 @@ from driftline.agents.monitor.core import Monitor
 from driftline.simulate import World, initial_model
 
 FIXED = {"data_drift": {"psi_threshold": 0.25, "psi_resolve": 0.1},
-         "concept_drift": {"params": {"delta": 2e-5}}}
+         "concept_drift": {"detector": "adwin", "params": {"delta": 2e-5}}}
 CHUNK = 250          # rows per monitor call (the replay's chunk)
 START_TS = 1_767_225_600.0
 RATE = 100.0         # rows per second of event time
@@ -106,7 +106,9 @@ def stationary(d: int, n: int, calibrated: bool, budget: float, seed: int) -> di
             "allowed": budget * n / calibration.PER, "breaches": breaches, "checks": checks,
             "bound": alpha * checks if alpha is not None else None, "seconds": seconds,
             "limit": float(np.median(vm.data_drift.limits)) if vm.data_drift.limits is not None
-            else None, "delta": vm.concept.detector.params.get("delta")}
+            else None,  # the error test's: ADWIN's delta (fixed) or the G test's threshold
+            "error_test": vm.concept.detector.params.get(
+                "delta", vm.concept.detector.params.get("threshold"))}
 
 
 def delays(scenario: str, calibrated: bool | None, seeds: int, drift_at: int = 20_000,
@@ -170,7 +172,7 @@ def main() -> None:
         print(f"1. stationary streams, {n:,} predictions and pairs each (x{args.streams}, "
               f"summed), budget {args.budget:g} per 1M predictions")
         print(f"{'features':>8} {'thresholds':>11} {'alarms':>7} {'allowed':>8} "
-              f"{'PSI breaches':>13} {'bound':>7} {'PSI limit':>10} {'adwin delta':>12} "
+              f"{'PSI breaches':>13} {'bound':>7} {'PSI limit':>10} {'error test':>12} "
               f"{'seconds':>8}")
         for d in [int(x) for x in args.features.split(",")]:
             for calibrated in (False, True):
@@ -185,7 +187,7 @@ def main() -> None:
                 limit = f"{r['limit']:.4f}" if r["limit"] is not None else "-"
                 print(f"{d:>8} {'calibrated' if calibrated else 'fixed':>11} "
                       f"{r['alarms']:>7} {r['allowed']:>8.2f} {r['breaches']:>6}/"
-                      f"{r['checks']:<7,} {bound:>6} {limit:>10} {r['delta']:>12.3g} "
+                      f"{r['checks']:<7,} {bound:>6} {limit:>10} {r['error_test']:>12.3g} "
                       f"{r['seconds']:>8.1f}" + (f"  {', '.join(r['kinds'])}"
                                                  if r["kinds"] else ""), flush=True)
     print(f"2. detection delay, rows after the drift (median of {args.seeds} seeds)")

@@ -46,9 +46,22 @@ def test_a_version_splits_its_budget_over_the_features_its_first_event_names():
     vm = mon.versions[("m", 1)]
     assert vm.tests == calibration.count_tests(len(FEATURES), extra=1)  # + estimation
     assert vm.rate == pytest.approx(2.0 / 1e6 / vm.tests)
-    assert vm.concept.detector.params["clock"] == 16  # calibrated: a test every 16 pairs
-    assert vm.concept.detector.params["delta"] == pytest.approx(16 * vm.rate)
+    detector = vm.concept.detector
+    assert detector.name == "glr" and detector.params["clock"] == 16  # a test every 16 pairs
+    assert "threshold" not in detector.params  # a regression's bins come from 1,000 errors
+    detector.update_many(np.random.default_rng(1).chisquare(1, 1000))
+    assert detector.params["bins"] == 5
+    assert detector.params["threshold"] == calibration.glr_threshold(vm.rate, 5)
+    assert vm.report()["calibration"]["detector_params"]["threshold"] > 10
     assert vm.report()["calibration"]["tests"] == vm.tests
+
+
+def test_a_classifiers_error_test_is_calibrated_from_its_first_pair():
+    cfg = MonitorConfig.from_dict({"models": {"m": {"task": "binary"}}})
+    vm = Monitor(cfg).version("m", 1)
+    assert vm.concept.detector.params["bins"] == 2
+    assert vm.concept.detector.params["threshold"] == calibration.glr_threshold(vm.rate, 2)
+    assert calibration.glr_threshold(vm.rate, 2) < calibration.glr_threshold(vm.rate, 5)
 
 
 def reference_psi_drift(rng, n=1000, window=1000, **cfg) -> PSIDrift:
@@ -142,7 +155,7 @@ def test_a_small_real_shift_still_fires_on_that_feature_only():
 def test_explicit_thresholds_win_over_the_calibrated_ones():
     cfg = MonitorConfig.from_dict({"defaults": {
         "data_drift": {"psi_threshold": 0.3},
-        "concept_drift": {"params": {"delta": 0.001}}}})
+        "concept_drift": {"detector": "adwin", "params": {"delta": 0.001}}}})
     mon = Monitor(cfg)
     predictions, _ = stream(2_500, seed=2)
     run(mon, predictions, [])

@@ -228,7 +228,7 @@ def test_adwin_mean_before_a_cut_is_tracked_exactly():
             expected.append((i, before, river.estimation))
         elif river.drift_detected:
             river._drift_detected = False
-    ours = ErrorDrift(ConceptDriftConfig())
+    ours = ErrorDrift(ConceptDriftConfig(detector="adwin"))
     got = []
     for start in range(0, len(errors), 777):
         for i, before, after in ours.update_many(errors[start:start + 777]):

@@ -209,3 +209,23 @@ def test_a_live_worker_measures_drift_against_the_registered_training_reference(
         assert any(r.get("reference") == "profile" for r in records if r.get("version") == 1)
     finally:
         client.close()
+
+
+def test_a_profiles_labelled_rows_set_the_error_tests_bins():
+    """A regression's concept-drift test bins its squared errors at the quantiles of its
+    reference's: a profile with labels gives them before the first production pair."""
+    from driftline.agents.monitor.changepoint import QUANTILES
+
+    world = World("abrupt", drift_at=None, seed=3)
+    model = LinearModel([2.0, 0.0, 0.0], 0.0, world.names)
+    X, y = world.rows(0, 1000)
+    predictions = model.predict(X)
+    rows = [{"features": dict(zip(world.names, row)), "prediction": float(p), "label": float(t)}
+            for row, p, t in zip(X.tolist(), predictions, y)]
+    warmed = Monitor(CONFIG, References({("m", 1): rows})).version("m", 1)
+    plain = Monitor(CONFIG).version("m", 1)
+    squared = (predictions - y) ** 2
+    assert warmed.concept.detector.params["bins"] == 5
+    assert "bins" not in plain.concept.detector.params
+    assert np.allclose(warmed.concept.detector._glr.edges,
+                       np.append(np.quantile(squared, QUANTILES), squared.max()))

@@ -49,7 +49,7 @@ def test_v1_alerts_resolve_as_superseded_once_v2_serves_and_v1_is_idle_for_600s(
         ("m.v1.metric_threshold.1.resolved", "resolved", "superseded")]
     closing = after[0]
     assert closing["ts"] >= last_v1 + 600  # event time, the v2 prediction that closed it
-    assert closing["detector"] in ("adwin", "threshold")
+    assert closing["detector"] in ("glr", "threshold")
     assert "superseded" in closing["message"] and "v2" in closing["message"]
     assert not any(mon.books["m"].is_firing(k) for k in mon.books["m"].episodes)
 

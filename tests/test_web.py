@@ -102,7 +102,7 @@ def test_model_detail_and_listing(live):
     report = detail["metrics"]["1"]
     assert detail["champion"] == 1 and detail["versions"][0]["holdout_mse"] == 1.0
     assert report["baseline_mse"] == 1.0 and report["label_join_rate"] == 1.0
-    assert report["rolling_mse"] > 1.5 and report["detector"] == "adwin"
+    assert report["rolling_mse"] > 1.5 and report["detector"] == "glr"
     assert report["drift_detections"] >= 1 and "psi" in report
     x0 = report["features"]["x0"]  # each feature's type, drift statistic and limit, missing
     assert x0["type"] == "numeric" and x0["statistic"] == "psi"

@@ -42,7 +42,8 @@ from msgspec import Meta
 
 from driftline.errors import ConfigError
 
-DETECTORS = {"adwin": {"delta", "clock", "max_buckets", "min_window_length", "grace_period"},
+DETECTORS = {"glr": {"threshold", "reference"},
+             "adwin": {"delta", "clock", "max_buckets", "min_window_length", "grace_period"},
              "page_hinkley": {"min_instances", "delta", "threshold", "alpha"}}
 
 RETRAIN_KINDS = ("concept_drift", "data_drift", "prediction_drift", "metric_threshold",
@@ -59,8 +60,10 @@ class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 
 class ConceptDriftConfig(Table, frozen=True):
-    detector: str = "adwin"            # a key of DETECTORS, checked with its params
-    params: dict[str, int | float] = {}  # River's defaults
+    # glr: the calibrated change-point test (agents/monitor/changepoint.py); adwin and
+    # page_hinkley: River's detectors on the raw error.
+    detector: str = "glr"              # a key of DETECTORS, checked with its params
+    params: dict[str, int | float] = {}  # glr: from the budget; River's: River's defaults
 
 
 class DataDriftConfig(Table, frozen=True):
@@ -174,9 +177,16 @@ class ModelConfig(Table, frozen=True):
                               f"got {cd.detector!r}")
         unknown = set(cd.params) - DETECTORS[cd.detector]
         if unknown:
+            hint = next((f"; set concept_drift.detector = '{name}' for {name}'s"
+                         for name in ("adwin", "page_hinkley")
+                         if cd.detector == "glr" and unknown <= DETECTORS[name]), "")
             raise ConfigError(f"concept_drift.params: {', '.join(sorted(unknown))} not a "
                               f"parameter of {cd.detector} "
-                              f"({', '.join(sorted(DETECTORS[cd.detector]))})")
+                              f"({', '.join(sorted(DETECTORS[cd.detector]))}){hint}")
+        if cd.detector == "glr" and not (cd.params.get("threshold", 1) > 0
+                                         and 20 <= cd.params.get("reference", 200) <= 16_384):
+            raise ConfigError("concept_drift.params: glr needs threshold > 0 and "
+                              "20 <= reference <= 16384")
         if not self.false_alarm_budget > 0 or self.superseded_after < 0:
             raise ConfigError("need false_alarm_budget > 0 and superseded_after >= 0")
         dd = self.data_drift

@@ -13,6 +13,8 @@ from typing import Any
 
 from driftline.agents.monitor.rules.rule import Kind, Seen
 
+MIN_ERRORS = 200  # labelled rows that set the concept-drift test's bins, at least
+
 
 def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
     """Fit ``vm``'s references (a :class:`~.version.VersionMonitor`) from a reference
@@ -41,5 +43,8 @@ def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
         vm.refusals.counts.clear()  # a reference row is no production pair
         if len(pairs):
             vm._fit_estimator(pairs)
+            squared = vm._squared(pairs)
             if vm.baseline.mse is None:
-                vm.baseline.update(vm._squared(pairs))
+                vm.baseline.update(squared)
+            if vm.task == "regression" and len(pairs) >= MIN_ERRORS:
+                vm.concept.detector.warm(squared)  # the error test's bins

@@ -1,4 +1,5 @@
-"""Concept drift: the error detector (ADWIN or PageHinkley) saw the error rise.
+"""Concept drift: the error detector (the change-point test, ADWIN or PageHinkley) saw the
+error rise.
 
 Fires on each detected rise while no episode is open (the alert book keeps one
 episode at a time and the cooldown). It has no resolve of its own: the episode
@@ -25,12 +26,13 @@ class ConceptDriftRule:
         self.subject = subject
         self.key = subject.key(self.kind)
         self.classification = classification
-        self.detector = ErrorDrift(config, rate)  # rate: false alarms per pair allowed
+        # rate: false alarms per pair allowed; a classifier's error is 0/1
+        self.detector = ErrorDrift(config, rate, bounded=classification)
         self.changes: dict[int, Change] = {}
 
     @property
     def name(self) -> str:
-        """The detector's name, ``adwin`` or ``page_hinkley``."""
+        """The detector's name, ``glr``, ``adwin`` or ``page_hinkley``."""
         return self.detector.name
 
     @property
