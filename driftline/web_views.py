@@ -1,0 +1,95 @@
+"""The dashboard's per-model views beyond the monitor card: the lifecycle of a model's
+versions with the registry's history (``/api/models/{m}/lifecycle``), and realised
+against estimated performance, of the whole model or of one segment
+(``/api/models/{m}/performance``). The routes are described in :mod:`driftline.web`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import faust
+from faust import web
+
+from driftline.errors import RegistryError
+from driftline.lifecycle import lifecycle
+from driftline.observe import PERFORMANCE, Observatory
+from driftline.web_query import QueryError, count, page, window
+
+Denied = Callable[[web.View, web.Request], web.Response | None]
+
+
+class State(Protocol):
+    """What the views read (:class:`driftline.web.WebState`, which installs them: named
+    here by its shape, since this module sits below ``driftline.web``)."""
+
+    observatory: Observatory
+
+    @property
+    def registry(self) -> Any: ...
+
+    async def registry_view(self, model: str | None = None, *,
+                            names: list[str] | None = None) -> tuple[dict[str, Any],
+                                                                     str | None]: ...
+
+
+def install_views(app: faust.App, state: State, denied: Denied) -> None:
+    @app.page("/api/models/{model}/lifecycle")
+    class Lifecycle(web.View):
+        async def get(self, request: web.Request, model: str) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            try:
+                limit = count(request.query, "limit", 50, 1, 1000)
+                offset = count(request.query, "offset", 0, 0)
+            except QueryError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            obs = state.observatory
+            registry, problem = await state.registry_view(model)
+            history: list[dict[str, Any]] = []
+            if model in registry:
+                try:
+                    history = await asyncio.to_thread(state.registry.history, model)
+                except RegistryError as exc:
+                    problem = str(exc)
+            if model not in registry and model not in obs.models():
+                return self.json({"error": f"unknown model {model!r}"}, status=404)
+            entry = registry.get(model, {"aliases": {}, "versions": []})
+            # newest first: the page a reader wants is the latest changes
+            shown, paging = page(history[::-1], limit, offset)
+            return self.json({
+                "model": model, "aliases": entry["aliases"],
+                "versions": lifecycle(entry["versions"], history,
+                                      obs.shadow.get(model, {}).values()),
+                "events": list(obs.events.get(model, ())),
+                "history": shown, "history_paging": paging, "registry_error": problem})
+
+    @app.page("/api/models/{model}/performance")
+    class Performance(web.View):
+        async def get(self, request: web.Request, model: str) -> web.Response:
+            if (refusal := denied(self, request)) is not None:
+                return refusal
+            try:
+                since, until = window(request.query)
+            except QueryError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            obs = state.observatory
+            if model not in obs.models():
+                return self.json({"error": f"unknown model {model!r}"}, status=404)
+            segments = obs.segments_of(model)
+            segment = request.query.get("segment") or None
+            if segment is not None and segment not in segments:
+                return self.json({"error": f"model {model!r} has no segment {segment!r}"},
+                                 status=404)
+            reports = obs.reports.get(model, {})
+            return self.json({
+                "model": model, "segment": segment, "segments": segments,
+                "columns": PERFORMANCE,
+                "series": obs.performance_of(model, segment, since, until),
+                # each version's latest numbers per segment, side by side
+                "segment_metrics": {str(v): {name: {k: s.get(k) for k in PERFORMANCE[1:]}
+                                             for name, s in (r.get("segments") or {}).items()
+                                             if name in segments}
+                                    for v, r in reports.items()},
+                "newest_event_ts": obs.newest_event_ts(model)})
