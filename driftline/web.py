@@ -13,7 +13,8 @@
                            and each feature's drift over its limit in 48 spans of it;
                            ``?alerts=`` (default 50) newest alerts of the range;
                            ``?features=&feature_offset=``: a page of the drift heatmap's
-                           features, the most drifted first (default all)
+                           features, the most drifted first (default all); ``features``
+                           also keeps each report's top so many (``features_total``)
 ``GET /api/models/{m}/lifecycle``  each version's state (champion, challenger with its
                            shadow run, canary, rolled back, rejected, retired) and the
                            registry's history, newest first, ``?limit=&offset=``
@@ -63,6 +64,7 @@ from driftline.observe import Observatory, follow
 from driftline.settings import Settings
 from driftline.web_access import Access, check_access
 from driftline.web_query import QueryError, count, page, paging, window
+from driftline.web_views import report_view
 
 __all__ = ["Health", "WebState", "check_access", "health_checks", "install"]
 
@@ -220,7 +222,7 @@ def install(app: faust.App, settings: Settings) -> WebState:
             return self.json({
                 "model": model, "champion": entry["aliases"].get("champion"),
                 "aliases": entry["aliases"], "versions": entry["versions"],
-                "metrics": {str(v): _report(r) for v, r in reports.items()},
+                "metrics": {str(v): report_view(r, features) for v, r in reports.items()},
                 "open_alerts": obs.open_alerts(model),
                 "alerts": shown, "alerts_paging": paging(total, alerts, 0),
                 "events": list(obs.events.get(model, ())),
@@ -287,11 +289,6 @@ def install(app: faust.App, settings: Settings) -> WebState:
             return self.json(answer, status=200 if answer["ok"] else 503)
 
     return state
-
-
-def _report(record: dict[str, Any]) -> dict[str, Any]:
-    scored, predictions = record.get("n_scored", 0), record.get("n_predictions", 0)
-    return {**record, "label_join_rate": scored / predictions if predictions else None}
 
 
 HEALTH_TTL = 3.0  # seconds a /healthz probe is answered from

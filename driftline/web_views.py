@@ -93,3 +93,39 @@ def install_views(app: faust.App, state: State, denied: Denied) -> None:
                                              if name in segments}
                                     for v, r in reports.items()},
                 "newest_event_ts": obs.newest_event_ts(model)})
+
+
+PER_FEATURE = ("features", "psi", "feature_types")  # a report's dicts keyed by feature
+
+
+def report_view(record: dict[str, Any], keep: int | None = None) -> dict[str, Any]:
+    """A version's report as ``/api/models/{m}`` serves it: with its label-join rate, and
+    with ``keep``, only its ``keep`` features nearest their drift limit (in ``features``,
+    ``psi``, ``feature_types``, and its segments' too; ``features_total`` says how many
+    it has). 1,000 features make a report of ~180 kB; the dashboard shows 25.
+
+    >>> r = report_view({"n_scored": 3, "n_predictions": 4, "psi": {"a": 0.1, "b": 0.5},
+    ...     "features": {"a": {"value": 0.1, "limit": 1}, "b": {"value": 0.5, "limit": 1}}}, 1)
+    >>> r["label_join_rate"], r["features"], r["psi"], r["features_total"]
+    (0.75, {'b': {'value': 0.5, 'limit': 1}}, {'b': 0.5}, 2)
+    """
+    scored, predictions = record.get("n_scored", 0), record.get("n_predictions", 0)
+    out = {**record, "label_join_rate": scored / predictions if predictions else None}
+    features = record.get("features")
+    if keep is None or not isinstance(features, dict):
+        return out
+
+    def nearness(name: str) -> float:
+        f = features[name]
+        value, limit = (f.get("value"), f.get("limit")) if isinstance(f, dict) else (0, 0)
+        if isinstance(value, int | float) and isinstance(limit, int | float) and limit:
+            return value / limit
+        return -1.0
+    kept = set(sorted(features, key=lambda n: (-nearness(n), n))[:keep])
+    for key in PER_FEATURE:
+        if isinstance(record.get(key), dict):  # psi also has "prediction": not a feature
+            out[key] = {n: v for n, v in record[key].items() if n in kept or n not in features}
+    out["features_total"] = len(features)
+    if isinstance(record.get("segments"), dict):
+        out["segments"] = {name: report_view(r, keep) for name, r in record["segments"].items()}
+    return out

@@ -191,6 +191,10 @@ def test_paging_models_alerts_and_heatmap_features(live):
     page = api(base, "/api/models/seg?features=3&feature_offset=3")["feature_drift"]
     assert page["features"] == drift["features"][3:6] and page["total"] == 10
     assert set(page["ratio"]) == set(page["features"]) == set(page["missing"])
+    report = api(base, "/api/models/seg?features=3")["metrics"]["1"]
+    assert len(report["features"]) == 3 and report["features_total"] == 10
+    assert set(report["feature_types"]) == set(report["features"])
+    assert all(len(s["features"]) <= 3 for s in report["segments"].values())
 
 
 @pytest.mark.parametrize("path,message", [
