@@ -7,9 +7,10 @@ from Kafka, reading every partition, so every worker answers for every model
 whichever partitions it owns. Bounded: a series of at most ``max_points`` per
 version and ``max_alerts`` alerts per model.
 
-Every record is checked before it is applied (:func:`admit`): alerts, model events and
-delivery records by the wire layer's Structs, metrics records (driftline's own, with
-no Struct) by their shape. A record that fails is skipped and counted per topic and
+Every record is checked before it is applied
+(:func:`~driftline.observe_records.admit`): alerts, model events and delivery records
+by the wire layer's Structs, metrics records (driftline's own, with no Struct) by
+their shape. A record that fails is skipped and counted per topic and
 partition (``bad_records``; ``driftline_bad_records_total`` in ``/metrics``): one
 malformed record on a topic anybody can write must not take the dashboard down.
 
@@ -31,129 +32,26 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, deque
-from typing import Any, TypeGuard
+from typing import Any
 
 from aiokafka import TopicPartition
 
 from driftline.agents.monitor.alerting import episode_of
 from driftline.kafka import opened_reader, true_end_offset
-from driftline.models.wire import ALERT, ALERT_DELIVERY, MODEL_EVENT, EventKind, unbatch
-from driftline.models.wire.events import MODEL_RE, as_dict
+from driftline.observe_records import admit, feature_cells, finite, number_or_null
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 KINDS = ("metrics", "alerts", "models", "alert_deliveries")
 METRICS_HISTORY = 5_000  # records per metrics partition read back at start
-
-
-WIRE: dict[str, EventKind[Any]] = {"alerts": ALERT, "models": MODEL_EVENT,
-                                   "alert_deliveries": ALERT_DELIVERY}
-MAX_VERSION = 2**63 - 1
-
-
-def _number_or_null(x: Any) -> bool:
-    return x is None or (isinstance(x, int | float) and not isinstance(x, bool)
-                         and math.isfinite(x))
-
-
-def _finite(x: Any) -> TypeGuard[float]:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-FEATURE_CELLS = 100  # features kept per record in the drift history, the most drifted
-
-
-def feature_cells(features: Any) -> dict[str, tuple[float | None, float | None]]:
-    """feature -> (drift statistic / its limit, missing share) of a report's ``features``
-    (either None where the record has none; at most :data:`FEATURE_CELLS`, the highest
-    ratios first: the record comes from a topic anybody can write).
-
-    >>> feature_cells({"x0": {"value": 0.3, "limit": 0.25, "missing_share": 0.0},
-    ...                "x1": {"type": "numeric"}, "x2": "junk"})
-    {'x0': (1.2, 0.0), 'x1': (None, None)}
-    """
-    if not isinstance(features, dict):
-        return {}
-    out: dict[str, tuple[float | None, float | None]] = {}
-    for name, f in features.items():
-        if not isinstance(name, str) or not isinstance(f, dict):
-            continue
-        value, limit, missing = f.get("value"), f.get("limit"), f.get("missing_share")
-        out[name] = (value / limit if _finite(value) and _finite(limit) and limit > 0
-                     else None, missing if _finite(missing) else None)
-    if len(out) > FEATURE_CELLS:
-        kept = sorted(out, key=lambda n: -(out[n][0] or 0.0))[:FEATURE_CELLS]
-        out = {n: out[n] for n in kept}
-    return out
-
-
-def _count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def metrics_record_ok(value: Any) -> bool:
-    """A metrics record (the monitor's report of one version) has what the views read,
-    of the types they expect.
-
-    >>> metrics_record_ok({"model": "m", "version": 1, "rolling_mse": 1.5, "n_scored": 3})
-    True
-    >>> metrics_record_ok({"model": "m", "version": "1"}), metrics_record_ok([1])
-    (False, False)
-    """
-    if not isinstance(value, dict):
-        return False
-    model, version = value.get("model"), value.get("version")
-    if not isinstance(model, str) or not MODEL_RE.fullmatch(model):
-        return False
-    if version is not None and not (isinstance(version, int) and not isinstance(version, bool)
-                                    and 1 <= version <= MAX_VERSION):
-        return False
-    if not all(_number_or_null(value.get(k)) for k in ("rolling_mse", "baseline_mse")):
-        return False
-    if not all(_count(value[k]) for k in ("n_scored", "n_predictions") if k in value):
-        return False
-    if not trail_ok(value.get("trail")):
-        return False
-    shadow, segments = value.get("shadow"), value.get("segments")
-    return ((shadow is None or (isinstance(shadow, list)
-                                and all(isinstance(w, dict) for w in shadow)))
-            and (segments is None or (isinstance(segments, dict)
-                                      and all(isinstance(s, dict) for s in segments.values()))))
-
-
-MAX_TRAIL = 256  # samples a metrics record may carry (the monitor sends at most 64)
-
-
-def trail_ok(trail: Any) -> bool:
-    """A metrics record's ``trail`` (absent, or ``[[n_scored, label_ts, rolling], ...]``).
-
-    >>> trail_ok([[250, 1.5e9, 0.9]]), trail_ok(None), trail_ok([[250, "x", 0.9]])
-    (True, True, False)
-    """
-    return trail is None or (isinstance(trail, list) and len(trail) <= MAX_TRAIL and all(
-        isinstance(s, list) and len(s) == 3 and _count(s[0]) and _finite(s[1])
-        and _number_or_null(s[2]) for s in trail))
-
-
-def admit(kind: str, raw: bytes | None) -> tuple[list[dict[str, Any]], int]:
-    """The valid records in one message of topic ``kind`` (one record or a JSON array),
-    as dicts, and how many were not valid.
-
-    >>> admit("alerts", b'{"model": "m", "status": "firing"}')[1]
-    1
-    >>> admit("metrics", b'[{"model": "m", "version": 1}, {"model": 7}]')
-    ([{'model': 'm', 'version': 1}], 1)
-    """
-    if kind in WIRE:
-        good, bad = WIRE[kind].decode(raw)
-        return [as_dict(e) for e in good], len(bad)
-    try:
-        values = unbatch(raw or b"")
-    except ValueError:  # not JSON
-        return [], 1
-    ok = [v for v in values if metrics_record_ok(v)]
-    return ok, len(values) - len(ok)
+# A performance point of a version (or of one of its segments), from its metrics records:
+# realised and estimated metric at the record's event time (its newest label time). The
+# estimate covers the predictions up to the record, so it leads the realised metric by
+# the label delay: NannyML's reading, an estimate before the labels say so.
+PERFORMANCE = ("event_ts", "rolling_mse", "baseline_mse", "estimated_mse",
+               "estimated_baseline_mse", "n_scored")
+MAX_SEGMENTS = 100  # segments per record kept (the monitor pools past max_segments)
 
 
 def episode(alert_id: str) -> str:
@@ -171,6 +69,9 @@ class Observatory:
         self.series: dict[tuple[str, int | None], deque[tuple[float, float | None,
                                                                float | None, int,
                                                                float | None]]] = {}
+        # (model, version, segment or None) -> PERFORMANCE points of its records
+        self.performance: dict[tuple[str, int | None, str | None],
+                               deque[tuple[float, ...]]] = {}
         # (model, version) -> (event time, feature_cells()) of its records, when they moved
         self.drift: dict[tuple[str, int | None], deque[tuple[float, dict[str, Any]]]] = {}
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
@@ -241,9 +142,16 @@ class Observatory:
             # newest label time of the pairs it covers (None in an older record).
             event_ts = value.get("label_ts_max")
             point = (ts, value.get("rolling_mse"), value.get("baseline_mse"),
-                     value.get("n_scored", 0), event_ts if _number_or_null(event_ts) else None)
+                     value.get("n_scored", 0), event_ts if number_or_null(event_ts) else None)
             if not points or points[-1][1:] != point[1:]:  # an idle version adds nothing
                 points.append(point)
+            self._performance(model, version, None, value, point[4] or ts)
+            segments = value.get("segments") or {}
+            for name in sorted(n for n in segments if len(n) <= 128)[:MAX_SEGMENTS]:
+                report = segments[name]
+                at = report.get("label_ts_max")
+                self._performance(model, version, name, report,
+                                  at if finite(at) else point[4] or ts)
             cells = feature_cells(value.get("features"))
             if cells:
                 history = self.drift.setdefault((model, version),
@@ -264,6 +172,18 @@ class Observatory:
         elif kind == "models":
             self.events.setdefault(model, deque(maxlen=self.max_alerts)).append(value)
 
+    def _performance(self, model: str, version: int | None, segment: str | None,
+                     report: dict[str, Any], at: float) -> None:
+        point = (at, *(report.get(k) if finite(report.get(k)) else None
+                       for k in PERFORMANCE[1:-1]), report.get("n_scored", 0))
+        if point[1] is None and point[3] is None:
+            return  # neither realised nor estimated yet
+        # a segment's points are a quarter of a version's: up to MAX_SEGMENTS of them
+        points = self.performance.setdefault((model, version, segment), deque(
+            maxlen=self.max_points if segment is None else self.max_points // 4))
+        if not points or points[-1][1:] != point[1:]:
+            points.append(point)
+
     # --- reading -----------------------------------------------------------------
 
     def models(self) -> list[str]:
@@ -276,16 +196,34 @@ class Observatory:
 
     def recent_alerts(self, model: str | None = None, status: str | None = None,
                       limit: int = 100, since: float = -math.inf,
-                      until: float = math.inf) -> list[dict[str, Any]]:
+                      until: float = math.inf, offset: int = 0) -> list[dict[str, Any]]:
         """The newest ``limit`` alerts of ``model`` (all: None) with ``status``, whose
-        event time ``ts`` is in [since, until]."""
+        event time ``ts`` is in [since, until], past the newest ``offset``; oldest first."""
+        return self.alerts_page(model, status, limit, since, until, offset)[0]
+
+    def alerts_page(self, model: str | None = None, status: str | None = None,
+                    limit: int = 100, since: float = -math.inf, until: float = math.inf,
+                    offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """:meth:`recent_alerts`, and how many alerts match in all (paging: the next
+        page is at ``offset + limit`` while that is below the total).
+
+        >>> obs = Observatory()
+        >>> for t in (1.0, 2.0, 3.0):
+        ...     obs.apply("alerts", {"alert_id": f"m.v1.k.{t:.0f}.firing", "model": "m",
+        ...                          "status": "firing", "ts": t}, t)
+        >>> page, total = obs.alerts_page("m", limit=2, offset=1)
+        >>> [a["ts"] for a in page], total
+        ([1.0, 2.0], 3)
+        """
         models = [model] if model else list(self.alerts)
         found = [a for m in models for a in self.alerts.get(m, ())
                  if since <= a["ts"] <= until and (
                      status is None or a.get("status") == status
                      or (status == "open" and episode(a["alert_id"]) in self.firing.get(m, {})
                          and a.get("status") == "firing"))]
-        return sorted(found, key=lambda a: a["ts"])[-limit:] if limit else []
+        found.sort(key=lambda a: a["ts"])
+        end = len(found) - offset
+        return (found[max(0, end - limit):max(0, end)] if limit else []), len(found)
 
     def series_of(self, model: str, since: float = -math.inf,
                   until: float = math.inf) -> dict[str, list[tuple[Any, ...]]]:
@@ -296,7 +234,8 @@ class Observatory:
                 for (m, v), points in self.series.items() if m == model}
 
     def feature_drift(self, model: str, since: float = -math.inf, until: float = math.inf,
-                      bins: int = 48) -> dict[str, Any]:
+                      bins: int = 48, limit: int | None = None,
+                      offset: int = 0) -> dict[str, Any]:
         """Each feature's drift statistic over its limit in ``bins`` equal spans of event
         time from ``since`` (else the first record's) to ``until`` (else the newest's):
         the highest of the records of any version in a span (None: no record), and the
@@ -313,7 +252,8 @@ class Observatory:
                           for entry in history if since <= entry[0] <= until),
                          key=lambda entry: entry[0])
         if not records:
-            return {"features": [], "from": None, "to": None, "ratio": {}, "missing": {}}
+            return {"features": [], "total": 0, "offset": offset, "from": None, "to": None,
+                    "ratio": {}, "missing": {}}
         lo = since if math.isfinite(since) else records[0][0]
         hi = until if math.isfinite(until) else records[-1][0]
         width = (hi - lo) / bins
@@ -329,13 +269,36 @@ class Observatory:
                     missing[name] = miss
         top = {n: max((r for r in row if r is not None), default=-1.0)
                for n, row in ratio.items()}
-        return {"features": sorted(ratio, key=lambda n: (-top[n], n)), "from": lo, "to": hi,
-                "ratio": ratio, "missing": missing}
+        ranked = sorted(ratio, key=lambda n: (-top[n], n))
+        page = ranked[offset:None if limit is None else offset + limit]
+        return {"features": page, "total": len(ranked), "offset": offset, "from": lo, "to": hi,
+                "ratio": {n: ratio[n] for n in page}, "missing": {n: missing[n] for n in page}}
+
+    def performance_of(self, model: str, segment: str | None = None,
+                       since: float = -math.inf,
+                       until: float = math.inf) -> dict[str, list[tuple[float, ...]]]:
+        """Each version's :data:`PERFORMANCE` points (of ``segment``; None: the whole
+        model) whose event time is in [since, until], oldest first.
+
+        >>> obs = Observatory()
+        >>> obs.apply("metrics", {"model": "m", "version": 1, "rolling_mse": 1.2,
+        ...     "estimated_mse": 1.5, "n_scored": 9, "label_ts_max": 50.0,
+        ...     "segments": {"eu": {"rolling_mse": 2.0, "n_scored": 4}}}, 60.0)
+        >>> obs.performance_of("m"), obs.performance_of("m", "eu")
+        ({'1': [(50.0, 1.2, None, 1.5, None, 9)]}, {'1': [(50.0, 2.0, None, None, None, 4)]})
+        """
+        return {str(v): [p for p in points if since <= p[0] <= until]
+                for (m, v, s), points in self.performance.items()
+                if m == model and s == segment}
+
+    def segments_of(self, model: str) -> list[str]:
+        """The segments any version of ``model`` has reported metrics of."""
+        return sorted({s for (m, _, s) in self.performance if m == model and s is not None})
 
     def newest_event_ts(self, model: str) -> float | None:
         """The newest label time any version of ``model`` has reported."""
         seen = [r["label_ts_max"] for r in self.reports.get(model, {}).values()
-                if _number_or_null(r.get("label_ts_max")) and r["label_ts_max"] is not None]
+                if number_or_null(r.get("label_ts_max")) and r["label_ts_max"] is not None]
         return max(seen) if seen else None
 
     def recent_deliveries(self, alert_id: str | None = None,

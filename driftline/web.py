@@ -3,14 +3,26 @@
 =========================  =============================================================
 ``GET /``                  the dashboard (one HTML page, no build step, polls the API)
 ``GET /api/models``        models with their versions, aliases and newest event time;
-                           malformed records skipped per topic (``bad_records``)
+                           malformed records skipped per topic (``bad_records``);
+                           ``?limit=&offset=``: a page of the models by name (``paging``)
 ``GET /api/models/{m}``    rolling metrics per version, baseline, detector state, open
                            alerts, label-join rate, the MSE series, model events, shadow
                            scores of a challenger and canaries of new champions;
                            ``?since=&until=``: the series points and alerts of that
                            event-time range (epoch seconds, either end optional),
-                           and each feature's drift over its limit in 48 spans of it
-``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=&since=&until=``
+                           and each feature's drift over its limit in 48 spans of it;
+                           ``?alerts=`` (default 50) newest alerts of the range;
+                           ``?features=&feature_offset=``: a page of the drift heatmap's
+                           features, the most drifted first (default all); ``features``
+                           also keeps each report's top so many (``features_total``)
+``GET /api/models/{m}/lifecycle``  each version's state (champion, challenger with its
+                           shadow run, canary, rolled back, rejected, retired) and the
+                           registry's history, newest first, ``?limit=&offset=``
+``GET /api/models/{m}/performance``  realised and estimated MSE per version over event
+                           time (NannyML's plot), ``?since=&until=&segment=``: of one
+                           segment; the segments and each one's latest metrics
+``GET /api/alerts``        ``?model=&status=firing|resolved|open&limit=&offset=&since=&until=``
+                           (``offset``: past the newest so many; ``paging``)
 ``GET /api/deliveries``    delivery outcomes (``alert-deliveries``), ``?alert_id=&limit=``
 ``GET /api/silences``      the silences in force
 ``POST /api/silences``     ``{"model", "kind"?, "feature"?, "duration": "2h" | seconds,
@@ -38,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -52,6 +63,8 @@ from driftline.errors import RegistryError
 from driftline.observe import Observatory, follow
 from driftline.settings import Settings
 from driftline.web_access import Access, check_access
+from driftline.web_query import QueryError, count, page, paging, window
+from driftline.web_views import report_view
 
 __all__ = ["Health", "WebState", "check_access", "health_checks", "install"]
 
@@ -81,12 +94,21 @@ class WebState:
                 prefix=self.settings.registry_prefix)
         return self._registry
 
-    async def registry_view(self, model: str | None = None) -> tuple[dict[str, Any], str | None]:
-        """Versions and aliases per model from Redis, or ({}, why) if it cannot be read."""
+    async def registry_names(self) -> tuple[list[str], str | None]:
+        """The models the registry holds, or ([], why) if it cannot be read."""
+        try:
+            return await asyncio.to_thread(self.registry.models), None
+        except RegistryError as exc:
+            return [], str(exc)
+
+    async def registry_view(self, model: str | None = None, *,
+                            names: list[str] | None = None) -> tuple[dict[str, Any], str | None]:
+        """Versions and aliases of ``model`` (or of ``names``; None: every model) from
+        Redis, or ({}, why) if it cannot be read."""
         def read() -> dict[str, Any]:
-            names = [model] if model else self.registry.models()
+            wanted = [model] if model else self.registry.models() if names is None else names
             out = {}
-            for name in names:
+            for name in wanted:
                 versions = self.registry.versions(name)
                 if versions:
                     out[name] = {"aliases": self.registry.aliases(name),
@@ -158,9 +180,15 @@ def install(app: faust.App, settings: Settings) -> WebState:
         async def get(self, request: web.Request) -> web.Response:
             if (refusal := denied(self, request)) is not None:
                 return refusal
-            registry, problem = await state.registry_view()
+            try:
+                limit = count(request.query, "limit", None, 1, 1000)
+                offset = count(request.query, "offset", 0, 0)
+            except QueryError as exc:
+                return self.json({"error": str(exc)}, status=400)
             obs = state.observatory
-            names = sorted(set(registry) | set(obs.models()))
+            known, problem = await state.registry_names()
+            names, paging = page(sorted(set(known) | set(obs.models())), limit, offset)
+            registry, unread = await state.registry_view(names=[n for n in names if n in known])
             return self.json({"models": [
                 {"model": name, "aliases": registry.get(name, {}).get("aliases", {}),
                  "versions": registry.get(name, {}).get("versions", []),
@@ -168,7 +196,7 @@ def install(app: faust.App, settings: Settings) -> WebState:
                      v for v in obs.reports.get(name, {}) if v is not None),
                  "open_alerts": len(obs.open_alerts(name)),
                  "newest_event_ts": obs.newest_event_ts(name)} for name in names],
-                "registry_error": problem,
+                "paging": paging, "registry_error": problem or unread,
                 # malformed records this worker's reader skipped, per topic
                 "bad_records": obs.bad_record_totals()})
 
@@ -181,22 +209,27 @@ def install(app: faust.App, settings: Settings) -> WebState:
             registry, problem = await state.registry_view(model)
             if model not in registry and model not in obs.models():
                 return self.json({"error": f"unknown model {model!r}"}, status=404)
-            window = _window(request)
-            if window is None:
-                return self.json({"error": WINDOW_ERROR}, status=400)
+            try:
+                since, until = window(request.query)
+                alerts = count(request.query, "alerts", 50, 1, 1000)
+                features = count(request.query, "features", None, 1, 1000)
+                feature_offset = count(request.query, "feature_offset", 0, 0)
+            except QueryError as exc:
+                return self.json({"error": str(exc)}, status=400)
             entry = registry.get(model, {"aliases": {}, "versions": []})
+            shown, total = obs.alerts_page(model, limit=alerts, since=since, until=until)
             reports = obs.reports.get(model, {})
             return self.json({
                 "model": model, "champion": entry["aliases"].get("champion"),
                 "aliases": entry["aliases"], "versions": entry["versions"],
-                "metrics": {str(v): _report(r) for v, r in reports.items()},
+                "metrics": {str(v): report_view(r, features) for v, r in reports.items()},
                 "open_alerts": obs.open_alerts(model),
-                "alerts": obs.recent_alerts(model, limit=50, since=window[0],
-                                            until=window[1]),
+                "alerts": shown, "alerts_paging": paging(total, alerts, 0),
                 "events": list(obs.events.get(model, ())),
                 "shadow": list(obs.shadow.get(model, {}).values()),
-                "series": obs.series_of(model, *window),
-                "feature_drift": obs.feature_drift(model, *window),
+                "series": obs.series_of(model, since, until),
+                "feature_drift": obs.feature_drift(model, since, until, limit=features,
+                                                   offset=feature_offset),
                 "newest_event_ts": obs.newest_event_ts(model),
                 "registry_error": problem})
 
@@ -209,32 +242,34 @@ def install(app: faust.App, settings: Settings) -> WebState:
             if status is not None and status not in STATUSES:
                 return self.json({"error": f"status must be one of {', '.join(STATUSES)}"},
                                  status=400)
-            limit = _limit(request)
-            if limit is None:
-                return self.json({"error": "limit must be an integer from 1 to 1000"},
-                                 status=400)
-            window = _window(request)
-            if window is None:
-                return self.json({"error": WINDOW_ERROR}, status=400)
+            try:
+                limit = count(request.query, "limit", 100, 1, 1000)
+                offset = count(request.query, "offset", 0, 0)
+                since, until = window(request.query)
+            except QueryError as exc:
+                return self.json({"error": str(exc)}, status=400)
             model = request.query.get("model") or None
-            return self.json({"alerts": state.observatory.recent_alerts(
-                model, status, limit, *window)})
+            alerts, total = state.observatory.alerts_page(model, status, limit, since, until,
+                                                          offset)
+            return self.json({"alerts": alerts, "paging": paging(total, limit, offset)})
 
     @app.page("/api/deliveries")
     class Deliveries(web.View):
         async def get(self, request: web.Request) -> web.Response:
             if (refusal := denied(self, request)) is not None:
                 return refusal
-            limit = _limit(request)
-            if limit is None:
-                return self.json({"error": "limit must be an integer from 1 to 1000"},
-                                 status=400)
+            try:
+                limit = count(request.query, "limit", 100, 1, 1000)
+            except QueryError as exc:
+                return self.json({"error": str(exc)}, status=400)
             return self.json({"deliveries": state.observatory.recent_deliveries(
                 request.query.get("alert_id") or None, limit)})
 
     from driftline.web_silences import install_silences
+    from driftline.web_views import install_views
 
     install_silences(app, settings, denied)
+    install_views(app, state, denied)
 
     @app.page("/metrics")
     class Metrics(web.View):
@@ -254,11 +289,6 @@ def install(app: faust.App, settings: Settings) -> WebState:
             return self.json(answer, status=200 if answer["ok"] else 503)
 
     return state
-
-
-def _report(record: dict[str, Any]) -> dict[str, Any]:
-    scored, predictions = record.get("n_scored", 0), record.get("n_predictions", 0)
-    return {**record, "label_join_rate": scored / predictions if predictions else None}
 
 
 HEALTH_TTL = 3.0  # seconds a /healthz probe is answered from
@@ -341,31 +371,3 @@ async def health_checks(app: faust.App, settings: Settings,
     return {"ok": all(checks.values()),
             "checks": {k: "ok" if v else "unavailable" for k, v in checks.items()},
             "assigned_partitions": assigned}
-
-
-WINDOW_ERROR = "since and until must be numbers (event time, epoch seconds)"
-
-
-def _window(request: web.Request) -> tuple[float, float] | None:
-    """``since`` and ``until`` (event time, epoch seconds; each optional), or None unless
-    finite numbers."""
-    bounds = []
-    for name, default in (("since", -math.inf), ("until", math.inf)):
-        raw = request.query.get(name) or None
-        try:
-            value = default if raw is None else float(raw)
-        except ValueError:
-            return None
-        if raw is not None and not math.isfinite(value):
-            return None
-        bounds.append(value)
-    return bounds[0], bounds[1]
-
-
-def _limit(request: web.Request) -> int | None:
-    """The ``limit`` query parameter (default 100), or None unless an integer 1-1000."""
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        return None
-    return limit if 1 <= limit <= 1000 else None
