@@ -85,7 +85,8 @@ def stationary(d: int, n: int, calibrated: bool, budget: float, seed: int) -> di
                                                          preds[s:e].reshape(-1, 1))):
                 ran = rule.detector.extend
                 seen: list[Any] = []
-                rule.detector.extend = lambda r, ran=ran, seen=seen: seen.extend(ran(r)) or seen
+                rule.detector.extend = (lambda r, mismatch=None, ran=ran, seen=seen:
+                                        seen.extend(ran(r, mismatch)) or seen)
                 rule._check(rows, ts)  # what update() calls
                 rule.detector.extend = ran
                 alerts.extend(rule.alerts)

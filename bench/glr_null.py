@@ -80,7 +80,7 @@ def main() -> None:
                          for h in thresholds]
                 print(f"| {kind} | {bins} | " + " | ".join(f"{c:.3g}" for c in cells) + " |",
                       flush=True)
-    print(f"\n{time.perf_counter() - started:.0f} s per million pairs: {args.pairs:,} a stream")
+    print(f"\n{time.perf_counter() - started:.0f} s, {args.pairs:,} pairs a stream")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def test_a_drift_confined_to_x1_above_half_puts_x1_first_in_the_attribution():
     assert {a["kind"] for _, a in fired} == {"concept_drift", "metric_threshold"}
     for _, alert in fired:
         attribution = alert["attribution"]
-        print(alert["kind"], attribution)
+        print(alert["kind"], "after", alert["metrics"]["n_scored"], "pairs:", attribution)
         assert attribution[0]["feature"] == "x1"
         assert sum(a["share"] for a in attribution) <= 1
         shares = [a["share"] for a in attribution]
@@ -194,7 +194,7 @@ def test_a_drift_in_one_segment_of_ten_alerts_on_it_while_the_model_stays_under_
           f"metric_threshold after {at:,}; model-wide: "
           f"{[(at, a['kind'], a['status']) for at, a in alerts if a['segment'] is None]}")
     assert 30_000 < seg_drift_at < at < 35_000
-    # ADWIN on the whole model sees the small rise too, later; the model-wide metric
+    # The error test on the whole model sees the small rise too, later; the model-wide metric
     # threshold does not fire.
     assert all(a["kind"] == "concept_drift" for _, a in alerts if a["segment"] is None)
     assert all(at > seg_drift_at for at, a in alerts if a["segment"] is None)

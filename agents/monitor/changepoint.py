@@ -175,9 +175,11 @@ class BinnedGLR:
             row = ticks[:, None] - self._off
             now, cut, old = self._cum[row], self._cum[row - w], self._cum[(lo - self._off)[:, None]]
             x1, x0 = now - cut, cut - old
-            n1, n0 = (w * CLOCK), (span[:, None] - w) * CLOCK
-            g = (_XLOGX[x1].sum(-1) + _XLOGX[x0].sum(-1) - _XLOGX[x1 + x0].sum(-1)
-                 - _XLOGX[n1] - _XLOGX[n0] + _XLOGX[n1 + n0])
+            n1, n0, n = w * CLOCK, (span[:, None] - w) * CLOCK, span[:, None] * CLOCK
+            # G / 2 = sum x ln x over the window's and the earlier bins, less over both
+            # together, less n ln n of each part, plus of the whole (x1 + x0 = now - old).
+            g = ((_XLOGX[x1] + _XLOGX[x0]).sum(-1) - _XLOGX[now - old].sum(-1)
+                 - _XLOGX[n1] - _XLOGX[n0] + _XLOGX[n])
             g = np.where(ok, g, 0.0)
             k = np.arange(x1.shape[-1])
             up = (x1 @ k) * n0 > (x0 @ k) * n1
