@@ -5,7 +5,9 @@ every ``DRIFTLINE_METRICS_INTERVAL`` s), ``alerts``, ``models`` (lifecycle
 events) and ``alert-deliveries`` (the delivery outcomes); :func:`follow` feeds it
 from Kafka, reading every partition, so every worker answers for every model
 whichever partitions it owns. Bounded: a series of at most ``max_points`` per
-version and ``max_alerts`` alerts per model.
+version (the heatmap's: drift and data quality of at most
+:data:`~driftline.observe_records.FEATURE_CELLS` features a point)
+and ``max_alerts`` alerts per model.
 
 Every record is checked before it is applied
 (:func:`~driftline.observe_records.admit`): alerts, model events and delivery records
@@ -37,6 +39,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from driftline.agents.monitor.alerting import episode_of
+from driftline.agents.monitor.config import DataDriftConfig
 from driftline.kafka import opened_reader, true_end_offset
 from driftline.observe_records import admit, feature_cells, finite, number_or_null
 from driftline.settings import Settings
@@ -52,6 +55,11 @@ METRICS_HISTORY = 5_000  # records per metrics partition read back at start
 PERFORMANCE = ("event_ts", "rolling_mse", "baseline_mse", "estimated_mse",
                "estimated_baseline_mse", "n_scored")
 MAX_SEGMENTS = 100  # segments per record kept (the monitor pools past max_segments)
+# A feature's data quality beside its drift: the shares of missing values and of type
+# mismatches, of values out of the reference's range (numeric) and of the most frequent
+# category the reference never saw (categorical), over the monitor's window.
+QUALITY_KINDS = ("missing", "mismatch", "out_of_range", "unseen")
+QUALITY_WINDOW = DataDriftConfig().window  # the window the counts are over, by default
 
 
 def episode(alert_id: str) -> str:
@@ -72,7 +80,8 @@ class Observatory:
         # (model, version, segment or None) -> PERFORMANCE points of its records
         self.performance: dict[tuple[str, int | None, str | None],
                                deque[tuple[float, ...]]] = {}
-        # (model, version) -> (event time, feature_cells()) of its records, when they moved
+        # (model, version) -> (event time, feature_cells()) of its records, when they moved:
+        # the heatmap's drift and the data quality beside it, at most FEATURE_CELLS a record
         self.drift: dict[tuple[str, int | None], deque[tuple[float, dict[str, Any]]]] = {}
         self.alerts: dict[str, deque[dict[str, Any]]] = {}
         self.firing: dict[str, dict[str, dict[str, Any]]] = {}  # model -> episode -> alert
@@ -234,34 +243,41 @@ class Observatory:
                 for (m, v), points in self.series.items() if m == model}
 
     def feature_drift(self, model: str, since: float = -math.inf, until: float = math.inf,
-                      bins: int = 48, limit: int | None = None,
-                      offset: int = 0) -> dict[str, Any]:
+                      bins: int = 48, limit: int | None = None, offset: int = 0,
+                      window: int = QUALITY_WINDOW) -> dict[str, Any]:
         """Each feature's drift statistic over its limit in ``bins`` equal spans of event
         time from ``since`` (else the first record's) to ``until`` (else the newest's):
         the highest of the records of any version in a span (None: no record), and the
-        feature's latest missing share. Features the most drifted first.
+        feature's latest missing share. Features the most drifted first; those of the
+        page (``limit`` from ``offset``) also with their data quality in the same spans
+        (``quality``: the highest share of each of :data:`QUALITY_KINDS` the range saw
+        above zero; out-of-range and unseen counts over ``window``, the monitor's
+        data-drift window).
 
         >>> obs = Observatory()
-        >>> for t, v in ((10.0, 0.1), (20.0, 0.4), (30.0, 0.2)):
+        >>> for t, v, odd in ((10.0, 0.1, 0), (20.0, 0.4, 50), (30.0, 0.2, 20)):
         ...     obs.apply("metrics", {"model": "m", "version": 1, "label_ts_max": t,
-        ...         "features": {"x0": {"value": v, "limit": 0.2, "missing_share": 0.0}}}, t)
-        >>> obs.feature_drift("m", bins=2)["ratio"]
-        {'x0': [0.5, 2.0]}
+        ...         "features": {"x0": {"value": v, "limit": 0.2, "missing_share": 0.0,
+        ...                             "out_of_range_count": odd}}}, t)
+        >>> drift = obs.feature_drift("m", bins=2)
+        >>> drift["ratio"], drift["quality"]
+        ({'x0': [0.5, 2.0]}, {'x0': {'out_of_range': [0.0, 0.05]}})
         """
         records = sorted((entry for (m, _), history in self.drift.items() if m == model
                           for entry in history if since <= entry[0] <= until),
                          key=lambda entry: entry[0])
         if not records:
             return {"features": [], "total": 0, "offset": offset, "from": None, "to": None,
-                    "ratio": {}, "missing": {}}
+                    "ratio": {}, "missing": {}, "quality": {}, "quality_window": window}
         lo = since if math.isfinite(since) else records[0][0]
         hi = until if math.isfinite(until) else records[-1][0]
         width = (hi - lo) / bins
+        spans = [min(bins - 1, int((at - lo) / width)) if width > 0 else bins - 1
+                 for at, _ in records]
         ratio: dict[str, list[float | None]] = {}
         missing: dict[str, float | None] = {}
-        for at, cells in records:
-            b = min(bins - 1, int((at - lo) / width)) if width > 0 else bins - 1
-            for name, (r, miss) in cells.items():
+        for b, (_, cells) in zip(spans, records, strict=True):
+            for name, (r, miss, *_) in cells.items():
                 row = ratio.setdefault(name, [None] * bins)
                 if r is not None and (row[b] is None or r > row[b]):
                     row[b] = round(r, 4)
@@ -271,8 +287,27 @@ class Observatory:
                for n, row in ratio.items()}
         ranked = sorted(ratio, key=lambda n: (-top[n], n))
         page = ranked[offset:None if limit is None else offset + limit]
+        # the page's data quality only: a second pass over its features, not all of them
+        quality: dict[str, dict[str, list[float | None]]] = {n: {} for n in page}
+        for b, (_, cells) in zip(spans, records, strict=True):
+            for name in page:
+                cell = cells.get(name)
+                if cell is None:
+                    continue
+                _, miss, mismatch, odd, unseen = cell
+                for kind, share in zip(QUALITY_KINDS, (
+                        miss, mismatch, None if odd is None else odd / window,
+                        None if unseen is None else unseen / window), strict=True):
+                    if share is not None:
+                        row = quality[name].setdefault(kind, [None] * bins)
+                        if row[b] is None or share > row[b]:
+                            row[b] = round(share, 4)
         return {"features": page, "total": len(ranked), "offset": offset, "from": lo, "to": hi,
-                "ratio": {n: ratio[n] for n in page}, "missing": {n: missing[n] for n in page}}
+                "ratio": {n: ratio[n] for n in page}, "missing": {n: missing[n] for n in page},
+                # a kind zero (or not checked) all through the range is left out
+                "quality": {n: {k: row for k, row in kinds.items() if any(row)}
+                            for n, kinds in quality.items()},
+                "quality_window": window}
 
     def performance_of(self, model: str, segment: str | None = None,
                        since: float = -math.inf,

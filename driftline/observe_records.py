@@ -13,7 +13,7 @@ from typing import Any, TypeGuard
 from driftline.models.wire import ALERT, ALERT_DELIVERY, MODEL_EVENT, EventKind, unbatch
 from driftline.models.wire.events import MODEL_RE, as_dict
 
-__all__ = ["FEATURE_CELLS", "MAX_TRAIL", "admit", "feature_cells", "finite",
+__all__ = ["FEATURE_CELLS", "MAX_TRAIL", "Cell", "admit", "feature_cells", "finite",
            "metrics_record_ok", "number_or_null", "trail_ok"]
 
 WIRE: dict[str, EventKind[Any]] = {"alerts": ALERT, "models": MODEL_EVENT,
@@ -31,26 +31,35 @@ def finite(x: Any) -> TypeGuard[float]:
 
 
 FEATURE_CELLS = 100  # features kept per record in the drift history, the most drifted
+# A feature's cell of one record: its drift statistic over its limit, and its data quality
+# over the monitor's window: missing and type-mismatch shares, and a count of values out of
+# the reference's range (numeric) or of the most frequent category it never saw (categorical).
+Cell = tuple[float | None, float | None, float | None, int | None, int | None]
 
 
-def feature_cells(features: Any) -> dict[str, tuple[float | None, float | None]]:
-    """feature -> (drift statistic / its limit, missing share) of a report's ``features``
-    (either None where the record has none; at most :data:`FEATURE_CELLS`, the highest
-    ratios first: the record comes from a topic anybody can write).
+def feature_cells(features: Any) -> dict[str, Cell]:
+    """feature -> (drift statistic / its limit, missing share, mismatch share, out-of-range
+    count, unseen-category count) of a report's ``features`` (None where the record has
+    none; at most :data:`FEATURE_CELLS`, the highest ratios first: the record comes from a
+    topic anybody can write).
 
-    >>> feature_cells({"x0": {"value": 0.3, "limit": 0.25, "missing_share": 0.0},
+    >>> feature_cells({"x0": {"value": 0.3, "limit": 0.25, "missing_share": 0.0,
+    ...                       "mismatch_share": 0.0, "out_of_range_count": 7},
     ...                "x1": {"type": "numeric"}, "x2": "junk"})
-    {'x0': (1.2, 0.0), 'x1': (None, None)}
+    {'x0': (1.2, 0.0, 0.0, 7, None), 'x1': (None, None, None, None, None)}
     """
     if not isinstance(features, dict):
         return {}
-    out: dict[str, tuple[float | None, float | None]] = {}
+    out: dict[str, Cell] = {}
     for name, f in features.items():
         if not isinstance(name, str) or not isinstance(f, dict):
             continue
-        value, limit, missing = f.get("value"), f.get("limit"), f.get("missing_share")
-        out[name] = (value / limit if finite(value) and finite(limit) and limit > 0
-                     else None, missing if finite(missing) else None)
+        value, limit = f.get("value"), f.get("limit")
+        miss, mismatch, odd, unseen = (f.get(k) for k in (
+            "missing_share", "mismatch_share", "out_of_range_count", "unseen_category_count"))
+        out[name] = (value / limit if finite(value) and finite(limit) and limit > 0 else None,
+                     miss if finite(miss) else None, mismatch if finite(mismatch) else None,
+                     odd if _count(odd) else None, unseen if _count(unseen) else None)
     if len(out) > FEATURE_CELLS:
         kept = sorted(out, key=lambda n: -(out[n][0] or 0.0))[:FEATURE_CELLS]
         out = {n: out[n] for n in kept}

@@ -13,7 +13,8 @@
                            and each feature's drift over its limit in 48 spans of it;
                            ``?alerts=`` (default 50) newest alerts of the range;
                            ``?features=&feature_offset=``: a page of the drift heatmap's
-                           features, the most drifted first (default all); ``features``
+                           features, the most drifted first (default all), with their
+                           data quality over the same spans (``quality``); ``features``
                            also keeps each report's top so many (``features_total``)
 ``GET /api/models/{m}/lifecycle``  each version's state (champion, challenger with its
                            shadow run, canary, rolled back, rejected, retired) and the
@@ -59,7 +60,8 @@ import aiohttp.web
 import faust
 from faust import web
 
-from driftline.errors import RegistryError
+from driftline.agents.monitor.config import MonitorConfig
+from driftline.errors import ConfigError, RegistryError
 from driftline.observe import Observatory, follow
 from driftline.settings import Settings
 from driftline.web_access import Access, check_access
@@ -82,6 +84,18 @@ class WebState:
         self.observatory = Observatory()
         self.health = Health(app, settings)
         self._registry: Any = None
+        self._config: MonitorConfig | None = None
+
+    def quality_window(self, model: str) -> int:
+        """``model``'s data-drift window in the monitor config this worker runs: what its
+        reports' out-of-range and unseen counts are over."""
+        if self._config is None:
+            try:
+                self._config = MonitorConfig.load(self.settings.monitor_config or None)
+            except ConfigError as exc:  # the monitor stops on it; the views carry on
+                log.warning("%s: data quality read over the default window", exc)
+                self._config = MonitorConfig()
+        return self._config.for_model(model).data_drift.window
 
     @property
     def registry(self):
@@ -229,7 +243,8 @@ def install(app: faust.App, settings: Settings) -> WebState:
                 "shadow": list(obs.shadow.get(model, {}).values()),
                 "series": obs.series_of(model, since, until),
                 "feature_drift": obs.feature_drift(model, since, until, limit=features,
-                                                   offset=feature_offset),
+                                                   offset=feature_offset,
+                                                   window=state.quality_window(model)),
                 "newest_event_ts": obs.newest_event_ts(model),
                 "registry_error": problem})
 

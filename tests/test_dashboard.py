@@ -160,7 +160,7 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert all(o == "none" for k, (_, o) in bars.items() if k != drift_episode), bars
         assert "explained by x" in after or not any(a.get("attribution") for a in alerts)
         # The feature drift heatmap: a row per feature the metrics records checked, cells
-        # over event time, its missing share beside it.
+        # over event time, its data quality beside it (a strip per kind of problem).
         detail = json.loads(get(f"{base}/api/models/{model}")[1])
         checked = {name for report in detail["metrics"].values()
                    for name, f in report["features"].items() if "value" in f}
@@ -170,7 +170,8 @@ def test_dashboard_shows_the_drift_the_alert_and_the_new_version(settings, worke
         assert set(rows) == checked, rows
         for row in rows.values():
             assert re.search(r'<rect class="cell" data-ratio="[\d.e-]+"', row), row
-            assert re.search(r'class="missing"[^>]*>missing 0\.0%</text>', row), row
+            assert re.findall(r'<rect class="quality-strip" data-kind="(\w+)"', row) == [
+                "missing", "mismatch", "out_of_range"], row
         # The last hour (#range=1h: a headless browser selects it by the address): the
         # same axis cut to the hour before the newest event time, with fewer points.
         hour = browser(f"{base}/#range=1h", tmp_path, "range-1h")

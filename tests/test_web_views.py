@@ -1,7 +1,7 @@
 """Issue 36's views beyond the monitor card, against one live worker for the module: the
 models view (each version's lifecycle, the registry's history), estimated against
-realised performance of the model and of a chosen segment, and paging through models,
-alerts and the drift heatmap's features."""
+realised performance of the model and of a chosen segment, paging through models,
+alerts and the drift heatmap's features, and data quality beside the heatmap."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import uuid
 import orjson
 import pytest
 from conftest import WorkerProcess
+from devtools import DevTools
 from kafka_io import create_topics, produce
 from test_dashboard import BROWSER
 from test_monitor_estimate import segmented
@@ -21,18 +22,24 @@ from test_web import get, wait_until
 from driftline import LinearModel, ModelRegistry
 from driftline.ports import free_port
 from driftline.settings import Settings
+from driftline.simulate import World, bootstrap, event_log
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "views-token-0123456789"
 N, DRIFT_AT, START = 12_000, 6_000, 1_700_000_000.0
 FEATURES = [f"x{j}" for j in range(10)]
+# Model ``shift``: 30 features (two heatmap pages), x1 moved out of the reference's range
+# at row 3,000 of 6,000 (driftline.simulate's feature-shift), a hundred rows a second.
+SHIFT = World("feature-shift", drift_at=3_000, features=30, seed=5)
+SHIFT_N, SHIFT_START = 6_000, 1_767_225_600.0  # event_log's first event time
 
 
 @pytest.fixture(scope="module")
 def live(stack, tmp_path_factory):
     """Model ``seg``: v1 champion again after v2 was rolled back, v3 the challenger, v4
-    rejected; ten segments, a drift in s3 at pair 6,000; two models only registered."""
+    rejected; ten segments, a drift in s3 at pair 6,000; two models only registered;
+    model ``shift`` (:data:`SHIFT`)."""
     tmp = tmp_path_factory.mktemp("views")
     tag = uuid.uuid4().hex[:10]
     config = tmp / "monitor.toml"
@@ -53,6 +60,7 @@ def live(stack, tmp_path_factory):
     registry.reject("seg", versions[3], reason="lost on the holdout")
     for name in ("idle-a", "idle-b"):
         registry.register(name, model, metrics={"mse": 1.0})
+    bootstrap(registry, "shift", SHIFT)
     registry.close()
     create_topics(settings)
     predictions, pairs = segmented(N, DRIFT_AT, 23)
@@ -64,6 +72,9 @@ def live(stack, tmp_path_factory):
     labels = [("labels", p["prediction_id"].encode(), orjson.dumps(
         {"prediction_id": p["prediction_id"], "label": p["label"], "ts": p["label_ts"]}))
         for p in pairs]
+    shift = [("predictions" if "model" in e else "labels", e["prediction_id"].encode(),
+              orjson.dumps(e)) for e in event_log(SHIFT, SHIFT_N, model="shift",
+                                                  label_delay=100)]
     worker = WorkerProcess(settings, tmp / "worker.log").start()
     base = f"http://127.0.0.1:{settings.web_port}"
 
@@ -72,10 +83,13 @@ def live(stack, tmp_path_factory):
         report = json.loads(body)["metrics"].get("1") if status == 200 else None
         if not report or report["n_scored"] < N or len(report.get("segments", {})) < 10:
             return None
-        alerts = json.loads(get(f"{base}/api/alerts?model=seg", TOKEN)[1])["alerts"]
-        return len(alerts) >= 3
-    def scored(n):
-        status, body, _ = get(f"{base}/api/models/seg", TOKEN)
+        alerts = json.loads(get(f"{base}/api/alerts?limit=100", TOKEN)[1])["alerts"]
+        kinds = {(a["model"], a["kind"]) for a in alerts if a["status"] == "firing"}
+        return scored(SHIFT_N, "shift") and {
+            ("seg", "concept_drift"), ("shift", "data_quality"),
+            ("shift", "metric_threshold")} <= kinds
+    def scored(n, model="seg"):
+        status, body, _ = get(f"{base}/api/models/{model}", TOKEN)
         report = json.loads(body)["metrics"].get("1") if status == 200 else None
         return report is not None and report["n_scored"] >= n
     try:
@@ -84,6 +98,11 @@ def live(stack, tmp_path_factory):
         for start in range(0, N, N // 4):
             produce(settings, sent[start:start + N // 4] + labels[start:start + N // 4])
             assert wait_until(lambda n=start + N // 4: scored(n), 60), worker.log()
+        # shift's log in quarters too: records before and after its drift by event time
+        for q in range(4):
+            produce(settings, shift[q * len(shift) // 4:(q + 1) * len(shift) // 4])
+            assert wait_until(lambda n=(q + 1) * SHIFT_N // 4 - 100: scored(n, "shift"),
+                              60), worker.log()
         assert wait_until(done, 120), worker.log()
         yield base, tmp
     finally:
@@ -169,20 +188,22 @@ def test_estimated_and_realised_performance_of_the_model_and_a_segment(live):
 def test_paging_models_alerts_and_heatmap_features(live):
     base, _ = live
     everything = api(base, "/api/models")
-    assert [m["model"] for m in everything["models"]] == ["idle-a", "idle-b", "seg"]
-    assert everything["paging"] == {"total": 3, "offset": 0, "next_offset": None}
-    first, second = api(base, "/api/models?limit=2"), api(base, "/api/models?limit=2&offset=2")
-    assert [m["model"] for m in first["models"] + second["models"]] == ["idle-a", "idle-b", "seg"]
-    assert first["paging"]["next_offset"] == 2 and second["paging"]["next_offset"] is None
+    names = ["idle-a", "idle-b", "seg", "shift"]
+    assert [m["model"] for m in everything["models"]] == names
+    assert everything["paging"] == {"total": 4, "offset": 0, "next_offset": None}
+    first, second = api(base, "/api/models?limit=3"), api(base, "/api/models?limit=3&offset=3")
+    assert [m["model"] for m in first["models"] + second["models"]] == names
+    assert first["paging"]["next_offset"] == 3 and second["paging"]["next_offset"] is None
 
-    alerts = api(base, "/api/alerts?model=seg&limit=1000")
+    alerts = api(base, "/api/alerts?model=shift&limit=1000")
     total = alerts["paging"]["total"]
     assert total == len(alerts["alerts"]) >= 3
-    pages = [api(base, f"/api/alerts?model=seg&limit=2&offset={o}") for o in range(0, total, 2)]
+    pages = [api(base, f"/api/alerts?model=shift&limit=2&offset={o}")
+             for o in range(0, total, 2)]
     assert [a for p in reversed(pages) for a in p["alerts"]] == alerts["alerts"]
     assert pages[0]["paging"] == {"total": total, "offset": 0,
                                   "next_offset": 2 if total > 2 else None}
-    detail = api(base, "/api/models/seg?alerts=2")
+    detail = api(base, "/api/models/shift?alerts=2")
     assert detail["alerts"] == alerts["alerts"][-2:]
     assert detail["alerts_paging"]["total"] == total
 
@@ -235,7 +256,7 @@ def test_models_view_shows_each_versions_state_and_the_history(live):
     marks = re.findall(r'<circle class="action" data-action="(\w+)" data-version="(\d)"',
                        section)
     assert ("rolled_back", "1") in marks and ("rejected", "4") in marks, marks
-    assert re.search(r'models 1–3 of 3', page)
+    assert re.search(r'models 1–4 of 4', page)
 
 
 @needs_browser
@@ -254,3 +275,90 @@ def test_monitor_view_plots_estimated_over_realised_for_the_chosen_segment(live)
     assert '<option value="s3" selected="">segment s3</option>' in chosen
     assert re.search(r'<tr data-segment="s3" class="(firing )?chosen">', chosen), chosen[-3000:]
     assert "segment s3: realised (solid) and estimated (dashed) MSE" in chosen
+
+
+def shift_drift(base: str, query: str = "") -> dict:
+    return api(base, "/api/models/shift?features=25" + query)["feature_drift"]
+
+
+def test_data_quality_over_time_beside_the_drift(live):
+    base, _ = live
+    drift = shift_drift(base)
+    assert drift["total"] == 30 and drift["features"][0] == "x1"
+    assert drift["quality_window"] == 1000  # the monitor's data-drift window (its default)
+    assert set(drift["quality"]) == set(drift["features"])
+    x1 = drift["quality"]["x1"]["out_of_range"]
+    span = (drift["to"] - drift["from"]) / len(x1)
+    moved = SHIFT_START + SHIFT.drift_at / 100  # the event time of row 3,000
+    # a record at event time t checked the 1,000 rows before t + 1 s (labels 100 rows late)
+    at = [(drift["from"] + b * span, v) for b, v in enumerate(x1) if v is not None]
+    before = [v for t, v in at if t + span < moved - 1]
+    after = [v for t, v in at if t > moved + 10]
+    assert before and after, x1
+    assert max(before) < 0.02 and min(after) > 0.05, x1
+    others = [max(v for v in q["out_of_range"] if v is not None)
+              for n, q in drift["quality"].items() if n != "x1" and "out_of_range" in q]
+    assert max(others, default=0.0) < 0.02, drift["quality"]
+    assert not any("missing" in q or "mismatch" in q for q in drift["quality"].values())
+    rest = shift_drift(base, "&feature_offset=25")
+    everything = api(base, "/api/models/shift")["feature_drift"]["features"]
+    assert rest["features"] == everything[25:] and set(rest["quality"]) == set(rest["features"])
+
+
+def shift_card(base: str, tmp) -> str:
+    page = dom(f"{base}/?token={TOKEN}", tmp, "shift")
+    assert 'id="model-shift"' in page, page[-3000:]
+    return page.split('id="model-shift"')[1].split('<section class="model"')[0]
+
+
+@needs_browser
+def test_data_quality_is_drawn_beside_the_heatmap_and_attribution_on_the_timeline(live):
+    base, tmp = live
+    card = shift_card(base, tmp)
+    drift = shift_drift(base)
+    assert re.search(r'<svg class="heatmap"[^>]*data-quality-window="1000"', card), card[:3000]
+    rows = dict(re.findall(r'<g class="heat-row" data-feature="([^"]+)">(.*?)</g>', card))
+    assert list(rows) == drift["features"]
+    for name, row in rows.items():
+        strips = re.findall(r'<rect class="quality-strip" data-kind="(\w+)"', row)
+        assert strips == ["missing", "mismatch", "out_of_range"], (name, row)
+        drawn = {(int(b), float(v)) for b, v in re.findall(
+            r'<rect class="qcell" data-kind="out_of_range" data-bin="(\d+)" '
+            r'data-share="([\d.e-]+)"', row)}
+        served = drift["quality"][name].get("out_of_range", [])
+        assert drawn == {(b, v) for b, v in enumerate(served) if v}, name
+    top = float(re.search(r'data-kind="out_of_range" data-max="([\d.e-]+)"', rows["x1"])[1])
+    assert top > 0.05, rows["x1"]
+    # each episode's label says which features explain it when its alert says so
+    alerts = api(base, "/api/alerts?model=shift&status=firing&limit=100")["alerts"]
+    labels = dict(re.findall(r'<rect class="episode" data-episode="([^"]+)"[^>]*>.*?'
+                             r'<text class="episode-label"[^>]*>([^<]*)</text>', card))
+    explained = [a for a in alerts if a.get("attribution")]
+    assert any(a["kind"] == "metric_threshold" for a in explained), alerts
+    for a in alerts:
+        label = labels[a["alert_id"].rsplit(".", 1)[0]]
+        why = ", ".join(f"{f['feature']} {100 * f['share']:.0f}%"
+                        for f in a.get("attribution") or ())
+        assert (f"explained by {why}" in label) if why else "explained by" not in label, label
+
+
+@needs_browser
+def test_heatmap_pages_with_its_buttons(live):
+    base, tmp = live
+    first, rest = shift_drift(base)["features"], shift_drift(base, "&feature_offset=25")
+    rows = ("[...document.querySelectorAll('#model-shift svg.heatmap g.heat-row')]"
+            ".map(g => g.dataset.feature)")
+    heat = "document.querySelector('#model-shift svg.heatmap[data-offset=\"{}\"]')"
+    click = ("[...document.querySelectorAll('#model-shift nav.heat-pager button')]"
+             ".find(b => b.textContent.includes('{}')).click()")
+    pager = "document.querySelector('#model-shift nav.heat-pager').textContent"
+    with DevTools(BROWSER, tmp / "profile-heat-paging") as page:
+        page.navigate(f"{base}/?token={TOKEN}")
+        assert page.wait(f"{heat.format(0)} && {rows}") == first
+        assert "features 1–25 of 30" in page.evaluate(pager)
+        page.evaluate(click.format("less drifted"))
+        assert page.wait(f"{heat.format(25)} && {rows}") == rest["features"]
+        assert "features 26–30 of 30" in page.evaluate(pager)
+        assert "less drifted" not in page.evaluate(pager)  # the last page
+        page.evaluate(click.format("more drifted"))
+        assert page.wait(f"{heat.format(0)} && {rows}") == first
