@@ -6,7 +6,9 @@ Rows (median of --repeat runs, pairs/s; higher is better):
   river Rolling(MSE)       river.utils.Rolling(metrics.MSE(), 1000).update per pair
   river ADWIN              drift.ADWIN().update per pair
   river KSWIN (1 feature)  drift.KSWIN().update per value (the data-drift option we rejected)
-  monitor pairs            Monitor.process_pairs: rolling MSE, ADWIN, threshold rule
+  monitor pairs            Monitor.process_pairs: rolling MSE, the error's change-point
+                           test, threshold rule
+  monitor pairs, ADWIN     the same with ADWIN as the error's detector (before issue 35)
   monitor predictions      Monitor.process_predictions: PSI on 10 features + prediction
   monitor both             pairs + their predictions (what the issue asks to compare)
 
@@ -24,7 +26,8 @@ Issue #33, the same "monitor both" for classifiers, beside the regression's:
 
 Then where "all off" goes and the floor of "all on" (no segments in the stream):
   build                    the events' dicts turned into columns (VersionMonitor.batch)
-  detectors, all off       the rules on built batches: rolling MSE, ADWIN, threshold, PSI
+  detectors, all off       the rules on built batches: rolling MSE, the error test,
+                           threshold, PSI
   detectors + est + mv     the same with estimation and multivariate drift on
 With segments every event meets the detectors twice (model-wide, and in its segment); a
 segment's pass can cost no less than one more pass over the whole batch, so "all on" is at
@@ -92,10 +95,14 @@ def main() -> None:
         for x in xs[:kswin_n]:
             d.update(x)
 
-    def monitor_pairs():
-        mon = Monitor(MonitorConfig())
-        for i in range(0, n, b):
-            mon.process_pairs(pairs[i:i + b])
+    def monitor_pairs(config: MonitorConfig = MonitorConfig()):
+        def run():
+            mon = Monitor(config)
+            for i in range(0, n, b):
+                mon.process_pairs(pairs[i:i + b])
+        return run
+
+    adwin = MonitorConfig.from_dict({"defaults": {"concept_drift": {"detector": "adwin"}}})
 
     def monitor_predictions():
         mon = Monitor(MonitorConfig())
@@ -123,7 +130,8 @@ def main() -> None:
     rows = [("river Rolling(MSE)", rate(river_rolling, n, args.repeat)),
             ("river ADWIN", rate(river_adwin, n, args.repeat)),
             ("river KSWIN (1 feature)", rate(river_kswin, kswin_n, args.repeat)),
-            ("monitor pairs", rate(monitor_pairs, n, args.repeat)),
+            ("monitor pairs", rate(monitor_pairs(), n, args.repeat)),
+            ("monitor pairs, ADWIN", rate(monitor_pairs(adwin), n, args.repeat)),
             ("monitor predictions", rate(monitor_predictions, n, args.repeat)),
             ("monitor both", rate(monitor_both, n, args.repeat))]
     off = rate(both(config()), n, args.repeat)

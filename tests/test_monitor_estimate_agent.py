@@ -92,7 +92,7 @@ def test_worker_publishes_estimates_and_segments(stack, tmp_path):
         assert 'driftline_segment_estimated_mse{model="seg",segment="s3",version="1"}' in text
         if BROWSER is not None:  # the dashboard: a row per segment, s3's marked firing
             dom = browser(base + "/", tmp_path, "segments")
-            assert dom.count('data-segment="') == 10, dom
+            assert dom.count('<tr data-segment="') == 10, dom  # a row per segment
             assert '<tr data-segment="s3" class="firing">' in dom
             assert "metric_threshold [s3]" in dom
     finally:

@@ -141,8 +141,9 @@ class BinnedGLR:
         slot = (np.arange(len(errors)) + self._part_n) // CLOCK  # the block each pair ends in
         blocks = int(slot[-1]) + 1
         counts = np.bincount(slot * k + codes, minlength=blocks * k).reshape(blocks, k)
-        raw = np.bincount(slot, weights=np.nan_to_num(errors, nan=0.0, posinf=1e300),
-                          minlength=blocks)
+        finite = errors if np.isfinite(errors).all() else np.nan_to_num(errors, nan=0.0,
+                                                                         posinf=1e300)
+        raw = np.bincount(slot, weights=finite, minlength=blocks)
         counts[0] += self._part
         raw[0] += self._part_raw
         full = (self._part_n + len(errors)) // CLOCK
