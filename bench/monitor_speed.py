@@ -95,9 +95,9 @@ def main() -> None:
         for x in xs[:kswin_n]:
             d.update(x)
 
-    def monitor_pairs(config: MonitorConfig = MonitorConfig()):
+    def monitor_pairs(config: MonitorConfig | None = None):
         def run():
-            mon = Monitor(config)
+            mon = Monitor(config or MonitorConfig())
             for i in range(0, n, b):
                 mon.process_pairs(pairs[i:i + b])
         return run
