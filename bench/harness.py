@@ -15,9 +15,9 @@ among the predictions) into fresh topics, then measures:
 
 (a) a bare aiokafka consumer that only reads and JSON-decodes (orjson, as driftline)
     the same messages;
-(b) driftline end to end - `driftline worker` processes (join, monitor with
-    ADWIN, rolling MSE and PSI on all 10 features, trigger) - from the moment their
-    consumer group is ready to the moment the monitor has applied all N pairs and N
+(b) driftline end to end - `driftline worker` processes (join, monitor with the
+    error's change-point test, rolling MSE and PSI on all 10 features, trigger) - from the
+    moment their consumer group is ready to the moment the monitor has applied all N pairs and N
     predictions (its metrics records say so; they come every 0.1 s);
 (c) label-to-metric latency at a fixed offered rate (half of (b)'s pair rate, or
     --latency-rate) through the Publisher with its defaults (up to 500 events a
