@@ -43,7 +43,8 @@ Rise = tuple[int, float, float]  # (position in the batch, mean error before, me
 
 
 def window_grid(history: int = HISTORY) -> np.ndarray:
-    """Window lengths in blocks: every one to 8, then about 1.2 times the last (35 lengths, up to 1,024)."""
+    """Window lengths in blocks: every one to 8, then about 1.2 times the last (35 lengths,
+    up to 1,024)."""
     sizes = set(range(1, 9))
     w = 8.0
     while w < history:
