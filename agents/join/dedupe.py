@@ -197,10 +197,11 @@ class DoneIds:
         return sum(g.h.nbytes + g.t.nbytes for g in self._generations) + \
             sum(m.h.nbytes + m.t.nbytes for m in self._merges)
 
-    def merge_step(self, budget: int = MERGE_STEP) -> int:
+    def merge_step(self, budget: int | None = None) -> int:
         """Advance the merges in progress, the smallest first, by ``budget`` source
-        entries in all; a merge that ends replaces its sources in one assignment. How
-        many entries were read."""
+        entries in all (:data:`.generations.MERGE_STEP` by default); a merge that ends
+        replaces its sources in one assignment. How many entries were read."""
+        budget = MERGE_STEP if budget is None else budget
         spent = 0
         for m in sorted(self._merges, key=lambda m: m.remaining):
             if spent >= budget:
