@@ -6,9 +6,12 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from driftline.agents.join import dedupe
 from driftline.agents.join.dedupe import DoneIds
+from driftline.agents.join.generations import DEAD, Generation, Merge
 from driftline.agents.join.state import PartitionJoin
 from driftline.agents.join.statelog import StateLogReplay
 from driftline.models.wire import Label, Prediction
@@ -142,3 +145,131 @@ def test_a_batch_of_ids_hashes_as_each_id_alone():
     assert got.dtype == np.uint64 and got.flags.writeable
     assert got.tolist() == [dedupe.id_hash(pid) for pid in pids]
     assert len(dedupe.hashes([])) == 0
+
+
+# --- merges in bounded steps (issue 37) ---------------------------------------------
+
+def _generation(entries: list[tuple[int, float | None]]) -> Generation:
+    """A generation of (hash, seen) entries, None for a dead one, sorted stably."""
+    h = np.array([e[0] for e in entries], np.uint64)
+    t = np.array([DEAD if e[1] is None else e[1] for e in entries], float)
+    return Generation(h, t)
+
+
+def _re_sorted(*gens: Generation) -> tuple[list[int], list[float]]:
+    """What the merge replaced: the live entries of all, concatenated and sorted stably."""
+    h = np.concatenate([g.h[g.t != DEAD] for g in gens])
+    t = np.concatenate([g.t[g.t != DEAD] for g in gens])
+    order = np.argsort(h, kind="stable")
+    return h[order].tolist(), t[order].tolist()
+
+
+ENTRIES = st.lists(st.tuples(st.integers(0, 30) | st.integers(0, 2**64 - 1),
+                             st.none() | st.floats(0, 100)), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ENTRIES, ENTRIES | st.none(), st.integers(1, 9))
+def test_a_merge_in_bounded_steps_equals_re_sorting_both_generations(a, b, budget):
+    """Small hashes repeat, within a generation and across both; dead entries are dropped;
+    b=None is a compaction. Every step reads at most ``budget`` source entries."""
+    ga = _generation(a)
+    gb = None if b is None else _generation(b)
+    merge = Merge(ga, gb)
+    steps = []
+    while not merge.done:
+        steps.append(merge.step(budget))
+    assert all(0 < k <= budget for k in steps) and sum(steps) == len(a) + len(b or [])
+    got = merge.result()
+    expected = _re_sorted(ga, *([gb] if gb is not None else []))
+    assert (got.h.tolist(), got.t.tolist()) == expected
+    assert got.live == len(expected[0]) and got.busy is False
+    assert got.oldest == min(expected[1], default=np.inf)
+
+
+def test_a_dead_entry_does_not_hide_a_live_one_of_the_same_hash():
+    g = _generation([(5, None), (5, 2.0), (7, None)])
+    found, at = g.find(np.array([5, 7, 9], np.uint64))
+    assert found.tolist() == [True, False, False] and at[0] == 1
+
+
+def _model_check(done: DoneIds, model: dict[str, float], rng: random.Random) -> None:
+    probe = [f"id{rng.randrange(3_000)}" for _ in range(40)]
+    hits = done.frozen_many(probe)
+    got = [p in done.recent or bool(hits and hits[i]) for i, p in enumerate(probe)]
+    assert got == [p in model for p in probe]
+    assert [done.seen(p) for p in probe] == [model.get(p) for p in probe]
+    assert len(done) == len(model)
+
+
+def test_lookups_discards_and_expiry_stay_exact_while_merges_are_in_progress(monkeypatch):
+    """A dict of id -> seen as the model, with merges of 7 entries a step: ids are looked
+    up, discarded and expired while their generations are half merged, and a snapshot
+    taken then (each id once) restores the same ids."""
+    monkeypatch.setattr(dedupe, "MERGE_STEP", 7)
+    rng = random.Random(11)
+    done, model = DoneIds(), {}
+    t, mid_merge = 0.0, 0
+    for step in range(6_000):
+        t += rng.random()
+        pid = f"id{rng.randrange(3_000)}"
+        op = rng.random()
+        if op < 0.6 and pid not in model:
+            done.add(pid, t)
+            model[pid] = t
+        elif 0.6 <= op < 0.8:
+            done.discard(pid)
+            model.pop(pid, None)
+        elif op > 0.995:
+            cutoff = t - 400
+            named, frozen = done.expire(cutoff)
+            assert len(named) + frozen == sum(seen <= cutoff for seen in model.values())
+            model = {p: seen for p, seen in model.items() if seen > cutoff}
+        if step % 23 == 0:
+            done.freeze(min_size=rng.choice([1, 20, 60]))
+        elif step % 3 == 0:
+            done.merge_step()
+        if done.merging:
+            mid_merge += 1
+            if mid_merge % 4 == 0:
+                _model_check(done, model, rng)
+    assert mid_merge > 3_000  # most of the run had a merge half done
+    restored = DoneIds()
+    for h, seen in done.frozen():
+        restored.add_frozen(h, seen)
+    for pid, seen in done.recent.items():
+        restored.add(pid, seen)
+    _model_check(restored, model, rng)
+    done.settle()
+    assert not done.merging and done.generations <= 12
+    _model_check(done, model, rng)
+
+
+def test_no_merge_step_reads_more_than_its_budget(monkeypatch):
+    """Freezing 40,000 ids 500 at a time with a budget of 1,000 entries a step: every
+    call reads at most that, however large the generations being merged grow (the
+    largest here is over 20 times the budget), and the merges keep up."""
+    monkeypatch.setattr(dedupe, "MERGE_STEP", 1_000)
+    reads: list[int] = []
+    step = Merge.step
+
+    def counted(self: Merge, budget: int = 0) -> int:
+        reads.append(step(self, budget))
+        return reads[-1]
+
+    monkeypatch.setattr(Merge, "step", counted)
+    done, per_call = DoneIds(), []
+    for i in range(40_000):
+        done.add(f"p{i}", float(i))
+        if i % 500 == 499:
+            before = len(reads)
+            done.freeze(min_size=500)
+            per_call.append(sum(reads[before:]))
+            for _ in range(3):  # drains between freezes
+                before = len(reads)
+                done.merge_step()
+                per_call.append(sum(reads[before:]))
+    assert max(per_call) == 1_000 and max(reads) <= 1_000
+    assert done.generations <= 12 and len(done) == 40_000
+    largest = max(len(g.h) for g in done._generations)
+    assert largest > 20 * 1_000 and "p31337" in done and done.seen("p39999") == 39_999.0

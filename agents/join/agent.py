@@ -187,7 +187,8 @@ class Joiner:
 
         One partition at most freezes its newest done ids per batch (the fullest): under
         even load they all reach :data:`.dedupe.FREEZE` together, and eight freezes of
-        ~10 ms in one batch held every stage behind it."""
+        ~10 ms in one batch held every stage behind it. The others take one bounded step
+        of their generation merges, if any run (~3 ms: :mod:`.generations`)."""
         partitions = list(partitions)
         freezes = fullest_due({p: len(self.parts[p].done.recent) for p in partitions})
         return {p: self.parts[p].drain(freeze=p == freezes) for p in partitions}

@@ -8,9 +8,11 @@ hundreds of millions of ids, so a dict of id strings (about 130 bytes an id) wil
 them in batches of :data:`FREEZE` into *generations*: the ids' 64-bit hashes (blake2b),
 sorted, in a numpy array, with the time each was scored beside it: 16 bytes an id.
 Generations merge as they grow, the way a log-structured merge tree's levels do, so a
-lookup searches O(log n) sorted arrays. An id removed from a generation (forgotten at the
-end of its window, or restored to a waiting state) is marked dead in place, and dead
-entries are dropped when a generation is merged or is half dead.
+lookup searches O(log n) sorted arrays. A merge is a merge of sorted arrays done in
+bounded steps (:mod:`.generations`), one each time the join drains, its sources searched
+until it ends. An id removed from a generation (forgotten at the end of its window, or
+restored to a waiting state) is marked dead in place, and dead entries are dropped when a
+generation is merged or, half dead, compacted (a merge of one).
 
 A frozen id is known by its hash only: a new id whose 64-bit hash equals one of the n
 remembered ones is taken for a duplicate, with probability n / 2**64 (5.4e-12 with 100
@@ -35,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from driftline.agents.join.generations import DEAD, MERGE_STEP, Generation, Merge
+
 FREEZE = 16_384  # ids the dict holds before they are frozen into a generation
-DEAD = -np.inf   # the seen time of a removed entry
 
 
 def older_than(entries: dict[str, Any], cutoff: float, key: Callable[[Any], float]) -> list[str]:
@@ -73,38 +76,13 @@ def hashes(pids: list[str]) -> np.ndarray:
     return np.frombuffer(digests, "<u8").astype(np.uint64)
 
 
-class _Generation:
-    """Sorted hashes and, aligned, the time each id was scored (``DEAD`` once removed)."""
-
-    __slots__ = ("h", "t", "live", "oldest")
-
-    def __init__(self, h: np.ndarray, t: np.ndarray, *, ordered: bool = False) -> None:
-        if not ordered:
-            order = np.argsort(h, kind="stable")
-            h, t = h[order], t[order]
-        self.h, self.t = h, t
-        alive = t != DEAD
-        self.live = int(np.count_nonzero(alive))
-        self.oldest = float(t[alive].min()) if self.live else np.inf
-
-    def find(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(found, index) of each hash, counting live entries only."""
-        at = np.minimum(np.searchsorted(self.h, h), len(self.h) - 1)
-        return (self.h[at] == h) & (self.t[at] != DEAD), at
-
-    def kill(self, index: np.ndarray) -> None:
-        self.t[index] = DEAD
-        alive = self.t != DEAD
-        self.live = int(np.count_nonzero(alive))
-        self.oldest = float(self.t[alive].min()) if self.live else np.inf
-
-
 class DoneIds:
     """Scored ids of one join partition and when each was scored; see the module docstring."""
 
     def __init__(self) -> None:
         self.recent: dict[str, float] = {}  # newest ids, in arrival order
-        self._generations: list[_Generation] = []  # sizes decreasing
+        self._generations: list[Generation] = []  # sizes decreasing
+        self._merges: list[Merge] = []  # in progress, on disjoint generations
 
     def __len__(self) -> int:
         return len(self.recent) + sum(g.live for g in self._generations)
@@ -140,9 +118,13 @@ class DoneIds:
             return
         where = self._frozen_at(pid)
         if where is not None:
-            where[0].kill(np.array([where[1]]))
+            g, at = where
+            for m in self._merges:
+                if g.busy and (g is m.a or g is m.b):
+                    m.kill(g, at)
+            g.kill(np.array([at]))
 
-    def _frozen_at(self, pid: str) -> tuple[_Generation, int] | None:
+    def _frozen_at(self, pid: str) -> tuple[Generation, int] | None:
         """The generation holding ``pid`` live, and its index there."""
         if not self._generations:
             return None
@@ -164,30 +146,38 @@ class DoneIds:
         for g in self._generations:
             if g.oldest > cutoff:
                 continue
-            stale = np.flatnonzero((g.t <= cutoff) & (g.t != DEAD))
-            frozen += len(stale)
-            g.kill(stale)
-        self._generations = [g if g.live * 2 >= len(g.h) else _compact(g)
-                             for g in self._generations if g.live]
+            frozen += g.kill(np.flatnonzero((g.t <= cutoff) & (g.t != DEAD)))
+            g.settle_oldest()
+        for m in self._merges:
+            m.expire(cutoff)
+        # A merge's sources stay as they are until it ends; of the others, the empty go
+        # and the half dead are compacted.
+        self._generations = [g for g in self._generations if g.live or g.busy]
+        for g in self._generations:
+            if not g.busy and g.live * 2 < len(g.h):
+                self._merges.append(Merge(g))
         return old, frozen
 
     def freeze(self, min_size: int | None = None) -> None:
         """Move the dict's ids into a generation once it holds ``min_size`` of them
-        (:data:`FREEZE` by default)."""
-        if len(self.recent) < (FREEZE if min_size is None else min_size):
-            return
-        pids = list(self.recent)
-        t = np.fromiter(self.recent.values(), float, len(pids))
-        self.recent = {}
-        self._push(_Generation(hashes(pids), t))
+        (:data:`FREEZE` by default), then take a :meth:`merge_step`."""
+        if len(self.recent) >= (FREEZE if min_size is None else min_size):
+            pids = list(self.recent)
+            t = np.fromiter(self.recent.values(), float, len(pids))
+            self.recent = {}
+            self._push(Generation(hashes(pids), t))
+        self.merge_step()
 
     def add_frozen(self, h: np.ndarray, t: np.ndarray) -> None:
-        """Restore a generation written by :meth:`frozen` (a snapshot's)."""
+        """Restore a generation written by :meth:`frozen` (a snapshot's), then take a
+        :meth:`merge_step`."""
         if len(h):
-            self._push(_Generation(h.astype(np.uint64, copy=True), t.astype(float, copy=True)))
+            self._push(Generation(h.astype(np.uint64, copy=True), t.astype(float, copy=True)))
+        self.merge_step()
 
     def frozen(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Live (hashes, seen times) of each generation, for a snapshot."""
+        """Live (hashes, seen times) of each generation, for a snapshot (a merge's
+        sources, not its partial copy: each id once)."""
         for g in self._generations:
             live = g.t != DEAD
             yield g.h[live], g.t[live]
@@ -196,25 +186,57 @@ class DoneIds:
     def generations(self) -> int:
         return len(self._generations)
 
+    @property
+    def merging(self) -> int:
+        """Source entries the merges in progress have still to read."""
+        return sum(m.remaining for m in self._merges)
+
     def nbytes(self) -> int:
-        """Bytes the generations' arrays hold (the dict's ids are not counted)."""
-        return sum(g.h.nbytes + g.t.nbytes for g in self._generations)
+        """Bytes the generations' arrays hold, and the merges' copies (the dict's ids
+        are not counted)."""
+        return sum(g.h.nbytes + g.t.nbytes for g in self._generations) + \
+            sum(m.h.nbytes + m.t.nbytes for m in self._merges)
 
-    def _push(self, new: _Generation) -> None:
+    def merge_step(self, budget: int | None = None) -> int:
+        """Advance the merges in progress, the smallest first, by ``budget`` source
+        entries in all (:data:`.generations.MERGE_STEP` by default); a merge that ends
+        replaces its sources in one assignment. How many entries were read."""
+        budget = MERGE_STEP if budget is None else budget
+        spent = 0
+        for m in sorted(self._merges, key=lambda m: m.remaining):
+            if spent >= budget:
+                break
+            spent += m.step(budget - spent)
+            if m.done:
+                self._finish(m)
+        return spent
+
+    def settle(self) -> None:
+        """Run every merge to its end (tests, benchmarks: not on the event loop)."""
+        while self._merges:
+            self.merge_step(budget=1 << 62)
+
+    def _push(self, new: Generation) -> None:
+        self._generations.append(new)
+        self._schedule()
+
+    def _finish(self, m: Merge) -> None:
+        self._merges.remove(m)
         gens = self._generations
-        gens.append(new)
-        while len(gens) > 1 and len(gens[-2].h) <= 2 * len(gens[-1].h):
-            b, a = gens.pop(), gens.pop()
-            gens.append(_merged(a, b))
+        at = next(i for i, g in enumerate(gens) if g is m.a)
+        merged = m.result()
+        gens[at:at + (2 if any(g is m.b for g in gens) else 1)] = [merged] if merged.live else []
+        self._schedule()
 
-
-def _compact(g: _Generation) -> _Generation:
-    live = g.t != DEAD
-    return _Generation(g.h[live], g.t[live], ordered=True)
-
-
-def _merged(a: _Generation, b: _Generation) -> _Generation:
-    """One generation of the live entries of both."""
-    a_live, b_live = a.t != DEAD, b.t != DEAD
-    return _Generation(np.concatenate([a.h[a_live], b.h[b_live]]),
-                       np.concatenate([a.t[a_live], b.t[b_live]]))
+    def _schedule(self) -> None:
+        """Start merging each two neighbours, from the newest, where the older holds at
+        most twice the newer's entries (so sizes keep decreasing and there are O(log n))."""
+        gens = self._generations
+        i = len(gens) - 1
+        while i > 0:
+            a, b = gens[i - 1], gens[i]
+            if not a.busy and not b.busy and len(a.h) <= 2 * len(b.h):
+                self._merges.append(Merge(a, b))
+                i -= 2
+            else:
+                i -= 1

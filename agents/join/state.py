@@ -155,11 +155,14 @@ class PartitionJoin:
 
     def drain(self, freeze: bool = True) -> tuple[list[ScoredPair], dict[str, StateRecord]]:
         """Scored pairs and state records produced since the last drain (when, with
-        ``freeze``, the newest done ids may be frozen: between batches, never inside one)."""
+        ``freeze``, the newest done ids may be frozen: between batches, never inside one),
+        and one bounded step of the done ids' merges in progress."""
         scored, records = self._scored, self._records
         self._scored, self._records = [], {}
         if freeze:
             self.done.freeze()
+        else:
+            self.done.merge_step()
         return scored, records
 
     # --- time --------------------------------------------------------------------
