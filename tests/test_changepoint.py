@@ -101,3 +101,14 @@ def test_a_configured_threshold_wins_and_unknown_params_are_refused():
     assert detector.params["threshold"] == 25.0 and detector.params["reference"] == 500
     with pytest.raises(ConfigError, match="clock not a parameter of glr"):
         MonitorConfig.from_dict({"defaults": {"concept_drift": {"params": {"clock": 8}}}})
+
+
+def test_errors_that_are_not_finite_neither_stop_nor_break_it():
+    """The monitor refuses non-finite errors before they get here; fed them anyway, the
+    test waits for finite ones to set its bins and bins the others above every edge."""
+    detector = BinnedGLR(RATE, False, reference=20)
+    assert detector.update_many(np.full(20, np.nan)) == [] and detector.bins is None
+    errors = shifting(4)
+    errors[[300, 5_000]] = [np.inf, np.nan]
+    found = feed(detector, errors, [500] * 32)
+    assert detector.bins == 5 and 4_000 <= found[0][0] < 4_500, found

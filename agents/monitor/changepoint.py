@@ -113,7 +113,10 @@ class BinnedGLR:
             # The reference's errors begin the history: a change soon after them is found.
             start = min(need, len(errors))
             reference = np.concatenate(self._buffer)
+            self._buffer, self._buffered = [], 0
             self.warm(reference)
+            if self.edges is None:  # no finite error among them (the monitor refuses those)
+                return []
             errors = np.concatenate((reference, errors[start:]))
             start -= len(reference)
         if not len(errors):
@@ -129,7 +132,6 @@ class BinnedGLR:
         reference = reference[np.isfinite(reference)]
         if self.edges is not None or not len(reference):
             return
-        self._buffer, self._buffered = [], 0
         self.edges = np.unique(np.append(np.quantile(reference, QUANTILES), reference.max()))
         self._start(len(self.edges) + 1)
 
