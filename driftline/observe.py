@@ -152,20 +152,24 @@ class Observatory:
             event_ts = value.get("label_ts_max")
             point = (ts, value.get("rolling_mse"), value.get("baseline_mse"),
                      value.get("n_scored", 0), event_ts if number_or_null(event_ts) else None)
+            # Before its first label a record has predictions only: their newest event time
+            # places it (the wall clock, ts, is on another axis: older records only).
+            served = value.get("prediction_ts_max")
+            fallback = served if finite(served) else ts
             if not points or points[-1][1:] != point[1:]:  # an idle version adds nothing
                 points.append(point)
-            self._performance(model, version, None, value, point[4] or ts)
+            self._performance(model, version, None, value, point[4] or fallback)
             segments = value.get("segments") or {}
             for name in sorted(n for n in segments if len(n) <= 128)[:MAX_SEGMENTS]:
                 report = segments[name]
                 at = report.get("label_ts_max")
                 self._performance(model, version, name, report,
-                                  at if finite(at) else point[4] or ts)
+                                  at if finite(at) else point[4] or fallback)
             cells = feature_cells(value.get("features"))
             if cells:
                 history = self.drift.setdefault((model, version),
                                                 deque(maxlen=self.max_points))
-                entry = (point[4] if point[4] is not None else ts, cells)
+                entry = (point[4] if point[4] is not None else fallback, cells)
                 if not history or history[-1] != entry:
                     history.append(entry)
         elif kind == "alerts":

@@ -364,3 +364,22 @@ def test_heatmap_pages_with_its_buttons(live):
         assert "less drifted" not in page.evaluate(pager)  # the last page
         page.evaluate(click.format("more drifted"))
         assert page.wait(f"{heat.format(0)} && {rows}") == first
+
+
+def test_a_record_before_the_first_label_sits_at_its_predictions_event_time():
+    """A metrics record with predictions but no label yet has no label_ts_max: its newest
+    prediction's event time places it on the heatmap, not the wall clock it was published
+    at (which put a replayed January stream's records beside one December point, in one
+    span of the 48)."""
+    from driftline.observe import Observatory
+
+    obs = Observatory()
+    cells = {"x0": {"value": 0.1, "limit": 0.2, "missing_share": 0.0}}
+    obs.apply("metrics", {"model": "m", "version": 1, "label_ts_max": None,
+                          "prediction_ts_max": 100.0, "features": cells}, ts=1.8e9)
+    obs.apply("metrics", {"model": "m", "version": 1, "label_ts_max": 150.0,
+                          "prediction_ts_max": 160.0,
+                          "features": {"x0": {**cells["x0"], "value": 0.4}}}, ts=1.8e9 + 1)
+    drift = obs.feature_drift("m", bins=2)
+    assert (drift["from"], drift["to"]) == (100.0, 150.0)
+    assert drift["ratio"]["x0"] == [0.5, 2.0]

@@ -380,6 +380,8 @@ class VersionMonitor:
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": calibration.of_version(self),
                   "reference": self.reference_source, **self.span.report(),
+                  "prediction_ts_max": (self.last_prediction_ts
+                                        if math.isfinite(self.last_prediction_ts) else None),
                   "threshold_factor": self.config.threshold.factor,
                   "feature_types": self.feature_types(), "features": self.features(),
                   "prediction_drift": self.prediction_drift.last.get("prediction"),
