@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
+from driftline.agents.monitor import changepoint
 from driftline.errors import ConfigError
 
 DETECTORS = {"glr": {"threshold", "reference"},
@@ -183,10 +184,11 @@ class ModelConfig(Table, frozen=True):
             raise ConfigError(f"concept_drift.params: {', '.join(sorted(unknown))} not a "
                               f"parameter of {cd.detector} "
                               f"({', '.join(sorted(DETECTORS[cd.detector]))}){hint}")
-        if cd.detector == "glr" and not (cd.params.get("threshold", 1) > 0
-                                         and 20 <= cd.params.get("reference", 200) <= 16_384):
-            raise ConfigError("concept_drift.params: glr needs threshold > 0 and "
-                              "20 <= reference <= 16384")
+        most = changepoint.HISTORY * changepoint.CLOCK
+        if cd.detector == "glr" and not (cd.params.get("threshold", 1) > 0 and 20 <= cd.params.get(
+                "reference", changepoint.REFERENCE) <= most):
+            raise ConfigError(f"concept_drift.params: glr needs threshold > 0 and "
+                              f"20 <= reference <= {most}")
         if not self.false_alarm_budget > 0 or self.superseded_after < 0:
             raise ConfigError("need false_alarm_budget > 0 and superseded_after >= 0")
         dd = self.data_drift

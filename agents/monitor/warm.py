@@ -13,8 +13,6 @@ from typing import Any
 
 from driftline.agents.monitor.rules.rule import Kind, Seen
 
-MIN_ERRORS = 200  # labelled rows that set the concept-drift test's bins, at least
-
 
 def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
     """Fit ``vm``'s references (a :class:`~.version.VersionMonitor`) from a reference
@@ -46,5 +44,7 @@ def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
             squared = vm._squared(pairs)
             if vm.baseline.mse is None:
                 vm.baseline.update(squared)
-            if vm.task == "regression" and len(pairs) >= MIN_ERRORS:
-                vm.concept.detector.warm(squared)  # the error test's bins
+            # the error test's bins, from as many errors as it would take from production
+            if vm.task == "regression" and len(pairs) >= vm.concept.detector.params.get(
+                    "reference", len(pairs) + 1):
+                vm.concept.detector.warm(squared)
