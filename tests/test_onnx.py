@@ -323,6 +323,40 @@ def test_shadow_scoring_reads_an_onnx_challengers_string_features_from_the_pairs
     assert verdict.action == "promote" and "shadow_log_loss" in verdict.metrics
 
 
+def test_a_canary_against_an_onnx_champion_scores_it_from_the_raw_rows():
+    """The canary judges a new version against the champion scored on the same pairs: here
+    the champion is an ONNX pipeline with a string input, and a canary serving confident
+    wrong classes is rolled back by log loss."""
+    from driftline.agents.monitor.canary import Canary
+
+    pipe, data, X = pipeline("multiclass", False)
+    champion = OnnxModel(data, task="multiclass")
+    labels, raw = pipe.predict(X).tolist(), rows(X)
+
+    def pairs(version: int, start: int, stop: int, bad: bool) -> list[dict]:
+        out = []
+        for i in range(start, stop):
+            p = ({"blue": 0.1, "green": 0.1, "red": 0.8} if bad
+                 else champion.predict_proba(raw[i]))
+            out.append({"model": "m", "version": version, "prediction_id": f"p{i}",
+                        "features": raw[i], "label": labels[i],
+                        "prediction": max(p, key=p.get), "probabilities": p, "error": None,
+                        "ts": float(i), "label_ts": float(i)})
+        return out
+
+    canary = Canary(Source({1: champion}), pairs=200, margin=0.1)
+    verdicts = canary.observe(pairs(1, 0, 10, False) + pairs(2, 10, 400, True))
+    assert [v.action for v in verdicts] == ["rollback"]
+    m = verdicts[0].metrics
+    assert m["reference_log_loss"] < 0.3 < 1.0 < m["canary_log_loss"]
+    # A canary serving what the champion serves passes, with the same loss as its own.
+    kept = Canary(Source({1: champion}), pairs=200, margin=0.1)
+    [verdict] = kept.observe(pairs(1, 0, 10, False) + pairs(2, 10, 400, False))
+    assert verdict.action == "passed"
+    assert verdict.metrics["canary_log_loss"] == pytest.approx(
+        verdict.metrics["reference_log_loss"], rel=1e-4)  # onnxruntime computes in float32
+
+
 def forest_onnx(X, y, feature_names):
     """A user's training function that returns an ONNX model: a gradient-boosted tree
     ensemble from scikit-learn, converted with skl2onnx."""
