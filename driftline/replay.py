@@ -57,18 +57,32 @@ class ReplayResult:
     expired: int = 0
 
 
-class References:
-    """The reference profiles of a replay, by (model, version): what the worker reads from
-    the registry (``replay --reference MODEL:VERSION=FILE``); no baselines."""
+# A replay's reference profiles' rows, by what each applies to: (model, version), else
+# (model, None) for every version of the model, else (None, None) for every version.
+ReferenceRows = dict[tuple[str | None, int | None], list[dict[str, Any]]]
 
-    def __init__(self, rows: dict[tuple[str, int], list[dict[str, Any]]]) -> None:
+
+class References:
+    """The reference profiles of a replay: what the worker reads from the registry
+    (``replay --reference [MODEL[:VERSION]=]FILE``), the most specific one; no baselines.
+
+    >>> refs = References({("houses", 2): [{"x": 2}], (None, None): [{"x": 0}]})
+    >>> refs.reference("houses", 2), refs.reference("houses", 1), refs.reference("b", None)
+    ([{'x': 2}], [{'x': 0}], [{'x': 0}])
+    """
+
+    def __init__(self, rows: ReferenceRows) -> None:
         self.rows = rows
 
     def __call__(self, model: str, version: int | None) -> float | None:
         return None
 
     def reference(self, model: str, version: int | None) -> list[dict[str, Any]] | None:
-        return self.rows.get((model, version)) if version is not None else None
+        rows = self.rows
+        for key in ((model, version), (model, None), (None, None)):
+            if key in rows:
+                return rows[key]
+        return None
 
 
 class Replay:
@@ -76,8 +90,7 @@ class Replay:
     versions' reference profiles, by (model, version)."""
 
     def __init__(self, config: MonitorConfig, *, ttl: float = 86_400.0,
-                 references: dict[tuple[str, int], list[dict[str, Any]]] | None = None
-                 ) -> None:
+                 references: ReferenceRows | None = None) -> None:
         self.monitor = Monitor(config, References(references) if references else None)
         self.join = PartitionJoin(ttl, dedupe_window=math.inf)
         self.result = ReplayResult()

@@ -109,6 +109,49 @@ def test_in_an_already_shifted_world_only_the_training_reference_sees_the_drift(
     assert warmed.versions["houses v1"]["reference"] == "profile"
 
 
+def test_replay_takes_a_reference_for_every_version_a_model_or_one_version(tmp_path):
+    """``driftline replay FILE --reference DATA`` as the contract writes it, and its
+    narrower forms, on the already-shifted world: the plain file applies to every version,
+    a more specific one wins, and a malformed target says what is expected."""
+    from click.testing import CliRunner
+
+    from driftline.cli import main
+
+    world = World("feature-shift", drift_at=0, seed=5)
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in event_log(world, 3000)))
+    model, _ = initial_model(world)
+    training = tmp_path / "train.jsonl"
+    training.write_text("".join(json.dumps(r) + "\n"
+                                for r in training_profile(model, seed=6)["rows"]))
+    shifted = tmp_path / "shifted.jsonl"  # the log's own world: nothing differs from it
+    X, _ = world.rows(0, 2000)
+    shifted.write_text("".join(json.dumps({"features": dict(zip(world.names, row))}) + "\n"
+                               for row in X.tolist()))
+
+    def replay(*references: str) -> dict:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        args = ["replay", str(log), "--out", str(out)]
+        for ref in references:
+            args += ["--reference", ref]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "summary.json").read_text())
+        alerts = json.loads((out / "alerts.json").read_text())
+        return {"reference": summary["versions"]["houses v1"]["reference"],
+                "drift": sorted({a["feature"] for a in alerts if a["kind"] == "data_drift"})}
+
+    assert replay() == {"reference": "first events", "drift": []}
+    assert replay(str(training)) == {"reference": "profile", "drift": ["x1"]}
+    assert replay(f"houses={training}")["drift"] == ["x1"]
+    assert replay(f"other={training}")["drift"] == []
+    # The version's own reference is more specific than the file's: it wins.
+    assert replay(str(training), f"houses:1={shifted}") == {"reference": "profile",
+                                                            "drift": []}
+    result = CliRunner().invoke(main, ["replay", str(log), "--reference", "houses:v1=x"])
+    assert result.exit_code == 2 and "MODEL:VERSION=FILE" in result.output
+
+
 def test_reference_files_and_what_is_refused(tmp_path):
     (tmp_path / "r.csv").write_text("x,city,prediction,label\n1.5,lyon,2.0,2.5\n2.0,,3.0,\n")
     (tmp_path / "r.jsonl").write_text('{"features": {"x": 1.5, "city": "lyon"}, '

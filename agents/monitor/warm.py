@@ -21,14 +21,20 @@ def warm(vm: Any, rows: list[dict[str, Any]]) -> None:
     the version has none, the baseline. Called once, before the version's first event."""
     vm.reference_source = "profile"
     events = [{**r, "ts": 0.0, "label_ts": 0.0} for r in rows]
-    batch = vm.batch(events)
+    predicted = all("prediction" in r for r in rows)
+    if not predicted:  # rows of features only fit the features' tests; a stand-in
+        stand_in = next((r["prediction"] for r in rows if "prediction" in r), 0.0)
+        batch = vm.batch([e if "prediction" in e else {**e, "prediction": stand_in}
+                          for e in events])
+    else:
+        batch = vm.batch(events)
     vm._data_rules()
     cfg = vm.config
     feeds: list[tuple[Any, int]] = [
         (vm.data_drift, cfg.data_drift.reference_size),
         (vm.categorical_drift, cfg.data_drift.reference_size),
         (vm.multivariate, cfg.multivariate.reference_size + cfg.multivariate.window)]
-    if all("prediction" in r for r in rows):
+    if predicted:
         feeds.append((vm.prediction_drift, cfg.data_drift.reference_size))
     for rule, need in feeds:
         if rule is not None:

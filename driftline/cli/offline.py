@@ -32,10 +32,12 @@ from ._common import (
 @setting_option("--join-ttl", type=click.FloatRange(min=0, min_open=True), default=86_400.0,
                 show_default=True,
                 help="Seconds (event time) a prediction waits for its label, as in the worker.")
-@click.option("--reference", "references", multiple=True, metavar="MODEL:VERSION=FILE",
-              help="A version's reference profile: rows of features with `prediction` and "
-                   "`label` where known (JSON lines or CSV), as `models register --reference` "
-                   "stores it; the version's tests are fitted from it. Repeatable.")
+@click.option("--reference", "references", multiple=True, metavar="[MODEL[:VERSION]=]FILE",
+              help="A reference profile: rows of features with `prediction` and `label` "
+                   "where known (JSON lines or CSV), as `models register --reference` stores "
+                   "it; the tests of every version in FILE (MODEL=: of that model's versions; "
+                   "MODEL:VERSION=: of that one) are fitted from it. Repeatable; the most "
+                   "specific one applies.")
 @click.option("--task", "tasks", multiple=True, metavar="MODEL=TASK",
               help="A model's task (regression, binary, multiclass) where the config gives "
                    "none, as the registry tells the worker; repeatable.")
@@ -100,23 +102,38 @@ def _explanations(result: Any) -> None:
         registry.close()
 
 
-def _references(given: tuple[str, ...]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+def _references(given: tuple[str, ...]
+                ) -> dict[tuple[str | None, int | None], list[dict[str, Any]]]:
+    """``--reference`` values by what they apply to: (model, version), (model, None) for
+    every version of a model, (None, None) for every version in the file."""
     from ..errors import SchemaError
     from ..eventfile import read_reference
     from ..models.reference import profile
 
     out = {}
     for item in given:
-        key, sep, path = item.partition("=")
-        model, colon, version = key.rpartition(":")
-        if not sep or not colon or not model or not version.isdigit():
-            raise click.BadParameter(f"{item!r} is not MODEL:VERSION=FILE (e.g. "
-                                     f"houses:1=train.jsonl)", param_hint="--reference")
+        target, path = _reference_target(item)
         try:
-            out[(model, int(version))] = profile(read_reference(path), source=path)["rows"]
+            out[target] = profile(read_reference(path), source=path)["rows"]
         except (OSError, SchemaError) as exc:
             raise click.BadParameter(str(exc), param_hint="--reference") from None
     return out
+
+
+def _reference_target(item: str) -> tuple[tuple[str | None, int | None], str]:
+    """``FILE``, ``MODEL=FILE`` or ``MODEL:VERSION=FILE`` (a path that exists as given is
+    a FILE, even with a ``=`` in it)."""
+    key, sep, path = item.partition("=")
+    if not sep or Path(item).exists():
+        return (None, None), item
+    model, colon, version = key.rpartition(":")
+    if not colon:
+        model, version = key, ""
+    if not model or not path or (colon and not version.isdigit()):
+        raise click.BadParameter(f"{item!r} is not FILE, MODEL=FILE or MODEL:VERSION=FILE "
+                                 f"(e.g. train.jsonl, houses=train.jsonl, "
+                                 f"houses:1=train.jsonl)", param_hint="--reference")
+    return (model, int(version) if version else None), path
 
 
 def _tasks(pairs: tuple[str, ...]) -> dict[str, str]:
