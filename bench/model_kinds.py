@@ -4,16 +4,22 @@
                                           [--repeat 5]
 
 For each built-in kind (``linear``, ``logistic``, ``softmax``) on a synthetic world of
-``--rows`` rows and ``--features`` features (``--classes`` for the softmax), then the same
-three tasks as the ``onnx`` kind: a scikit-learn random forest (50 trees, depth 8)
-converted by skl2onnx (without zipmap) and served by onnxruntime (rows skipped without
-them; "train s" is then scikit-learn's fit plus the conversion):
+``--rows`` rows and ``--features`` features (``--classes`` for the softmax); then the same
+three tasks as the ``encoded`` kind, the rows given a 25-value ``city`` and 5 % of ``x0``
+missing, encoded as the trainer encodes them (one-hot with ``_other``, imputation with an
+indicator) around the same default function; then as the ``onnx`` kind: a scikit-learn
+random forest (50 trees, depth 8) converted by skl2onnx (without zipmap) and served by
+onnxruntime (rows skipped without them; "train s" is then scikit-learn's fit plus the
+conversion). Every kind predicts the same 1,000 rows and one dict row of its world:
+an ``encoded`` model's dict row carries the city (and numbers in array rows, its raw
+features, the city as an index that is then one of its ``_other``).
 
   train s        the trainer's default function (feature selection, L2 by walk-forward CV,
                  fit): ``train_selected(X, y, names, task=...)``, once
   artifact B     ``to_bytes()``: the .npz with its JSON header
-  load ms        ``from_bytes`` (what every registry load and ModelClient swap pays; the
-                 checksum is the registry's and is not in it), median of --repeat
+  load ms        ``kinds.load``: the kind's class found, then ``from_bytes`` (what every
+                 registry load and ModelClient swap pays; the checksum is the registry's
+                 and is not in it), median of --repeat
   predict 1k ms  ``predict`` of 1,000 rows as an array, median of --repeat
   predict 1 us   one dict row, as a service calls it per request, median of 1,000 calls
   holdout        the held-out loss the trainer judges by (MSE; log loss for classifiers)
@@ -51,6 +57,30 @@ def built_in(X, y, names, task):
     return train_selected(X, y, names, task=task).model
 
 
+CITIES = [f"city{k}" for k in range(25)]
+
+
+def encoded(X, y, names, task):
+    """The default function on the trainer's encoding of rows with a category and missing
+    values, wrapped as the trainer wraps it (:mod:`driftline.agents.retrain.prepare`)."""
+    from driftline.models.encoded import EncodedModel, Encoding
+
+    rows = dict_rows(X, names)
+    encoding = Encoding.fit(rows, [*names, "city"])
+    inner = train_selected(encoding.transform(rows), y, encoding.names(), task=task).model
+    return EncodedModel(inner, encoding)
+
+
+def dict_rows(X, names) -> list[dict]:
+    """``X``'s rows as dicts, with a city (by row) and ``x0`` missing in 1 row of 20."""
+    rows = [dict(zip(names, r)) for r in X.tolist()]
+    for i, row in enumerate(rows):
+        row["city"] = CITIES[i * 7 % len(CITIES)]
+        if i % 20 == 0:
+            row[names[0]] = None
+    return rows
+
+
 def onnx(X, y, names, task):
     """A scikit-learn random forest (50 trees, depth 8) as an ``onnx`` kind. (Not
     HistGradientBoosting: skl2onnx 1.20 cannot convert scikit-learn 1.9's.)"""
@@ -75,7 +105,12 @@ def measure(task: str, args, fit=built_in) -> dict:
     trained = time.perf_counter() - started
     data = model.to_bytes()
     loads, batches, singles = [], [], []
-    rows, row = X[:1000], dict(zip(names, X[0].tolist()))
+    if fit is encoded:  # what it takes: dict rows with the city and the missing values
+        held = dict_rows(X, names)[holdout]
+        rows, row = dict_rows(X[:1000], names), dict_rows(X[1:2], names)[0]
+    else:
+        held = X[holdout]
+        rows, row = X[:1000], dict(zip(names, X[0].tolist()))
     for _ in range(args.repeat):
         t = time.perf_counter()
         kinds.load(model.kind, data)
@@ -88,7 +123,7 @@ def measure(task: str, args, fit=built_in) -> dict:
             model.predict(row)
         singles.append((time.perf_counter() - t) / 1000)
     metric = metric_for(task)
-    loss = float(np.mean(model_losses(model, X[holdout], y[holdout], metric)))
+    loss = float(np.nanmean(model_losses(model, held, y[holdout], metric)))
     return {"kind": model.kind, "task": task, "train_s": trained, "bytes": len(data),
             "load_ms": statistics.median(loads) * 1e3,
             "predict_1k_ms": statistics.median(batches) * 1e3,
@@ -104,6 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     tasks = ("regression", "binary", "multiclass")
     results = [measure(task, args) for task in tasks]
+    results += [measure(task, args, encoded) for task in tasks]
     try:
         results += [measure(task, args, onnx) for task in tasks]
     except ImportError as exc:  # the onnx rows need scikit-learn, skl2onnx and onnxruntime

@@ -115,6 +115,7 @@ def test_the_model_kinds_benchmark_runs_every_kind():
     kinds = [line.split()[:2] for line in result.stdout.splitlines()[2:]]
     tasks = ["regression", "binary", "multiclass"]
     expected = [["linear", "regression"], ["logistic", "binary"], ["softmax", "multiclass"]]
+    expected += [["encoded", task] for task in tasks]
     if importlib.util.find_spec("skl2onnx") and importlib.util.find_spec("onnxruntime"):
         expected += [["onnx", task] for task in tasks]
     assert kinds == expected, result.stdout

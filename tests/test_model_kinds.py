@@ -112,6 +112,24 @@ def test_every_kind_keeps_the_contract(case):
         type(model).from_bytes(data[: len(data) // 2])
 
 
+def test_an_encoding_of_one_row_is_the_same_as_of_it_among_others():
+    """One dict row (a service's request) takes a Python path, many take numpy's: the same
+    columns for every kind of value either may meet."""
+    encoding = Encoding([Column("x", "numeric", 0.5, indicator=True), Column("y", "numeric"),
+                         Column("city", "categorical", categories=["lyon", "paris"])])
+    odd = [None, float("nan"), float("inf"), True, "7", np.float64(2.5), np.int64(3), 4]
+    cities = ["paris", "nice", None, True, 3.0, "lyon", "<true>", "_other"]
+    rows = [{"x": x, "y": odd[-1 - i], "city": c} for i, (x, c) in enumerate(zip(odd, cities))]
+    rows.append({})  # every feature absent
+    together = encoding.transform(rows)
+    assert np.isfinite(together).all() and together.shape == (len(rows), 6)
+    for i, row in enumerate(rows):
+        assert encoding.transform([row]).tolist() == [together[i].tolist()], row
+    plain = [{"x": 1.0, "y": None, "city": "lyon"}, {"x": 2, "y": 3.0, "city": "paris"}]
+    assert encoding.transform(plain).tolist() == [encoding.transform([r])[0].tolist()
+                                                  for r in plain]
+
+
 def test_a_header_without_classes_or_with_a_wrong_shape_is_refused():
     good = SoftmaxModel([[1.0], [2.0]], [0.0, 0.0], ["x"], ["a", "b"])
     with pytest.raises(ArtifactError, match="no list of classes"):
