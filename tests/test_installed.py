@@ -35,6 +35,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 import yaml
@@ -183,6 +184,72 @@ def test_every_module_imports_from_the_install_and_none_from_the_tree(install):
     assert len(files) == in_tree, sorted(files)
     site = str(install.venv)
     assert [n for n, f in files.items() if not str(f).startswith(site)] == []
+
+
+KINDS_PROBE = """
+import json, sys
+import numpy as np
+from driftline import ArtifactError
+from driftline.models import kinds
+data = open(sys.argv[1], "rb").read()
+try:
+    model = kinds.load("onnx", data)
+except ArtifactError as exc:
+    print(json.dumps({"error": str(exc)}))
+else:
+    print(json.dumps({"module": type(model).__module__,
+                      "predicted": np.asarray(model.predict(np.array(json.loads(sys.argv[2]))))
+                      .tolist()}))
+"""
+
+
+def test_model_kinds_from_the_install_the_onnx_extra_and_a_plugin(install, tmp_path):
+    """The ``onnx`` kind as users get it: without the extra, loading names it; with
+    ``pip install 'driftline[onnx]'`` the same file predicts what it does here. A kind of
+    another package is found by its entry point in the installed driftline."""
+    pytest.importorskip("skl2onnx")
+    pytest.importorskip("onnxruntime")
+    from test_onnx import regression
+
+    from driftline.models.onnx import OnnxModel
+
+    _, data, X = regression()
+    model = OnnxModel(data, task="regression")
+    (tmp_path / "m.onnx").write_bytes(model.to_bytes())
+    rows = json.dumps(X[:5].tolist())
+    python = install.bin("python")
+    if install.run(python, "-c", "import onnxruntime", check=False).returncode != 0:
+        out = json.loads(install.run(python, "-c", KINDS_PROBE, str(tmp_path / "m.onnx"),
+                                     rows).stdout)
+        assert out == {"error": "the onnx model kind needs onnxruntime: "
+                                "pip install 'driftline[onnx]'"}
+        started = time.monotonic()
+        install.run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    f"{install.wheel}[onnx]", timeout=600)
+        print(f"\npip install driftline[onnx] into the installed venv: "
+              f"{time.monotonic() - started:.1f} s")
+    out = json.loads(install.run(python, "-c", KINDS_PROBE, str(tmp_path / "m.onnx"),
+                                 rows).stdout)
+    assert out["module"] == "driftline.models.onnx"
+    assert np.allclose(out["predicted"], model.predict(X[:5]), atol=1e-6)
+
+    plugin = tmp_path / "plugin"
+    (plugin / "mykinds-1.0.dist-info").mkdir(parents=True)
+    (plugin / "mykinds.py").write_text(
+        "class Half:\n    kind, task = 'half', 'regression'\n"
+        "    def __init__(self):\n        self.feature_names, self.version, self.meta = "
+        "['x'], None, {}\n"
+        "    def predict(self, X):\n        return [r[0] / 2 for r in X]\n"
+        "    def to_bytes(self):\n        return b'half'\n"
+        "    @classmethod\n    def from_bytes(cls, data):\n        return cls()\n")
+    (plugin / "mykinds-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mykinds\nVersion: 1.0\n")
+    (plugin / "mykinds-1.0.dist-info" / "entry_points.txt").write_text(
+        "[driftline.model_kinds]\nhalf = mykinds:Half\n")
+    probe = ("from driftline.models import kinds; m = kinds.load('half', b'half'); "
+             "print(kinds.kind_of(m), m.predict([[3.0]]), kinds.get('linear').__name__)")
+    out = install.run(python, "-c", probe, env=clean_env(PYTHONPATH=str(plugin)))
+    assert out.stdout.split() == ["half", "[1.5]", "LinearModel"]
 
 
 def test_every_driftline_command_of_the_compose_file_answers_help(install):
