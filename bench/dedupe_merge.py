@@ -19,6 +19,13 @@ counting other processes that took the core meanwhile); the longest CPU time of 
 that froze no ids (merging only); the wall seconds in all; and the most generations a
 lookup searched. A step that freezes hashes 16,384 ids (~10 ms) whichever the merge.
 The garbage collector is off while steps are timed (the worker freezes its heap, issue 27).
+
+Then the join's expiry sweep (every DRIFTLINE_EXPIRY_INTERVAL, 5 s), over the after run's
+ids settled into generations, their window's cutoff moving 0.5 % of them a sweep for
+--sweeps sweeps: "whole pass" reads every generation holding an expired id end to end each
+sweep (the dedupe before issue 37's bounded sweeps), "sliced" EXPIRE_STEP entries of each a
+sweep; the longest and median sweep, and the ids still remembered past the cutoff after the
+last sweep (how late the slices forget).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from driftline.agents.join import dedupe
+from driftline.agents.join import dedupe, generations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,6 +104,7 @@ def main() -> None:
     ap.add_argument("--at", type=int, default=1_000_000, help="also report the first N ids")
     ap.add_argument("--per-drain", type=int, default=2_048)
     ap.add_argument("--before", default=None, help="git revision of the old dedupe")
+    ap.add_argument("--sweeps", type=int, default=40)
     args = ap.parse_args()
     print(f"{args.ids:,} ids, {args.per_drain:,} a drain, FREEZE {dedupe.FREEZE:,}, "
           f"MERGE_STEP {dedupe.MERGE_STEP:,}")
@@ -104,13 +112,43 @@ def main() -> None:
     print(f"{'':<24}{'steps':>7}{'max':>9}{'p99':>8}{'max':>9}{'p99':>8}{'merging':>9}"
           f"{'total s':>8}{'gens':>6}")
     for name, module in (("before", before_module(args.before)), ("after", dedupe)):
-        seconds, cpu, remembered, gens, froze = run(module.DoneIds(), args.ids,
-                                                    args.per_drain, module.FREEZE)
+        done = module.DoneIds()
+        seconds, cpu, remembered, gens, froze = run(done, args.ids, args.per_drain,
+                                                    module.FREEZE)
         first = remembered <= args.at
         if args.at < args.ids:
             print(row(f"{name}, first {args.at:,}", seconds[first], cpu[first], gens[first],
                       froze[first]), flush=True)
         print(row(f"{name}, all {args.ids:,}", seconds, cpu, gens, froze), flush=True)
+        final = done
+    frozen = [(h.copy(), t.copy()) for h, t in final.frozen()]
+    print(f"\nexpiry sweeps of {args.ids:,} ids, the cutoff 0.5 % further each sweep")
+    print(f"{'':<24}{'sweeps':>7}{'max ms':>9}{'p50 ms':>8}{'past cutoff':>13}")
+    for name, budget in (("whole pass", 1 << 62), (f"sliced ({generations.EXPIRE_STEP:,})",
+                                                   generations.EXPIRE_STEP)):
+        print(sweep_row(name, frozen, args.ids, args.sweeps, budget), flush=True)
+
+
+def sweep_row(name: str, frozen: list[tuple[np.ndarray, np.ndarray]], ids: int,
+              sweeps: int, budget: int) -> str:
+    done = dedupe.DoneIds()
+    for h, t in frozen:
+        done.add_frozen(h, t)
+    done.settle()
+    dedupe.EXPIRE_STEP = budget
+    ms = []
+    gc.disable()
+    try:
+        for k in range(1, sweeps + 1):
+            cutoff = ids * k / 200
+            began = time.perf_counter()
+            done.expire(cutoff)
+            ms.append((time.perf_counter() - began) * 1e3)
+    finally:
+        gc.enable()
+        dedupe.EXPIRE_STEP = generations.EXPIRE_STEP
+    late = len(done) - sum(int(np.count_nonzero(t > cutoff)) for _, t in frozen)
+    return f"{name:<24}{sweeps:>7}{max(ms):>9.1f}{np.median(ms):>8.2f}{late:>13,}"
 
 
 if __name__ == "__main__":

@@ -273,3 +273,49 @@ def test_no_merge_step_reads_more_than_its_budget(monkeypatch):
     assert done.generations <= 12 and len(done) == 40_000
     largest = max(len(g.h) for g in done._generations)
     assert largest > 20 * 1_000 and "p31337" in done and done.seen("p39999") == 39_999.0
+
+
+def test_expiry_reads_a_bounded_slice_a_sweep_and_never_forgets_early(monkeypatch):
+    """Issue 37: a sweep reads at most EXPIRE_STEP entries of each generation (and of each
+    merge's copy), so at 10 million ids it is no longer one pass of ~34 ms. An id past the
+    cutoff may be remembered some sweeps longer, never an id within it; and a generation
+    is forgotten whole within len / EXPIRE_STEP sweeps, merges in progress or not."""
+    monkeypatch.setattr(dedupe, "EXPIRE_STEP", 500)
+    monkeypatch.setattr(dedupe, "MERGE_STEP", 700)
+    reads: list[int] = []
+    expire = Generation.expire
+
+    def counted(self: Generation, cutoff: float, budget: int = 0) -> int:
+        before = self.cursor
+        killed = expire(self, cutoff, budget)
+        reads.append((self.cursor or len(self.t)) - before)
+        return killed
+
+    monkeypatch.setattr(Generation, "expire", counted)
+    rng = random.Random(5)
+    done, model, t = DoneIds(), {}, 0.0
+    for i in range(30_000):
+        t += rng.random()
+        done.add(f"p{i}", t)
+        model[f"p{i}"] = t
+        if i % 400 == 399:
+            done.freeze(min_size=400)
+        if i % 1_000 == 999:
+            cutoff = t - 8_000
+            done.expire(cutoff)
+            model = {p: seen for p, seen in model.items() if seen > cutoff}
+            probe = rng.sample(sorted(model), 50)  # within the window: all remembered
+            assert all(p in done for p in probe)
+            assert len(done) >= len(model)
+    assert reads and max(reads) <= 500
+    assert len(done) > len(model)  # some past the cutoff still remembered: the bound bit
+    largest = max(len(g.h) for g in done._generations)
+    for _ in range(-(-largest // 500) + 1):  # one whole pass of the largest, and one more
+        done.expire(cutoff)
+        done.merge_step()
+    done.settle()
+    done.expire(cutoff)  # the merged result's own pass (small now: expired ids are dead)
+    for _ in range(-(-max(len(g.h) for g in done._generations) // 500)):
+        done.expire(cutoff)
+    assert len(done) == len(model)
+    assert all(g.oldest > cutoff for g in done._generations)
