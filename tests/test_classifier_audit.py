@@ -101,3 +101,30 @@ def test_a_stationary_binary_stream_at_threshold_0_3_raises_nothing():
     for seed in range(2):
         _, alerts = monitor_binary(0.3, *binary_events(*calibrated(20_000, seed=40 + seed)))
         assert alerts == [], seed
+
+
+def test_the_per_class_report_keeps_the_ten_most_frequent_labels_and_pools_the_rest():
+    """15 classes, class k the label of 10 (k + 1) pairs: per_class names classes 5-14 and
+    pools 0-4 as ``_other``, micro-averaged; the supports sum to the window's pairs."""
+    from driftline.agents.monitor.classes import PER_CLASS, multiclass_report
+    rng = np.random.default_rng(0)
+    names = [f"c{k:02d}" for k in range(15)]
+    labels = np.repeat(np.arange(15), 10 * np.arange(1, 16))
+    rng.shuffle(labels)
+    right = rng.random(len(labels)) < 0.7
+    preds = np.where(right, labels, rng.integers(0, 15, len(labels)))
+    report = multiclass_report(preds.astype(float), labels.astype(float), names)
+    per_class = report["per_class"]
+    assert PER_CLASS == 10
+    assert list(per_class) == [names[k] for k in range(14, 4, -1)] + ["_other"]
+    assert sum(c["support"] for c in per_class.values()) == len(labels) == 1_200
+    rest = labels < 5
+    other = per_class["_other"]
+    hits = int(np.sum(rest & (preds == labels)))
+    assert other["support"] == int(rest.sum()) == 150
+    assert other["recall"] == pytest.approx(hits / rest.sum())
+    assert other["precision"] == pytest.approx(hits / np.sum(preds < 5))
+    top = per_class["c14"]
+    assert top["support"] == 150
+    assert top["precision"] == pytest.approx(np.sum((preds == 14) & (labels == 14))
+                                             / np.sum(preds == 14))
