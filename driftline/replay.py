@@ -180,6 +180,52 @@ def write_report(result: ReplayResult, out: Path) -> dict[str, Path]:
     return paths
 
 
+# Reasons a pair does not fit its model's task (agents/monitor/refusals.py); the others
+# (an overflowing error, a class past the cap) are about the pair, not the task.
+MISMATCH = frozenset({"class_prediction", "class_label", "number_prediction", "number_label",
+                      "label_not_0_or_1", "prediction_outside_0_1"})
+
+
+def refusal_lines(versions: dict[str, dict[str, Any]]) -> list[str]:
+    """The pairs the monitor refused, by version and reason, and what to do about a task
+    that does not fit (none: an empty list). A refused pair is in ``scored`` but in no
+    metric, so a replay that says nothing of them reads as a quiet model.
+
+    >>> print("\\n".join(refusal_lines({"intents v1": {"model": "intents", "task":
+    ...     "regression", "refused_pairs": {"class_prediction": 6000}}})))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    refused 6,000 scored pairs that do not fit their model (summary.json: refused_pairs):
+      intents v1 (regression): 6,000 class_prediction
+      intents sends classes: if it is a multiclass model, replay with --task
+      intents=multiclass (or task = "multiclass" in [models.intents] of the monitor config)
+    """
+    lines: list[str] = []
+    hints: dict[str, str] = {}
+    for name, report in versions.items():
+        refused = report.get("refused_pairs") or {}
+        if not refused:
+            continue
+        model, task = report.get("model", name), report.get("task", "regression")
+        counts = ", ".join(f"{n:,} {reason}" for reason, n in
+                           sorted(refused.items(), key=lambda item: (-item[1], item[0])))
+        lines.append(f"  {name} ({task}): {counts}")
+        if not MISMATCH & set(refused) or model in hints:
+            continue
+        if task == "regression":  # the default: --task gives a model without one its task
+            hints[model] = (f"  {model} sends classes: if it is a multiclass model, replay "
+                            f"with --task {model}=multiclass (or task = \"multiclass\" in "
+                            f"[models.{model}] of the monitor config)")
+        else:
+            hints[model] = (f"  {model}'s pairs do not fit a {task} model: give {model} "
+                            f"its task in [models.{model}] of the monitor config (or with "
+                            f"--task {model}=TASK where the config gives none)")
+    if not lines:
+        return []
+    total = sum(sum((r.get("refused_pairs") or {}).values()) for r in versions.values())
+    return [f"refused {total:,} scored pairs that do not fit their model (summary.json: "
+            f"refused_pairs):", *lines, *hints.values()]
+
+
 FEATURE_LINES = 10  # features printed per version, the nearest their drift limit first
 
 

@@ -1,4 +1,5 @@
-"""Synthetic production streams for monitor tests: y = 2x + noise, then a change."""
+"""Synthetic production streams for monitor tests (and benches): y = 2x + noise, then a
+change; a calibrated binary classifier; an overconfident multiclass one."""
 
 from __future__ import annotations
 
@@ -44,3 +45,53 @@ def stream(n: int, seed: int = 0, *, model: str = "m", version: int = 1,
                       "label": float(y[i]), "error": p - float(y[i]), "features": features,
                       "ts": ts, "label_ts": ts + 1.0})
     return predictions, pairs
+
+
+ANIMALS = ["cat", "dog", "fox", "owl"]
+
+
+def calibrated_binary(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated binary classifier: P(1) = sigmoid(3 x), and labels drawn from it."""
+    rng = np.random.default_rng(seed)
+    p = 1 / (1 + np.exp(-3 * rng.normal(size=n)))
+    return p, (rng.random(n) < p).astype(float)
+
+
+def binary_events(p: np.ndarray, y: np.ndarray, seed: int = 0, *, model: str = "churn",
+                  start_ts: float = 1_700_000_000.0) -> tuple[list[dict], list[dict]]:
+    """Predictions P(1) = ``p`` with three features, and their pairs with labels ``y``."""
+    x = np.random.default_rng(seed).normal(size=(len(p), 3))
+    predictions, pairs = [], []
+    for i in range(len(p)):
+        ts = start_ts + i * 0.01
+        event = {"prediction_id": f"b{i}", "model": model, "version": 1,
+                 "prediction": float(p[i]), "ts": ts,
+                 "features": {f"x{j}": float(x[i, j]) for j in range(3)}}
+        predictions.append(event)
+        pairs.append({**event, "label": float(y[i]), "error": float(p[i] - y[i]),
+                      "label_ts": ts + 0.005})
+    return predictions, pairs
+
+
+def softmax_pairs(n: int, seed: int, shift_from: int | None = None
+                  ) -> tuple[list[dict], list[dict]]:
+    """A 4-class model (``zoo``, classes :data:`ANIMALS`) that reports overconfident
+    probabilities (the softmax of its logits at temperature 0.4, where the true class
+    follows their softmax at 1): CBPE has to calibrate them. Its inputs are clear (logits
+    of spread 2.5) 80 % of the time; from ``shift_from`` on, 20 % (the rest: spread 0.5).
+    A covariate shift: P(class | input) stays what it was."""
+    rng = np.random.default_rng(seed)
+    predictions, labels = [], []
+    for i in range(n):
+        clear = rng.random() < (0.8 if shift_from is None or i < shift_from else 0.2)
+        logits = rng.normal(0, 2.5 if clear else 0.5, 4)
+        truth = int(rng.choice(4, p=np.exp(logits) / np.exp(logits).sum()))
+        p = np.exp(logits / 0.4)
+        p /= p.sum()
+        pid = f"s{i}"
+        predictions.append({"prediction_id": pid, "model": "zoo", "version": 1,
+                            "prediction": ANIMALS[int(p.argmax())],
+                            "probabilities": {c: float(v) for c, v in zip(ANIMALS, p)},
+                            "features": {"x": float(rng.normal())}, "ts": float(i)})
+        labels.append({"prediction_id": pid, "label": ANIMALS[truth], "ts": float(i) + 0.5})
+    return predictions, labels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import time
@@ -154,3 +155,31 @@ def test_the_detection_benchmark_runs_every_family_and_detector():
             filled = [name for name in DETECTORS if row[name] != "-"]
             assert filled == detectors_for(family.task), (family.name, row)
     assert set(detectors_for("regression")) < set(detectors_for("binary")) == set(DETECTORS)
+
+
+def test_the_class_estimation_benchmark_prints_a_row_per_metric_and_a_cell_per_seed():
+    """bench/class_estimation.py on one short stream per task: each table has its rows and
+    every cell reads ``estimated / realised (error)`` with the error their difference."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "class_estimation.py"),
+                             "--seeds", "2", "--pairs", "2000"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in result.stdout.splitlines() if line.startswith("| ")]
+    heads = [row for row in rows if row[0] == "stream"]
+    assert heads == [["stream", "metric", "seed 0", "seed 1", "max error"],
+                     ["stream", "metric", "seed 10", "seed 11", "max error"]]
+    body = [row for row in rows if row[0] != "stream"]
+    assert [(row[0], row[1]) for row in body] == [
+        *((f"binary, threshold {t}", m) for t in (0.5, 0.3)
+          for m in ("accuracy", "precision", "recall", "f1")),
+        ("multiclass", "accuracy"), ("multiclass", "macro F1"),
+        ("multiclass", "accuracy, uncalibrated")]
+    for row in body:
+        errors = []
+        for cell in row[2:4]:
+            estimated, realised, error = map(float, re.fullmatch(
+                r"([\d.]+) / ([\d.]+) \(([\d.]+)\)", cell).groups())
+            assert error == pytest.approx(abs(estimated - realised), abs=0.0011), row
+            errors.append(error)
+        assert float(row[4]) == max(errors), row

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -181,6 +182,78 @@ def test_replay_refuses_a_bad_config_and_reports_bad_rows(tmp_path):
     result = runner.invoke(main, ["replay", str(log), "--out", str(tmp_path / "r")])
     assert result.exit_code == 3
     assert "skipped missing_field: line 2: prediction_id" in result.stderr
+
+
+def test_replay_says_which_pairs_it_refused_and_that_task_gives_a_model_its_task(tmp_path):
+    """A multiclass log replayed as a regression (no --task) has every pair refused: the
+    summary says so, by reason, with the --task to pass; with it the same log gets the
+    multiclass metrics and its drift is found."""
+    runner = CliRunner()
+    log = tmp_path / "intents.jsonl"
+    result = runner.invoke(main, ["simulate", "--events", "6000", "--scenario", "multiclass",
+                                  "--out", str(log)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["replay", str(log), "--out", str(tmp_path / "plain")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("6,000 scored pairs, 0 alerts")
+    assert lines[1:4] == [
+        "refused 6,000 scored pairs that do not fit their model (summary.json: refused_pairs):",
+        "  intents v1 (regression): 6,000 class_prediction",
+        "  intents sends classes: if it is a multiclass model, replay with --task "
+        "intents=multiclass (or task = \"multiclass\" in [models.intents] of the monitor "
+        "config)"]
+    result = runner.invoke(main, ["replay", str(log), "--out", str(tmp_path / "plain"),
+                                  "--json"])
+    assert orjson.loads(result.stdout)["refused_pairs"] == {"class_prediction": 6_000}
+
+    out = tmp_path / "tasked"
+    result = runner.invoke(main, ["replay", str(log), "--task", "intents=multiclass",
+                                  "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.stdout)
+    assert summary["refused_pairs"] == {} and summary["alerts"] >= 1
+    version = orjson.loads((out / "summary.json").read_bytes())["versions"]["intents v1"]
+    assert version["task"] == "multiclass" and version["n_scored"] == 6_000
+    assert "refused_pairs" not in version and 0 < version["rolling_accuracy"] < 1
+    alerts = orjson.loads((out / "alerts.json").read_bytes())
+    assert "concept_drift" in {a["kind"] for a in alerts}
+    result = runner.invoke(main, ["replay", str(log), "--task", "intents=multiclass",
+                                  "--out", str(out)])
+    assert "refused" not in result.stdout
+    result = runner.invoke(main, ["replay", str(log), "--task", "intents", "--out", str(out)])
+    assert result.exit_code == 2 and "is not MODEL=TASK" in result.output
+
+
+def test_a_decision_threshold_in_the_monitor_toml_sets_the_realised_metrics(tmp_path):
+    """decision_threshold = 0.3 in [models.churn] of the file replay reads: its realised
+    precision and recall are those at 0.3 of the window's pairs, not those at 0.5."""
+    from driftline.agents.monitor.classes import binary_report
+    runner = CliRunner()
+    log = tmp_path / "churn.jsonl"
+    assert runner.invoke(main, ["simulate", "--events", "4000", "--scenario", "binary",
+                                "--out", str(log)]).exit_code == 0
+    rows = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+    served = {r["prediction_id"]: r["prediction"] for r in rows if "model" in r}
+    window = [(served[r["prediction_id"]], r["label"]) for r in rows if "model" not in r]
+    p, y = np.array(window[-1_000:]).T  # the last window's pairs, in label order
+    got = {}
+    for threshold in (0.5, 0.3):
+        config = tmp_path / f"monitor-{threshold}.toml"
+        config.write_text(f'[models.churn]\ntask = "binary"\ndecision_threshold = {threshold}\n')
+        out = tmp_path / f"report-{threshold}"
+        result = runner.invoke(main, ["replay", str(log), "--config", str(config),
+                                      "--out", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        version = orjson.loads((out / "summary.json").read_bytes())["versions"]["churn v1"]
+        assert version["task"] == "binary" and version["n_scored"] == 4_000
+        expected = binary_report(p, y, threshold)
+        for name in ("rolling_accuracy", "rolling_precision", "rolling_recall", "rolling_f1"):
+            assert version[name] == pytest.approx(expected[name]), (threshold, name)
+        got[threshold] = version
+    assert got[0.3]["rolling_recall"] > got[0.5]["rolling_recall"] + 0.05
+    assert got[0.3]["rolling_precision"] != got[0.5]["rolling_precision"]
+    assert got[0.3]["rolling_brier"] == got[0.5]["rolling_brier"]  # not thresholded
 
 
 @pytest.mark.kafka

@@ -12,7 +12,8 @@ then turn every prediction into its *expected squared error*:
   calibrated on the reference by histogram binning (equal-frequency bins of the
   prediction, the share of positive labels in each); a prediction ``p`` with calibrated
   probability ``c`` then has expected Brier score ``c(1-p)^2 + (1-c)p^2``, and the
-  window's expected confusion matrix gives accuracy, precision, recall and F1.
+  window's expected confusion matrix at the model's ``decision_threshold`` (``p`` at or
+  above it is a 1, as in the realised metrics) gives accuracy, precision, recall and F1.
 
 The rolling mean of the expected squared error over the last ``window`` predictions is
 ``estimated_mse`` (for a classifier that is the expected Brier score, the same number
@@ -74,9 +75,10 @@ class Reference:
 class Estimation:
     """The fitted estimator of one (model, version[, segment]) and its rolling estimate."""
 
-    def __init__(self, window: int, classification: bool) -> None:
+    def __init__(self, window: int, classification: bool, threshold: float = 0.5) -> None:
         self.window = window
         self.classification = classification
+        self.threshold = threshold  # classification: P(1) at or above it is a 1
         self.method = "cbpe" if classification else "dle"
         self.baseline: float | None = None   # mean expected squared error on the reference
         self._rolling = RollingMean(window)  # expected squared errors of the window
@@ -171,7 +173,7 @@ class Estimation:
         if self.classification:
             probs = self._probs.values()
             p, c = probs[:, 0], probs[:, 1]
-            yes = p >= 0.5
+            yes = p >= self.threshold
             tp, fp = float(c[yes].sum()), float((1 - c[yes]).sum())
             fn, tn = float(c[~yes].sum()), float((1 - c[~yes]).sum())
             precision = tp / (tp + fp) if tp + fp else 0.0

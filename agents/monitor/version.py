@@ -85,9 +85,10 @@ class VersionMonitor:
                                  baseline_mse if baseline_mse is not None else config.baseline_mse)
         subject = Subject(model, version, alerts, self.rolling, self.baseline, segment,
                           NAMES[BASELINE[self.task]])  # what rolling_mse measures
-        # A classifier's error is 0/1 (a multiclass one's classes are codes: 0 when equal)
-        self.concept = ConceptDriftRule(subject, config.concept_drift,
-                                        self.task != "regression", self.rate)
+        # A classifier's error is 0/1: a multiclass one's predicted class is not the label,
+        # a binary one's P(1) is on the wrong side of its decision threshold.
+        self.concept = ConceptDriftRule(subject, config.concept_drift, self.task, self.rate,
+                                        config.decision_threshold)
         self.threshold = ThresholdRule(subject, config.threshold)
         self.errors = ErrorRules(self.concept, self.threshold, config.window)
         self.data_drift: DataDriftRule | None = None  # the first prediction names the columns
@@ -118,7 +119,8 @@ class VersionMonitor:
             self._use(columns)
         self.estimated = (EstimatedDegradationRule(subject, config.estimation, config.window,
                                                    self.classification,
-                                                   multiclass=self.task == "multiclass")
+                                                   multiclass=self.task == "multiclass",
+                                                   threshold=config.decision_threshold)
                           if config.estimation.enabled else None)
         # Per segment: metrics, concept drift, threshold, data drift and estimation (issue
         # #17); multivariate drift, prediction drift and label starvation are model-wide.

@@ -22,12 +22,17 @@ class ConceptDriftRule:
     kind = "concept_drift"
 
     def __init__(self, subject: Subject, config: ConceptDriftConfig,
-                 classification: bool = False, rate: float | None = None) -> None:
+                 task: str = "regression", rate: float | None = None,
+                 threshold: float = 0.5) -> None:
         self.subject = subject
         self.key = subject.key(self.kind)
-        self.classification = classification
-        # rate: false alarms per pair allowed; a classifier's error is 0/1
-        self.detector = ErrorDrift(config, rate, bounded=classification)
+        self.classification = task != "regression"
+        # A binary model's mistakes are the user's: P(1) at or above its decision
+        # threshold is a 1, as in its realised accuracy (classes.binary_report).
+        self.threshold = threshold if task == "binary" else None
+        # rate: false alarms per pair allowed; a classifier's error is 0/1, so the test's
+        # bins (and its calibrated limit) are 0 and 1 whatever the threshold.
+        self.detector = ErrorDrift(config, rate, bounded=self.classification)
         self.changes: dict[int, Change] = {}
 
     @property
@@ -47,9 +52,10 @@ class ConceptDriftRule:
 
     def update(self, predictions: np.ndarray, labels: np.ndarray,
                squared: np.ndarray) -> ConceptDriftRule:
-        """A batch of scored pairs: the squared error, or the 0/1 error of a classifier."""
-        errors = ((np.abs(predictions - labels) >= 0.5).astype(float) if self.classification
-                  else squared)
+        """A batch of scored pairs: the squared error, or the 0/1 error of a classifier
+        (``squared`` is already a multiclass model's)."""
+        errors = (((predictions >= self.threshold) != (labels >= 0.5)).astype(float)
+                  if self.threshold is not None else squared)
         self.changes = {i: (before, after)
                         for i, before, after in self.detector.update_many(errors)}
         return self

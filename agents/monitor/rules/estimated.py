@@ -38,16 +38,19 @@ class EstimatedDegradationRule:
     watches = frozenset({Kind.PREDICTIONS})
 
     def __init__(self, subject: Subject, config: EstimationConfig, window: int,
-                 classification: bool, multiclass: bool = False) -> None:
+                 classification: bool, multiclass: bool = False,
+                 threshold: float = 0.5) -> None:
         self.subject = subject
         self.config = config
         self.key = subject.key(self.kind)
         # A multiclass model's estimator reads the class probabilities where the others
-        # read the feature rows (its reference: ClassEstimation.add_reference).
+        # read the feature rows (its reference: ClassEstimation.add_reference). A binary
+        # model's estimated confusion matrix is read at its decision threshold, the one
+        # its realised metrics use.
         self.multiclass = multiclass
         self.estimation: Estimation | ClassEstimation = (
             ClassEstimation(window, config.reference_pairs) if multiclass
-            else Estimation(window, classification))
+            else Estimation(window, classification, threshold))
         self.runs = Hysteresis(config.consecutive)
         self.alerts: list[Alert] = []
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # ts, rows, preds
