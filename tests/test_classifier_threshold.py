@@ -1,7 +1,6 @@
-"""Issue 33's audit of the classifiers: a binary model's ``decision_threshold`` reaches its
-estimated metrics (CBPE) and its concept-drift test as it does its realised metrics (the
-TOML's path: tests/test_cli_ops.py); the per-class report's cap pools the rest as
-``_other``."""
+"""A binary model's ``decision_threshold`` reaches its estimated metrics (CBPE) and its
+concept-drift test as it does its realised metrics (the TOML's path: tests/test_cli_ops.py);
+the per-class report's cap pools the rest as ``_other``."""
 
 from __future__ import annotations
 
