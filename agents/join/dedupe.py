@@ -37,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from driftline.agents.join.generations import DEAD, EXPIRE_STEP, MERGE_STEP, Generation, Merge
+from driftline.agents.join.generations import (
+    DEAD,
+    EXPIRE_STEP,
+    MERGE_STEP,
+    Generation,
+    Merge,
+    expire_budget,
+)
 
 FREEZE = 16_384  # ids the dict holds before they are frozen into a generation
 
@@ -139,18 +146,18 @@ class DoneIds:
         """Forget the ids scored at or before ``cutoff``: the ids forgotten from the dict
         (known by name, so the join can write their tombstones) and how many more were
         forgotten from the generations. A generation larger than
-        :data:`.generations.EXPIRE_STEP` forgets its share over several calls, each of
-        bounded cost (:meth:`.Generation.expire`): an id may be remembered a little longer
-        than the window, never less."""
+        :data:`.generations.EXPIRE_STEP` forgets its share over several calls (32 at
+        most), each reading a bounded slice (:meth:`.Generation.expire`): an id may be
+        remembered a little longer than the window, never less."""
         old = older_than(self.recent, cutoff, key=lambda t: t)
         for pid in old:
             del self.recent[pid]
         frozen = 0
         for g in self._generations:
             if g.oldest <= cutoff:
-                frozen += g.expire(cutoff, EXPIRE_STEP)
+                frozen += g.expire(cutoff, expire_budget(len(g.t), EXPIRE_STEP))
         for m in self._merges:
-            m.expire(cutoff, EXPIRE_STEP)
+            m.expire(cutoff, expire_budget(m.filled, EXPIRE_STEP))
         # A merge's sources stay as they are until it ends; of the others, the empty go
         # and the half dead are compacted.
         self._generations = [g for g in self._generations if g.live or g.busy]

@@ -23,7 +23,20 @@ import numpy as np
 
 DEAD = -np.inf       # the seen time of a removed entry
 MERGE_STEP = 1 << 17  # source entries a merge step reads at most (~3 ms on a busy core)
-EXPIRE_STEP = 1 << 17  # entries of a generation (or a merge's copy) an expiry reads at most
+# An expiry sweep reads of each generation (and merge copy) the larger of EXPIRE_STEP
+# entries and 1 / EXPIRE_PASSES of it: a pass over any generation takes at most
+# EXPIRE_PASSES sweeps, so an id is forgotten at most that many sweeps late.
+EXPIRE_STEP = 1 << 17
+EXPIRE_PASSES = 32
+
+
+def expire_budget(size: int, step: int = EXPIRE_STEP, passes: int = EXPIRE_PASSES) -> int:
+    """Entries an expiry sweep reads of a generation (or copy) of ``size``.
+
+    >>> expire_budget(1_000), expire_budget(10_000_000)
+    (131072, 312500)
+    """
+    return max(step, -(-size // passes))
 
 
 class Generation:
@@ -72,13 +85,13 @@ class Generation:
         self.live -= newly
         return newly
 
-    def expire(self, cutoff: float, budget: int = EXPIRE_STEP) -> int:
+    def expire(self, cutoff: float, budget: int) -> int:
         """Kill the entries scored at or before ``cutoff`` among the next ``budget`` of a
         pass over the generation, which starts again once it reaches the end; how many were
-        live. A generation of n entries is forgotten within n / ``budget`` calls of its
-        ids' cutoff (at 10 million ids and a sweep each 5 s, ~6 minutes late, of a 24 h
-        window), each call reading at most ``budget`` times (issue 37: a whole pass over
-        10 million took ~34 ms, a p99 step of its own every sweep)."""
+        live. An id is forgotten within len / ``budget`` calls of its cutoff (with
+        :func:`expire_budget`, 32 sweeps: 160 s at the default interval, of a 24 h
+        window), each call reading at most ``budget`` times (issue 37: whole passes over
+        10 million ids took 60-280 ms a sweep, a p99 step of their own)."""
         start = self.cursor
         end = min(len(self.t), start + budget)
         t = self.t[start:end]  # a view: kills write through
@@ -176,7 +189,7 @@ class Merge:
             self.t[lo + same[0]] = DEAD
             self.killed += 1
 
-    def expire(self, cutoff: float, budget: int = EXPIRE_STEP) -> None:
+    def expire(self, cutoff: float, budget: int) -> None:
         """Kill the copies of entries scored at or before ``cutoff``, ``budget`` of the copy
         a call, in passes as :meth:`Generation.expire` (those the merge copies later come
         from sources that the same sweep expires)."""
