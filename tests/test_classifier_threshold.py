@@ -1,15 +1,17 @@
-"""A binary model's ``decision_threshold`` reaches its estimated metrics (CBPE) and its
-concept-drift test as it does its realised metrics (the TOML's path: tests/test_cli_ops.py);
-the per-class report's cap pools the rest as ``_other``."""
+"""A binary model's ``decision_threshold`` reaches its estimated metrics (CBPE), its
+concept-drift test and the ``error_rate`` its versions are judged by (holdout, shadow,
+canary) as it does its realised metrics (the TOML's path: tests/test_cli_ops.py); the
+per-class report's cap pools the rest as ``_other``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from simulate import binary_events, calibrated_binary
+from simulate import HALF_CUT, LOW_CUT, binary_events, calibrated_binary, cut_world
 
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
+from driftline.models.training import decide
 
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 
@@ -106,3 +108,17 @@ def test_the_per_class_report_keeps_the_ten_most_frequent_labels_and_pools_the_r
     assert top["support"] == 150
     assert top["precision"] == pytest.approx(np.sum((preds == 14) & (labels == 14))
                                              / np.sum(preds == 14))
+
+
+def test_the_holdout_error_rate_counts_mistakes_at_the_decision_threshold():
+    """The trainer's decision between LOW_CUT (challenger) and HALF_CUT (champion) by
+    error_rate flips with the threshold: before, both were cut at 0.5 whatever it was.
+    Log loss and the Brier score do not cut: the same decision at any threshold."""
+    X, y = cut_world(2_000)
+    low = decide(LOW_CUT, HALF_CUT, X, y, metric="error_rate", threshold=0.3)
+    half = decide(LOW_CUT, HALF_CUT, X, y, metric="error_rate", threshold=0.5)
+    assert low.promote and low.challenger_loss == 0.0 and low.champion_loss > 0.08, low
+    assert not half.promote and half.challenger_loss > 0.08 and half.champion_loss == 0.0
+    for metric in ("log_loss", "brier"):
+        assert decide(LOW_CUT, HALF_CUT, X, y, metric=metric, threshold=0.3) == decide(
+            LOW_CUT, HALF_CUT, X, y, metric=metric, threshold=0.5), metric
