@@ -215,7 +215,9 @@ class Loop:
         default="auto",
         metadata=_doc(
             "What the holdout, shadow scoring and the canary judge a classifier by: `log_loss`, "
-            "`brier` or `error_rate` (`auto`: `log_loss`). A regression is always judged by MSE."
+            "`brier` or `error_rate` (`auto`: `log_loss`). A binary model's `error_rate` counts "
+            "P(1) at or above its monitor config's `decision_threshold` as 1; `log_loss` and "
+            "`brier` do not depend on it. A regression is always judged by MSE."
         ),
     )
     promotion: str = field(

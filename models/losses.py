@@ -11,8 +11,12 @@ metric          per row                                                     task
 ``brier``       sum over classes of (P(class) - [class = label])^2;         classifiers
                 binary: (P(1) - label)^2, the monitor's rolling "MSE"
 ``error_rate``  1 when the predicted class is not the label (binary: P(1)    classifiers
-                at or above the threshold means class 1)
+                at or above the model's ``decision_threshold``, 0.5 unless
+                its monitor config sets one, means class 1)
 ==============  ==========================================================  ==========
+
+Only ``error_rate`` depends on the threshold; ``log_loss`` and ``brier`` score the
+probabilities themselves.
 
 A regression is always judged by ``mse``; a classifier by ``DRIFTLINE_PROMOTION_METRIC``
 (``auto``: ``log_loss``). A version's ``baseline_mse`` is its holdout loss by what the

@@ -167,16 +167,17 @@ class Decision:
 
 
 def decide(challenger: Any, champion: Any | None, X_holdout: Any, y_holdout: np.ndarray,
-           margin: float = 0.02, metric: str = "mse") -> Decision:
+           margin: float = 0.02, metric: str = "mse", threshold: float = 0.5) -> Decision:
     """Promote when the challenger's mean holdout loss (``metric``, :mod:`.losses`: ``mse``
     for a regression, ``log_loss``, ``brier`` or ``error_rate`` for a classifier) beats the
     champion's by ``margin`` (a fraction: 0.02 = at least 2 % lower), both scored on the
     same holdout rows (those the champion can score: ``X_holdout`` may be raw feature
-    dicts, see :func:`~driftline.models.losses.model_losses`). A champion of another task
-    (a regression replaced by a classifier) is not comparable: the challenger is promoted
-    on its own."""
+    dicts, see :func:`~driftline.models.losses.model_losses`). A binary model's
+    ``error_rate`` counts P(1) at or above ``threshold`` (its ``decision_threshold``) as a
+    1. A champion of another task (a regression replaced by a classifier) is not
+    comparable: the challenger is promoted on its own."""
     name = NAMES.get(metric, metric)
-    mine = model_losses(challenger, X_holdout, y_holdout, metric)
+    mine = model_losses(challenger, X_holdout, y_holdout, metric, threshold)
     challenger_loss = float(np.mean(mine))
     if not math.isfinite(challenger_loss):
         return Decision(False, challenger_loss, None,
@@ -187,7 +188,7 @@ def decide(challenger: Any, champion: Any | None, X_holdout: Any, y_holdout: np.
         return Decision(True, challenger_loss, None,
                         f"the champion is a {champion.task} model, not comparable with a "
                         f"{challenger.task} one", metric)
-    theirs = model_losses(champion, X_holdout, y_holdout, metric)
+    theirs = model_losses(champion, X_holdout, y_holdout, metric, threshold)
     both = np.isfinite(theirs)  # a champion that cannot score a row (a category where it
     if not both.all():          # takes numbers, a missing value): compared where it can
         if not both.any():

@@ -1,9 +1,13 @@
 """Synthetic production streams for monitor tests (and benches): y = 2x + noise, then a
-change; a calibrated binary classifier; an overconfident multiclass one."""
+change; a calibrated binary classifier; an overconfident multiclass one; the cut world."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from driftline.models.classifiers import LogisticModel
 
 FEATURES = [f"x{j}" for j in range(10)]
 
@@ -95,3 +99,29 @@ def softmax_pairs(n: int, seed: int, shift_from: int | None = None
                             "features": {"x": float(rng.normal())}, "ts": float(i)})
         labels.append({"prediction_id": pid, "label": ANIMALS[truth], "ts": float(i) + 0.5})
     return predictions, labels
+
+
+# The cut world: the label is 1 exactly when x > 0. LOW_CUT's P(1) reaches 0.3 at x = 0,
+# HALF_CUT's 0.5: at decision threshold 0.3 LOW_CUT makes no mistakes and HALF_CUT ~10 %
+# (x in [-0.21, 0]); at 0.5 the other way round. Which is better by error rate depends on
+# the threshold alone.
+LOW_CUT = LogisticModel([4.0], math.log(0.3 / 0.7), ["x"])
+HALF_CUT = LogisticModel([4.0], 0.0, ["x"])
+
+
+def cut_world(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of x, uniform on [-1, 1], and their labels."""
+    x = np.random.default_rng(seed).uniform(-1.0, 1.0, n)
+    return x[:, None], (x > 0).astype(float)
+
+
+def cut_pairs(served_by: LogisticModel, version: int, n: int, start: int = 0,
+              model: str = "churn") -> list[dict]:
+    """Scored pairs of the cut world served by ``served_by`` as ``version``, at times
+    ``start``, ``start + 1``, ..."""
+    X, y = cut_world(n, seed=start)
+    p = served_by.predict(X)
+    return [{"prediction_id": f"{model}-{start + i}", "model": model, "version": version,
+             "prediction": float(pi), "label": float(t), "error": float(pi - t),
+             "features": {"x": float(x)}, "ts": float(start + i), "label_ts": float(start + i)}
+            for i, (x, pi, t) in enumerate(zip(X[:, 0], p, y))]

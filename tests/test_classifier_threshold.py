@@ -1,15 +1,18 @@
-"""A binary model's ``decision_threshold`` reaches its estimated metrics (CBPE) and its
-concept-drift test as it does its realised metrics (the TOML's path: tests/test_cli_ops.py);
-the per-class report's cap pools the rest as ``_other``."""
+"""A binary model's ``decision_threshold`` reaches its estimated metrics (CBPE), its
+concept-drift test and the ``error_rate`` its versions are judged by (holdout, shadow,
+canary) as it does its realised metrics (the TOML's path: tests/test_cli_ops.py); the
+per-class report's cap pools the rest as ``_other``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from simulate import binary_events, calibrated_binary
+from simulate import HALF_CUT, LOW_CUT, binary_events, calibrated_binary, cut_pairs, cut_world
 
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
+from driftline.models.training import decide
+from driftline.settings import Settings
 
 THRESHOLDED = ("accuracy", "precision", "recall", "f1")
 
@@ -106,3 +109,68 @@ def test_the_per_class_report_keeps_the_ten_most_frequent_labels_and_pools_the_r
     assert top["support"] == 150
     assert top["precision"] == pytest.approx(np.sum((preds == 14) & (labels == 14))
                                              / np.sum(preds == 14))
+
+
+def test_the_holdout_error_rate_counts_mistakes_at_the_decision_threshold():
+    """The trainer's decision between LOW_CUT (challenger) and HALF_CUT (champion) by
+    error_rate flips with the threshold: before, both were cut at 0.5 whatever it was.
+    Log loss and the Brier score do not cut: the same decision at any threshold."""
+    X, y = cut_world(2_000)
+    low = decide(LOW_CUT, HALF_CUT, X, y, metric="error_rate", threshold=0.3)
+    half = decide(LOW_CUT, HALF_CUT, X, y, metric="error_rate", threshold=0.5)
+    assert low.promote and low.challenger_loss == 0.0 and low.champion_loss > 0.08, low
+    assert not half.promote and half.challenger_loss > 0.08 and half.champion_loss == 0.0
+    for metric in ("log_loss", "brier"):
+        assert decide(LOW_CUT, HALF_CUT, X, y, metric=metric, threshold=0.3) == decide(
+            LOW_CUT, HALF_CUT, X, y, metric=metric, threshold=0.5), metric
+
+
+class Versions:
+    """A registry stand-in: models by (model, version), challengers by model."""
+
+    def __init__(self, models: dict, challengers: dict) -> None:
+        self.models, self.challengers = models, challengers
+
+    def load(self, model, version):
+        return self.models.get((model, version))
+
+    def holdout_mse(self, model, version):
+        return None
+
+    def challenger(self, model):
+        return self.challengers.get(model)
+
+
+@pytest.mark.parametrize("threshold, verdicts", [
+    (0.3, {("a", 2, "passed"), ("b", 3, "promote")}),
+    (0.5, {("a", 2, "rollback"), ("b", 3, "reject")})], ids=["threshold=0.3", "threshold=0.5"])
+def test_shadow_and_canary_judge_a_binary_error_rate_at_the_decision_threshold(
+        threshold, verdicts):
+    """The monitor agent's safe loop, DRIFTLINE_PROMOTION_METRIC=error_rate, on the cut
+    world: model a's LOW_CUT v2 replaces HALF_CUT v1 (its canary), model b's HALF_CUT v1
+    serves while LOW_CUT v3 is its challenger (shadow). At the config's threshold 0.3
+    LOW_CUT makes no mistakes: the canary passes and the shadow promotes; at 0.5 it makes
+    ~10 %, HALF_CUT none: rollback and reject (before, both were cut at 0.5 whatever the
+    config said)."""
+    from driftline.agents.monitor.agent import MonitorAgent
+
+    config = MonitorConfig.from_dict(
+        {"defaults": {"task": "binary", "decision_threshold": threshold}})
+    source = Versions({("a", 1): HALF_CUT, ("a", 2): LOW_CUT, ("b", 1): HALF_CUT,
+                       ("b", 3): LOW_CUT}, {"b": (3, 0.0)})
+    settings = Settings(promotion_metric="error_rate", shadow_pairs=400, canary_pairs=400)
+    part = MonitorAgent(settings, None, config, models=source).partition_monitor()
+    stream = (cut_pairs(HALF_CUT, 1, 50, model="a") + cut_pairs(LOW_CUT, 2, 400, 50, "a")
+              + cut_pairs(HALF_CUT, 1, 400, model="b"))
+    assert part.loop is not None
+    for i in range(0, len(stream), 64):
+        part.loop.observe(stream[i:i + 64])
+    assert {(v.model, v.version, v.action) for v in part.loop.pending} == verdicts
+    for v in part.loop.pending:  # LOW_CUT's error rate, HALF_CUT's
+        low, half = ((v.metrics["canary_error_rate"], v.metrics["reference_error_rate"])
+                     if v.model == "a" else
+                     (v.metrics["shadow_error_rate"], v.metrics["live_error_rate"]))
+        if threshold == 0.3:
+            assert low == 0.0 and half > 0.05, v
+        else:
+            assert low > 0.05 and half == 0.0, v

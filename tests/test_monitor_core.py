@@ -11,6 +11,7 @@ from river import metrics as river_metrics
 from river import utils as river_utils
 from simulate import FEATURES, stream
 
+from driftline.agents.monitor.classes import binary_report
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
 from driftline.agents.monitor.metrics import RollingErrors
@@ -50,20 +51,23 @@ def test_rolling_mse_equals_rivers_rolling_mse():
         assert report[name] == pytest.approx(rolling.get(), abs=1e-9), name
 
 
-def test_classification_metrics_match_river():
+@pytest.mark.parametrize("threshold", [0.5, 0.3], ids=lambda t: f"threshold={t}")
+def test_binary_metrics_of_the_rolling_window_match_river(threshold):
+    """What a binary version reports (classes.binary_report of its rolling window, cut at
+    its decision_threshold) equals River's metrics of the same last 1,000 pairs."""
     rng = np.random.default_rng(1)
     y = (rng.random(3000) < 0.3).astype(float)
     proba = np.clip(0.3 + 0.4 * (y - 0.3) + rng.normal(scale=0.2, size=3000), 0, 1)
     ours = RollingErrors(1000)
     ours.extend(proba, y)
-    got = ours.classification_report()
+    got = binary_report(ours.predictions, ours.labels, threshold)
     last_y, last_p = y[-1000:].astype(bool).tolist(), proba[-1000:].tolist()
     for name, metric in (("rolling_accuracy", river_metrics.Accuracy()),
                          ("rolling_precision", river_metrics.Precision()),
                          ("rolling_recall", river_metrics.Recall()),
                          ("rolling_f1", river_metrics.F1())):
         for yi, pi in zip(last_y, last_p):
-            metric.update(yi, pi >= 0.5)
+            metric.update(yi, pi >= threshold)
         assert got[name] == pytest.approx(metric.get(), abs=1e-12), name
     log_loss = river_metrics.LogLoss()
     for yi, pi in zip(last_y, last_p):

@@ -317,6 +317,43 @@ def test_the_monitor_config_task_picks_the_classifier_for_a_linear_champion(sett
         asyncio.run(wrong.handle(request("r-2", since=0.0, model="m")))
 
 
+def low_cut(X, y, feature_names, task=None):
+    """A training function that returns the cut world's LOW_CUT, whatever the rows."""
+    from simulate import LOW_CUT
+    return LOW_CUT
+
+
+@pytest.mark.parametrize("threshold, promoted", [(0.3, True), (0.5, False)],
+                         ids=["threshold=0.3", "threshold=0.5"])
+def test_the_holdout_error_rate_of_a_binary_model_is_at_its_decision_threshold(
+        settings, registry, threshold, promoted):
+    """DRIFTLINE_PROMOTION_METRIC=error_rate: the challenger LOW_CUT against the champion
+    HALF_CUT on the cut world wins at the decision_threshold 0.3 the monitor config gives
+    the model, and loses at 0.5 (before, the holdout cut at 0.5 whatever the config said)."""
+    from simulate import HALF_CUT, cut_pairs
+
+    from driftline.agents.monitor.config import MonitorConfig
+
+    settings = settings.replace(trainer="test_trainer:low_cut", promotion_metric="error_rate")
+    create_topics(settings)
+    registry.promote("churn", registry.register("churn", HALF_CUT))
+    put_pairs(settings, cut_pairs(HALF_CUT, 1, 1000))
+    config = MonitorConfig.from_dict(
+        {"models": {"churn": {"task": "binary", "decision_threshold": threshold}}})
+    trainer = Trainer(settings, registry, low_cut, max_delay=0.2,
+                      tasks=lambda model: config.for_model(model).kind,
+                      thresholds=config.decision_threshold)
+    outcome = asyncio.run(trainer.handle(request(since=0.0, model="churn")))
+    assert outcome.promoted is promoted, outcome.reason
+    holdout = registry.get("churn", 2).meta["holdout"]
+    assert holdout["metric"] == "error_rate"
+    mine, theirs = holdout["challenger_error_rate"], holdout["champion_error_rate"]
+    if promoted:
+        assert mine == 0.0 and theirs > 0.05, holdout
+    else:
+        assert mine > 0.05 and theirs == 0.0, holdout
+
+
 def mixed_pairs(n: int, seed: int, champion=None, model: str = "flats") -> list[dict]:
     """Pairs whose truth depends on a category (city), with x missing in 10 % of rows and a
     boolean; predicted by ``champion`` (numbers only) or 0."""

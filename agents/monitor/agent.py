@@ -158,13 +158,19 @@ class MonitorAgent:
         if self.models is not None:
             await asyncio.to_thread(self.models.refresh)
 
+    def partition_monitor(self) -> PartitionMonitor:
+        """A new partition's monitor, with its shadow and canary when there is a registry
+        to read: they judge a binary model's error rate at its config's threshold too."""
+        loop = (None if self.models is None else
+                SafeLoop(self.settings, self.models, self.config.decision_threshold))
+        return PartitionMonitor(self.config, self.baselines, loop)
+
     async def _recover(self, consumer: Any, q: int, out: Outbox) -> PartitionMonitor:
         """Replay ``monitor-input`` partition ``q`` into a new PartitionMonitor; alerts a crash
         lost are queued on ``out``."""
         started = time.monotonic()
         await self.refresh_models()
-        part = PartitionMonitor(self.config, self.baselines, None if self.models is None
-                                else SafeLoop(self.settings, self.models))
+        part = self.partition_monitor()
         n = 0
         queued_before = len(out)  # ``out`` is shared by every partition being rebuilt
         async for records in read_partition(consumer, self.alerts_topic, q):

@@ -8,7 +8,8 @@ features (its model from the registry); if that model cannot be loaded, its hold
 MSE is the reference. When the new version's live MSE is above the reference by
 more than ``margin`` (0.1 = 10 %), the verdict is ``rollback``, else ``passed``. A
 classifier is judged by its promotion metric instead of MSE, as in shadow scoring
-(:func:`~driftline.agents.monitor.shadow.run_metric`); without a loaded reference
+(:func:`~driftline.agents.monitor.shadow.run_metric`; a binary error rate at the
+model's ``decision_threshold``); without a loaded reference
 model, against its holdout baseline (``baseline_mse``: MSE, a binary model's Brier
 score, a multiclass one's error rate).
 
@@ -30,7 +31,7 @@ input after a crash reaches the same verdicts on the same pairs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ import numpy as np
 from driftline.agents.monitor.shadow import (
     ModelSource,
     Verdict,
+    at_half,
     pair_losses,
     pair_time,
     run_metric,
@@ -81,6 +83,7 @@ class Canary:
     pairs: int = 2000
     margin: float = 0.1
     metric: str = "auto"    # a classifier's (DRIFTLINE_PROMOTION_METRIC)
+    thresholds: Callable[[str], float] = at_half  # model -> its decision_threshold
     serving: dict[str, int] = field(default_factory=dict)        # model -> last version seen
     seen: dict[str, set[int]] = field(default_factory=dict)
     runs: dict[tuple[str, int], CanaryRun] = field(default_factory=dict)
@@ -150,7 +153,8 @@ class Canary:
         if run.reference is not None:
             if run.metric is None:
                 run.metric = run_metric(run.reference, pairs, self.metric)
-            ref, live, index = pair_losses(run.reference, pairs, run.metric)
+            ref, live, index = pair_losses(run.reference, pairs, run.metric,
+                                           self.thresholds(run.model))
         else:  # against its holdout baseline: MSE (binary: Brier; multiclass: error rate)
             task = _task(pairs)
             run.metric = BASELINE[task] if task == "multiclass" else "mse"

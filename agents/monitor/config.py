@@ -248,6 +248,11 @@ class MonitorConfig(msgspec.Struct, frozen=True):
     def for_model(self, model: str) -> ModelConfig:
         return self.models.get(model, self.defaults)
 
+    def decision_threshold(self, model: str) -> float:
+        """Where ``model``'s P(1) becomes a 1 if it is binary: what the monitor, and the
+        holdout, shadow and canary ``error_rate``, count its mistakes at."""
+        return self.for_model(model).decision_threshold
+
     def with_tasks(self, tasks: dict[str, str]) -> MonitorConfig:
         """This config with each model of ``tasks`` given that task where the config gives
         it none (regression): what the registry's word does live (``replay --task``).

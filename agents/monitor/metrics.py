@@ -75,22 +75,6 @@ class RollingErrors:
                 "rolling_mae": float(np.mean(np.abs(err))),
                 "rolling_r2": 1.0 - float(np.sum(err ** 2)) / total if total > 0 else None}
 
-    def classification_report(self) -> dict[str, float | None]:
-        """Accuracy, precision, recall, F1 and log loss (labels 0/1, predictions P(1))."""
-        if self.count == 0:
-            return {k: None for k in ("rolling_accuracy", "rolling_precision", "rolling_recall",
-                                      "rolling_f1", "rolling_log_loss")}
-        y = self.labels >= 0.5
-        p = np.clip(self.predictions, 1e-15, 1 - 1e-15)
-        yhat = self.predictions >= 0.5
-        tp = int(np.sum(y & yhat))
-        precision = tp / int(np.sum(yhat)) if yhat.any() else 0.0
-        recall = tp / int(np.sum(y)) if y.any() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        log_loss = float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
-        return {"rolling_accuracy": float(np.mean(y == yhat)), "rolling_precision": precision,
-                "rolling_recall": recall, "rolling_f1": f1, "rolling_log_loss": log_loss}
-
 
 class Baseline:
     """A version's baseline MSE: given, or the mean squared error of its first ``pairs``.

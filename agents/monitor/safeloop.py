@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from driftline.agents.monitor.canary import Canary
-from driftline.agents.monitor.shadow import Shadow, Verdict
+from driftline.agents.monitor.shadow import Shadow, Verdict, at_half
 from driftline.errors import RegistryError, RegistryUnavailable
 from driftline.models.registry import CHALLENGER, ModelRegistry
 from driftline.models.wire.internal import SCORED, Columnar
@@ -116,13 +117,16 @@ def _alias_time(registry: ModelRegistry, model: str, version: int) -> float:
 
 
 class SafeLoop:
-    """The shadow and canary of one monitor partition; feed it the partition's pairs."""
+    """The shadow and canary of one monitor partition; feed it the partition's pairs.
+    ``thresholds`` gives a model's ``decision_threshold`` (the monitor config's
+    :meth:`~driftline.agents.monitor.config.MonitorConfig.decision_threshold`)."""
 
-    def __init__(self, settings: Settings, models: RegistryModels) -> None:
+    def __init__(self, settings: Settings, models: RegistryModels,
+                 thresholds: Callable[[str], float] = at_half) -> None:
         self.shadow = Shadow(models, settings.shadow_pairs, settings.promotion_margin,
-                             settings.promotion_metric)
+                             settings.promotion_metric, thresholds)
         self.canary = Canary(models, settings.canary_pairs, settings.rollback_margin,
-                             settings.promotion_metric)
+                             settings.promotion_metric, thresholds)
         self.pending: list[Verdict] = []
         self.verdicts: list[Verdict] = []  # the last ones, for the reports
 

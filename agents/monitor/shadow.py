@@ -7,8 +7,9 @@ is judged: promoted when its loss beats the live one on the same pairs by
 ``margin``, else rejected, with the numbers (a :class:`Verdict`). The loss is MSE for
 a regression; a classifier's is ``DRIFTLINE_PROMOTION_METRIC``
 (:mod:`driftline.models.losses`: log loss by default; a multiclass model that sends no
-``probabilities`` is judged by its error rate), and the numbers are named after it
-(``shadow_log_loss``). The agent acts on verdicts
+``probabilities`` is judged by its error rate; a binary model's error rate counts P(1) at
+or above its ``decision_threshold`` as a 1, on both sides), and the numbers are named
+after it (``shadow_log_loss``). The agent acts on verdicts
 (:mod:`driftline.agents.monitor.safeloop`); this module has no Kafka or Redis in it,
 the models come from ``models`` (a :class:`ModelSource`).
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,9 +74,15 @@ class Verdict:
     ts: float
 
 
-def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``model``'s losses (``metric``) on the pairs that have all its features (finite
+def at_half(model: str) -> float:
+    """The decision threshold of a model no monitor config gives one: P(1) >= 0.5 is 1."""
+    return 0.5
+
+
+def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse",
+                threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``model``'s losses (``metric``; a binary ``error_rate`` cut at ``threshold``, the
+    model's ``decision_threshold``) on the pairs that have all its features (finite
     numbers: a category or a null there leaves the pair out), the losses of what was
     served on those pairs, and the pairs' indices, in the same order. A pair either loss
     is undefined on (a label that does not fit the model's task, a multiclass pair
@@ -92,7 +99,7 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
         if not index:
             return np.empty(0), np.empty(0), np.empty(0, dtype=int)
         return _losses(model, pairs, index, [pairs[i].get("features") or {} for i in index],
-                       metric)
+                       metric, threshold)
     rows, index = [], []
     for i, pair in enumerate(pairs):
         features = pair.get("features") or {}
@@ -104,11 +111,11 @@ def pair_losses(model: Any, pairs: Sequence[dict[str, Any]], metric: str = "mse"
     if not rows:
         return np.empty(0), np.empty(0), np.empty(0, dtype=int)
     X = np.array(rows, dtype=float).reshape(len(rows), len(names))
-    return _losses(model, pairs, index, X, metric)
+    return _losses(model, pairs, index, X, metric, threshold)
 
 
 def _losses(model: Any, pairs: Sequence[dict[str, Any]], index: list[int], X: Any,
-            metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            metric: str, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     chosen = [pairs[i] for i in index]
     complete = (np.isfinite(X).all(axis=1) if isinstance(X, np.ndarray)
                 else np.ones(len(chosen), dtype=bool))
@@ -117,9 +124,9 @@ def _losses(model: Any, pairs: Sequence[dict[str, Any]], index: list[int], X: An
     task = model.task
     labels = ([p["label"] for p in chosen] if task == "multiclass"
               else [number_or_nan(p["label"]) for p in chosen])
-    mine = model_losses(model, X, labels, metric)
+    mine = model_losses(model, X, labels, metric, threshold)
     mine[~complete] = np.nan
-    theirs = served_losses(chosen, task, metric)
+    theirs = served_losses(chosen, task, metric, threshold)
     keep = np.isfinite(mine) & np.isfinite(theirs)
     return mine[keep], theirs[keep], np.array(index, dtype=int)[keep]
 
@@ -168,6 +175,7 @@ class Shadow:
     pairs: int = 2000
     margin: float = 0.02
     metric: str = "auto"    # a classifier's (DRIFTLINE_PROMOTION_METRIC)
+    thresholds: Callable[[str], float] = at_half  # model -> its decision_threshold
     runs: dict[str, ShadowRun] = field(default_factory=dict)
 
     def observe(self, pairs: Sequence[dict[str, Any]]) -> list[Verdict]:
@@ -181,7 +189,8 @@ class Shadow:
                 continue
             if run.metric is None:
                 run.metric = run_metric(run.scorer, mine, self.metric)
-            ch, live, index = pair_losses(run.scorer, mine, run.metric)
+            ch, live, index = pair_losses(run.scorer, mine, run.metric,
+                                          self.thresholds(model))
             take = min(len(ch), self.pairs - run.n)
             if take == 0:
                 continue

@@ -12,7 +12,8 @@ For each request on ``retrain``:
    the training function (``DRIFTLINE_TRAINER``; by default ridge, logistic or softmax
    regression by the model's task) with the task, and the challenger and the current
    champion scored on the same most recent rows (MSE; a classifier by
-   ``DRIFTLINE_PROMOTION_METRIC``).
+   ``DRIFTLINE_PROMOTION_METRIC``, a binary one's ``error_rate`` at the
+   ``decision_threshold`` its monitor config gives it).
 3. The challenger is registered - ``active`` if it beats the champion by
    ``DRIFTLINE_PROMOTION_MARGIN``, else ``rejected`` with the reason - with its
    lineage in the metadata and its training rows as its reference profile,
@@ -99,11 +100,13 @@ class Outcome:
 
 class Trainer:
     """``tasks`` maps a model's name to the task its monitor config gives it
-    (``regression`` when it gives none)."""
+    (``regression`` when it gives none), ``thresholds`` to its ``decision_threshold``
+    (what a binary model's holdout ``error_rate`` counts a 1 from, as the monitor does)."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry, train_fn: TrainFn,
                  send=None, *, max_delay: float = 15.0,
-                 tasks: Callable[[str], str] = lambda model: "regression") -> None:
+                 tasks: Callable[[str], str] = lambda model: "regression",
+                 thresholds: Callable[[str], float] = lambda model: 0.5) -> None:
         self.settings = settings
         self.registry = registry
         self.train_fn = train_fn
@@ -111,6 +114,7 @@ class Trainer:
         self.send = send
         self.max_delay = max_delay
         self.tasks = tasks
+        self.thresholds = thresholds
 
     def close(self) -> None:
         self.registry.close()
@@ -230,7 +234,8 @@ class Trainer:
                       else trained)
         metric = metric_for(task, self.settings.promotion_metric)
         decision = decide(challenger, champion, data.inputs(holdout), y[holdout],
-                          self.settings.promotion_margin, metric)
+                          self.settings.promotion_margin, metric,
+                          self.thresholds(model_name))
         # The monitor's rolling metric of the version (MSE; Brier for a binary model, the
         # error rate for a multiclass one) starts from this baseline.
         baseline = (decision.challenger_loss if BASELINE[task] == metric else float(np.mean(
@@ -332,7 +337,8 @@ def install(app: faust.App, settings: Settings) -> Trainer:
 
     config = MonitorConfig.load(settings.monitor_config or None)
     trainer = Trainer(settings, registry, train_fn, sender(app),
-                      tasks=lambda model: config.for_model(model).kind)
+                      tasks=lambda model: config.for_model(model).kind,
+                      thresholds=config.decision_threshold)
     batch_agent(app, raw_topic(app, settings.topic("retrain")), "driftline.trainer",
                 settings, trainer.process)
     return trainer
