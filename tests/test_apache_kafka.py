@@ -16,7 +16,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from conftest import namespace
-from kafka_io import create_topics, label, prediction, produce, wait_for_events
+from kafka_io import create_topics, label, prediction, produce, read_all, wait_for_events
 from pki import make_pki
 
 from driftline import Publisher
@@ -29,11 +29,45 @@ from driftline.ports import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]
 
 
+CLASSES = ["cat", "dog", "fox", "owl"]
+
+
 def pairs(prefix: str, n: int) -> list[tuple[str, bytes, bytes]]:
-    msgs = [("predictions", f"{prefix}{i}".encode(), prediction(f"{prefix}{i}", 2.0))
-            for i in range(n)]
-    return msgs + [("labels", f"{prefix}{i}".encode(), label(f"{prefix}{i}", 1.0))
-                   for i in range(n)]
+    """``n`` pairs of the regression model ``m`` (ids ``<prefix><i>``), and ``n`` of the
+    multiclass ``zoo`` (ids ``<prefix>z<i>``: a class with its probabilities, a class for
+    a label), the two models' events interleaved."""
+    msgs = []
+    for i in range(n):
+        guess = CLASSES[i % 4]
+        probabilities = {c: 0.7 if c == guess else 0.1 for c in CLASSES}
+        msgs += [("predictions", f"{prefix}{i}".encode(), prediction(f"{prefix}{i}", 2.0)),
+                 ("predictions", f"{prefix}z{i}".encode(),
+                  prediction(f"{prefix}z{i}", guess, model="zoo",
+                             probabilities=probabilities))]
+    for i in range(n):
+        msgs += [("labels", f"{prefix}{i}".encode(), label(f"{prefix}{i}", 1.0)),
+                 ("labels", f"{prefix}z{i}".encode(), label(f"{prefix}z{i}", CLASSES[i % 3]))]
+    return msgs
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    """The ids of ``pairs(prefix, n)``, both models'."""
+    return [f"{prefix}{i}" for i in range(n)] + [f"{prefix}z{i}" for i in range(n)]
+
+
+def with_multiclass_zoo(settings, tmp_path):
+    """``settings`` whose monitor config (which the workers' join and monitor read) makes
+    ``zoo`` a multiclass model."""
+    config = tmp_path / "monitor.toml"
+    config.write_text('[models.zoo]\ntask = "multiclass"\n')
+    return settings.replace(monitor_config=str(config))
+
+
+def counts(settings, model: str) -> tuple[int, int] | None:
+    """(n_scored, n_predictions) of ``model``'s latest metrics record."""
+    records = [orjson.loads(r.value) for r in read_all(settings, "metrics")]
+    mine = [m for m in records if m["model"] == model]
+    return (mine[-1]["n_scored"], mine[-1]["n_predictions"]) if mine else None
 
 
 def scored_ids(settings, count: int, timeout: float = 120.0) -> list[str]:
@@ -43,22 +77,30 @@ def scored_ids(settings, count: int, timeout: float = 120.0) -> list[str]:
 
 @pytest.mark.reliability
 def test_workers_ride_out_a_broker_restart_and_score_every_pair_once(own_stack,
-                                                                     worker_factory):
+                                                                     worker_factory,
+                                                                     tmp_path):
     """Two workers keep running while the broker stops and starts on its own log dir:
-    the pairs from before, during and after are each scored exactly once."""
-    settings = namespace(own_stack)
+    the pairs from before, during and after, of a regression and of a multiclass model,
+    are each scored exactly once, and each model's monitor counts each once."""
+    settings = with_multiclass_zoo(namespace(own_stack), tmp_path).replace(
+        metrics_interval=0.5)
     create_topics(settings)
     workers = [worker_factory(settings, f"w{i}") for i in range(2)]
     asyncio.run(wait_for_groups(settings, [settings.group_id], timeout=90))
     produce(settings, pairs("before-", 300))
-    assert len(scored_ids(settings, 300)) == 300
+    assert len(scored_ids(settings, 600)) == 600
     pids = [w.proc.pid for w in workers]
     with own_stack.outage("kafka"):
         time.sleep(3)  # the workers' connections are refused for a while
     produce(settings, pairs("after-", 300))
-    ids = scored_ids(settings, 600, timeout=180)
-    assert sorted(ids) == sorted([f"before-{i}" for i in range(300)]
-                                 + [f"after-{i}" for i in range(300)])
+    scored = scored_ids(settings, 1200, timeout=180)
+    assert sorted(scored) == sorted(ids("before-", 300) + ids("after-", 300))
+    deadline = time.monotonic() + 60
+    while {counts(settings, m) for m in ("m", "zoo")} != {(600, 600)} and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (counts(settings, "m"), counts(settings, "zoo")) == ((600, 600), (600, 600))
+    assert read_all(settings, "deadletter") == []  # the classes fit zoo's task
     assert all(w.alive() for w in workers), [w.log() for w in workers]
     assert [w.proc.pid for w in workers] == pids  # nobody was restarted
 

@@ -116,6 +116,28 @@ def test_a_multiclass_model_gets_its_metrics_and_its_pairs_carry_classes():
     assert "refused_pairs" not in report
 
 
+def test_a_multiclass_report_does_not_depend_on_the_order_its_classes_came():
+    """Classes are codes inside the monitor, numbered as they first come: the same pairs
+    after the same predictions in another order (as a worker rebuilt after a kill, or a
+    replay, may see them) give the same rolling numbers. (The MAE and R^2 of the codes
+    did not: they are left out for a multiclass model.)"""
+    predictions, labels = zoo_pairs(2_000, seed=8)
+    pairs = scored(predictions, labels)
+    reports = []
+    for order in (predictions, predictions[::-1]):
+        monitor = Monitor(MULTICLASS)
+        monitor.process_predictions(order)
+        monitor.process_pairs(pairs)
+        reports.append(monitor.versions[("zoo", 1)].report())
+    forward, backward = reports
+    assert forward["per_class"] == backward["per_class"]
+    rolling = sorted(k for k in forward if k.startswith("rolling_"))
+    assert {k: forward[k] for k in rolling} == pytest.approx(  # (macro F1: sums by code)
+        {k: backward[k] for k in rolling}, abs=1e-12)
+    assert forward["rolling_mae"] is forward["rolling_r2"] is None
+    assert forward["rolling_mse"] == pytest.approx(1 - forward["rolling_accuracy"])
+
+
 def run_zoo(predictions, labels, monitor=None):
     monitor = monitor or Monitor(MULTICLASS)
     pairs = scored(predictions, labels)

@@ -437,3 +437,72 @@ def test_without_the_resend_the_crash_would_lose_the_pairs(settings, monkeypatch
     asyncio.run(run(settings, scenario))
     counts, _, _ = _monitored(settings)
     assert counts == {f"m{k}": (0, 20) for k in range(3)}
+
+
+def _refused_batch(settings, ids, refused):
+    """``batch`` where the ids in ``refused`` get a class for a label, which a regression
+    (every model here) refuses: ``class_label``."""
+    events = batch(settings, ids)
+    for ev in events:
+        pid = orjson.loads(ev.message.value)["prediction_id"]
+        if ev.message.topic == settings.topic("labels") and pid in refused:
+            ev.message.value = label(pid, "cat")
+    return events
+
+
+def _dead_letters(settings) -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {}
+    for r in read_all(settings, "deadletter"):
+        out.setdefault(r.key.decode(), []).append(r.value)
+    return out
+
+
+@pytest.mark.reliability
+@pytest.mark.kafka
+@pytest.mark.parametrize("crash", ["dead-letter-unsent", "join_state"])
+def test_a_crash_after_scored_never_loses_a_refused_pairs_dead_letter(settings, crash):
+    """A refused pair's dead letter goes out with its batch's scored pairs. A crash that
+    finds the pairs on ``scored`` and the dead letter still in the producer's buffer (the
+    two can go in different requests) lost it: the rebuilt partition marks the pair done
+    and the re-delivered input is a duplicate. The rebuild dead-letters the refused pairs
+    it reads after its checkpoint; where the crash came after the dead letter was out
+    (before the checkpoint: ``join_state``), that one is a second copy of the same record:
+    at least once, as the contract has the join's dead letters."""
+    settings = settings.replace(partitions=2)
+    create_topics(settings)
+    ids = [f"r-{i}" for i in range(40)]
+    refused = {f"r-{i}" for i in range(0, 40, 7)}
+    events = _refused_batch(settings, ids, refused)
+
+    async def scenario(producer):
+        lost: asyncio.Future = asyncio.get_running_loop().create_future()  # never acked
+        acked: list[asyncio.Future] = []
+
+        async def send(topic, key, value, partition, headers=None):
+            if crash == "dead-letter-unsent" and topic == settings.topic("deadletter"):
+                return lost
+            if crash == "join_state" and topic == settings.topic("join_state"):
+                raise Crash(topic)
+            future = await producer.send(topic, value, key=key, partition=partition,
+                                         headers=headers)
+            if topic == settings.topic("scored"):
+                acked.append(future)
+            return future
+
+        first = asyncio.create_task(Joiner(settings, send).process(events))
+        while not (acked and all(f.done() for f in acked)) and not first.done():
+            await asyncio.sleep(0.01)
+        first.cancel()  # the process dies: its pairs are on scored
+        with pytest.raises((asyncio.CancelledError, Crash)):
+            await first
+        # Restarted worker: the batch was never acknowledged, so Kafka re-delivers it.
+        await Joiner(settings, sender(producer)).process(events)
+
+    asyncio.run(run(settings, scenario))
+    assert sorted(p["prediction_id"] for p in read_events(settings, "scored")) == sorted(ids)
+    letters = _dead_letters(settings)
+    assert sorted(letters) == sorted(refused)
+    for copies in letters.values():
+        assert orjson.loads(copies[0])["error"].startswith("refused_pair: class_label: ")
+        assert len(set(copies)) == 1, copies  # copies, if any, are the same record
+        assert len(copies) == (1 if crash == "dead-letter-unsent" else 2)

@@ -63,13 +63,22 @@ class RollingErrors:
             return None
         return float(np.mean(self._pairs.values()[:, 2]))
 
-    def report(self) -> dict[str, float | None]:
-        """Rolling MSE, RMSE, MAE and R^2 over the window (None before any pair)."""
+    def report(self, classes: bool = False) -> dict[str, float | None]:
+        """Rolling MSE, RMSE, MAE and R^2 over the window (None before any pair).
+
+        ``classes``: the pairs are a multiclass model's class codes, numbered in the order
+        the monitor first saw each class, and their squared errors its 0/1 errors. The MSE
+        (the error rate) and RMSE are then still numbers of the classes; the MAE and R^2
+        of the codes are not (a worker rebuilt after a kill, or a replay, that saw the
+        classes come in another order, would report others): None."""
         if self.count == 0:
             return {"rolling_mse": None, "rolling_rmse": None, "rolling_mae": None,
                     "rolling_r2": None}
-        err = self.predictions - self.labels
         mse = float(np.mean(self._pairs.values()[:, 2]))
+        if classes:
+            return {"rolling_mse": mse, "rolling_rmse": math.sqrt(mse), "rolling_mae": None,
+                    "rolling_r2": None}
+        err = self.predictions - self.labels
         total = float(np.sum((self.labels - self.labels.mean()) ** 2))
         return {"rolling_mse": mse, "rolling_rmse": math.sqrt(mse),
                 "rolling_mae": float(np.mean(np.abs(err))),

@@ -28,6 +28,7 @@ from driftline.models.wire.codec import (
                                          arrays,
                                          decode,
                                          encode,
+                                         scored_pairs,
                                          unbatch,
 )
 from driftline.models.wire.events import (
@@ -44,4 +45,5 @@ from driftline.models.wire.events import (
 __all__ = ["ALERT", "ALERT_DELIVERY", "DEAD_LETTER", "KINDS", "LABEL", "MODEL_EVENT",
            "PREDICTION", "RETRAIN_REQUEST", "SCORED_PAIR", "Alert", "AlertDelivery",
            "DeadLetter", "EventKind", "Label", "ModelEvent", "Prediction", "Rejection",
-           "RetrainRequest", "ScoredPair", "array", "arrays", "decode", "encode", "unbatch"]
+           "RetrainRequest", "ScoredPair", "array", "arrays", "decode", "encode", "scored_pairs",
+           "unbatch"]

@@ -316,3 +316,16 @@ def unbatch(raw: bytes) -> list[dict[str, Any]]:
     """
     value = orjson.loads(raw)
     return value if isinstance(value, list) else [value]
+
+
+def scored_pairs(raw: bytes) -> list[ev.ScoredPair]:
+    """The pairs of a ``scored`` record driftline wrote itself, as structs (a pair that
+    does not decode as one is left out). No size or count limit: those are for input.
+
+    >>> [(p.prediction_id, p.label) for p in scored_pairs(
+    ...     b'[{"prediction_id": "a", "model": "m", "version": 1, "prediction": 1.0,'
+    ...     b' "label": "cat", "error": null, "features": {}, "ts": 1.0, "label_ts": 2.0}]')]
+    [('a', 'cat')]
+    """
+    pairs, _ = SCORED_PAIR.decode(raw, max_bytes=len(raw), max_batch=len(raw))
+    return pairs
