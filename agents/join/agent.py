@@ -75,15 +75,8 @@ from driftline.agents.routing import (
 )
 from driftline.agents.wiring import batch_agent, raw_topic, sender, timer
 from driftline.kafka import read_partition
-from driftline.models.wire import (
-    Prediction,
-    Rejection,
-    array,
-    arrays,
-    encode,
-    scored_pairs,
-    unbatch,
-)
+from driftline.models.wire import Prediction, Rejection, array, arrays, encode, unbatch
+from driftline.models.wire import scored_pairs as decode_scored
 from driftline.models.wire.deadletter import DeadLetterCounter
 from driftline.models.wire.events import ScoredPair, as_dict
 from driftline.models.wire.internal import EXPIRED, MODEL_HEADER, SCORED
@@ -321,11 +314,9 @@ class Joiner:
         part.scored_next = checkpoint
         n_scored = 0
         # Pairs after the checkpoint may not have reached monitor-input before the crash:
-        # they go again (the monitor drops what it has by source position). Likewise the
-        # dead letters of the refused ones: a refused pair's dead letter and its scored
-        # array go out together, but not always in one request, so the crash may have
-        # found the pair on scored and its dead letter unsent. Sent again, it may be a
-        # second copy of the same record: the join's dead letters are at least once.
+        # they go again (the monitor drops what it has by source position), and so do the
+        # refused ones' dead letters, which need not have gone in the same request as
+        # their pairs (at least once: a second copy may follow one that went).
         elements: dict[int, list[bytes]] = defaultdict(list)
         async for records in read_partition(consumer, self.scored_topic, partition,
                                             start=checkpoint):
@@ -333,7 +324,7 @@ class Joiner:
                 for pair in unbatch(r.value):
                     part.mark_done(pair["prediction_id"], self.clock())
                     n_scored += 1
-                self._refuse(out, partition, scored_pairs(r.value))
+                self._refuse(out, partition, decode_scored(r.value))
                 part.scored_next = r.offset + 1
                 for q, value in elements_of(SCORED, partition, r.offset, r.value,
                                             header(r, MODEL_HEADER), self.model_home).items():

@@ -376,9 +376,8 @@ class VersionMonitor:
                   if isinstance(self.prediction_drift, PredictionDriftRule) else {})}
         report: dict[str, Any] = {
                   "model": self.model, "version": self.version, "segment": self.segment,
-                  "task": self.task,
-                  **self.rolling.report(classes=self.task == "multiclass"), **metrics,
-                  "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
+                  "task": self.task, **self.rolling.report(classes=self.task == "multiclass"),
+                  **metrics, "baseline_mse": self.baseline.mse, "n_scored": self.rolling.count,
                   "n_predictions": self.n_predictions, "n_expired": self.n_expired,
                   "detector": self.concept.name, "drift_detections": self.concept.detections,
                   "psi": psi, "calibration": calibration.of_version(self),
