@@ -28,6 +28,7 @@ import orjson
 from driftline.agents.join.state import PartitionJoin
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.core import Monitor
+from driftline.agents.monitor.refusals import TASK_MISMATCH
 from driftline.eventfile import Row
 from driftline.models.wire import Label, Prediction
 from driftline.models.wire.events import as_dict
@@ -180,10 +181,13 @@ def write_report(result: ReplayResult, out: Path) -> dict[str, Path]:
     return paths
 
 
-# Reasons a pair does not fit its model's task (agents/monitor/refusals.py); the others
-# (an overflowing error, a class past the cap) are about the pair, not the task.
-MISMATCH = frozenset({"class_prediction", "class_label", "number_prediction", "number_label",
-                      "label_not_0_or_1", "prediction_outside_0_1"})
+def refused_by_reason(versions: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The pairs the monitor refused over every version, by reason (summary.json's)."""
+    out: dict[str, int] = {}
+    for report in versions.values():
+        for reason, n in (report.get("refused_pairs") or {}).items():
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 def refusal_lines(versions: dict[str, dict[str, Any]]) -> list[str]:
@@ -209,7 +213,7 @@ def refusal_lines(versions: dict[str, dict[str, Any]]) -> list[str]:
         counts = ", ".join(f"{n:,} {reason}" for reason, n in
                            sorted(refused.items(), key=lambda item: (-item[1], item[0])))
         lines.append(f"  {name} ({task}): {counts}")
-        if not MISMATCH & set(refused) or model in hints:
+        if not TASK_MISMATCH & set(refused) or model in hints:
             continue
         if task == "regression":  # the default: --task gives a model without one its task
             hints[model] = (f"  {model} sends classes: if it is a multiclass model, replay "
@@ -221,7 +225,7 @@ def refusal_lines(versions: dict[str, dict[str, Any]]) -> list[str]:
                             f"--task {model}=TASK where the config gives none)")
     if not lines:
         return []
-    total = sum(sum((r.get("refused_pairs") or {}).values()) for r in versions.values())
+    total = sum(refused_by_reason(versions).values())
     return [f"refused {total:,} scored pairs that do not fit their model (summary.json: "
             f"refused_pairs):", *lines, *hints.values()]
 

@@ -49,6 +49,12 @@ _MODEL = operator.attrgetter("model")
 _VERSION = operator.attrgetter("version")
 
 
+# The reasons that say the pair is of another task than its model's (a task to fix in the
+# config); the others (an overflowing error, a class past the cap) are about the pair.
+TASK_MISMATCH = frozenset({"class_prediction", "class_label", "number_prediction",
+                           "number_label", "label_not_0_or_1", "prediction_outside_0_1"})
+
+
 class Refusals:
     """A version's refused pairs, counted by reason."""
 

@@ -55,7 +55,7 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
     """
     from ..agents.monitor.config import MonitorConfig
     from ..eventfile import open_events
-    from ..replay import Replay, feature_lines, refusal_lines, write_report
+    from ..replay import Replay, feature_lines, refusal_lines, refused_by_reason, write_report
 
     try:
         config = MonitorConfig.load(config_path).with_tasks(_tasks(tasks))
@@ -68,13 +68,10 @@ def replay(file: Path, config_path: str | None, out: Path, join_ttl: float,
         _explanations(result)
     paths = write_report(result, out)
     report_bad_rows(result.bad_rows, len(result.bad_rows))
-    refused: dict[str, int] = {}  # by reason, over the versions (each: summary.json)
-    for report in result.versions.values():
-        for reason, n in (report.get("refused_pairs") or {}).items():
-            refused[reason] = refused.get(reason, 0) + n
     summary = {"events": result.events, "scored": result.scored, "expired": result.expired,
                "bad_rows": len(result.bad_rows), "alerts": len(result.alerts),
-               "refused_pairs": refused, "seconds": round(time.monotonic() - started, 3),
+               "refused_pairs": refused_by_reason(result.versions),
+               "seconds": round(time.monotonic() - started, 3),
                "files": {k: str(v) for k, v in paths.items()}}
     if as_json:
         click.echo(orjson.dumps(summary).decode())
