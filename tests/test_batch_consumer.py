@@ -129,7 +129,7 @@ def _start(settings: Settings, tmp_path: Path, **env: str) -> tuple[subprocess.P
     with log:  # the child has its own copy
         proc = subprocess.Popen([sys.executable, str(PROBE), str(calls), "worker"], env=full,
                                 stdout=log, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).parent.parent)
+                                cwd=tmp_path)  # Faust's data dir, {group}-data, lands here
     return proc, calls
 
 
