@@ -122,7 +122,7 @@ def main() -> None:
                       froze[first]), flush=True)
         print(row(f"{name}, all {args.ids:,}", seconds, cpu, gens, froze), flush=True)
         final = done
-    frozen = [(h.copy(), t.copy()) for h, t in final.frozen()]
+    frozen = [(h.copy(), t.copy()) for h, t, _ in final.frozen()]
     per_sweep = args.ids / 86_400 * 5
     print(f"\nexpiry sweeps of {args.ids:,} ids, the cutoff {per_sweep:,.0f} ids further "
           f"each sweep; 32 sweeps' worth: {32 * per_sweep:,.0f} ids")

@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
@@ -134,51 +133,6 @@ async def security_error(settings: Settings, timeout: float = 10.0) -> ConfigErr
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (Java, murmur2) partitioner picks for ``key``."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-_M, _SEED = np.uint32(0x5BD1E995), 0x9747B28C
-
-
-def partitions_for(keys: Sequence[bytes], partitions: int) -> list[int]:
-    """:func:`partition_for` of each key, murmur2 in numpy over the keys of each length at
-    once (a batch's ids mostly share one length): ~10 times faster than key by key on a
-    500-key batch."""
-    out = [0] * len(keys)
-    by_length: dict[int, list[int]] = {}
-    for i, key in enumerate(keys):
-        by_length.setdefault(len(key), []).append(i)
-    with np.errstate(over="ignore"):
-        for length, index in by_length.items():
-            if len(index) < 16:  # numpy's overhead is not worth it
-                for i in index:
-                    out[i] = partition_for(keys[i], partitions)
-                continue
-            data = np.frombuffer(b"".join(keys[i] for i in index), np.uint8)
-            data = data.reshape(len(index), length)
-            h = np.full(len(index), _SEED ^ length, np.uint32)
-            blocks = length // 4
-            if blocks:
-                words = np.ascontiguousarray(data[:, :blocks * 4]).view("<u4")
-                for j in range(blocks):
-                    k = words[:, j] * _M
-                    k ^= k >> np.uint32(24)
-                    k *= _M
-                    h *= _M
-                    h ^= k
-            tail = length % 4
-            if tail >= 3:
-                h ^= data[:, blocks * 4 + 2].astype(np.uint32) << np.uint32(16)
-            if tail >= 2:
-                h ^= data[:, blocks * 4 + 1].astype(np.uint32) << np.uint32(8)
-            if tail >= 1:
-                h ^= data[:, blocks * 4].astype(np.uint32)
-                h *= _M
-            h ^= h >> np.uint32(13)
-            h *= _M
-            h ^= h >> np.uint32(15)
-            for i, home in zip(index, ((h & np.uint32(0x7FFFFFFF)) % partitions).tolist()):
-                out[i] = home
-    return out
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str], *,

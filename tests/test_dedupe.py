@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import random
+from hashlib import blake2b
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +17,7 @@ from driftline.agents.join.dedupe import DoneIds
 from driftline.agents.join.generations import DEAD, Generation, Merge
 from driftline.agents.join.state import PartitionJoin
 from driftline.agents.join.statelog import StateLogReplay
+from driftline.keyhash import id_hash
 from driftline.models.wire import Label, Prediction
 from driftline.models.wire.joinstate import (
     FROZEN_PER_CHUNK,
@@ -69,12 +73,14 @@ def test_frozen_ids_cost_16_bytes_each_and_round_trip_through_snapshot_chunks():
     assert not done.recent and len(done) == 50_000
     assert done.nbytes() == 50_000 * 16
     restored = DoneIds()
-    for h, t in done.frozen():
-        values = frozen_chunk_values(h, t)
+    for h, t, legacy in done.frozen():
+        values = frozen_chunk_values(h, t, legacy)
         assert len(values) == -(-len(h) // FROZEN_PER_CHUNK)
         for value in values:
             assert len(value) < 256 * 1024
-            restored.add_frozen(*decode_chunk(value).frozen())
+            chunk = decode_chunk(value)
+            assert not chunk.legacy
+            restored.add_frozen(*chunk.frozen(), legacy=chunk.legacy)
     assert len(restored) == 50_000 and "prediction-000000031337" in restored
     assert restored.seen("prediction-000000031337") == 31337.0
     assert "prediction-000000050000" not in restored
@@ -136,15 +142,54 @@ def test_frozen_chunks_hold_exactly_what_they_are_given(n):
 
 
 def test_a_batch_of_ids_hashes_as_each_id_alone():
-    """The batch hash (one buffer of digests) is the one snapshots were written with:
-    the same 64-bit value per id as id_hash, for any text."""
+    """The batch hashes are the ones snapshots are written with: the same 64-bit value
+    per id as the key-by-key one, for any text (MurmurHash64A; blake2b for the legacy
+    generations of snapshots before format 3)."""
     rng = random.Random(4)
     pids = ["", "a", "é-ü-中", *("".join(rng.choice("ab-Z9é") for _ in range(rng.randint(1, 60)))
                                  for _ in range(500))]
     got = dedupe.hashes(pids)
     assert got.dtype == np.uint64 and got.flags.writeable
-    assert got.tolist() == [dedupe.id_hash(pid) for pid in pids]
-    assert len(dedupe.hashes([])) == 0
+    assert got.tolist() == [id_hash(pid.encode()) for pid in pids]
+    old = dedupe.legacy_hashes(pids)
+    assert old.tolist() == [int.from_bytes(blake2b(pid.encode(), digest_size=8).digest(),
+                                           "little") for pid in pids]
+    assert len(dedupe.hashes([])) == 0 and len(dedupe.legacy_hashes([])) == 0
+
+
+def test_a_snapshot_of_blake2b_hashes_still_dedupes_until_its_ids_age_out():
+    """A snapshot written before format 3 (frozen ids as blake2b hashes, no ``k``): its
+    ids stay duplicates, beside ids frozen since by MurmurHash64A, through a snapshot
+    written now and a second restore, until the window forgets them."""
+    old_ids = [f"old-{i}" for i in range(3_000)]
+    h = dedupe.legacy_hashes(old_ids)
+    chunk = orjson.dumps({"v": 2, "r": [], "h": base64.b64encode(h.astype("<u8").tobytes())
+                          .decode(), "t": base64.b64encode(np.full(len(h), 10.0).tobytes())
+                          .decode()})
+    assert decode_chunk(chunk).legacy
+    part = PartitionJoin(ttl=50, dedupe_window=100)
+    part.done.add_frozen(*decode_chunk(chunk).frozen(), legacy=decode_chunk(chunk).legacy)
+    for i in range(2_000):  # new pairs, frozen by the new hash
+        part.add_events([Prediction(f"new-{i}", "m", 1.0), Label(f"new-{i}", 0.0)], now=20.0)
+    part.drain()
+    part.done.freeze(min_size=1)
+    assert part.done.generations == 2 and not part.done.recent
+    again = DoneIds()
+    for h_, t_, legacy in part.done.frozen():
+        for value in frozen_chunk_values(h_, t_, legacy):
+            back = decode_chunk(value)
+            again.add_frozen(*back.frozen(), legacy=back.legacy)
+    for done in (part.done, again):
+        probe = ["old-7", "old-2999", "new-5", "new-1999", "old-3000", "new-2000", "other"]
+        assert done.frozen_many(probe) == [True, True, True, True, False, False, False]
+        assert [pid in done for pid in probe] == [True, True, True, True, False, False, False]
+        assert done.seen("old-7") == 10.0 and done.seen("new-5") == 20.0
+    part.add_events([Prediction("old-7", "m", 1.0), Label("new-5", 0.0)], now=30.0)
+    assert part.stats["duplicate_predictions"] == 1 and part.stats["duplicate_labels"] == 1
+    part.done.discard("old-8")
+    assert "old-8" not in part.done and len(part.done) == 3_000 - 1 + 2_000
+    assert part.expire(now=115.0).forgotten == 2_999  # the old ones' window ends first
+    assert part.done.generations == 1 and "old-9" not in part.done and "new-9" in part.done
 
 
 # --- merges in bounded steps (issue 37) ---------------------------------------------
@@ -185,6 +230,28 @@ def test_a_merge_in_bounded_steps_equals_re_sorting_both_generations(a, b, budge
     assert (got.h.tolist(), got.t.tolist()) == expected
     assert got.live == len(expected[0]) and got.busy is False
     assert got.oldest == min(expected[1], default=np.inf)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ENTRIES, st.lists(st.integers(0, 31) | st.integers(0, 2**64 - 1), max_size=40))
+def test_a_large_generation_searched_through_its_sample_finds_what_a_binary_search_does(
+        entries, probe):
+    """Every generation searched the sampled way (as one of a million entries or more is):
+    the same first index at least each hash as numpy's binary search, repeats, dead
+    entries, both ends and blocks across them included."""
+    from driftline.agents.join import generations
+    g = _generation(entries)
+    probe_h = np.array(probe + g.h.tolist()[::3], np.uint64)
+    plain_found, plain_at = g.find(probe_h)
+    try:
+        generations.SAMPLE_MIN, saved = 0, generations.SAMPLE_MIN
+        sampled = _generation(entries)
+        assert sampled.first_at_least(probe_h).tolist() == \
+            np.searchsorted(g.h, probe_h).tolist()
+        found, at = sampled.find(probe_h)
+    finally:
+        generations.SAMPLE_MIN = saved
+    assert found.tolist() == plain_found.tolist() and at.tolist() == plain_at.tolist()
 
 
 def test_a_dead_entry_does_not_hide_a_live_one_of_the_same_hash():
@@ -235,8 +302,8 @@ def test_lookups_discards_and_expiry_stay_exact_while_merges_are_in_progress(mon
                 _model_check(done, model, rng)
     assert mid_merge > 3_000  # most of the run had a merge half done
     restored = DoneIds()
-    for h, seen in done.frozen():
-        restored.add_frozen(h, seen)
+    for h, seen, legacy in done.frozen():
+        restored.add_frozen(h, seen, legacy)
     for pid, seen in done.recent.items():
         restored.add(pid, seen)
     _model_check(restored, model, rng)

@@ -154,12 +154,12 @@ def _state(joiner: Joiner) -> dict:
 
 
 def _done(done) -> list[tuple[int, float]]:
-    from driftline.agents.join.dedupe import id_hash
+    from driftline.keyhash import id_hash
 
     seen = list(done.recent.values())
     assert seen == sorted(seen)  # arrival order: a sweep stops at the first live id
-    out = [(id_hash(pid), t) for pid, t in done.recent.items()]
-    for h, t in done.frozen():
+    out = [(id_hash(pid.encode()), t) for pid, t in done.recent.items()]
+    for h, t, _ in done.frozen():
         out.extend(zip(h.tolist(), t.tolist()))
     return sorted(out)
 

@@ -103,8 +103,9 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
 
     entry = state_entry("a", "p", 1.0, pred("a"))
     assert delta_value([entry], 3).startswith(b'{"v":1,')
-    # Snapshot chunks are format 2 (they may hold frozen done ids); the rest is format 1.
-    assert chunk_value([entry]).startswith(b'{"v":2,') and head_value(4, 1, 9).endswith(b',"v":1}')
+    # Snapshot chunks are format 3 (they may hold frozen done ids, and say their hash);
+    # the rest is format 1.
+    assert chunk_value([entry]).startswith(b'{"v":3,') and head_value(4, 1, 9).endswith(b',"v":1}')
     assert decode_chunk(chunk_value([entry])).r[0][1].as_tuple() == ("p", 1.0, pred("a"))
     # As written before versions: a delta and a head without "v", a chunk as a bare array;
     # and a format-1 chunk, before frozen ids.
@@ -118,10 +119,11 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
                     lambda: decode_head(b'{"v":2,"seq":1,"chunks":1,"c":0}')):
         with pytest.raises(FormatError, match="format v2; this driftline reads v1"):
             refused()
-    # Chunks are at format 2; monitor-input elements at 4 (2: columns, 3: columns of
+    # Chunks are at format 3; monitor-input elements at 4 (2: columns, 3: columns of
     # several source messages, 4: with null and categorical features).
-    with pytest.raises(FormatError, match="format v3; this driftline reads v2"):
-        decode_chunk(b'{"v":3,"r":[]}')
+    assert decode_chunk(b'{"v":2,"r":[' + entry + b"]}").r[0][0] == "a"
+    with pytest.raises(FormatError, match="format v4; this driftline reads v3"):
+        decode_chunk(b'{"v":4,"r":[]}')
     with pytest.raises(FormatError, match="format v5; this driftline reads v4"):
         decode_elements(b'[{"v":5,"k":"s","s":[0,1],"e":[]}]')
     with pytest.raises(ValueError, match="a columnar element of no events"):

@@ -56,7 +56,7 @@ import faust
 
 from driftline.agents.join.arrays import by_model
 from driftline.agents.join.dedupe import fullest_due
-from driftline.agents.join.intake import Event, Intake, decode
+from driftline.agents.join.intake import Intake, decode
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.agents.join.statelog import StateLog, StateLogReplay
 from driftline.agents.lifecycle import PartitionStates
@@ -146,18 +146,18 @@ class Joiner:
             for (topic, partition), events in batch.forwards.items():
                 self._forward(out, topic, partition, events)
             await self.parts.ensure(batch.joining)
-            shed = self._join(batch.joining, now)
+            shed = self._join(batch, now)
             # The predictions' elements go out before the input is acknowledged: a crash
             # re-delivers them, and the monitor drops the copies by their source position.
             await self._persist(out, set(batch.joining), shed or None, to_monitor=to_monitor)
 
-    def _join(self, joining: dict[int, list[Event]], now: float) -> dict[int, list[Prediction]]:
+    def _join(self, batch: Intake, now: float) -> dict[int, list[Prediction]]:
         """Step 1: each partition's events into its join; returns the predictions shed by
         those now holding more than ``join_max_pending`` waiting events."""
         shed: dict[int, list[Prediction]] = {}
-        for partition, events in joining.items():
+        for partition, events in batch.joining.items():
             part = self.parts[partition]
-            part.add_events(events, now)
+            part.add_events(events, now, batch.hashes(partition))
             if part.max_pending and len(part.predictions) + len(part.labels) > \
                     part.max_pending:
                 shed[partition] = part.shed().predictions

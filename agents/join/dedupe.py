@@ -5,7 +5,8 @@ A later copy of a prediction or label whose id was scored within the dedupe wind
 hundreds of millions of ids, so a dict of id strings (about 130 bytes an id) will not do.
 
 :class:`DoneIds` keeps the newest ids exactly, in a dict of id -> seen time, and freezes
-them in batches of :data:`FREEZE` into *generations*: the ids' 64-bit hashes (blake2b),
+them in batches of :data:`FREEZE` into *generations*: the ids' 64-bit hashes
+(MurmurHash64A, :mod:`driftline.keyhash`, hashed a batch at a time with the partitions),
 sorted, in a numpy array, with the time each was scored beside it: 16 bytes an id.
 Generations merge as they grow, the way a log-structured merge tree's levels do, so a
 lookup searches O(log n) sorted arrays. A merge is a merge of sorted arrays done in
@@ -17,6 +18,10 @@ generation is merged or, half dead, compacted (a merge of one).
 A frozen id is known by its hash only: a new id whose 64-bit hash equals one of the n
 remembered ones is taken for a duplicate, with probability n / 2**64 (5.4e-12 with 100
 million ids remembered). Ids in the dict are compared exactly.
+
+Snapshots written before format 3 hold blake2b hashes: restored, they are *legacy*
+generations, searched by their own hash until their ids age out of the window, never
+merged, and written back as they are (``k`` of :class:`~driftline.models.wire.joinstate.Chunk`).
 
 >>> done = DoneIds()
 >>> done.add("a", 1.0); done.add("b", 2.0)
@@ -45,6 +50,7 @@ from driftline.agents.join.generations import (
     Merge,
     expire_budget,
 )
+from driftline.keyhash import id_hash, key_hashes
 
 FREEZE = 16_384  # ids the dict holds before they are frozen into a generation
 
@@ -71,14 +77,15 @@ def fullest_due(recent: dict[int, int], size: int | None = None) -> int | None:
     return max(due, key=due.__getitem__) if due else None
 
 
-def id_hash(pid: str) -> int:
-    """The 64-bit hash a frozen id is known by (stable across processes and restarts)."""
-    return int.from_bytes(blake2b(pid.encode(), digest_size=8).digest(), "little")
-
-
 def hashes(pids: list[str]) -> np.ndarray:
-    """:func:`id_hash` of each id: the digests read as one little-endian buffer (8.5
-    against 13 ms for 16,384 ids, one int per id not built)."""
+    """The 64-bit hash each id is known by once frozen (:func:`driftline.keyhash.id_hash`),
+    stable across processes and restarts."""
+    return key_hashes([pid.encode() for pid in pids], None)[1]
+
+
+def legacy_hashes(pids: list[str]) -> np.ndarray:
+    """The blake2b hashes of snapshots before format 3 (:class:`DoneIds`' legacy
+    generations): the digests read as one little-endian buffer."""
     digests = b"".join([blake2b(pid.encode(), digest_size=8).digest() for pid in pids])
     return np.frombuffer(digests, "<u8").astype(np.uint64)
 
@@ -90,9 +97,10 @@ class DoneIds:
         self.recent: dict[str, float] = {}  # newest ids, in arrival order
         self._generations: list[Generation] = []  # sizes decreasing
         self._merges: list[Merge] = []  # in progress, on disjoint generations
+        self._legacy: list[Generation] = []  # blake2b hashes (restored, see the docstring)
 
     def __len__(self) -> int:
-        return len(self.recent) + sum(g.live for g in self._generations)
+        return len(self.recent) + sum(g.live for g in self._generations + self._legacy)
 
     def __contains__(self, pid: str) -> bool:
         return self.seen(pid) is not None
@@ -105,15 +113,21 @@ class DoneIds:
         where = self._frozen_at(pid)
         return None if where is None else float(where[0].t[where[1]])
 
-    def frozen_many(self, pids: list[str]) -> list[bool] | None:
+    def frozen_many(self, pids: list[str], h: np.ndarray | None = None) -> list[bool] | None:
         """For each id, whether a generation holds it, with one search of each generation
-        for all of them; None when there are no generations (nothing to hash)."""
-        if not self._generations:
+        for all of them (``h``: their :func:`hashes`, when the caller has them already);
+        None when there are no generations (nothing to hash)."""
+        if not self._generations and not self._legacy:
             return None
-        h = hashes(pids)
         found = np.zeros(len(pids), bool)
-        for g in self._generations:
-            found |= g.find(h)[0]
+        if self._generations:
+            h = hashes(pids) if h is None else h
+            for g in self._generations:
+                found |= g.find(h)[0]
+        if self._legacy:
+            old = legacy_hashes(pids)
+            for g in self._legacy:
+                found |= g.find(old)[0]
         return found.tolist()
 
     def add(self, pid: str, seen: float) -> None:
@@ -121,25 +135,37 @@ class DoneIds:
         self.recent[pid] = seen
 
     def discard(self, pid: str) -> None:
-        if self.recent.pop(pid, None) is not None:
+        self.discard_many([pid])
+
+    def discard_many(self, pids: list[str]) -> None:
+        """Forget each id, wherever it is remembered, the frozen ones hashed and searched
+        at once (a restore applies a delta's records this way)."""
+        rest = [pid for pid in pids if self.recent.pop(pid, None) is None]
+        if not rest:
             return
-        where = self._frozen_at(pid)
-        if where is not None:
-            g, at = where
-            for m in self._merges:
-                if g.busy and (g is m.a or g is m.b):
-                    m.kill(g, at)
-            g.kill(np.array([at]))
+        for gens, hash_ in ((self._generations, hashes), (self._legacy, legacy_hashes)):
+            if not gens:
+                continue
+            key = hash_(rest)
+            for g in gens:
+                found, at = g.find(key)
+                for i in at[found].tolist():
+                    for m in self._merges:
+                        if g.busy and (g is m.a or g is m.b):
+                            m.kill(g, i)
+                    g.kill(np.array([i]))
 
     def _frozen_at(self, pid: str) -> tuple[Generation, int] | None:
         """The generation holding ``pid`` live, and its index there."""
-        if not self._generations:
-            return None
-        h = np.array([id_hash(pid)], np.uint64)
-        for g in self._generations:
-            found, at = g.find(h)
-            if found[0]:
-                return g, int(at[0])
+        for gens, h in ((self._generations, id_hash), (self._legacy, None)):
+            if not gens:
+                continue
+            key = (np.array([h(pid.encode())], np.uint64) if h is not None
+                   else legacy_hashes([pid]))
+            for g in gens:
+                found, at = g.find(key)
+                if found[0]:
+                    return g, int(at[0])
         return None
 
     def expire(self, cutoff: float) -> tuple[list[str], int]:
@@ -153,9 +179,10 @@ class DoneIds:
         for pid in old:
             del self.recent[pid]
         frozen = 0
-        for g in self._generations:
+        for g in self._generations + self._legacy:
             if g.oldest <= cutoff:
                 frozen += g.expire(cutoff, expire_budget(len(g.t), EXPIRE_STEP))
+        self._legacy = [g for g in self._legacy if g.live]
         for m in self._merges:
             m.expire(cutoff, expire_budget(m.filled, EXPIRE_STEP))
         # A merge's sources stay as they are until it ends; of the others, the empty go
@@ -176,23 +203,28 @@ class DoneIds:
             self._push(Generation(hashes(pids), t))
         self.merge_step()
 
-    def add_frozen(self, h: np.ndarray, t: np.ndarray) -> None:
-        """Restore a generation written by :meth:`frozen` (a snapshot's), then take a
-        :meth:`merge_step`."""
+    def add_frozen(self, h: np.ndarray, t: np.ndarray, legacy: bool = False) -> None:
+        """Restore a generation written by :meth:`frozen` (a snapshot's; ``legacy``: of
+        blake2b hashes), then take a :meth:`merge_step`."""
         if len(h):
-            self._push(Generation(h.astype(np.uint64, copy=True), t.astype(float, copy=True)))
+            g = Generation(h.astype(np.uint64, copy=True), t.astype(float, copy=True))
+            if legacy:
+                self._legacy.append(g)
+            else:
+                self._push(g)
         self.merge_step()
 
-    def frozen(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Live (hashes, seen times) of each generation, for a snapshot (a merge's
-        sources, not its partial copy: each id once)."""
-        for g in self._generations:
-            live = g.t != DEAD
-            yield g.h[live], g.t[live]
+    def frozen(self) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+        """Live (hashes, seen times, legacy?) of each generation, for a snapshot (a
+        merge's sources, not its partial copy: each id once)."""
+        for gens, legacy in ((self._generations, False), (self._legacy, True)):
+            for g in gens:
+                live = g.t != DEAD
+                yield g.h[live], g.t[live], legacy
 
     @property
     def generations(self) -> int:
-        return len(self._generations)
+        return len(self._generations) + len(self._legacy)
 
     @property
     def merging(self) -> int:
@@ -202,7 +234,7 @@ class DoneIds:
     def nbytes(self) -> int:
         """Bytes the generations' arrays hold, and the merges' copies (the dict's ids
         are not counted)."""
-        return sum(g.h.nbytes + g.t.nbytes for g in self._generations) + \
+        return sum(g.h.nbytes + g.t.nbytes for g in self._generations + self._legacy) + \
             sum(m.h.nbytes + m.t.nbytes for m in self._merges)
 
     def merge_step(self, budget: int | None = None) -> int:

@@ -28,6 +28,14 @@ MERGE_STEP = 1 << 17  # source entries a merge step reads at most (~3 ms on a bu
 # EXPIRE_PASSES sweeps, so an id is forgotten at most that many sweeps late.
 EXPIRE_STEP = 1 << 17
 EXPIRE_PASSES = 32
+# A generation of SAMPLE_MIN entries or more is searched through every SAMPLE_EVERY-th
+# hash first (a 32nd of the array, which stays in cache), then within that block: a plain
+# binary search of 10 million hashes takes ~1.4 µs a new id, nearly all of it cache
+# misses, this ~0.35 (the dedupe of a long-running worker: bench/pair_floor.py
+# --remembered).
+SAMPLE_EVERY = 32
+SAMPLE_MIN = 1 << 20
+_BLOCK = np.arange(SAMPLE_EVERY + 1)
 
 
 def expire_budget(size: int, step: int = EXPIRE_STEP, passes: int = EXPIRE_PASSES) -> int:
@@ -47,7 +55,7 @@ class Generation:
     :meth:`expire`: :meth:`DoneIds.expire` reads it to skip generations with nothing to
     forget)."""
 
-    __slots__ = ("h", "t", "live", "oldest", "busy", "cursor", "pass_oldest")
+    __slots__ = ("h", "t", "live", "oldest", "busy", "cursor", "pass_oldest", "_sample")
 
     def __init__(self, h: np.ndarray, t: np.ndarray, *, ordered: bool = False,
                  live: int | None = None, oldest: float | None = None) -> None:
@@ -62,12 +70,13 @@ class Generation:
             oldest = float(t[alive].min()) if live else np.inf
         self.live, self.oldest = live, oldest
         self.cursor, self.pass_oldest = 0, np.inf  # :meth:`expire`'s pass so far
+        self._sample: np.ndarray | None = None  # every SAMPLE_EVERY-th hash, once searched
 
     def find(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found, index) of each hash: the first live entry of that hash."""
         if not len(self.h):
             return np.zeros(len(h), bool), np.zeros(len(h), np.intp)
-        at = np.minimum(np.searchsorted(self.h, h), len(self.h) - 1)
+        at = np.minimum(self.first_at_least(h), len(self.h) - 1)
         hit = self.h[at] == h
         found = hit & (self.t[at] != DEAD)
         # A dead entry may come before a live one of the same hash (rare: a hash kept twice).
@@ -77,6 +86,22 @@ class Generation:
             if len(live):
                 found[i], at[i] = True, at[i] + live[0]
         return found, at
+
+    def first_at_least(self, h: np.ndarray) -> np.ndarray:
+        """``np.searchsorted(self.h, h)``: for a large generation, a search of its sample,
+        then a count within the block it names (the hashes never change once built)."""
+        n = len(self.h)
+        if n < SAMPLE_MIN or not n:
+            return np.searchsorted(self.h, h)
+        if self._sample is None:
+            self._sample = self.h[::SAMPLE_EVERY].copy()
+        # The last sampled hash below each one starts its block; the block and the next
+        # sampled hash hold the first hash at least it.
+        start = np.maximum(np.searchsorted(self._sample, h) - 1, 0) * SAMPLE_EVERY
+        block = self.h[np.minimum(start[:, None] + _BLOCK, n - 1)]
+        below: np.ndarray = np.count_nonzero(block < h[:, None], axis=1)
+        first: np.ndarray = np.minimum(start + below, n)  # a block past the end repeats
+        return first                                      # the last hash
 
     def kill(self, index: np.ndarray) -> int:
         """Mark the entries at ``index`` (distinct) dead; how many were live."""

@@ -17,10 +17,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from msgspec import UNSET, UnsetType
 
 from driftline.agents.routing import Predicted
-from driftline.kafka import partitions_for
+from driftline.keyhash import key_hashes
 from driftline.models.wire import LABEL, PREDICTION, Label, Prediction, Rejection, encode
 from driftline.models.wire.codec import EventKind
 from driftline.models.wire.events import MAX_EPOCH_SECONDS
@@ -90,6 +91,8 @@ class Intake:
         # Events that arrived off their home partition, encoded, by (topic, home).
         self.forwards: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
         self.joining: dict[int, list[Event]] = defaultdict(list)  # by home partition
+        self._ids = np.empty(0, np.uint64)  # every timed event's id hash (:meth:`route`)
+        self._joined: dict[int, list[int]] = defaultdict(list)  # their index, by home
         # The monitor's data drift: each message's joined predictions, by source
         # partition and monitor-input partition.
         self.predicted: dict[tuple[int, int], list[Predicted]] = defaultdict(list)
@@ -126,23 +129,34 @@ class Intake:
         """Each timed event to its home partition (its ``prediction_id`` hashed over
         ``partitions``, as Kafka's producer would): into :attr:`joining` if it arrived
         there, else into :attr:`forwards`; each joined prediction also into
-        :attr:`predicted`, under its model's monitor-input partition (``model_home``)."""
-        forwards, joining, predicted = self.forwards, self.joining, self.predicted
-        homes = iter(partitions_for([ev.prediction_id.encode() for _, _, evs in self.timed
-                                     for ev in evs], partitions))
+        :attr:`predicted`, under its model's monitor-input partition (``model_home``).
+        The same pass hashes each id to the 64 bits the dedupe knows it by
+        (:meth:`hashes`)."""
+        forwards, joining, predicted, joined = (self.forwards, self.joining, self.predicted,
+                                                self._joined)
+        homes_, self._ids = key_hashes([ev.prediction_id.encode() for _, _, evs in self.timed
+                                        for ev in evs], partitions)
+        homes = iter(homes_)
+        i = -1
         for msg, _, timed in self.timed:
             monitored: dict[int, list[Prediction]] = defaultdict(list)
             for ev in timed:
                 home = next(homes)
+                i += 1
                 if home != msg.partition:
                     forwards[(msg.topic, home)].append((ev.prediction_id, encode(ev)))
                     continue
                 joining[home].append(ev)
+                joined[home].append(i)
                 if isinstance(ev, Prediction):
                     monitored[model_home(ev.model)].append(ev)
             for q, predictions in monitored.items():
                 predicted[(msg.partition, q)].append((msg.offset, len(msg.value), predictions))
         return self
+
+    def hashes(self, partition: int) -> np.ndarray:
+        """The id hashes of :attr:`joining`'s events of ``partition``, aligned with them."""
+        return self._ids[self._joined[partition]]
 
     def __repr__(self) -> str:
         return (f"Intake(rejected={len(self.rejected)}, joining="

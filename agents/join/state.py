@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from msgspec import UnsetType
 
 from driftline.agents.join.dedupe import DoneIds, older_than
@@ -98,10 +99,12 @@ class PartitionJoin:
 
     # --- events ------------------------------------------------------------------
 
-    def add_events(self, events: list[Event], now: float) -> None:
+    def add_events(self, events: list[Event], now: float,
+                   hashes: np.ndarray | None = None) -> None:
         """:meth:`add_label` or :meth:`add_prediction` of each event, in order, with one
-        search of the frozen done ids for the whole batch (they change only on drain)."""
-        frozen = self.done.frozen_many([ev.prediction_id for ev in events])
+        search of the frozen done ids for the whole batch (they change only on drain;
+        ``hashes``: the events' ids hashed already, :func:`.dedupe.hashes`)."""
+        frozen = self.done.frozen_many([ev.prediction_id for ev in events], hashes)
         for i, ev in enumerate(events):
             old = frozen is not None and frozen[i]
             if isinstance(ev, Label):
@@ -223,9 +226,18 @@ class PartitionJoin:
 
     def restore(self, pid: str, record: StateRecord) -> None:
         """Apply one state record read back from the changelog (last one wins)."""
+        self.restore_many([(pid, record)])
+
+    def restore_many(self, records: list[tuple[str, StateRecord]]) -> None:
+        """:meth:`restore` of each record (of distinct ids, as a delta's or a snapshot
+        chunk's are), the done ids they replace forgotten at once."""
+        self.done.discard_many([pid for pid, _ in records])
+        for pid, record in records:
+            self._restore(pid, record)
+
+    def _restore(self, pid: str, record: StateRecord) -> None:
         self.predictions.pop(pid, None)
         self.labels.pop(pid, None)
-        self.done.discard(pid)
         if record is None:
             return
         state, seen, event = record

@@ -116,8 +116,7 @@ class StateLogReplay:
             return
         if key.startswith(DELTA):
             delta = decode_delta(value)
-            for pid, record in delta.r:
-                self.part.restore(pid, _restored(record))
+            self.part.restore_many([(pid, _restored(record)) for pid, record in delta.r])
             self.log.seq = parse_delta_key(key)
             self.log.since_snapshot += len(delta.r)
             if delta.c is not None:
@@ -141,10 +140,9 @@ class StateLogReplay:
         self.part = self.new_part()
         for k in range(head.chunks):
             chunk = decode_chunk(self._chunks[k])
-            for pid, entry in chunk.r:
-                self.part.restore(pid, _restored(entry))
+            self.part.restore_many([(pid, _restored(entry)) for pid, entry in chunk.r])
             if chunk.h:
-                self.part.done.add_frozen(*chunk.frozen())
+                self.part.done.add_frozen(*chunk.frozen(), legacy=chunk.legacy)
         self.log.seq = max(self.log.seq, head.seq)
         self.log.snapshot_seq, self.log.snapshot_chunks = head.seq, head.chunks
         self.log.since_snapshot = 0

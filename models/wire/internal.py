@@ -99,7 +99,7 @@ FORMAT = 1  # of every record below but snapshot chunks and columnar elements
 COLUMNAR = 2  # of monitor-input elements that hold columns (1: events)
 SPANNING = 3  # columns of several source messages, with each event's source offset
 CATEGORIES = 4  # columns (of one message or several) with categorical or null features
-CHUNK_FORMAT = 2  # of snapshot chunks: 2 may hold frozen done ids, which 1 did not know
+CHUNK_FORMAT = 3  # of snapshot chunks: 2 may hold frozen done ids (blake2b), 3 says the hash
 
 
 class FormatError(ValueError):

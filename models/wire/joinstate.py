@@ -3,10 +3,11 @@ only here; versions and :class:`~driftline.models.wire.internal.FormatError` as 
 internal record (:mod:`driftline.models.wire.internal`).
 
 Keys ``d:<seq>`` (a delta: ``{"v": 1, "r": [[prediction_id, record | null], ...], "c":
-checkpoint?}``), ``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``{"v": 2, "r":
-[[prediction_id, record], ...]}``, or frozen done ids ``{"v": 2, "r": [], "h": hashes,
-"t": seen}``, both base64 of little-endian arrays, uint64 and float64 (format 2; format 1
-had no frozen ids; a bare array before versions) and ``h`` (the head:
+checkpoint?}``), ``s:<seq>:<k>`` (chunk k of the snapshot as of delta seq: ``{"v": 3, "r":
+[[prediction_id, record], ...]}``, or frozen done ids ``{"v": 3, "r": [], "h": hashes,
+"t": seen, "k": "murmur64a"}``, both base64 of little-endian arrays, uint64 and float64,
+``k`` the hash (:mod:`driftline.keyhash`; format 2 had blake2b hashes and no ``k``, format
+1 no frozen ids, a bare array before versions) and ``h`` (the head:
 ``{"v": 1, "seq", "chunks", "c"}``). A record is ``{"s": "p" |
 "l" | "d", "t": seen, "e": event?}``: a waiting prediction or label (with the event)
 or a done id.
@@ -56,6 +57,12 @@ class Chunk(msgspec.Struct, gc=False):
     v: int = 1
     h: bytes = b""  # frozen done ids: 64-bit hashes, and when each was scored
     t: bytes = b""
+    k: Literal["murmur64a", "blake2b"] = "blake2b"  # the hash (format 2: blake2b)
+
+    @property
+    def legacy(self) -> bool:
+        """Whether its frozen ids are blake2b hashes (written before format 3)."""
+        return self.k == "blake2b"
 
     def frozen(self) -> tuple[np.ndarray, np.ndarray]:
         h, t = np.frombuffer(self.h, "<u8"), np.frombuffer(self.t, "<f8")
@@ -105,10 +112,12 @@ def chunk_value(entries: list[bytes]) -> bytes:
 FROZEN_PER_CHUNK = 12_000  # 16 bytes an id, base64: a chunk stays under ARRAY_BYTES
 
 
-def frozen_chunk_values(h: np.ndarray, t: np.ndarray) -> list[bytes]:
-    """Chunks of a snapshot holding frozen done ids (hashes and seen times, aligned)."""
+def frozen_chunk_values(h: np.ndarray, t: np.ndarray, legacy: bool = False) -> list[bytes]:
+    """Chunks of a snapshot holding frozen done ids (hashes and seen times, aligned;
+    ``legacy``: blake2b hashes, restored from an older snapshot)."""
     return [encode(Chunk([], CHUNK_FORMAT, h[i:i + FROZEN_PER_CHUNK].astype("<u8").tobytes(),
-                         t[i:i + FROZEN_PER_CHUNK].astype("<f8").tobytes()))
+                         t[i:i + FROZEN_PER_CHUNK].astype("<f8").tobytes(),
+                         "blake2b" if legacy else "murmur64a"))
             for i in range(0, len(h), FROZEN_PER_CHUNK)]
 
 
