@@ -41,9 +41,10 @@ import numpy as np
 import orjson
 from wire_speed import per_event  # the median of the runs, per item, in µs
 
+from driftline.agents.join.arrays import filled
 from driftline.agents.join.dedupe import hashes
 from driftline.agents.join.state import PartitionJoin
-from driftline.agents.join.statelog import entry
+from driftline.agents.join.statelog import item
 from driftline.agents.monitor.config import MonitorConfig
 from driftline.agents.monitor.partition import PartitionMonitor
 from driftline.keyhash import key_hashes
@@ -121,7 +122,7 @@ def main() -> None:
         "validate": lambda: [(PREDICTION.decode(p), LABEL.decode(lab)) for p, lab in raw],
         "join": join,
         "scored": lambda: [encode(s) for _, _, s, _ in drained],
-        "join-state entries": lambda: [[entry(pid, r) for pid, r in records.items()]
+        "join-state entries": lambda: [list(filled([item(pid, r) for pid, r in records.items()]))
                                        for _, pending, _, done in drained
                                        for records in (pending, done)],
         "monitor-input": lambda: [(columnar_element(PREDICTIONS, 0, k, "m", preds),

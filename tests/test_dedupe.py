@@ -116,8 +116,10 @@ def test_a_snapshot_with_frozen_ids_rebuilds_the_same_join(monkeypatch):
         if i % 97 == 0:
             live.expire(now=float(i))
         live.drain()
-    from driftline.agents.join.statelog import entry
-    values = [chunk_value([entry(pid, record) for pid, record in live.records()])]
+    from driftline.agents.join.arrays import filled
+    from driftline.agents.join.statelog import item
+    values = [chunk_value(run) for _, _, run in filled([item(pid, record)
+                                                       for pid, record in live.records()])]
     for frozen in live.done.frozen():
         values.extend(frozen_chunk_values(*frozen))
     replay = StateLogReplay(lambda: PartitionJoin(ttl=50, dedupe_window=500), partition=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from driftline.agents.join.state import PartitionJoin
-from driftline.models.wire import Label, Prediction
+from driftline.models.wire import Label, Prediction, array
 from driftline.models.wire.joinstate import decode_delta, deleted_entry, delta_value, state_entry
 
 
@@ -74,11 +74,27 @@ def test_replaying_state_records_rebuilds_the_same_state():
     # Through the wire format of join-state deltas, as the agent writes and reads them.
     entries = [deleted_entry(pid) if r is None else state_entry(pid, *r) for pid, r in log]
     replayed = PartitionJoin(ttl=50, dedupe_window=200)
-    for pid, record in decode_delta(delta_value(entries, 7)).r:
+    for pid, record in decode_delta(delta_value(array(entries), 7)).r:
         replayed.restore(pid, None if record is None else record.as_tuple())
     assert replayed.predictions == live.predictions
     assert replayed.labels == live.labels
     assert list(replayed.done.recent.items()) == list(live.done.recent.items())  # same order
+    # The log writes its deltas with one encode an array: the same entries, in order, with
+    # the same bytes as entry by entry, in arrays under ARRAY_BYTES (an event of a third of
+    # it among them).
+    from driftline.agents.join.statelog import StateLog
+    from driftline.models.wire.codec import ARRAY_BYTES
+    records = dict(log)
+    for i in range(4_000):
+        big = {f"x{j}": rng.gauss(0, 1) for j in range(4_000 if i == 1_500 else 12)}
+        records[f"w{i}"] = ("p", float(i), Prediction(f"w{i}", "m", 1.0, version=1,
+                                                      features=big, ts=10.0))
+    deltas = StateLog().deltas(records, 7)
+    assert len(deltas) > 2 and all(len(value) <= ARRAY_BYTES + 20 for _, value in deltas)
+    assert [decode_delta(v).c for _, v in deltas] == [None] * (len(deltas) - 1) + [7]
+    entries = b",".join(value[len(b'{"v":1,"r":['):value.rindex(b"]")] for _, value in deltas)
+    assert entries == b",".join(deleted_entry(pid) if r is None else state_entry(pid, *r)
+                                for pid, r in records.items())
 
 
 def test_mark_done_turns_pending_into_done_and_records_it():
@@ -102,11 +118,12 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
     from driftline.models.wire.joinstate import chunk_value, decode_chunk, decode_head, head_value
 
     entry = state_entry("a", "p", 1.0, pred("a"))
-    assert delta_value([entry], 3).startswith(b'{"v":1,')
+    assert delta_value(array([entry]), 3).startswith(b'{"v":1,')
     # Snapshot chunks are format 3 (they may hold frozen done ids, and say their hash);
     # the rest is format 1.
-    assert chunk_value([entry]).startswith(b'{"v":3,') and head_value(4, 1, 9).endswith(b',"v":1}')
-    assert decode_chunk(chunk_value([entry])).r[0][1].as_tuple() == ("p", 1.0, pred("a"))
+    assert chunk_value(array([entry])).startswith(b'{"v":3,')
+    assert head_value(4, 1, 9).endswith(b',"v":1}')
+    assert decode_chunk(chunk_value(array([entry]))).r[0][1].as_tuple() == ("p", 1.0, pred("a"))
     # As written before versions: a delta and a head without "v", a chunk as a bare array;
     # and a format-1 chunk, before frozen ids.
     legacy_delta = b'{"r":[["a",{"s":"d","t":5}]],"c":2}'

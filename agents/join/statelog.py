@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from driftline.agents.join.arrays import filled
 from driftline.agents.join.state import PartitionJoin, StateRecord
 from driftline.errors import SchemaError
-from driftline.models.wire import arrays
 from driftline.models.wire.joinstate import (
     DELTA,
     HEAD,
@@ -26,7 +26,7 @@ from driftline.models.wire.joinstate import (
     decode_chunk,
     decode_delta,
     decode_head,
-    deleted_entry,
+    deleted_item,
     delta_key,
     delta_value,
     frozen_chunk_values,
@@ -34,7 +34,7 @@ from driftline.models.wire.joinstate import (
     parse_delta_key,
     parse_snapshot_key,
     snapshot_key,
-    state_entry,
+    state_item,
 )
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class StateLog:
         """The delta messages (key, value) of one drain's ``records``, numbered on from
         the last; the last one carries ``checkpoint``, the next ``scored`` offset."""
         self.since_snapshot += len(records)
-        runs = list(arrays([entry(pid, record) for pid, record in records.items()]))
+        runs = [value for _, _, value in filled([item(pid, r) for pid, r in records.items()])]
         messages = []
         for k, run in enumerate(runs):
             self.seq += 1
@@ -66,7 +66,7 @@ class StateLog:
         """The chunks (key, value) of a snapshot of ``part`` as of the last delta: its
         records, then its frozen done ids."""
         values = [chunk_value(run)
-                  for run in arrays([entry(pid, record) for pid, record in part.records()])]
+                  for _, _, run in filled([item(pid, r) for pid, r in part.records()])]
         for frozen in part.done.frozen():
             values.extend(frozen_chunk_values(*frozen))
         return [(snapshot_key(self.seq, k), value) for k, value in enumerate(values)]
@@ -88,9 +88,9 @@ class StateLog:
         self.snapshot_seq, self.snapshot_chunks, self.since_snapshot = seq, chunks, 0
 
 
-def entry(pid: str, record: StateRecord) -> bytes:
-    """A state record as the entry of a delta or a snapshot chunk."""
-    return deleted_entry(pid) if record is None else state_entry(pid, *record)
+def item(pid: str, record: StateRecord) -> list[Any]:
+    """A state record as the entry of a delta or a snapshot chunk, to encode."""
+    return deleted_item(pid) if record is None else state_item(pid, *record)
 
 
 class StateLogReplay:

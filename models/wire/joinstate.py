@@ -20,7 +20,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from driftline.models.wire.codec import LABEL, PREDICTION, array, encode
+from driftline.models.wire.codec import LABEL, PREDICTION, encode
 from driftline.models.wire.events import Label, Prediction
 from driftline.models.wire.internal import CHUNK_FORMAT, FORMAT, check_format
 
@@ -84,29 +84,40 @@ _legacy_chunk = msgspec.json.Decoder(list[tuple[str, StateRecord]])  # before ve
 _head = msgspec.json.Decoder(Head)
 
 
-def state_entry(pid: str, state: str, seen: float,
-                event: Prediction | Label | None = None) -> bytes:
-    """``[pid, record]`` of a delta or snapshot chunk."""
+def state_item(pid: str, state: str, seen: float,
+               event: Prediction | Label | None = None) -> list[Any]:
+    """``[pid, record]`` of a delta or snapshot chunk, to encode (many in one list:
+    :func:`~driftline.agents.join.arrays.filled`)."""
     record: dict[str, Any] = {"s": state, "t": seen}
     if event is not None:
         record["e"] = event
-    return encode([pid, record])
+    return [pid, record]
+
+
+def deleted_item(pid: str) -> list[Any]:
+    return [pid, None]
+
+
+def state_entry(pid: str, state: str, seen: float,
+                event: Prediction | Label | None = None) -> bytes:
+    """:func:`state_item`, encoded."""
+    return encode(state_item(pid, state, seen, event))
 
 
 def deleted_entry(pid: str) -> bytes:
-    return encode([pid, None])
+    return encode(deleted_item(pid))
 
 
-def delta_value(entries: list[bytes], checkpoint: int | None) -> bytes:
-    """A delta of encoded entries; the last delta of a batch carries the checkpoint (the
-    next offset of the partition's ``scored`` topic)."""
-    body = b'{"v":%d,"r":' % FORMAT + array(entries)
+def delta_value(entries: bytes, checkpoint: int | None) -> bytes:
+    """A delta of ``entries`` (a JSON array of them); the last delta of a batch carries the
+    checkpoint (the next offset of the partition's ``scored`` topic)."""
+    body = b'{"v":%d,"r":' % FORMAT + entries
     return body + (b"}" if checkpoint is None else b',"c":%d}' % checkpoint)
 
 
-def chunk_value(entries: list[bytes]) -> bytes:
-    """Chunk k of a snapshot: encoded entries of the whole state."""
-    return b'{"v":%d,"r":' % CHUNK_FORMAT + array(entries) + b"}"
+def chunk_value(entries: bytes) -> bytes:
+    """Chunk k of a snapshot: ``entries`` (a JSON array of them) of the whole state."""
+    return b'{"v":%d,"r":' % CHUNK_FORMAT + entries + b"}"
 
 
 FROZEN_PER_CHUNK = 12_000  # 16 bytes an id, base64: a chunk stays under ARRAY_BYTES
