@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from driftline.agents.join.state import PartitionJoin
 from driftline.models.wire import Label, Prediction, array
@@ -27,6 +32,54 @@ def test_every_arrival_order_gives_one_pair():
                 j.add_label(lab("a", 1.0), now=1)
         scored, _ = j.drain()
         assert [(s.prediction_id, s.error) for s in scored] == [("a", 2.0)], order
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("pl"), st.integers(0, 7), st.integers(0, 9)),
+                max_size=80),
+       st.lists(st.integers(1, 12), min_size=1, max_size=20))
+def test_batches_of_events_join_as_one_event_at_a_time_would(events, cuts):
+    """Any order of predictions, labels and their duplicates, cut into batches (several
+    copies of one id in one batch among them), done ids frozen after a few: the pairs,
+    the waiting maps and the counts are those of a plain model taking one event at a time
+    (first prediction and first label of an id win; a later copy of either is a duplicate)."""
+    import driftline.agents.join.dedupe as dedupe
+
+    waiting_p: dict[str, float] = {}
+    waiting_l: dict[str, float] = {}
+    done: set[str] = set()
+    expected_pairs, counts = [], Counter()
+    for side, k, value in events:
+        pid = f"id{k}"
+        mine, other = (waiting_p, waiting_l) if side == "p" else (waiting_l, waiting_p)
+        counts["predictions" if side == "p" else "labels"] += 1
+        if pid in done or pid in mine:
+            counts["duplicate_predictions" if side == "p" else "duplicate_labels"] += 1
+        elif pid in other:
+            y, truth = (value, other.pop(pid)) if side == "p" else (other.pop(pid), value)
+            expected_pairs.append((pid, float(y), float(truth)))
+            done.add(pid)
+            counts["scored"] += 1
+        else:
+            mine[pid] = float(value)
+    j = PartitionJoin(ttl=100, dedupe_window=100)
+    got, first = [], 0
+    saved, dedupe.FREEZE = dedupe.FREEZE, 2  # frozen generations early
+    try:
+        for n in itertools.cycle(cuts):
+            batch = events[first:first + n]
+            if not batch:
+                break
+            first += n
+            j.add_events([pred(f"id{k}", float(v)) if side == "p" else lab(f"id{k}", float(v))
+                          for side, k, v in batch], now=1)
+            got.extend((p.prediction_id, p.prediction, p.label) for p in j.drain()[0])
+    finally:
+        dedupe.FREEZE = saved
+    assert got == expected_pairs
+    assert {pid: e.prediction for pid, (e, _) in j.predictions.items()} == waiting_p
+    assert {pid: e.label for pid, (e, _) in j.labels.items()} == waiting_l
+    assert +j.stats == +counts
 
 
 def test_first_label_wins_when_labels_disagree():

@@ -101,55 +101,56 @@ class PartitionJoin:
 
     def add_events(self, events: list[Event], now: float,
                    hashes: np.ndarray | None = None) -> None:
-        """:meth:`add_label` or :meth:`add_prediction` of each event, in order, with one
-        search of the frozen done ids for the whole batch (they change only on drain;
-        ``hashes``: the events' ids hashed already, :func:`.dedupe.hashes`)."""
+        """Each event, in order: a duplicate of an id done or already waiting on its side is
+        counted and dropped; an event whose other side waits makes their pair; any other
+        waits. One search of the frozen done ids for the whole batch (they change only on
+        drain; ``hashes``: the events' ids hashed already, :func:`.dedupe.hashes`).
+
+        One loop with its maps in locals, the counts added once a batch: 2.24 µs a pair
+        in a call per event, ~1.5 here (bench/pair_floor.py's stream)."""
         frozen = self.done.frozen_many([ev.prediction_id for ev in events], hashes)
+        predictions, labels, records = self.predictions, self.labels, self._records
+        done, scored = self.done.recent, self._scored  # a pair's id: DoneIds.add
+        n_labels = duplicate_predictions = duplicate_labels = pairs = 0
         for i, ev in enumerate(events):
-            old = frozen is not None and frozen[i]
+            pid = ev.prediction_id
             if isinstance(ev, Label):
-                self._add_label(ev, now, old)
+                n_labels += 1
+                if (frozen is not None and frozen[i]) or pid in done or pid in labels:
+                    duplicate_labels += 1
+                    continue
+                waiting = predictions.pop(pid, None)
+                if waiting is None:
+                    labels[pid] = (ev, now)
+                    records[pid] = (PENDING_LABEL, now, ev)
+                    continue
+                prediction, label = waiting[0], ev
             else:
-                self._add_prediction(ev, now, old)
+                if (frozen is not None and frozen[i]) or pid in done or pid in predictions:
+                    duplicate_predictions += 1
+                    continue
+                waiting_label = labels.pop(pid, None)
+                if waiting_label is None:
+                    predictions[pid] = (ev, now)
+                    records[pid] = (PENDING_PREDICTION, now, ev)
+                    continue
+                prediction, label = ev, waiting_label[0]
+            done[pid] = now
+            records[pid] = (DONE, now, None)
+            scored.append(make_scored(prediction, label, now, now))
+            pairs += 1
+        stats = self.stats
+        for key, n in (("predictions", len(events) - n_labels), ("labels", n_labels),
+                       ("duplicate_predictions", duplicate_predictions),
+                       ("duplicate_labels", duplicate_labels), ("scored", pairs)):
+            if n:
+                stats[key] += n
 
     def add_prediction(self, event: Prediction, now: float) -> None:
-        self._add_prediction(event, now, event.prediction_id in self.done)
+        self.add_events([event], now)
 
     def add_label(self, event: Label, now: float) -> None:
-        self._add_label(event, now, event.prediction_id in self.done)
-
-    def _add_prediction(self, event: Prediction, now: float, done: bool) -> None:
-        pid = event.prediction_id
-        self.stats["predictions"] += 1
-        if done or pid in self.done.recent or pid in self.predictions:
-            self.stats["duplicate_predictions"] += 1
-            return
-        waiting = self.labels.pop(pid, None)
-        if waiting is None:
-            self.predictions[pid] = (event, now)
-            self._records[pid] = (PENDING_PREDICTION, now, event)
-        else:
-            self._score(event, waiting[0], now)
-
-    def _add_label(self, event: Label, now: float, done: bool) -> None:
-        pid = event.prediction_id
-        self.stats["labels"] += 1
-        if done or pid in self.done.recent or pid in self.labels:
-            self.stats["duplicate_labels"] += 1
-            return
-        waiting = self.predictions.pop(pid, None)
-        if waiting is None:
-            self.labels[pid] = (event, now)
-            self._records[pid] = (PENDING_LABEL, now, event)
-        else:
-            self._score(waiting[0], event, now)
-
-    def _score(self, prediction: Prediction, label: Label, now: float) -> None:
-        pid = prediction.prediction_id
-        self.done.add(pid, now)
-        self._records[pid] = (DONE, now, None)
-        self._scored.append(make_scored(prediction, label, now, now))
-        self.stats["scored"] += 1
+        self.add_events([event], now)
 
     @property
     def undrained(self) -> int:
