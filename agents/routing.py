@@ -41,13 +41,15 @@ class Written(NamedTuple):
     pairs: list[ScoredPair] | None   # a scored array's pairs, for columns
 
 
-async def send_in_order(send: SendFn, target: str, parts: dict[int, list[bytes]]) -> None:
-    """Elements to their monitor-input partitions as chunked JSON arrays, in order.
+async def send_in_order(send: SendFn, target: str, parts: dict[int, list[bytes]],
+                        alongside: Outbox | None = None) -> None:
+    """Elements to their monitor-input partitions as chunked JSON arrays, in order, and
+    the records of ``alongside`` with the first chunks (one round trip fewer).
 
     The monitor drops what is not newer than the last position it applied from a
     source, so a partition's chunks must land in order: a retried first chunk landing
     after the second would be lost. Chunk k+1 waits for chunk k's ack."""
-    rounds: list[Outbox] = []
+    rounds: list[Outbox] = [alongside] if alongside is not None else []
     for q, elements in parts.items():
         for k, run in enumerate(arrays(elements)):
             if k == len(rounds):

@@ -13,10 +13,10 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
    and each ``expired`` array as written, with the offset it got, and the batch's
    valid predictions (for data drift, as columns too) with the input position they
    came from (consecutive small messages in one element, with each event's offset;
-   :mod:`~driftline.agents.routing` builds them). It waits for those acks.
-4. Then it appends the batch's state records to the partition's ``join-state``
-   log as one *delta* message (more if large), whose last one carries the
-   checkpoint: the next ``scored`` offset. It waits for those acks.
+   :mod:`~driftline.agents.routing` builds them). With them go the batch's state
+   records, as *delta* messages to each partition's ``join-state`` log. It waits for
+   those acks (one round trip for both).
+4. Then a delta of no records that carries the checkpoint (the next ``scored`` offset).
 5. Only then does Faust acknowledge the batch and later commit its offsets.
 
 After a crash (or when a partition moves to another worker) the partition's
@@ -173,11 +173,14 @@ class Joiner:
         scored = self._queue_scored(out, drained)
         expirations = self._queue_expired(out, expired or {})
         offsets = await out.flush(self.send) if len(out) else []
-        # Step 3, before any checkpoint that vouches for these pairs.
-        await send_in_order(self.send, self.monitor_topic, written_elements(
-            scored + expirations, offsets, self.model_home, to_monitor))
         self._advance_checkpoints(scored, offsets)
-        await self._append_deltas(drained)
+        # Step 3, before any checkpoint that vouches for these pairs, with step 4's records
+        # but its checkpoints (a record before its checkpoint vouches for nothing: a rebuild
+        # reads scored from the checkpoint before, and finds these pairs there).
+        entries, checkpoints = self._deltas(drained)
+        await send_in_order(self.send, self.monitor_topic, written_elements(
+            scored + expirations, offsets, self.model_home, to_monitor), entries)
+        await checkpoints.flush(self.send)
         for p in drained:
             log_ = self.logs[p]
             if log_.since_snapshot >= max(SNAPSHOT_MIN_RECORDS, len(self.parts[p])):
@@ -240,10 +243,10 @@ class Joiner:
         for p, offset in last.items():
             self.parts[p].scored_next = offset + 1
 
-    async def _append_deltas(self, drained: dict[int, Drained]) -> None:
-        """Step 4: each partition's state records as a delta. Its last message carries the
-        checkpoint and goes out only once the others are acknowledged, so a checkpoint is
-        never on the log ahead of a done record it vouches for."""
+    def _deltas(self, drained: dict[int, Drained]) -> tuple[Outbox, Outbox]:
+        """Each partition's state records as deltas (step 3), and the delta of its
+        checkpoint (step 4), sent once they are acknowledged: a checkpoint is never on the
+        log ahead of a done record it vouches for (nor records after the next batch's)."""
         entries, checkpoints = Outbox(), Outbox()
         for p, (_, records) in drained.items():
             if not records:
@@ -252,8 +255,7 @@ class Joiner:
             for key, value in deltas:
                 entries.add(self.state_topic, key, value, p)
             checkpoints.add(self.state_topic, *last, p)
-        await entries.flush(self.send)
-        await checkpoints.flush(self.send)
+        return entries, checkpoints
 
     async def _snapshot(self, p: int, log_: StateLog) -> None:
         """The whole state of partition ``p`` as of its last delta, then the head that makes
