@@ -13,10 +13,11 @@ How "exactly one" holds without Kafka transactions (Tansu has none):
    and each ``expired`` array as written, with the offset it got, and the batch's
    valid predictions (for data drift, as columns too) with the input position they
    came from (consecutive small messages in one element, with each event's offset;
-   :mod:`~driftline.agents.routing` builds them). With them go the batch's state
-   records, as *delta* messages to each partition's ``join-state`` log. It waits for
-   those acks (one round trip for both).
-4. Then a delta of no records that carries the checkpoint (the next ``scored`` offset).
+   :mod:`~driftline.agents.routing` builds them).
+4. With them go the batch's state records, as a *delta* message (more if large) to
+   each partition's ``join-state`` log, whose last one carries the checkpoint: the
+   ``scored`` offset where the monitor-input of the batches before ended (acknowledged;
+   this batch's is not yet, so the next delta vouches for it). It waits for every ack.
 5. Only then does Faust acknowledge the batch and later commit its offsets.
 
 After a crash (or when a partition moves to another worker) the partition's
@@ -174,13 +175,12 @@ class Joiner:
         expirations = self._queue_expired(out, expired or {})
         offsets = await out.flush(self.send) if len(out) else []
         self._advance_checkpoints(scored, offsets)
-        # Step 3, before any checkpoint that vouches for these pairs, with step 4's records
-        # but its checkpoints (a record before its checkpoint vouches for nothing: a rebuild
-        # reads scored from the checkpoint before, and finds these pairs there).
-        entries, checkpoints = self._deltas(drained)
+        # Steps 3 and 4 together: the state records vouch only for the batches before
+        # (their checkpoint is where the last one's monitor-input ended).
         await send_in_order(self.send, self.monitor_topic, written_elements(
-            scored + expirations, offsets, self.model_home, to_monitor), entries)
-        await checkpoints.flush(self.send)
+            scored + expirations, offsets, self.model_home, to_monitor), self._deltas(drained))
+        for p in drained:
+            self.parts[p].vouched = self.parts[p].scored_next
         for p in drained:
             log_ = self.logs[p]
             if log_.since_snapshot >= max(SNAPSHOT_MIN_RECORDS, len(self.parts[p])):
@@ -243,19 +243,17 @@ class Joiner:
         for p, offset in last.items():
             self.parts[p].scored_next = offset + 1
 
-    def _deltas(self, drained: dict[int, Drained]) -> tuple[Outbox, Outbox]:
-        """Each partition's state records as deltas (step 3), and the delta of its
-        checkpoint (step 4), sent once they are acknowledged: a checkpoint is never on the
-        log ahead of a done record it vouches for (nor records after the next batch's)."""
-        entries, checkpoints = Outbox(), Outbox()
+    def _deltas(self, drained: dict[int, Drained]) -> Outbox:
+        """Step 4: each partition's state records as deltas, the last with its checkpoint:
+        where the monitor-input of the batches before ended, never past a pair the
+        monitor may not have (nor past a done record: those of the batches before are
+        acknowledged)."""
+        out = Outbox()
         for p, (_, records) in drained.items():
-            if not records:
-                continue
-            *deltas, last = self.logs[p].deltas(records, self.parts[p].scored_next)
-            for key, value in deltas:
-                entries.add(self.state_topic, key, value, p)
-            checkpoints.add(self.state_topic, *last, p)
-        return entries, checkpoints
+            if records:
+                for key, value in self.logs[p].deltas(records, self.parts[p].vouched):
+                    out.add(self.state_topic, key, value, p)
+        return out
 
     async def _snapshot(self, p: int, log_: StateLog) -> None:
         """The whole state of partition ``p`` as of its last delta, then the head that makes
@@ -265,7 +263,7 @@ class Joiner:
             return
         chunks = log_.snapshot(part)
         await self._write_state(p, chunks)
-        await self._write_state(p, [log_.head(seq, len(chunks), part.scored_next)])
+        await self._write_state(p, [log_.head(seq, len(chunks), part.vouched)])
         await self._write_state(p, [(key, None) for key in log_.replaced(seq)])
         log.debug("join partition %d: snapshot at delta %d, %d entries in %d chunks",
                   p, seq, len(part), len(chunks))
@@ -332,6 +330,7 @@ class Joiner:
                                             header(r, MODEL_HEADER), self.model_home).items():
                     elements[q].append(value)
         await send_in_order(self.send, self.monitor_topic, elements)
+        part.vouched = part.scored_next
         log.info("join partition %d recovered in %.2fs: %d state records, %d scored pairs "
                  "after the checkpoint; %d waiting predictions, %d waiting labels, %d done ids",
                  partition, time.monotonic() - started, n_state, n_scored,

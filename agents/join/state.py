@@ -89,8 +89,9 @@ class PartitionJoin:
         self.labels: dict[str, tuple[Label, float]] = {}
         self.done = DoneIds()
         self.stats: Counter[str] = Counter()
-        # Next offset of this partition of the scored topic; kept by the agent.
-        self.scored_next = 0
+        # Next offset of this partition of the scored topic, and the one before which every
+        # pair is on monitor-input (what a checkpoint may say); kept by the agent.
+        self.scored_next = self.vouched = 0
         self._scored: list[ScoredPair] = []
         self._records: dict[str, StateRecord] = {}
 

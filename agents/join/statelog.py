@@ -52,16 +52,15 @@ class StateLog:
     def deltas(self, records: dict[str, StateRecord],
                checkpoint: int) -> list[tuple[bytes, bytes]]:
         """The delta messages (key, value) of one drain's ``records``, numbered on from
-        the last, then one of no records that carries ``checkpoint``, the next ``scored``
-        offset: the agent sends the records with the batch's monitor-input and the
-        checkpoint once they are acknowledged."""
+        the last; the last one carries ``checkpoint``, a ``scored`` offset before which
+        every pair is on monitor-input."""
         self.since_snapshot += len(records)
+        runs = [run for _, _, run in filled([item(pid, r) for pid, r in records.items()])]
         messages = []
-        for _, _, run in filled([item(pid, r) for pid, r in records.items()]):
+        for k, run in enumerate(runs):
             self.seq += 1
-            messages.append((delta_key(self.seq), delta_value(run, None)))
-        self.seq += 1
-        messages.append((delta_key(self.seq), delta_value(b"[]", checkpoint)))
+            messages.append((delta_key(self.seq),
+                             delta_value(run, checkpoint if k == len(runs) - 1 else None)))
         return messages
 
     def snapshot(self, part: PartitionJoin) -> list[tuple[bytes, bytes]]:

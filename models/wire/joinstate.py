@@ -109,8 +109,8 @@ def deleted_entry(pid: str) -> bytes:
 
 
 def delta_value(entries: bytes, checkpoint: int | None) -> bytes:
-    """A delta of ``entries`` (a JSON array of them); the last delta of a batch (of no
-    entries) carries the checkpoint (the next offset of the partition's ``scored`` topic)."""
+    """A delta of ``entries`` (a JSON array of them); the last delta of a batch carries the
+    checkpoint (an offset of the partition's ``scored`` topic; see the join agent)."""
     body = b'{"v":%d,"r":' % FORMAT + entries
     return body + (b"}" if checkpoint is None else b',"c":%d}' % checkpoint)
 
