@@ -65,9 +65,12 @@ class EventKind(Generic[E]):
 
     def __init__(self, name: str, event_type: type[E],
                  check: Callable[[E], str | None] | None = None,
-                 checked: str | None = None) -> None:
+                 checked: str | None = None, strict: type[E] | None = None) -> None:
         self.name = name
         self.type = event_type
+        # ``strict``: the type with the model name's pattern, which ``event_type`` leaves to
+        # :meth:`_names_ok`; it names the errors and gives the schema.
+        self.strict = strict
         # What the schema alone cannot say (a prediction's probabilities sum to 1), run on
         # the events whose ``checked`` attribute is set (a C-level filter: ~10 ns an event
         # that has none); it may fix the event, else it says what is wrong.
@@ -90,12 +93,28 @@ class EventKind(Generic[E]):
             value = self._one_or_many.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return self._decode_slowly(raw, max_batch)
+        if not self._names_ok(value if isinstance(value, list) else [value]):
+            return self._decode_slowly(raw, max_batch)
         if isinstance(value, list):
             problem = _batch_problem(len(value), max_batch)
             if problem:
                 return [], [Rejection(*problem, raw)]
             return self._checked_events(value, raw, True)
         return self._checked_events([value], raw, False)
+
+    def _names_ok(self, events: list[E]) -> bool:
+        """Whether every event's model name fits :data:`~.events.MODEL_RE` (always, for a
+        kind without :attr:`strict`): each name of the batch checked once, and remembered."""
+        if self.strict is None:
+            return True
+        for name in {e.model for e in events}:  # type: ignore[attr-defined]
+            if name not in _GOOD_NAMES:
+                if not ev.MODEL_RE.fullmatch(name):
+                    return False
+                if len(_GOOD_NAMES) >= _GOOD_NAMES_MAX:
+                    _GOOD_NAMES.clear()
+                _GOOD_NAMES.add(name)
+        return True
 
     def _problems(self, events: list[E]) -> dict[int, str]:
         """The events :attr:`_check` refuses, by position (none without a check)."""
@@ -134,7 +153,7 @@ class EventKind(Generic[E]):
             events = self._many.decode(b"[" + b",".join(raws) + b"]")
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
-        if len(events) != len(raws) or self._problems(events):
+        if len(events) != len(raws) or not self._names_ok(events) or self._problems(events):
             return None
         return events
 
@@ -142,6 +161,8 @@ class EventKind(Generic[E]):
         """One event driftline wrote itself; raises :class:`SchemaError` if it is not."""
         try:
             event = self._one.decode(raw)
+            if not self._names_ok([event]):
+                raise msgspec.ValidationError("a model name")  # decode says which, below
             problem = self._problems([event]).get(0)
             if problem:
                 raise SchemaError(problem, path=self._field, kind="out_of_range")
@@ -164,12 +185,24 @@ class EventKind(Generic[E]):
             pass  # left as it is: convert names the field that is wrong
         try:
             event = msgspec.convert(obj, self.type)
+            if not self._names_ok([event]):
+                raise msgspec.ValidationError("a model name")
         except msgspec.ValidationError as exc:
-            raise explain(exc, obj, self.name).under(path) from None
+            raise explain(self._first_error(obj, exc), obj, self.name).under(path) from None
         problem = self._problems([event]).get(0)
         if problem:
             raise SchemaError(problem, path=self._field, kind="out_of_range").under(path)
         return event
+
+    def _first_error(self, obj: Any, exc: msgspec.ValidationError) -> msgspec.ValidationError:
+        """The first error of ``obj`` as :attr:`strict` has it (the model name's pattern in
+        its place among the fields), else ``exc``."""
+        if self.strict is not None:
+            try:
+                msgspec.convert(obj, self.strict)
+            except msgspec.ValidationError as strict:
+                return strict
+        return exc
 
     def validate_many(self, obj: Any) -> list[E]:
         """A single event or a list of them; raise on the first bad element."""
@@ -205,7 +238,8 @@ class EventKind(Generic[E]):
         return f"EventKind({self.name!r}, {self.type.__name__})"
 
 
-PREDICTION = EventKind("prediction", ev.Prediction, ev.renormalise, "probabilities")
+PREDICTION = EventKind("prediction", ev.Prediction, ev.renormalise, "probabilities",
+                       strict=ev.StrictPrediction)
 LABEL = EventKind("label", ev.Label)
 SCORED_PAIR = EventKind("scored pair", ev.ScoredPair)
 ALERT = EventKind("alert", ev.Alert)
@@ -226,6 +260,8 @@ def _batch_problem(n: int, max_batch: int) -> tuple[str, str] | None:
     return None
 
 
+_GOOD_NAMES: set[str] = set()  # model names seen to fit MODEL_RE
+_GOOD_NAMES_MAX = 10_000
 _INVALID = object()
 
 

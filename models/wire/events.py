@@ -42,6 +42,9 @@ MODEL_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 Number = Annotated[float, Meta(ge=-MAX_FLOAT, le=MAX_FLOAT)]
 Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]
 ModelName = Annotated[str, Meta(pattern=MODEL_PATTERN)]
+# A prediction's model as msgspec decodes it: its characters are the codec's to check, once
+# a batch for each name (:class:`StrictPrediction`).
+ModelText = Annotated[str, Meta(min_length=1, max_length=128)]
 Version = Annotated[int, Meta(ge=1, le=MAX_INT)]
 Timestamp = Annotated[float, Meta(ge=0, le=MAX_EPOCH_SECONDS)]
 Text = Annotated[str, Meta(max_length=MAX_TEXT_CHARS)]
@@ -100,7 +103,7 @@ def renormalise(prediction: Prediction) -> str | None:
 
 class Prediction(Event):
     prediction_id: Id
-    model: ModelName
+    model: ModelText  # a ModelName: the codec checks its characters (StrictPrediction)
     prediction: Outcome
     version: Version | None = None
     # null is read as no features (the join normalises it to {}).
@@ -109,6 +112,15 @@ class Prediction(Event):
     segment: Segment | UnsetType = UNSET   # the cohort, e.g. a country
     probabilities: Probabilities | UnsetType = UNSET  # a multiclass model's, by class
                                                       # (renormalised: renormalise())
+
+
+class StrictPrediction(Prediction):
+    """A :class:`Prediction` whose model name msgspec checks against its pattern, as the
+    schema says and as errors name it. The codec decodes into :class:`Prediction` and
+    checks each batch's names once each (``PREDICTION``): msgspec calls the regex for
+    every event, ~0.6 µs, a third of a prediction's decode."""
+
+    model: ModelName
 
 
 class Label(Event):

@@ -47,9 +47,9 @@ def schema(name: str) -> dict[str, Any]:
     """The standalone JSON Schema of one event (``"prediction"``, ``"scored-pair"``, ...);
     a :class:`KeyError` names the known ones."""
     kind = _kind(name)
-    (ref,), components = msgspec.json.schema_components([kind.type],
-                                                        ref_template="#/$defs/{name}")
-    main = components.pop(kind.type.__name__)
+    typ = kind.strict or kind.type  # with the model name's pattern
+    (ref,), components = msgspec.json.schema_components([typ], ref_template="#/$defs/{name}")
+    main = {**components.pop(typ.__name__), "title": kind.type.__name__}
     out: dict[str, Any] = {"$schema": DIALECT, "$id": f"{ID_BASE}{name}.json", **main,
                            "description": _description(kind)}
     if components:  # the nested Structs it refers to, e.g. an alert's attribution
