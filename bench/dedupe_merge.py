@@ -17,7 +17,7 @@ Each row gives the steps of the first --at ids and of all of them: how many; the
 and p99 in wall time, then in this thread's CPU time (what the step itself costs, not
 counting other processes that took the core meanwhile); the longest CPU time of a step
 that froze no ids (merging only); the wall seconds in all; and the most generations a
-lookup searched. A step that freezes hashes 16,384 ids (~10 ms) whichever the merge.
+lookup searched. A step that freezes hashes 16,384 ids (~4 ms) whichever the merge.
 The garbage collector is off while steps are timed (the worker freezes its heap, issue 27).
 
 Then the join's expiry sweep (every DRIFTLINE_EXPIRY_INTERVAL, 5 s), over the after run's

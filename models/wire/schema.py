@@ -49,7 +49,10 @@ def schema(name: str) -> dict[str, Any]:
     kind = _kind(name)
     typ = kind.strict or kind.type  # with the model name's pattern
     (ref,), components = msgspec.json.schema_components([typ], ref_template="#/$defs/{name}")
-    main = {**components.pop(typ.__name__), "title": kind.type.__name__}
+    main = components.pop(typ.__name__)
+    if kind.strict is not None:  # the twin's own name and docstring are not the event's
+        main = {k: v for k, v in main.items() if k != "description"}
+        main["title"] = kind.type.__name__
     out: dict[str, Any] = {"$schema": DIALECT, "$id": f"{ID_BASE}{name}.json", **main,
                            "description": _description(kind)}
     if components:  # the nested Structs it refers to, e.g. an alert's attribution
