@@ -42,8 +42,8 @@ def _install() -> None:
 
     add_events = PartitionJoin.add_events
 
-    def failing_add_events(self, events, now):
-        add_events(self, events, now)  # the state changes first, then the bug
+    def failing_add_events(self, events, now, *args):
+        add_events(self, events, now, *args)  # the state changes first, then the bug
         if any(MARK.decode() in ev.prediction_id for ev in events):
             raise ValueError("injected failure in PartitionJoin.add_events")
 
