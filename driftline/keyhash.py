@@ -10,8 +10,8 @@ Two hashes of each key come out of the same pass over its bytes:
   it never changes: ``tests/test_keyhash.py`` holds vectors of the reference C code.
 
 A batch's ids mostly share one length, so each length is one matrix of bytes and each
-hash a few numpy operations on its columns: ~0.05 µs a key where blake2b, key by key,
-took ~0.5 (issue 37).
+hash a few numpy operations on its columns: 0.11 µs a key for both hashes, where blake2b
+alone, key by key, took 0.41 and the partitions alone 0.17 (issue 37).
 
 >>> homes, ids = key_hashes([b"a", b"b", b"a"], 8)
 >>> homes, int(ids[0]) == int(ids[2]) == id_hash(b"a")
@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from aiokafka.partitioner import murmur2
+
+from driftline.kafka import partition_for
 
 _M, _SEED = np.uint32(0x5BD1E995), 0x9747B28C      # murmur2, as Kafka's clients
 M64, R64, SEED64 = 0xC6A4A7935BD1E995, 47, 0       # MurmurHash64A
@@ -72,7 +73,7 @@ def key_hashes(keys: Sequence[bytes], partitions: int | None
                 for i, key in zip(at, group):
                     ids[i] = id_hash(key)
                     if partitions:
-                        homes[i] = int(murmur2(key) & 0x7FFFFFFF) % partitions
+                        homes[i] = partition_for(key, partitions)
                 continue
             data = np.frombuffer(b"".join(group), np.uint8).reshape(len(group), length)
             where = slice(None) if index is None else index

@@ -42,7 +42,7 @@ def test_done_ids_behave_as_a_dict_of_id_to_seen_across_freezes_merges_and_expir
                 done.add(pid, t)
                 model[pid] = t
         elif op < 0.75:
-            done.discard(pid)
+            done.discard_many([pid])
             model.pop(pid, None)
         elif op < 0.76:
             cutoff = t - 300
@@ -188,7 +188,7 @@ def test_a_snapshot_of_blake2b_hashes_still_dedupes_until_its_ids_age_out():
         assert done.seen("old-7") == 10.0 and done.seen("new-5") == 20.0
     part.add_events([Prediction("old-7", "m", 1.0), Label("new-5", 0.0)], now=30.0)
     assert part.stats["duplicate_predictions"] == 1 and part.stats["duplicate_labels"] == 1
-    part.done.discard("old-8")
+    part.done.discard_many(["old-8"])
     assert "old-8" not in part.done and len(part.done) == 3_000 - 1 + 2_000
     assert part.expire(now=115.0).forgotten == 2_999  # the old ones' window ends first
     assert part.done.generations == 1 and "old-9" not in part.done and "new-9" in part.done
@@ -287,7 +287,7 @@ def test_lookups_discards_and_expiry_stay_exact_while_merges_are_in_progress(mon
             done.add(pid, t)
             model[pid] = t
         elif 0.6 <= op < 0.8:
-            done.discard(pid)
+            done.discard_many([pid])
             model.pop(pid, None)
         elif op > 0.995:
             cutoff = t - 400

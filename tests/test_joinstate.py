@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftline.agents.join.state import PartitionJoin
-from driftline.models.wire import Label, Prediction, array
-from driftline.models.wire.joinstate import decode_delta, deleted_entry, delta_value, state_entry
+from driftline.models.wire import Label, Prediction, array, encode
+from driftline.models.wire.joinstate import decode_delta, deleted_item, delta_value, state_item
 
 
 def pred(pid, value=1.0, model="m"):
@@ -125,10 +125,10 @@ def test_replaying_state_records_rebuilds_the_same_state():
             live.expire(now=t)
         log.extend(live.drain()[1].items())
     # Through the wire format of join-state deltas, as the agent writes and reads them.
-    entries = [deleted_entry(pid) if r is None else state_entry(pid, *r) for pid, r in log]
+    entries = [encode(deleted_item(pid) if r is None else state_item(pid, *r)) for pid, r in log]
     replayed = PartitionJoin(ttl=50, dedupe_window=200)
     for pid, record in decode_delta(delta_value(array(entries), 7)).r:
-        replayed.restore(pid, None if record is None else record.as_tuple())
+        replayed.restore_many([(pid, None if record is None else record.as_tuple())])
     assert replayed.predictions == live.predictions
     assert replayed.labels == live.labels
     assert list(replayed.done.recent.items()) == list(live.done.recent.items())  # same order
@@ -146,7 +146,7 @@ def test_replaying_state_records_rebuilds_the_same_state():
     assert len(deltas) > 2 and all(len(value) <= ARRAY_BYTES + 20 for _, value in deltas)
     assert [decode_delta(v).c for _, v in deltas] == [None] * (len(deltas) - 1) + [7]
     entries = b",".join(value[len(b'{"v":1,"r":['):value.rindex(b"]")] for _, value in deltas)
-    assert entries == b",".join(deleted_entry(pid) if r is None else state_entry(pid, *r)
+    assert entries == b",".join(encode(deleted_item(pid) if r is None else state_item(pid, *r))
                                 for pid, r in records.items())
 
 
@@ -170,7 +170,7 @@ def test_internal_records_carry_their_format_and_old_ones_still_read():
     from driftline.models.wire.internal import FormatError, decode_elements
     from driftline.models.wire.joinstate import chunk_value, decode_chunk, decode_head, head_value
 
-    entry = state_entry("a", "p", 1.0, pred("a"))
+    entry = encode(state_item("a", "p", 1.0, pred("a")))
     assert delta_value(array([entry]), 3).startswith(b'{"v":1,')
     # Snapshot chunks are format 3 (they may hold frozen done ids, and say their hash);
     # the rest is format 1.

@@ -30,7 +30,7 @@ merged, and written back as they are (``k`` of :class:`~driftline.models.wire.jo
 (True, False, 2, 2.0)
 >>> done.frozen_many(["c", "b"])
 [False, True]
->>> done.discard("a"); done.expire(cutoff=5.0), len(done)
+>>> done.discard_many(["a"]); done.expire(cutoff=5.0), len(done)
 (([], 1), 0)
 """
 
@@ -133,9 +133,6 @@ class DoneIds:
     def add(self, pid: str, seen: float) -> None:
         """Remember ``pid`` (not already remembered: the join checks first)."""
         self.recent[pid] = seen
-
-    def discard(self, pid: str) -> None:
-        self.discard_many([pid])
 
     def discard_many(self, pids: list[str]) -> None:
         """Forget each id, wherever it is remembered, the frozen ones hashed and searched

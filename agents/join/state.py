@@ -226,13 +226,10 @@ class PartitionJoin:
 
     # --- recovery ----------------------------------------------------------------
 
-    def restore(self, pid: str, record: StateRecord) -> None:
-        """Apply one state record read back from the changelog (last one wins)."""
-        self.restore_many([(pid, record)])
-
     def restore_many(self, records: list[tuple[str, StateRecord]]) -> None:
-        """:meth:`restore` of each record (of distinct ids, as a delta's or a snapshot
-        chunk's are), the done ids they replace forgotten at once."""
+        """Apply state records read back from the changelog (the last one of an id wins; of
+        distinct ids within a call, as a delta's or a snapshot chunk's are), the done ids
+        they replace forgotten at once."""
         self.done.discard_many([pid for pid, _ in records])
         for pid, record in records:
             self._restore(pid, record)
@@ -254,8 +251,9 @@ class PartitionJoin:
 
     def records(self) -> Iterator[tuple[str, StateRecord]]:
         """The whole state as (pid, state record) pairs, each map in arrival order, but for
-        the frozen done ids (:meth:`DoneIds.frozen`): replaying both through :meth:`restore`
-        and :meth:`DoneIds.add_frozen` into an empty join rebuilds this one."""
+        the frozen done ids (:meth:`DoneIds.frozen`): replaying both through
+        :meth:`restore_many` and :meth:`DoneIds.add_frozen` into an empty join rebuilds
+        this one."""
         for pid, (prediction, seen) in self.predictions.items():
             yield pid, (PENDING_PREDICTION, seen, prediction)
         for pid, (label, seen) in self.labels.items():

@@ -98,16 +98,6 @@ def deleted_item(pid: str) -> list[Any]:
     return [pid, None]
 
 
-def state_entry(pid: str, state: str, seen: float,
-                event: Prediction | Label | None = None) -> bytes:
-    """:func:`state_item`, encoded."""
-    return encode(state_item(pid, state, seen, event))
-
-
-def deleted_entry(pid: str) -> bytes:
-    return encode(deleted_item(pid))
-
-
 def delta_value(entries: bytes, checkpoint: int | None) -> bytes:
     """A delta of ``entries`` (a JSON array of them); the last delta of a batch carries the
     checkpoint (an offset of the partition's ``scored`` topic; see the join agent)."""
